@@ -1,0 +1,80 @@
+/*
+ * nd.c — the shared basics declared in nd.h: error values and the context object.
+ */
+#include "nd.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <uv.h>
+
+int nd_err_set(nd_err *err, int code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        err->code = code;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        /* Keep the message on one line whatever the caller passed. */
+        for (char *p = err->msg; *p; p++) {
+            if (*p == '\n' || *p == '\r')
+                *p = ' ';
+        }
+    }
+    return code;
+}
+
+void nd_err_clear(nd_err *err)
+{
+    if (err) {
+        err->code = 0;
+        err->msg[0] = '\0';
+    }
+}
+
+const char *nd_err_name(int code)
+{
+    if (code >= 0)
+        return "OK";
+    const char *n = uv_err_name(code);
+    if (n && strncmp(n, "Unknown system error", 20) != 0)
+        return n;
+    switch (-code) {
+    case EBADMSG: return "EBADMSG";
+    case EPROTO: return "EPROTO";
+    case ENODATA: return "ENODATA";
+    case EOVERFLOW: return "EOVERFLOW";
+    case ENOTSUP: return "ENOTSUP";
+    case EDQUOT: return "EDQUOT";
+    default: return "EUNKNOWN";
+    }
+}
+
+const char *nd_err_str(int code)
+{
+    if (code >= 0)
+        return "success";
+    return strerror(-code);
+}
+
+int nd_ctx_init(nd_ctx *ctx, struct uv_loop_s *loop)
+{
+    memset(ctx, 0, sizeof *ctx);
+    ctx->loop = loop;
+    snprintf(ctx->nitro_cli, sizeof ctx->nitro_cli, "%s", "nitro-cli");
+    return 0;
+}
+
+int nd_ctx_path(const nd_ctx *ctx, const char *host_path, char *out, size_t outsz)
+{
+    const char *root = (ctx && ctx->root[0] && strcmp(ctx->root, "/") != 0) ? ctx->root : "";
+    size_t rl = strlen(root);
+    while (rl > 0 && root[rl - 1] == '/')
+        rl--;
+    int n = snprintf(out, outsz, "%.*s%s%s", (int)rl, root,
+                     (rl && host_path[0] != '/') ? "/" : "", host_path);
+    if (n < 0 || (size_t)n >= outsz)
+        return -ENAMETOOLONG;
+    return 0;
+}
