@@ -1,0 +1,92 @@
+/*
+ * main.c — the nitrodiag program. It creates the host (host.c), then hands the command line to the Lua side
+ * (lua/nd/cli.lua), which parses options, finds the runbook and runs it in a coroutine that this file drives on
+ * the shared loop. When invoked under another name (the simulated host's `nitro-cli`, `systemctl`, … are links to
+ * this binary) it runs that stand-in instead: see nd.sim.main.
+ */
+#include "host.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <libgen.h>
+
+static int traceback(lua_State *L)
+{
+    luaL_traceback(L, L, lua_tostring(L, 1), 1);
+    return 1;
+}
+
+/* Runs module.main(progname, args...) in a coroutine and drives the loop until it returns an exit status. */
+static int run_lua_main(ndl_host *h, const char *module, const char *progname, int argc, char **argv)
+{
+    lua_State *L = h->L;
+    lua_State *co = lua_newthread(L);
+    int co_idx = lua_gettop(L);
+    lua_pushcfunction(co, traceback);
+    lua_getglobal(co, "require");
+    lua_pushstring(co, module);
+    int rc = lua_pcall(co, 1, 1, 1);
+    if (rc != LUA_OK) {
+        fprintf(stderr, "nitrodiag: cannot load %s: %s\n", module, lua_tostring(co, -1));
+        return 3;
+    }
+    lua_getfield(co, -1, "main");
+    lua_remove(co, -2);
+    lua_remove(co, 1);
+    lua_pushstring(co, progname);
+    lua_createtable(co, argc, 0);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(co, argv[i]);
+        lua_rawseti(co, -2, i + 1);
+    }
+    int nres = 0;
+    h->loop_depth++;
+    rc = lua_resume(co, L, 2, &nres);
+    h->loop_depth--;
+    if (rc == LUA_YIELD) {
+        lua_pop(co, nres);
+        if (ndl_host_run(h, co) == -EDEADLK) {
+            fprintf(stderr, "nitrodiag: internal error: the command waits for something that cannot happen\n");
+            return 3;
+        }
+        rc = lua_status(co);
+        nres = lua_gettop(co);
+    }
+    int status = 3;
+    if (rc == LUA_OK) {
+        if (nres > 0 && lua_isinteger(co, -nres))
+            status = (int)lua_tointeger(co, -nres);
+        else
+            status = 0;
+    } else {
+        luaL_traceback(L, co, lua_tostring(co, -1), 0);
+        fprintf(stderr, "nitrodiag: %s\n", lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    lua_settop(L, co_idx - 1);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    ndl_host host;
+    int rc = ndl_host_init(&host);
+    if (rc < 0) {
+        fprintf(stderr, "nitrodiag: cannot start: %s\n", nd_err_str(rc));
+        return 3;
+    }
+    char *name_copy = strdup(argv[0] ? argv[0] : "nitrodiag");
+    const char *prog = basename(name_copy);
+    int status;
+    if (strncmp(prog, "nitrodiag", 9) == 0 || !ndl_module_exists("nd.sim.main"))
+        status = run_lua_main(&host, "nd.cli", "nitrodiag", argc - 1, argv + 1);
+    else
+        status = run_lua_main(&host, "nd.sim.main", prog, argc - 1, argv + 1);
+    free(name_copy);
+    fflush(stdout);
+    ndl_host_close(&host);
+    return status;
+}
