@@ -171,7 +171,7 @@ function M.activate(name, opts)
     return nil, "simulated host (" .. sc.name .. "): " .. tostring(ok and r2 or r1)
   end
   local self = setmetatable({ root = root, bin = root .. "/bin", scenario = sc.name, description = sc.description,
-    path = sc.path, keep = opts.keep, saved = {} }, Sim)
+    scenario_path = sc.path, keep = opts.keep, saved = {} }, Sim)
   local function set(k, v)
     if self.saved[k] == nil then self.saved[k] = { value = os.getenv(k) } end
     host.setenv(k, v)
