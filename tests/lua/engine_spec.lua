@@ -54,6 +54,8 @@ describe("run deadline", function()
     eq(res.steps[1].outcome, "timeout")
     eq(res.steps[2].outcome, "skipped")
     eq(res.steps[3].outcome, "skipped")
+    eq(res.steps[4].outcome, "ok", "an always step runs after the deadline")
+    eq(res.steps[4].message, "cleaned up")
   end)
 end)
 
