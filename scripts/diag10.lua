@@ -307,7 +307,9 @@ return {
           if a.build then
             s:progress("docker build " .. tag)
             local argv = { "docker", "build", "--build-arg", "MODE=" .. mode, "-t", tag, "-f", ctxdir .. "/Dockerfile", ctxdir }
-            local r, err = proc.run{ table.unpack(argv), timeout = 90 }
+            argv.timeout = 90
+            local r, err = proc.run(argv)
+            argv.timeout = nil
             if s.bundle then
               s.bundle:add_string("build_" .. mode .. ".docker.log", "$ " .. table.concat(argv, " ") .. "\n" ..
                 (r and (r.stdout .. r.stderr .. "\nexit " .. r.exit_code) or tostring(err)) .. "\n")
@@ -477,7 +479,7 @@ return {
         b:add_glob("/var/log/nitro_enclaves/err*.log", { prefix = "" })
         local list = {}
         for _, e in ipairs(b:entries()) do
-          if e.name and e.name:match("^err.*%.log$") then list[#list + 1] = e.source or e.name end
+          if e.status == "ok" and e.name and e.name:match("err[^/]*%.log$") then list[#list + 1] = e.source or e.name end
         end
         b:add_string("err_logs.list", table.concat(list, "\n") .. "\n")
         b:add_file("nitro_enclaves.log.tail", "/var/log/nitro_enclaves/nitro_enclaves.log", { tail_lines = 250 })
