@@ -71,41 +71,11 @@ local function error_finding(s, record, context)
   return true
 end
 
--- What a console log says about the enclave's life.
+-- What a console log says about the enclave's life (nd.console), as findings of this step.
 local function analyse_console(s, name, console, inspect)
-  local text = table.concat(console, "\n")
-  local has_init = text:find("[init] starting", 1, true) ~= nil
-  local rebooted = text:find("reboot: Restarting system", 1, true) ~= nil
-  local panicked = text:find("Kernel panic", 1, true) ~= nil
-  if rebooted and not has_init then
-    local ev = { "console: reboot: Restarting system (no [init] line before it)" }
-    if inspect then
-      ev[#ev + 1] = "docker inspect: Entrypoint=" .. json.encode(inspect.Entrypoint or json.null) ..
-                    " Cmd=" .. json.encode(inspect.Cmd or json.null)
-    end
-    s:finding{ code = "ENCLAVE_REBOOT_NO_INIT", severity = "fail",
-      message = string.format("%s: the enclave rebooted at once without running the image's command", name),
-      evidence = ev,
-      remediation = "Nitro runs only CMD when an image has one (ENTRYPOINT is then ignored), and a `/bin/sh -c` " ..
-        "command fails in an image without a shell: remove CMD, use an exec-form ENTRYPOINT [\"/init\"] and pass the " ..
-        "mode through ENV (see `nitrodiag image-lint <Dockerfile>`)" }
-    return "rebooted"
-  end
-  if panicked then
-    s:finding{ code = "ENCLAVE_PANIC", severity = "fail",
-      message = name .. ": the enclave kernel panicked" ..
-        (text:find("Could not open /env", 1, true) and " after `Could not open /env file` (too little memory to unpack the image)" or ""),
-      evidence = { short(text:match("[^\n]*Kernel panic[^\n]*")) },
-      remediation = "give the enclave more memory (memory=…); check the EIF size with `nitrodiag eif <file>`" }
-    return "panic"
-  end
-  if not has_init and #console > 0 and name ~= "hello" then
-    s:finding{ code = "ENCLAVE_NO_INIT", severity = "warn", message = name .. ": no `[init] starting` line in the console",
-      evidence = { short(console[#console]) }, remediation = "check the image's ENTRYPOINT is /init" }
-    return "no-init"
-  end
-  if #console == 0 then return "silent" end
-  return "ok"
+  local res = require("nd.console").analyse(console, { name = name, inspect = inspect, expect_init = name ~= "hello" })
+  for _, f in ipairs(res.findings) do s:finding(f) end
+  return res.verdict
 end
 
 -- Runs one EIF with an attached console for run_seconds; pings it over vsock when asked. Returns a run summary.
