@@ -154,7 +154,7 @@ return {
         if s.data.verified then s:skip("not needed: the change was verified") end
         if not s.data.stopped then s:skip("nothing was changed") end
         if s.data.backup then
-          local old, err = fs.read(host.path(s.data.backup))
+          local old, err = fs.read(s.data.backup)   -- a real path (already under the root)
           if not old then s:fail("cannot read the backup " .. s.data.backup .. ": " .. err) return end
           local ok, werr = fs.write_atomic(host.path(allocator.PATH), old)
           if not ok then s:fail("cannot restore " .. allocator.PATH .. ": " .. werr) return end
