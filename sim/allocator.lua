@@ -135,7 +135,10 @@ function M.pool(h, cfg)
 end
 
 local function running(st)
-  for _, e in ipairs(st.enclaves) do if e.state == "RUNNING" then return true end end
+  local now = os.time()
+  for _, e in ipairs(st.enclaves) do
+    if not (e.plan and e.plan.stops_after and now >= e.started + e.plan.stops_after + 1) then return true end
+  end
   return false
 end
 
@@ -155,7 +158,7 @@ function M.write_sys(root, st)
   local pages = st.allocator.memory_mib // 2
   fs.write(root .. "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", pages .. "\n")
   local used = 0
-  for _, e in ipairs(st.enclaves) do if e.state == "RUNNING" then used = used + e.memory_mib end end
+  for _, e in ipairs(st.enclaves) do used = used + e.memory_mib end
   fs.write(root .. "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", math.max(0, (st.allocator.memory_mib - used) // 2) .. "\n")
   fs.write(root .. "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages", "0\n")
 end

@@ -242,7 +242,7 @@ end
 
 -- Drops enclaves whose plan says they stopped by themselves (rebooted); logs the hang-up like the real process.
 local function reap(ctx, st)
-  local now = uv.gettimeofday()
+  local now = util.time()
   local keep = {}
   for _, e in ipairs(st.enclaves) do
     if e.plan and e.plan.stops_after and now >= e.started + e.plan.stops_after then
@@ -295,7 +295,7 @@ local function start_enclave(ctx, st, p)
   local slot = new_slot()
   local e = { id = st.host.instance_id .. "-enc" .. slot, slot = slot, name = p.name, pid = state.pid(st),
     cid = p.cid, cpus = p.cpus, memory_mib = p.memory_mib, debug = p.debug, eif = p.eif, pcrs = p.pcrs or {},
-    started = uv.gettimeofday() }
+    started = util.time() }
   e.plan = b:boot{ image = p.image, cmdline = p.cmdline, memory_mib = p.memory_mib, debug = p.debug, cid = p.cid }
   st.enclaves[#st.enclaves + 1] = e
   fs.write(ctx.root .. "/var/run/nitro_enclaves/" .. slot .. ".sock", "")
@@ -335,10 +335,10 @@ end
 -- is terminated (state), or timeout seconds pass. Returns 0.
 local function stream_console(ctx, e, timeout)
   local printed, next_every = 0, nil
-  local t0 = uv.gettimeofday()
+  local t0 = util.time()
   local plan = e.plan or { lines = {} }
   while true do
-    local now = uv.gettimeofday()
+    local now = util.time()
     local age = now - e.started
     while printed < #plan.lines and plan.lines[printed + 1].t <= age do
       printed = printed + 1

@@ -83,6 +83,12 @@ function M.now()
   return sec, usec * 1000 + M._seq
 end
 
+-- time() -> wall-clock seconds as a float (microsecond resolution)
+function M.time()
+  local sec, usec = uv.gettimeofday()
+  return sec + usec / 1e6
+end
+
 -- rfc3339(sec, ns) -> "2021-06-18T21:46:43.249503129+00:00" (chrono's to_rfc3339: 0, 3, 6 or 9 digits)
 function M.rfc3339(sec, ns)
   local base = os.date("!%Y-%m-%dT%H:%M:%S", sec)
