@@ -115,16 +115,6 @@ function M.append(path, data)
   return true
 end
 
--- lines(path) -> array of lines (empty when the file is missing)
-function M.lines(path)
-  local text = fs.read(path)
-  local out = {}
-  if not text then return out end
-  for line in text:gmatch("([^\n]*)\n?") do out[#out + 1] = line end
-  if out[#out] == "" then out[#out] = nil end
-  return out
-end
-
 -- sleep(seconds) without a task: stand-ins are plain processes, blocking is fine there
 function M.sleep(s)
   uv.sleep(math.floor(s * 1000 + 0.5))
