@@ -335,8 +335,8 @@ end
 
 -- ---- console ------------------------------------------------------------------------------------------------------
 
--- Streams the console of e to ctx's stdout from its start: past lines at once, then live until the enclave stops,
--- is terminated (state), or timeout seconds pass. Returns 0.
+-- Streams the console of e to ctx's stdout from its start: past lines at once, then live until the enclave stops
+-- by itself ("stopped"), is terminated (state), or timeout seconds pass (0).
 local function stream_console(ctx, e, timeout)
   local printed, next_every = 0, nil
   local t0 = util.time()
@@ -357,7 +357,7 @@ local function stream_console(ctx, e, timeout)
       end
     end
     ctx.out:flush()
-    if plan.stops_after and age >= plan.stops_after and printed >= #plan.lines then return 0 end
+    if plan.stops_after and age >= plan.stops_after and printed >= #plan.lines then return "stopped" end
     if timeout and now - t0 >= timeout then return 0 end
     -- still there? (terminated from another process)
     local st = state.load(ctx.root)
@@ -375,7 +375,14 @@ local function console_connect(ctx, e, timeout, action)
       file = "src/utils.rs", line = 95 }
   end
   ctx:stdout("Successfully connected to the console.")
-  return stream_console(ctx, e, timeout)
+  if stream_console(ctx, e, timeout) == "stopped" then
+    -- the enclave rebooted: its VM is torn down under the open vsock connection, the read fails (ECONNRESET)
+    return ctx:fail{ code = "E45", action = action or "Enclave Console",
+      subactions = { "Failed to connect to enclave console", "Connect to enclave console",
+        "Failed to read data from the console: Sys(ECONNRESET)" },
+      file = "src/utils.rs", line = 152 }
+  end
+  return 0
 end
 
 -- ---- subcommands --------------------------------------------------------------------------------------------------

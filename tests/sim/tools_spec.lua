@@ -112,7 +112,7 @@ ENTRYPOINT ["/init"]
     eq(H.run({ "nitro-cli", "build-enclave", "--docker-uri", "broken", "--output-file", dir .. "/b.eif", env = env }).exit_code, 0)
     local r = H.run({ "nitro-cli", "run-enclave", "--cpu-count", "2", "--memory", "1024", "--debug-mode", "--attach-console",
       "--eif-path", dir .. "/b.eif" })
-    eq(r.exit_code, 0, r.stderr)
+    eq(r.exit_code, 45, r.stderr)
     match(r.stdout, "reboot: Restarting system\n$")
     falsy(r.stdout:find("[init]", 1, true))
   end)
