@@ -604,6 +604,7 @@ function run_enclave(ctx, args)
     while names[name] do n = n + 1 name = base .. "_" .. n end
     e = start_enclave(ctx, st, { name = name, cid = cid, cpus = cpus, memory_mib = alloc_mib, debug = debug,
       eif = eif_arg, pcrs = info.pcrs, image = image, cmdline = info.cmdline })
+    require("nd.sim.allocator").write_sys(ctx.root, st)
     local slot_id = string.format("enc-%s:%d", e.slot, e.pid)
     ctx:stderr(string.format("Started enclave with enclave-cid: %d, memory: %d MiB, cpu-ids: [%s]", cid, alloc_mib,
       table.concat(cpus, ", ")))
@@ -687,6 +688,7 @@ function terminate_enclave(ctx, args)
     local keep = {}
     for _, e in ipairs(st.enclaves) do if not gone[e.id] then keep[#keep + 1] = e end end
     st.enclaves = keep
+    require("nd.sim.allocator").write_sys(ctx.root, st)
     if o.all then ctx:stdout(util.json(out)) else ctx:stdout(util.json(out[1])) end
     return 0
   end)
@@ -836,8 +838,9 @@ function M.main(args, out, err)
     ctx:stderr(string.format("error: The subcommand '%s' wasn't recognized\n\nUSAGE:\n    nitro-cli [SUBCOMMAND]\n\nFor more information try --help", sub))
     return 1
   end
-  if not state.load(root) then
-    ctx:stderr("nitro-cli (nitrodiag simulator): no simulated host at " .. root)
+  local ok, lerr = state.load(root)
+  if not ok then
+    ctx:stderr("nitro-cli (nitrodiag simulator): " .. tostring(lerr))
     return 1
   end
   return fn(ctx, { table.unpack(args, 2) })
