@@ -22,6 +22,10 @@ local NE = require "nd.nitro_errors"
 
 local M = {}
 
+-- defined below
+local read_eif, write_eif, image_of, eif_image
+local run_enclave, describe_enclaves, terminate_enclave, console, describe_eif, explain, build_enclave
+
 local LOG_DIR = "/var/log/nitro_enclaves"
 
 -- ---- output context ------------------------------------------------------------------------------------------
@@ -110,7 +114,7 @@ end
 
 -- Reads the image configuration and PCRs of an EIF: { pcrs = {PCR0…}, image = cfg, cmdline = s, name, version }.
 -- Unknown or unreadable EIFs give empty measurements and no image (the enclave then runs silently).
-function M.read_eif(path)
+function read_eif(path)
   local lib = eif_lib()
   local info = { pcrs = {}, image = nil }
   if not lib or not path then return info end
@@ -133,7 +137,7 @@ local function bootstrap_blob() return ("init nsm.ko (simulated bootstrap ramdis
 
 -- Writes an EIF for the image `tag` (config cfg) at path with nd.eif.write; returns the measurements table or
 -- nil, err. pad_mib > 0 extends the file (sparse) to that many MiB (a large image without the disk cost).
-function M.write_eif(path, tag, cfg, pad_mib)
+function write_eif(path, tag, cfg, pad_mib)
   local lib = eif_lib()
   if not lib or not lib.write then return nil, "the EIF writer (nd.eif) is not built into this nitrodiag" end
   local name, version = tostring(tag):match("^(.-):([^:/]+)$")
@@ -158,15 +162,15 @@ function M.write_eif(path, tag, cfg, pad_mib)
       uv.fs_close(fd)
     end
   end
-  local info = M.read_eif(path)
+  local info = read_eif(path)
   return info.pcrs
 end
 
 -- The image an enclave runs: the EIF's Docker configuration (Entrypoint, Cmd, Env) completed with the simulator
 -- keys (Shell, App, Console, Exits) of the same image in the simulated Docker store.
-function M.image_of(st, info, path)
+function image_of(st, info, path)
   local img = info.image
-  if not img then return M.eif_image(st, path) end
+  if not img then return eif_image(st, path) end
   local known = info.tag and st.images[info.tag]
   if not known and info.name then known = st.images[info.name .. ":" .. (info.version or "latest")] end
   local out = { Entrypoint = img.Entrypoint, Cmd = img.Cmd, Env = img.Env }
@@ -177,7 +181,7 @@ function M.image_of(st, info, path)
 end
 
 -- The image of a scenario EIF written without nd.eif (looked up by real path), or nil.
-function M.eif_image(st, path)
+function eif_image(st, path)
   local real = path and uv.fs_realpath(path)
   local tag = real and st.eif_images and st.eif_images[real]
   return tag and st.images[tag] or nil
@@ -188,7 +192,7 @@ function M.make_eif(root, st, e)
   local cfg = st.images[e.image]
   if not cfg then return nil, "eif " .. tostring(e.path) .. ": unknown image " .. tostring(e.image) end
   fs.mkdir_p(fs.dirname(root .. e.path))
-  local pcrs, err = M.write_eif(root .. e.path, e.image, cfg, e.size_mib)
+  local pcrs, err = write_eif(root .. e.path, e.image, cfg, e.size_mib)
   if not pcrs then
     -- without the EIF writer the file still exists with the right size (run-enclave's memory rules need it)
     local fd = uv.fs_open(root .. e.path, "w", tonumber("644", 8))
@@ -321,8 +325,8 @@ function M.preload_enclave(root, st, s)
     if #cpus < (s.cpu_count or 2) and not u[c] then cpus[#cpus + 1] = c end
   end
   local eif = s.eif and (root .. s.eif)
-  local info = eif and M.read_eif(eif) or { pcrs = {} }
-  local image = M.image_of(st, info, eif) or (s.image and st.images[s.image])
+  local info = eif and read_eif(eif) or { pcrs = {} }
+  local image = image_of(st, info, eif) or (s.image and st.images[s.image])
   local e = start_enclave(ctx, st, { name = s.name or "stale", cid = s.cid or next_cid(st), cpus = cpus,
     memory_mib = s.memory or 1024, debug = s.debug == true, eif = s.eif, pcrs = info.pcrs, image = image or {} })
   e.started = e.started - (s.age or 86400)
@@ -331,8 +335,8 @@ end
 
 -- ---- console ------------------------------------------------------------------------------------------------------
 
--- Streams the console of e to ctx's stdout from its start: past lines at once, then live until the enclave stops,
--- is terminated (state), or timeout seconds pass. Returns 0.
+-- Streams the console of e to ctx's stdout from its start: past lines at once, then live until the enclave stops
+-- by itself ("stopped"), is terminated (state), or timeout seconds pass (0).
 local function stream_console(ctx, e, timeout)
   local printed, next_every = 0, nil
   local t0 = util.time()
@@ -353,7 +357,7 @@ local function stream_console(ctx, e, timeout)
       end
     end
     ctx.out:flush()
-    if plan.stops_after and age >= plan.stops_after and printed >= #plan.lines then return 0 end
+    if plan.stops_after and age >= plan.stops_after and printed >= #plan.lines then return "stopped" end
     if timeout and now - t0 >= timeout then return 0 end
     -- still there? (terminated from another process)
     local st = state.load(ctx.root)
@@ -371,7 +375,14 @@ local function console_connect(ctx, e, timeout, action)
       file = "src/utils.rs", line = 95 }
   end
   ctx:stdout("Successfully connected to the console.")
-  return stream_console(ctx, e, timeout)
+  if stream_console(ctx, e, timeout) == "stopped" then
+    -- the enclave rebooted: its VM is torn down under the open vsock connection, the read fails (ECONNRESET)
+    return ctx:fail{ code = "E45", action = action or "Enclave Console",
+      subactions = { "Failed to connect to enclave console", "Connect to enclave console",
+        "Failed to read data from the console: Sys(ECONNRESET)" },
+      file = "src/utils.rs", line = 152 }
+  end
+  return 0
 end
 
 -- ---- subcommands --------------------------------------------------------------------------------------------------
@@ -404,7 +415,7 @@ local function file_size(p)
   return st and st.size
 end
 
-function M.run_enclave(ctx, args)
+function run_enclave(ctx, args)
   local o, _, bad = parse_args(args, RUN_SPEC)
   if not o then return usage(ctx, "run-enclave", bad) end
   if o.config then
@@ -583,8 +594,8 @@ function M.run_enclave(ctx, args)
       end
     end
     cid = cid or next_cid(st)
-    local info = M.read_eif(eif)
-    local image = M.image_of(st, info, eif) or {}
+    local info = read_eif(eif)
+    local image = image_of(st, info, eif) or {}
     -- the enclave name: --enclave-name, else the EIF file name without .eif; duplicates get _1, _2 …
     local base = o["enclave-name"] or eif_arg:match("([^/]*)$"):gsub("%.eif$", "")
     local name, n = base, 0
@@ -593,6 +604,7 @@ function M.run_enclave(ctx, args)
     while names[name] do n = n + 1 name = base .. "_" .. n end
     e = start_enclave(ctx, st, { name = name, cid = cid, cpus = cpus, memory_mib = alloc_mib, debug = debug,
       eif = eif_arg, pcrs = info.pcrs, image = image, cmdline = info.cmdline })
+    require("nd.sim.allocator").write_sys(ctx.root, st)
     local slot_id = string.format("enc-%s:%d", e.slot, e.pid)
     ctx:stderr(string.format("Started enclave with enclave-cid: %d, memory: %d MiB, cpu-ids: [%s]", cid, alloc_mib,
       table.concat(cpus, ", ")))
@@ -617,7 +629,7 @@ local function with_state(ctx, fn)
   end)
 end
 
-function M.describe_enclaves(ctx, args)
+function describe_enclaves(ctx, args)
   local o, _, bad = parse_args(args, { metadata = "flag" })
   if not o then return usage(ctx, "describe-enclaves", bad) end
   return with_state(ctx, function(st)
@@ -637,7 +649,7 @@ local function unknown_enclave(ctx, id, action)
     file = "src/enclave_proc_comm.rs", line = 121 }
 end
 
-function M.terminate_enclave(ctx, args)
+function terminate_enclave(ctx, args)
   local o, _, bad = parse_args(args, { ["enclave-id"] = "value", ["enclave-name"] = "value", all = "flag" })
   if not o then return usage(ctx, "terminate-enclave", bad) end
   return with_state(ctx, function(st)
@@ -676,12 +688,13 @@ function M.terminate_enclave(ctx, args)
     local keep = {}
     for _, e in ipairs(st.enclaves) do if not gone[e.id] then keep[#keep + 1] = e end end
     st.enclaves = keep
+    require("nd.sim.allocator").write_sys(ctx.root, st)
     if o.all then ctx:stdout(util.json(out)) else ctx:stdout(util.json(out[1])) end
     return 0
   end)
 end
 
-function M.console(ctx, args)
+function console(ctx, args)
   local o, _, bad = parse_args(args, { ["enclave-id"] = "value", ["enclave-name"] = "value", ["disconnect-timeout"] = "value" })
   if not o then return usage(ctx, "console", bad) end
   local e = with_state(ctx, function(st)
@@ -700,7 +713,7 @@ function M.console(ctx, args)
   return console_connect(ctx, e, timeout, "Enclave Console")
 end
 
-function M.describe_eif(ctx, args)
+function describe_eif(ctx, args)
   local o, _, bad = parse_args(args, { ["eif-path"] = "value" })
   if not o or not o["eif-path"] then return usage(ctx, "describe-eif", bad or "") end
   local path = resolve(ctx, o["eif-path"])
@@ -715,7 +728,7 @@ function M.describe_eif(ctx, args)
   return 0
 end
 
-function M.explain(ctx, args)
+function explain(ctx, args)
   local o, _, bad = parse_args(args, { ["error-code"] = "value" })
   if not o or not o["error-code"] then return usage(ctx, "explain", bad or "") end
   local code = o["error-code"]
@@ -724,7 +737,7 @@ function M.explain(ctx, args)
   return 0
 end
 
-function M.build_enclave(ctx, args)
+function build_enclave(ctx, args)
   local o, _, bad = parse_args(args, { ["docker-uri"] = "value", ["docker-dir"] = "value", ["output-file"] = "value",
     ["signing-certificate"] = "value", ["private-key"] = "value", name = "value", version = "value", metadata = "value" })
   if not o then return usage(ctx, "build-enclave", bad) end
@@ -763,7 +776,7 @@ function M.build_enclave(ctx, args)
       "Failed to build EIF from docker", "Failed to pull docker image: PullError" }, file = "src/lib.rs", line = 139 }
   end
   ctx:stderr("Using the locally available Docker image...")
-  local pcrs, err = M.write_eif(out, tag, cfg)
+  local pcrs, err = write_eif(out, tag, cfg)
   if not pcrs then
     return ctx:fail{ code = "E48", action = "Build Enclave", subactions = { "Failed to build enclave",
       "Failed to build EIF from docker", "Failed to create EIF image: " .. tostring(err) }, file = "src/lib.rs", line = 147 }
@@ -796,9 +809,9 @@ SUBCOMMANDS:
     terminate-enclave    Terminates an enclave]]
 
 local SUBS = {
-  ["run-enclave"] = M.run_enclave, ["describe-enclaves"] = M.describe_enclaves,
-  ["terminate-enclave"] = M.terminate_enclave, ["console"] = M.console, ["describe-eif"] = M.describe_eif,
-  ["explain"] = M.explain, ["build-enclave"] = M.build_enclave,
+  ["run-enclave"] = run_enclave, ["describe-enclaves"] = describe_enclaves,
+  ["terminate-enclave"] = terminate_enclave, ["console"] = console, ["describe-eif"] = describe_eif,
+  ["explain"] = explain, ["build-enclave"] = build_enclave,
 }
 
 -- main(args [, out, err]) -> exit status
@@ -825,8 +838,9 @@ function M.main(args, out, err)
     ctx:stderr(string.format("error: The subcommand '%s' wasn't recognized\n\nUSAGE:\n    nitro-cli [SUBCOMMAND]\n\nFor more information try --help", sub))
     return 1
   end
-  if not state.load(root) then
-    ctx:stderr("nitro-cli (nitrodiag simulator): no simulated host at " .. root)
+  local ok, lerr = state.load(root)
+  if not ok then
+    ctx:stderr("nitro-cli (nitrodiag simulator): " .. tostring(lerr))
     return 1
   end
   return fn(ctx, { table.unpack(args, 2) })
