@@ -177,7 +177,7 @@ local function convert(a, raw)
     return nil, string.format("argument %s must be true or false, got %q", a.name, raw)
   end
   if a.type == "list" then
-    local out = {}
+    local out = json.array({})
     for item in raw:gmatch("[^,]+") do out[#out + 1] = item:match("^%s*(.-)%s*$") end
     return out
   end
@@ -373,7 +373,7 @@ function M.execute(def, args, opts)
   if def.collect then
     local okb, bmod = pcall(require, "nd.bundle")
     if okb and bmod then
-      local b, err = bmod.open{ out_dir = opts.out_dir or ".", runbook = def.name, host = result.host }
+      local b, err = bmod.open{ out_dir = opts.out or ".", runbook = def.name, host = result.host }
       if b then bundle = b else result.bundle_error = tostring(err) end
     else
       result.bundle_error = "bundle support is not available in this build"
