@@ -126,10 +126,19 @@ local function run_one(s, name, eif, opts)
       table.concat(stderr_lines, "\n"),
       string.format("%s_rc=%s", name, tostring(record.exit_code)) }, "\n") .. "\n")
   end
-  if not info and code ~= "ETIMEDOUT" and record.errors and record.errors.root then
+  -- The console says what happened to the enclave; a nitro-cli error after it (E45: the console closed because the
+  -- enclave went away) is then a consequence, not the cause.
+  run.verdict = analyse_console(s, name, console, opts.inspect)
+  local root = not info and code ~= "ETIMEDOUT" and record.errors and record.errors.root
+  if root and run.verdict ~= "ok" and run.verdict ~= "silent" and (root.code == "E45" or root.code == "E36") then
+    s:finding{ code = root.code, severity = "info",
+      message = string.format("%s: nitro-cli then ended with %s (%s): a consequence of the enclave going away",
+        name, root.code, root.title or ""), evidence = { root.headline } }
+    run.failed = run.verdict
+  elseif root then
     error_finding(s, record, "running " .. name)
-    run.failed = record.errors.root.code
-  elseif not info and code ~= "ETIMEDOUT" and not (record.timed_out) then
+    run.failed = root.code
+  elseif not info and code ~= "ETIMEDOUT" and not record.timed_out then
     run.failed = code or "error"
     s:finding{ code = "RUN_FAILED", severity = "fail", message = name .. ": run-enclave failed: " .. short(err),
                evidence = stderr_lines }
@@ -405,8 +414,7 @@ return {
         for _, p in ipairs(plan) do
           local run = run_one(s, p.name, p.eif, p)
           s.data.runs[#s.data.runs + 1] = run
-          local verdict = run.failed and "failed" or analyse_console(s, p.name, run.console, p.inspect)
-          run.verdict = verdict
+          local verdict = run.failed and "failed" or run.verdict
           if p.ping then
             if run.ping and run.ping.reply == "pong" then
               s:log(string.format("%s: vsock ping CID %s port %d: pong in %.1f ms", p.name, tostring(run.cid), VSOCK_PORT, run.ping.rtt_ms))
@@ -434,7 +442,7 @@ return {
         end
         nitro.terminate{ all = true, timeout = 30 }
         local run = run_one(s, "hello", a.hello_eif, {})
-        if run.failed then return end
+        if run.failed or run.verdict ~= "ok" and run.verdict ~= "silent" then return end
         if #run.console == 0 then
           s:finding{ code = "HELLO_SILENT", severity = "warn", message = "the hello enclave printed nothing on its console" }
         else
