@@ -39,36 +39,11 @@ local function short(text, n)
   return first
 end
 
--- A finding for the root cause of a nitro-cli failure, with the numbers from its text.
+-- A finding for the root cause of a nitro-cli failure, with the numbers from its text (nd.diagnose).
 local function error_finding(s, record, context)
-  local parsed = record and record.errors
-  local root = parsed and parsed.root
-  if not root then return false end
-  local kb = errors.get(root.code) or {}
-  local evidence = { root.headline }
-  for _, d in ipairs(root.details or {}) do evidence[#evidence + 1] = d end
-  if root.err_log_path then evidence[#evidence + 1] = "error log: " .. root.err_log_path end
-  for _, b in ipairs(parsed.blocks or {}) do
-    if b ~= root then evidence[#evidence + 1] = "then " .. b.code .. (b.secondary and " (secondary: a consequence, not the cause)" or "") end
-  end
-  local f = root.facts or {}
-  local message, remediation
-  if root.code == "E26" and f.min_memory_mib then
-    message = string.format("E26 %s: --memory %s MiB is too little for this EIF; it needs at least %d MiB (4 × the EIF size)",
-      context, tostring(f.memory_mib or "?"), f.min_memory_mib)
-    remediation = string.format("run with memory=%d or more (and make sure allocator.yaml memory_mib ≥ %d, then restart %s)",
-      f.min_memory_mib, f.min_memory_mib, ALLOCATOR_UNIT)
-  elseif root.code == "E27" then
-    message = string.format("E27 %s: --memory %s MiB is more than the hugepage memory the allocator reserved",
-      context, tostring(f.memory_mib or "?"))
-    remediation = string.format("raise memory_mib in %s to ≥ %s and restart the allocator: nitrodiag allocator memory_mib=%s",
-      allocator.PATH, tostring(f.memory_mib or "the requested memory"), tostring(f.memory_mib or "N"))
-  else
-    message = string.format("%s %s: %s", root.code, context, root.title or kb.title or "nitro-cli error")
-    remediation = kb.remediation and table.concat(kb.remediation, "; ") or nil
-  end
-  s:finding{ code = root.code, severity = "fail", message = message, evidence = evidence, remediation = remediation }
-  return true
+  local f = require("nd.diagnose").nitro_error(record and record.errors, context)
+  if f then s:finding(f) end
+  return f ~= nil
 end
 
 -- What a console log says about the enclave's life (nd.console), as findings of this step.
