@@ -350,17 +350,17 @@ return {
               problems = problems + 1
               local msg, fix
               if issue.code == "E26" then
-                msg = string.format("E26 predicted for %s: the EIF is %.0f MiB, so run-enclave needs --memory ≥ %d; memory=%d is too little",
+                msg = string.format("predicted for %s: the EIF is %.0f MiB, so run-enclave needs --memory ≥ %d; memory=%d is too little",
                   t.eif, res.eif_size / 1048576, res.min_memory_mib, a.memory)
                 fix = string.format("run with memory=%d or more (the 4× rule), and keep allocator.yaml memory_mib ≥ %d",
                   res.min_memory_mib, res.min_memory_mib)
               elseif issue.code == "E27" then
-                msg = string.format("E27 predicted for %s: memory=%d MiB is more than the %s MiB the allocator reserved",
+                msg = string.format("predicted for %s: memory=%d MiB is more than the %s MiB the allocator reserved",
                   t.eif, a.memory, tostring(issue.limit))
                 fix = string.format("raise memory_mib in %s to ≥ %d and restart %s (nitrodiag allocator memory_mib=%d)",
                   allocator.PATH, a.memory, ALLOCATOR_UNIT, a.memory)
               else
-                msg = issue.code .. " predicted for " .. t.eif .. ": " .. tostring(issue.message)
+                msg = "predicted for " .. t.eif .. ": " .. tostring(issue.message)
                 fix = table.concat((errors.get(issue.code) or {}).remediation or {}, "; ")
               end
               s:finding{ code = issue.code, severity = "fail", message = msg, evidence = { issue.headline or issue.message },

@@ -24,25 +24,25 @@ function M.nitro_error(parsed, context)
     end
   end
   local f = root.facts or {}
-  local where = context and (" " .. context) or ""
+  local where = context and (context .. ": ") or ""
   local message, remediation
   if root.code == "E26" and f.min_memory_mib then
-    message = string.format("E26%s: --memory %s MiB is too little for this EIF; it needs at least %d MiB (4 × the EIF size)",
+    message = string.format("%s--memory %s MiB is too little for this EIF; it needs at least %d MiB (4 × the EIF size)",
       where, tostring(f.memory_mib or "?"), f.min_memory_mib)
     remediation = string.format("run with memory=%d or more (and keep allocator.yaml memory_mib ≥ %d, then restart %s)",
       f.min_memory_mib, f.min_memory_mib, M.ALLOCATOR_UNIT)
   elseif root.code == "E27" then
-    message = string.format("E27%s: --memory %s MiB is more than the hugepage memory the allocator reserved",
+    message = string.format("%s--memory %s MiB is more than the hugepage memory the allocator reserved",
       where, tostring(f.memory_mib or "?"))
     remediation = string.format("raise memory_mib in %s to ≥ %s and restart the allocator: nitrodiag allocator memory_mib=%s",
       M.ALLOCATOR_YAML, tostring(f.memory_mib or "the requested memory"), tostring(f.memory_mib or "N"))
   elseif root.code == "E19" and f.file then
-    message = string.format("E19%s: %s of '%s' failed", where, tostring(f.operation or "an operation"), f.file)
+    message = string.format("%s%s of '%s' failed", where, tostring(f.operation or "an operation"), f.file)
     remediation = f.file == "/dev/nitro_enclaves" and
       "load the driver (modprobe nitro_enclaves) and put the user in group ne (usermod -aG ne USER)" or
       (kb.remediation and table.concat(kb.remediation, "; ") or nil)
   else
-    message = string.format("%s%s: %s", root.code, where, root.title or kb.title or "nitro-cli error")
+    message = string.format("%s%s", where, root.title or kb.title or "nitro-cli error")
     remediation = kb.remediation and table.concat(kb.remediation, "; ") or nil
   end
   return { code = root.code, severity = "fail", message = message, evidence = evidence, remediation = remediation }
