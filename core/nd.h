@@ -57,6 +57,8 @@ typedef struct nd_ctx {
     char root[4096];         /* --root: host files are read under this prefix; "" means "/" */
     char nitro_cli[4096];    /* path or name of nitro-cli; default "nitro-cli" (found on PATH) */
     int verbosity;           /* -1 quiet, 0 normal, 1+ verbose */
+    struct nd_proc *procs;   /* commands started by nd_proc_start and not yet released (owned by the runner) */
+    int live_procs;
 } nd_ctx;
 
 /* Initialises ctx with defaults around an existing loop (not owned). Returns 0. */

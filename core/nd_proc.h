@@ -74,6 +74,10 @@ void nd_proc_cancel(nd_proc *proc);
 /* Releases proc. Safe at any time: a command still running is killed (whole group) and on_done is NOT called. */
 void nd_proc_free(nd_proc *proc);
 
+/* Kills (SIGKILL, whole group) every command of ctx still running: for shutdown. Returns how many were signalled.
+ * Their completion still arrives through the loop; ctx->live_procs reaches 0 once all are reaped and released. */
+int nd_proc_kill_all(nd_ctx *ctx);
+
 /* Runs a command to completion on a private loop (usable from any thread that is not inside a loop callback).
  * Returns 0 and fills *res (free with nd_proc_result_free), or a negative code for bad options. */
 int nd_proc_run(const nd_proc_opts *opts, nd_proc_result *res, nd_err *err);

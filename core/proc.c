@@ -40,6 +40,7 @@ typedef struct out_pipe {
 
 struct nd_proc {
     nd_ctx *ctx;
+    nd_proc *next, *prev;  /* in ctx->procs while not released */
     uv_loop_t *loop;
     uv_process_t process;
     uv_pipe_t in;
@@ -115,8 +116,25 @@ static void ring_finish(ring *r, nd_proc_stream *s)
 
 /* ---- completion --------------------------------------------------------------------------------------------- */
 
+static void proc_unlink(nd_proc *p)
+{
+    nd_ctx *ctx = p->ctx;
+    if (!ctx)
+        return;
+    if (p->prev)
+        p->prev->next = p->next;
+    else if (ctx->procs == p)
+        ctx->procs = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    p->next = p->prev = NULL;
+    ctx->live_procs--;
+    p->ctx = NULL;
+}
+
 static void proc_release(nd_proc *p)
 {
+    proc_unlink(p);
     free(p->out.line);
     free(p->err.line);
     free(p->out.tail.buf);
@@ -322,6 +340,11 @@ int nd_proc_start(nd_ctx *ctx, const nd_proc_opts *opts, nd_proc_done_cb on_done
         return nd_err_set(err, -ENOMEM, "process runner: out of memory");
     p->ctx = ctx;
     p->loop = ctx->loop;
+    p->next = ctx->procs;
+    if (ctx->procs)
+        ctx->procs->prev = p;
+    ctx->procs = p;
+    ctx->live_procs++;
     p->on_done = on_done;
     p->ud = ud;
     p->on_line = opts->on_line;
@@ -446,6 +469,18 @@ void nd_proc_free(nd_proc *proc)
         return;
     }
     maybe_finish(proc, true);
+}
+
+int nd_proc_kill_all(nd_ctx *ctx)
+{
+    int n = 0;
+    for (nd_proc *p = ctx->procs; p; p = p->next) {
+        if (!p->exited && p->res.pid > 0) {
+            kill(-p->res.pid, SIGKILL);
+            n++;
+        }
+    }
+    return n;
 }
 
 static void sync_done(nd_proc *proc, void *ud)

@@ -9,6 +9,7 @@
  * once. Errors in callbacks are reported with a traceback; nothing here ever calls exit().
  */
 #include "host.h"
+#include "nd_proc.h"
 
 #include <luv/luv.h>
 #include <lua-cjson.h>
@@ -150,6 +151,8 @@ void ndl_wait_done(ndl_wait *w)
     w->done = 1;
     if (!w->yielded || !w->co)
         return;
+    if (ndl_host_of(w->co)->shutting_down)
+        return; /* no Lua code runs once the host is closing */
     lua_State *co = w->co;
     int ref = w->co_ref;
     w->co = NULL;
@@ -445,8 +448,31 @@ int ndl_host_run(ndl_host *h, lua_State *co)
     return 0;
 }
 
+static void on_shutdown_tick(uv_timer_t *t)
+{
+    (void)t; /* only wakes the loop up so the bound below is checked */
+}
+
 void ndl_host_close(ndl_host *h)
 {
+    /* First make sure no command outlives us: kill every running one and let the loop reap them (bounded), while
+     * the Lua state is still alive for any callback that fires meanwhile. */
+    h->shutting_down = 1;
+    if (h->L)
+        lua_gc(h->L, LUA_GCCOLLECT);
+    nd_proc_kill_all(&h->ctx);
+    if (h->ctx.live_procs > 0) {
+        uv_timer_t tick;
+        uv_timer_init(&h->loop, &tick);
+        uv_timer_start(&tick, on_shutdown_tick, 50, 50);
+        uint64_t t0 = uv_now(&h->loop);
+        while (h->ctx.live_procs > 0 && uv_now(&h->loop) - t0 < 3000) {
+            nd_proc_kill_all(&h->ctx);
+            uv_run(&h->loop, UV_RUN_ONCE);
+        }
+        uv_close((uv_handle_t *)&tick, NULL);
+        uv_run(&h->loop, UV_RUN_NOWAIT);
+    }
     /* lua_close runs every __gc: running commands are killed (whole process group), sockets closed. The loop is NOT
      * run afterwards: luv's close callbacks would touch the freed state. This is only called at process exit, where
      * the kernel reaps what is left. */

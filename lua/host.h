@@ -13,6 +13,7 @@ typedef struct ndl_host {
     lua_State *L;
     int loop_depth;              /* > 0 while the loop runs (inside callbacks no one may run it again) */
     volatile int interrupted;    /* set by SIGINT in the REPL */
+    int shutting_down;           /* ndl_host_close started: no more resumes */
 } ndl_host;
 
 int ndl_host_init(ndl_host *h);

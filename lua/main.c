@@ -12,29 +12,21 @@
 #include <signal.h>
 #include <libgen.h>
 
-static int traceback(lua_State *L)
-{
-    luaL_traceback(L, L, lua_tostring(L, 1), 1);
-    return 1;
-}
-
 /* Runs module.main(progname, args...) in a coroutine and drives the loop until it returns an exit status. */
 static int run_lua_main(ndl_host *h, const char *module, const char *progname, int argc, char **argv)
 {
     lua_State *L = h->L;
     lua_State *co = lua_newthread(L);
     int co_idx = lua_gettop(L);
-    lua_pushcfunction(co, traceback);
-    lua_getglobal(co, "require");
-    lua_pushstring(co, module);
-    int rc = lua_pcall(co, 1, 1, 1);
-    if (rc != LUA_OK) {
-        fprintf(stderr, "nitrodiag: cannot load %s: %s\n", module, lua_tostring(co, -1));
+    /* The coroutine may finish inside a loop callback that discards its return values, so the status travels
+     * through a global instead. */
+    static const char boot[] = "local mod, prog, args = ...\n"
+                               "ND_EXIT_STATUS = require(mod).main(prog, args)\n";
+    if (luaL_loadbufferx(co, boot, sizeof boot - 1, "=boot", "t") != LUA_OK) {
+        fprintf(stderr, "nitrodiag: %s\n", lua_tostring(co, -1));
         return 3;
     }
-    lua_getfield(co, -1, "main");
-    lua_remove(co, -2);
-    lua_remove(co, 1);
+    lua_pushstring(co, module);
     lua_pushstring(co, progname);
     lua_createtable(co, argc, 0);
     for (int i = 0; i < argc; i++) {
@@ -43,7 +35,7 @@ static int run_lua_main(ndl_host *h, const char *module, const char *progname, i
     }
     int nres = 0;
     h->loop_depth++;
-    rc = lua_resume(co, L, 2, &nres);
+    int rc = lua_resume(co, L, 3, &nres);
     h->loop_depth--;
     if (rc == LUA_YIELD) {
         lua_pop(co, nres);
@@ -56,10 +48,9 @@ static int run_lua_main(ndl_host *h, const char *module, const char *progname, i
     }
     int status = 3;
     if (rc == LUA_OK) {
-        if (nres > 0 && lua_isinteger(co, -nres))
-            status = (int)lua_tointeger(co, -nres);
-        else
-            status = 0;
+        lua_getglobal(L, "ND_EXIT_STATUS");
+        status = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 0;
+        lua_pop(L, 1);
     } else {
         luaL_traceback(L, co, lua_tostring(co, -1), 0);
         fprintf(stderr, "nitrodiag: %s\n", lua_tostring(L, -1));

@@ -1,0 +1,732 @@
+/*
+ * eif.c — reading, validating, measuring and writing Enclave Image Format files (see nd_eif.h for the format).
+ *
+ * The reader streams the file (EIFs are hundreds of MiB): it validates the header and the section table, then walks
+ * the sections in file order, checking each section header against the table, feeding the CRC32 (zlib) and the
+ * SHA-384 contexts (OpenSSL EVP) as it goes. Every structural problem is reported with its file offset. The writer
+ * builds the same layout nitro-cli's builder does and is used by the tests and by the simulator's build-enclave.
+ */
+#include "nd_eif.h"
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <zlib.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MIB (1024ULL * 1024ULL)
+#define META_CAP (16u * 1024u * 1024u)  /* metadata/cmdline/signature sections kept in memory up to this size */
+
+static const char *const section_names[] = {"invalid", "kernel", "cmdline", "ramdisk", "signature", "metadata"};
+
+const char *nd_eif_section_name(unsigned type)
+{
+    return type < sizeof section_names / sizeof section_names[0] ? section_names[type] : "unknown";
+}
+
+uint64_t nd_eif_min_memory_mib(uint64_t size)
+{
+    return (size / MIB + (size % MIB ? 1 : 0)) * 4;
+}
+
+static uint16_t be16(const unsigned char *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static uint32_t be32(const unsigned char *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static uint64_t be64(const unsigned char *p) { return ((uint64_t)be32(p) << 32) | be32(p + 4); }
+static void put16(unsigned char *p, uint16_t v) { p[0] = (unsigned char)(v >> 8); p[1] = (unsigned char)v; }
+static void put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (24 - 8 * i));
+}
+static void put64(unsigned char *p, uint64_t v)
+{
+    put32(p, (uint32_t)(v >> 32));
+    put32(p + 4, (uint32_t)v);
+}
+
+void nd_eif_info_free(nd_eif_info *info)
+{
+    if (!info)
+        return;
+    free(info->metadata);
+    free(info->cmdline);
+    info->metadata = info->cmdline = NULL;
+}
+
+/* ---- measurements --------------------------------------------------------------------------------------------- */
+
+typedef struct measure {
+    EVP_MD_CTX *pcr[3];
+} measure;
+
+static int measure_init(measure *m)
+{
+    memset(m, 0, sizeof *m);
+    for (int i = 0; i < 3; i++) {
+        m->pcr[i] = EVP_MD_CTX_new();
+        if (!m->pcr[i] || EVP_DigestInit_ex(m->pcr[i], EVP_sha384(), NULL) != 1)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+static void measure_free(measure *m)
+{
+    for (int i = 0; i < 3; i++)
+        EVP_MD_CTX_free(m->pcr[i]);
+}
+
+/* PCR = SHA384(zero[48] ‖ digest) as 96 lowercase hex digits. */
+static int pcr_extend_hex(const unsigned char *digest, char *hex)
+{
+    unsigned char buf[96], out[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    memset(buf, 0, 48);
+    memcpy(buf + 48, digest, 48);
+    if (EVP_Digest(buf, sizeof buf, out, &n, EVP_sha384(), NULL) != 1 || n != 48)
+        return -EIO;
+    for (unsigned i = 0; i < 48; i++)
+        snprintf(hex + 2 * i, 3, "%02x", out[i]);
+    return 0;
+}
+
+static int measure_final(measure *m, nd_eif_info *info)
+{
+    char *dst[3] = {info->pcr0, info->pcr1, info->pcr2};
+    for (int i = 0; i < 3; i++) {
+        unsigned char d[EVP_MAX_MD_SIZE];
+        unsigned int n = 0;
+        if (EVP_DigestFinal_ex(m->pcr[i], d, &n) != 1 || n != 48 || pcr_extend_hex(d, dst[i]) < 0)
+            return -EIO;
+    }
+    return 0;
+}
+
+/* ---- minimal CBOR, only what the signature section uses ------------------------------------------------------- */
+
+typedef struct cbor {
+    const unsigned char *p, *end;
+} cbor;
+
+/* Reads an item head: major type and argument. Returns 0 or -1 on truncation/unsupported encodings. */
+static int cbor_head(cbor *c, int *major, uint64_t *arg)
+{
+    if (c->p >= c->end)
+        return -1;
+    unsigned char b = *c->p++;
+    *major = b >> 5;
+    unsigned info = b & 31;
+    if (info < 24) {
+        *arg = info;
+        return 0;
+    }
+    int n = info == 24 ? 1 : info == 25 ? 2 : info == 26 ? 4 : info == 27 ? 8 : -1;
+    if (n < 0 || c->end - c->p < n)
+        return -1;
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = (v << 8) | *c->p++;
+    *arg = v;
+    return 0;
+}
+
+/* Skips one item (depth-limited). */
+static int cbor_skip(cbor *c, int depth)
+{
+    int major;
+    uint64_t arg;
+    if (depth > 16 || cbor_head(c, &major, &arg) < 0)
+        return -1;
+    switch (major) {
+    case 0: case 1: case 7:
+        return 0;
+    case 2: case 3:
+        if (arg > (uint64_t)(c->end - c->p))
+            return -1;
+        c->p += arg;
+        return 0;
+    case 4: case 5: {
+        uint64_t items = major == 5 ? arg * 2 : arg;
+        if (items > (uint64_t)(c->end - c->p))
+            return -1;
+        for (uint64_t i = 0; i < items; i++)
+            if (cbor_skip(c, depth + 1) < 0)
+                return -1;
+        return 0;
+    }
+    case 6:
+        return cbor_skip(c, depth + 1);
+    }
+    return -1;
+}
+
+/* Reads a byte string or an array of small unsigned integers (serde's Vec<u8>) into a malloc'd buffer. */
+static int cbor_bytes(cbor *c, unsigned char **out, size_t *outlen)
+{
+    int major;
+    uint64_t arg;
+    if (cbor_head(c, &major, &arg) < 0)
+        return -1;
+    if (major == 2) {
+        if (arg > (uint64_t)(c->end - c->p))
+            return -1;
+        *out = malloc(arg ? arg : 1);
+        if (!*out)
+            return -1;
+        memcpy(*out, c->p, arg);
+        *outlen = arg;
+        c->p += arg;
+        return 0;
+    }
+    if (major != 4 || arg > (uint64_t)(c->end - c->p))
+        return -1;
+    *out = malloc(arg ? arg : 1);
+    if (!*out)
+        return -1;
+    for (uint64_t i = 0; i < arg; i++) {
+        int m;
+        uint64_t v;
+        if (cbor_head(c, &m, &v) < 0 || m != 0 || v > 255) {
+            free(*out);
+            *out = NULL;
+            return -1;
+        }
+        (*out)[i] = (unsigned char)v;
+    }
+    *outlen = arg;
+    return 0;
+}
+
+/* Finds the first signing_certificate in the signature section. Returns 0 with a malloc'd copy, or -1. */
+static int find_certificate(const unsigned char *data, size_t len, unsigned char **cert, size_t *certlen)
+{
+    cbor c = {data, data + len};
+    int major;
+    uint64_t n;
+    if (cbor_head(&c, &major, &n) < 0 || major != 4 || n == 0)
+        return -1;
+    uint64_t pairs;
+    if (cbor_head(&c, &major, &pairs) < 0 || major != 5)
+        return -1;
+    for (uint64_t i = 0; i < pairs; i++) {
+        uint64_t klen;
+        if (cbor_head(&c, &major, &klen) < 0 || major != 3 || klen > (uint64_t)(c.end - c.p))
+            return -1;
+        bool is_cert = klen == 19 && memcmp(c.p, "signing_certificate", 19) == 0;
+        c.p += klen;
+        if (is_cert)
+            return cbor_bytes(&c, cert, certlen);
+        if (cbor_skip(&c, 0) < 0)
+            return -1;
+    }
+    return -1;
+}
+
+/* Converts a PEM or DER certificate to DER. Returns 0 with a malloc'd DER buffer, or -1. */
+static int cert_to_der(const unsigned char *cert, size_t len, unsigned char **der, size_t *derlen)
+{
+    X509 *x = NULL;
+    if (len > 10 && memcmp(cert, "-----BEGIN", 10) == 0) {
+        BIO *bio = BIO_new_mem_buf(cert, (int)len);
+        if (bio)
+            x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+        BIO_free(bio);
+    } else {
+        const unsigned char *p = cert;
+        x = d2i_X509(NULL, &p, (long)len);
+    }
+    if (!x)
+        return -1;
+    unsigned char *out = NULL;
+    int n = i2d_X509(x, &out);
+    X509_free(x);
+    if (n <= 0)
+        return -1;
+    *der = malloc((size_t)n);
+    if (!*der) {
+        OPENSSL_free(out);
+        return -1;
+    }
+    memcpy(*der, out, (size_t)n);
+    OPENSSL_free(out);
+    *derlen = (size_t)n;
+    return 0;
+}
+
+static void pcr8_from_signature(const unsigned char *sig, size_t len, nd_eif_info *info)
+{
+    unsigned char *cert = NULL, *der = NULL;
+    size_t certlen = 0, derlen = 0;
+    if (find_certificate(sig, len, &cert, &certlen) == 0 && cert_to_der(cert, certlen, &der, &derlen) == 0) {
+        unsigned char d[EVP_MAX_MD_SIZE];
+        unsigned int n = 0;
+        if (EVP_Digest(der, derlen, d, &n, EVP_sha384(), NULL) == 1 && n == 48 && pcr_extend_hex(d, info->pcr8) == 0)
+            info->has_pcr8 = true;
+    }
+    free(cert);
+    free(der);
+}
+
+/* ---- reader --------------------------------------------------------------------------------------------------- */
+
+static int read_at(FILE *f, uint64_t off, void *buf, size_t n)
+{
+    if (fseeko(f, (off_t)off, SEEK_SET) != 0)
+        return -EIO;
+    return fread(buf, 1, n, f) == n ? 0 : -EIO;
+}
+
+static int cmp_sections(const void *a, const void *b)
+{
+    const nd_eif_section *x = a, *y = b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+static int read_stream(FILE *f, uint64_t fsize, nd_eif_info *info, nd_err *err)
+{
+    unsigned char h[ND_EIF_HEADER_SIZE];
+    memset(info, 0, sizeof *info);
+    info->file_size = fsize;
+    info->min_memory_mib = nd_eif_min_memory_mib(fsize);
+    if (fsize < 4)
+        return nd_err_set(err, -EBADMSG, "EIF: file is only %llu bytes, too short for the magic at offset 0",
+                          (unsigned long long)fsize);
+    if (read_at(f, 0, h, 4) < 0)
+        return nd_err_set(err, -EIO, "EIF: cannot read the header at offset 0");
+    if (memcmp(h, ".eif", 4) != 0)
+        return nd_err_set(err, -EBADMSG, "EIF: bad magic at offset 0: %02x %02x %02x %02x, expected 2e 65 69 66 (\".eif\")",
+                          h[0], h[1], h[2], h[3]);
+    if (fsize < ND_EIF_HEADER_SIZE)
+        return nd_err_set(err, -EBADMSG, "EIF: truncated header: the file ends at offset %llu, the header needs %d bytes",
+                          (unsigned long long)fsize, ND_EIF_HEADER_SIZE);
+    if (read_at(f, 0, h, sizeof h) < 0)
+        return nd_err_set(err, -EIO, "EIF: cannot read the header at offset 0");
+    info->version = be16(h + 4);
+    info->flags = be16(h + 6);
+    info->default_mem = be64(h + 8);
+    info->default_cpus = be64(h + 16);
+    info->num_sections = be16(h + 26);
+    info->crc_stored = be32(h + 544);
+    if (info->num_sections == 0)
+        return nd_err_set(err, -EBADMSG, "EIF: num_sections at offset 26 is 0: the image has no sections");
+    if (info->num_sections > ND_EIF_MAX_SECTIONS)
+        return nd_err_set(err, -EBADMSG, "EIF: num_sections at offset 26 is %u, more than the %d the header can hold",
+                          info->num_sections, ND_EIF_MAX_SECTIONS);
+    for (unsigned i = 0; i < info->num_sections; i++) {
+        nd_eif_section *s = &info->sections[i];
+        s->offset = be64(h + 28 + 8 * i);
+        s->size = be64(h + 284 + 8 * i);
+        if (s->offset < ND_EIF_HEADER_SIZE)
+            return nd_err_set(err, -EBADMSG, "EIF: section %u offset %llu (header offset %u) points inside the header",
+                              i, (unsigned long long)s->offset, 28 + 8 * i);
+        if (s->offset > fsize || fsize - s->offset < ND_EIF_SECTION_HEADER_SIZE ||
+            s->size > fsize - s->offset - ND_EIF_SECTION_HEADER_SIZE)
+            return nd_err_set(err, -EBADMSG,
+                              "EIF: truncated: section %u at offset %llu with %llu bytes of data runs past the end of "
+                              "the file (%llu bytes)",
+                              i, (unsigned long long)s->offset, (unsigned long long)s->size, (unsigned long long)fsize);
+    }
+    /* The table is in file order in every EIF nitro-cli writes; walk it in offset order anyway. */
+    nd_eif_section sorted[ND_EIF_MAX_SECTIONS];
+    memcpy(sorted, info->sections, sizeof sorted);
+    qsort(sorted, info->num_sections, sizeof sorted[0], cmp_sections);
+
+    uLong crc = crc32(0L, Z_NULL, 0);
+    crc = crc32(crc, h, ND_EIF_HEADER_SIZE - 4);
+    measure m;
+    int rc = measure_init(&m);
+    if (rc < 0) {
+        measure_free(&m);
+        return nd_err_set(err, rc, "EIF: cannot initialise SHA-384");
+    }
+    unsigned char *buf = malloc(1 << 20);
+    char *sigdata = NULL;
+    size_t siglen = 0;
+    unsigned ramdisks = 0;
+    uint64_t pos = ND_EIF_HEADER_SIZE;
+    if (!buf) {
+        rc = nd_err_set(err, -ENOMEM, "EIF: out of memory");
+        goto out;
+    }
+    for (unsigned i = 0; i < info->num_sections; i++) {
+        nd_eif_section *s = &sorted[i];
+        if (s->offset < pos) {
+            rc = nd_err_set(err, -EBADMSG, "EIF: section at offset %llu overlaps the previous one (which ends at %llu)",
+                            (unsigned long long)s->offset, (unsigned long long)pos);
+            goto out;
+        }
+        unsigned char sh[ND_EIF_SECTION_HEADER_SIZE];
+        if (read_at(f, s->offset, sh, sizeof sh) < 0) {
+            rc = nd_err_set(err, -EIO, "EIF: cannot read the section header at offset %llu", (unsigned long long)s->offset);
+            goto out;
+        }
+        uint16_t type = be16(sh), flags = be16(sh + 2);
+        uint64_t size = be64(sh + 4);
+        if (type == ND_EIF_SEC_INVALID || type > ND_EIF_SEC_METADATA) {
+            rc = nd_err_set(err, -EBADMSG, "EIF: unknown section type %u in the section header at offset %llu", type,
+                            (unsigned long long)s->offset);
+            goto out;
+        }
+        if (size != s->size) {
+            rc = nd_err_set(err, -EBADMSG,
+                            "EIF: section header at offset %llu says %llu bytes of %s, the header table says %llu",
+                            (unsigned long long)s->offset, (unsigned long long)size, nd_eif_section_name(type),
+                            (unsigned long long)s->size);
+            goto out;
+        }
+        s->type = type;
+        s->flags = flags;
+        crc = crc32(crc, sh, sizeof sh);
+        int which = -1; /* 0: kernel/cmdline, 1: first ramdisk, 2: other ramdisks */
+        if (type == ND_EIF_SEC_KERNEL || type == ND_EIF_SEC_CMDLINE)
+            which = 0;
+        else if (type == ND_EIF_SEC_RAMDISK)
+            which = ramdisks++ == 0 ? 1 : 2;
+        char **keep = NULL;
+        size_t *keep_len = NULL;
+        if (type == ND_EIF_SEC_METADATA && !info->metadata)
+            keep = &info->metadata, keep_len = &info->metadata_len;
+        else if (type == ND_EIF_SEC_CMDLINE && !info->cmdline)
+            keep = &info->cmdline;
+        else if (type == ND_EIF_SEC_SIGNATURE && !sigdata)
+            keep = &sigdata, keep_len = &siglen;
+        if (keep && s->size <= META_CAP) {
+            *keep = malloc(s->size + 1);
+            if (!*keep) {
+                rc = nd_err_set(err, -ENOMEM, "EIF: out of memory");
+                goto out;
+            }
+        } else {
+            keep = NULL;
+        }
+        uint64_t left = s->size, done = 0;
+        if (fseeko(f, (off_t)(s->offset + ND_EIF_SECTION_HEADER_SIZE), SEEK_SET) != 0) {
+            rc = nd_err_set(err, -EIO, "EIF: cannot seek to offset %llu", (unsigned long long)s->offset + 12);
+            goto out;
+        }
+        while (left) {
+            size_t n = left > (1 << 20) ? (1 << 20) : (size_t)left;
+            if (fread(buf, 1, n, f) != n) {
+                rc = nd_err_set(err, -EIO, "EIF: read error in the %s section at offset %llu",
+                                nd_eif_section_name(type), (unsigned long long)(s->offset + 12 + done));
+                goto out;
+            }
+            crc = crc32(crc, buf, (uInt)n);
+            if (which >= 0) {
+                EVP_DigestUpdate(m.pcr[0], buf, n);
+                EVP_DigestUpdate(m.pcr[which == 2 ? 2 : 1], buf, n);
+            }
+            if (keep)
+                memcpy(*keep + done, buf, n);
+            left -= n;
+            done += n;
+        }
+        if (keep) {
+            (*keep)[s->size] = '\0';
+            if (keep_len)
+                *keep_len = (size_t)s->size;
+        }
+        if (type == ND_EIF_SEC_SIGNATURE)
+            info->is_signed = true;
+        pos = s->offset + ND_EIF_SECTION_HEADER_SIZE + s->size;
+    }
+    /* copy back the types/flags found in the section headers, in table order */
+    for (unsigned i = 0; i < info->num_sections; i++)
+        for (unsigned j = 0; j < info->num_sections; j++)
+            if (sorted[j].offset == info->sections[i].offset) {
+                info->sections[i].type = sorted[j].type;
+                info->sections[i].flags = sorted[j].flags;
+            }
+    info->trailing_bytes = fsize - pos;
+    info->crc_computed = (uint32_t)crc;
+    info->crc_ok = info->crc_computed == info->crc_stored;
+    if (measure_final(&m, info) < 0) {
+        rc = nd_err_set(err, -EIO, "EIF: SHA-384 failed");
+        goto out;
+    }
+    if (sigdata)
+        pcr8_from_signature((const unsigned char *)sigdata, siglen, info);
+    rc = 0;
+out:
+    free(buf);
+    free(sigdata);
+    measure_free(&m);
+    if (rc < 0)
+        nd_eif_info_free(info);
+    return rc;
+}
+
+int nd_eif_read(const char *path, nd_eif_info *info, nd_err *err)
+{
+    memset(info, 0, sizeof *info);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return nd_err_set(err, -errno, "EIF: cannot open %s: %s", path, strerror(errno));
+    if (fseeko(f, 0, SEEK_END) != 0) {
+        fclose(f);
+        return nd_err_set(err, -EIO, "EIF: cannot seek in %s", path);
+    }
+    off_t size = ftello(f);
+    if (size < 0) {
+        int e = errno;
+        fclose(f);
+        return nd_err_set(err, -e, "EIF: %s: %s", path, strerror(e));
+    }
+    int rc = read_stream(f, (uint64_t)size, info, err);
+    fclose(f);
+    return rc;
+}
+
+int nd_eif_read_mem(const void *data, size_t len, nd_eif_info *info, nd_err *err)
+{
+    memset(info, 0, sizeof *info);
+    if (len == 0)
+        return nd_err_set(err, -EBADMSG, "EIF: empty input: no magic at offset 0");
+    FILE *f = fmemopen((void *)data, len, "rb");
+    if (!f)
+        return nd_err_set(err, -ENOMEM, "EIF: cannot open the buffer");
+    int rc = read_stream(f, len, info, err);
+    fclose(f);
+    return rc;
+}
+
+/* ---- writer --------------------------------------------------------------------------------------------------- */
+
+typedef struct wbuf {
+    unsigned char *p;
+    size_t len, cap;
+} wbuf;
+
+static int wb_put(wbuf *b, const void *d, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n)
+            cap *= 2;
+        unsigned char *np = realloc(b->p, cap);
+        if (!np)
+            return -1;
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, d, n);
+    b->len += n;
+    return 0;
+}
+
+static int cbor_put_head(wbuf *b, int major, uint64_t v)
+{
+    unsigned char h[9];
+    size_t n;
+    if (v < 24) {
+        h[0] = (unsigned char)(major << 5 | v);
+        n = 1;
+    } else if (v <= 0xff) {
+        h[0] = (unsigned char)(major << 5 | 24), h[1] = (unsigned char)v, n = 2;
+    } else if (v <= 0xffff) {
+        h[0] = (unsigned char)(major << 5 | 25), put16(h + 1, (uint16_t)v), n = 3;
+    } else if (v <= 0xffffffffULL) {
+        h[0] = (unsigned char)(major << 5 | 26), put32(h + 1, (uint32_t)v), n = 5;
+    } else {
+        h[0] = (unsigned char)(major << 5 | 27), put64(h + 1, v), n = 9;
+    }
+    return wb_put(b, h, n);
+}
+
+static int cbor_put_u8_array(wbuf *b, const unsigned char *d, size_t n)
+{
+    if (cbor_put_head(b, 4, n) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (cbor_put_head(b, 0, d[i]) < 0)
+            return -1;
+    return 0;
+}
+
+static int cbor_put_text(wbuf *b, const char *s)
+{
+    size_t n = strlen(s);
+    return cbor_put_head(b, 3, n) < 0 ? -1 : wb_put(b, s, n);
+}
+
+static int build_signature(const nd_eif_input *in, wbuf *b)
+{
+    return cbor_put_head(b, 4, 1) < 0 || cbor_put_head(b, 5, 2) < 0 || cbor_put_text(b, "signing_certificate") < 0 ||
+                   cbor_put_u8_array(b, in->certificate.data, in->certificate.len) < 0 ||
+                   cbor_put_text(b, "signature") < 0 ||
+                   cbor_put_u8_array(b, in->signature.data, in->signature.len) < 0
+               ? -1
+               : 0;
+}
+
+typedef struct wsec {
+    uint16_t type;
+    const void *data;
+    uint64_t len;
+} wsec;
+
+int nd_eif_write(const char *path, const nd_eif_input *in, nd_eif_info *info, nd_err *err)
+{
+    if (info)
+        memset(info, 0, sizeof *info);
+    if (!in->kernel.data || in->kernel.len == 0)
+        return nd_err_set(err, -EINVAL, "EIF writer: a kernel is required");
+    wsec secs[ND_EIF_MAX_SECTIONS];
+    unsigned n = 0;
+    wbuf sig = {0};
+    secs[n++] = (wsec){ND_EIF_SEC_KERNEL, in->kernel.data, in->kernel.len};
+    secs[n++] = (wsec){ND_EIF_SEC_CMDLINE, in->cmdline.data ? in->cmdline.data : "", in->cmdline.len};
+    if (in->metadata.len)
+        secs[n++] = (wsec){ND_EIF_SEC_METADATA, in->metadata.data, in->metadata.len};
+    if (in->n_ramdisks + n + (in->certificate.len ? 1 : 0) > ND_EIF_MAX_SECTIONS)
+        return nd_err_set(err, -EINVAL, "EIF writer: %zu ramdisks do not fit in %d sections", in->n_ramdisks,
+                          ND_EIF_MAX_SECTIONS);
+    for (size_t i = 0; i < in->n_ramdisks; i++)
+        secs[n++] = (wsec){ND_EIF_SEC_RAMDISK, in->ramdisks[i].data ? in->ramdisks[i].data : "",
+                                      in->ramdisks[i].len};
+    if (in->certificate.len) {
+        if (build_signature(in, &sig) < 0) {
+            free(sig.p);
+            return nd_err_set(err, -ENOMEM, "EIF writer: out of memory");
+        }
+        secs[n++] = (wsec){ND_EIF_SEC_SIGNATURE, sig.p, sig.len};
+    }
+
+    unsigned char h[ND_EIF_HEADER_SIZE];
+    memset(h, 0, sizeof h);
+    memcpy(h, ".eif", 4);
+    put16(h + 4, 4);
+    put16(h + 6, in->flags);
+    put64(h + 8, in->default_mem);
+    put64(h + 16, in->default_cpus);
+    put16(h + 26, (uint16_t)n);
+    uint64_t off = ND_EIF_HEADER_SIZE;
+    for (unsigned i = 0; i < n; i++) {
+        put64(h + 28 + 8 * i, off);
+        put64(h + 284 + 8 * i, secs[i].len);
+        off += ND_EIF_SECTION_HEADER_SIZE + secs[i].len;
+    }
+    uLong crc = crc32(0L, Z_NULL, 0);
+    crc = crc32(crc, h, ND_EIF_HEADER_SIZE - 4);
+    unsigned char shs[ND_EIF_MAX_SECTIONS][ND_EIF_SECTION_HEADER_SIZE];
+    for (unsigned i = 0; i < n; i++) {
+        put16(shs[i], secs[i].type);
+        put16(shs[i] + 2, 0);
+        put64(shs[i] + 4, secs[i].len);
+        crc = crc32(crc, shs[i], ND_EIF_SECTION_HEADER_SIZE);
+        /* crc32 takes uInt lengths: feed big sections in pieces */
+        const unsigned char *d = secs[i].data;
+        for (uint64_t left = secs[i].len; left;) {
+            uInt k = left > (1u << 30) ? (1u << 30) : (uInt)left;
+            crc = crc32(crc, d, k);
+            d += k;
+            left -= k;
+        }
+    }
+    put32(h + 544, (uint32_t)crc);
+
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 32);
+    if (!tmp) {
+        free(sig.p);
+        return nd_err_set(err, -ENOMEM, "EIF writer: out of memory");
+    }
+    snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    int rc = 0;
+    if (!f) {
+        rc = nd_err_set(err, -errno, "EIF writer: cannot create %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    bool ok = fwrite(h, 1, sizeof h, f) == sizeof h;
+    for (unsigned i = 0; ok && i < n; i++) {
+        ok = fwrite(shs[i], 1, ND_EIF_SECTION_HEADER_SIZE, f) == ND_EIF_SECTION_HEADER_SIZE;
+        if (ok && secs[i].len)
+            ok = fwrite(secs[i].data, 1, secs[i].len, f) == secs[i].len;
+    }
+    int e = errno;
+    if (fclose(f) != 0 && ok) {
+        ok = false;
+        e = errno;
+    }
+    if (!ok) {
+        unlink(tmp);
+        rc = nd_err_set(err, -(e ? e : EIO), "EIF writer: cannot write %s: %s", tmp, strerror(e ? e : EIO));
+        goto out;
+    }
+    if (rename(tmp, path) != 0) {
+        e = errno;
+        unlink(tmp);
+        rc = nd_err_set(err, -e, "EIF writer: cannot rename %s to %s: %s", tmp, path, strerror(e));
+        goto out;
+    }
+    if (info)
+        rc = nd_eif_read(path, info, err);
+out:
+    free(tmp);
+    free(sig.p);
+    return rc;
+}
+
+/* ---- describe-eif --------------------------------------------------------------------------------------------- */
+
+#include <jansson.h>
+
+json_t *nd_eif_describe_json(const nd_eif_info *info)
+{
+    json_t *o = json_object(), *m = json_object();
+    if (!o || !m) {
+        json_decref(o);
+        json_decref(m);
+        return NULL;
+    }
+    json_object_set_new(o, "EifVersion", json_integer(info->version));
+    json_object_set_new(m, "HashAlgorithm", json_string("Sha384 { ... }"));
+    json_object_set_new(m, "PCR0", json_string(info->pcr0));
+    json_object_set_new(m, "PCR1", json_string(info->pcr1));
+    json_object_set_new(m, "PCR2", json_string(info->pcr2));
+    if (info->has_pcr8)
+        json_object_set_new(m, "PCR8", json_string(info->pcr8));
+    json_object_set_new(o, "Measurements", m);
+    json_object_set_new(o, "IsSigned", json_boolean(info->is_signed));
+    json_object_set_new(o, "CheckCRC", json_boolean(info->crc_ok));
+    json_t *meta = info->metadata ? json_loadb(info->metadata, info->metadata_len, JSON_DECODE_ANY, NULL) : NULL;
+    if (json_is_object(meta)) {
+        json_t *v;
+        if ((v = json_object_get(meta, "ImageName")))
+            json_object_set(o, "ImageName", v);
+        if ((v = json_object_get(meta, "ImageVersion")))
+            json_object_set(o, "ImageVersion", v);
+        json_t *out = json_object();
+        json_t *bm = json_object_get(meta, "BuildMetadata");
+        if (json_is_object(bm))
+            json_object_update(out, bm);
+        if ((v = json_object_get(meta, "DockerInfo")))
+            json_object_set(out, "DockerInfo", v);
+        if ((v = json_object_get(meta, "CustomMetadata")))
+            json_object_set(out, "CustomMetadata", v);
+        if (json_object_size(out))
+            json_object_set_new(o, "Metadata", out);
+        else
+            json_decref(out);
+    }
+    json_decref(meta);
+    return o;
+}
+
+char *nd_eif_describe_text(const nd_eif_info *info)
+{
+    json_t *o = nd_eif_describe_json(info);
+    if (!o)
+        return NULL;
+    char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    return s;
+}

@@ -1,0 +1,635 @@
+/*
+ * sigv4.c — AWS Signature Version 4 (see nd_sigv4.h): canonical request, string to sign, signing key
+ * (HMAC chain over date/region/service/"aws4_request") and the Authorization header, with OpenSSL's HMAC and SHA-256.
+ * The KMS client signs with it; the fake KMS verifies with it; tests check it against the AWS test suite and botocore.
+ */
+#include "nd_sigv4.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+
+/* ---- a growable string ----------------------------------------------------------------------------------------- */
+
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} sbuf;
+
+static void sb_addn(sbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t nc = b->cap ? b->cap * 2 : 256;
+        while (nc < b->len + n + 1)
+            nc *= 2;
+        char *np = realloc(b->p, nc);
+        if (!np) {
+            b->oom = true;
+            return;
+        }
+        b->p = np;
+        b->cap = nc;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_add(sbuf *b, const char *s) { sb_addn(b, s, strlen(s)); }
+static void sb_addc(sbuf *b, char c) { sb_addn(b, &c, 1); }
+
+static char *sb_take(sbuf *b)
+{
+    if (b->oom) {
+        free(b->p);
+        return NULL;
+    }
+    if (!b->p)
+        return strdup("");
+    return b->p;
+}
+
+/* ---- encoding helpers ------------------------------------------------------------------------------------------- */
+
+static bool unreserved(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+           c == '.' || c == '~';
+}
+
+static void sb_uri_encode(sbuf *b, const char *s, size_t n, bool keep_slash)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (unreserved(c) || (keep_slash && c == '/')) {
+            sb_addc(b, (char)c);
+        } else {
+            char e[3] = { '%', hex[c >> 4], hex[c & 15] };
+            sb_addn(b, e, 3);
+        }
+    }
+}
+
+char *nd_sigv4_uri_encode(const char *s, size_t n, bool keep_slash)
+{
+    sbuf b = { 0 };
+    sb_uri_encode(&b, s, n, keep_slash);
+    return sb_take(&b);
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes s[0..n) into a malloc'd buffer (invalid escapes are kept literally). */
+static char *pct_decode(const char *s, size_t n, size_t *outlen)
+{
+    char *o = malloc(n + 1);
+    if (!o)
+        return NULL;
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+            o[j++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            i += 2;
+        } else {
+            o[j++] = s[i];
+        }
+    }
+    o[j] = '\0';
+    *outlen = j;
+    return o;
+}
+
+static void hex_of(const unsigned char *d, size_t n, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[d[i] >> 4];
+        out[2 * i + 1] = hex[d[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static void sha256_hex(const void *d, size_t n, char out[65])
+{
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256(d ? d : (const void *)"", n, md);
+    hex_of(md, sizeof md, out);
+}
+
+static bool hmac256(const void *key, size_t klen, const void *d, size_t n, unsigned char out[32])
+{
+    unsigned int ol = 32;
+    return HMAC(EVP_sha256(), key, (int)klen, d, n, out, &ol) != NULL && ol == 32;
+}
+
+/* ---- canonical path -------------------------------------------------------------------------------------------- */
+
+/* Removes dot segments and empty segments (RFC 3986 5.2.4 as botocore's normalize_url_path does), keeping a trailing
+ * slash when the input had one. */
+static char *normalize_path(const char *path)
+{
+    if (!path || !*path)
+        return strdup("/");
+    size_t n = strlen(path);
+    /* segments stack */
+    const char **seg = calloc(n + 1, sizeof *seg);
+    size_t *seglen = calloc(n + 1, sizeof *seglen);
+    char *out = malloc(n + 2);
+    if (!seg || !seglen || !out) {
+        free(seg);
+        free(seglen);
+        free(out);
+        return NULL;
+    }
+    size_t ns = 0;
+    const char *p = path;
+    while (*p) {
+        while (*p == '/')
+            p++;
+        if (!*p)
+            break;
+        const char *e = strchr(p, '/');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l == 1 && p[0] == '.') {
+            /* skip */
+        } else if (l == 2 && p[0] == '.' && p[1] == '.') {
+            if (ns)
+                ns--;
+        } else {
+            seg[ns] = p;
+            seglen[ns] = l;
+            ns++;
+        }
+        p += l;
+    }
+    size_t j = 0;
+    out[j++] = '/';
+    for (size_t i = 0; i < ns; i++) {
+        memcpy(out + j, seg[i], seglen[i]);
+        j += seglen[i];
+        if (i + 1 < ns)
+            out[j++] = '/';
+    }
+    bool trailing = n > 0 && path[n - 1] == '/';
+    /* a path ending in "/." or "/.." also denotes a directory */
+    if (!trailing && n >= 2 && path[n - 1] == '.' && (path[n - 2] == '/' || (n >= 3 && path[n - 2] == '.' &&
+                                                                              path[n - 3] == '/')))
+        trailing = true;
+    if (trailing && ns > 0)
+        out[j++] = '/';
+    out[j] = '\0';
+    free(seg);
+    free(seglen);
+    return out;
+}
+
+/* ---- canonical query ------------------------------------------------------------------------------------------- */
+
+typedef struct qpair {
+    char *k, *v;
+} qpair;
+
+static int qpair_cmp(const void *a, const void *b)
+{
+    const qpair *x = a, *y = b;
+    int c = strcmp(x->k, y->k);
+    return c ? c : strcmp(x->v, y->v);
+}
+
+static int canonical_query(const char *q, sbuf *out)
+{
+    if (!q || !*q)
+        return 0;
+    size_t n = 1;
+    for (const char *p = q; *p; p++)
+        n += *p == '&';
+    qpair *pairs = calloc(n, sizeof *pairs);
+    if (!pairs)
+        return -ENOMEM;
+    size_t np = 0;
+    int rc = 0;
+    const char *p = q;
+    while (1) {
+        const char *e = strchr(p, '&');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l > 0) {
+            const char *eq = memchr(p, '=', l);
+            size_t kl = eq ? (size_t)(eq - p) : l;
+            size_t dl;
+            char *dk = pct_decode(p, kl, &dl);
+            char *ek = dk ? nd_sigv4_uri_encode(dk, dl, false) : NULL;
+            free(dk);
+            char *dv = eq ? pct_decode(eq + 1, l - kl - 1, &dl) : strdup("");
+            if (!eq && dv)
+                dl = 0;
+            char *ev = dv ? nd_sigv4_uri_encode(dv, dl, false) : NULL;
+            free(dv);
+            if (!ek || !ev) {
+                free(ek);
+                free(ev);
+                rc = -ENOMEM;
+                break;
+            }
+            pairs[np].k = ek;
+            pairs[np].v = ev;
+            np++;
+        }
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    if (rc == 0) {
+        qsort(pairs, np, sizeof *pairs, qpair_cmp);
+        for (size_t i = 0; i < np; i++) {
+            if (i)
+                sb_addc(out, '&');
+            sb_add(out, pairs[i].k);
+            sb_addc(out, '=');
+            sb_add(out, pairs[i].v);
+        }
+    }
+    for (size_t i = 0; i < np; i++) {
+        free(pairs[i].k);
+        free(pairs[i].v);
+    }
+    free(pairs);
+    return rc;
+}
+
+/* ---- canonical headers ----------------------------------------------------------------------------------------- */
+
+typedef struct hent {
+    char *name;   /* lower case */
+    char *value;  /* trimmed, spaces collapsed */
+    size_t order; /* original position, for a stable sort */
+} hent;
+
+static int hent_cmp(const void *a, const void *b)
+{
+    const hent *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    if (c)
+        return c;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+static char *trim_value(const char *v)
+{
+    size_t n = strlen(v);
+    char *o = malloc(n + 1);
+    if (!o)
+        return NULL;
+    size_t j = 0;
+    bool space = false;
+    for (size_t i = 0; i < n; i++) {
+        char c = v[i];
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f') {
+            space = j > 0;
+            continue;
+        }
+        if (space) {
+            o[j++] = ' ';
+            space = false;
+        }
+        o[j++] = c;
+    }
+    o[j] = '\0';
+    return o;
+}
+
+static bool valid_header_name(const char *s)
+{
+    if (!s || !*s)
+        return false;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p <= 32 || *p >= 127 || *p == ':')
+            return false;
+    }
+    return true;
+}
+
+static bool has_header(const nd_sigv4_request *req, const char *lname)
+{
+    for (size_t i = 0; i < req->nheaders; i++) {
+        if (req->headers[i].name && strcasecmp(req->headers[i].name, lname) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool valid_amz_date(const char *d)
+{
+    if (!d || strlen(d) != 16 || d[8] != 'T' || d[15] != 'Z')
+        return false;
+    for (int i = 0; i < 15; i++) {
+        if (i != 8 && !isdigit((unsigned char)d[i]))
+            return false;
+    }
+    return true;
+}
+
+void nd_sigv4_result_free(nd_sigv4_result *res)
+{
+    if (!res)
+        return;
+    free(res->canonical_request);
+    free(res->string_to_sign);
+    free(res->signed_headers);
+    free(res->authorization);
+    free(res->scope);
+    for (size_t i = 0; i < res->nadd; i++)
+        free((char *)res->add[i].value);
+    memset(res, 0, sizeof *res);
+}
+
+int nd_sigv4_sign(const nd_sigv4_request *req, const nd_sigv4_key *key, const char *region, const char *service,
+                  const char *amz_date, bool sign_token, nd_sigv4_result *out, nd_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!req || !req->method || !*req->method)
+        return nd_err_set(err, -EINVAL, "sigv4: the request has no method");
+    if (!key || !key->access_key_id || !*key->access_key_id || !key->secret_access_key)
+        return nd_err_set(err, -EINVAL, "sigv4: no access key id or secret access key");
+    if (!region || !*region || !service || !*service)
+        return nd_err_set(err, -EINVAL, "sigv4: region and service are required");
+    if (!valid_amz_date(amz_date))
+        return nd_err_set(err, -EINVAL, "sigv4: bad x-amz-date '%s' (want YYYYMMDDTHHMMSSZ)", amz_date ? amz_date : "");
+    if (req->body_len && !req->body)
+        return nd_err_set(err, -EINVAL, "sigv4: body_len without body");
+    bool have_host = has_header(req, "host");
+    if (!have_host && (!req->host || !*req->host))
+        return nd_err_set(err, -EINVAL, "sigv4: the request has no host");
+    const char *token = key->session_token && *key->session_token ? key->session_token : NULL;
+
+    size_t nh = req->nheaders + 3;
+    hent *h = calloc(nh, sizeof *h);
+    if (!h)
+        return nd_err_set(err, -ENOMEM, "sigv4: out of memory");
+    size_t n = 0;
+    int rc = 0;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        if (!valid_header_name(req->headers[i].name)) {
+            rc = nd_err_set(err, -EINVAL, "sigv4: bad header name '%s'",
+                            req->headers[i].name ? req->headers[i].name : "(null)");
+            goto done;
+        }
+        h[n].name = strdup(req->headers[i].name);
+        h[n].value = trim_value(req->headers[i].value ? req->headers[i].value : "");
+        h[n].order = n;
+        if (!h[n].name || !h[n].value) {
+            n++;
+            rc = nd_err_set(err, -ENOMEM, "sigv4: out of memory");
+            goto done;
+        }
+        for (char *c = h[n].name; *c; c++)
+            *c = (char)tolower((unsigned char)*c);
+        n++;
+    }
+    if (!have_host) {
+        h[n].name = strdup("host");
+        h[n].value = trim_value(req->host);
+        h[n].order = n;
+        n++;
+    }
+    if (!has_header(req, "x-amz-date")) {
+        h[n].name = strdup("x-amz-date");
+        h[n].value = strdup(amz_date);
+        h[n].order = n;
+        n++;
+        out->add[out->nadd].name = "X-Amz-Date";
+        out->add[out->nadd].value = strdup(amz_date);
+        out->nadd++;
+    }
+    if (token && !has_header(req, "x-amz-security-token")) {
+        if (sign_token) {
+            h[n].name = strdup("x-amz-security-token");
+            h[n].value = trim_value(token);
+            h[n].order = n;
+            n++;
+        }
+        out->add[out->nadd].name = "X-Amz-Security-Token";
+        out->add[out->nadd].value = strdup(token);
+        out->nadd++;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!h[i].name || !h[i].value) {
+            rc = nd_err_set(err, -ENOMEM, "sigv4: out of memory");
+            goto done;
+        }
+    }
+    for (size_t i = 0; i < out->nadd; i++) {
+        if (!out->add[i].value) {
+            rc = nd_err_set(err, -ENOMEM, "sigv4: out of memory");
+            goto done;
+        }
+    }
+    qsort(h, n, sizeof *h, hent_cmp);
+
+    sha256_hex(req->body, req->body_len, out->payload_hash);
+
+    /* canonical request */
+    sbuf cr = { 0 }, sh = { 0 };
+    sb_add(&cr, req->method);
+    sb_addc(&cr, '\n');
+    char *np = normalize_path(req->path);
+    if (!np) {
+        rc = nd_err_set(err, -ENOMEM, "sigv4: out of memory");
+        free(cr.p);
+        goto done;
+    }
+    sb_uri_encode(&cr, np, strlen(np), true);
+    free(np);
+    sb_addc(&cr, '\n');
+    if (canonical_query(req->query, &cr) < 0)
+        cr.oom = true;
+    sb_addc(&cr, '\n');
+    for (size_t i = 0; i < n; i++) {
+        bool first = i == 0 || strcmp(h[i].name, h[i - 1].name) != 0;
+        bool last = i + 1 == n || strcmp(h[i].name, h[i + 1].name) != 0;
+        if (first) {
+            sb_add(&cr, h[i].name);
+            sb_addc(&cr, ':');
+            if (sh.len)
+                sb_addc(&sh, ';');
+            sb_add(&sh, h[i].name);
+        } else {
+            sb_addc(&cr, ',');
+        }
+        sb_add(&cr, h[i].value);
+        if (last)
+            sb_addc(&cr, '\n');
+    }
+    sb_addc(&cr, '\n');
+    if (sh.p)
+        sb_add(&cr, sh.p);
+    sb_addc(&cr, '\n');
+    sb_add(&cr, out->payload_hash);
+    out->canonical_request = sb_take(&cr);
+    out->signed_headers = sb_take(&sh);
+    if (!out->canonical_request || !out->signed_headers) {
+        rc = nd_err_set(err, -ENOMEM, "sigv4: out of memory");
+        goto done;
+    }
+
+    /* scope and string to sign */
+    char date[9];
+    memcpy(date, amz_date, 8);
+    date[8] = '\0';
+    sbuf sc = { 0 };
+    sb_add(&sc, date);
+    sb_addc(&sc, '/');
+    sb_add(&sc, region);
+    sb_addc(&sc, '/');
+    sb_add(&sc, service);
+    sb_add(&sc, "/aws4_request");
+    out->scope = sb_take(&sc);
+    char crhash[65];
+    sha256_hex(out->canonical_request, strlen(out->canonical_request), crhash);
+    sbuf sts = { 0 };
+    sb_add(&sts, "AWS4-HMAC-SHA256\n");
+    sb_add(&sts, amz_date);
+    sb_addc(&sts, '\n');
+    sb_add(&sts, out->scope ? out->scope : "");
+    sb_addc(&sts, '\n');
+    sb_add(&sts, crhash);
+    out->string_to_sign = sb_take(&sts);
+    if (!out->scope || !out->string_to_sign) {
+        rc = nd_err_set(err, -ENOMEM, "sigv4: out of memory");
+        goto done;
+    }
+
+    /* signing key */
+    size_t sl = strlen(key->secret_access_key);
+    char *k0 = malloc(sl + 5);
+    if (!k0) {
+        rc = nd_err_set(err, -ENOMEM, "sigv4: out of memory");
+        goto done;
+    }
+    memcpy(k0, "AWS4", 4);
+    memcpy(k0 + 4, key->secret_access_key, sl + 1);
+    unsigned char kd[32], kr[32], ks[32], kc[32], sig[32];
+    bool ok = hmac256(k0, sl + 4, date, 8, kd) && hmac256(kd, 32, region, strlen(region), kr) &&
+              hmac256(kr, 32, service, strlen(service), ks) && hmac256(ks, 32, "aws4_request", 12, kc) &&
+              hmac256(kc, 32, out->string_to_sign, strlen(out->string_to_sign), sig);
+    OPENSSL_cleanse(k0, sl + 4);
+    free(k0);
+    OPENSSL_cleanse(kd, sizeof kd);
+    OPENSSL_cleanse(kr, sizeof kr);
+    OPENSSL_cleanse(ks, sizeof ks);
+    OPENSSL_cleanse(kc, sizeof kc);
+    if (!ok) {
+        rc = nd_err_set(err, -EIO, "sigv4: HMAC-SHA256 failed");
+        goto done;
+    }
+    hex_of(sig, 32, out->signature);
+
+    sbuf au = { 0 };
+    sb_add(&au, "AWS4-HMAC-SHA256 Credential=");
+    sb_add(&au, key->access_key_id);
+    sb_addc(&au, '/');
+    sb_add(&au, out->scope);
+    sb_add(&au, ", SignedHeaders=");
+    sb_add(&au, out->signed_headers);
+    sb_add(&au, ", Signature=");
+    sb_add(&au, out->signature);
+    out->authorization = sb_take(&au);
+    if (!out->authorization)
+        rc = nd_err_set(err, -ENOMEM, "sigv4: out of memory");
+
+done:
+    for (size_t i = 0; i < n; i++) {
+        free(h[i].name);
+        free(h[i].value);
+    }
+    free(h);
+    if (rc < 0)
+        nd_sigv4_result_free(out);
+    return rc;
+}
+
+char *nd_sigv4_amz_date(int64_t unix_time, char out[17])
+{
+    time_t t = (time_t)unix_time;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 17, "%Y%m%dT%H%M%SZ", &tm);
+    return out;
+}
+
+/* Copies the value of "Name=" (up to ',' or end, trimmed) from an Authorization header. */
+static bool auth_field(const char *v, const char *name, char *out, size_t outsz)
+{
+    size_t nl = strlen(name);
+    const char *p = v;
+    while ((p = strstr(p, name)) != NULL) {
+        if ((p == v || p[-1] == ' ' || p[-1] == ',') && p[nl] == '=') {
+            p += nl + 1;
+            size_t l = strcspn(p, ", ");
+            if (l == 0 || l >= outsz)
+                return false;
+            memcpy(out, p, l);
+            out[l] = '\0';
+            return true;
+        }
+        p += nl;
+    }
+    return false;
+}
+
+int nd_sigv4_parse_authorization(const char *value, nd_sigv4_auth *out, nd_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!value || strncmp(value, "AWS4-HMAC-SHA256 ", 17) != 0)
+        return nd_err_set(err, -EBADMSG, "Authorization header requires 'AWS4-HMAC-SHA256' algorithm");
+    const char *rest = value + 17;
+    char cred[512];
+    if (!auth_field(rest, "Credential", cred, sizeof cred))
+        return nd_err_set(err, -EBADMSG, "Authorization header requires 'Credential' parameter");
+    if (!auth_field(rest, "SignedHeaders", out->signed_headers, sizeof out->signed_headers))
+        return nd_err_set(err, -EBADMSG, "Authorization header requires 'SignedHeaders' parameter");
+    if (!auth_field(rest, "Signature", out->signature, sizeof out->signature))
+        return nd_err_set(err, -EBADMSG, "Authorization header requires 'Signature' parameter");
+    /* AK/DATE/REGION/SERVICE/aws4_request */
+    char *parts[5];
+    int np = 0;
+    char *save = NULL;
+    for (char *t = strtok_r(cred, "/", &save); t && np < 5; t = strtok_r(NULL, "/", &save))
+        parts[np++] = t;
+    if (np != 5 || strcmp(parts[4], "aws4_request") != 0 || strlen(parts[1]) != 8 ||
+        strlen(parts[0]) >= sizeof out->access_key_id || strlen(parts[2]) >= sizeof out->region ||
+        strlen(parts[3]) >= sizeof out->service)
+        return nd_err_set(err, -EBADMSG, "Authorization header has a malformed Credential scope");
+    snprintf(out->access_key_id, sizeof out->access_key_id, "%s", parts[0]);
+    snprintf(out->date, sizeof out->date, "%s", parts[1]);
+    snprintf(out->region, sizeof out->region, "%s", parts[2]);
+    snprintf(out->service, sizeof out->service, "%s", parts[3]);
+    return 0;
+}
+
+bool nd_sigv4_signature_equal(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la != lb)
+        return false;
+    return CRYPTO_memcmp(a, b, la) == 0;
+}

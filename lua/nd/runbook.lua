@@ -1,0 +1,507 @@
+-- nd.runbook — the runbook framework: finding, loading and validating runbooks, checking their arguments, and
+-- running their steps as tasks on the shared loop with per-step timeouts, a whole-run deadline, findings, progress
+-- output and (when the runbook collects) a bundle. The format is documented in docs/runbooks.md.
+--
+-- A run always ends with a result (see docs/runbooks.md for its fields), whatever the steps did: a step that raises
+-- is recorded as failed with its traceback; a step past its timeout is cancelled (its processes are killed) and
+-- recorded as timeout; when the deadline hits, the running step is cancelled, the rest are skipped, and the result
+-- says so (exit status 4).
+local nd = require "nd"
+local uv = require "luv"
+local fs = require "nd.fs"
+local host = require "nd.host"
+local json = require "nd.json"
+
+local M = {}
+
+M.EXIT = { ok = 0, failed = 1, usage = 2, crashed = 3, deadline = 4 }
+local SEVERITY_RANK = { ok = 0, skipped = 0, warn = 1, fail = 2, timeout = 2 }
+
+---------------------------------------------------------------------------------------------------------------------
+-- Finding runbooks
+---------------------------------------------------------------------------------------------------------------------
+
+-- The directories searched, in order: ./, $NITRODIAG_PATH (colon-separated), /etc/nitrodiag/runbooks, the installed
+-- share directory, then the source tree's scripts/ (when running from a build directory).
+function M.search_path()
+  local dirs = { "." }
+  local envp = os.getenv("NITRODIAG_PATH")
+  if envp and envp ~= "" then
+    for d in envp:gmatch("[^:]+") do dirs[#dirs + 1] = d end
+  end
+  dirs[#dirs + 1] = "/etc/nitrodiag/runbooks"
+  dirs[#dirs + 1] = host.share_dir() .. "/runbooks"
+  local src = host.source_dir()
+  if src ~= "" and fs.is_dir(src .. "/scripts") then dirs[#dirs + 1] = src .. "/scripts" end
+  return dirs
+end
+
+-- find(name) -> path | nil, msg. A name with a '/' or ending in .lua is a file path.
+function M.find(name)
+  if name:find("/") or name:match("%.lua$") then
+    if fs.exists(name) then return name end
+    return nil, "no such runbook file: " .. name
+  end
+  if not name:match("^[%w_%-%.]+$") then return nil, "not a runbook name: " .. name end
+  for _, d in ipairs(M.search_path()) do
+    local p = d .. "/" .. name .. ".lua"
+    if fs.exists(p) then return p end
+  end
+  return nil, "unknown runbook: " .. name
+end
+
+-- Levenshtein distance, for "did you mean".
+local function distance(a, b)
+  local prev = {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = { [0] = i }
+    for j = 1, #b do
+      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev = cur
+  end
+  return prev[#b]
+end
+
+-- suggest(word, candidates) -> the closest candidate when it is close enough, else nil
+function M.suggest(word, candidates)
+  local best, bestd
+  for _, c in ipairs(candidates) do
+    local d = distance(word, c)
+    if (not bestd or d < bestd) then best, bestd = c, d end
+  end
+  if best and bestd <= math.max(2, #word // 3) then return best end
+  return nil
+end
+
+-- list() -> { {name, description, path, shadows = {paths}} } for every runbook on the search path (first wins)
+function M.list()
+  local seen, out = {}, {}
+  for _, d in ipairs(M.search_path()) do
+    local names = fs.list(d) or {}
+    for _, f in ipairs(names) do
+      local name = f:match("^(.+)%.lua$")
+      if name and not name:match("_spec$") then
+        local path = d .. "/" .. f
+        if seen[name] then
+          table.insert(seen[name].shadows, path)
+        else
+          local def = M.load(path)
+          -- Files in ./ that are not runbooks (any other Lua file) are not listed.
+          if def or d ~= "." then
+            local e = { name = name, path = path, shadows = {},
+                        description = def and def.description or "(cannot load: see `nitrodiag run " .. name .. "`)" }
+            seen[name] = e
+            out[#out + 1] = e
+          end
+        end
+      end
+    end
+  end
+  table.sort(out, function(a, b) return a.name < b.name end)
+  return out
+end
+
+---------------------------------------------------------------------------------------------------------------------
+-- Loading and validating
+---------------------------------------------------------------------------------------------------------------------
+
+local ARG_TYPES = { string = true, number = true, integer = true, boolean = true, list = true }
+
+-- load(path) -> def | nil, msg. The file runs in its own environment (reading globals through _G) and returns the
+-- runbook table; nmap-style files that set globals (description, args, steps…) work too.
+function M.load(path)
+  local env = setmetatable({}, { __index = _G })
+  local chunk, err = loadfile(path, "t", env)
+  if not chunk then return nil, err end
+  local ok, def = pcall(chunk)
+  if not ok then return nil, path .. ": " .. tostring(def) end
+  if type(def) ~= "table" then
+    def = { description = rawget(env, "description"), categories = rawget(env, "categories"),
+            args = rawget(env, "args"), steps = rawget(env, "steps"), deadline = rawget(env, "deadline"),
+            collect = rawget(env, "collect"), name = rawget(env, "name"), report = rawget(env, "report") }
+  end
+  def.path = path
+  def.name = def.name or fs.basename(path):gsub("%.lua$", "")
+  if type(def.description) ~= "string" then return nil, path .. ": a runbook needs a description (string)" end
+  if type(def.steps) ~= "table" or #def.steps == 0 then return nil, path .. ": a runbook needs a list of steps" end
+  for i, st in ipairs(def.steps) do
+    if type(st) ~= "table" or type(st.name) ~= "string" or type(st.run) ~= "function" then
+      return nil, string.format("%s: step %d needs a name and a run function", path, i)
+    end
+  end
+  def.args = def.args or {}
+  for i, a in ipairs(def.args) do
+    if type(a.name) ~= "string" then return nil, string.format("%s: argument %d has no name", path, i) end
+    a.type = a.type or "string"
+    if not ARG_TYPES[a.type] then
+      return nil, string.format("%s: argument %s has an unknown type %s", path, a.name, tostring(a.type))
+    end
+  end
+  def.categories = def.categories or {}
+  return def
+end
+
+local function convert(a, raw)
+  if a.type == "string" then return raw end
+  if a.type == "number" or a.type == "integer" then
+    local n = tonumber(raw)
+    if not n or (a.type == "integer" and math.type(n) ~= "integer" and n ~= math.floor(n)) then
+      return nil, string.format("argument %s must be %s, got %q", a.name, a.type == "integer" and "an integer" or "a number", raw)
+    end
+    if a.type == "integer" then n = math.tointeger(n) end
+    if a.min and n < a.min then return nil, string.format("argument %s must be at least %s, got %s", a.name, a.min, raw) end
+    if a.max and n > a.max then return nil, string.format("argument %s must be at most %s, got %s", a.name, a.max, raw) end
+    return n
+  end
+  if a.type == "boolean" then
+    local l = raw:lower()
+    if l == "true" or l == "yes" or l == "1" or l == "on" then return true end
+    if l == "false" or l == "no" or l == "0" or l == "off" then return false end
+    return nil, string.format("argument %s must be true or false, got %q", a.name, raw)
+  end
+  if a.type == "list" then
+    local out = {}
+    for item in raw:gmatch("[^,]+") do out[#out + 1] = item:match("^%s*(.-)%s*$") end
+    return out
+  end
+end
+
+-- parse_args(def, words) -> args | nil, msg. words are "key=value" or positional values.
+function M.parse_args(def, words)
+  local by_name, positional, names = {}, {}, {}
+  for _, a in ipairs(def.args) do
+    by_name[a.name] = a
+    names[#names + 1] = a.name
+    if a.positional then positional[a.positional] = a end
+  end
+  local args, pos = {}, 0
+  for _, w in ipairs(words) do
+    local k, v = w:match("^([%w_%-]+)=(.*)$")
+    local a
+    if k then
+      a = by_name[k] or by_name[k:gsub("%-", "_")]
+      if not a then
+        local s = M.suggest(k, names)
+        return nil, string.format("%s: unknown argument %q%s", def.name, k,
+          s and string.format(" (did you mean %s=?)", s) or
+          (#names > 0 and " (arguments: " .. table.concat(names, ", ") .. ")" or " (it takes no arguments)"))
+      end
+    else
+      pos = pos + 1
+      a = positional[pos]
+      v = w
+      if not a then
+        return nil, string.format("%s: unexpected argument %q (use key=value%s)", def.name, w,
+          #names > 0 and "; arguments: " .. table.concat(names, ", ") or "")
+      end
+    end
+    local val, err = convert(a, v)
+    if val == nil then return nil, def.name .. ": " .. err end
+    if a.choices then
+      local okc = false
+      for _, c in ipairs(a.choices) do if c == val then okc = true end end
+      if not okc then
+        return nil, string.format("%s: argument %s must be one of %s, got %q", def.name, a.name,
+          table.concat(a.choices, ", "), tostring(v))
+      end
+    end
+    args[a.name] = val
+  end
+  for _, a in ipairs(def.args) do
+    if args[a.name] == nil then
+      if a.default ~= nil then
+        if type(a.default) == "string" and a.type ~= "string" then
+          args[a.name] = assert(convert(a, a.default))
+        else
+          args[a.name] = a.default
+        end
+      elseif a.required then
+        return nil, string.format("%s: missing argument %s (%s)", def.name, a.name, a.help or a.type)
+      end
+    end
+  end
+  return args
+end
+
+---------------------------------------------------------------------------------------------------------------------
+-- Output
+---------------------------------------------------------------------------------------------------------------------
+
+local Out = {}
+Out.__index = Out
+
+local function new_output(opts)
+  local o = setmetatable({ json = opts.json, quiet = opts.quiet, verbose = opts.verbose, run_log = {} }, Out)
+  o.live = not opts.json and not opts.quiet and host.isatty(2)
+  return o
+end
+
+function Out:line(text)
+  self.run_log[#self.run_log + 1] = text
+  if self.json or self.quiet then return end
+  if self.live then io.stderr:write("\r\27[K") end
+  io.stderr:write(text, "\n")
+  io.stderr:flush()
+end
+
+function Out:status(text)
+  if not self.live then return end
+  io.stderr:write("\r\27[K", text:sub(1, 120))
+  io.stderr:flush()
+end
+
+-- The closing lines (verdict, bundle, findings) go to stdout, unless --json owns stdout.
+function Out:final(text)
+  self.run_log[#self.run_log + 1] = text
+  if self.json then return end
+  io.stdout:write(text, "\n")
+  io.stdout:flush()
+end
+
+function Out:clear()
+  if self.live then io.stderr:write("\r\27[K") io.stderr:flush() end
+end
+
+---------------------------------------------------------------------------------------------------------------------
+-- Running
+---------------------------------------------------------------------------------------------------------------------
+
+local Step = {}
+Step.__index = Step
+
+local function worse(a, b)
+  return (SEVERITY_RANK[b] or 0) > (SEVERITY_RANK[a] or 0) and b or a
+end
+
+function Step:progress(text) self.waiting_on = text end
+function Step:log(...)
+  local parts = {}
+  for i = 1, select("#", ...) do parts[#parts + 1] = tostring((select(i, ...))) end
+  local line = table.concat(parts, " ")
+  for l in (line .. "\n"):gmatch("(.-)\n") do self.record.log[#self.record.log + 1] = l end
+  if self.out.verbose then self.out:line("    | " .. line) end
+end
+function Step:ok(msg) if msg then self.record.message = msg end end
+function Step:warn(msg)
+  self.record.outcome = worse(self.record.outcome, "warn")
+  if msg then self.record.message = msg end
+end
+function Step:fail(msg)
+  self.record.outcome = worse(self.record.outcome, "fail")
+  if msg then self.record.message = msg end
+end
+function Step:skip(reason)
+  self.record.outcome = "skipped"
+  self.record.message = reason
+  error({ nd_skip = true }, 0)
+end
+function Step:finding(f)
+  assert(type(f) == "table" and f.message, "a finding needs at least a message")
+  local sev = f.severity or "info"
+  local finding = { code = f.code, severity = sev, message = f.message, step = self.record.name,
+                    evidence = json.array(f.evidence or {}), remediation = f.remediation }
+  table.insert(self.record.findings, finding)
+  table.insert(self.result.findings, finding)
+  if sev == "fail" then self:fail(self.record.message or f.message)
+  elseif sev == "warn" then self:warn(self.record.message or f.message) end
+  if not self.record.message then self.record.message = f.message end
+  return finding
+end
+
+local function iso(t)
+  local secs = math.floor(t)
+  return os.date("!%Y-%m-%dT%H:%M:%S", secs) .. string.format(".%03dZ", math.floor((t - secs) * 1000))
+end
+
+local function wallclock()
+  local s, us = uv.gettimeofday()
+  return s + us / 1e6
+end
+
+-- execute(def, args, opts) -> result. opts: json, quiet, verbose, out_dir, deadline, sim (scenario), root.
+function M.execute(def, args, opts)
+  opts = opts or {}
+  local out = new_output(opts)
+  local t_start, wall_start = nd.now(), wallclock()
+  local deadline = tonumber(opts.deadline) or def.deadline or 600
+  local deadline_at = t_start + deadline
+  local result = {
+    runbook = def.name, version = host.version(), host = host.hostname(), started_at = iso(wall_start),
+    args = args, sim = opts.sim, interrupted = false, steps = json.array({}), findings = json.array({}),
+  }
+  local ctx = { root = host.root(), nitro_cli = host.nitro_cli() }
+  local data = {}
+  local sim, bundle
+
+  out:line(string.format("nitrodiag %s — %s%s", def.name, def.description, opts.sim and (" [simulated host: " .. opts.sim .. "]") or ""))
+
+  -- The simulated host, when asked for.
+  if opts.sim then
+    local ok, simmod = pcall(require, "nd.sim")
+    if not ok or not simmod then
+      result.error = "the simulated host is not available in this build"
+    else
+      local s, err = simmod.activate(opts.sim)
+      if not s then result.error = "cannot start the simulated host: " .. tostring(err) else sim = s end
+    end
+    if not sim then
+      result.verdict, result.exit_code = "error", M.EXIT.usage
+      out:line("error: " .. result.error)
+      return result
+    end
+    ctx.root = host.root()
+  end
+
+  -- The bundle, when the runbook collects.
+  if def.collect then
+    local okb, bmod = pcall(require, "nd.bundle")
+    if okb and bmod then
+      local b, err = bmod.open{ out_dir = opts.out_dir or ".", runbook = def.name, host = result.host }
+      if b then bundle = b else result.bundle_error = tostring(err) end
+    else
+      result.bundle_error = "bundle support is not available in this build"
+    end
+  end
+
+  -- Signals: SIGINT/SIGTERM cancel the running step and end the run with what was collected.
+  local current_task
+  local signals = {}
+  local function on_signal(name)
+    result.interrupted = true
+    result.interrupt_reason = "interrupted by " .. name
+    if current_task then current_task:cancel("interrupted by " .. name) end
+  end
+  for _, sig in ipairs({ "sigint", "sigterm" }) do
+    local h = uv.new_signal()
+    h:start(sig, function() on_signal(sig:upper()) end)
+    signals[#signals + 1] = h
+  end
+
+  local stop_reason
+  for i, st in ipairs(def.steps) do
+    local record = { name = st.name, outcome = "ok", findings = json.array({}), log = json.array({}),
+                     started_at = iso(wallclock()) }
+    result.steps[#result.steps + 1] = record
+    local t0 = nd.now()
+    if stop_reason then
+      record.outcome, record.message, record.duration = "skipped", stop_reason, 0
+    elseif st.when and not st.when(args, data) then
+      record.outcome, record.message, record.duration = "skipped", st.skip_reason or "not applicable", 0
+    else
+      local s = setmetatable({ args = args, data = data, bundle = bundle, sim = sim, ctx = ctx, record = record,
+                               result = result, out = out, step_index = i, runbook = def }, Step)
+      local remaining = deadline_at - nd.now()
+      local limit = math.min(st.timeout or 60, math.max(remaining, 0))
+      local by_deadline = (st.timeout or 60) >= remaining
+      local task = nd.spawn(function() return st.run(s, args, data) end)
+      current_task = task
+      local ticker = uv.new_timer()
+      local timed_out = false
+      local timer = uv.new_timer()
+      timer:start(math.floor(limit * 1000), 0, function()
+        timed_out = true
+        task:cancel("timeout")
+      end)
+      ticker:start(0, 250, function()
+        out:status(string.format("[%d/%d] %s  %.1fs%s", i, #def.steps, st.name, nd.now() - t0,
+          s.waiting_on and ("  " .. s.waiting_on) or ""))
+      end)
+      local ok, err = task:join()
+      timer:close()
+      ticker:close()
+      current_task = nil
+      out:clear()
+      if not ok then
+        if type(err) == "table" and err.nd_skip then
+          -- s:skip() already set the outcome
+        elseif timed_out then
+          record.outcome = "timeout"
+          if by_deadline then
+            record.message = string.format("the run deadline (%g s) was hit during this step", deadline)
+            result.deadline_hit = true
+            stop_reason = "not run: the run deadline was hit"
+          else
+            record.message = string.format("timed out after %g s%s", st.timeout or 60,
+              s.waiting_on and (" while " .. s.waiting_on) or "")
+          end
+        elseif result.interrupted then
+          record.outcome = "fail"
+          record.message = result.interrupt_reason
+          stop_reason = "not run: " .. result.interrupt_reason
+        else
+          record.outcome = "fail"
+          local msg = tostring(err)
+          record.error = msg
+          record.message = record.message or ("step raised an error: " .. (msg:match("^[^\n]*") or msg))
+        end
+      end
+      if st.required and (record.outcome == "fail" or record.outcome == "timeout") and not stop_reason then
+        stop_reason = "not run: required step '" .. st.name .. "' did not pass"
+      end
+    end
+    record.duration = nd.now() - t0
+    local mark = ({ ok = "ok  ", warn = "WARN", fail = "FAIL", skipped = "skip", timeout = "TIME" })[record.outcome]
+    out:line(string.format("  %s  %-28s %6.1fs  %s", mark, st.name, record.duration, record.message or ""))
+    if out.verbose and record.error then out:line("        " .. record.error:gsub("\n", "\n        ")) end
+  end
+
+  for _, h in ipairs(signals) do h:close() end
+
+  -- Verdict and exit status.
+  local worst = "ok"
+  for _, r in ipairs(result.steps) do worst = worse(worst, r.outcome) end
+  if result.deadline_hit then
+    result.verdict, result.exit_code = "timeout", M.EXIT.deadline
+  elseif result.interrupted then
+    result.verdict, result.exit_code = "error", M.EXIT.failed
+  elseif worst == "fail" or worst == "timeout" then
+    result.verdict, result.exit_code = "fail", M.EXIT.failed
+  elseif worst == "warn" then
+    result.verdict, result.exit_code = "warn", M.EXIT.ok
+  else
+    result.verdict, result.exit_code = "pass", M.EXIT.ok
+  end
+  result.ended_at = iso(wallclock())
+  result.duration = nd.now() - t_start
+
+  if def.report then
+    local okr, extra = pcall(def.report, result)
+    if okr and type(extra) == "string" then result.report = extra end
+  end
+
+  -- The bundle: step logs and the run log, then the manifest and reports, written atomically.
+  if bundle then
+    for i, r in ipairs(result.steps) do
+      if #r.log > 0 then
+        bundle:add_string(string.format("steps/%02d-%s.log", i, r.name:gsub("[^%w_%-]+", "_")),
+          table.concat(r.log, "\n") .. "\n")
+      end
+    end
+    bundle:add_string("run.log", table.concat(out.run_log, "\n") .. "\n")
+    local path, err
+    if result.deadline_hit or result.interrupted then
+      path, err = bundle:abort(result.deadline_hit and "deadline" or result.interrupt_reason, result)
+    else
+      path, err = bundle:finish(result)
+    end
+    if path then result.bundle = path else result.bundle_error = tostring(err) end
+  end
+
+  if sim then sim:close() end
+
+  out:final(string.format("verdict: %s (%d steps, %.1f s)%s", result.verdict:upper(), #result.steps, result.duration,
+    result.bundle and ("\nbundle: " .. result.bundle) or (result.bundle_error and ("\nbundle: not written: " .. result.bundle_error) or "")))
+  for _, f in ipairs(result.findings) do
+    if f.severity ~= "info" then
+      out:final(string.format("  [%s] %s%s", f.severity, f.code and (f.code .. ": ") or "", f.message))
+      if f.remediation then out:final("         fix: " .. f.remediation) end
+    end
+  end
+  if result.report and not opts.json and not opts.quiet then io.stdout:write(result.report, "\n") end
+  return result
+end
+
+return M
