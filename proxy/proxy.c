@@ -549,16 +549,16 @@ static void maybe_retry(preq *q)
                                   rand01(s));
     /* The retry must fit in the deadline: the backoff plus at least a few ms of attempt. */
     if (now + wait + 5 >= q->deadline_ms) {
-        char m[300];
-        snprintf(m, sizeof m, "%s (no time left for a retry within the %ld ms deadline)", q->last_msg,
+        char m[400];
+        snprintf(m, sizeof m, "%.250s (no time left for a retry within the %ld ms deadline)", q->last_msg,
                  cfg->deadline_ms);
         req_finish(q, code, m, NULL);
         return;
     }
     int cost = nd_retry_budget_take(&s->rb, q->last_cls == ND_KMS_TIMEOUT);
     if (cost == 0) {
-        char m[300];
-        snprintf(m, sizeof m, "%s (retry budget exhausted)", q->last_msg);
+        char m[400];
+        snprintf(m, sizeof m, "%.250s (retry budget exhausted)", q->last_msg);
         req_finish(q, code, m, NULL);
         return;
     }
