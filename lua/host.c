@@ -448,9 +448,28 @@ int ndl_host_run(ndl_host *h, lua_State *co)
     return 0;
 }
 
-static void on_shutdown_tick(uv_timer_t *t)
+static void on_settle_tick(uv_timer_t *t)
 {
     (void)t; /* only wakes the loop up so the bound below is checked */
+}
+
+void ndl_host_settle(ndl_host *h, int max_live, unsigned timeout_ms, int kill)
+{
+    if (h->ctx.live_procs <= max_live)
+        return;
+    uv_timer_t tick;
+    uv_timer_init(&h->loop, &tick);
+    uv_timer_start(&tick, on_settle_tick, 20, 20);
+    uint64_t t0 = uv_now(&h->loop);
+    h->loop_depth++;
+    while (h->ctx.live_procs > max_live && uv_now(&h->loop) - t0 < timeout_ms) {
+        if (kill)
+            nd_proc_kill_all(&h->ctx);
+        uv_run(&h->loop, UV_RUN_ONCE);
+    }
+    h->loop_depth--;
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(&h->loop, UV_RUN_NOWAIT);
 }
 
 void ndl_host_close(ndl_host *h)
@@ -460,19 +479,8 @@ void ndl_host_close(ndl_host *h)
     h->shutting_down = 1;
     if (h->L)
         lua_gc(h->L, LUA_GCCOLLECT);
-    nd_proc_kill_all(&h->ctx);
-    if (h->ctx.live_procs > 0) {
-        uv_timer_t tick;
-        uv_timer_init(&h->loop, &tick);
-        uv_timer_start(&tick, on_shutdown_tick, 50, 50);
-        uint64_t t0 = uv_now(&h->loop);
-        while (h->ctx.live_procs > 0 && uv_now(&h->loop) - t0 < 3000) {
-            nd_proc_kill_all(&h->ctx);
-            uv_run(&h->loop, UV_RUN_ONCE);
-        }
-        uv_close((uv_handle_t *)&tick, NULL);
-        uv_run(&h->loop, UV_RUN_NOWAIT);
-    }
+    ndl_host_settle(h, 0, 3000, 1);
+
     /* lua_close runs every __gc: running commands are killed (whole process group), sockets closed. The loop is NOT
      * run afterwards: luv's close callbacks would touch the freed state. This is only called at process exit, where
      * the kernel reaps what is left. */

@@ -24,6 +24,10 @@ ndl_host *ndl_host_of(lua_State *L);
  * -EDEADLK when co waits but nothing on the loop can wake it. */
 int ndl_host_run(ndl_host *h, lua_State *co);
 
+/* Runs the loop until at most max_live commands are left (bounded by timeout_ms), so that killed commands are
+ * reaped; with kill, keeps killing the ones that are left. */
+void ndl_host_settle(ndl_host *h, int max_live, unsigned timeout_ms, int kill);
+
 void ndl_report_error(lua_State *L, const char *where, const char *msg);
 int ndl_module_exists(const char *name);
 

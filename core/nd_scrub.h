@@ -1,0 +1,71 @@
+/*
+ * nd_scrub.h — the secret scrubber every text artifact passes through before it reaches a bundle.
+ *
+ * A scrubber holds a list of rules (POSIX extended regular expressions with a replacement that may use \1..\9) and
+ * one stream at a time: nd_scrub_begin() starts a stream with a sink, nd_scrub_feed() takes the text in chunks of
+ * any size, nd_scrub_end() flushes it. The text is processed line by line, so a secret split across two chunks is
+ * still found; a PEM private key spanning many lines is handled by a small state machine. Lines longer than
+ * ND_SCRUB_LINE_MAX are cut at a separator near that length (documented limit: a secret straddling such a cut in a
+ * single multi-megabyte line could escape).
+ *
+ * The built-in rules (nd_scrub_new) cover AWS access key ids (AKIA…/ASIA…), secret access keys, session tokens,
+ * X-Amz-Security-Token, Authorization headers, SigV4 signatures, PEM private keys and the credential fields of the
+ * IMDS JSON document. Each rule has a name; nd_scrub_counts() reports how many replacements each made in the current
+ * stream. Binary data is never scrubbed: callers check nd_scrub_looks_binary() and pass such data through as is.
+ */
+#ifndef ND_SCRUB_H
+#define ND_SCRUB_H
+
+#include "nd.h"
+
+#define ND_SCRUB_LINE_MAX (1u << 20)
+
+struct json_t;
+
+typedef struct nd_scrub nd_scrub;
+
+/* Receives scrubbed output. Returns 0, or a negative code that stops the stream (returned by feed/end). */
+typedef int (*nd_scrub_sink)(void *ud, const void *data, size_t n);
+
+/* Creates a scrubber with the built-in rules. Returns NULL (and fills err) when out of memory. */
+nd_scrub *nd_scrub_new(nd_err *err);
+
+/* Creates a scrubber with no rules at all (for tests and for callers that build their own list). */
+nd_scrub *nd_scrub_new_empty(nd_err *err);
+
+void nd_scrub_free(nd_scrub *s);
+
+/* Adds a rule: every match of the POSIX extended regular expression `ere` in a line is replaced by `replacement`
+ * (\0..\9 insert sub-matches, \\ a backslash). icase makes the match case-insensitive. The rule counts under `name`
+ * (several rules may share a name). Returns the rule's index, or -EINVAL with the regcomp message for a bad
+ * expression. Rules apply in the order they were added, after the built-in ones. */
+int nd_scrub_add_rule(nd_scrub *s, const char *name, const char *ere, const char *replacement, bool icase, nd_err *err);
+
+/* Starts a stream that writes to sink(ud, …) and resets the counts. */
+void nd_scrub_begin(nd_scrub *s, nd_scrub_sink sink, void *ud);
+
+/* Scrubs n more bytes of the stream. Returns 0, or the sink's negative code. */
+int nd_scrub_feed(nd_scrub *s, const void *data, size_t n);
+
+/* Flushes the last partial line. Returns 0, or the sink's negative code. */
+int nd_scrub_end(nd_scrub *s);
+
+/* Total replacements made in the current (or last) stream. */
+size_t nd_scrub_total(const nd_scrub *s);
+
+/* The replacements of the current (or last) stream by rule name, as a new JSON object {name: count} holding only
+ * the rules that matched. Returns NULL when out of memory. */
+struct json_t *nd_scrub_counts(const nd_scrub *s);
+
+/* Convenience: scrubs a whole buffer into a new malloc'd NUL-terminated string (*out, *outlen). Returns the number
+ * of replacements (>= 0) or a negative code. */
+int nd_scrub_buffer(nd_scrub *s, const void *in, size_t n, char **out, size_t *outlen);
+
+/* True when the data looks binary (a NUL byte, or mostly control bytes, in its first 8 KiB). Binary artifacts are
+ * stored unchanged: scrubbing would corrupt them. */
+bool nd_scrub_looks_binary(const void *data, size_t n);
+
+/* The names of the built-in rules, NULL-terminated (for the docs and the manifest). */
+const char *const *nd_scrub_builtin_names(void);
+
+#endif

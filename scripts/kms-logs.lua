@@ -1,0 +1,390 @@
+-- scripts/kms-logs.lua — read KMS proxy logs (files, stdin or journald), filter them, list kms_request_id values
+-- for CloudTrail and support cases, summarise errors, latency and counters, and interpret them by the operators'
+-- rules. Replaces the greps of the EphemeralML runbook, which missed PascalCase codes and the tracing-wrapped lines.
+-- The scanning is nd.kmslog (core/kmslog.c); this file picks the sources, renders and interprets. See docs/kms-logs.md.
+local kmslog = require "nd.kmslog"
+local proc = require "nd.proc"
+local host = require "nd.host"
+local fs = require "nd.fs"
+local json = require "nd.json"
+
+local DEFAULT_FILES = { "/var/log/ephemeralml-kms-proxy.log", "/var/log/nitrodiag-kms-proxy.log" }
+local JOURNAL_LINE_CAP = 64 * 1024 -- nd.proc hands longer lines over in pieces of exactly this size
+
+local rendered -- the human report of the last run (see report below)
+
+local function under_root(path)
+  local root = host.root()
+  if root == "/" or root == "" then return path end
+  return root .. path
+end
+
+local function fmt_num(v)
+  if v == nil then return "-" end
+  if math.type(v) == "integer" or (v == math.floor(v) and math.abs(v) < 1e15) then
+    return string.format("%d", math.floor(v))
+  end
+  return string.format("%.1f", v)
+end
+
+local function fmt_time(ts)
+  if not ts then return "-" end
+  local secs = math.floor(ts)
+  return os.date("!%Y-%m-%dT%H:%M:%S", secs) .. string.format(".%03dZ", math.floor((ts - secs) * 1000 + 0.5) % 1000)
+end
+
+local function human_bytes(n)
+  if n >= 1 << 30 then return string.format("%.1f GiB", n / (1 << 30)) end
+  if n >= 1 << 20 then return string.format("%.1f MiB", n / (1 << 20)) end
+  if n >= 1 << 10 then return string.format("%.1f KiB", n / (1 << 10)) end
+  return n .. " B"
+end
+
+-- Which sources to read: the argument's list, or the default log files when they exist, else the journal.
+local function resolve_sources(list)
+  local out = {}
+  for _, src in ipairs(list) do
+    if src == "auto" then
+      for _, f in ipairs(DEFAULT_FILES) do
+        local p = under_root(f)
+        if fs.exists(p) then out[#out + 1] = { kind = "file", path = p } end
+      end
+      if #out == 0 then out[#out + 1] = { kind = "journal" } end
+    elseif src == "journal" then
+      out[#out + 1] = { kind = "journal" }
+    elseif src == "-" then
+      out[#out + 1] = { kind = "stdin", path = "-" }
+    else
+      out[#out + 1] = { kind = "file", path = src }
+    end
+  end
+  return out
+end
+
+local function read_journal(s, sc, src)
+  local a = s.args
+  local argv = { "journalctl", "-u", a.unit, "-o", "cat", "--no-pager" }
+  if s.data.since then argv[#argv + 1] = "--since=@" .. string.format("%.0f", math.floor(s.data.since)) end
+  if s.data["until"] then argv[#argv + 1] = "--until=@" .. string.format("%.0f", math.ceil(s.data["until"])) end
+  argv.timeout = 120
+  argv.cap = 64 * 1024
+  local feed_err
+  argv.on_line = function(stream, line)
+    if stream ~= "stdout" or feed_err then return end
+    local ok, err = sc:feed(#line == JOURNAL_LINE_CAP and line or line .. "\n")
+    if not ok then feed_err = err end
+  end
+  s:progress("reading journalctl -u " .. a.unit)
+  s:log("$ " .. table.concat(argv, " "))
+  local r, err = proc.run(argv)
+  sc:finish()
+  if not r then return nil, "journal: " .. tostring(err) .. " (is this a systemd host? give a log file or - instead)" end
+  if feed_err then return nil, "journal: " .. tostring(feed_err) end
+  if r.exit_code ~= 0 then
+    local msg = (r.stderr or ""):match("[^\n]+") or r.status
+    return nil, string.format("journalctl -u %s: %s", a.unit, msg)
+  end
+  src.path = "journal:" .. a.unit
+  return true
+end
+
+-- Human rendering -------------------------------------------------------------------------------------------------
+
+local function render(s, res)
+  local a, out = s.args, {}
+  local function add(...) out[#out + 1] = string.format(...) end
+  if a.mode == "ids" then
+    add("kms_request_id                          request_id                            code                    time")
+    for _, id in ipairs(res.ids) do
+      add("%-39s %-37s %-23s %s", id.kms_request_id, id.request_id or "-", id.code or "ok", fmt_time(id.ts))
+    end
+    if #res.ids == 0 then add("(no kms_request_id in the selection)") end
+    if res.ids_dropped > 0 then add("… and %d more not kept", res.ids_dropped) end
+    add("")
+  elseif a.mode == "lines" then
+    for _, rec in ipairs(res.records) do
+      add("%s:%d: %s", rec.source or "?", rec.line or rec.line_no, rec.json or rec.raw)
+    end
+    if res.records_dropped > 0 then
+      add("… %d more matching lines not shown (limit=%d; limit=0 shows all)", res.records_dropped, a.limit)
+    end
+    if #res.records > 0 then add("") end
+  end
+  local st = res.stats
+  for _, src in ipairs(res.sources) do
+    add("source: %s (%d lines, %s)", src.path, src.lines or 0, human_bytes(src.bytes or 0))
+  end
+  add("lines: %d: %d KMS events (%d plain, %d wrapped, %d after a prefix), %d other JSON, %d malformed, %d noise, %d blank, %d skipped by the prefilter",
+    st.lines, st.events, st.plain, st.wrapped, st.prefixed, st.other, st.malformed, st.noise, st.blank, st.skipped)
+  add("matched: %d (%d requests, %d responses)%s", st.matched, st.matched_requests, st.matched_responses,
+    st.untimed > 0 and string.format("; %d events without a timestamp left out of the time range", st.untimed) or "")
+  if #res.errors > 0 then
+    local parts = {}
+    for _, e in ipairs(res.errors) do parts[#parts + 1] = e.code .. " " .. e.count end
+    add("errors: %s", table.concat(parts, ", "))
+  else
+    add("errors: none")
+  end
+  local l = res.latency
+  if l.count > 0 then
+    add("latency (duration_ms, %d responses): min %s  p50 %s  p90 %s  p95 %s  p99 %s  max %s", l.count,
+      fmt_num(l.min), fmt_num(l.p50), fmt_num(l.p90), fmt_num(l.p95), fmt_num(l.p99), fmt_num(l.max))
+  end
+  if #res.counters > 0 then
+    add("counters (first → last, change):")
+    for _, c in ipairs(res.counters) do
+      add("  %-22s %10s → %-10s %s%s", c.name, fmt_num(c.first), fmt_num(c.last),
+        c.monotonic and ("+" .. fmt_num(c.delta)) or ("Δ " .. fmt_num(c.delta)),
+        c.resets > 0 and string.format("  (%d restarts)", c.resets) or "")
+    end
+  end
+  return table.concat(out, "\n")
+end
+
+-- Interpretation --------------------------------------------------------------------------------------------------
+
+local function counter(res, name)
+  for _, c in ipairs(res.counters) do if c.name == name then return c end end
+end
+
+local function delta(res, name)
+  local c = counter(res, name)
+  return c and c.delta or 0
+end
+
+local function errors_of(res, code)
+  for _, e in ipairs(res.errors) do if e.code == code then return e.count end end
+  return 0
+end
+
+local function ids_with(res, code, max)
+  local out = {}
+  for _, id in ipairs(res.ids) do
+    if id.code == code and #out < (max or 5) then
+      out[#out + 1] = string.format("kms_request_id %s (request_id %s)", id.kms_request_id, id.request_id or "-")
+    end
+  end
+  return out
+end
+
+local function interpret(s, res)
+  local st = res.stats
+  if st.events == 0 then
+    local what = {}
+    for _, src in ipairs(res.sources) do what[#what + 1] = src.path end
+    s:finding{ code = "KMS_NO_EVENTS", severity = "warn",
+      message = string.format("no KMS proxy events in %s (%d lines read)", table.concat(what, ", "), st.lines),
+      evidence = { string.format("%d noise, %d other JSON, %d malformed lines", st.noise, st.other, st.malformed) },
+      remediation = "check that this is the proxy's log: kms_proxy_host writes JSON lines to stdout (journalctl -u "
+        .. s.args.unit .. " -o cat), nitrodiag-kms-proxy to its log file; give the file or `journal` as source" }
+    return
+  end
+  if st.wrapped > 0 then
+    s:finding{ code = "KMS_WRAPPED_LOG", severity = "info",
+      message = string.format("%d events were tracing-wrapped (escaped JSON inside fields.json) and were unwrapped", st.wrapped),
+      remediation = "plain greps miss these lines; read them with nitrodiag kms-logs, or log one JSON object per line" }
+  end
+  local pascal = 0
+  for _, rec in ipairs(res.records) do
+    if rec.raw_code and rec.raw_code:match("^%u") then pascal = pascal + 1 end
+  end
+  if pascal > 0 then
+    s:finding{ code = "KMS_PASCALCASE_CODES", severity = "info",
+      message = "error codes are logged in PascalCase (UpstreamThrottled) while the wire uses snake_case; both were normalised",
+      remediation = "a grep for '\"error_code\":\"upstream_throttled\"' misses these lines: filter with code= instead" }
+  end
+  if st.malformed > 0 then
+    s:finding{ code = "KMS_MALFORMED_LINES", severity = "info",
+      message = string.format("%d lines looked like JSON but did not parse (truncated or cut by the logger); ignored", st.malformed) }
+  end
+
+  local throttled = errors_of(res, "upstream_throttled")
+  local rate_limited = errors_of(res, "rate_limited")
+  local rl_delta, thr_delta = delta(res, "rate_limited_total"), delta(res, "throttled_total")
+  if throttled > 0 or rate_limited > 0 then
+    local rising = rl_delta > 0
+    s:finding{ code = "KMS_THROTTLED", severity = "warn",
+      message = string.format("%d response%s throttled by KMS%s%s", throttled, throttled == 1 and "" or "s",
+        rate_limited > 0 and string.format(", %d refused by the proxy's own rate limit", rate_limited) or "",
+        rising and string.format("; rate_limited_total rose by %s", fmt_num(rl_delta)) or ""),
+      evidence = (function()
+        local ev = { string.format("throttled_total +%s, rate_limited_total +%s", fmt_num(thr_delta), fmt_num(rl_delta)) }
+        for _, e in ipairs(ids_with(res, "upstream_throttled")) do ev[#ev + 1] = e end
+        return ev
+      end)(),
+      remediation = rising
+        and "the request rate is above what KMS grants: lower the proxy's RPS cap and concurrency (token bucket, max in flight) and check the KMS request quotas for this account and region (Service Quotas)"
+        or "KMS throttled before the proxy's own rate limit engaged: lower the RPS cap/concurrency so the proxy limits first, and check the KMS request quotas (Service Quotas)" }
+  end
+
+  local timeouts = errors_of(res, "timeout")
+  local retries = delta(res, "retries_total")
+  if timeouts > 0 then
+    s:finding{ code = "KMS_TIMEOUTS", severity = "warn",
+      message = string.format("%d request%s timed out%s", timeouts, timeouts == 1 and "" or "s",
+        retries > 0 and string.format("; retries_total rose by %s", fmt_num(retries)) or " (retries_total did not rise)"),
+      evidence = { string.format("timeouts_total +%s, retries_total +%s", fmt_num(delta(res, "timeouts_total")), fmt_num(retries)),
+                   res.latency.count > 0 and string.format("latency p99 %s ms, max %s ms", fmt_num(res.latency.p99), fmt_num(res.latency.max)) or nil },
+      remediation = retries > 0
+        and "network or regional trouble between the host and KMS: check the route/VPC endpoint and the AWS Health dashboard, the end-to-end deadline (800 ms) and per-attempt timeouts, and whether the circuit breaker opens"
+        or "requests time out without retries: the deadline leaves no room for a retry; check the deadlines and the network path to KMS" }
+  end
+
+  local denied = errors_of(res, "upstream_access_denied")
+  if denied > 0 then
+    local ev = ids_with(res, "upstream_access_denied")
+    s:finding{ code = "KMS_ACCESS_DENIED", severity = "fail",
+      message = string.format("%d request%s denied by KMS (IAM or key policy); these are never retried", denied, denied == 1 and "" or "s"),
+      evidence = ev,
+      remediation = "fix the instance role's IAM policy or the KMS key policy (kms:Decrypt/GenerateDataKey for the role, kms:RecipientAttestation conditions matching the enclave's PCRs); look the kms_request_ids up in CloudTrail (mode=ids)" }
+  end
+
+  local unavailable = errors_of(res, "upstream_unavailable")
+  if unavailable > 0 then
+    s:finding{ code = "KMS_UNAVAILABLE", severity = "warn",
+      message = string.format("%d requests failed with KMS unavailable (5xx or unreachable)", unavailable),
+      remediation = "regional KMS trouble or no route to the endpoint: check the AWS Health dashboard, the VPC endpoint and the vsock-proxy allowlist" }
+  end
+
+  local circuit = errors_of(res, "circuit_open") + delta(res, "circuit_open_total")
+  if circuit > 0 then
+    s:finding{ code = "KMS_CIRCUIT_OPEN", severity = "warn",
+      message = "the proxy's circuit breaker opened (requests refused while KMS kept failing)",
+      remediation = "the breaker opens when ≥ 20% of ≥ 50 requests in 10 s fail: fix the errors above; it closes by itself after 5 s" }
+  end
+
+  local invalid = errors_of(res, "invalid_request")
+  if invalid > 0 then
+    s:finding{ code = "KMS_INVALID_REQUEST", severity = "warn",
+      message = string.format("%d requests were rejected as invalid", invalid),
+      remediation = "the enclave sent a malformed request (key_id, key_spec or ciphertext_blob): check the client version against the proxy's" }
+  end
+
+  local internal = errors_of(res, "internal")
+  if internal > 0 then
+    s:finding{ code = "KMS_INTERNAL", severity = "warn",
+      message = string.format("%d requests failed inside the proxy (internal)", internal),
+      remediation = "see the proxy's own error lines around those request_ids (mode=lines request_id=…)" }
+  end
+
+  local resets = 0
+  for _, c in ipairs(res.counters) do if c.resets > resets then resets = c.resets end end
+  if resets > 0 then
+    s:finding{ code = "KMS_PROXY_RESTARTED", severity = "info",
+      message = string.format("the counters went back to zero %d time(s): the proxy restarted; deltas count across restarts", resets) }
+  end
+  local cw = counter(res, "circuit_wait_total")
+  local req = counter(res, "kms_requests_total")
+  if cw and req and cw.delta > 0 and cw.delta == req.delta then
+    s:finding{ code = "KMS_CIRCUIT_WAIT_MISCOUNTED", severity = "info",
+      message = "circuit_wait_total rises with every request: the old kms_proxy_host counted every request there (a known defect); ignore it" }
+  end
+end
+
+local function finish_summary(s, res)
+  s.result.output = {
+    mode = s.args.mode,
+    sources = json.array(res.sources),
+    stats = res.stats,
+    errors = json.array(res.errors),
+    latency = res.latency,
+    counters = json.array(res.counters),
+    ids = json.array(res.ids),
+    ids_dropped = res.ids_dropped,
+    records = json.array(s.args.mode == "lines" and res.records or {}),
+    records_dropped = res.records_dropped,
+  }
+end
+
+return {
+  name = "kms-logs",
+  description = "Read KMS proxy logs (files, stdin, journald): filter, list kms_request_ids, summarise and interpret",
+  categories = { "kms", "logs", "triage" },
+  args = {
+    { name = "source", type = "list", positional = 1, default = "auto",
+      help = "log files (comma-separated; .gz too), - for stdin, journal for journalctl -u UNIT, auto = the proxy log file or the journal" },
+    { name = "mode", type = "string", default = "lines", choices = { "lines", "summary", "ids" },
+      help = "lines: matching events then the summary; summary: only the summary; ids: kms_request_id values for CloudTrail/support" },
+    { name = "request_id", type = "string", help = "only this request_id (the id the enclave sent)" },
+    { name = "trace_id", type = "string", help = "only this trace_id" },
+    { name = "op", type = "string", help = "Decrypt or GenerateDataKey (responses match through their request)" },
+    { name = "code", type = "string", help = "only this error code, PascalCase or snake_case (e.g. upstream_access_denied)" },
+    { name = "errors", type = "boolean", default = false, help = "only failed responses" },
+    { name = "throttled", type = "boolean", default = false, help = "only responses throttled by KMS (upstream_throttled)" },
+    { name = "since", type = "string", help = "from this time: 2026-01-27T10:00:00Z, epoch seconds, -15m, -2h, -1d" },
+    { name = "until", type = "string", help = "up to this time (same forms)" },
+    { name = "unit", type = "string", default = "kms-proxy-host", help = "systemd unit for source=journal" },
+    { name = "limit", type = "integer", default = 200, min = 0, help = "matching lines shown in mode=lines (0: all)" },
+  },
+  deadline = 600,
+  collect = false,
+  steps = {
+    { name = "read", timeout = 580, required = true,
+      run = function(s)
+        local a = s.args
+        rendered = nil
+        for _, k in ipairs({ "since", "until" }) do
+          if a[k] then
+            local t, err = kmslog.parse_time(a[k])
+            if not t then s:fail(k .. ": " .. err) return end
+            s.data[k] = t
+          end
+        end
+        local keep = a.mode == "lines" and (a.limit == 0 and 1e15 or a.limit) or 64
+        local sc <close>, err = kmslog.new{
+          request_id = a.request_id, trace_id = a.trace_id, op = a.op, code = a.code,
+          errors = a.errors, throttled = a.throttled, since = s.data.since, ["until"] = s.data["until"], keep = keep }
+        if not sc then s:fail(err) return end
+        local sources = resolve_sources(a.source)
+        local prev_lines, prev_bytes, prev_kept = 0, 0, 0
+        local out_sources = {}
+        for _, src in ipairs(sources) do
+          local ok, rerr
+          if src.kind == "journal" then
+            ok, rerr = read_journal(s, sc, src)
+          else
+            s:progress("reading " .. (src.path == "-" and "stdin" or src.path))
+            ok, rerr = sc:scan_file(src.path)
+          end
+          if not ok then
+            s:finding{ code = "KMS_SOURCE_UNREADABLE", severity = "fail", message = rerr,
+                       remediation = "give readable log files, - for stdin, or journal (source=…)" }
+            return
+          end
+          local r = sc:result()
+          for i = prev_kept + 1, #r.records do
+            r.records[i].source = src.path
+            r.records[i].line = r.records[i].line_no - prev_lines
+          end
+          out_sources[#out_sources + 1] = { path = src.path, kind = src.kind, lines = r.stats.lines - prev_lines,
+                                            bytes = r.stats.bytes - prev_bytes }
+          s:log(string.format("%s: %d lines, %d bytes", src.path, r.stats.lines - prev_lines, r.stats.bytes - prev_bytes))
+          prev_lines, prev_bytes, prev_kept = r.stats.lines, r.stats.bytes, #r.records
+        end
+        -- result() builds fresh tables each time, except records (kept in the scanner): the source and line set
+        -- above remain.
+        local res = sc:result()
+        res.sources = out_sources
+        s.data.res = res
+        s:ok(string.format("%d of %d lines matched", res.stats.matched, res.stats.lines))
+      end },
+    { name = "interpret", timeout = 20,
+      run = function(s)
+        local res = s.data.res
+        if not res then s:skip("nothing was read") end
+        local parts, n = {}, 0
+        for _, e in ipairs(res.errors) do
+          n = n + e.count
+          parts[#parts + 1] = e.code .. " " .. e.count
+        end
+        s:ok(string.format("%d events matched, %d errors%s", res.stats.matched, n,
+          n > 0 and (": " .. table.concat(parts, ", ")) or ""))
+        interpret(s, res)
+        finish_summary(s, res)
+        rendered = render(s, res)
+      end },
+  },
+  report = function(result)
+    return rendered
+  end,
+}

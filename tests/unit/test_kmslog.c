@@ -1,0 +1,408 @@
+/* test_kmslog.c — the KMS proxy log scanner on tests/data/kmslogs/mixed.log (plain, tracing-wrapped, prefixed and
+ * malformed lines mixed with journald noise), every filter, code normalisation, hand-computed percentiles and
+ * counter deltas, chunked feeding equal to one pass, times, and a fuzz run over random and truncated lines. */
+#include "ndtest.h"
+#include "nd_kmslog.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <jansson.h>
+
+#define MIXED ND_SOURCE_DIR "/tests/data/kmslogs/mixed.log"
+#define R1 "7f1c9a52-3b7e-4c1e-9a55-0c1d2e3f4a01"
+
+typedef struct seen {
+    int n;
+    char ids[32][48];
+    int wrapped;
+} seen;
+
+static int collect(void *ud, const nd_kmslog_record *r)
+{
+    seen *s = ud;
+    if (s->n < 32)
+        snprintf(s->ids[s->n], sizeof s->ids[0], "%s%s", r->is_response ? "<" : ">",
+                 r->request_id ? r->request_id : "?");
+    s->n++;
+    s->wrapped += r->wrapped;
+    return 0;
+}
+
+static char *read_all(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)sz + 1);
+    *n = fread(b, 1, (size_t)sz, f);
+    fclose(f);
+    return b;
+}
+
+/* Scans mixed.log with filter f; returns the scanner (caller frees) and fills s. */
+static nd_kmslog *scan(const nd_kmslog_filter *f, seen *s)
+{
+    memset(s, 0, sizeof *s);
+    nd_kmslog *k = NULL;
+    nd_err err;
+    nd_err_clear(&err);
+    CHECK_EQ_INT(nd_kmslog_new(f, collect, s, &k, &err), 0);
+    if (!k)
+        return NULL;
+    CHECK_EQ_INT(nd_kmslog_scan_file(k, MIXED, &err), 0);
+    return k;
+}
+
+static void whole_log_classified(void)
+{
+    seen s;
+    nd_kmslog *k = scan(NULL, &s);
+    const nd_kmslog_stats *st = nd_kmslog_stats_of(k);
+    CHECK_EQ_INT(st->lines, 17);
+    CHECK_EQ_INT(st->blank, 1);
+    CHECK_EQ_INT(st->noise, 3);     /* -- Boot --, Started …, -- No entries -- */
+    CHECK_EQ_INT(st->other, 1);     /* the startup event */
+    CHECK_EQ_INT(st->malformed, 2); /* a truncated line, a wrapped line whose json is cut */
+    CHECK_EQ_INT(st->events, 10);
+    CHECK_EQ_INT(st->wrapped, 4);
+    CHECK_EQ_INT(st->plain, 6);
+    CHECK_EQ_INT(st->prefixed, 1);
+    CHECK_EQ_INT(st->matched, 10);
+    CHECK_EQ_INT(st->matched_requests, 4);
+    CHECK_EQ_INT(st->matched_responses, 6);
+    CHECK_EQ_INT(st->lines, st->blank + st->noise + st->skipped + st->parsed);
+    CHECK_EQ_INT(s.wrapped, 4);
+
+    /* errors by normalised code, first-seen order */
+    CHECK_EQ_INT(nd_kmslog_error_codes(k), 3);
+    const char *code;
+    uint64_t n;
+    CHECK_EQ_INT(nd_kmslog_error_at(k, 0, &code, &n), 0);
+    CHECK_EQ_STR(code, "upstream_throttled");
+    CHECK_EQ_INT(n, 2); /* UpstreamThrottled (wrapped) + upstream_throttled (plain) */
+    nd_kmslog_error_at(k, 1, &code, &n);
+    CHECK_EQ_STR(code, "timeout");
+    CHECK_EQ_INT(n, 1);
+    nd_kmslog_error_at(k, 2, &code, &n);
+    CHECK_EQ_STR(code, "upstream_access_denied");
+    CHECK_EQ_INT(nd_kmslog_error_at(k, 3, &code, &n), -ERANGE);
+
+    /* durations 12 250 300 800 40 5 → sorted 5 12 40 250 300 800; nearest rank = sorted[ceil(p/100*6)-1] */
+    double v;
+    CHECK_EQ_INT(nd_kmslog_durations(k), 6);
+    CHECK_EQ_INT(nd_kmslog_percentile(k, 50, &v), 0);
+    CHECK(v == 40);
+    nd_kmslog_percentile(k, 33, &v); /* ceil(1.98) = 2 */
+    CHECK(v == 12);
+    nd_kmslog_percentile(k, 34, &v); /* ceil(2.04) = 3 */
+    CHECK(v == 40);
+    nd_kmslog_percentile(k, 90, &v); /* ceil(5.4) = 6 */
+    CHECK(v == 800);
+    nd_kmslog_percentile(k, 100, &v);
+    CHECK(v == 800);
+    nd_kmslog_percentile(k, 1, &v);
+    CHECK(v == 5);
+    CHECK_EQ_INT(nd_kmslog_percentile(k, 0, &v), -EINVAL);
+    CHECK_EQ_INT(nd_kmslog_percentile(k, 101, &v), -EINVAL);
+
+    /* counters: first snapshot (r1) vs last (r7) */
+    size_t nc;
+    const nd_kmslog_counter *c = nd_kmslog_counters(k, &nc);
+    CHECK_EQ_INT(nc, 8);
+    int found = 0;
+    for (size_t i = 0; i < nc; i++) {
+        if (strcmp(c[i].name, "rate_limited_total") == 0) {
+            CHECK(c[i].first == 0 && c[i].last == 5 && c[i].delta == 5 && c[i].monotonic);
+            CHECK_EQ_INT(c[i].samples, 6);
+            found++;
+        }
+        if (strcmp(c[i].name, "retries_total") == 0) {
+            CHECK(c[i].first == 0 && c[i].last == 7 && c[i].delta == 7);
+            found++;
+        }
+        if (strcmp(c[i].name, "kms_requests_total") == 0) {
+            CHECK(c[i].first == 1 && c[i].last == 6 && c[i].delta == 5);
+            CHECK_EQ_INT(c[i].resets, 0);
+            found++;
+        }
+    }
+    CHECK_EQ_INT(found, 3);
+
+    /* unique kms_request_ids: …01 (twice), …02, …03, …05; r4 has null */
+    size_t nid;
+    uint64_t dropped;
+    const nd_kmslog_id *ids = nd_kmslog_ids(k, &nid, &dropped);
+    CHECK_EQ_INT(nid, 4);
+    CHECK_EQ_INT(dropped, 0);
+    CHECK_EQ_STR(ids[0].kms_request_id, "1b2c3d4e-0000-4000-8000-000000000001");
+    CHECK_EQ_STR(ids[0].request_id, R1);
+    CHECK_EQ_STR(ids[1].code, "upstream_throttled");
+    CHECK_EQ_STR(ids[3].kms_request_id, "1b2c3d4e-0000-4000-8000-000000000005");
+    CHECK_EQ_STR(ids[3].code, "upstream_access_denied");
+    nd_kmslog_free(k);
+}
+
+static void expect(const nd_kmslog_filter *f, const char *const *want)
+{
+    seen s;
+    nd_kmslog *k = scan(f, &s);
+    int n = 0;
+    while (want[n])
+        n++;
+    CHECK_EQ_INT(s.n, n);
+    for (int i = 0; i < n && i < s.n; i++)
+        CHECK_EQ_STR(s.ids[i], want[i]);
+    const nd_kmslog_stats *st = nd_kmslog_stats_of(k);
+    CHECK_EQ_INT(st->lines, 17);
+    CHECK_EQ_INT(st->lines, st->blank + st->noise + st->skipped + st->parsed);
+    nd_kmslog_free(k);
+}
+
+static void filters(void)
+{
+    expect(&(nd_kmslog_filter){.request_id = R1}, (const char *[]){">" R1, "<" R1, NULL});
+    expect(&(nd_kmslog_filter){.request_id = "r2"}, (const char *[]){">r2", "<r2", NULL}); /* wrapped lines */
+    expect(&(nd_kmslog_filter){.request_id = "nope"}, (const char *[]){NULL});
+    expect(&(nd_kmslog_filter){.trace_id = "t-2"}, (const char *[]){">r2", "<r2", "<r3", NULL});
+    expect(&(nd_kmslog_filter){.op = "Decrypt"}, (const char *[]){">r2", "<r2", ">r4", "<r4", NULL});
+    expect(&(nd_kmslog_filter){.op = "generatedatakey"}, (const char *[]){">" R1, "<" R1, ">r7", "<r7", NULL});
+    expect(&(nd_kmslog_filter){.errors_only = true}, (const char *[]){"<r2", "<r3", "<r4", "<r5", NULL});
+    expect(&(nd_kmslog_filter){.throttled = true}, (const char *[]){"<r2", "<r3", NULL});
+    expect(&(nd_kmslog_filter){.code = "UpstreamThrottled"}, (const char *[]){"<r2", "<r3", NULL});
+    expect(&(nd_kmslog_filter){.code = "timeout"}, (const char *[]){"<r4", NULL});
+    expect(&(nd_kmslog_filter){.code = "upstream_access_denied"}, (const char *[]){"<r5", NULL});
+    expect(&(nd_kmslog_filter){.code = "internal"}, (const char *[]){NULL});
+    expect(&(nd_kmslog_filter){.errors_only = true, .op = "Decrypt"}, (const char *[]){"<r2", "<r4", NULL});
+    expect(&(nd_kmslog_filter){.throttled = true, .trace_id = "t-2"}, (const char *[]){"<r2", "<r3", NULL});
+    /* time range: only the wrapped lines carry a timestamp; r7's response (10:00:07.005) is past the end */
+    expect(&(nd_kmslog_filter){.has_since = true, .since = 1769508001, .has_until = true, .until = 1769508007},
+           (const char *[]){">r2", "<r2", ">r7", NULL});
+
+    seen s;
+    nd_kmslog *k = scan(&(nd_kmslog_filter){.has_since = true, .since = 0}, &s);
+    CHECK_EQ_INT(nd_kmslog_stats_of(k)->untimed, 6);
+    nd_kmslog_free(k);
+
+    /* prefilters did their job: the request-id scan parsed only the two lines holding it */
+    k = scan(&(nd_kmslog_filter){.request_id = R1}, &s);
+    CHECK_EQ_INT(nd_kmslog_stats_of(k)->parsed, 2);
+    nd_kmslog_free(k);
+    k = scan(&(nd_kmslog_filter){.throttled = true}, &s);
+    CHECK_EQ_INT(nd_kmslog_stats_of(k)->parsed, 2);
+    nd_kmslog_free(k);
+
+    nd_err err;
+    nd_err_clear(&err);
+    CHECK_EQ_INT(nd_kmslog_new(&(nd_kmslog_filter){.request_id = ""}, NULL, NULL, &k, &err), -EINVAL);
+    CHECK_EQ_INT(nd_kmslog_new(&(nd_kmslog_filter){.throttled = true, .code = "timeout"}, NULL, NULL, &k, &err),
+                 -EINVAL);
+    CHECK_EQ_INT(nd_kmslog_new(&(nd_kmslog_filter){.has_since = true, .since = 10, .has_until = true, .until = 5},
+                               NULL, NULL, &k, &err),
+                 -EINVAL);
+}
+
+static void check_norm(const char *in, const char *want)
+{
+    char out[64];
+    nd_kmslog_normalize_code(in, strlen(in), out, sizeof out);
+    CHECK_EQ_STR(out, want);
+}
+
+static void normalize_codes(void)
+{
+    check_norm("UpstreamThrottled", "upstream_throttled");
+    check_norm("upstream_throttled", "upstream_throttled");
+    check_norm("UpstreamAccessDenied", "upstream_access_denied");
+    check_norm("Timeout", "timeout");
+    check_norm("InvalidRequest", "invalid_request");
+    check_norm("KMSTimeout", "kms_timeout");
+    check_norm("HTTP503Error", "http503_error");
+    check_norm("circuit-open", "circuit_open");
+    check_norm("RATE_LIMITED", "rate_limited");
+    check_norm("", "");
+    char small[6];
+    CHECK_EQ_INT(nd_kmslog_normalize_code("UpstreamThrottled", 17, small, sizeof small), 5);
+    CHECK_EQ_STR(small, "upstr");
+}
+
+static void times(void)
+{
+    double t;
+    nd_err err;
+    nd_err_clear(&err);
+    CHECK_EQ_INT(nd_kmslog_parse_time("2026-01-27T10:00:00Z", 0, &t, &err), 0);
+    CHECK(t == 1769508000);
+    CHECK_EQ_INT(nd_kmslog_parse_time("2026-01-27 12:00:00.5+02:00", 0, &t, &err), 0);
+    CHECK(t == 1769508000.5);
+    CHECK_EQ_INT(nd_kmslog_parse_time("2026-01-27", 0, &t, &err), 0);
+    CHECK(t == 1769472000);
+    CHECK_EQ_INT(nd_kmslog_parse_time("2024-02-29T23:59:59Z", 0, &t, &err), 0);
+    CHECK(t == 1709251199);
+    CHECK_EQ_INT(nd_kmslog_parse_time("@1769508000", 0, &t, &err), 0);
+    CHECK(t == 1769508000);
+    CHECK_EQ_INT(nd_kmslog_parse_time("1769508000123", 0, &t, &err), 0); /* milliseconds */
+    CHECK(fabs(t - 1769508000.123) < 1e-6);
+    CHECK_EQ_INT(nd_kmslog_parse_time("-15m", 1000, &t, &err), 0);
+    CHECK(t == 100);
+    CHECK_EQ_INT(nd_kmslog_parse_time("-2h", 10000, &t, &err), 0);
+    CHECK(t == 2800);
+    CHECK_EQ_INT(nd_kmslog_parse_time("now", 42, &t, &err), 0);
+    CHECK(t == 42);
+    CHECK_EQ_INT(nd_kmslog_parse_time("yesterday", 0, &t, &err), -EINVAL);
+    CHECK(strstr(err.msg, "bad time 'yesterday'") != NULL);
+    CHECK_EQ_INT(nd_kmslog_parse_time("2026-13-01", 0, &t, &err), -EINVAL);
+    CHECK_EQ_INT(nd_kmslog_parse_time("-5x", 0, &t, &err), -EINVAL);
+}
+
+typedef struct sig {
+    uint64_t sum;
+} sig;
+
+static int sign(void *ud, const nd_kmslog_record *r)
+{
+    sig *s = ud;
+    s->sum = s->sum * 31 + r->line_no * 7 + r->line_len + (r->wrapped ? 1 : 0);
+    return 0;
+}
+
+/* Feeds buf in chunks of random sizes; returns the stats and a signature of the records. */
+static void feed_chunked(const char *buf, size_t n, const nd_kmslog_filter *f, unsigned seed, nd_kmslog_stats *st,
+                         uint64_t *sigsum, size_t maxchunk)
+{
+    sig s = {0};
+    nd_kmslog *k;
+    CHECK_EQ_INT(nd_kmslog_new(f, sign, &s, &k, NULL), 0);
+    srand(seed);
+    size_t off = 0;
+    while (off < n) {
+        size_t c = maxchunk ? 1 + (size_t)rand() % maxchunk : n - off;
+        if (c > n - off)
+            c = n - off;
+        CHECK_EQ_INT(nd_kmslog_feed(k, buf + off, c, NULL), 0);
+        off += c;
+    }
+    CHECK_EQ_INT(nd_kmslog_finish(k, NULL), 0);
+    *st = *nd_kmslog_stats_of(k);
+    *sigsum = s.sum;
+    nd_kmslog_free(k);
+}
+
+static void chunked_equals_whole(void)
+{
+    size_t n;
+    char *buf = read_all(MIXED, &n);
+    CHECK(buf != NULL);
+    if (!buf)
+        return;
+    nd_kmslog_filter fs[] = {{0}, {.errors_only = true}, {.throttled = true}, {.request_id = "r2"}, {.op = "Decrypt"}};
+    for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++) {
+        nd_kmslog_stats a, b;
+        uint64_t sa, sb;
+        feed_chunked(buf, n, &fs[i], 1, &a, &sa, 0);
+        for (unsigned seed = 1; seed < 20; seed++) {
+            feed_chunked(buf, n, &fs[i], seed, &b, &sb, seed % 2 ? 7 : 300);
+            CHECK(memcmp(&a, &b, sizeof a) == 0);
+            CHECK(sa == sb);
+        }
+    }
+    /* no final newline: the last line still counts, via finish */
+    nd_kmslog_stats st;
+    uint64_t ss;
+    feed_chunked(buf, n - 1, NULL, 3, &st, &ss, 0);
+    CHECK_EQ_INT(st.lines, 17);
+    free(buf);
+}
+
+static int stop_after_one(void *ud, const nd_kmslog_record *r)
+{
+    (void)r;
+    return ++*(int *)ud >= 1 ? -ECANCELED : 0;
+}
+
+static void callback_stops_and_files(void)
+{
+    int count = 0;
+    nd_kmslog *k;
+    nd_err err;
+    nd_err_clear(&err);
+    CHECK_EQ_INT(nd_kmslog_new(NULL, stop_after_one, &count, &k, NULL), 0);
+    CHECK_EQ_INT(nd_kmslog_scan_file(k, MIXED, &err), -ECANCELED);
+    CHECK_EQ_INT(count, 1);
+    CHECK_EQ_INT(nd_kmslog_scan_file(k, "/nonexistent/kms.log", &err), -ENOENT);
+    CHECK_EQ_STR(err.msg, "/nonexistent/kms.log: No such file or directory");
+    CHECK_EQ_INT(nd_kmslog_scan_file(k, ND_SOURCE_DIR "/tests", &err), -EISDIR);
+    nd_kmslog_free(k);
+}
+
+static void fuzz(void)
+{
+    size_t n;
+    char *src = read_all(MIXED, &n);
+    CHECK(src != NULL);
+    if (!src)
+        return;
+    /* Collect the fixture's lines. */
+    char *lines[32];
+    size_t lens[32], nl = 0;
+    for (char *p = src; p < src + n && nl < 32;) {
+        char *e = memchr(p, '\n', (size_t)(src + n - p));
+        if (!e)
+            e = src + n;
+        lines[nl] = p;
+        lens[nl++] = (size_t)(e - p);
+        p = e + 1;
+    }
+    srand(12345);
+    size_t cap = 1 << 16;
+    char *buf = malloc(cap);
+    const nd_kmslog_filter fs[] = {{0}, {.errors_only = true}, {.throttled = true}, {.request_id = "r2"},
+                                   {.op = "Decrypt"}, {.has_since = true, .since = 1}};
+    for (int round = 0; round < 400; round++) {
+        size_t len = 0;
+        while (len < cap - 1024) {
+            int kind = rand() % 6;
+            size_t i = (size_t)rand() % nl;
+            size_t l = lens[i];
+            if (kind == 0) { /* random bytes, including NUL, quotes and braces */
+                l = (size_t)rand() % 200;
+                for (size_t j = 0; j < l; j++)
+                    buf[len + j] = "{}\"\\:,ab\0\n\r 0123tfn[]"[rand() % 21];
+            } else {
+                if (kind == 1) /* truncated */
+                    l = (size_t)rand() % (l + 1);
+                memcpy(buf + len, lines[i], l);
+                if (kind == 2 && l) /* one corrupted byte */
+                    buf[len + (size_t)rand() % l] = (char)(rand() & 0xff);
+            }
+            len += l;
+            buf[len++] = '\n';
+            if (rand() % 50 == 0)
+                break;
+        }
+        const nd_kmslog_filter *f = &fs[round % (int)(sizeof fs / sizeof fs[0])];
+        nd_kmslog_stats a, b;
+        uint64_t sa, sb;
+        feed_chunked(buf, len, f, (unsigned)round, &a, &sa, 0);
+        feed_chunked(buf, len, f, (unsigned)round, &b, &sb, 1 + (size_t)round % 97);
+        CHECK(memcmp(&a, &b, sizeof a) == 0 && sa == sb);
+        CHECK_EQ_INT(a.lines, a.blank + a.noise + a.skipped + a.parsed);
+        CHECK(a.parsed >= a.malformed + a.other + a.events);
+    }
+    free(buf);
+    free(src);
+}
+
+int main(void)
+{
+    ND_RUN(whole_log_classified);
+    ND_RUN(filters);
+    ND_RUN(normalize_codes);
+    ND_RUN(times);
+    ND_RUN(chunked_equals_whole);
+    ND_RUN(callback_stops_and_files);
+    ND_RUN(fuzz);
+    return nd_test_summary();
+}

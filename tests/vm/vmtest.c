@@ -1,0 +1,248 @@
+/*
+ * vmtest.c — the guest side of the enclave real-kernel test (static; the initramfs's rdinit=/vmtest).
+ *
+ * As PID 1 it loads vsock.ko, vmw_vsock_virtio_transport_common.ko and vsock_loopback.ko (in that order, with
+ * finit_module), forks the in-guest client, and then EXECS /init — so enclave/init really is PID 1, with the
+ * client as a child it inherited (whose exit init must reap). init mounts proc/sys, launches /vsock-pingpong in
+ * vsock mode (VSOCK_PINGPONG_MODE comes from the kernel command line, like the image's ENV).
+ *
+ * The client talks to the server over AF_VSOCK loopback (CID 1, port 5000): pings, concurrent clients, a bad
+ * client, "hello" → "unknown"; then sends SIGTERM to PID 1 (init must forward it to the app) and waits until the
+ * app is gone. It ends the VM through qemu's isa-debug-exit device (I/O port 0xf4): qemu then exits with
+ * (value << 1) | 1, i.e. 33 for PASS and 35 for FAIL. The host script (run-vm-test.sh) checks that exit status and
+ * init's console lines.
+ */
+#include "nd_vsock.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/io.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_PASS 0x10
+#define EXIT_FAIL 0x11
+
+static void say(const char *fmt, ...) ND_PRINTF(1, 2);
+static void say(const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if (n > (int)sizeof line - 2)
+        n = (int)sizeof line - 2;
+    line[n++] = '\n';
+    if (write(STDOUT_FILENO, line, (size_t)n) < 0)
+        return;
+}
+
+static void vm_exit(int value)
+{
+    if (ioperm(0xf4, 4, 1) == 0)
+        outl((unsigned)value, 0xf4);
+    say("[vmtest] cannot reach isa-debug-exit (ioperm: %s)", strerror(errno));
+    _exit(1);
+}
+
+static void fail(const char *fmt, ...) ND_PRINTF(1, 2);
+static void fail(const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    say("[vmtest] FAIL: %s", msg);
+    vm_exit(EXIT_FAIL);
+}
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    say("[vmtest] FAIL: watchdog: the guest test took more than 45 s");
+    vm_exit(EXIT_FAIL);
+}
+
+static void msleep(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int load_module(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    long rc = syscall(SYS_finit_module, fd, "", 0);
+    int e = errno;
+    close(fd);
+    return rc == 0 ? 0 : -e;
+}
+
+/* pid of the process whose /proc/PID/cmdline starts with `exe`, or 0. */
+static pid_t find_process(const char *exe)
+{
+    DIR *d = opendir("/proc");
+    pid_t found = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)) && !found) {
+        pid_t pid = atoi(e->d_name);
+        if (pid <= 0)
+            continue;
+        char path[64], buf[256] = "";
+        snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+        int fd = open(path, O_RDONLY);
+        if (fd < 0)
+            continue;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n > 0 && strcmp(buf, exe) == 0) {
+            char st[64], sbuf[256] = "";
+            snprintf(st, sizeof st, "/proc/%d/stat", (int)pid);
+            fd = open(st, O_RDONLY);
+            if (fd >= 0) {
+                n = read(fd, sbuf, sizeof sbuf - 1);
+                close(fd);
+                char *rp = strrchr(sbuf, ')');
+                if (rp && rp[1] == ' ' && rp[2] != 'Z')
+                    found = pid;
+            }
+        }
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+static int exchange(const nd_sockaddr *a, const char *msg, char *reply, size_t n, nd_err *err)
+{
+    int fd = nd_vsock_connect(a, 3000, err);
+    if (fd < 0)
+        return fd;
+    int rc = nd_vsock_write_all(fd, msg, strlen(msg), 3000, a, err);
+    size_t got = 0;
+    while (rc == 0 && got + 1 < n) {
+        ssize_t r = nd_vsock_read(fd, reply + got, n - 1 - got, 3000, a, err);
+        if (r < 0)
+            rc = (int)r;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    reply[got] = '\0';
+    close(fd);
+    return rc;
+}
+
+static void client(void)
+{
+    signal(SIGALRM, on_alarm);
+    alarm(45);
+    nd_sockaddr a;
+    nd_err err;
+    nd_vsock_parse("vsock:1:5000", &a, NULL);
+
+    /* Wait for the server: init must have mounted proc and started the app. */
+    char reply[64];
+    double rtt = 0, t0 = nd_vsock_now_ms();
+    int rc = -1;
+    while (nd_vsock_now_ms() - t0 < 20000) {
+        rc = nd_vsock_ping(&a, 2000, reply, sizeof reply, &rtt, &err);
+        if (rc == 0)
+            break;
+        msleep(50);
+    }
+    if (rc < 0)
+        fail("no pong from vsock:1:5000 within 20 s: %s", err.msg);
+    if (strcmp(reply, "pong") != 0)
+        fail("ping got \"%s\" instead of \"pong\"", reply);
+    say("[vmtest] ping vsock:1:5000 -> %s (%.2f ms)", reply, rtt);
+
+    /* Many clients at once: connect 16, then answer each. */
+    enum { N = 16 };
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = nd_vsock_connect(&a, 3000, &err);
+        if (fds[i] < 0)
+            fail("concurrent client %d: %s", i, err.msg);
+    }
+    for (int i = N - 1; i >= 0; i--) {
+        if (nd_vsock_write_all(fds[i], "ping", 4, 3000, &a, &err) < 0)
+            fail("concurrent client %d write: %s", i, err.msg);
+        ssize_t r = nd_vsock_read(fds[i], reply, sizeof reply - 1, 3000, &a, &err);
+        if (r != 4 || memcmp(reply, "pong", 4) != 0)
+            fail("concurrent client %d: no pong (%zd: %s)", i, r, r < 0 ? err.msg : "short reply");
+        close(fds[i]);
+    }
+    say("[vmtest] %d concurrent clients got pong", N);
+
+    /* Bad clients: connect and vanish; garbage. The server must stay up. */
+    for (int i = 0; i < 4; i++) {
+        int fd = nd_vsock_connect(&a, 3000, &err);
+        if (fd >= 0)
+            close(fd);
+    }
+    if (exchange(&a, "hello", reply, sizeof reply, &err) < 0 || strcmp(reply, "unknown") != 0)
+        fail("\"hello\" did not get \"unknown\" (%s)", reply);
+    if (nd_vsock_ping(&a, 3000, reply, sizeof reply, &rtt, &err) < 0 || strcmp(reply, "pong") != 0)
+        fail("the server stopped answering after bad clients: %s", err.msg);
+    say("[vmtest] bad clients survived; hello -> unknown");
+
+    /* Nothing at another port: the wording says so. */
+    nd_sockaddr other;
+    nd_vsock_parse("vsock:1:5999", &other, NULL);
+    if (nd_vsock_connect(&other, 2000, &err) >= 0)
+        fail("connect to vsock:1:5999 succeeded, nothing should listen there");
+    if (!strstr(err.msg, "nothing listens at CID 1 port 5999"))
+        fail("unexpected wording: %s", err.msg);
+    say("[vmtest] %s", err.msg);
+
+    /* SIGTERM to PID 1 (init) must reach the app. */
+    pid_t app = find_process("/vsock-pingpong");
+    if (!app)
+        fail("no /vsock-pingpong process");
+    kill(1, SIGTERM);
+    for (int i = 0; i < 100 && find_process("/vsock-pingpong"); i++)
+        msleep(30);
+    if (find_process("/vsock-pingpong"))
+        fail("/vsock-pingpong (pid %d) still runs after SIGTERM to init", (int)app);
+    msleep(200); /* let init print its exit line */
+    say("[vmtest] PASS");
+    vm_exit(EXIT_PASS);
+}
+
+int main(void)
+{
+    static const char *mods[] = {"/lib/modules/vsock.ko", "/lib/modules/vmw_vsock_virtio_transport_common.ko",
+                                 "/lib/modules/vsock_loopback.ko"};
+    say("[vmtest] pid %d: loading the vsock modules", (int)getpid());
+    for (size_t i = 0; i < sizeof mods / sizeof mods[0]; i++) {
+        int rc = load_module(mods[i]);
+        if (rc < 0 && rc != -EEXIST)
+            fail("finit_module %s: %s", mods[i], strerror(-rc));
+        say("[vmtest] loaded %s", mods[i]);
+    }
+    pid_t c = fork();
+    if (c == 0) {
+        client();
+        _exit(0);
+    }
+    if (c < 0)
+        fail("fork: %s", strerror(errno));
+    /* Become /init, still PID 1. The client stays our child: init inherits it and must reap it. */
+    char *argv[] = {"/init", NULL};
+    execv("/init", argv);
+    fail("exec /init: %s", strerror(errno));
+}
