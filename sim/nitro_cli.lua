@@ -762,12 +762,22 @@ function build_enclave(ctx, args)
   uv.fs_close(fd)
   local art = os.getenv("NITRO_CLI_ARTIFACTS")
   local home = os.getenv("HOME")
-  if not (art and art ~= "") and not home then
+  if not art and not home then
     return ctx:fail{ code = "E51", action = "Build Enclave", subactions = { "Failed to build enclave",
       "Failed to build EIF from docker", "Could not find a folder for the CLI artifacts, set either HOME or NITRO_CLI_ARTIFACTS" },
       file = "src/lib.rs", line = 355 }
   end
-  fs.mkdir_p((art and art ~= "") and art or (home .. "/.nitro_cli"))
+  -- nitro-cli creates the artifacts folder (NITRO_CLI_ARTIFACTS, else $HOME/.nitro_cli/); an empty value cannot be
+  -- created (E19). $HOME/.nitro_cli is made inside the simulated root: the simulation never touches the real home.
+  local artifacts = art or (home .. "/.nitro_cli/")
+  local real = artifacts
+  if not art and artifacts:sub(1, #ctx.root) ~= ctx.root and artifacts:sub(1, 1) == "/" then real = ctx.root .. artifacts end
+  if artifacts == "" or not fs.mkdir_p(real) then
+    return ctx:fail{ code = "E19", suffix = string.format("\nFile: '%s', failing operation: 'Create'.", artifacts),
+      action = "Build Enclave", subactions = { "Failed to build enclave", "Failed to build EIF from docker",
+        string.format("Could not create artifacts path %s: Os { code: 2, kind: NotFound, message: \"No such file or directory\" }", artifacts) },
+      file = "src/lib.rs", line = 334 }
+  end
   local tag = o["docker-uri"]
   local cfg = st.images[tag] or (not tag:find(":") and st.images[tag .. ":latest"])
   if not cfg then
