@@ -319,3 +319,70 @@ describe("nd.eif and the runbooks", function()
     match(r.stdout, "truncated header")
   end)
 end)
+
+describe("nitro-core against the simulated host", function()
+  local okmod, sim = pcall(require, "nd.sim")
+  local function activate(name)
+    local s = assert(sim.activate(name))
+    return s
+  end
+  it("nd.nitro, nd.preflight and explain agree on the seed's E26 (e26-small-memory)", function()
+    if not okmod then return end
+    local s = activate("e26-small-memory")
+    local ok, err = pcall(function()
+      local eifpath = s.root .. "/home/ec2-user/data-processing.eif"
+      -- preflight predicts it from the EIF, allocator.yaml and sysfs under the simulated root
+      local p = assert(preflight.check{ eif = eifpath, memory = 512, cpu_count = 2 })
+      eq(p.first.code, "E26")
+      eq(p.min_memory_mib, 2148)
+      -- nitro-cli (the stand-in on PATH) says the same, and its err log parses
+      local v, msg, code, rec = nitro.run_enclave{ eif = eifpath, memory = 512, cpu_count = 2, timeout = 30 }
+      eq(v, nil)
+      eq(code, "E26")
+      eq(msg, p.first.headline)
+      eq(rec.root.facts.min_memory_mib, p.min_memory_mib)
+      local log = assert(nitro.read_err_log(rec.root.err_log_path))
+      truthy(log.recognised)
+      eq(log.action, "Run Enclave")
+      -- and the eif runbook computes the same minimum from the file
+      eq(eif.min_memory_mib(eifpath), 2148)
+      -- with enough memory it runs, and describe-enclaves sees it
+      local info = assert(nitro.run_enclave{ eif = eifpath, memory = 2148, cpu_count = 2, timeout = 30 })
+      local list = assert(nitro.describe_enclaves())
+      eq(list[1].EnclaveID, info.EnclaveID)
+      local t = assert(nitro.terminate{ all = true })
+      eq(t[1].Terminated, true)
+    end)
+    s:close()
+    if not ok then error(err, 0) end
+  end)
+  it("preflight predicts E27 on e27-allocator-too-small like the stand-in", function()
+    if not okmod then return end
+    local s = activate("e27-allocator-too-small")
+    local ok, err = pcall(function()
+      local eifpath = s.root .. "/home/ec2-user/data-processing.eif"
+      local p = assert(preflight.check{ eif = eifpath, memory = 3072, cpu_count = 2 })
+      eq(p.first.code, "E27")
+      local _, msg, code = nitro.run_enclave{ eif = eifpath, memory = 3072, cpu_count = 2, timeout = 30 }
+      eq(code, "E27")
+      eq(msg, (p.first.headline:match("^[^\n]*")))
+    end)
+    s:close()
+    if not ok then error(err, 0) end
+  end)
+  it("preflight predicts the stale enclave's E29 on cpu-pool-exhausted like the stand-in", function()
+    if not okmod then return end
+    local s = activate("cpu-pool-exhausted")
+    local ok, err = pcall(function()
+      local running = assert(nitro.describe_enclaves())
+      eq(#running, 1)
+      local p = assert(preflight.check{ eif = s.eifs[1], memory = 2048, cpu_count = 2, running = running })
+      eq(p.first.code, "E29")
+      match(p.first.note, "NE_ERR_NO_CPUS_AVAIL_IN_POOL")
+      local _, _, code = nitro.run_enclave{ eif = s.eifs[1], memory = 2048, cpu_count = 2, timeout = 30 }
+      eq(code, "E29")
+    end)
+    s:close()
+    if not ok then error(err, 0) end
+  end)
+end)
