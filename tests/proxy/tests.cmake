@@ -14,3 +14,18 @@ if(TARGET nitrodiag-fake-kms AND TARGET nitrodiag-kms-proxy)
     add_dependencies(nitrodiag-proxytest vsock-pingpong nitrodiag-fake-kms nitrodiag-kms-proxy)
   endif()
 endif()
+
+# The shipped example config is valid, and it and the docs name only options the program knows (--help is
+# generated from the same table as the parser).
+if(TARGET nitrodiag-kms-proxy)
+  add_test(NAME proxy.config_example
+    COMMAND sh -c "set -e; p=\"$1\"; src=\"$2\"
+      \"$p\" --config \"$src/proxy/kms-proxy.conf.example\" --region=us-east-1 --check
+      for k in $(sed -n 's/^#* *\\([a-z_][a-z_]*\\) = .*/\\1/p' \"$src/proxy/kms-proxy.conf.example\"); do
+        \"$p\" --help | grep -q -- \"--$k=\" || { echo \"option $k not in --help\"; exit 1; }
+      done
+      if \"$p\" --bogus=1 2>/dev/null; then echo 'unknown option accepted'; exit 1; fi
+      if \"$p\" --region=us-east-1 --deadline_ms=banana --check 2>/dev/null; then echo 'bad value accepted'; exit 1; fi
+      echo ok" sh $<TARGET_FILE:nitrodiag-kms-proxy> ${PROJECT_SOURCE_DIR})
+  set_tests_properties(proxy.config_example PROPERTIES TIMEOUT 30)
+endif()
