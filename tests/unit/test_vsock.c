@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <linux/vm_sockets.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -118,6 +119,7 @@ static pid_t serve_once(int lfd, const char *answer, int count)
 {
     pid_t p = fork();
     if (p == 0) {
+        fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) & ~O_NONBLOCK); /* nd_vsock_listen gives a non-blocking fd */
         for (int i = 0; i < count; i++) {
             int c = accept(lfd, NULL, NULL);
             if (c < 0)

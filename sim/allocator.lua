@@ -1,0 +1,239 @@
+-- nd.sim.allocator — the simulated nitro-enclaves-allocator.service (a oneshot on real hosts): reads
+-- /etc/nitro_enclaves/allocator.yaml under the sim root, reserves hugepage memory and the CPU pool, writes what the
+-- real allocator leaves behind (ne_cpus, nr_hugepages) and logs to the service journal. The configuration is parsed
+-- by nd.allocator (the one parser of allocator.yaml) when it is built in.
+local fs = require "nd.fs"
+local st_mod = require "nd.sim.state"
+
+local M = {}
+
+M.UNIT = "nitro-enclaves-allocator.service"
+M.FILE = "/etc/nitro_enclaves/allocator.yaml"
+
+-- Fallback parser with the allocator's own rules (used only when nd.allocator is not built in).
+local function parse_fallback(text)
+  local cfg, started = {}, not text:find("\n%-%-%-") and not text:find("^%-%-%-")
+  local n = 0
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    n = n + 1
+    if not started then
+      if line:match("^%-%-%-%s*$") then started = true end
+    else
+      local body = line:gsub("#.*$", "")
+      if body:match("%S") then
+        local k, v = body:match("^%s*([%w_]+)%s*:%s*(.-)%s*$")
+        if not k or (k ~= "memory_mib" and k ~= "cpu_count" and k ~= "cpu_pool") then
+          return nil, string.format("Error in %s:%d - unexpected: %s", M.FILE, n, k or body:match("^%s*(.-)%s*$"))
+        end
+        cfg[k] = v
+      end
+    end
+  end
+  return cfg
+end
+
+-- parse(text) -> { memory_mib = n, cpu_count = n | nil, cpu_pool = {ids} | nil } | nil, message
+function M.parse(text)
+  local ok, lib = pcall(require, "nd.allocator")
+  local cfg, err
+  if ok and type(lib) == "table" and type(lib.parse) == "function" then
+    cfg, err = lib.parse(text, M.FILE)
+    if cfg and type(cfg.cpu_pool) == "string" then cfg.cpu_pool = M.parse_list(cfg.cpu_pool) end
+    return cfg, err
+  end
+  cfg, err = parse_fallback(text)
+  if not cfg then return nil, err end
+  local out = {}
+  if not cfg.memory_mib then return nil, "Error: memory_mib is not set in " .. M.FILE end
+  out.memory_mib = tonumber(cfg.memory_mib)
+  if not out.memory_mib or out.memory_mib ~= math.floor(out.memory_mib) or out.memory_mib <= 0 then
+    return nil, "Error: invalid memory_mib: " .. cfg.memory_mib
+  end
+  out.memory_mib = math.tointeger(out.memory_mib)
+  if cfg.cpu_count and cfg.cpu_pool then
+    return nil, "Error: cpu_count and cpu_pool are mutually exclusive in " .. M.FILE
+  end
+  if cfg.cpu_count then
+    out.cpu_count = math.tointeger(tonumber(cfg.cpu_count))
+    if not out.cpu_count or out.cpu_count <= 0 then return nil, "Error: invalid cpu_count: " .. cfg.cpu_count end
+  elseif cfg.cpu_pool then
+    out.cpu_pool = M.parse_list(cfg.cpu_pool)
+    if not out.cpu_pool then return nil, "Error: invalid cpu_pool: " .. cfg.cpu_pool end
+  else
+    return nil, "Error: neither cpu_count nor cpu_pool is set in " .. M.FILE
+  end
+  return out
+end
+
+-- parse_list("2,3,6-9") -> {2,3,6,7,8,9} | nil
+function M.parse_list(s)
+  local out = {}
+  for part in tostring(s):gmatch("[^,]+") do
+    local a, b = part:match("^%s*(%d+)%s*%-%s*(%d+)%s*$")
+    if a then
+      for i = tonumber(a), tonumber(b) do out[#out + 1] = i end
+    else
+      local x = part:match("^%s*(%d+)%s*$")
+      if not x then return nil end
+      out[#out + 1] = tonumber(x)
+    end
+  end
+  table.sort(out)
+  return #out > 0 and out or nil
+end
+
+-- The sibling threads of cpu on this host (Linux numbering on EC2: core c = {c, c + cores, …}).
+local function core_of(h, cpu)
+  local cores = h.cpus // h.threads_per_core
+  return cpu % cores
+end
+
+local function core_threads(h, core)
+  local cores = h.cpus // h.threads_per_core
+  local t = {}
+  for i = 0, h.threads_per_core - 1 do t[#t + 1] = core + i * cores end
+  return t
+end
+
+-- pool(host, cfg) -> sorted CPU ids | nil, message (the allocator's CPU selection rules)
+function M.pool(h, cfg)
+  local cores = h.cpus // h.threads_per_core
+  if cfg.cpu_count then
+    if cfg.cpu_count % h.threads_per_core ~= 0 then
+      return nil, string.format("Error: cpu_count (%d) must be a multiple of the number of threads per core (%d).",
+        cfg.cpu_count, h.threads_per_core)
+    end
+    local need = cfg.cpu_count // h.threads_per_core
+    if need > cores - 1 then
+      return nil, string.format("Error: cannot allocate %d CPUs: only %d CPUs can be offered to enclaves "
+        .. "(CPU 0 and its siblings stay with the parent instance).", cfg.cpu_count, (cores - 1) * h.threads_per_core)
+    end
+    local ids = {}
+    for c = 1, need do for _, t in ipairs(core_threads(h, c)) do ids[#ids + 1] = t end end
+    table.sort(ids)
+    return ids
+  end
+  local seen = {}
+  for _, id in ipairs(cfg.cpu_pool) do
+    if id >= h.cpus then return nil, string.format("Error: CPU %d does not exist on this instance.", id) end
+    if core_of(h, id) == 0 then
+      return nil, string.format("Error: CPU %d cannot be used: CPU 0 and its siblings stay with the parent instance.", id)
+    end
+    seen[id] = true
+  end
+  for id in pairs(seen) do
+    for _, t in ipairs(core_threads(h, core_of(h, id))) do
+      if not seen[t] then
+        return nil, string.format("Error: the CPU pool must contain full CPU cores: CPU %d is missing (sibling of CPU %d).", t, id)
+      end
+    end
+  end
+  local ids = {}
+  for id in pairs(seen) do ids[#ids + 1] = id end
+  table.sort(ids)
+  return ids
+end
+
+local function running(st)
+  local now = os.time()
+  for _, e in ipairs(st.enclaves) do
+    if not (e.plan and e.plan.stops_after and now >= e.started + e.plan.stops_after + 1) then return true end
+  end
+  return false
+end
+
+local function same(a, b)
+  if #a ~= #b then return false end
+  for i = 1, #a do if a[i] ~= b[i] then return false end end
+  return true
+end
+
+-- Writes what the allocator leaves on the host: ne_cpus and the hugepage counters.
+function M.write_sys(root, st)
+  local h = st.host
+  if h.driver then
+    fs.write(root .. "/sys/module/nitro_enclaves/parameters/ne_cpus",
+      (#st.allocator.cpus > 0 and table.concat(st.allocator.cpus, ",") or "") .. "\n")
+  end
+  local pages = st.allocator.memory_mib // 2
+  fs.write(root .. "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", pages .. "\n")
+  local used = 0
+  for _, e in ipairs(st.enclaves) do used = used + e.memory_mib end
+  fs.write(root .. "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", math.max(0, (st.allocator.memory_mib - used) // 2) .. "\n")
+  fs.write(root .. "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages", "0\n")
+end
+
+local function finish(st, svc, ok, msg, pid)
+  svc.since = os.time()
+  svc.pid = pid
+  svc.active = ok and "active" or "failed"
+  svc.result = ok and "success" or "exit-code"
+  return { ok = ok, message = msg }
+end
+
+-- start(root, st) -> { ok, message }: runs the allocator with the current allocator.yaml (state st is modified;
+-- the caller saves it).
+function M.start(root, st)
+  local svc = st.services[M.UNIT]
+  local pid = st_mod.pid(st)
+  local log = function(m) st_mod.journal(st, M.UNIT, "nitro-enclaves-allocator", pid, m) end
+  st_mod.journal(st, M.UNIT, "systemd", 1, "Starting Nitro Enclaves Resource Allocator...")
+  if not st.host.driver then
+    local m = "Error: the nitro_enclaves driver is not loaded (modprobe nitro_enclaves failed)."
+    log(m)
+    st_mod.journal(st, M.UNIT, "systemd", 1, M.UNIT .. ": Main process exited, code=exited, status=1/FAILURE")
+    st_mod.journal(st, M.UNIT, "systemd", 1, M.UNIT .. ": Failed with result 'exit-code'.")
+    st_mod.journal(st, M.UNIT, "systemd", 1, "Failed to start Nitro Enclaves Resource Allocator.")
+    return finish(st, svc, false, m, pid)
+  end
+  local text = fs.read(root .. M.FILE)
+  local cfg, err
+  if not text then err = "Error: cannot read " .. M.FILE else cfg, err = M.parse(text) end
+  local cpus
+  if cfg then cpus, err = M.pool(st.host, cfg) end
+  if cfg and cpus and cfg.memory_mib > st.host.memory_mib - 512 then
+    cpus, err = nil, string.format("Error: cannot reserve %d MiB of hugepage memory: the instance has %d MiB.",
+      cfg.memory_mib, st.host.memory_mib)
+  end
+  if cpus and running(st) and (not same(cpus, st.allocator.cpus) or cfg.memory_mib < st.allocator.memory_mib) then
+    cpus, err = nil, "Error: an enclave is running; its CPUs and memory cannot be released (terminate it first: nitro-cli terminate-enclave --all)."
+  end
+  if not cpus then
+    log(err)
+    st_mod.journal(st, M.UNIT, "systemd", 1, M.UNIT .. ": Main process exited, code=exited, status=1/FAILURE")
+    st_mod.journal(st, M.UNIT, "systemd", 1, M.UNIT .. ": Failed with result 'exit-code'.")
+    st_mod.journal(st, M.UNIT, "systemd", 1, "Failed to start Nitro Enclaves Resource Allocator.")
+    return finish(st, svc, false, err, pid)
+  end
+  st.allocator.memory_mib = cfg.memory_mib
+  st.allocator.cpus = cpus
+  M.write_sys(root, st)
+  local m = string.format("Successfully allocated Nitro Enclaves resources: %d MiB, %d CPUs", cfg.memory_mib, #cpus)
+  log(m)
+  st_mod.journal(st, M.UNIT, "systemd", 1, "Finished Nitro Enclaves Resource Allocator.")
+  return finish(st, svc, true, m, pid)
+end
+
+-- stop(root, st) -> { ok, message }: releases the reservation (refused while an enclave runs).
+function M.stop(root, st)
+  local svc = st.services[M.UNIT]
+  if running(st) then
+    local m = "Error: an enclave is running; its CPUs and memory cannot be released (terminate it first: nitro-cli terminate-enclave --all)."
+    st_mod.journal(st, M.UNIT, "nitro-enclaves-allocator", st_mod.pid(st), m)
+    svc.active = "failed"
+    svc.result = "exit-code"
+    return { ok = false, message = m }
+  end
+  st.allocator.memory_mib = 0
+  st.allocator.cpus = {}
+  M.write_sys(root, st)
+  st_mod.journal(st, M.UNIT, "systemd", 1, "Stopping Nitro Enclaves Resource Allocator...")
+  st_mod.journal(st, M.UNIT, "systemd", 1, M.UNIT .. ": Deactivated successfully.")
+  st_mod.journal(st, M.UNIT, "systemd", 1, "Stopped Nitro Enclaves Resource Allocator.")
+  svc.active = "inactive"
+  svc.result = "success"
+  svc.since = os.time()
+  return { ok = true, message = "" }
+end
+
+return M

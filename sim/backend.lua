@@ -1,0 +1,165 @@
+-- nd.sim.backend — what "booting" an enclave means on the simulated host. A backend turns a started enclave (its
+-- EIF, image configuration, debug flag) into a plan: the console lines it prints (with their time since start) and
+-- when it stops by itself. nitro-cli's stand-in only talks to this interface, so a later backend can boot the EIF
+-- for real (qemu -M microvm with the EIF's kernel, cmdline and ramdisks, console on a pty) without touching it.
+--
+--   backend.get(name) -> backend | nil, err
+--   backend:boot{ image = cfg, cmdline = s, memory_mib = n, debug = bool, cid = n } -> plan
+--   plan = { lines = { {t = seconds, text = "…"}, … }, stops_after = seconds | nil (runs until terminated),
+--            every = { period = s, text = "…" } | nil (a line printed periodically while it runs), why = "…" }
+--
+-- The stand-in applies the rules of the AWS bootstrap init (reference/nitro.md "Enclave boot"): the command is the
+-- image's Cmd when it has one, else its Entrypoint; `/bin/sh -c …` in an image without a shell, or an application
+-- that exits at once, makes init reboot the enclave: the console shows `reboot: Restarting system` and no
+-- application output. The test images of reference/ephemeralml.md print what they print on real hosts.
+local M = {}
+
+local CMDLINE = "reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd random.trust_cpu=on"
+
+local function stamp(t) return string.format("[%5d.%06d] ", math.floor(t), math.floor((t % 1) * 1e6 + 0.5)) end
+
+local function kernel_lines(boot)
+  local k = {
+    { 0.0, "Linux version 4.14.256-209.484.amzn2.x86_64 (mockbuild@ip-10-0-36-26) (gcc version 7.3.1 20180712 (Red Hat 7.3.1-13) (GCC)) #1 SMP Tue Dec 7 20:44:44 UTC 2021" },
+    { 0.0, "Command line: " .. (boot.cmdline or CMDLINE) },
+    { 0.0, "x86/fpu: Supporting XSAVE feature 0x001: 'x87 floating point registers'" },
+    { 0.0, string.format("Memory: %dK/%dK available", boot.memory_mib * 1024 - 40960, boot.memory_mib * 1024) },
+    { 0.016433, "smpboot: CPU0: Intel(R) Xeon(R) Platinum 8259CL CPU @ 2.50GHz (family: 0x6, model: 0x55, stepping: 0x7)" },
+    { 0.201211, "Unpacking initramfs..." },
+    { 0.411829, "Freeing initrd memory: 15172K" },
+    { 0.707154, "nsm: loading out-of-tree module taints kernel." },
+    { 0.707613, "nsm: module verification failed: signature and/or required key missing - tainting kernel" },
+    { 0.718364, "random: init: uninitialized urandom read (16 bytes read)" },
+  }
+  local out = {}
+  for _, l in ipairs(k) do out[#out + 1] = { t = l[1] / 10, text = stamp(l[1]) .. l[2] } end
+  return out
+end
+
+-- The command init runs: Cmd when present, else Entrypoint (then Cmd as its arguments is empty anyway).
+function M.command(cfg)
+  local cmd = cfg.Cmd
+  if type(cmd) == "table" and #cmd > 0 then return cmd end
+  local ep = cfg.Entrypoint
+  if type(ep) == "table" and #ep > 0 then return ep end
+  return {}
+end
+
+local function env_of(cfg)
+  local env = {}
+  for _, kv in ipairs(cfg.Env or {}) do
+    local k, v = tostring(kv):match("^([^=]+)=(.*)$")
+    if k then env[k] = v end
+  end
+  return env
+end
+
+local function is_shell(p)
+  return p == "/bin/sh" or p == "sh" or p == "/bin/bash" or p == "bash" or p == "/bin/ash"
+end
+
+-- What the application prints: returns lines (text list), exits (boolean), every (periodic line) and why.
+local function app(cfg)
+  local cmd = M.command(cfg)
+  local env = env_of(cfg)
+  if #cmd == 0 then return { why = "the image has neither Cmd nor Entrypoint: init has nothing to run", exits = true } end
+  local prog = cmd[1]
+  local script = ""
+  if is_shell(prog) then
+    if cfg.Shell == false then
+      return { exits = true, why = string.format("the command is %s but the image has no shell", prog) }
+    end
+    script = table.concat(cmd, " ", 2)
+  end
+  local all = table.concat(cmd, " ")
+  local kind = cfg.App
+  if not kind then
+    local base = prog:match("([^/]+)$")
+    if base == "init" then kind = "init"
+    elseif base == "vsock-pingpong" then kind = "vsock-pingpong"
+    elseif all:find("busybox%-smoke") then kind = "busybox-smoke"
+    elseif all:find("hello") then kind = "hello"
+    else kind = "custom" end
+  end
+  if cfg.Console then
+    return { lines = cfg.Console, exits = cfg.Exits == true, why = "scenario console" }
+  end
+  if cfg.Exits == true or kind == "exits" then
+    return { exits = true, why = string.format("%s exits at once", prog) }
+  end
+  local function mode_from(args, default)
+    for i = 1, #args do if args[i] == "--mode" and args[i + 1] then return args[i + 1] end end
+    return env.VSOCK_PINGPONG_MODE or default
+  end
+  local function pingpong(mode)
+    local l = { "[enclave] mode=" .. mode }
+    if mode == "basic" then l[#l + 1] = "[enclave] basic mode: alive; sleeping forever"
+    elseif mode == "vsock" then l[#l + 1] = "[enclave] vsock mode: listening on port 5000"
+    elseif mode == "kms" then
+      l[#l + 1] = "[enclave] kms mode: connecting to the parent (CID 3) port 8082"
+      l[#l + 1] = "[enclave] ERROR: connect vsock 3:8082: Connection refused"
+      return l, 1
+    else
+      l[#l + 1] = "[enclave] unknown mode: " .. mode
+      return l, 2
+    end
+    return l, nil
+  end
+  if kind == "init" then
+    local args = { table.unpack(cmd, 2) }
+    local mode = mode_from(args, "vsock")
+    local l = { "[init] starting", "[init] launching /vsock-pingpong --mode " .. mode }
+    local al, rc = pingpong(mode)
+    for _, x in ipairs(al) do l[#l + 1] = x end
+    if rc then l[#l + 1] = string.format("[init] /vsock-pingpong exited rc=%d", rc) end
+    return { lines = l }
+  elseif kind == "vsock-pingpong" then
+    local al, rc = pingpong(mode_from({ table.unpack(cmd, 2) }, "vsock"))
+    return { lines = al, exits = rc ~= nil, why = rc and "vsock-pingpong exited" or nil }
+  elseif kind == "busybox-smoke" then
+    return { lines = { "[busybox-smoke] alive" } }
+  elseif kind == "hello" then
+    return { every = { period = 5, text = "Hello from the enclave side!" } }
+  end
+  return { lines = {} }
+end
+
+local Standin = { name = "standin" }
+Standin.__index = Standin
+
+function Standin:boot(b)
+  local plan = { lines = kernel_lines(b) }
+  local a = app(b.image or {})
+  local t = 0.08
+  for _, text in ipairs(a.lines or {}) do
+    t = t + 0.01
+    plan.lines[#plan.lines + 1] = { t = t, text = text }
+  end
+  if a.exits then
+    -- init reaps the command and reboots; the application's own output never appears
+    plan.lines = kernel_lines(b)
+    t = 0.09
+    plan.lines[#plan.lines + 1] = { t = t, text = stamp(0.912408) .. "reboot: Restarting system" }
+    plan.stops_after = t + 0.01
+  end
+  plan.every = not a.exits and a.every or nil
+  plan.why = a.why
+  return plan
+end
+
+local BACKENDS = { standin = setmetatable({}, Standin) }
+
+-- get(name) -> backend | nil, err.  register(name, backend) adds one (qemu later).
+function M.get(name)
+  local b = BACKENDS[name or "standin"]
+  if not b then return nil, "unknown simulator backend: " .. tostring(name) end
+  return b
+end
+
+function M.register(name, b)
+  BACKENDS[name] = b
+end
+
+M.CMDLINE = CMDLINE
+
+return M

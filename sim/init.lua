@@ -1,0 +1,214 @@
+-- nd.sim — the simulated Nitro host. activate() turns a scenario (a data file under sim/scenarios/, or any path)
+-- into a host root in a temporary directory, exactly as a real parent instance looks to nitrodiag:
+--
+--   <root>/etc/nitro_enclaves/allocator.yaml        the scenario's allocator configuration
+--   <root>/var/log/nitro_enclaves/                    err<RFC3339>.log files and nitro_enclaves.log
+--   <root>/dev/nitro_enclaves                          present unless the scenario has no driver
+--   <root>/sys/module/nitro_enclaves/parameters/ne_cpus, <root>/sys/kernel/mm/hugepages/…  what the allocator left
+--   <root>/var/lib/nitrodiag-sim/state.json            enclaves, images, services, journal, dmesg (nd.sim.state)
+--   <root>/bin/{nitro-cli,systemctl,docker,dmesg,journalctl}  links to the nitrodiag binary (nd.sim.main)
+--
+-- It puts <root>/bin first in PATH, sets NITRODIAG_SIM_ROOT (how the stand-ins find the state) and calls
+-- nd.host.set_root(root), so runbooks run unchanged against it. sim:close() undoes all of it.
+--
+-- Enclaves are "booted" by a backend (nd.sim.backend): today the stand-in, which plays what enclave/init and the
+-- test applications print; a later backend can boot the EIF for real under qemu behind the same interface.
+local uv = require "luv"
+local fs = require "nd.fs"
+local host = require "nd.host"
+local state = require "nd.sim.state"
+local allocator = require "nd.sim.allocator"
+
+local M = {}
+
+M.TOOLS = { "nitro-cli", "systemctl", "docker", "dmesg", "journalctl" }
+
+local SCENARIO_KEYS = {
+  name = "string", description = "string", host = "table", allocator_yaml = "string", allocator = "table",
+  env = "table", images = "table", eifs = "table", enclaves = "table", services = "table", dmesg = "table",
+  backend = "string",
+}
+
+-- Directories where scenarios are looked up by name, in order.
+function M.scenario_dirs()
+  local dirs = {}
+  local src = os.getenv("ND_SOURCE_DIR")
+  if src and src ~= "" then dirs[#dirs + 1] = src .. "/sim/scenarios" end
+  local ok, sd = pcall(host.source_dir)
+  if ok and sd and sd ~= "" then dirs[#dirs + 1] = sd .. "/sim/scenarios" end
+  dirs[#dirs + 1] = host.share_dir() .. "/scenarios"
+  return dirs
+end
+
+-- find(name_or_path) -> path | nil, err
+function M.find(name)
+  name = name or "healthy"
+  if name:find("/", 1, true) or name:match("%.lua$") then
+    if fs.exists(name) then return name end
+    return nil, "scenario file not found: " .. name
+  end
+  if not name:match("^[%w_.-]+$") then return nil, "bad scenario name: " .. name end
+  for _, d in ipairs(M.scenario_dirs()) do
+    local p = d .. "/" .. name .. ".lua"
+    if fs.exists(p) then return p end
+  end
+  return nil, "unknown scenario: " .. name .. " (see `nitrodiag sim list`; looked in "
+    .. table.concat(M.scenario_dirs(), ", ") .. ")"
+end
+
+-- load(name_or_path) -> scenario table (validated, with .name and .path) | nil, err
+function M.load(name)
+  local path, err = M.find(name)
+  if not path then return nil, err end
+  local chunk, lerr = loadfile(path, "t", {})
+  if not chunk then return nil, "scenario " .. path .. ": " .. lerr end
+  local ok, sc = pcall(chunk)
+  if not ok then return nil, "scenario " .. path .. ": " .. tostring(sc) end
+  if type(sc) ~= "table" then return nil, "scenario " .. path .. ": must return a table" end
+  for k, v in pairs(sc) do
+    if not SCENARIO_KEYS[k] then return nil, "scenario " .. path .. ": unknown key '" .. tostring(k) .. "'" end
+    if type(v) ~= SCENARIO_KEYS[k] then
+      return nil, string.format("scenario %s: '%s' must be a %s", path, k, SCENARIO_KEYS[k])
+    end
+  end
+  if not sc.description then return nil, "scenario " .. path .. ": missing 'description'" end
+  sc.name = sc.name or fs.basename(path):gsub("%.lua$", "")
+  sc.path = path
+  return sc
+end
+
+-- scenarios() -> sorted list of { name, description, path } from every scenario directory (first one wins)
+function M.scenarios()
+  local seen, out = {}, {}
+  for _, d in ipairs(M.scenario_dirs()) do
+    for _, f in ipairs(fs.list(d) or {}) do
+      local n = f:match("^(.+)%.lua$")
+      if n and not seen[n] then
+        seen[n] = true
+        local sc = M.load(d .. "/" .. f)
+        out[#out + 1] = { name = n, description = sc and sc.description or "(invalid scenario)", path = d .. "/" .. f }
+      end
+    end
+  end
+  table.sort(out, function(a, b) return a.name < b.name end)
+  return out
+end
+
+local Sim = {}
+Sim.__index = Sim
+
+local function mkdirs(root, list)
+  for _, d in ipairs(list) do
+    local ok, err = fs.mkdir_p(root .. d)
+    if not ok then return nil, err end
+  end
+  return true
+end
+
+-- Builds the host root for scenario sc under root. Returns true | nil, err.
+local function build(root, sc, opts)
+  local h = sc.host or {}
+  local ok, err = mkdirs(root, { "/etc/nitro_enclaves", "/var/log/nitro_enclaves", "/var/lib/nitrodiag-sim",
+    "/var/run/nitro_enclaves", "/sys/module/nitro_enclaves/parameters", "/dev", "/bin", "/home/ec2-user",
+    "/sys/kernel/mm/hugepages/hugepages-2048kB", "/sys/kernel/mm/hugepages/hugepages-1048576kB" })
+  if not ok then return nil, err end
+  if h.driver == false then
+    uv.fs_rmdir(root .. "/sys/module/nitro_enclaves/parameters")
+    uv.fs_rmdir(root .. "/sys/module/nitro_enclaves")
+  else
+    fs.write(root .. "/dev/nitro_enclaves", "")
+  end
+  fs.write(root .. "/etc/nitro_enclaves/allocator.yaml",
+    sc.allocator_yaml or "---\n# Enclave configuration file.\nmemory_mib: 512\ncpu_count: 2\n")
+  fs.write(root .. "/var/log/nitro_enclaves/nitro_enclaves.log", "")
+  local exe = host.exe()
+  for _, t in ipairs(M.TOOLS) do
+    local lok, lerr = uv.fs_symlink(exe, root .. "/bin/" .. t)
+    if not lok then return nil, "cannot link " .. t .. ": " .. tostring(lerr) end
+  end
+  local st = state.new(sc, opts)
+  state.save(root, st)
+  -- The allocator service ran at boot (when the scenario says it is active): reserve memory and CPUs.
+  local a = sc.allocator or {}
+  if (a.state or "active") == "active" then
+    local res = allocator.start(root, st)
+    if not res.ok and a.state == "active" then return nil, "scenario allocator: " .. res.message end
+  else
+    st.services["nitro-enclaves-allocator.service"].active = a.state
+  end
+  state.save(root, st)
+  -- EIF files and the enclaves already running (stale ones hold CPUs and memory).
+  local nitro = require "nd.sim.nitro_cli"
+  for _, e in ipairs(sc.eifs or {}) do
+    local wok, werr = nitro.make_eif(root, st, e)
+    if not wok then return nil, werr end
+  end
+  for _, e in ipairs(sc.enclaves or {}) do
+    local eok, eerr = nitro.preload_enclave(root, st, e)
+    if not eok then return nil, eerr end
+  end
+  state.save(root, st)
+  return true
+end
+
+-- activate(name_or_path [, opts]) -> sim | nil, err.  opts.keep = true leaves the root in place on close;
+-- opts.root = dir builds into an existing empty directory instead of a new temporary one.
+function M.activate(name, opts)
+  opts = opts or {}
+  local sc, err = M.load(name)
+  if not sc then return nil, err end
+  local root = opts.root
+  if root then
+    local ok, merr = fs.mkdir_p(root)
+    if not ok then return nil, merr end
+  else
+    root, err = fs.tmpdir("nitrodiag-sim")
+    if not root then return nil, "cannot create the simulated host: " .. tostring(err) end
+  end
+  local ok, r1, r2 = pcall(build, root, sc, opts)
+  if not ok or not r1 then
+    if not opts.keep and not opts.root then fs.rm_rf(root) end
+    return nil, "simulated host (" .. sc.name .. "): " .. tostring(ok and r2 or r1)
+  end
+  local self = setmetatable({ root = root, bin = root .. "/bin", scenario = sc.name, description = sc.description,
+    scenario_path = sc.path, keep = opts.keep, saved = {} }, Sim)
+  local function set(k, v)
+    if self.saved[k] == nil then self.saved[k] = { value = os.getenv(k) } end
+    host.setenv(k, v)
+  end
+  set("PATH", self.bin .. ":" .. (os.getenv("PATH") or "/usr/bin:/bin"))
+  set("NITRODIAG_SIM_ROOT", root)
+  for k, v in pairs(sc.env or {}) do
+    if v == false then set(k, nil) else set(k, tostring(v)) end
+  end
+  self.saved_root = host.root()
+  host.set_root(root)
+  self.eifs = {}
+  for _, e in ipairs(sc.eifs or {}) do self.eifs[#self.eifs + 1] = root .. e.path end
+  return self
+end
+
+-- sim:state() -> the current state table (enclaves, images, services…) read from disk
+function Sim:state()
+  return state.load(self.root)
+end
+
+-- sim:path(host_path) -> the path of a host file inside the simulated root
+function Sim:path(p)
+  return self.root .. p
+end
+
+-- sim:close(): restores PATH, the environment and the root, and removes the simulated host (unless keep).
+function Sim:close()
+  if self.closed then return end
+  self.closed = true
+  for k, s in pairs(self.saved) do host.setenv(k, s.value) end
+  if self.saved_root then host.set_root(self.saved_root) end
+  if not self.keep then fs.rm_rf(self.root) end
+end
+
+Sim.__close = Sim.close
+Sim.__gc = Sim.close
+Sim.__tostring = function(s) return "nd.sim(" .. s.scenario .. " at " .. s.root .. ")" end
+
+return M

@@ -1,0 +1,37 @@
+-- nd.sim.main — entry point of the simulated host's commands. The simulated host's bin directory holds links named
+-- nitro-cli, systemctl, docker, dmesg and journalctl to the nitrodiag binary; when the binary runs under one of those
+-- names (lua/main.c) it calls main(progname, args), which dispatches to the stand-in and returns its exit status.
+local M = {}
+
+local DISPATCH = {
+  ["nitro-cli"] = function(args) return require("nd.sim.nitro_cli").main(args) end,
+  systemctl = function(args) return require("nd.sim.tools").systemctl(args) end,
+  docker = function(args) return require("nd.sim.tools").docker(args) end,
+  dmesg = function(args) return require("nd.sim.tools").dmesg(args) end,
+  journalctl = function(args) return require("nd.sim.tools").journalctl(args) end,
+}
+
+-- main(progname, args) -> exit status
+function M.main(progname, args)
+  local fn = DISPATCH[progname]
+  if not fn then
+    io.stderr:write("nitrodiag: unknown program name '", tostring(progname), "' (simulated host commands: ",
+      "nitro-cli, systemctl, docker, dmesg, journalctl)\n")
+    return 127
+  end
+  if not os.getenv("NITRODIAG_SIM_ROOT") or os.getenv("NITRODIAG_SIM_ROOT") == "" then
+    io.stderr:write(progname, " (nitrodiag simulator): NITRODIAG_SIM_ROOT is not set; this is the simulated host's ",
+      progname, ", run it through `nitrodiag --sim` or nd.sim.activate\n")
+    return 1
+  end
+  math.randomseed(os.time() + (require("luv").os_getpid()))
+  local ok, rc = xpcall(fn, debug.traceback, args)
+  io.stdout:flush()
+  if not ok then
+    io.stderr:write(progname, " (nitrodiag simulator): internal error: ", tostring(rc), "\n")
+    return 70
+  end
+  return math.tointeger(rc) or 0
+end
+
+return M

@@ -1,0 +1,152 @@
+-- nd.sim.util — small helpers shared by the simulated host's stand-ins: ordered JSON printed the way serde_json's
+-- pretty printer prints it (nitro-cli's stdout), nitro-cli's timestamps (RFC 3339 with nanoseconds, chrono's
+-- AutoSi precision), a cross-process lock (mkdir based, so it needs nothing but the file system) and the
+-- environment of a stand-in process (NITRODIAG_SIM_ROOT).
+local uv = require "luv"
+local fs = require "nd.fs"
+
+local M = {}
+
+-- ---- ordered JSON -------------------------------------------------------------------------------------------
+-- Objects keep their key order when built with M.obj{ "Key1", v1, "Key2", v2, ... }; arrays are plain sequences
+-- (M.array{} forces an empty table to print as []).
+local OBJ, ARR = {}, {}
+
+function M.obj(kv)
+  local o = { [OBJ] = {} }
+  for i = 1, #kv, 2 do
+    o[OBJ][#o[OBJ] + 1] = kv[i]
+    o[kv[i]] = kv[i + 1]
+  end
+  return o
+end
+
+function M.array(t)
+  local c = { [ARR] = true }
+  for i, v in ipairs(t or {}) do c[i] = v end
+  return c
+end
+
+local function quote(s)
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    if c == '"' then return '\\"' elseif c == "\\" then return "\\\\"
+    elseif c == "\n" then return "\\n" elseif c == "\t" then return "\\t" elseif c == "\r" then return "\\r"
+    elseif c == "\b" then return "\\b" elseif c == "\f" then return "\\f" end
+    return string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
+
+local function encode(v, indent, out)
+  local t = type(v)
+  if t == "string" then
+    out[#out + 1] = quote(v)
+  elseif t == "number" then
+    out[#out + 1] = math.type(v) == "integer" and tostring(v) or string.format("%.17g", v)
+  elseif t == "boolean" then
+    out[#out + 1] = tostring(v)
+  elseif t == "table" and v[OBJ] then
+    if #v[OBJ] == 0 then out[#out + 1] = "{}" return end
+    out[#out + 1] = "{\n"
+    for i, k in ipairs(v[OBJ]) do
+      out[#out + 1] = indent .. "  " .. quote(k) .. ": "
+      encode(v[k], indent .. "  ", out)
+      out[#out + 1] = i < #v[OBJ] and ",\n" or "\n"
+    end
+    out[#out + 1] = indent .. "}"
+  elseif t == "table" then
+    if #v == 0 then out[#out + 1] = "[]" return end
+    out[#out + 1] = "[\n"
+    for i, e in ipairs(v) do
+      out[#out + 1] = indent .. "  "
+      encode(e, indent .. "  ", out)
+      out[#out + 1] = i < #v and ",\n" or "\n"
+    end
+    out[#out + 1] = indent .. "]"
+  else
+    out[#out + 1] = "null"
+  end
+end
+
+-- json(value) -> the text serde_json::to_string_pretty produces (2-space indent, no final newline)
+function M.json(v)
+  local out = {}
+  encode(v, "", out)
+  return table.concat(out)
+end
+
+-- ---- time -----------------------------------------------------------------------------------------------------
+-- now_ns() -> seconds, nanoseconds of the wall clock
+function M.now()
+  local sec, usec = uv.gettimeofday()
+  -- microsecond clock; add a per-call sub-microsecond part so two stamps in one call differ like the real ones
+  M._seq = ((M._seq or uv.os_getpid() % 997) * 7 + 331) % 1000
+  return sec, usec * 1000 + M._seq
+end
+
+-- time() -> wall-clock seconds as a float (microsecond resolution)
+function M.time()
+  local sec, usec = uv.gettimeofday()
+  return sec + usec / 1e6
+end
+
+-- rfc3339(sec, ns) -> "2021-06-18T21:46:43.249503129+00:00" (chrono's to_rfc3339: 0, 3, 6 or 9 digits)
+function M.rfc3339(sec, ns)
+  local base = os.date("!%Y-%m-%dT%H:%M:%S", sec)
+  local frac
+  if ns == 0 then frac = ""
+  elseif ns % 1000000 == 0 then frac = string.format(".%03d", ns // 1000000)
+  elseif ns % 1000 == 0 then frac = string.format(".%06d", ns // 1000)
+  else frac = string.format(".%09d", ns) end
+  return base .. frac .. "+00:00"
+end
+
+-- millis(sec, ns) -> "2021-06-18T21:46:43.249Z" (the nitro_enclaves.log stamp)
+function M.millis(sec, ns)
+  return os.date("!%Y-%m-%dT%H:%M:%S", sec) .. string.format(".%03dZ", ns // 1000000)
+end
+
+-- ---- files -----------------------------------------------------------------------------------------------------
+function M.append(path, data)
+  local fd, err, code = uv.fs_open(path, "a", tonumber("644", 8))
+  if not fd then return nil, err, code end
+  local ok, werr, wcode = uv.fs_write(fd, data, -1)
+  uv.fs_close(fd)
+  if not ok then return nil, werr, wcode end
+  return true
+end
+
+-- sleep(seconds) without a task: stand-ins are plain processes, blocking is fine there
+function M.sleep(s)
+  uv.sleep(math.floor(s * 1000 + 0.5))
+end
+
+-- with_lock(dir, fn, ...) -> fn's results. The lock is a directory (mkdir is atomic); a lock older than 10 s is
+-- taken over (its owner died). Raises when the lock cannot be had within 10 s.
+function M.with_lock(dir, fn, ...)
+  local lock = dir .. "/.lock"
+  local deadline = uv.now() + 10000
+  while true do
+    local ok, _, code = uv.fs_mkdir(lock, tonumber("700", 8))
+    if ok then break end
+    if code ~= "EEXIST" then error("simulator: cannot take the state lock " .. lock .. ": " .. tostring(code)) end
+    local st = uv.fs_stat(lock)
+    if st and os.time() - st.mtime.sec > 10 then uv.fs_rmdir(lock) end
+    uv.update_time()
+    if uv.now() > deadline then error("simulator: state lock " .. lock .. " is busy") end
+    uv.sleep(20)
+    uv.update_time()
+  end
+  local res = table.pack(pcall(fn, ...))
+  uv.fs_rmdir(lock)
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
+end
+
+-- sim_root() -> the simulated host's root (NITRODIAG_SIM_ROOT) or nil
+function M.sim_root()
+  local r = os.getenv("NITRODIAG_SIM_ROOT")
+  if r and r ~= "" then return r end
+  return nil
+end
+
+return M

@@ -1,0 +1,11 @@
+# tests/sim: the simulated Nitro host (sim/, docs/simulator.md). Each *_spec.lua runs inside the real binary as
+# `nitrodiag spec FILE` (ctest name sim.<name>); the stand-ins run as separate processes through the links the
+# simulator puts on PATH, exactly as runbooks call them.
+file(GLOB ND_SIM_SPECS CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/*_spec.lua)
+foreach(spec ${ND_SIM_SPECS})
+  get_filename_component(name ${spec} NAME_WE)
+  string(REGEX REPLACE "_spec$" "" short ${name})
+  add_test(NAME sim.${short} COMMAND nitrodiag spec ${spec})
+  set_tests_properties(sim.${short} PROPERTIES TIMEOUT 120
+    ENVIRONMENT "ND_SOURCE_DIR=${PROJECT_SOURCE_DIR};ND_BINARY_DIR=${PROJECT_BINARY_DIR};NITRODIAG_PATH=;TMPDIR=${CMAKE_CURRENT_BINARY_DIR}")
+endforeach()
