@@ -161,6 +161,25 @@ function M.write_sys(root, st)
   for _, e in ipairs(st.enclaves) do used = used + e.memory_mib end
   fs.write(root .. "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", math.max(0, (st.allocator.memory_mib - used) // 2) .. "\n")
   fs.write(root .. "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages", "0\n")
+  -- /proc/meminfo as the kernel prints it (the lines runbooks grep)
+  local total = h.memory_mib * 1024
+  local free_pages = math.max(0, (st.allocator.memory_mib - used) // 2)
+  local lines = {
+    string.format("%-16s%8d kB", "MemTotal:", total),
+    string.format("%-16s%8d kB", "MemFree:", math.max(0, total - st.allocator.memory_mib * 1024 - 1433600)),
+    string.format("%-16s%8d kB", "MemAvailable:", math.max(0, total - st.allocator.memory_mib * 1024 - 1024000)),
+    string.format("%-16s%8d kB", "AnonHugePages:", 0),
+    string.format("%-16s%8d kB", "ShmemHugePages:", 0),
+    string.format("%-16s%8d kB", "FileHugePages:", 0),
+    string.format("HugePages_Total:   %5d", pages),
+    string.format("HugePages_Free:    %5d", free_pages),
+    string.format("HugePages_Rsvd:    %5d", 0),
+    string.format("HugePages_Surp:    %5d", 0),
+    string.format("%-16s%8d kB", "Hugepagesize:", 2048),
+    string.format("%-16s%8d kB", "Hugetlb:", pages * 2048),
+  }
+  fs.mkdir_p(root .. "/proc")
+  fs.write(root .. "/proc/meminfo", table.concat(lines, "\n") .. "\n")
 end
 
 local function finish(st, svc, ok, msg, pid)

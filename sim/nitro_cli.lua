@@ -335,8 +335,8 @@ end
 
 -- ---- console ------------------------------------------------------------------------------------------------------
 
--- Streams the console of e to ctx's stdout from its start: past lines at once, then live until the enclave stops,
--- is terminated (state), or timeout seconds pass. Returns 0.
+-- Streams the console of e to ctx's stdout from its start: past lines at once, then live until the enclave stops
+-- by itself ("stopped"), is terminated (state), or timeout seconds pass (0).
 local function stream_console(ctx, e, timeout)
   local printed, next_every = 0, nil
   local t0 = util.time()
@@ -357,7 +357,7 @@ local function stream_console(ctx, e, timeout)
       end
     end
     ctx.out:flush()
-    if plan.stops_after and age >= plan.stops_after and printed >= #plan.lines then return 0 end
+    if plan.stops_after and age >= plan.stops_after and printed >= #plan.lines then return "stopped" end
     if timeout and now - t0 >= timeout then return 0 end
     -- still there? (terminated from another process)
     local st = state.load(ctx.root)
@@ -375,7 +375,14 @@ local function console_connect(ctx, e, timeout, action)
       file = "src/utils.rs", line = 95 }
   end
   ctx:stdout("Successfully connected to the console.")
-  return stream_console(ctx, e, timeout)
+  if stream_console(ctx, e, timeout) == "stopped" then
+    -- the enclave rebooted: its VM is torn down under the open vsock connection, the read fails (ECONNRESET)
+    return ctx:fail{ code = "E45", action = action or "Enclave Console",
+      subactions = { "Failed to connect to enclave console", "Connect to enclave console",
+        "Failed to read data from the console: Sys(ECONNRESET)" },
+      file = "src/utils.rs", line = 152 }
+  end
+  return 0
 end
 
 -- ---- subcommands --------------------------------------------------------------------------------------------------
@@ -597,6 +604,7 @@ function run_enclave(ctx, args)
     while names[name] do n = n + 1 name = base .. "_" .. n end
     e = start_enclave(ctx, st, { name = name, cid = cid, cpus = cpus, memory_mib = alloc_mib, debug = debug,
       eif = eif_arg, pcrs = info.pcrs, image = image, cmdline = info.cmdline })
+    require("nd.sim.allocator").write_sys(ctx.root, st)
     local slot_id = string.format("enc-%s:%d", e.slot, e.pid)
     ctx:stderr(string.format("Started enclave with enclave-cid: %d, memory: %d MiB, cpu-ids: [%s]", cid, alloc_mib,
       table.concat(cpus, ", ")))
@@ -680,6 +688,7 @@ function terminate_enclave(ctx, args)
     local keep = {}
     for _, e in ipairs(st.enclaves) do if not gone[e.id] then keep[#keep + 1] = e end end
     st.enclaves = keep
+    require("nd.sim.allocator").write_sys(ctx.root, st)
     if o.all then ctx:stdout(util.json(out)) else ctx:stdout(util.json(out[1])) end
     return 0
   end)
@@ -829,8 +838,9 @@ function M.main(args, out, err)
     ctx:stderr(string.format("error: The subcommand '%s' wasn't recognized\n\nUSAGE:\n    nitro-cli [SUBCOMMAND]\n\nFor more information try --help", sub))
     return 1
   end
-  if not state.load(root) then
-    ctx:stderr("nitro-cli (nitrodiag simulator): no simulated host at " .. root)
+  local ok, lerr = state.load(root)
+  if not ok then
+    ctx:stderr("nitro-cli (nitrodiag simulator): " .. tostring(lerr))
     return 1
   end
   return fn(ctx, { table.unpack(args, 2) })

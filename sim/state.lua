@@ -81,7 +81,7 @@ end
 -- save(root, st): atomic replace (callers that read-modify-write use update)
 function M.save(root, st)
   local ok, err = fs.write_atomic(file(root), cjson.encode(st))
-  if not ok then error("simulated host state: cannot write " .. file(root) .. ": " .. tostring(err)) end
+  if not ok then error("simulated host state: cannot write " .. file(root) .. ": " .. tostring(err), 0) end
   return true
 end
 

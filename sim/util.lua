@@ -128,11 +128,11 @@ function M.with_lock(dir, fn, ...)
   while true do
     local ok, _, code = uv.fs_mkdir(lock, tonumber("700", 8))
     if ok then break end
-    if code ~= "EEXIST" then error("simulator: cannot take the state lock " .. lock .. ": " .. tostring(code)) end
+    if code ~= "EEXIST" then error("simulator: cannot take the state lock " .. lock .. ": " .. tostring(code), 0) end
     local st = uv.fs_stat(lock)
     if st and os.time() - st.mtime.sec > 10 then uv.fs_rmdir(lock) end
     uv.update_time()
-    if uv.now() > deadline then error("simulator: state lock " .. lock .. " is busy") end
+    if uv.now() > deadline then error("simulator: state lock " .. lock .. " is busy", 0) end
     uv.sleep(20)
     uv.update_time()
   end
