@@ -53,19 +53,36 @@ static void on_kms(void *ud, const nd_kms_result *r)
     k->body = json_loadb(r->body, r->body_len, 0, NULL);
 }
 
-static void on_timeout(uv_timer_t *t) { *(int *)t->data = 1; }
+static void on_timeout(uv_timer_t *t)
+{
+    *(int *)t->data = 1;
+    uv_stop(t->loop);
+}
+
+/* Stops the loop as soon as the flag is set (before it would block in poll: a request may complete inside a timer
+ * callback, and uv_run(UV_RUN_ONCE) would then still wait for the next event). */
+static void on_prepare(uv_prepare_t *p)
+{
+    if (*(int *)p->data)
+        uv_stop(p->loop);
+}
 
 /* Runs the loop until *flag becomes non-zero or secs pass. */
 static void run_until(int *flag, double secs)
 {
     uv_timer_t t;
+    uv_prepare_t p;
     int expired = 0;
     uv_timer_init(&loop, &t);
+    uv_prepare_init(&loop, &p);
     t.data = &expired;
+    p.data = flag;
     uv_timer_start(&t, on_timeout, (uint64_t)(secs * 1000), 0);
+    uv_prepare_start(&p, on_prepare);
     while (!*flag && !expired)
-        uv_run(&loop, UV_RUN_ONCE);
+        uv_run(&loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&t, NULL);
+    uv_close((uv_handle_t *)&p, NULL);
     uv_run(&loop, UV_RUN_NOWAIT);
 }
 
