@@ -35,7 +35,6 @@
 typedef struct needle {
     const char *s;
     size_t n;
-    bool ends_string; /* the match must be followed by '"' or '\' (the end of a JSON string value) */
 } needle;
 
 typedef struct code_count {
@@ -47,13 +46,13 @@ struct nd_kmslog {
     nd_kmslog_filter f;
     char *request_id, *trace_id, *op;
     char code[64];      /* normalised code filter, "" = none */
-    char code_tail[64]; /* the needle for the code filter */
     nd_kmslog_cb cb;
     void *ud;
 
     needle needles[MAX_NEEDLES];
     int nneedles;       /* needles[0] drives the buffer search */
-    bool ok_false_check;
+    bool code_check;    /* errors-only or a code: the line's error_code value must qualify (code_value) */
+    bool code_drives;   /* needles[0] is "error_code" and the check starts at its hit */
 
     json_t *op_ids;     /* request_ids of request lines that matched the op filter (a jansson object as a set) */
 
@@ -260,50 +259,57 @@ static double event_time(const json_t *o)
 
 /* ---- prefilters ------------------------------------------------------------------------------------------------- */
 
-static bool needle_ok(const needle *nd, const char *line, size_t len)
+/* What the error_code value after an occurrence of `error_code` at h says about the line. */
+enum { CV_NOT_KEY, CV_NULL, CV_MATCH, CV_OTHER, CV_UNSURE };
+
+static int code_value(const nd_kmslog *k, const char *h, const char *end)
 {
-    const char *p = line, *end = line + len;
-    while (p < end) {
-        const char *h = memmem(p, (size_t)(end - p), nd->s, nd->n);
-        if (!h)
-            return false;
-        if (!nd->ends_string)
-            return true;
-        const char *after = h + nd->n;
-        if (after < end && (*after == '"' || *after == '\\'))
-            return true;
-        p = h + 1;
-    }
-    return false;
+    const char *p = h + 10;
+    if (p < end && *p == '\\')
+        p++;
+    if (p >= end || *p != '"')
+        return CV_NOT_KEY;
+    p++;
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    if (p >= end || *p != ':')
+        return CV_NOT_KEY;
+    p++;
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    if (end - p >= 4 && memcmp(p, "null", 4) == 0)
+        return CV_NULL;
+    if (p < end && *p == '\\')
+        p++;
+    if (p >= end || *p != '"')
+        return CV_UNSURE; /* not a string: let the parser decide */
+    p++;
+    if (!k->code[0])
+        return CV_MATCH; /* errors-only: any code */
+    const char *v = p;
+    while (p < end && *p != '"' && *p != '\\' && p - v < 63)
+        p++;
+    char norm[64];
+    nd_kmslog_normalize_code(v, (size_t)(p - v), norm, sizeof norm);
+    return strcmp(norm, k->code) == 0 ? CV_MATCH : CV_OTHER;
 }
 
-/* true when some "false" in the line is the value of an "ok" key, plain ("ok":false) or escaped (\"ok\":false). */
-static bool ok_false(const char *line, size_t len)
+/* true when the line may hold a qualifying error_code: some occurrence (from `from`) is the key with a matching
+ * value, or one the quick look cannot judge. */
+static bool code_ok(const nd_kmslog *k, const char *line, size_t len, const char *from)
 {
-    const char *p = line, *end = line + len;
+    const char *p = from ? from : line, *end = line + len;
     while (p < end) {
-        const char *h = memmem(p, (size_t)(end - p), "false", 5);
+        const char *h = memmem(p, (size_t)(end - p), "error_code", 10);
         if (!h)
             return false;
-        p = h + 1;
-        const char *q = h - 1;
-        while (q >= line && (*q == ' ' || *q == '\t'))
-            q--;
-        if (q < line || *q != ':')
-            continue;
-        q--;
-        while (q >= line && (*q == ' ' || *q == '\t'))
-            q--;
-        if (q < line || *q != '"')
-            continue;
-        q--;
-        if (q >= line && *q == '\\')
-            q--;
-        if (q - 2 < line || q[-1] != 'o' || q[0] != 'k')
-            continue;
-        q -= 2;
-        if (*q == '"' || *q == '\\')
-            return true;
+        bool keystart = h > line && (h[-1] == '"' || h[-1] == '\\');
+        if (keystart) {
+            int cv = code_value(k, h, end);
+            if (cv == CV_MATCH || cv == CV_UNSURE)
+                return true;
+        }
+        p = h + 10;
     }
     return false;
 }
@@ -431,7 +437,7 @@ static bool is_kms_event(const json_t *o)
 /* Finds the event inside a parsed line: the object itself (plain), or the json string in fields.json / json
  * (wrapped), which is parsed into *inner (the caller frees it). Returns the event or NULL; sets *bad when the
  * wrapped json string is not valid JSON. */
-static const json_t *unwrap(const json_t *outer, json_t **inner, bool *wrapped, bool *bad)
+static const json_t *unwrap(const json_t *outer, json_t **inner, bool *wrapped, bool *bad, const json_t **text)
 {
     *inner = NULL;
     *wrapped = false;
@@ -449,6 +455,7 @@ static const json_t *unwrap(const json_t *outer, json_t **inner, bool *wrapped, 
             return NULL;
         }
         *wrapped = true;
+        *text = js;
         return *inner;
     }
     return outer;
@@ -468,7 +475,7 @@ static bool op_matches(nd_kmslog *k, nd_kmslog_record *r)
     return r->is_response && r->request_id && json_object_get(k->op_ids, r->request_id) != NULL;
 }
 
-static int process_candidate(nd_kmslog *k, const char *line, size_t len, uint64_t line_no)
+static int process_candidate(nd_kmslog *k, const char *line, size_t len, uint64_t line_no, const char *hit)
 {
     const char *brace = memchr(line, '{', len);
     if (!brace) {
@@ -479,17 +486,12 @@ static int process_candidate(nd_kmslog *k, const char *line, size_t len, uint64_
      * is how the responses (which carry no op) are matched. */
     bool op_line = k->op && memmem(line, len, k->op, strlen(k->op)) != NULL;
     for (int i = 1; i < k->nneedles && !op_line; i++) {
-        if (!needle_ok(&k->needles[i], line, len)) {
+        if (!memmem(line, len, k->needles[i].s, k->needles[i].n)) {
             k->st.skipped++;
             return 0;
         }
     }
-    if (!op_line && k->nneedles > 0 && k->needles[0].ends_string && !needle_ok(&k->needles[0], line, len)) {
-        k->st.skipped++;
-        return 0;
-    }
-    if (!op_line && k->ok_false_check && !ok_false(line, len) &&
-        !(memmem(line, len, "error_code", 10) && !memmem(line, len, "\"ok", 3) && !memmem(line, len, "\\\"ok", 4))) {
+    if (!op_line && k->code_check && !code_ok(k, line, len, k->code_drives ? hit : NULL)) {
         k->st.skipped++;
         return 0;
     }
@@ -505,7 +507,8 @@ static int process_candidate(nd_kmslog *k, const char *line, size_t len, uint64_
     }
     json_t *inner;
     bool wrapped, bad = false;
-    const json_t *ev = unwrap(outer, &inner, &wrapped, &bad);
+    const json_t *text = NULL;
+    const json_t *ev = unwrap(outer, &inner, &wrapped, &bad, &text);
     if (!ev || !is_kms_event(ev)) {
         if (bad)
             k->st.malformed++;
@@ -529,6 +532,13 @@ static int process_candidate(nd_kmslog *k, const char *line, size_t len, uint64_
     r.line = line;
     r.line_len = len;
     r.event = ev;
+    if (text) {
+        r.json = json_string_value(text);
+        r.json_len = json_string_length(text);
+    } else {
+        r.json = brace;
+        r.json_len = jlen;
+    }
     r.wrapped = wrapped;
     r.prefixed = brace != line;
     r.event_name = jstr(ev, "event");
@@ -631,10 +641,10 @@ static int scan_block(nd_kmslog *k, const char *buf, size_t len, bool final, siz
                 else
                     k->st.noise++;
             } else {
-                rc = process_candidate(k, p, ll, line_no);
+                rc = process_candidate(k, p, ll, line_no, hit);
             }
         } else {
-            rc = process_candidate(k, p, ll, line_no);
+            rc = process_candidate(k, p, ll, line_no, NULL);
         }
         p = nl < end ? nl + 1 : end;
         if (rc < 0)
@@ -706,37 +716,31 @@ int nd_kmslog_new(const nd_kmslog_filter *f, nd_kmslog_cb cb, void *ud, nd_kmslo
             nd_kmslog_free(k);
             return nd_err_set(err, -EINVAL, "kmslog: bad error code '%s'", code);
         }
-        /* The last word without its first letter is spelled the same in both cases: "throttled" → "hrottled"
-         * matches UpstreamThrottled and upstream_throttled (and, ending a string, not throttled_total). */
-        const char *last = strrchr(k->code, '_');
-        last = last ? last + 1 : k->code;
-        if (strlen(last) >= 4)
-            snprintf(k->code_tail, sizeof k->code_tail, "%s", last + 1);
     }
 
     /* Needles, most selective first: needles[0] drives the buffer search. */
     int n = 0;
     if (k->request_id && plain_needle(k->request_id))
-        k->needles[n++] = (needle){k->request_id, strlen(k->request_id), false};
+        k->needles[n++] = (needle){k->request_id, strlen(k->request_id)};
     if (k->trace_id && plain_needle(k->trace_id))
-        k->needles[n++] = (needle){k->trace_id, strlen(k->trace_id), false};
-    if (k->code_tail[0])
-        k->needles[n++] = (needle){k->code_tail, strlen(k->code_tail), true};
-    if (k->code[0] && !k->code_tail[0])
-        k->needles[n++] = (needle){"error_code", 10, false};
-    if (f->errors_only && !k->code[0]) {
-        if (n == 0)
-            k->needles[n++] = (needle){"false", 5, false};
-        k->ok_false_check = true;
+        k->needles[n++] = (needle){k->trace_id, strlen(k->trace_id)};
+    /* errors-only and code filters look at the value after "error_code" (both proxies always log that key):
+     * with nothing more selective, "error_code" drives and the check starts at each hit, so the counters'
+     * names (throttled_total, timeouts_total) never make a line a candidate. */
+    k->code_check = f->errors_only || k->code[0];
+    if (k->code_check && n == 0) {
+        k->needles[n++] = (needle){"error_code", 10};
+        k->code_drives = true;
     }
     if (k->op) {
         /* Request lines of the op carry none of the other needles: drive with the event prefix instead. */
         memmove(&k->needles[1], &k->needles[0], (size_t)n * sizeof k->needles[0]);
-        k->needles[0] = (needle){"kms_proxy_", 10, false};
+        k->needles[0] = (needle){"kms_proxy_", 10};
+        k->code_drives = false;
         n++;
     }
     if (n == 0)
-        k->needles[n++] = (needle){"kms_proxy_", 10, false};
+        k->needles[n++] = (needle){"kms_proxy_", 10};
     k->nneedles = n;
     *out = k;
     return 0;

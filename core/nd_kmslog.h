@@ -39,6 +39,9 @@ typedef struct nd_kmslog_record {
     const char *line;              /* the raw line, without its newline (not NUL-terminated) */
     size_t line_len;
     const struct json_t *event;    /* the (unwrapped) event object; valid during the callback only */
+    const char *json;              /* the event's JSON text as logged: the unescaped fields.json string of a
+                                      wrapped line, the line from its '{' otherwise (not NUL-terminated) */
+    size_t json_len;
     bool wrapped;                  /* came from the tracing-wrapped form */
     bool prefixed;                 /* the JSON started after a non-JSON prefix */
     bool is_response;              /* event == kms_proxy_response */

@@ -26,6 +26,7 @@ typedef struct lkms {
     lua_Integer keep;  /* records kept in the result */
     lua_Integer kept, dropped;
     int cb_failed;
+    int events;        /* kept records carry the event as a table */
 } lkms;
 
 static double now_s(void)
@@ -44,7 +45,7 @@ static void push_time(lua_State *L, double t)
 }
 
 /* Pushes a record table (see docs/lua-api.md). */
-static void push_record(lua_State *L, const nd_kmslog_record *r)
+static void push_record(lua_State *L, const nd_kmslog_record *r, int events)
 {
     lua_createtable(L, 0, 16);
     ndl_setint(L, "line_no", (lua_Integer)r->line_no);
@@ -70,13 +71,11 @@ static void push_record(lua_State *L, const nd_kmslog_record *r)
     if (!isnan(r->ts))
         ndl_setnum(L, "ts", r->ts);
     ndl_setlstr(L, "raw", r->line, r->line_len);
-    char *js = json_dumps(r->event, JSON_COMPACT);
-    if (js) {
-        ndl_setstr(L, "json", js);
-        free(js);
+    ndl_setlstr(L, "json", r->json, r->json_len);
+    if (events) {
+        ndl_push_json(L, r->event);
+        lua_setfield(L, -2, "event");
     }
-    ndl_push_json(L, r->event);
-    lua_setfield(L, -2, "event");
 }
 
 static int on_record(void *ud, const nd_kmslog_record *r)
@@ -86,14 +85,14 @@ static int on_record(void *ud, const nd_kmslog_record *r)
     /* stack: [1] scanner ... ; user values: 1 = records table, 2 = on_record function */
     if (lk->kept < lk->keep) {
         lua_getiuservalue(L, 1, 1);
-        push_record(L, r);
+        push_record(L, r, lk->events);
         lua_rawseti(L, -2, ++lk->kept);
         lua_pop(L, 1);
     } else {
         lk->dropped++;
     }
     if (lua_getiuservalue(L, 1, 2) == LUA_TFUNCTION) {
-        push_record(L, r);
+        push_record(L, r, 1);
         if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
             lk->cb_failed = 1;
             lua_setiuservalue(L, 1, 3); /* keep the message */
@@ -332,6 +331,7 @@ static int l_new(lua_State *L)
     lkms *lk = lua_newuserdatauv(L, sizeof *lk, 3);
     memset(lk, 0, sizeof *lk);
     lk->keep = keep < 0 ? 0 : (lua_Integer)keep;
+    lk->events = ndl_optfield_bool(L, 1, "events", 1);
     luaL_setmetatable(L, KMSLOG_MT);
     lua_newtable(L);
     lua_setiuservalue(L, -2, 1);

@@ -333,7 +333,8 @@ return {
         local keep = a.mode == "lines" and (a.limit == 0 and 1e15 or a.limit) or 64
         local sc <close>, err = kmslog.new{
           request_id = a.request_id, trace_id = a.trace_id, op = a.op, code = a.code,
-          errors = a.errors, throttled = a.throttled, since = s.data.since, ["until"] = s.data["until"], keep = keep }
+          errors = a.errors, throttled = a.throttled, since = s.data.since, ["until"] = s.data["until"], keep = keep,
+          events = (s.out and s.out.json) and true or false } -- event tables only for --json output
         if not sc then s:fail(err) return end
         local sources = resolve_sources(a.source)
         local prev_lines, prev_bytes, prev_kept = 0, 0, 0

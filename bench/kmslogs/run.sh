@@ -38,30 +38,28 @@ cat "$LOG" > /dev/null # warm the page cache for every tool alike
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
-# time_cmd RUNS CMD… -> "seconds lines" (best wall time of RUNS; output lines counted through a pipe, as a user
-# would consume them: GNU grep stops early when its output is /dev/null)
+# time_cmd RUNS CMD… -> "wall cpu lines": the best of RUNS by CPU time (user + system of the tool itself, which a
+# loaded shared machine disturbs far less than wall time) and that run's wall time. Output goes to a regular file
+# (GNU grep stops at the first match when its output is /dev/null); matching lines are counted afterwards.
 time_cmd() {
   local runs=$1; shift
-  local best="" lines=0
+  local best_cpu="" best_wall=""
   for _ in $(seq "$runs"); do
-    local t0 t1
-    t0=$(date +%s.%N)
-    "$@" > "$TMP/out" 2>/dev/null || true
-    t1=$(date +%s.%N)
-    local el
-    el=$(echo "$t1 - $t0" | bc)
-    if [ -z "$best" ] || [ "$(echo "$el < $best" | bc)" = 1 ]; then best=$el; fi
+    /usr/bin/time -f "%e %U %S" -o "$TMP/time" "$@" > "$TMP/out" 2>/dev/null || true
+    local wall user sys cpu
+    read -r wall user sys < "$TMP/time"
+    cpu=$(echo "$user + $sys" | bc)
+    if [ -z "$best_cpu" ] || [ "$(echo "$cpu < $best_cpu" | bc)" = 1 ]; then best_cpu=$cpu; best_wall=$wall; fi
   done
-  lines=$(grep -c . "$TMP/out" || true)
-  printf '%.2f %d\n' "$best" "$lines"
+  printf '%.2f %.2f %d\n' "$best_wall" "$best_cpu" "$(count_lines)"
 }
 
 UNWRAP='fromjson? | (if (.fields.json|type) == "string" then (.fields.json|fromjson) else . end)'
-run_nd()   { "$ND" kms-logs "$LOG" "$@" limit=0 | grep "^$LOG:"; }
-run_grep() { grep -F "$@" "$LOG"; }
-run_jq()   { jq -R -c "$@" "$LOG"; }
+count_lines() { if [ "$COUNT" = nd ]; then grep -c "^$LOG:" "$TMP/out" || true; else grep -c . "$TMP/out" || true; fi; }
 
-declare -A ND_T ND_N GR_T GR_N JQ_T JQ_N
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b + 0 <= 0) print "-"; else printf "%.1f", a / b }'; }
+
+declare -A ND_T ND_C ND_N GR_T GR_C GR_N JQ_T JQ_C JQ_N
 sel=(rid errors throttled)
 nd_args_rid=("request_id=$RID");  grep_rid=(-e "$RID")
 nd_args_errors=("errors=true");    grep_errors=(-e '"ok":false' -e '\"ok\":false')
@@ -72,30 +70,31 @@ jq_throttled=("$UNWRAP | select(.event == \"kms_proxy_response\" and ((.error_co
 
 for s in "${sel[@]}"; do
   declare -n nda="nd_args_$s" ga="grep_$s" ja="jq_$s"
-  read -r ND_T[$s] ND_N[$s] < <(time_cmd 3 run_nd "${nda[@]}")
-  read -r GR_T[$s] GR_N[$s] < <(time_cmd 3 run_grep "${ga[@]}")
+  COUNT=nd;   read -r ND_T[$s] ND_C[$s] ND_N[$s] < <(time_cmd 3 "$ND" kms-logs "$LOG" "${nda[@]}" limit=0)
+  COUNT=grep; read -r GR_T[$s] GR_C[$s] GR_N[$s] < <(time_cmd 3 grep -F "${ga[@]}" "$LOG")
   if [ -z "${KMSLOGS_BENCH_NO_JQ:-}" ]; then
-    read -r JQ_T[$s] JQ_N[$s] < <(time_cmd 1 run_jq "${ja[@]}")
+    COUNT=jq; read -r JQ_T[$s] JQ_C[$s] JQ_N[$s] < <(time_cmd 1 jq -R -c "${ja[@]}" "$LOG")
   else
-    JQ_T[$s]=nan; JQ_N[$s]=0
+    JQ_T[$s]=nan; JQ_C[$s]=nan; JQ_N[$s]=0
   fi
-  echo "kmslogs bench: $s: nitrodiag ${ND_T[$s]} s (${ND_N[$s]}), grep ${GR_T[$s]} s (${GR_N[$s]}), jq ${JQ_T[$s]} s (${JQ_N[$s]})"
+  echo "kmslogs bench: $s: nitrodiag ${ND_C[$s]} s CPU (${ND_T[$s]} s wall, ${ND_N[$s]}), grep ${GR_C[$s]} s CPU (${GR_T[$s]} s, ${GR_N[$s]}), jq ${JQ_C[$s]} s CPU (${JQ_T[$s]} s, ${JQ_N[$s]})"
   unset -n nda ga ja
 done
 
 want_rid=$(truth rid_lines); want_err=$(truth errors); want_thr=$(truth throttled)
 declare -A WANT=([rid]=$want_rid [errors]=$want_err [throttled]=$want_thr)
 {
-  echo "kms-logs on $(numfmt --to=iec "$(truth bytes)") ($(truth lines) lines; $(nproc) CPUs; $(date -u +%Y-%m-%d))"
+  echo "kms-logs on $(numfmt --to=iec "$(truth bytes)") ($(truth lines) lines), $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg), $(date -u +%Y-%m-%d)"
+  echo "(CPU = user + system seconds of the tool, best of 3 (jq: 1 run); wall time of that run in parentheses)"
   echo
-  echo "| selection | true matches | nitrodiag | grep -F | jq | grep false +/− | vs grep | jq / nitrodiag |"
+  echo "| selection | true matches | nitrodiag | grep -F | jq | grep false + | nitrodiag / grep (CPU) | jq / nitrodiag (CPU) |"
   echo "|---|---|---|---|---|---|---|---|"
   for s in "${sel[@]}"; do
     w=${WANT[$s]}
     fp=$(( GR_N[$s] > w ? GR_N[$s] - w : 0 ))
-    vs=$(echo "scale=2; ${ND_T[$s]} / ${GR_T[$s]}" | bc)
-    if [ "${JQ_T[$s]}" = nan ]; then jqx="-"; else jqx=$(echo "scale=1; ${JQ_T[$s]} / ${ND_T[$s]}" | bc); fi
-    echo "| $s | $w | ${ND_T[$s]} s, ${ND_N[$s]} | ${GR_T[$s]} s, ${GR_N[$s]} | ${JQ_T[$s]} s, ${JQ_N[$s]} | +$fp | ${vs}x | ${jqx}x |"
+    vs=$(ratio "${ND_C[$s]}" "${GR_C[$s]}")
+    jqx=$(ratio "${JQ_C[$s]}" "${ND_C[$s]}")
+    echo "| $s | $w | ${ND_C[$s]} s (${ND_T[$s]}), ${ND_N[$s]} | ${GR_C[$s]} s (${GR_T[$s]}), ${GR_N[$s]} | ${JQ_C[$s]} s (${JQ_T[$s]}), ${JQ_N[$s]} | +$fp | ${vs}x | ${jqx}x |"
   done
 } | tee "$OUT"
 echo "kmslogs bench: results in $OUT"
