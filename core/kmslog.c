@@ -2,14 +2,15 @@
  * kmslog.c — the KMS proxy log scanner declared in nd_kmslog.h, used by the kms-logs runbook (through nd.kmslog)
  * and by anything else that reads proxy logs (triage/explain).
  *
- * Speed comes from never parsing a line that cannot match. The filter gives a "driver" needle (the request id,
- * the trace id, the tail of the error code, "false" for errors-only, "kms_proxy_" otherwise) that is searched with
- * memmem across the rest of the buffer, as grep does; only the line holding the next hit becomes a candidate, every
- * other line costs one memchr for its end and one for '{' (to count noise). A candidate must also hold the other
- * needles and pass a structural check (ok:false really is the "ok" key; the code tail really ends a string) before
- * jansson parses it. Prefilters only ever reject lines that cannot match a well-formed event: the exact filters run
- * on the parsed event. The wrapped form is unwrapped by parsing the wrapper and then its `json` string (jansson does
- * the unescaping), so needles without '"' or '\' are found verbatim in both forms.
+ * Speed comes from never parsing a line that cannot match. The filter gives a "driver" needle (the request id, the
+ * trace id, "error_code" for errors-only and code filters, "kms_proxy_" otherwise) that is searched across the rest
+ * of the buffer, as grep does (find(): first/last-byte vector compare, since glibc's memmem was the bottleneck); only
+ * the line holding the next hit becomes a candidate, every other line costs one memchr for its end and one for '{'
+ * (to count noise). A candidate must also hold the other needles and pass a structural check (the error_code key
+ * really has a qualifying value) before jansson parses it. Prefilters only ever reject lines that cannot match a
+ * well-formed event: the exact filters run on the parsed event. The wrapped form is unwrapped by parsing the wrapper
+ * and then its `json` string (jansson does the unescaping), so needles without '"' or '\' are found verbatim in
+ * both forms. Files are read with read(2) in 1 MiB blocks (see nd_kmslog_scan_file).
  */
 #include "nd_kmslog.h"
 
@@ -20,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -259,6 +259,45 @@ static double event_time(const json_t *o)
 
 /* ---- prefilters ------------------------------------------------------------------------------------------------- */
 
+/* Prepares a needle for find(). */
+static void needle_init(needle *nd, const char *s, size_t n)
+{
+    nd->s = s;
+    nd->n = n;
+}
+
+/* The first occurrence of the needle in [p, end), or NULL. glibc's memmem (a generic two-way search) measured at
+ * about 2 GB/s here, a third of grep's speed on a 36-character request id, and Boyer–Moore–Horspool skips little in
+ * hex-heavy log text. This compares the needle's first and last bytes at 16 positions at once (GCC/Clang vector
+ * extensions, SSE2 on x86-64) and runs memcmp only where both match. */
+typedef unsigned char nd_v16 __attribute__((vector_size(16)));
+
+static const char *find(const needle *nd, const char *p, const char *end)
+{
+    size_t n = nd->n;
+    if (n < 2 || (size_t)(end - p) < n + 16)
+        return memmem(p, (size_t)(end - p), nd->s, n);
+    const unsigned char *h = (const unsigned char *)p;
+    const unsigned char *stop = (const unsigned char *)end - n - 15; /* h + 15 + n - 1 < end */
+    nd_v16 first, last;
+    memset(&first, (unsigned char)nd->s[0], sizeof first);
+    memset(&last, (unsigned char)nd->s[n - 1], sizeof last);
+    for (; h <= stop; h += 16) {
+        nd_v16 a, b;
+        memcpy(&a, h, 16);
+        memcpy(&b, h + n - 1, 16);
+        nd_v16 m = (nd_v16)(a == first) & (nd_v16)(b == last);
+        uint64_t w[2];
+        memcpy(w, &m, 16);
+        if (w[0] | w[1]) {
+            for (int i = 0; i < 16; i++)
+                if (m[i] && memcmp(h + i + 1, nd->s + 1, n - 2) == 0)
+                    return (const char *)h + i;
+        }
+    }
+    return memmem(h, (size_t)(end - (const char *)h), nd->s, n);
+}
+
 /* What the error_code value after an occurrence of `error_code` at h says about the line. */
 enum { CV_NOT_KEY, CV_NULL, CV_MATCH, CV_OTHER, CV_UNSURE };
 
@@ -300,7 +339,8 @@ static bool code_ok(const nd_kmslog *k, const char *line, size_t len, const char
 {
     const char *p = from ? from : line, *end = line + len;
     while (p < end) {
-        const char *h = memmem(p, (size_t)(end - p), "error_code", 10);
+        /* from is a hit of the driver: the key is right there, no need to search for it */
+        const char *h = p == from && end - p >= 10 ? p : memmem(p, (size_t)(end - p), "error_code", 10);
         if (!h)
             return false;
         bool keystart = h > line && (h[-1] == '"' || h[-1] == '\\');
@@ -631,7 +671,7 @@ static int scan_block(nd_kmslog *k, const char *buf, size_t len, bool final, siz
             k->st.blank++;
         } else if (drv) {
             if (!no_more && (!hit || hit < p)) {
-                hit = memmem(p, (size_t)(end - p), drv->s, drv->n);
+                hit = find(drv, p, end);
                 if (!hit)
                     no_more = true;
             }
@@ -721,26 +761,26 @@ int nd_kmslog_new(const nd_kmslog_filter *f, nd_kmslog_cb cb, void *ud, nd_kmslo
     /* Needles, most selective first: needles[0] drives the buffer search. */
     int n = 0;
     if (k->request_id && plain_needle(k->request_id))
-        k->needles[n++] = (needle){k->request_id, strlen(k->request_id)};
+        needle_init(&k->needles[n++], k->request_id, strlen(k->request_id));
     if (k->trace_id && plain_needle(k->trace_id))
-        k->needles[n++] = (needle){k->trace_id, strlen(k->trace_id)};
+        needle_init(&k->needles[n++], k->trace_id, strlen(k->trace_id));
     /* errors-only and code filters look at the value after "error_code" (both proxies always log that key):
      * with nothing more selective, "error_code" drives and the check starts at each hit, so the counters'
      * names (throttled_total, timeouts_total) never make a line a candidate. */
     k->code_check = f->errors_only || k->code[0];
     if (k->code_check && n == 0) {
-        k->needles[n++] = (needle){"error_code", 10};
+        needle_init(&k->needles[n++], "error_code", 10);
         k->code_drives = true;
     }
     if (k->op) {
         /* Request lines of the op carry none of the other needles: drive with the event prefix instead. */
         memmove(&k->needles[1], &k->needles[0], (size_t)n * sizeof k->needles[0]);
-        k->needles[0] = (needle){"kms_proxy_", 10};
+        needle_init(&k->needles[0], "kms_proxy_", 10);
         k->code_drives = false;
         n++;
     }
     if (n == 0)
-        k->needles[n++] = (needle){"kms_proxy_", 10};
+        needle_init(&k->needles[n++], "kms_proxy_", 10);
     k->nneedles = n;
     *out = k;
     return 0;
@@ -811,6 +851,8 @@ int nd_kmslog_finish(nd_kmslog *k, nd_err *err)
 
 static int scan_fd_read(nd_kmslog *k, int fd, const char *path, nd_err *err)
 {
+    /* 1 MiB read(2) blocks rather than mmap: on a 1 GiB log in the page cache, mmap cost 4x the CPU time (every
+     * first touch of a page is a cache miss in the scanner), while the kernel's copy leaves each block in cache. */
     size_t cap = 1 << 20;
     char *buf = malloc(cap);
     if (!buf)
@@ -893,17 +935,6 @@ int nd_kmslog_scan_file(nd_kmslog *k, const char *path, nd_err *err)
     if (S_ISREG(sb.st_mode) && sb.st_size >= 2 && pread(fd, magic, 2, 0) == 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
         rc = scan_gzip(k, fd, path, err);
         goto out;
-    }
-    if (S_ISREG(sb.st_mode) && sb.st_size > 0) {
-        void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (m != MAP_FAILED) {
-            madvise(m, (size_t)sb.st_size, MADV_SEQUENTIAL);
-            size_t used;
-            k->st.bytes += (uint64_t)sb.st_size;
-            rc = scan_block(k, m, (size_t)sb.st_size, true, &used);
-            munmap(m, (size_t)sb.st_size);
-            goto out;
-        }
     }
     rc = scan_fd_read(k, fd, path, err);
 out:

@@ -7,7 +7,7 @@
  *    event serialised as an escaped JSON string, with the time in the wrapper's `timestamp`;
  *  - either of those after a prefix without '{' (syslog/journal short format, `docker logs -t`);
  *  - anything else: blank lines, journald's `-- Boot … --` markers, plain text (counted, ignored).
- * Lines are split with memchr; a line is parsed with jansson only after cheap substring prefilters derived from the
+ * Input is read in 1 MiB blocks; lines are split with memchr; a line is parsed with jansson only after cheap substring prefilters derived from the
  * filter (the request id, the error-code tail, `"ok":false`) pass, and the most selective one is searched across
  * the whole buffer first, grep-style, so lines that cannot match are never looked at twice.
  *
@@ -101,8 +101,7 @@ int nd_kmslog_feed(nd_kmslog *k, const void *buf, size_t n, nd_err *err);
 /* Scans a kept partial last line (a file without a final newline). Returns like nd_kmslog_feed. */
 int nd_kmslog_finish(nd_kmslog *k, nd_err *err);
 
-/* Scans a whole file ("-" is stdin): mmap when possible, otherwise buffered reads; gzip files (.gz magic) are
- * inflated with zlib. Includes the finish step for that file. Returns 0, a negative code with err naming the path
+/* Scans a whole file ("-" is stdin): 1 MiB read(2) blocks; gzip files (.gz magic) are inflated with zlib. Includes the finish step for that file. Returns 0, a negative code with err naming the path
  * (-ENOENT, -EACCES, -EISDIR, -EIO), or the callback's value. */
 int nd_kmslog_scan_file(nd_kmslog *k, const char *path, nd_err *err);
 

@@ -47,7 +47,7 @@ time_cmd() {
   for _ in $(seq "$runs"); do
     /usr/bin/time -f "%e %U %S" -o "$TMP/time" "$@" > "$TMP/out" 2>/dev/null || true
     local wall user sys cpu
-    read -r wall user sys < "$TMP/time"
+    read -r wall user sys < <(tail -n 1 "$TMP/time")
     cpu=$(echo "$user + $sys" | bc)
     if [ -z "$best_cpu" ] || [ "$(echo "$cpu < $best_cpu" | bc)" = 1 ]; then best_cpu=$cpu; best_wall=$wall; fi
   done
