@@ -4,7 +4,7 @@
  *
  * Speed comes from never parsing a line that cannot match. The filter gives a "driver" needle (the request id, the
  * trace id, "error_code" for errors-only and code filters, "kms_proxy_" otherwise) that is searched across the rest
- * of the buffer, as grep does (find(): first/last-byte vector compare, since glibc's memmem was the bottleneck); only
+ * of the buffer, as grep does (find(): a vector compare of three of its bytes, since glibc's memmem was the bottleneck); only
  * the line holding the next hit becomes a candidate, every other line costs one memchr for its end and one for '{'
  * (to count noise). A candidate must also hold the other needles and pass a structural check (the error_code key
  * really has a qualifying value) before jansson parses it. Prefilters only ever reject lines that cannot match a
@@ -49,10 +49,14 @@ struct nd_kmslog {
     nd_kmslog_cb cb;
     void *ud;
 
-    needle needles[MAX_NEEDLES];
-    int nneedles;       /* needles[0] drives the buffer search */
-    bool code_check;    /* errors-only or a code: the line's error_code value must qualify (code_value) */
-    bool code_drives;   /* needles[0] is "error_code" and the check starts at its hit */
+    needle drv[MAX_NEEDLES]; /* the driver: a line is a candidate when it holds any of these */
+    int ndrv;
+    needle and_[MAX_NEEDLES]; /* a candidate must also hold all of these */
+    int nand;
+    needle okf[4];      /* the spellings of ok:false (plain, escaped, with a space) */
+    char code_spell[2][64]; /* the code as snake_case and PascalCase */
+    bool errors_check;  /* a candidate must hold one of okf (when they do not drive) */
+    bool code_check;    /* a code filter: the line's error_code value must be the code (code_value) */
 
     json_t *op_ids;     /* request_ids of request lines that matched the op filter (a jansson object as a set) */
 
@@ -268,8 +272,9 @@ static void needle_init(needle *nd, const char *s, size_t n)
 
 /* The first occurrence of the needle in [p, end), or NULL. glibc's memmem (a generic two-way search) measured at
  * about 2 GB/s here, a third of grep's speed on a 36-character request id, and Boyer–Moore–Horspool skips little in
- * hex-heavy log text. This compares the needle's first and last bytes at 16 positions at once (GCC/Clang vector
- * extensions, SSE2 on x86-64) and runs memcmp only where both match. */
+ * hex-heavy log text. This compares the needle's first, middle and last bytes at 16 positions at once (GCC/Clang
+ * vector extensions, SSE2 on x86-64) and runs memcmp only where all three match ("ok":false starts and ends with
+ * bytes too common in JSON for two to be enough). */
 typedef unsigned char nd_v16 __attribute__((vector_size(16)));
 
 static const char *find(const needle *nd, const char *p, const char *end)
@@ -279,14 +284,17 @@ static const char *find(const needle *nd, const char *p, const char *end)
         return memmem(p, (size_t)(end - p), nd->s, n);
     const unsigned char *h = (const unsigned char *)p;
     const unsigned char *stop = (const unsigned char *)end - n - 15; /* h + 15 + n - 1 < end */
-    nd_v16 first, last;
+    size_t mid = n / 2;
+    nd_v16 first, middle, last;
     memset(&first, (unsigned char)nd->s[0], sizeof first);
+    memset(&middle, (unsigned char)nd->s[mid], sizeof middle);
     memset(&last, (unsigned char)nd->s[n - 1], sizeof last);
     for (; h <= stop; h += 16) {
-        nd_v16 a, b;
+        nd_v16 a, b, c;
         memcpy(&a, h, 16);
         memcpy(&b, h + n - 1, 16);
-        nd_v16 m = (nd_v16)(a == first) & (nd_v16)(b == last);
+        memcpy(&c, h + mid, 16);
+        nd_v16 m = (nd_v16)(a == first) & (nd_v16)(b == last) & (nd_v16)(c == middle);
         uint64_t w[2];
         memcpy(w, &m, 16);
         if (w[0] | w[1]) {
@@ -333,14 +341,13 @@ static int code_value(const nd_kmslog *k, const char *h, const char *end)
     return strcmp(norm, k->code) == 0 ? CV_MATCH : CV_OTHER;
 }
 
-/* true when the line may hold a qualifying error_code: some occurrence (from `from`) is the key with a matching
- * value, or one the quick look cannot judge. */
-static bool code_ok(const nd_kmslog *k, const char *line, size_t len, const char *from)
+/* true when the line may hold a qualifying error_code: some occurrence is the key with a matching value, or one the
+ * quick look cannot judge. */
+static bool code_ok(const nd_kmslog *k, const char *line, size_t len)
 {
-    const char *p = from ? from : line, *end = line + len;
+    const char *p = line, *end = line + len;
     while (p < end) {
-        /* from is a hit of the driver: the key is right there, no need to search for it */
-        const char *h = p == from && end - p >= 10 ? p : memmem(p, (size_t)(end - p), "error_code", 10);
+        const char *h = memmem(p, (size_t)(end - p), "error_code", 10);
         if (!h)
             return false;
         bool keystart = h > line && (h[-1] == '"' || h[-1] == '\\');
@@ -515,7 +522,7 @@ static bool op_matches(nd_kmslog *k, nd_kmslog_record *r)
     return r->is_response && r->request_id && json_object_get(k->op_ids, r->request_id) != NULL;
 }
 
-static int process_candidate(nd_kmslog *k, const char *line, size_t len, uint64_t line_no, const char *hit)
+static int process_candidate(nd_kmslog *k, const char *line, size_t len, uint64_t line_no)
 {
     const char *brace = memchr(line, '{', len);
     if (!brace) {
@@ -525,13 +532,22 @@ static int process_candidate(nd_kmslog *k, const char *line, size_t len, uint64_
     /* With an op filter, request lines naming the op are parsed whatever the other needles say: their request_id
      * is how the responses (which carry no op) are matched. */
     bool op_line = k->op && memmem(line, len, k->op, strlen(k->op)) != NULL;
-    for (int i = 1; i < k->nneedles && !op_line; i++) {
-        if (!memmem(line, len, k->needles[i].s, k->needles[i].n)) {
+    for (int i = 0; i < k->nand && !op_line; i++) {
+        if (!memmem(line, len, k->and_[i].s, k->and_[i].n)) {
             k->st.skipped++;
             return 0;
         }
     }
-    if (!op_line && k->code_check && !code_ok(k, line, len, k->code_drives ? hit : NULL)) {
+    if (!op_line && k->errors_check) {
+        bool any = false;
+        for (int i = 0; i < 4 && !any; i++)
+            any = memmem(line, len, k->okf[i].s, k->okf[i].n) != NULL;
+        if (!any) {
+            k->st.skipped++;
+            return 0;
+        }
+    }
+    if (!op_line && k->code_check && !code_ok(k, line, len)) {
         k->st.skipped++;
         return 0;
     }
@@ -651,9 +667,8 @@ static int process_candidate(nd_kmslog *k, const char *line, size_t len, uint64_
 static int scan_block(nd_kmslog *k, const char *buf, size_t len, bool final, size_t *used)
 {
     const char *p = buf, *end = buf + len;
-    const needle *drv = k->nneedles ? &k->needles[0] : NULL;
-    const char *hit = NULL;
-    bool no_more = false;
+    const char *hits[MAX_NEEDLES] = {NULL};
+    bool gone[MAX_NEEDLES] = {false};
     int rc = 0;
     *used = 0;
     while (p < end) {
@@ -669,22 +684,30 @@ static int scan_block(nd_kmslog *k, const char *buf, size_t len, bool final, siz
             ll--;
         if (ll == 0) {
             k->st.blank++;
-        } else if (drv) {
-            if (!no_more && (!hit || hit < p)) {
-                hit = find(drv, p, end);
-                if (!hit)
-                    no_more = true;
+        } else {
+            /* The next hit of any driver needle at or after this line. */
+            const char *hit = NULL;
+            for (int i = 0; i < k->ndrv; i++) {
+                if (gone[i])
+                    continue;
+                if (!hits[i] || hits[i] < p) {
+                    hits[i] = find(&k->drv[i], p, end);
+                    if (!hits[i]) {
+                        gone[i] = true;
+                        continue;
+                    }
+                }
+                if (!hit || hits[i] < hit)
+                    hit = hits[i];
             }
-            if (no_more || hit >= nl) {
+            if (!hit || hit >= nl) {
                 if (memchr(p, '{', ll))
                     k->st.skipped++;
                 else
                     k->st.noise++;
             } else {
-                rc = process_candidate(k, p, ll, line_no, hit);
+                rc = process_candidate(k, p, ll, line_no);
             }
-        } else {
-            rc = process_candidate(k, p, ll, line_no, NULL);
         }
         p = nl < end ? nl + 1 : end;
         if (rc < 0)
@@ -758,30 +781,53 @@ int nd_kmslog_new(const nd_kmslog_filter *f, nd_kmslog_cb cb, void *ud, nd_kmslo
         }
     }
 
-    /* Needles, most selective first: needles[0] drives the buffer search. */
-    int n = 0;
+    /* The driver is the most selective filter; the others become checks on its candidates. */
+    static const char *const okf[4] = {"\"ok\":false", "\\\"ok\\\":false", "\"ok\": false", "\\\"ok\\\": false"};
+    for (int i = 0; i < 4; i++)
+        needle_init(&k->okf[i], okf[i], strlen(okf[i]));
+    needle ids[2];
+    int nids = 0;
     if (k->request_id && plain_needle(k->request_id))
-        needle_init(&k->needles[n++], k->request_id, strlen(k->request_id));
+        needle_init(&ids[nids++], k->request_id, strlen(k->request_id));
     if (k->trace_id && plain_needle(k->trace_id))
-        needle_init(&k->needles[n++], k->trace_id, strlen(k->trace_id));
-    /* errors-only and code filters look at the value after "error_code" (both proxies always log that key):
-     * with nothing more selective, "error_code" drives and the check starts at each hit, so the counters'
-     * names (throttled_total, timeouts_total) never make a line a candidate. */
-    k->code_check = f->errors_only || k->code[0];
-    if (k->code_check && n == 0) {
-        needle_init(&k->needles[n++], "error_code", 10);
-        k->code_drives = true;
-    }
+        needle_init(&ids[nids++], k->trace_id, strlen(k->trace_id));
+    k->code_check = k->code[0] != 0;
     if (k->op) {
-        /* Request lines of the op carry none of the other needles: drive with the event prefix instead. */
-        memmove(&k->needles[1], &k->needles[0], (size_t)n * sizeof k->needles[0]);
-        needle_init(&k->needles[0], "kms_proxy_", 10);
-        k->code_drives = false;
-        n++;
+        /* Request lines of the op carry none of the other needles: drive with the event prefix, check the rest. */
+        needle_init(&k->drv[k->ndrv++], "kms_proxy_", 10);
+        for (int i = 0; i < nids; i++)
+            k->and_[k->nand++] = ids[i];
+        k->errors_check = f->errors_only;
+    } else if (nids > 0) {
+        k->drv[k->ndrv++] = ids[0];
+        for (int i = 1; i < nids; i++)
+            k->and_[k->nand++] = ids[i];
+        k->errors_check = f->errors_only;
+    } else if (k->code[0]) {
+        /* The code as both proxies spell it: upstream_throttled and UpstreamThrottled (the value check after
+         * "error_code" then rejects a code quoted in a message). */
+        snprintf(k->code_spell[0], sizeof k->code_spell[0], "%s", k->code);
+        size_t o = 0;
+        bool up = true;
+        for (const char *c = k->code; *c && o + 1 < sizeof k->code_spell[1]; c++) {
+            if (*c == '_') {
+                up = true;
+                continue;
+            }
+            k->code_spell[1][o++] = up ? (char)toupper((unsigned char)*c) : *c;
+            up = false;
+        }
+        k->code_spell[1][o] = '\0';
+        needle_init(&k->drv[k->ndrv++], k->code_spell[0], strlen(k->code_spell[0]));
+        if (strcmp(k->code_spell[0], k->code_spell[1]) != 0)
+            needle_init(&k->drv[k->ndrv++], k->code_spell[1], strlen(k->code_spell[1]));
+        k->errors_check = f->errors_only;
+    } else if (f->errors_only) {
+        for (int i = 0; i < 4; i++)
+            k->drv[k->ndrv++] = k->okf[i];
+    } else {
+        needle_init(&k->drv[k->ndrv++], "kms_proxy_", 10);
     }
-    if (n == 0)
-        needle_init(&k->needles[n++], "kms_proxy_", 10);
-    k->nneedles = n;
     *out = k;
     return 0;
 }
