@@ -248,6 +248,7 @@ const char *nd_bundle_temp_path(const nd_bundle *b) { return b->tmp; }
 nd_scrub *nd_bundle_scrubber(nd_bundle *b) { return b->scrub; }
 const nd_err *nd_bundle_error(const nd_bundle *b) { return &b->broken; }
 bool nd_bundle_closed(const nd_bundle *b) { return b->closed; }
+const json_t *nd_bundle_artifacts(const nd_bundle *b) { return b->artifacts; }
 
 static int usable(nd_bundle *b, nd_err *err)
 {

@@ -105,6 +105,9 @@ void nd_bundle_discard(nd_bundle *b);
 /* Frees the object; a bundle neither finished nor discarded is discarded first. NULL is fine. */
 void nd_bundle_free(nd_bundle *b);
 
+/* The manifest entries recorded so far (a JSON array owned by the bundle; valid until nd_bundle_free). */
+const struct json_t *nd_bundle_artifacts(const nd_bundle *b);
+
 /* True once finish or discard ran. */
 bool nd_bundle_closed(const nd_bundle *b);
 

@@ -67,6 +67,8 @@ const char *const *nd_scrub_builtin_names(void)
 
 static int reserve(char **buf, size_t *cap, size_t need)
 {
+    if (need == 0)
+        need = 1; /* always a valid pointer, even for zero bytes (memcpy's arguments must not be NULL) */
     if (need <= *cap)
         return 0;
     size_t n = *cap ? *cap : 256;
@@ -278,6 +280,9 @@ static int apply_rule(nd_scrub *s, rule *r, const char *cur, size_t len, size_t 
         memcpy(s->b + olen, cur + pos, len - pos);
         olen += len - pos;
     }
+    if (reserve(&s->b, &s->bcap, olen + 1) < 0)
+        return -ENOMEM;
+    s->b[olen] = '\0';
     *outlen = olen;
     return n;
 }
@@ -350,6 +355,15 @@ static int do_line(nd_scrub *s, const char *line, size_t len, bool nl, const cha
             }
             if (!hit)
                 continue;
+        }
+        if (cur != s->a) {
+            /* regexec gets a NUL-terminated copy: REG_STARTEND bounds the match, but sanitizers' interceptors and
+             * other libcs still read up to a NUL */
+            if (reserve(&s->a, &s->acap, curlen + 1) < 0)
+                return -ENOMEM;
+            memcpy(s->a, cur, curlen);
+            s->a[curlen] = '\0';
+            cur = s->a;
         }
         size_t olen = 0;
         int n = apply_rule(s, r, cur, curlen, &olen);

@@ -60,10 +60,13 @@ static int run_lua_main(ndl_host *h, const char *module, const char *progname, i
     return status;
 }
 
+/* The host lives for the whole process: its loop cannot be closed after lua_close (luv's close callbacks need the
+ * state), so its memory stays owned here until exit rather than on main's stack. */
+static ndl_host host;
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
-    ndl_host host;
     int rc = ndl_host_init(&host);
     if (rc < 0) {
         fprintf(stderr, "nitrodiag: cannot start: %s\n", nd_err_str(rc));

@@ -25,8 +25,16 @@ function M.main(progname, args)
     return 1
   end
   math.randomseed(os.time() + (require("luv").os_getpid()))
-  local ok, rc = xpcall(fn, debug.traceback, args)
+  local ok, rc = xpcall(fn, function(e)
+    -- expected trouble with the simulated host itself (state missing/corrupt, lock busy): one line
+    if type(e) == "string" and e:match("^simulat") then return { line = e } end
+    return debug.traceback(e)
+  end, args)
   io.stdout:flush()
+  if not ok and type(rc) == "table" then
+    io.stderr:write(progname, " (nitrodiag simulator): ", rc.line, "\n")
+    return 1
+  end
   if not ok then
     io.stderr:write(progname, " (nitrodiag simulator): internal error: ", tostring(rc), "\n")
     return 70

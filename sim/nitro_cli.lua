@@ -22,6 +22,10 @@ local NE = require "nd.nitro_errors"
 
 local M = {}
 
+-- defined below
+local read_eif, write_eif, image_of, eif_image
+local run_enclave, describe_enclaves, terminate_enclave, console, describe_eif, explain, build_enclave
+
 local LOG_DIR = "/var/log/nitro_enclaves"
 
 -- ---- output context ------------------------------------------------------------------------------------------
@@ -110,13 +114,14 @@ end
 
 -- Reads the image configuration and PCRs of an EIF: { pcrs = {PCR0…}, image = cfg, cmdline = s, name, version }.
 -- Unknown or unreadable EIFs give empty measurements and no image (the enclave then runs silently).
-function M.read_eif(path)
+function read_eif(path)
   local lib = eif_lib()
   local info = { pcrs = {}, image = nil }
   if not lib or not path then return info end
-  local d = lib.read(path)
-  if type(d) ~= "table" then return info end
+  local d, err = lib.read(path)
+  if type(d) ~= "table" then info.bad = tostring(err or "unreadable EIF") return info end
   info.pcrs = d.pcrs or {}
+  info.arch = d.arch
   local md = d.metadata
   if type(md) == "table" then
     local di = md.DockerInfo
@@ -133,7 +138,7 @@ local function bootstrap_blob() return ("init nsm.ko (simulated bootstrap ramdis
 
 -- Writes an EIF for the image `tag` (config cfg) at path with nd.eif.write; returns the measurements table or
 -- nil, err. pad_mib > 0 extends the file (sparse) to that many MiB (a large image without the disk cost).
-function M.write_eif(path, tag, cfg, pad_mib)
+function write_eif(path, tag, cfg, pad_mib)
   local lib = eif_lib()
   if not lib or not lib.write then return nil, "the EIF writer (nd.eif) is not built into this nitrodiag" end
   local name, version = tostring(tag):match("^(.-):([^:/]+)$")
@@ -158,15 +163,15 @@ function M.write_eif(path, tag, cfg, pad_mib)
       uv.fs_close(fd)
     end
   end
-  local info = M.read_eif(path)
+  local info = read_eif(path)
   return info.pcrs
 end
 
 -- The image an enclave runs: the EIF's Docker configuration (Entrypoint, Cmd, Env) completed with the simulator
 -- keys (Shell, App, Console, Exits) of the same image in the simulated Docker store.
-function M.image_of(st, info, path)
+function image_of(st, info, path)
   local img = info.image
-  if not img then return M.eif_image(st, path) end
+  if not img then return eif_image(st, path) end
   local known = info.tag and st.images[info.tag]
   if not known and info.name then known = st.images[info.name .. ":" .. (info.version or "latest")] end
   local out = { Entrypoint = img.Entrypoint, Cmd = img.Cmd, Env = img.Env }
@@ -177,7 +182,7 @@ function M.image_of(st, info, path)
 end
 
 -- The image of a scenario EIF written without nd.eif (looked up by real path), or nil.
-function M.eif_image(st, path)
+function eif_image(st, path)
   local real = path and uv.fs_realpath(path)
   local tag = real and st.eif_images and st.eif_images[real]
   return tag and st.images[tag] or nil
@@ -188,7 +193,7 @@ function M.make_eif(root, st, e)
   local cfg = st.images[e.image]
   if not cfg then return nil, "eif " .. tostring(e.path) .. ": unknown image " .. tostring(e.image) end
   fs.mkdir_p(fs.dirname(root .. e.path))
-  local pcrs, err = M.write_eif(root .. e.path, e.image, cfg, e.size_mib)
+  local pcrs, err = write_eif(root .. e.path, e.image, cfg, e.size_mib)
   if not pcrs then
     -- without the EIF writer the file still exists with the right size (run-enclave's memory rules need it)
     local fd = uv.fs_open(root .. e.path, "w", tonumber("644", 8))
@@ -242,7 +247,7 @@ end
 
 -- Drops enclaves whose plan says they stopped by themselves (rebooted); logs the hang-up like the real process.
 local function reap(ctx, st)
-  local now = uv.gettimeofday()
+  local now = util.time()
   local keep = {}
   for _, e in ipairs(st.enclaves) do
     if e.plan and e.plan.stops_after and now >= e.started + e.plan.stops_after then
@@ -295,7 +300,7 @@ local function start_enclave(ctx, st, p)
   local slot = new_slot()
   local e = { id = st.host.instance_id .. "-enc" .. slot, slot = slot, name = p.name, pid = state.pid(st),
     cid = p.cid, cpus = p.cpus, memory_mib = p.memory_mib, debug = p.debug, eif = p.eif, pcrs = p.pcrs or {},
-    started = uv.gettimeofday() }
+    started = util.time() }
   e.plan = b:boot{ image = p.image, cmdline = p.cmdline, memory_mib = p.memory_mib, debug = p.debug, cid = p.cid }
   st.enclaves[#st.enclaves + 1] = e
   fs.write(ctx.root .. "/var/run/nitro_enclaves/" .. slot .. ".sock", "")
@@ -321,8 +326,8 @@ function M.preload_enclave(root, st, s)
     if #cpus < (s.cpu_count or 2) and not u[c] then cpus[#cpus + 1] = c end
   end
   local eif = s.eif and (root .. s.eif)
-  local info = eif and M.read_eif(eif) or { pcrs = {} }
-  local image = M.image_of(st, info, eif) or (s.image and st.images[s.image])
+  local info = eif and read_eif(eif) or { pcrs = {} }
+  local image = image_of(st, info, eif) or (s.image and st.images[s.image])
   local e = start_enclave(ctx, st, { name = s.name or "stale", cid = s.cid or next_cid(st), cpus = cpus,
     memory_mib = s.memory or 1024, debug = s.debug == true, eif = s.eif, pcrs = info.pcrs, image = image or {} })
   e.started = e.started - (s.age or 86400)
@@ -331,14 +336,14 @@ end
 
 -- ---- console ------------------------------------------------------------------------------------------------------
 
--- Streams the console of e to ctx's stdout from its start: past lines at once, then live until the enclave stops,
--- is terminated (state), or timeout seconds pass. Returns 0.
+-- Streams the console of e to ctx's stdout from its start: past lines at once, then live until the enclave stops
+-- by itself ("stopped"), is terminated (state), or timeout seconds pass (0).
 local function stream_console(ctx, e, timeout)
   local printed, next_every = 0, nil
-  local t0 = uv.gettimeofday()
+  local t0 = util.time()
   local plan = e.plan or { lines = {} }
   while true do
-    local now = uv.gettimeofday()
+    local now = util.time()
     local age = now - e.started
     while printed < #plan.lines and plan.lines[printed + 1].t <= age do
       printed = printed + 1
@@ -353,7 +358,7 @@ local function stream_console(ctx, e, timeout)
       end
     end
     ctx.out:flush()
-    if plan.stops_after and age >= plan.stops_after and printed >= #plan.lines then return 0 end
+    if plan.stops_after and age >= plan.stops_after and printed >= #plan.lines then return "stopped" end
     if timeout and now - t0 >= timeout then return 0 end
     -- still there? (terminated from another process)
     local st = state.load(ctx.root)
@@ -371,7 +376,14 @@ local function console_connect(ctx, e, timeout, action)
       file = "src/utils.rs", line = 95 }
   end
   ctx:stdout("Successfully connected to the console.")
-  return stream_console(ctx, e, timeout)
+  if stream_console(ctx, e, timeout) == "stopped" then
+    -- the enclave rebooted: its VM is torn down under the open vsock connection, the read fails (ECONNRESET)
+    return ctx:fail{ code = "E45", action = action or "Enclave Console",
+      subactions = { "Failed to connect to enclave console", "Connect to enclave console",
+        "Failed to read data from the console: Sys(ECONNRESET)" },
+      file = "src/utils.rs", line = 152 }
+  end
+  return 0
 end
 
 -- ---- subcommands --------------------------------------------------------------------------------------------------
@@ -404,7 +416,7 @@ local function file_size(p)
   return st and st.size
 end
 
-function M.run_enclave(ctx, args)
+function run_enclave(ctx, args)
   local o, _, bad = parse_args(args, RUN_SPEC)
   if not o then return usage(ctx, "run-enclave", bad) end
   if o.config then
@@ -471,7 +483,7 @@ function M.run_enclave(ctx, args)
   local eif = resolve(ctx, eif_arg)
   local debug = o["debug-mode"] == true
 
-  local e
+  local e, unbootable, boot_wait
   local rc2 = state.update(ctx.root, function(st)
     ctx.version = st.host.nitro_cli_version
     local sub = { "Failed to execute command `Run`", "Failed to run enclave" }
@@ -583,8 +595,19 @@ function M.run_enclave(ctx, args)
       end
     end
     cid = cid or next_cid(st)
-    local info = M.read_eif(eif)
-    local image = M.image_of(st, info, eif) or {}
+    local info = read_eif(eif)
+    -- an EIF the enclave cannot boot (not an EIF, or built for the other architecture) never sends the heartbeat:
+    -- nitro-cli reports the start, waits for the boot timeout, then fails with E36
+    local host_arch = st.host.arch or "x86_64"
+    if info.bad or (info.arch and info.arch ~= host_arch) then
+      unbootable = info.bad and ("EIF: " .. info.bad) or string.format("the EIF is built for %s, this host is %s", info.arch, host_arch)
+      local GiB = 1073741824
+      boot_wait = st.host.boot_timeout or math.max(180, 90 * ((size + 6 * GiB - 1) // (6 * GiB)) + 90 * ((alloc_mib + 102399) // 102400))
+      ctx:stderr(string.format("Started enclave with enclave-cid: %d, memory: %d MiB, cpu-ids: [%s]", cid, alloc_mib,
+        table.concat(cpus, ", ")))
+      return "boot"
+    end
+    local image = image_of(st, info, eif) or {}
     -- the enclave name: --enclave-name, else the EIF file name without .eif; duplicates get _1, _2 …
     local base = o["enclave-name"] or eif_arg:match("([^/]*)$"):gsub("%.eif$", "")
     local name, n = base, 0
@@ -593,6 +616,7 @@ function M.run_enclave(ctx, args)
     while names[name] do n = n + 1 name = base .. "_" .. n end
     e = start_enclave(ctx, st, { name = name, cid = cid, cpus = cpus, memory_mib = alloc_mib, debug = debug,
       eif = eif_arg, pcrs = info.pcrs, image = image, cmdline = info.cmdline })
+    require("nd.sim.allocator").write_sys(ctx.root, st)
     local slot_id = string.format("enc-%s:%d", e.slot, e.pid)
     ctx:stderr(string.format("Started enclave with enclave-cid: %d, memory: %d MiB, cpu-ids: [%s]", cid, alloc_mib,
       table.concat(cpus, ", ")))
@@ -601,6 +625,13 @@ function M.run_enclave(ctx, args)
       "NumberOfCPUs", #cpus, "CPUIDs", util.array(cpus), "MemoryMiB", alloc_mib }))
     return 0
   end)
+  if rc2 == "boot" then
+    util.sleep(boot_wait)
+    return ctx:fail_enclave_proc{ code = "E36", action = "Run Enclave",
+      subactions = { "Failed to execute command `Run`", "Failed to run enclave", "Failed to start enclave",
+        "Waiting on enclave to boot failed with error VsockTimeoutError", unbootable },
+      file = "src/enclave_proc/resource_manager.rs", line = 1163 }
+  end
   if rc2 ~= 0 then return rc2 end
   if o["attach-console"] then
     local crc = console_connect(ctx, e, nil, "Enclave Console")
@@ -617,7 +648,7 @@ local function with_state(ctx, fn)
   end)
 end
 
-function M.describe_enclaves(ctx, args)
+function describe_enclaves(ctx, args)
   local o, _, bad = parse_args(args, { metadata = "flag" })
   if not o then return usage(ctx, "describe-enclaves", bad) end
   return with_state(ctx, function(st)
@@ -637,7 +668,7 @@ local function unknown_enclave(ctx, id, action)
     file = "src/enclave_proc_comm.rs", line = 121 }
 end
 
-function M.terminate_enclave(ctx, args)
+function terminate_enclave(ctx, args)
   local o, _, bad = parse_args(args, { ["enclave-id"] = "value", ["enclave-name"] = "value", all = "flag" })
   if not o then return usage(ctx, "terminate-enclave", bad) end
   return with_state(ctx, function(st)
@@ -676,12 +707,13 @@ function M.terminate_enclave(ctx, args)
     local keep = {}
     for _, e in ipairs(st.enclaves) do if not gone[e.id] then keep[#keep + 1] = e end end
     st.enclaves = keep
+    require("nd.sim.allocator").write_sys(ctx.root, st)
     if o.all then ctx:stdout(util.json(out)) else ctx:stdout(util.json(out[1])) end
     return 0
   end)
 end
 
-function M.console(ctx, args)
+function console(ctx, args)
   local o, _, bad = parse_args(args, { ["enclave-id"] = "value", ["enclave-name"] = "value", ["disconnect-timeout"] = "value" })
   if not o then return usage(ctx, "console", bad) end
   local e = with_state(ctx, function(st)
@@ -700,7 +732,7 @@ function M.console(ctx, args)
   return console_connect(ctx, e, timeout, "Enclave Console")
 end
 
-function M.describe_eif(ctx, args)
+function describe_eif(ctx, args)
   local o, _, bad = parse_args(args, { ["eif-path"] = "value" })
   if not o or not o["eif-path"] then return usage(ctx, "describe-eif", bad or "") end
   local path = resolve(ctx, o["eif-path"])
@@ -715,7 +747,7 @@ function M.describe_eif(ctx, args)
   return 0
 end
 
-function M.explain(ctx, args)
+function explain(ctx, args)
   local o, _, bad = parse_args(args, { ["error-code"] = "value" })
   if not o or not o["error-code"] then return usage(ctx, "explain", bad or "") end
   local code = o["error-code"]
@@ -724,7 +756,7 @@ function M.explain(ctx, args)
   return 0
 end
 
-function M.build_enclave(ctx, args)
+function build_enclave(ctx, args)
   local o, _, bad = parse_args(args, { ["docker-uri"] = "value", ["docker-dir"] = "value", ["output-file"] = "value",
     ["signing-certificate"] = "value", ["private-key"] = "value", name = "value", version = "value", metadata = "value" })
   if not o then return usage(ctx, "build-enclave", bad) end
@@ -749,12 +781,22 @@ function M.build_enclave(ctx, args)
   uv.fs_close(fd)
   local art = os.getenv("NITRO_CLI_ARTIFACTS")
   local home = os.getenv("HOME")
-  if not (art and art ~= "") and not home then
+  if not art and not home then
     return ctx:fail{ code = "E51", action = "Build Enclave", subactions = { "Failed to build enclave",
       "Failed to build EIF from docker", "Could not find a folder for the CLI artifacts, set either HOME or NITRO_CLI_ARTIFACTS" },
       file = "src/lib.rs", line = 355 }
   end
-  fs.mkdir_p((art and art ~= "") and art or (home .. "/.nitro_cli"))
+  -- nitro-cli creates the artifacts folder (NITRO_CLI_ARTIFACTS, else $HOME/.nitro_cli/); an empty value cannot be
+  -- created (E19). $HOME/.nitro_cli is made inside the simulated root: the simulation never touches the real home.
+  local artifacts = art or (home .. "/.nitro_cli/")
+  local real = artifacts
+  if not art and artifacts:sub(1, #ctx.root) ~= ctx.root and artifacts:sub(1, 1) == "/" then real = ctx.root .. artifacts end
+  if artifacts == "" or not fs.mkdir_p(real) then
+    return ctx:fail{ code = "E19", suffix = string.format("\nFile: '%s', failing operation: 'Create'.", artifacts),
+      action = "Build Enclave", subactions = { "Failed to build enclave", "Failed to build EIF from docker",
+        string.format("Could not create artifacts path %s: Os { code: 2, kind: NotFound, message: \"No such file or directory\" }", artifacts) },
+      file = "src/lib.rs", line = 334 }
+  end
   local tag = o["docker-uri"]
   local cfg = st.images[tag] or (not tag:find(":") and st.images[tag .. ":latest"])
   if not cfg then
@@ -763,7 +805,7 @@ function M.build_enclave(ctx, args)
       "Failed to build EIF from docker", "Failed to pull docker image: PullError" }, file = "src/lib.rs", line = 139 }
   end
   ctx:stderr("Using the locally available Docker image...")
-  local pcrs, err = M.write_eif(out, tag, cfg)
+  local pcrs, err = write_eif(out, tag, cfg)
   if not pcrs then
     return ctx:fail{ code = "E48", action = "Build Enclave", subactions = { "Failed to build enclave",
       "Failed to build EIF from docker", "Failed to create EIF image: " .. tostring(err) }, file = "src/lib.rs", line = 147 }
@@ -796,9 +838,9 @@ SUBCOMMANDS:
     terminate-enclave    Terminates an enclave]]
 
 local SUBS = {
-  ["run-enclave"] = M.run_enclave, ["describe-enclaves"] = M.describe_enclaves,
-  ["terminate-enclave"] = M.terminate_enclave, ["console"] = M.console, ["describe-eif"] = M.describe_eif,
-  ["explain"] = M.explain, ["build-enclave"] = M.build_enclave,
+  ["run-enclave"] = run_enclave, ["describe-enclaves"] = describe_enclaves,
+  ["terminate-enclave"] = terminate_enclave, ["console"] = console, ["describe-eif"] = describe_eif,
+  ["explain"] = explain, ["build-enclave"] = build_enclave,
 }
 
 -- main(args [, out, err]) -> exit status
@@ -825,8 +867,9 @@ function M.main(args, out, err)
     ctx:stderr(string.format("error: The subcommand '%s' wasn't recognized\n\nUSAGE:\n    nitro-cli [SUBCOMMAND]\n\nFor more information try --help", sub))
     return 1
   end
-  if not state.load(root) then
-    ctx:stderr("nitro-cli (nitrodiag simulator): no simulated host at " .. root)
+  local ok, lerr = state.load(root)
+  if not ok then
+    ctx:stderr("nitro-cli (nitrodiag simulator): " .. tostring(lerr))
     return 1
   end
   return fn(ctx, { table.unpack(args, 2) })

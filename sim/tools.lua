@@ -396,5 +396,4 @@ function M.docker(args)
   return 1
 end
 
-M._parse_dockerfile = parse_dockerfile
 return M

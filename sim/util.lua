@@ -83,6 +83,12 @@ function M.now()
   return sec, usec * 1000 + M._seq
 end
 
+-- time() -> wall-clock seconds as a float (microsecond resolution)
+function M.time()
+  local sec, usec = uv.gettimeofday()
+  return sec + usec / 1e6
+end
+
 -- rfc3339(sec, ns) -> "2021-06-18T21:46:43.249503129+00:00" (chrono's to_rfc3339: 0, 3, 6 or 9 digits)
 function M.rfc3339(sec, ns)
   local base = os.date("!%Y-%m-%dT%H:%M:%S", sec)
@@ -109,16 +115,6 @@ function M.append(path, data)
   return true
 end
 
--- lines(path) -> array of lines (empty when the file is missing)
-function M.lines(path)
-  local text = fs.read(path)
-  local out = {}
-  if not text then return out end
-  for line in text:gmatch("([^\n]*)\n?") do out[#out + 1] = line end
-  if out[#out] == "" then out[#out] = nil end
-  return out
-end
-
 -- sleep(seconds) without a task: stand-ins are plain processes, blocking is fine there
 function M.sleep(s)
   uv.sleep(math.floor(s * 1000 + 0.5))
@@ -132,11 +128,11 @@ function M.with_lock(dir, fn, ...)
   while true do
     local ok, _, code = uv.fs_mkdir(lock, tonumber("700", 8))
     if ok then break end
-    if code ~= "EEXIST" then error("simulator: cannot take the state lock " .. lock .. ": " .. tostring(code)) end
+    if code ~= "EEXIST" then error("simulator: cannot take the state lock " .. lock .. ": " .. tostring(code), 0) end
     local st = uv.fs_stat(lock)
     if st and os.time() - st.mtime.sec > 10 then uv.fs_rmdir(lock) end
     uv.update_time()
-    if uv.now() > deadline then error("simulator: state lock " .. lock .. " is busy") end
+    if uv.now() > deadline then error("simulator: state lock " .. lock .. " is busy", 0) end
     uv.sleep(20)
     uv.update_time()
   end

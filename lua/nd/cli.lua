@@ -132,7 +132,8 @@ local function cmd_run(opts, target, words)
     local s = runbook.suggest(target, names)
     return usage_error(err .. (s and (" (did you mean " .. s .. "?)") or " (see nitrodiag list)"))
   end
-  local def, lerr = runbook.load(path)
+  local def, lerr, kind = runbook.load(path)
+  if not def and kind == "script" then return 0 end -- a plain Lua script: loading it ran it
   if not def then
     io.stderr:write("nitrodiag: cannot load runbook: ", lerr, "\n")
     return runbook.EXIT.crashed

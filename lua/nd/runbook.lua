@@ -87,7 +87,7 @@ function M.list()
         local path = d .. "/" .. f
         if seen[name] then
           table.insert(seen[name].shadows, path)
-        else
+        elseif d ~= "." or M.looks_like_runbook(path) then
           local def = M.load(path)
           -- Files in ./ that are not runbooks (any other Lua file) are not listed.
           if def or d ~= "." then
@@ -110,8 +110,18 @@ end
 
 local ARG_TYPES = { string = true, number = true, integer = true, boolean = true, list = true }
 
--- load(path) -> def | nil, msg. The file runs in its own environment (reading globals through _G) and returns the
--- runbook table; nmap-style files that set globals (description, args, steps…) work too.
+-- looks_like_runbook(path): a cheap text check, so that `list` never executes arbitrary Lua files found in ./
+function M.looks_like_runbook(path)
+  local f = io.open(path, "r")
+  if not f then return false end
+  local text = f:read(65536) or ""
+  f:close()
+  return text:find("description", 1, true) ~= nil and text:find("steps", 1, true) ~= nil
+end
+
+-- load(path) -> def | nil, msg, kind. The file runs in its own environment (reading globals through _G) and returns
+-- the runbook table; nmap-style files that set globals (description, args, steps…) work too. A file that defines
+-- neither description nor steps is a plain script: it has run, and kind is "script".
 function M.load(path)
   local env = setmetatable({}, { __index = _G })
   local chunk, err = loadfile(path, "t", env)
@@ -119,6 +129,9 @@ function M.load(path)
   local ok, def = pcall(chunk)
   if not ok then return nil, path .. ": " .. tostring(def) end
   if type(def) ~= "table" then
+    if rawget(env, "description") == nil and rawget(env, "steps") == nil then
+      return nil, path .. ": not a runbook (no description and no steps)", "script"
+    end
     def = { description = rawget(env, "description"), categories = rawget(env, "categories"),
             args = rawget(env, "args"), steps = rawget(env, "steps"), deadline = rawget(env, "deadline"),
             collect = rawget(env, "collect"), name = rawget(env, "name"), report = rawget(env, "report") }

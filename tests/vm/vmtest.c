@@ -209,6 +209,33 @@ static void client(void)
         fail("unexpected wording: %s", err.msg);
     say("[vmtest] %s", err.msg);
 
+    /* An orphan: its parent exits at once, so it is re-parented to PID 1 (init), which must reap it. */
+    int pfd[2];
+    if (pipe(pfd) < 0)
+        fail("pipe: %s", strerror(errno));
+    pid_t y = fork();
+    if (y == 0) {
+        pid_t z = fork();
+        if (z == 0) {
+            msleep(100);
+            _exit(42);
+        }
+        if (write(pfd[1], &z, sizeof z) != (ssize_t)sizeof z)
+            _exit(1);
+        _exit(0);
+    }
+    pid_t z = 0;
+    if (read(pfd[0], &z, sizeof z) != (ssize_t)sizeof z || z <= 0)
+        fail("no orphan pid");
+    waitpid(y, NULL, 0);
+    char zpath[64];
+    snprintf(zpath, sizeof zpath, "/proc/%d", (int)z);
+    for (int i = 0; i < 100 && access(zpath, F_OK) == 0; i++)
+        msleep(20);
+    if (access(zpath, F_OK) == 0)
+        fail("orphan %d was not reaped by init (still in /proc)", (int)z);
+    say("[vmtest] orphan pid %d reaped by PID 1", (int)z);
+
     /* SIGTERM to PID 1 (init) must reach the app. */
     pid_t app = find_process("/vsock-pingpong");
     if (!app)
@@ -228,7 +255,18 @@ int main(void)
     static const char *mods[] = {"/lib/modules/vsock.ko", "/lib/modules/vmw_vsock_virtio_transport_common.ko",
                                  "/lib/modules/vsock_loopback.ko"};
     say("[vmtest] pid %d: loading the vsock modules", (int)getpid());
+    nd_sockaddr lo;
+    nd_err err;
+    nd_vsock_parse("vsock:1:5000", &lo, NULL);
     for (size_t i = 0; i < sizeof mods / sizeof mods[0]; i++) {
+        /* Before the first module there is no AF_VSOCK at all; before vsock_loopback there is no transport: both
+         * must be explained as "no vsock transport on this machine". */
+        if (i == 0 || i == 2) {
+            int rc = nd_vsock_connect(&lo, 1000, &err);
+            if (rc >= 0 || !strstr(err.msg, "no vsock transport on this machine"))
+                fail("without a vsock transport, connect gave: %s", rc >= 0 ? "a connection" : err.msg);
+            say("[vmtest] before %s: %s", mods[i], err.msg);
+        }
         int rc = load_module(mods[i]);
         if (rc < 0 && rc != -EEXIST)
             fail("finit_module %s: %s", mods[i], strerror(-rc));

@@ -1,0 +1,912 @@
+/*
+ * l_bundle.c — `nd.bundle`: the diagnostic bundle (core/bundle.c, core/collect.c, core/scrub.c) for Lua.
+ *
+ *   local b = assert(bundle.open{ out_dir = "/tmp", runbook = "diag10", host = host.hostname() })
+ *   b:add_file("nitro_enclaves.log.tail", "/var/log/nitro_enclaves/nitro_enclaves.log", { tail_lines = 1000 })
+ *   b:add_glob("/var/log/nitro_enclaves/err*.log")
+ *   b:add_command("describe_enclaves.json", { "nitro-cli", "describe-enclaves" }, { timeout = 10 })
+ *   b:add_rule("customer%-%d+", "customer-[REDACTED]")
+ *   local path, err = b:finish(result)          -- or b:abort("interrupted by SIGTERM", result)
+ *
+ * Every add_* returns the manifest entry of what it recorded (a table: name, status, error, bytes, sha256,
+ * truncated, redactions, …) — a missing file is an entry with status "missing", not an error. They return
+ * nil, msg, code only when the bundle itself cannot be written (full disk), after which finish() fails too and the
+ * temporary file is removed. Bad arguments (a member name with "..") raise.
+ *
+ * add_command runs on the shared loop through ndl_await; its request is a to-be-closed value, so cancelling the
+ * task (step timeout, SIGINT/SIGTERM) kills the command and records it as interrupted. abort() on a bundle with
+ * commands still running records and cancels them first, so the archive is always consistent.
+ *
+ * __gc / __close of a bundle that was neither finished nor aborted discard it: the temporary file is removed, and no
+ * file ever appears under the final name.
+ */
+#include "ndlua.h"
+#include "nd_bundle.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BUNDLE_MT "nd.bundle"
+#define CMD_MT "nd.bundle.command"
+#define DEFAULT_CMD_TIMEOUT 30.0
+#define DEFAULT_LINES 1000
+
+typedef struct lcmd lcmd;
+
+typedef struct lbundle {
+    nd_bundle *b;
+    char *path;  /* final path once finished */
+    lcmd *pending; /* commands in flight (linked list) */
+} lbundle;
+
+struct lcmd {
+    nd_proc *p;
+    ndl_wait wait;
+    lbundle *lb;
+    lcmd *next;
+    char *name;
+    char **argv;
+    double t0;
+    uint64_t lines;
+    int done, waiting, linked;
+    nd_proc_result res;
+};
+
+static lbundle *check_bundle(lua_State *L, int idx)
+{
+    return luaL_checkudata(L, idx, BUNDLE_MT);
+}
+
+static lbundle *open_bundle(lua_State *L, int idx)
+{
+    lbundle *lb = check_bundle(L, idx);
+    if (!lb->b || nd_bundle_closed(lb->b))
+        luaL_error(L, "nd.bundle: the bundle is already finished or aborted");
+    return lb;
+}
+
+/* Pushes the manifest entry last recorded (the last element of the artifacts array). */
+static void push_last(lua_State *L, lbundle *lb)
+{
+    const json_t *arts = nd_bundle_artifacts(lb->b);
+    size_t n = json_array_size(arts);
+    if (n == 0) {
+        lua_pushnil(L);
+        return;
+    }
+    ndl_push_json(L, json_array_get(arts, n - 1));
+}
+
+static void read_collect_opts(lua_State *L, int idx, nd_collect_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    if (lua_isnoneornil(L, idx))
+        return;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    double tl = ndl_optfield_num(L, idx, "tail_lines", 0);
+    double tb = ndl_optfield_num(L, idx, "tail_bytes", 0);
+    double cap = ndl_optfield_num(L, idx, "cap", 0);
+    if (tl < 0 || tb < 0 || cap < 0)
+        luaL_error(L, "nd.bundle: tail_lines, tail_bytes and cap must be >= 0");
+    o->tail_lines = (uint64_t)tl;
+    o->tail_bytes = (uint64_t)tb;
+    o->cap = (uint64_t)cap;
+}
+
+/* Turns a core result into Lua results: the entry, or nil, msg, code (bundle broken), or raise (bad argument). */
+static int add_result(lua_State *L, lbundle *lb, int rc, nd_err *err)
+{
+    if (rc == -EINVAL)
+        return luaL_error(L, "nd.bundle: %s", err->msg);
+    if (rc < 0)
+        return ndl_fail_err(L, err);
+    push_last(L, lb);
+    return 1;
+}
+
+/* bundle.open{ out_dir=, runbook=, host= } -> b | nil, msg, code */
+static int l_open(lua_State *L)
+{
+    nd_bundle_opts o = {0};
+    if (!lua_isnoneornil(L, 1)) {
+        luaL_checktype(L, 1, LUA_TTABLE);
+        o.out_dir = ndl_optfield_str(L, 1, "out_dir", NULL);
+        o.runbook = ndl_optfield_str(L, 1, "runbook", NULL);
+        o.host = ndl_optfield_str(L, 1, "host", NULL);
+    }
+    lbundle *lb = lua_newuserdatauv(L, sizeof *lb, 0);
+    memset(lb, 0, sizeof *lb);
+    luaL_setmetatable(L, BUNDLE_MT);
+    nd_err err;
+    nd_err_clear(&err);
+    int rc = nd_bundle_open(ndl_ctx(L), &o, &lb->b, &err);
+    if (rc < 0)
+        return ndl_fail_err(L, &err);
+    return 1;
+}
+
+/* b:add_file(name|nil, host_path, {tail_lines=, tail_bytes=, cap=}) -> entry */
+static int b_add_file(lua_State *L)
+{
+    lbundle *lb = open_bundle(L, 1);
+    const char *name = luaL_optstring(L, 2, NULL);
+    const char *path = luaL_checkstring(L, 3);
+    nd_collect_opts o;
+    read_collect_opts(L, 4, &o);
+    nd_err err;
+    nd_err_clear(&err);
+    return add_result(L, lb, nd_bundle_add_file(lb->b, name, path, &o, &err), &err);
+}
+
+/* b:add_glob(pattern, {prefix=, tail_lines=, tail_bytes=, cap=}) -> list of entries */
+static int b_add_glob(lua_State *L)
+{
+    lbundle *lb = open_bundle(L, 1);
+    const char *pattern = luaL_checkstring(L, 2);
+    nd_collect_opts o;
+    read_collect_opts(L, 3, &o);
+    const char *prefix = lua_istable(L, 3) ? ndl_optfield_str(L, 3, "prefix", NULL) : NULL;
+    size_t before = json_array_size(nd_bundle_artifacts(lb->b));
+    nd_err err;
+    nd_err_clear(&err);
+    int rc = nd_bundle_add_glob(lb->b, pattern, prefix, &o, &err);
+    if (rc == -EINVAL)
+        return luaL_error(L, "nd.bundle: %s", err.msg);
+    if (rc < 0)
+        return ndl_fail_err(L, &err);
+    const json_t *arts = nd_bundle_artifacts(lb->b);
+    lua_newtable(L);
+    for (size_t i = before; i < json_array_size(arts); i++) {
+        ndl_push_json(L, json_array_get(arts, i));
+        lua_rawseti(L, -2, (lua_Integer)(i - before + 1));
+    }
+    return 1;
+}
+
+/* b:add_string(name, text) -> entry */
+static int b_add_string(lua_State *L)
+{
+    lbundle *lb = open_bundle(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    size_t len;
+    const char *text = luaL_checklstring(L, 3, &len);
+    nd_bundle_meta m = {.kind = "string", .source = "lua"};
+    nd_err err;
+    nd_err_clear(&err);
+    return add_result(L, lb, nd_bundle_add_data(lb->b, name, text, len, &m, &err), &err);
+}
+
+/* Converts the Lua value at idx to jansson through nd.json.encode (arrays, nulls and key order as nd.json does). */
+static json_t *to_json(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "nd.json");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "encode");
+    lua_pushvalue(L, idx);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+        luaL_error(L, "nd.bundle: cannot encode the value as JSON: %s", lua_tostring(L, -1));
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    json_error_t je;
+    json_t *v = s ? json_loadb(s, len, JSON_DECODE_ANY, &je) : NULL;
+    lua_pop(L, 2);
+    if (!v)
+        luaL_error(L, "nd.bundle: cannot encode the value as JSON");
+    return v;
+}
+
+/* b:add_json(name, value) -> entry */
+static int b_add_json(lua_State *L)
+{
+    lbundle *lb = open_bundle(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    luaL_checkany(L, 3);
+    json_t *v = to_json(L, 3);
+    nd_bundle_meta m = {.kind = "json", .source = "lua"};
+    nd_err err;
+    nd_err_clear(&err);
+    int rc = nd_bundle_add_json(lb->b, name, v, &m, &err);
+    json_decref(v);
+    return add_result(L, lb, rc, &err);
+}
+
+/* ---- commands ------------------------------------------------------------------------------------------------ */
+
+static void cmd_unlink(lcmd *c)
+{
+    if (!c->linked || !c->lb)
+        return;
+    for (lcmd **pp = &c->lb->pending; *pp; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    }
+    c->linked = 0;
+}
+
+static void cmd_on_done(nd_proc *p, void *ud)
+{
+    lcmd *c = ud;
+    nd_proc_take_result(p, &c->res);
+    nd_proc_free(p);
+    c->p = NULL;
+    c->done = 1;
+    cmd_unlink(c);
+    if (c->waiting)
+        ndl_wait_done(&c->wait);
+}
+
+static void cmd_free_strings(lcmd *c)
+{
+    if (c->argv) {
+        for (char **a = c->argv; *a; a++)
+            free(*a);
+        free(c->argv);
+        c->argv = NULL;
+    }
+    free(c->name);
+    c->name = NULL;
+}
+
+/* Records a command that did not finish because the run was interrupted. */
+static void cmd_record_interrupted(lcmd *c, const char *why)
+{
+    if (!c->lb || !c->lb->b || nd_bundle_closed(c->lb->b) || !c->name)
+        return;
+    char src[1024] = "";
+    size_t j = 0;
+    for (char **a = c->argv; a && *a && j + 2 < sizeof src; a++) {
+        int n = snprintf(src + j, sizeof src - j, "%s%s", j ? " " : "", *a);
+        if (n < 0)
+            break;
+        j += (size_t)n;
+    }
+    if (j >= sizeof src)
+        src[sizeof src - 1] = '\0';
+    nd_bundle_meta m = {.kind = "command", .source = src, .status = ND_COLLECT_ERROR, .error = why,
+                        .started_at = c->t0};
+    nd_bundle_record(c->lb->b, c->name, &m, NULL);
+}
+
+static int cmd_gc(lua_State *L)
+{
+    lcmd *c = luaL_checkudata(L, 1, CMD_MT);
+    if (c->p) {
+        /* abandoned while running (task cancelled: timeout, SIGINT/SIGTERM): kill it, keep the archive consistent */
+        nd_proc_free(c->p);
+        c->p = NULL;
+        cmd_record_interrupted(c, "interrupted before the command finished (the command was killed)");
+    }
+    cmd_unlink(c);
+    if (c->waiting)
+        ndl_wait_cancel(L, &c->wait);
+    c->waiting = 0;
+    nd_proc_result_free(&c->res);
+    cmd_free_strings(c);
+    return 0;
+}
+
+static int cmd_finish(lua_State *L, lcmd *c)
+{
+    lbundle *lb = c->lb;
+    if (!lb->b || nd_bundle_closed(lb->b))
+        return ndl_fail(L, -ECANCELED, "interrupted: the bundle was closed before the command finished");
+    nd_err err;
+    nd_err_clear(&err);
+    int rc = nd_bundle_add_proc_result(lb->b, c->name, (const char *const *)c->argv, &c->res, c->t0, c->lines, &err);
+    return add_result(L, lb, rc, &err);
+}
+
+static int cmd_k(lua_State *L, int status, lua_KContext kctx)
+{
+    (void)status;
+    lcmd *c = (lcmd *)kctx;
+    c->waiting = 0;
+    return cmd_finish(L, c);
+}
+
+/* Starts argv (strings, owned by c) and waits for it; the shared body of add_command/add_journal/add_dmesg. */
+static int run_command(lua_State *L, int bidx, lcmd *c, double timeout, uint64_t cap)
+{
+    lbundle *lb = check_bundle(L, bidx);
+    c->lb = lb;
+    c->t0 = nd_collect_now();
+    nd_proc_opts o = {0};
+    o.argv = (const char *const *)c->argv;
+    o.timeout_s = timeout;
+    o.kill_grace_s = 1.0;
+    o.capture_cap = cap ? (size_t)cap : (16u << 20);
+    nd_err err;
+    nd_err_clear(&err);
+    int rc = nd_proc_start(ndl_ctx(L), &o, cmd_on_done, c, &c->p, &err);
+    if (rc < 0)
+        return luaL_error(L, "nd.bundle: %s", err.msg);
+    if (c->p && !c->done) {
+        c->next = lb->pending;
+        lb->pending = c;
+        c->linked = 1;
+    }
+    if (c->done)
+        return cmd_finish(L, c);
+    c->waiting = 1;
+    return ndl_await(L, &c->wait, cmd_k, (lua_KContext)c);
+}
+
+static lcmd *new_cmd(lua_State *L, int bidx, const char *name)
+{
+    lcmd *c = lua_newuserdatauv(L, sizeof *c, 1);
+    memset(c, 0, sizeof *c);
+    c->wait.co_ref = LUA_NOREF;
+    luaL_setmetatable(L, CMD_MT);
+    lua_pushvalue(L, bidx); /* keep the bundle alive while the command runs */
+    lua_setiuservalue(L, -2, 1);
+    c->name = strdup(name);
+    return c;
+}
+
+static char **argv_from(lua_State *L, int idx)
+{
+    luaL_checktype(L, idx, LUA_TTABLE);
+    int n = (int)lua_rawlen(L, idx);
+    if (n < 1)
+        luaL_error(L, "nd.bundle: add_command needs a non-empty argv table");
+    char **argv = calloc((size_t)n + 1, sizeof *argv);
+    if (!argv)
+        luaL_error(L, "nd.bundle: out of memory");
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, i);
+        const char *s = lua_tostring(L, -1);
+        argv[i - 1] = strdup(s ? s : "");
+        lua_pop(L, 1);
+        if (!s) {
+            for (int k = 0; k < i; k++)
+                free(argv[k]);
+            free(argv);
+            luaL_error(L, "nd.bundle: argv[%d] is not a string", i);
+        }
+    }
+    return argv;
+}
+
+/* b:add_command(name, argv, {timeout=30, cap=, lines=}) -> entry | nil, msg, code */
+static int b_add_command(lua_State *L)
+{
+    open_bundle(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    double timeout = DEFAULT_CMD_TIMEOUT, cap = 0, lines = 0;
+    if (!lua_isnoneornil(L, 4)) {
+        luaL_checktype(L, 4, LUA_TTABLE);
+        timeout = ndl_optfield_num(L, 4, "timeout", DEFAULT_CMD_TIMEOUT);
+        cap = ndl_optfield_num(L, 4, "cap", 0);
+        lines = ndl_optfield_num(L, 4, "lines", 0);
+    }
+    char **argv = argv_from(L, 3);
+    lcmd *c = new_cmd(L, 1, name);
+    c->argv = argv;
+    c->lines = lines > 0 ? (uint64_t)lines : 0;
+    lua_toclose(L, -1);
+    return run_command(L, 1, c, timeout, cap > 0 ? (uint64_t)cap : 0);
+}
+
+static char **argv_list(const char *const *items)
+{
+    size_t n = 0;
+    while (items[n])
+        n++;
+    char **argv = calloc(n + 1, sizeof *argv);
+    for (size_t i = 0; argv && i < n; i++)
+        argv[i] = strdup(items[i]);
+    return argv;
+}
+
+/* b:add_journal(unit, {lines=1000, timeout=30}) -> entry   (journalctl -u UNIT -o cat --no-pager -n LINES) */
+static int b_add_journal(lua_State *L)
+{
+    open_bundle(L, 1);
+    const char *unit = luaL_checkstring(L, 2);
+    double lines = DEFAULT_LINES, timeout = DEFAULT_CMD_TIMEOUT;
+    if (lua_istable(L, 3)) {
+        lines = ndl_optfield_num(L, 3, "lines", DEFAULT_LINES);
+        timeout = ndl_optfield_num(L, 3, "timeout", DEFAULT_CMD_TIMEOUT);
+    }
+    char n[32], name[300];
+    snprintf(n, sizeof n, "%lld", (long long)(lines > 0 ? lines : DEFAULT_LINES));
+    snprintf(name, sizeof name, "journal_%s.log", unit);
+    for (char *p = name; *p; p++)
+        if (*p == '/')
+            *p = '_';
+    const char *argv[] = {"journalctl", "-u", unit, "-o", "cat", "--no-pager", "-n", n, NULL};
+    lcmd *c = new_cmd(L, 1, name);
+    c->argv = argv_list(argv);
+    lua_toclose(L, -1);
+    return run_command(L, 1, c, timeout, 0);
+}
+
+/* b:add_dmesg({lines=1000, timeout=30}) -> entry   (dmesg, last LINES lines, as dmesg.tail) */
+static int b_add_dmesg(lua_State *L)
+{
+    open_bundle(L, 1);
+    double lines = DEFAULT_LINES, timeout = DEFAULT_CMD_TIMEOUT;
+    if (lua_istable(L, 2)) {
+        lines = ndl_optfield_num(L, 2, "lines", DEFAULT_LINES);
+        timeout = ndl_optfield_num(L, 2, "timeout", DEFAULT_CMD_TIMEOUT);
+    }
+    const char *argv[] = {"dmesg", NULL};
+    lcmd *c = new_cmd(L, 1, "dmesg.tail");
+    c->argv = argv_list(argv);
+    c->lines = lines > 0 ? (uint64_t)lines : DEFAULT_LINES;
+    lua_toclose(L, -1);
+    return run_command(L, 1, c, timeout, 0);
+}
+
+/* ---- rules --------------------------------------------------------------------------------------------------- */
+
+static const char *lua_class(char c, bool *neg)
+{
+    *neg = c >= 'A' && c <= 'Z';
+    switch (c | 0x20) {
+    case 'a': return "[:alpha:]";
+    case 'd': return "[:digit:]";
+    case 'l': return "[:lower:]";
+    case 's': return "[:space:]";
+    case 'u': return "[:upper:]";
+    case 'w': return "[:alnum:]";
+    case 'x': return "[:xdigit:]";
+    case 'p': return "[:punct:]";
+    case 'c': return "[:cntrl:]";
+    case 'g': return "[:graph:]";
+    default: return NULL;
+    }
+}
+
+/* Translates a Lua pattern to a POSIX extended regular expression (luaL_Buffer on the stack). The lazy '-' becomes
+ * the greedy '*'; %b, %f and back-references are refused. */
+static void lua_pattern_to_ere(lua_State *L, const char *p, luaL_Buffer *B)
+{
+    size_t n = strlen(p);
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (c == '%') {
+            if (i + 1 >= n)
+                luaL_error(L, "nd.bundle: malformed pattern (ends with '%%')");
+            char d = p[++i];
+            bool neg;
+            const char *cls = lua_class(d, &neg);
+            if (cls) {
+                luaL_addstring(B, neg ? "[^" : "[");
+                luaL_addstring(B, cls);
+                luaL_addchar(B, ']');
+            } else if ((d >= 'a' && d <= 'z') || (d >= 'A' && d <= 'Z') || (d >= '0' && d <= '9')) {
+                luaL_error(L, "nd.bundle: pattern item %%%c is not supported in scrub rules", d);
+            } else {
+                if (strchr(".[]()*+?{}|^$\\", d))
+                    luaL_addchar(B, '\\');
+                luaL_addchar(B, d);
+            }
+        } else if (c == '[') {
+            /* a set: collect its items, then emit with ']' first and '-' last as POSIX wants */
+            size_t j = i + 1;
+            bool negset = false;
+            if (j < n && p[j] == '^') {
+                negset = true;
+                j++;
+            }
+            luaL_Buffer items;
+            bool rb = false, dash = false, caret = false;
+            luaL_buffinit(L, &items);
+            bool first = true;
+            while (j < n && (p[j] != ']' || first)) {
+                first = false;
+                char e = p[j];
+                if (e == '%' && j + 1 < n) {
+                    char d = p[j + 1];
+                    bool neg;
+                    const char *cls = lua_class(d, &neg);
+                    if (cls && !neg)
+                        luaL_addstring(&items, cls);
+                    else if (cls)
+                        luaL_error(L, "nd.bundle: negated class %%%c inside a set is not supported", d);
+                    else if (d == ']')
+                        rb = true;
+                    else if (d == '-')
+                        dash = true;
+                    else if (d == '^')
+                        caret = true;
+                    else
+                        luaL_addchar(&items, d);
+                    j += 2;
+                } else if (e == ']') {
+                    rb = true;
+                    j++;
+                } else if (e == '^') {
+                    caret = true;
+                    j++;
+                } else if (e == '-' && (j + 1 >= n || p[j + 1] == ']')) {
+                    dash = true;
+                    j++;
+                } else {
+                    luaL_addchar(&items, e);
+                    j++;
+                }
+            }
+            if (j >= n)
+                luaL_error(L, "nd.bundle: malformed pattern (missing ']')");
+            luaL_pushresult(&items);
+            size_t il;
+            const char *is = lua_tolstring(L, -1, &il);
+            /* emit after the set's own buffer is popped into a local copy */
+            char *copy = malloc(il + 1);
+            if (!copy)
+                luaL_error(L, "nd.bundle: out of memory");
+            memcpy(copy, is, il + 1);
+            lua_pop(L, 1);
+            luaL_addchar(B, '[');
+            if (negset)
+                luaL_addchar(B, '^');
+            if (rb)
+                luaL_addchar(B, ']');
+            luaL_addlstring(B, copy, il);
+            free(copy);
+            if (caret)
+                luaL_addchar(B, '^');
+            if (dash)
+                luaL_addchar(B, '-');
+            luaL_addchar(B, ']');
+            i = j;
+        } else if (c == '-') {
+            luaL_addchar(B, '*');
+        } else if (c == '^' && i != 0) {
+            luaL_addstring(B, "\\^");
+        } else if (c == '$' && i != n - 1) {
+            luaL_addstring(B, "\\$");
+        } else if (c == '(' && i + 1 < n && p[i + 1] == ')') {
+            luaL_error(L, "nd.bundle: position captures () are not supported in scrub rules");
+        } else if (strchr("{}|\\", c)) {
+            luaL_addchar(B, '\\');
+            luaL_addchar(B, c);
+        } else {
+            luaL_addchar(B, c);
+        }
+    }
+}
+
+/* b:add_rule(pattern, replacement [, {regex=false, name="custom", icase=false}]) -> true
+ * pattern is a Lua pattern (translated), or a POSIX ERE when opts.regex or it starts with "re:". In the replacement,
+ * %1..%9 (Lua) or \1..\9 (ERE) insert captures. Raises on a malformed pattern. */
+static int b_add_rule(lua_State *L)
+{
+    lbundle *lb = open_bundle(L, 1);
+    const char *pat = luaL_checkstring(L, 2);
+    const char *repl = luaL_optstring(L, 3, "[REDACTED]");
+    bool regex = false, icase = false;
+    const char *name = "custom";
+    if (lua_istable(L, 4)) {
+        regex = ndl_optfield_bool(L, 4, "regex", 0);
+        icase = ndl_optfield_bool(L, 4, "icase", 0);
+        const char *nm = ndl_optfield_str(L, 4, "name", NULL);
+        if (nm)
+            name = nm;
+    }
+    if (strncmp(pat, "re:", 3) == 0) {
+        regex = true;
+        pat += 3;
+    }
+    if (!pat[0])
+        return luaL_error(L, "nd.bundle: empty scrub pattern");
+    luaL_Buffer B;
+    luaL_buffinit(L, &B);
+    if (regex) {
+        luaL_addstring(&B, pat);
+    } else {
+        lua_pattern_to_ere(L, pat, &B);
+    }
+    luaL_pushresult(&B);
+    const char *ere = lua_tostring(L, -1);
+    /* replacement: Lua's %N becomes \N, a literal backslash is doubled */
+    luaL_Buffer R;
+    luaL_buffinit(L, &R);
+    for (const char *q = repl; *q; q++) {
+        if (!regex && *q == '%' && q[1] >= '0' && q[1] <= '9') {
+            luaL_addchar(&R, '\\');
+            luaL_addchar(&R, *++q);
+        } else if (!regex && *q == '%' && q[1] == '%') {
+            luaL_addchar(&R, *++q);
+        } else if (!regex && *q == '\\') {
+            luaL_addstring(&R, "\\\\");
+        } else {
+            luaL_addchar(&R, *q);
+        }
+    }
+    luaL_pushresult(&R);
+    nd_err err;
+    nd_err_clear(&err);
+    int rc = nd_scrub_add_rule(nd_bundle_scrubber(lb->b), name, ere, lua_tostring(L, -1), icase, &err);
+    if (rc < 0)
+        return luaL_error(L, "nd.bundle: %s (pattern translated to %s)", err.msg, ere);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ---- finish / abort ------------------------------------------------------------------------------------------ */
+
+/* Cancels the commands still running and records them. */
+static void stop_pending(lbundle *lb, const char *reason)
+{
+    while (lb->pending) {
+        lcmd *c = lb->pending;
+        lb->pending = c->next;
+        c->linked = 0;
+        char why[512];
+        snprintf(why, sizeof why, "interrupted before the command finished: %s", reason ? reason : "aborted");
+        cmd_record_interrupted(c, why);
+        if (c->p)
+            nd_proc_cancel(c->p); /* its task resumes later and gets "bundle closed" */
+    }
+}
+
+/* Adds summary.json and report.md made by nd.report from the result at ridx (if a table). */
+static void add_reports(lua_State *L, lbundle *lb, int ridx, int interrupted, const char *reason)
+{
+    if (!lua_istable(L, ridx))
+        return;
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "nd.report");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_getfield(L, -1, "render");
+    lua_pushvalue(L, ridx);
+    lua_createtable(L, 0, 4);
+    ndl_setbool(L, "interrupted", interrupted);
+    ndl_setstr(L, "interrupt_reason", reason);
+    ndl_setstr(L, "topdir", nd_bundle_topdir(lb->b));
+    ndl_push_json(L, nd_bundle_artifacts(lb->b));
+    lua_setfield(L, -2, "artifacts");
+    if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
+        /* a report that cannot be rendered must not cost the bundle: record why */
+        const char *msg = lua_tostring(L, -1);
+        nd_bundle_meta m = {.kind = "report", .status = ND_COLLECT_ERROR, .error = msg ? msg : "error"};
+        nd_bundle_record(lb->b, "report.md", &m, NULL);
+        lua_pop(L, 2);
+        return;
+    }
+    /* stack: report module, markdown, summary */
+    nd_err err;
+    if (lua_istable(L, -1)) {
+        json_t *v = to_json(L, -1);
+        nd_bundle_meta m = {.kind = "report", .source = "nd.report"};
+        nd_bundle_add_json(lb->b, "summary.json", v, &m, &err);
+        json_decref(v);
+    }
+    if (lua_isstring(L, -2)) {
+        size_t len;
+        const char *md = lua_tolstring(L, -2, &len);
+        nd_bundle_meta m = {.kind = "report", .source = "nd.report"};
+        nd_bundle_add_data(lb->b, "report.md", md, len, &m, &err);
+    }
+    lua_pop(L, 3);
+}
+
+static json_t *result_extra(lua_State *L, int ridx, int interrupted, const char *reason)
+{
+    json_t *extra = json_object();
+    json_object_set_new(extra, "interrupted", json_boolean(interrupted));
+    json_object_set_new(extra, "interrupt_reason", reason ? json_string(reason) : json_null());
+    if (lua_istable(L, ridx)) {
+        static const char *const keys[] = {"verdict", "runbook", "started_at", "ended_at", "sim", NULL};
+        for (int i = 0; keys[i]; i++) {
+            lua_getfield(L, ridx, keys[i]);
+            if (lua_type(L, -1) == LUA_TSTRING)
+                json_object_set_new(extra, keys[i] == keys[1] ? "runbook_name" : keys[i], json_string(lua_tostring(L, -1)));
+            lua_pop(L, 1);
+        }
+        lua_getfield(L, ridx, "exit_code");
+        if (lua_isinteger(L, -1))
+            json_object_set_new(extra, "exit_code", json_integer(lua_tointeger(L, -1)));
+        lua_pop(L, 1);
+    }
+    return extra;
+}
+
+static int do_finish(lua_State *L, int interrupted, const char *reason, int ridx)
+{
+    lbundle *lb = check_bundle(L, 1);
+    if (!lb->b)
+        return ndl_fail(L, -EBADF, "nd.bundle: the bundle is closed");
+    if (nd_bundle_closed(lb->b)) {
+        if (lb->path) {
+            lua_pushstring(L, lb->path);
+            return 1;
+        }
+        return ndl_fail(L, -EALREADY, "nd.bundle: the bundle was already finished or aborted");
+    }
+    if (interrupted)
+        stop_pending(lb, reason);
+    else
+        stop_pending(lb, "the bundle was finished while the command was running");
+    if (!nd_bundle_error(lb->b)->code)
+        add_reports(L, lb, ridx, interrupted, reason);
+    json_t *extra = result_extra(L, ridx, interrupted, reason);
+    nd_err err;
+    nd_err_clear(&err);
+    int rc = nd_bundle_finish(lb->b, extra, &err);
+    json_decref(extra);
+    if (rc < 0)
+        return ndl_fail_err(L, &err);
+    lb->path = strdup(nd_bundle_path(lb->b));
+    lua_pushstring(L, nd_bundle_path(lb->b));
+    return 1;
+}
+
+/* b:finish([result]) -> path | nil, msg, code */
+static int b_finish(lua_State *L)
+{
+    check_bundle(L, 1);
+    return do_finish(L, 0, NULL, 2);
+}
+
+/* b:abort(reason, [result]) -> path | nil, msg, code   (a valid bundle marked interrupted) */
+static int b_abort(lua_State *L)
+{
+    check_bundle(L, 1);
+    const char *reason = luaL_optstring(L, 2, "aborted");
+    return do_finish(L, 1, reason, 3);
+}
+
+/* b:path() -> the final path (the file exists only after finish/abort succeeded) */
+static int b_path(lua_State *L)
+{
+    lbundle *lb = check_bundle(L, 1);
+    if (lb->path)
+        lua_pushstring(L, lb->path);
+    else if (lb->b)
+        lua_pushstring(L, nd_bundle_path(lb->b));
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+/* b:entries() -> the manifest entries recorded so far */
+static int b_entries(lua_State *L)
+{
+    lbundle *lb = check_bundle(L, 1);
+    if (!lb->b) {
+        lua_newtable(L);
+        return 1;
+    }
+    ndl_push_json(L, nd_bundle_artifacts(lb->b));
+    return 1;
+}
+
+static int b_gc(lua_State *L)
+{
+    lbundle *lb = check_bundle(L, 1);
+    if (lb->b) {
+        while (lb->pending) {
+            lcmd *c = lb->pending;
+            lb->pending = c->next;
+            c->linked = 0;
+            c->lb = NULL; /* the command's own __gc will kill it */
+        }
+        nd_bundle_free(lb->b); /* discards (removes the temporary file) unless finished */
+        lb->b = NULL;
+    }
+    free(lb->path);
+    lb->path = NULL;
+    return 0;
+}
+
+static int b_tostring(lua_State *L)
+{
+    lbundle *lb = check_bundle(L, 1);
+    const char *state = !lb->b ? "closed" : lb->path ? "finished" : nd_bundle_closed(lb->b) ? "failed" : "open";
+    lua_pushfstring(L, "nd.bundle(%s, %s)", lb->path ? lb->path : lb->b ? nd_bundle_path(lb->b) : "?", state);
+    return 1;
+}
+
+/* ---- reading ------------------------------------------------------------------------------------------------- */
+
+static void problem_cb(void *ud, const char *name, const char *problem)
+{
+    lua_State *L = ud;
+    lua_createtable(L, 0, 2);
+    ndl_setstr(L, "name", name);
+    ndl_setstr(L, "problem", problem);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+}
+
+/* bundle.read(path) -> { members = {{name, size, sha256}}, topdir, manifest, summary, report,
+ *                        verified = n, problems = {{name, problem}} } | nil, msg, code */
+static int l_read(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    nd_bundle_contents c;
+    nd_err err;
+    nd_err_clear(&err);
+    int rc = nd_bundle_read(path, &c, &err);
+    if (rc < 0)
+        return ndl_fail_err(L, &err);
+    lua_createtable(L, 0, 8);
+    lua_createtable(L, (int)c.nmembers, 0);
+    for (size_t i = 0; i < c.nmembers; i++) {
+        lua_createtable(L, 0, 3);
+        ndl_setstr(L, "name", c.members[i].name);
+        ndl_setint(L, "size", (lua_Integer)c.members[i].size);
+        ndl_setstr(L, "sha256", c.members[i].sha256);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "members");
+    ndl_setstr(L, "topdir", c.topdir);
+    if (c.manifest) {
+        ndl_push_json(L, c.manifest);
+        lua_setfield(L, -2, "manifest");
+    }
+    if (c.summary) {
+        ndl_push_json(L, c.summary);
+        lua_setfield(L, -2, "summary");
+    }
+    ndl_setstr(L, "report", c.report);
+    lua_newtable(L);
+    size_t checked = 0;
+    nd_err verr;
+    nd_err_clear(&verr);
+    rc = nd_bundle_verify(&c, problem_cb, L, &checked, &verr);
+    if (rc < 0) {
+        lua_createtable(L, 0, 2);
+        ndl_setstr(L, "name", "manifest.json");
+        ndl_setstr(L, "problem", verr.msg);
+        lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    }
+    lua_setfield(L, -2, "problems");
+    ndl_setint(L, "verified", (lua_Integer)checked);
+    nd_bundle_contents_free(&c);
+    return 1;
+}
+
+/* bundle.scrub(text [, rules]) -> scrubbed, count, counts_by_rule   (the built-in rules, for tests and tooling) */
+static int l_scrub(lua_State *L)
+{
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    nd_err err;
+    nd_scrub *s = nd_scrub_new(&err);
+    if (!s)
+        return ndl_fail_err(L, &err);
+    char *out = NULL;
+    size_t olen = 0;
+    int n = nd_scrub_buffer(s, text, len, &out, &olen);
+    if (n < 0) {
+        nd_scrub_free(s);
+        return ndl_fail(L, n, NULL);
+    }
+    lua_pushlstring(L, out, olen);
+    lua_pushinteger(L, n);
+    json_t *c = nd_scrub_counts(s);
+    ndl_push_json(L, c);
+    json_decref(c);
+    free(out);
+    nd_scrub_free(s);
+    return 3;
+}
+
+NDL_MODULE(bundle)
+{
+    static const luaL_Reg methods[] = {
+        {"add_file", b_add_file},       {"add_glob", b_add_glob},   {"add_command", b_add_command},
+        {"add_string", b_add_string},   {"add_json", b_add_json},   {"add_journal", b_add_journal},
+        {"add_dmesg", b_add_dmesg},     {"add_rule", b_add_rule},   {"finish", b_finish},
+        {"abort", b_abort},             {"path", b_path},           {"entries", b_entries},
+        {"close", b_gc},                {NULL, NULL}};
+    static const luaL_Reg meta[] = {{"__gc", b_gc}, {"__close", b_gc}, {"__tostring", b_tostring}, {NULL, NULL}};
+    ndl_newclass(L, BUNDLE_MT, methods, meta);
+    static const luaL_Reg cmeta[] = {{"__gc", cmd_gc}, {"__close", cmd_gc}, {NULL, NULL}};
+    ndl_newclass(L, CMD_MT, NULL, cmeta);
+    static const luaL_Reg funcs[] = {{"open", l_open}, {"read", l_read}, {"scrub", l_scrub}, {NULL, NULL}};
+    luaL_newlib(L, funcs);
+    return 1;
+}

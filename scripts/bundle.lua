@@ -1,0 +1,109 @@
+-- bundle — open a nitrodiag bundle: list its contents, show its report, verify every SHA-256 in its manifest.
+--
+--   nitrodiag bundle nitrodiag-diag10-ip-10-0-0-1-20261122T194709Z.tar.gz
+--
+-- Reads the archive once with the core reader (libarchive; nothing is extracted to disk), hashing every member.
+-- Fails (exit 1) when a member listed in the manifest is missing, has another size or hash, when the archive holds
+-- a member the manifest does not list, or when there is no manifest at all.
+local bundle = require "nd.bundle"
+
+local text = {}
+local function out(line) text[#text + 1] = line or "" end
+
+local function human(n)
+  n = tonumber(n) or 0
+  if n < 1024 then return string.format("%d B", n) end
+  if n < 1024 * 1024 then return string.format("%.1f KiB", n / 1024) end
+  if n < 1024 * 1024 * 1024 then return string.format("%.1f MiB", n / 1048576) end
+  return string.format("%.2f GiB", n / 1073741824)
+end
+
+return {
+  name = "bundle",
+  description = "Open a diagnostic bundle: list its contents, show its report, verify every sha256 in its manifest",
+  categories = { "bundle" },
+  args = {
+    { name = "file", type = "string", positional = 1, help = "the bundle (.tar.gz) to open" },
+    { name = "report", type = "boolean", default = true, help = "show report.md" },
+  },
+  deadline = 600,
+  collect = false,
+  steps = {
+    { name = "read", timeout = 300, required = true,
+      run = function(s)
+        local path = s.args.file
+        if not path or path == "" then
+          s:fail("no bundle given: nitrodiag bundle FILE.tar.gz")
+          return
+        end
+        s:progress("reading and hashing " .. path)
+        local c, err = bundle.read(path)
+        if not c then
+          s:finding{ code = "BUNDLE-UNREADABLE", severity = "fail", message = err,
+                     remediation = "check the path; a truncated download or a copy of a half-written file cannot be read" }
+          s:fail(err)
+          return
+        end
+        s.data.c = c
+        s:ok(string.format("%d members in %s/", #c.members, c.topdir or "?"))
+      end },
+    { name = "list", timeout = 10,
+      run = function(s)
+        local c = s.data.c
+        local m = c.manifest or {}
+        local by_path = {}
+        for _, a in ipairs(m.artifacts or {}) do if type(a.path) == "string" then by_path[a.path] = a end end
+        out(string.format("Bundle %s — runbook %s on %s, created %s%s", s.args.file, tostring(m.runbook or "?"),
+          tostring(m.host or "?"), tostring(m.created_at or "?"),
+          m.interrupted == true and ("  [INTERRUPTED: " .. tostring(m.interrupt_reason or "?") .. "]") or ""))
+        out()
+        out(string.format("  %10s  %-8s  %-5s  %s", "size", "status", "trunc", "member"))
+        for _, mem in ipairs(c.members) do
+          local a = by_path[mem.name]
+          local rel = mem.name:match("^[^/]*/(.*)$") or mem.name
+          out(string.format("  %10s  %-8s  %-5s  %s", human(mem.size), a and a.status or "-",
+            a and (a.truncated == true and "yes" or "") or "", rel))
+        end
+        local notcollected = {}
+        for _, a in ipairs(m.artifacts or {}) do
+          if type(a.sha256) ~= "string" then notcollected[#notcollected + 1] = a end
+        end
+        if #notcollected > 0 then
+          out()
+          out("  not collected:")
+          for _, a in ipairs(notcollected) do
+            out(string.format("    %-30s %-8s %s", a.name, tostring(a.status), type(a.error) == "string" and a.error or ""))
+          end
+        end
+        out()
+        s:ok(string.format("%d members, %d not collected", #c.members, #notcollected))
+      end },
+    { name = "report", timeout = 10,
+      run = function(s)
+        local c = s.data.c
+        if not c.report then s:warn("the bundle has no report.md") return end
+        if s.args.report then
+          out(c.report)
+        end
+        s:ok("report.md: " .. #c.report .. " bytes")
+      end },
+    { name = "verify", timeout = 10,
+      run = function(s)
+        local c = s.data.c
+        if #c.problems > 0 then
+          local ev = {}
+          for _, p in ipairs(c.problems) do ev[#ev + 1] = p.name .. ": " .. p.problem end
+          s:finding{ code = "BUNDLE-MISMATCH", severity = "fail",
+                     message = string.format("%d member(s) do not match the manifest", #c.problems), evidence = ev,
+                     remediation = "the bundle was modified or damaged after it was written: ask for a fresh copy" }
+          out("verification FAILED:")
+          for _, l in ipairs(ev) do out("  " .. l) end
+          s:fail(string.format("%d problem(s); %d member(s) verified", #c.problems, c.verified))
+          return
+        end
+        out(string.format("verified: all %d members match the SHA-256 in manifest.json", c.verified))
+        s:ok(string.format("%d sha256 verified", c.verified))
+      end },
+  },
+  report = function() return #text > 0 and table.concat(text, "\n") or nil end,
+}
