@@ -118,9 +118,10 @@ function read_eif(path)
   local lib = eif_lib()
   local info = { pcrs = {}, image = nil }
   if not lib or not path then return info end
-  local d = lib.read(path)
-  if type(d) ~= "table" then return info end
+  local d, err = lib.read(path)
+  if type(d) ~= "table" then info.bad = tostring(err or "unreadable EIF") return info end
   info.pcrs = d.pcrs or {}
+  info.arch = d.arch
   local md = d.metadata
   if type(md) == "table" then
     local di = md.DockerInfo
@@ -482,7 +483,7 @@ function run_enclave(ctx, args)
   local eif = resolve(ctx, eif_arg)
   local debug = o["debug-mode"] == true
 
-  local e
+  local e, unbootable, boot_wait
   local rc2 = state.update(ctx.root, function(st)
     ctx.version = st.host.nitro_cli_version
     local sub = { "Failed to execute command `Run`", "Failed to run enclave" }
@@ -595,6 +596,17 @@ function run_enclave(ctx, args)
     end
     cid = cid or next_cid(st)
     local info = read_eif(eif)
+    -- an EIF the enclave cannot boot (not an EIF, or built for the other architecture) never sends the heartbeat:
+    -- nitro-cli reports the start, waits for the boot timeout, then fails with E36
+    local host_arch = st.host.arch or "x86_64"
+    if info.bad or (info.arch and info.arch ~= host_arch) then
+      unbootable = info.bad and ("EIF: " .. info.bad) or string.format("the EIF is built for %s, this host is %s", info.arch, host_arch)
+      local GiB = 1073741824
+      boot_wait = st.host.boot_timeout or math.max(180, 90 * ((size + 6 * GiB - 1) // (6 * GiB)) + 90 * ((alloc_mib + 102399) // 102400))
+      ctx:stderr(string.format("Started enclave with enclave-cid: %d, memory: %d MiB, cpu-ids: [%s]", cid, alloc_mib,
+        table.concat(cpus, ", ")))
+      return "boot"
+    end
     local image = image_of(st, info, eif) or {}
     -- the enclave name: --enclave-name, else the EIF file name without .eif; duplicates get _1, _2 …
     local base = o["enclave-name"] or eif_arg:match("([^/]*)$"):gsub("%.eif$", "")
@@ -613,6 +625,13 @@ function run_enclave(ctx, args)
       "NumberOfCPUs", #cpus, "CPUIDs", util.array(cpus), "MemoryMiB", alloc_mib }))
     return 0
   end)
+  if rc2 == "boot" then
+    util.sleep(boot_wait)
+    return ctx:fail_enclave_proc{ code = "E36", action = "Run Enclave",
+      subactions = { "Failed to execute command `Run`", "Failed to run enclave", "Failed to start enclave",
+        "Waiting on enclave to boot failed with error VsockTimeoutError", unbootable },
+      file = "src/enclave_proc/resource_manager.rs", line = 1163 }
+  end
   if rc2 ~= 0 then return rc2 end
   if o["attach-console"] then
     local crc = console_connect(ctx, e, nil, "Enclave Console")
@@ -762,12 +781,22 @@ function build_enclave(ctx, args)
   uv.fs_close(fd)
   local art = os.getenv("NITRO_CLI_ARTIFACTS")
   local home = os.getenv("HOME")
-  if not (art and art ~= "") and not home then
+  if not art and not home then
     return ctx:fail{ code = "E51", action = "Build Enclave", subactions = { "Failed to build enclave",
       "Failed to build EIF from docker", "Could not find a folder for the CLI artifacts, set either HOME or NITRO_CLI_ARTIFACTS" },
       file = "src/lib.rs", line = 355 }
   end
-  fs.mkdir_p((art and art ~= "") and art or (home .. "/.nitro_cli"))
+  -- nitro-cli creates the artifacts folder (NITRO_CLI_ARTIFACTS, else $HOME/.nitro_cli/); an empty value cannot be
+  -- created (E19). $HOME/.nitro_cli is made inside the simulated root: the simulation never touches the real home.
+  local artifacts = art or (home .. "/.nitro_cli/")
+  local real = artifacts
+  if not art and artifacts:sub(1, #ctx.root) ~= ctx.root and artifacts:sub(1, 1) == "/" then real = ctx.root .. artifacts end
+  if artifacts == "" or not fs.mkdir_p(real) then
+    return ctx:fail{ code = "E19", suffix = string.format("\nFile: '%s', failing operation: 'Create'.", artifacts),
+      action = "Build Enclave", subactions = { "Failed to build enclave", "Failed to build EIF from docker",
+        string.format("Could not create artifacts path %s: Os { code: 2, kind: NotFound, message: \"No such file or directory\" }", artifacts) },
+      file = "src/lib.rs", line = 334 }
+  end
   local tag = o["docker-uri"]
   local cfg = st.images[tag] or (not tag:find(":") and st.images[tag .. ":latest"])
   if not cfg then

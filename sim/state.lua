@@ -34,6 +34,8 @@ function M.new(sc, opts)
       driver = h.driver ~= false,
       nitro_cli_version = h.nitro_cli_version or "1.4.2",
       kernel = h.kernel or "6.1.112-124.190.amzn2023.x86_64",
+      arch = h.arch or "x86_64",
+      boot_timeout = h.boot_timeout,
       boot_time = now - 3600,
     },
     allocator = { memory_mib = 0, cpus = {} },

@@ -9,7 +9,7 @@ PKGS=(
   libarchive-dev libssl-dev libedit-dev libjansson-dev libcurl4-openssl-dev zlib1g-dev
   python3 python3-botocore
   libcbor-dev
-  qemu-system-x86 cpio kmod
+  qemu-system-x86 cpio kmod xz-utils
 )
 # The enclave real-kernel test needs a Debian cloud kernel; it is fetched (not installed) by tests/vm/fetch-kernel.sh.
 

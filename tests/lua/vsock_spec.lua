@@ -10,10 +10,19 @@ local json = require "nd.json"
 local PINGPONG = spec.binary_dir .. "/enclave/vsock-pingpong"
 local FIX = spec.source_dir .. "/tests/fixtures/imagelint/"
 
--- unix socket paths are limited to 108 bytes: use a short directory of our own under /tmp.
+-- unix socket paths are limited to 108 bytes: when $TMPDIR makes spec.tmpdir() too long, use a short directory of
+-- our own under /tmp, removed after each case.
+local short_dirs = {}
+after_each(function()
+  for _, d in ipairs(short_dirs) do require("nd.fs").rm_rf(d) end
+  short_dirs = {}
+end)
 local function sockdir()
   local d = spec.tmpdir()
-  if #d > 80 then d = assert(require("nd.fs").tmpdir("/tmp/ndvs")) end
+  if #d > 80 then
+    d = assert(require("luv").fs_mkdtemp("/tmp/ndvs-XXXXXX"))
+    short_dirs[#short_dirs + 1] = d
+  end
   return d
 end
 

@@ -250,6 +250,11 @@ describe("e51-no-home", function()
     eq(out.Measurements.PCR2, info.pcrs.PCR2)
     eq(out.Measurements.HashAlgorithm, "Sha384 { ... }")
     truthy(fs.is_dir(dir .. "/art"))
+    -- HOME set: $HOME/.nitro_cli is made inside the simulated root, never in the real home
+    env.NITRO_CLI_ARTIFACTS, env.HOME = nil, "/home/ec2-user"
+    r = H.run({ "nitro-cli", "build-enclave", "--docker-uri", "hello-enclave:vsock", "--output-file", dir .. "/y.eif", env = env })
+    eq(r.exit_code, 0, r.stderr)
+    truthy(fs.is_dir(os.getenv("NITRODIAG_SIM_ROOT") .. "/home/ec2-user/.nitro_cli"))
   end)
 end)
 

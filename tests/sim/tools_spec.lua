@@ -175,3 +175,33 @@ describe("the simulated host's own files", function()
     match(r.stderr, "^systemctl %(nitrodiag simulator%): simulated host state is corrupt")
   end)
 end)
+
+describe("unbootable EIFs", function()
+  it("an EIF for the other architecture starts, never boots, and fails with E36 then E39 after the boot timeout", function()
+    local dir = spec.tmpdir()
+    local text = assert(fs.read(spec.source_dir .. "/sim/scenarios/healthy.lua"))
+    fs.write(dir .. "/arm.lua", (text:gsub("threads_per_core = 2,", "threads_per_core = 2, boot_timeout = 1,")))
+    local s = H.activate(dir .. "/arm.lua")
+    local eif = require "nd.eif"
+    assert(eif.write(dir .. "/arm.eif", { kernel = "k", cmdline = "console=ttyS0", ramdisks = { "a", "b" }, arch = "aarch64" }))
+    local nd = require "nd"
+    local t0 = nd.now()
+    local r = H.run({ "nitro-cli", "run-enclave", "--cpu-count", "2", "--memory", "512", "--eif-path", dir .. "/arm.eif" })
+    truthy(nd.now() - t0 >= 0.9)
+    eq(r.exit_code, 39)
+    eq(r.stdout, "")
+    match(r.stderr, "^Start allocating memory%.%.%.\nStarted enclave with enclave%-cid: 16, memory: 512 MiB, cpu%-ids: %[1, 3%]\n%[ E36 %] Enclave boot failure%.")
+    match(r.stderr, "\nFailed connections: 1\n%[ E39 %]")
+    eq(cjson.decode(H.run({ "nitro-cli", "describe-enclaves" }).stdout), {})
+    -- and a file that is no EIF at all
+    fs.write(dir .. "/junk.eif", ("x"):rep(4096))
+    r = H.run({ "nitro-cli", "run-enclave", "--cpu-count", "2", "--memory", "512", "--eif-path", dir .. "/junk.eif" })
+    eq(r.exit_code, 39)
+    match(r.stderr, "%[ E36 %]")
+    local found
+    for _, f in ipairs(H.err_logs(s)) do
+      if (fs.read(s:path("/var/log/nitro_enclaves/" .. f)) or ""):find("VsockTimeoutError", 1, true) then found = true end
+    end
+    truthy(found)
+  end)
+end)

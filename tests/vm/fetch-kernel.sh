@@ -29,7 +29,7 @@ command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || skip "apt-get
 resolve() { apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
 pkg="$(resolve || true)"
 if [ -z "$pkg" ] && [ "$(id -u)" -eq 0 ]; then
-  apt-get update -qq >/dev/null 2>&1 || true
+  apt-get update -qq -o Acquire::Retries=0 -o Acquire::http::Timeout=15 >/dev/null 2>&1 || true
   pkg="$(resolve || true)"
 fi
 [ -n "$pkg" ] || skip "apt cannot resolve linux-image-cloud-amd64 (no package lists: run apt-get update, or no apt access)"
@@ -37,9 +37,9 @@ fi
 scratch="$(mktemp -d "$cache/.fetch.XXXXXX")"
 trap 'rm -rf "$scratch"' EXIT
 chmod 755 "$scratch" # so apt's unprivileged _apt user may write there
-get() { (cd "$scratch" && apt-get download -qq "$pkg" >/dev/null 2>"$scratch/apt.err"); }
+get() { (cd "$scratch" && apt-get download -qq -o Acquire::Retries=0 -o Acquire::http::Timeout=15 "$pkg" >/dev/null 2>"$scratch/apt.err"); }
 if ! get; then
-  if [ "$(id -u)" -eq 0 ]; then apt-get update -qq >/dev/null 2>&1 || true; pkg="$(resolve || echo "$pkg")"; fi
+  if [ "$(id -u)" -eq 0 ]; then apt-get update -qq -o Acquire::Retries=0 -o Acquire::http::Timeout=15 >/dev/null 2>&1 || true; pkg="$(resolve || echo "$pkg")"; fi
   get || skip "apt-get download $pkg failed: $(tail -n 1 "$scratch/apt.err" 2>/dev/null)"
 fi
 deb="$(ls "$scratch"/*.deb 2>/dev/null | head -n 1)"

@@ -58,5 +58,7 @@ expect '[enclave] received: "hello"'
 expect "[init] forwarding SIGTERM to /vsock-pingpong (pid $(sed -n 's/^\[init\] forwarding SIGTERM to \/vsock-pingpong (pid \([0-9]*\))$/\1/p' <<<"$console" | head -n1))"
 expect "[init] /vsock-pingpong exited signal=15 (SIGTERM)"
 expect "[vmtest] PASS"
+orphan="$(sed -n 's/^\[vmtest\] orphan pid \([0-9]*\) reaped by PID 1$/\1/p' <<<"$console")"
+expect "[init] reaped pid ${orphan:-?} (rc=42)"
 [ $fails -eq 0 ] && echo "vm.enclave: PASS" || echo "vm.enclave: $fails failure(s)"
 [ $fails -eq 0 ]

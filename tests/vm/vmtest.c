@@ -209,6 +209,33 @@ static void client(void)
         fail("unexpected wording: %s", err.msg);
     say("[vmtest] %s", err.msg);
 
+    /* An orphan: its parent exits at once, so it is re-parented to PID 1 (init), which must reap it. */
+    int pfd[2];
+    if (pipe(pfd) < 0)
+        fail("pipe: %s", strerror(errno));
+    pid_t y = fork();
+    if (y == 0) {
+        pid_t z = fork();
+        if (z == 0) {
+            msleep(100);
+            _exit(42);
+        }
+        if (write(pfd[1], &z, sizeof z) != (ssize_t)sizeof z)
+            _exit(1);
+        _exit(0);
+    }
+    pid_t z = 0;
+    if (read(pfd[0], &z, sizeof z) != (ssize_t)sizeof z || z <= 0)
+        fail("no orphan pid");
+    waitpid(y, NULL, 0);
+    char zpath[64];
+    snprintf(zpath, sizeof zpath, "/proc/%d", (int)z);
+    for (int i = 0; i < 100 && access(zpath, F_OK) == 0; i++)
+        msleep(20);
+    if (access(zpath, F_OK) == 0)
+        fail("orphan %d was not reaped by init (still in /proc)", (int)z);
+    say("[vmtest] orphan pid %d reaped by PID 1", (int)z);
+
     /* SIGTERM to PID 1 (init) must reach the app. */
     pid_t app = find_process("/vsock-pingpong");
     if (!app)

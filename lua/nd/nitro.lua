@@ -1,0 +1,147 @@
+-- nd.nitro — nitro-cli for runbooks: runs its subcommands through nd.proc (own process group, timeout, cancellable
+-- by closing the task) with the nitro-cli path from nd.host.nitro_cli(), and returns parsed results.
+--
+-- Every runner returns `value, record` on success and `nil, message, code, record` on failure, where
+--   record = { argv, exit_code, stdout, stderr, duration, timed_out, status, errors, blocks, root }
+--   errors = nd.nitrocli.parse_errors(stderr) (blocks[1] is the root cause; an E39 after it is secondary)
+--   code   = the root cause's code ("E26") when nitro-cli printed an error block, "ETIMEDOUT" on timeout,
+--            "ENOENT"/"EACCES" when nitro-cli cannot be started, "EBADMSG" when its output is not recognised
+--   message = the root block's headline, or a one-line description carrying the first line of the raw output.
+local proc = require "nd.proc"
+local host = require "nd.host"
+local C = require "nd.nitrocli"
+
+local M = {}
+
+M.parse_errors = C.parse_errors
+M.parse_err_log = C.parse_err_log
+M.parse_log_line = C.parse_log_line
+M.parse_json = C.parse_json
+M.argv = C.argv
+M.err_log_time = C.err_log_time
+
+M.DEFAULT_TIMEOUT = 60
+-- run-enclave waits for the boot heartbeat: at least 180 s on a real host (reference/nitro.md), plus margin.
+M.RUN_TIMEOUT = 240
+
+local function first_line(s)
+  return (s or ""):match("^%s*([^\n]*)") or ""
+end
+
+-- Runs a prepared argv. Returns the record, or nil, msg, code when nitro-cli cannot be started.
+local function invoke(argv, opts)
+  argv.timeout = opts.timeout
+  argv.on_line = opts.on_line
+  argv.env = opts.env
+  argv.cap = opts.cap
+  local r, err, code = proc.run(argv)
+  if not r then return nil, err, code, { argv = argv } end
+  local rec = {
+    argv = argv, exit_code = r.exit_code, stdout = r.stdout, stderr = r.stderr, duration = r.duration,
+    timed_out = r.timed_out, status = r.status, signal = r.signal,
+  }
+  rec.errors = C.parse_errors(r.stderr)
+  rec.blocks = rec.errors.blocks
+  rec.root = rec.errors.root
+  return rec
+end
+
+local function failure(rec, what)
+  if rec.timed_out then
+    return nil, string.format("nitro-cli %s: %s", what, rec.status), "ETIMEDOUT", rec
+  end
+  if rec.root then return nil, rec.root.headline, rec.root.code, rec end
+  local line = first_line(rec.stderr)
+  if line == "" then line = first_line(rec.stdout) end
+  return nil, string.format("nitro-cli %s failed (%s), unrecognised output: %s", what, rec.status,
+    line ~= "" and line or "(nothing printed)"), "EBADMSG", rec
+end
+
+-- Runs `kind` with builder options, then parses stdout as kind's JSON.
+local function json_command(kind, bopts, opts, default_timeout)
+  local argv, err, code = C.argv(kind, bopts)
+  if not argv then return nil, err, code end
+  opts.timeout = opts.timeout or default_timeout
+  local rec, extra
+  rec, err, code, extra = invoke(argv, opts)
+  if not rec then return nil, err, code, extra end
+  if rec.exit_code ~= 0 or rec.timed_out then return failure(rec, kind) end
+  local value, rest = C.parse_json(kind, rec.stdout)
+  if value == nil then
+    return nil, string.format("nitro-cli %s: %s", kind, rest), "EBADMSG", rec
+  end
+  rec.rest = rest
+  return value, rec
+end
+
+-- describe_enclaves([opts]) -> list of enclaves, record | nil, msg, code, record
+function M.describe_enclaves(opts)
+  return json_command("describe-enclaves", {}, opts or {}, M.DEFAULT_TIMEOUT)
+end
+
+-- run_enclave{eif=, memory=, cpu_count=|cpu_ids=, cid=, name=, debug=, attach_console=, on_line=, timeout=, env=}
+--   -> info, record (record.console: what followed the JSON on stdout) | nil, msg, code, record
+function M.run_enclave(o)
+  assert(type(o) == "table", "nd.nitro.run_enclave: options table expected")
+  local v, rec, code, rec2 = json_command("run-enclave", o,
+    { timeout = o.timeout, on_line = o.on_line, env = o.env }, (not o.attach_console) and M.RUN_TIMEOUT or nil)
+  if v ~= nil then rec.console = rec.rest end
+  return v, rec, code, rec2
+end
+
+-- terminate{id=|all=true} -> result (object, or list for all), record | nil, msg, code, record
+function M.terminate(o)
+  assert(type(o) == "table", "nd.nitro.terminate: options table expected")
+  return json_command("terminate-enclave", o, { timeout = o.timeout, env = o.env }, M.DEFAULT_TIMEOUT)
+end
+
+-- build_enclave{docker_uri=, docker_dir=, output=, env=, timeout=} -> {Measurements = …}, record | nil, …
+function M.build_enclave(o)
+  assert(type(o) == "table", "nd.nitro.build_enclave: options table expected")
+  return json_command("build-enclave", o, { timeout = o.timeout, env = o.env, on_line = o.on_line }, 1800)
+end
+
+-- describe_eif(path [, opts]) -> describe-eif table, record | nil, …
+function M.describe_eif(path, opts)
+  opts = opts or {}
+  return json_command("describe-eif", { eif = path }, opts, M.DEFAULT_TIMEOUT)
+end
+
+-- console{id=, on_line=, timeout=, disconnect_timeout=} -> record (record.stdout: the console text) | nil, …
+-- nitro-cli console runs until the enclave stops; a timeout ends it (that is not a failure here).
+function M.console(o)
+  assert(type(o) == "table", "nd.nitro.console: options table expected")
+  local argv, err, code = C.argv("console", o)
+  if not argv then return nil, err, code end
+  local rec
+  rec, err, code = invoke(argv, { timeout = o.timeout, on_line = o.on_line, env = o.env })
+  if not rec then return nil, err, code end
+  if rec.root or (rec.exit_code ~= 0 and not rec.timed_out) then return failure(rec, "console") end
+  return rec
+end
+
+-- explain(code) -> the text nitro-cli prints (it writes to stderr), record | nil, …
+function M.explain(code_str, opts)
+  local argv, err, code = C.argv("explain", { code = code_str })
+  if not argv then return nil, err, code end
+  local rec
+  rec, err, code = invoke(argv, { timeout = (opts and opts.timeout) or M.DEFAULT_TIMEOUT })
+  if not rec then return nil, err, code end
+  if rec.exit_code ~= 0 then return failure(rec, "explain") end
+  local text = (rec.stderr ~= "" and rec.stderr or rec.stdout):gsub("\n$", "")
+  return text, rec
+end
+
+-- read_err_log(path) -> parsed err log (path read under nd.host.root()) | nil, msg, code
+function M.read_err_log(path)
+  local fs = require "nd.fs"
+  local full = host.path(path)
+  local text, err, code = fs.read(full)
+  if not text then return nil, err, code end
+  local l = C.parse_err_log(text)
+  l.path = path
+  l.timestamp = C.err_log_time(path)
+  return l
+end
+
+return M
