@@ -596,6 +596,8 @@ static void note_heredoc(dparse *d, const char *args)
         h++;
     if (*h == '"' || *h == '\'')
         h++;
+    if (!isalpha((unsigned char)*h) && *h != '_')
+        return; /* `$((1<<2))` is arithmetic, not a heredoc: names start with a letter or _ */
     size_t n = 0;
     while ((isalnum((unsigned char)h[n]) || h[n] == '_') && n + 1 < sizeof d->heredoc)
         n++;

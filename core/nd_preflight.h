@@ -4,8 +4,10 @@
  * Inputs: the EIF size, the requested --memory and --cpu-count (or --cpu-ids), the allocator configuration, the
  * host state under --root when present (hugepages in /sys/kernel/mm/hugepages/hugepages-<N>kB/{nr,free}_hugepages,
  * the CPU pool in /sys/module/nitro_enclaves/parameters/ne_cpus), and what running enclaves hold. Output: every
- * error nitro-cli would raise (E20, E21, E22, E26, E27), each with its numbers and the exact text nitro-cli prints,
- * in the order nitro-cli checks them (CPU configuration, then the 4x EIF rule, then the hugepage memory).
+ * error nitro-cli would raise (E20, E21, E22, E26, E27, E29), each with its numbers and the exact text nitro-cli
+ * prints, in the order nitro-cli meets them: the CPU configuration against the configured pool (E20/E21/E22), the 4x
+ * EIF rule (E26), the hugepage memory (E27), then adding the vCPUs, which fails with E29
+ * (NE_ERR_NO_CPUS_AVAIL_IN_POOL / NE_ERR_VCPU_ALREADY_USED) when running — often stale — enclaves hold the CPUs.
  */
 #ifndef ND_PREFLIGHT_H
 #define ND_PREFLIGHT_H
@@ -33,7 +35,8 @@ typedef struct nd_preflight_issue {
     char code[8];                 /* "E26" */
     char message[640];            /* what nitro-cli prints after "[ Exx ] " */
     uint64_t requested;           /* memory MiB, CPU count or CPU id */
-    uint64_t limit;               /* minimum memory (E26), available memory (E27), free pool CPUs (E22) */
+    uint64_t limit;               /* minimum memory (E26), available memory (E27), pool size (E22), free CPUs (E29) */
+    char note[256];               /* what is behind it when nitro-cli's text does not say (E29: the NE_ERR_* reason) */
 } nd_preflight_issue;
 
 typedef struct nd_preflight_result {

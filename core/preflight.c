@@ -165,7 +165,9 @@ int nd_preflight_check(const nd_preflight_input *in, nd_preflight_result *r, nd_
             used_in_pool++;
     r->n_pool_free = pool_size > used_in_pool ? pool_size - used_in_pool : 0;
 
-    /* 1. CPU configuration */
+    /* 1. CPU configuration against the configured pool */
+    bool cpus_held = false;
+    unsigned held_id = 0;
     if (in->cpu_ids) {
         char dups[256] = "";
         for (size_t i = 0; i < in->n_cpu_ids; i++)
@@ -182,7 +184,7 @@ int nd_preflight_check(const nd_preflight_input *in, nd_preflight_result *r, nd_
         if (r->pool_known && r->n_pool) {
             for (size_t i = 0; i < in->n_cpu_ids; i++) {
                 unsigned c = in->cpu_ids[i];
-                if (!has_cpu(r->pool, r->n_pool, c) || has_cpu(in->used_cpus, in->n_used_cpus, c)) {
+                if (!has_cpu(r->pool, r->n_pool, c)) {
                     issue(r, "E21", c, 0,
                           "No such CPU available in the pool. User provided `cpu-ids` contains CPU %u, which is not "
                           "available in the pool.\nYou can add a specific CPU to the CPU pool by editing the "
@@ -191,14 +193,20 @@ int nd_preflight_check(const nd_preflight_input *in, nd_preflight_result *r, nd_
                           c);
                     break;
                 }
+                if (!cpus_held && has_cpu(in->used_cpus, in->n_used_cpus, c)) {
+                    cpus_held = true;
+                    held_id = c;
+                }
             }
         }
-    } else if (in->cpu_count && r->pool_known && in->cpu_count > r->n_pool_free) {
-        issue(r, "E22", in->cpu_count, r->n_pool_free,
+    } else if (in->cpu_count && r->pool_known && in->cpu_count > pool_size) {
+        issue(r, "E22", in->cpu_count, pool_size,
               "Insufficient CPUs available in the pool. User provided `cpu-count` is %llu, which is more than the "
               "configured CPU pool size.\nYou can increase the CPU pool size by editing the `cpu_count` value from "
               "'/etc/nitro_enclaves/allocator.yaml' and then enable the nitro-enclaves-allocator.service.",
               (unsigned long long)in->cpu_count);
+    } else if (in->cpu_count && r->pool_known && in->cpu_count > r->n_pool_free) {
+        cpus_held = true;
     }
 
     /* 2. the 4x rule, checked before any memory is allocated */
@@ -229,6 +237,20 @@ int nd_preflight_check(const nd_preflight_input *in, nd_preflight_result *r, nd_
                   "Insufficient memory available. User provided `memory` is %llu MB, which is more than the available "
                   "hugepage memory.%s",
                   (unsigned long long)in->memory_mib, TAIL_MEM);
+    }
+
+    /* 4. adding the vCPUs: CPUs of the pool held by running enclaves */
+    if (cpus_held) {
+        issue(r, "E29", in->cpu_ids ? held_id : in->cpu_count, r->n_pool_free,
+              "Ioctl failure. Such error is used as a general ioctl error and appears whenever an ioctl fails. In this "
+              "case, the error backtrace provides detailed information on what specifically failed during the ioctl.");
+        nd_preflight_issue *i = &r->issues[r->n_issues - 1];
+        if (in->cpu_ids)
+            snprintf(i->note, sizeof i->note, "NE_ERR_VCPU_ALREADY_USED: CPU %u is held by a running enclave", held_id);
+        else
+            snprintf(i->note, sizeof i->note,
+                     "NE_ERR_NO_CPUS_AVAIL_IN_POOL: running enclaves hold %zu of the %zu pool CPUs, %zu free for %llu",
+                     pool_size - r->n_pool_free, pool_size, r->n_pool_free, (unsigned long long)in->cpu_count);
     }
     return 0;
 }

@@ -185,6 +185,8 @@ static int l_check(lua_State *L)
         lua_setfield(L, -2, "headline");
         ndl_setint(L, "requested", (lua_Integer)is->requested);
         ndl_setint(L, "limit", (lua_Integer)is->limit);
+        if (is->note[0])
+            ndl_setstr(L, "note", is->note);
         lua_rawseti(L, -2, i + 1);
     }
     if (r.n_issues) {

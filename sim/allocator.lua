@@ -1,7 +1,7 @@
 -- nd.sim.allocator — the simulated nitro-enclaves-allocator.service (a oneshot on real hosts): reads
 -- /etc/nitro_enclaves/allocator.yaml under the sim root, reserves hugepage memory and the CPU pool, writes what the
 -- real allocator leaves behind (ne_cpus, nr_hugepages) and logs to the service journal. The configuration is parsed
--- by nd.allocator (the one parser of allocator.yaml) when it is built in.
+-- by nd.allocator (the one parser of allocator.yaml).
 local fs = require "nd.fs"
 local st_mod = require "nd.sim.state"
 
@@ -10,76 +10,15 @@ local M = {}
 M.UNIT = "nitro-enclaves-allocator.service"
 M.FILE = "/etc/nitro_enclaves/allocator.yaml"
 
--- Fallback parser with the allocator's own rules (used only when nd.allocator is not built in).
-local function parse_fallback(text)
-  local cfg, started = {}, not text:find("\n%-%-%-") and not text:find("^%-%-%-")
-  local n = 0
-  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
-    n = n + 1
-    if not started then
-      if line:match("^%-%-%-%s*$") then started = true end
-    else
-      local body = line:gsub("#.*$", "")
-      if body:match("%S") then
-        local k, v = body:match("^%s*([%w_]+)%s*:%s*(.-)%s*$")
-        if not k or (k ~= "memory_mib" and k ~= "cpu_count" and k ~= "cpu_pool") then
-          return nil, string.format("Error in %s:%d - unexpected: %s", M.FILE, n, k or body:match("^%s*(.-)%s*$"))
-        end
-        cfg[k] = v
-      end
-    end
-  end
-  return cfg
-end
-
--- parse(text) -> { memory_mib = n, cpu_count = n | nil, cpu_pool = {ids} | nil } | nil, message
+-- parse(text) -> { memory_mib = n, cpu_count = n | nil, cpu_pool = {ids} | nil } | nil, message (the service's
+-- own message, e.g. "Error in /etc/nitro_enclaves/allocator.yaml:4 - unexpected: memroy"). nd.allocator is the one
+-- parser of allocator.yaml; this only keeps what the service acts on.
 function M.parse(text)
-  local ok, lib = pcall(require, "nd.allocator")
-  local cfg, err
-  if ok and type(lib) == "table" and type(lib.parse) == "function" then
-    cfg, err = lib.parse(text, M.FILE)
-    if cfg and type(cfg.cpu_pool) == "string" then cfg.cpu_pool = M.parse_list(cfg.cpu_pool) end
-    return cfg, err
-  end
-  cfg, err = parse_fallback(text)
+  local cfg, err = require("nd.allocator").parse(text, M.FILE)
   if not cfg then return nil, err end
-  local out = {}
-  if not cfg.memory_mib then return nil, "Error: memory_mib is not set in " .. M.FILE end
-  out.memory_mib = tonumber(cfg.memory_mib)
-  if not out.memory_mib or out.memory_mib ~= math.floor(out.memory_mib) or out.memory_mib <= 0 then
-    return nil, "Error: invalid memory_mib: " .. cfg.memory_mib
-  end
-  out.memory_mib = math.tointeger(out.memory_mib)
-  if cfg.cpu_count and cfg.cpu_pool then
-    return nil, "Error: cpu_count and cpu_pool are mutually exclusive in " .. M.FILE
-  end
-  if cfg.cpu_count then
-    out.cpu_count = math.tointeger(tonumber(cfg.cpu_count))
-    if not out.cpu_count or out.cpu_count <= 0 then return nil, "Error: invalid cpu_count: " .. cfg.cpu_count end
-  elseif cfg.cpu_pool then
-    out.cpu_pool = M.parse_list(cfg.cpu_pool)
-    if not out.cpu_pool then return nil, "Error: invalid cpu_pool: " .. cfg.cpu_pool end
-  else
-    return nil, "Error: neither cpu_count nor cpu_pool is set in " .. M.FILE
-  end
-  return out
-end
-
--- parse_list("2,3,6-9") -> {2,3,6,7,8,9} | nil
-function M.parse_list(s)
-  local out = {}
-  for part in tostring(s):gmatch("[^,]+") do
-    local a, b = part:match("^%s*(%d+)%s*%-%s*(%d+)%s*$")
-    if a then
-      for i = tonumber(a), tonumber(b) do out[#out + 1] = i end
-    else
-      local x = part:match("^%s*(%d+)%s*$")
-      if not x then return nil end
-      out[#out + 1] = tonumber(x)
-    end
-  end
-  table.sort(out)
-  return #out > 0 and out or nil
+  if not cfg.memory_mib then return nil, "Config error: missing memory reservation (`memory_mib`)." end
+  if not cfg.cpu_count and not cfg.pool_cpus then return nil, "Config error: missing CPU reservation (`cpu_count` or `cpu_pool`)." end
+  return { memory_mib = cfg.memory_mib, cpu_count = cfg.cpu_count, cpu_pool = cfg.pool_cpus }
 end
 
 -- The sibling threads of cpu on this host (Linux numbering on EC2: core c = {c, c + cores, …}).

@@ -52,15 +52,6 @@ function H.seed_output(n)
   return (table.concat(out, "\n"):gsub("%s+$", ""))
 end
 
--- The nitro-cli output parser (nd.nitro or its binding nd.nitrocli), or nil while it is not built in.
-function H.parser()
-  for _, name in ipairs({ "nd.nitro", "nd.nitrocli" }) do
-    local ok, m = pcall(require, name)
-    if ok and type(m) == "table" and m.parse_errors then return m end
-  end
-  return nil
-end
-
 -- err-log files of the simulated host (names)
 function H.err_logs(s)
   local out = {}

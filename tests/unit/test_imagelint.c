@@ -233,6 +233,11 @@ static void syntax(void)
     }
     nd_imagelint_free(r);
 
+    /* Shell arithmetic is not a heredoc: the ENTRYPOINT after it still counts. */
+    r = lint("FROM scratch\nRUN echo $((1<<2)) > /x\nENTRYPOINT [\"/init\"]\n");
+    CHECK_EQ_STR(cmd0(r), "/init");
+    nd_imagelint_free(r);
+
     /* Legacy ENV form, unknown variables kept as written. */
     r = lint("FROM scratch\nENV GREETING hello world\nENV X=$UNKNOWN\nENTRYPOINT [\"/init\"]\n");
     CHECK_EQ_STR(r->env[0], "GREETING=hello world");

@@ -255,7 +255,18 @@ int main(void)
     static const char *mods[] = {"/lib/modules/vsock.ko", "/lib/modules/vmw_vsock_virtio_transport_common.ko",
                                  "/lib/modules/vsock_loopback.ko"};
     say("[vmtest] pid %d: loading the vsock modules", (int)getpid());
+    nd_sockaddr lo;
+    nd_err err;
+    nd_vsock_parse("vsock:1:5000", &lo, NULL);
     for (size_t i = 0; i < sizeof mods / sizeof mods[0]; i++) {
+        /* Before the first module there is no AF_VSOCK at all; before vsock_loopback there is no transport: both
+         * must be explained as "no vsock transport on this machine". */
+        if (i == 0 || i == 2) {
+            int rc = nd_vsock_connect(&lo, 1000, &err);
+            if (rc >= 0 || !strstr(err.msg, "no vsock transport on this machine"))
+                fail("without a vsock transport, connect gave: %s", rc >= 0 ? "a connection" : err.msg);
+            say("[vmtest] before %s: %s", mods[i], err.msg);
+        }
         int rc = load_module(mods[i]);
         if (rc < 0 && rc != -EEXIST)
             fail("finit_module %s: %s", mods[i], strerror(-rc));
