@@ -408,13 +408,14 @@ void nd_http_free(nd_http *h)
         req_unlink(r);
         req_free(r);
     }
-    /* Stop curl from calling back into us, then close our poll handles ourselves. */
+    /* Stop watching the sockets BEFORE curl closes them (a closed fd number may be reused at once), and stop curl
+     * from calling back into us during cleanup. */
+    while (h->socks)
+        sock_close(h->socks);
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, NULL);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, NULL);
     curl_multi_cleanup(h->multi);
     h->multi = NULL;
-    while (h->socks)
-        sock_close(h->socks);
     uv_timer_stop(&h->timer);
     uv_close((uv_handle_t *)&h->timer, on_handle_closed);
 }

@@ -57,6 +57,8 @@ static const opt opts[] = {
     {"rate_limit_rps", T_DBL, S(rate_limit_rps), "200", 0, 1e6, "token-bucket rate, requests/s (0 = off)"},
     {"rate_limit_burst", T_DBL, S(rate_limit_burst), "400", 1, 1e7, "token-bucket size"},
     {"max_in_flight", T_LONG, S(max_in_flight), "100", 1, 100000, "upstream requests in flight at once"},
+    {"max_queue", T_LONG, S(max_queue), "1000", 0, 1000000,
+     "requests that may wait (FIFO, within their deadline) for an in-flight slot; beyond: rate_limited"},
     {"breaker_window_s", T_DBL, S(breaker_window_s), "10", 1, 120, "circuit breaker window"},
     {"breaker_min_requests", T_LONG, S(breaker_min_requests), "50", 1, 1000000,
      "requests in the window before the breaker may open"},

@@ -39,6 +39,7 @@ typedef struct px_config {
     double rate_limit_rps;
     double rate_limit_burst;
     long max_in_flight;
+    long max_queue;
     double breaker_window_s;
     long breaker_min_requests;
     double breaker_error_ratio;

@@ -110,6 +110,9 @@ typedef struct preq {
     int http_attempts;    /* HTTP attempts reported by the client (an ExpiredToken retry counts) */
     int budget_spent;
     bool upstream;        /* passed the breaker: its outcome is recorded there */
+    bool slot;            /* holds one of the max_in_flight upstream slots */
+    bool queued;          /* waiting for a slot (in s->wait) */
+    struct preq *wprev, *wnext;
     nd_kms_class last_cls;
     char last_msg[256];
     char kms_request_id[ND_KMS_ID_MAX + 1];
@@ -134,7 +137,8 @@ struct px_server {
     conn *conns;
     int nconns;
     preq *reqs;
-    int in_flight;
+    preq *wait_head, *wait_tail; /* FIFO of requests waiting for an in-flight slot */
+    int in_flight, queued;
     counters m;
     nd_tbucket tb;
     nd_retry_budget rb;
@@ -205,6 +209,7 @@ static json_t *metrics_json(px_server *s)
     json_object_set_new(m, "rate_limited_total", json_integer((json_int_t)s->m.rate_limited));
     json_object_set_new(m, "circuit_open_total", json_integer((json_int_t)s->m.circuit_open));
     json_object_set_new(m, "in_flight", json_integer(s->in_flight));
+    json_object_set_new(m, "queued", json_integer(s->queued));
     return m;
 }
 
@@ -388,14 +393,6 @@ static void respond(px_server *s, conn *c, unsigned frame_type, uint32_t seq, co
         s->m.success++;
     else
         s->m.errors++;
-    size_t len = 0;
-    char *payload = nd_kms_response_encode(resp, &len);
-    if (c && payload)
-        conn_send(c, frame_type, seq, payload, len);
-    if (payload) {
-        OPENSSL_cleanse(payload, len);
-        free(payload);
-    }
     json_t *o = json_object();
     json_object_set_new(o, "event", json_string("kms_proxy_response"));
     json_object_set_new(o, "request_id", jstr_or_null(request_id));
@@ -408,7 +405,15 @@ static void respond(px_server *s, conn *c, unsigned frame_type, uint32_t seq, co
     if (!ok && message && message[0])
         json_object_set_new(o, "message", json_string(message));
     json_object_set_new(o, "metrics", metrics_json(s));
-    log_line(o);
+    log_line(o); /* logged before it is sent, so a client that got its answer finds the line */
+    size_t len = 0;
+    char *payload = nd_kms_response_encode(resp, &len);
+    if (c && payload)
+        conn_send(c, frame_type, seq, payload, len);
+    if (payload) {
+        OPENSSL_cleanse(payload, len);
+        free(payload);
+    }
 }
 
 static void on_req_timer_closed(uv_handle_t *h)
@@ -432,6 +437,45 @@ static void on_req_timer_closed(uv_handle_t *h)
     maybe_finish_drain(s);
 }
 
+static void start_attempt(preq *q);
+static void req_finish(preq *q, const char *error_code, const char *message, const nd_kms_response *resp);
+
+static void wait_remove(preq *q)
+{
+    px_server *s = q->srv;
+    if (q->wprev)
+        q->wprev->wnext = q->wnext;
+    else
+        s->wait_head = q->wnext;
+    if (q->wnext)
+        q->wnext->wprev = q->wprev;
+    else
+        s->wait_tail = q->wprev;
+    q->wprev = q->wnext = NULL;
+    q->queued = false;
+    s->queued--;
+}
+
+static void on_wait_deadline(uv_timer_t *t)
+{
+    preq *q = t->data;
+    q->last_cls = ND_KMS_TIMEOUT;
+    req_finish(q, "timeout", "no in-flight slot became free before the deadline (max_in_flight)", NULL);
+}
+
+/* Gives free in-flight slots to waiting requests, oldest first. */
+static void dispatch_waiting(px_server *s)
+{
+    while (s->wait_head && s->in_flight < s->cfg.max_in_flight) {
+        preq *q = s->wait_head;
+        wait_remove(q);
+        uv_timer_stop(&q->timer);
+        q->slot = true;
+        s->in_flight++;
+        start_attempt(q);
+    }
+}
+
 /* Ends a request that went into the upstream path: records the breaker/budget outcome, answers, frees. */
 static void req_finish(preq *q, const char *error_code, const char *message, const nd_kms_response *resp)
 {
@@ -441,12 +485,18 @@ static void req_finish(preq *q, const char *error_code, const char *message, con
         q->call = NULL;
     }
     uv_timer_stop(&q->timer);
+    if (q->queued)
+        wait_remove(q);
     if (q->upstream) {
         bool err = !resp && (q->last_cls == ND_KMS_TIMEOUT || q->last_cls == ND_KMS_THROTTLED ||
                              q->last_cls == ND_KMS_UNAVAILABLE);
         nd_breaker_record(&s->br, uv_now(s->loop), err);
         if (resp)
             nd_retry_budget_success(&s->rb, q->budget_spent);
+    }
+    bool freed_slot = q->slot;
+    if (q->slot) {
+        q->slot = false;
         s->in_flight--;
     }
     if (q->prev)
@@ -459,6 +509,8 @@ static void req_finish(preq *q, const char *error_code, const char *message, con
     respond(s, c, ND_FRAME_KMS_PROXY, q->seq, q->r.request_id, q->r.trace_id, q->kms_request_id, error_code,
             message, resp, q->attempts, q->start_ms);
     uv_close((uv_handle_t *)&q->timer, on_req_timer_closed);
+    if (freed_slot)
+        dispatch_waiting(s);
 }
 
 static int b64_field(json_t *o, const char *key, const nd_bytes *b)
@@ -522,8 +574,6 @@ static int kms_blob(json_t *o, const char *key, nd_bytes *out)
     return nd_b64_decode(json_string_value(v), json_string_length(v), &out->data, &out->len, NULL) < 0 ? -EBADMSG
                                                                                                           : 0;
 }
-
-static void start_attempt(preq *q);
 
 static void on_backoff_done(uv_timer_t *t)
 {
@@ -705,10 +755,11 @@ static void handle_request(conn *c, const nd_frame *f)
         code = "rate_limited";
         s->m.rate_limited++;
         snprintf(msg, sizeof msg, "rate limit of %g requests/s exceeded", cfg->rate_limit_rps);
-    } else if (s->in_flight >= cfg->max_in_flight) {
+    } else if (s->in_flight >= cfg->max_in_flight && s->queued >= cfg->max_queue) {
         code = "rate_limited";
         s->m.rate_limited++;
-        snprintf(msg, sizeof msg, "%ld requests already in flight", cfg->max_in_flight);
+        snprintf(msg, sizeof msg, "%ld requests in flight and %ld waiting (max_in_flight, max_queue)",
+                 cfg->max_in_flight, cfg->max_queue);
     } else if (!nd_breaker_allow(&s->br, start)) {
         code = "circuit_open";
         s->m.circuit_open++;
@@ -727,7 +778,6 @@ static void handle_request(conn *c, const nd_frame *f)
     q->start_ms = start;
     q->deadline_ms = start + (uint64_t)cfg->deadline_ms;
     q->upstream = true;
-    s->in_flight++;
     c->refs++;
     c->pending++;
     q->next = s->reqs;
@@ -742,7 +792,22 @@ static void handle_request(conn *c, const nd_frame *f)
         return;
     }
     conn_update_reading(c);
-    start_attempt(q);
+    if (s->in_flight < cfg->max_in_flight) {
+        q->slot = true;
+        s->in_flight++;
+        start_attempt(q);
+        return;
+    }
+    /* Wait for a slot, FIFO, at most until the deadline. */
+    q->queued = true;
+    q->wprev = s->wait_tail;
+    if (s->wait_tail)
+        s->wait_tail->wnext = q;
+    else
+        s->wait_head = q;
+    s->wait_tail = q;
+    s->queued++;
+    uv_timer_start(&q->timer, on_wait_deadline, (uint64_t)cfg->deadline_ms, 0);
 }
 
 static void handle_frame(conn *c, const nd_frame *f)
@@ -876,7 +941,7 @@ static char *metrics_text(px_server *s)
         {"retries_total", "Upstream retry attempts started.", offsetof(counters, retries)},
         {"throttled_total", "Upstream attempts answered with throttling.", offsetof(counters, throttled)},
         {"timeouts_total", "Upstream attempts that timed out.", offsetof(counters, timeouts)},
-        {"rate_limited_total", "Requests refused by the rate limit or the in-flight cap.",
+        {"rate_limited_total", "Requests refused by the rate limit or a full in-flight queue.",
          offsetof(counters, rate_limited)},
         {"circuit_open_total", "Requests refused because the circuit breaker was open.",
          offsetof(counters, circuit_open)},
@@ -893,11 +958,12 @@ static char *metrics_text(px_server *s)
     nd_breaker_state st = nd_breaker_state_at(&s->br, uv_now(s->loop));
     len += (size_t)snprintf(t + len, cap - len,
                             "# HELP in_flight Requests waiting for KMS now.\n# TYPE in_flight gauge\nin_flight %d\n"
+                            "# HELP queued Requests waiting for an in-flight slot.\n# TYPE queued gauge\nqueued %d\n"
                             "# HELP connections Enclave connections open now.\n# TYPE connections gauge\n"
                             "connections %d\n"
                             "# HELP circuit_state Circuit breaker state (0 closed, 1 open, 2 half-open).\n"
                             "# TYPE circuit_state gauge\ncircuit_state %d\n",
-                            s->in_flight, s->nconns, (int)st);
+                            s->in_flight, s->queued, s->nconns, (int)st);
     (void)len;
     return t;
 }
@@ -1183,7 +1249,7 @@ static void stop_everything(px_server *s)
 
 static void maybe_finish_drain(px_server *s)
 {
-    if (!s->draining || s->stopped || s->in_flight > 0)
+    if (!s->draining || s->stopped || s->in_flight > 0 || s->queued > 0)
         return;
     for (conn *c = s->conns; c; c = c->next)
         if (c->refs > 1 && !c->closing)
