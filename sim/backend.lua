@@ -139,7 +139,8 @@ function Standin:boot(b)
     -- init reaps the command and reboots; the application's own output never appears
     plan.lines = kernel_lines(b)
     t = 0.09
-    plan.lines[#plan.lines + 1] = { t = t, text = stamp(0.912408) .. "reboot: Restarting system" }
+    plan.lines[#plan.lines + 1] = { t = t, text = stamp(0.724541) .. "reboot: Restarting system" }
+    plan.lines[#plan.lines + 1] = { t = t + 0.001, text = stamp(0.725633) .. "reboot: machine restart" }
     plan.stops_after = t + 0.01
   end
   plan.every = not a.exits and a.every or nil

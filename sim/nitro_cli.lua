@@ -377,10 +377,11 @@ local function console_connect(ctx, e, timeout, action)
   end
   ctx:stdout("Successfully connected to the console.")
   if stream_console(ctx, e, timeout) == "stopped" then
-    -- the enclave rebooted: its VM is torn down under the open vsock connection, the read fails (ECONNRESET)
+    -- the enclave rebooted: its VM is torn down under the open vsock connection and the read fails (ENOTCONN),
+    -- what EphemeralML's diag runs recorded
     return ctx:fail{ code = "E45", action = action or "Enclave Console",
       subactions = { "Failed to connect to enclave console", "Connect to enclave console",
-        "Failed to read data from the console: Sys(ECONNRESET)" },
+        "Failed to read data from the console: Sys(ENOTCONN)" },
       file = "src/utils.rs", line = 152 }
   end
   return 0

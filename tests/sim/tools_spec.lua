@@ -56,6 +56,9 @@ sudo systemctl start nitro-enclaves-allocator.service && sudo systemctl enable n
       eq(st.exit_code, 3)
       match(st.stdout, "Active: failed")
     end
+    -- the driver's own words for the pool it refused
+    local dm = H.run({ "dmesg" }).stdout
+    match(dm, "%] nitro_enclaves: CPU 0 has to remain available\n[^\n]*%] nitro_enclaves: Error in setup CPU pool %[rc=%-22%]\n")
     -- lines before --- are ignored, comments skipped
     fs.write(yaml, "junk: here\n---\n# comment\nmemory_mib: 1024 # trailing\ncpu_pool: 1,3\n")
     eq(H.run({ "systemctl", "start", "nitro-enclaves-allocator.service" }).exit_code, 0)
@@ -113,7 +116,7 @@ ENTRYPOINT ["/init"]
     local r = H.run({ "nitro-cli", "run-enclave", "--cpu-count", "2", "--memory", "1024", "--debug-mode", "--attach-console",
       "--eif-path", dir .. "/b.eif" })
     eq(r.exit_code, 45, r.stderr)
-    match(r.stdout, "reboot: Restarting system\n$")
+    match(r.stdout, "reboot: machine restart\n$")
     falsy(r.stdout:find("[init]", 1, true))
   end)
   it("build-enclave of an image docker does not have is E50", function()
@@ -203,5 +206,27 @@ describe("unbootable EIFs", function()
       if (fs.read(s:path("/var/log/nitro_enclaves/" .. f)) or ""):find("VsockTimeoutError", 1, true) then found = true end
     end
     truthy(found)
+  end)
+end)
+
+describe("state lock", function()
+  it("a lock left by a killed stand-in is taken over at once", function()
+    local s = H.activate("healthy")
+    local lock = s:path("/var/lib/nitrodiag-sim/.lock")
+    local uv = require "luv"
+    assert(uv.fs_mkdir(lock, 448))
+    -- a pid that cannot be alive
+    fs.write(lock .. "/pid", "999999999")
+    local nd = require "nd"
+    local t0 = nd.now()
+    local r = H.run({ "nitro-cli", "describe-enclaves" })
+    eq(r.exit_code, 0, r.stderr)
+    truthy(nd.now() - t0 < 5)
+    falsy(fs.exists(lock))
+  end)
+  it("an unknown backend is refused at activation", function()
+    local sim, err = H.sim.activate("healthy", { backend = "qemu-not-yet" })
+    falsy(sim)
+    match(err, "unknown simulator backend: qemu%-not%-yet")
   end)
 end)
