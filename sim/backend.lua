@@ -6,7 +6,8 @@
 --   backend.get(name) -> backend | nil, err
 --   backend:boot{ image = cfg, cmdline = s, memory_mib = n, debug = bool, cid = n } -> plan
 --   plan = { lines = { {t = seconds, text = "…"}, … }, stops_after = seconds | nil (runs until terminated),
---            every = { period = s, text = "…" } | nil (a line printed periodically while it runs), why = "…" }
+--            every = { period = s, text = "…" } | nil (a line printed periodically while it runs; a %d (or %4d) in text is
+--            the count from 1), why = "…" }
 --
 -- The stand-in applies the rules of the AWS bootstrap init (reference/nitro.md "Enclave boot"): the command is the
 -- image's Cmd when it has one, else its Entrypoint; `/bin/sh -c …` in an image without a shell, or an application
@@ -119,7 +120,8 @@ local function app(cfg)
   elseif kind == "busybox-smoke" then
     return { lines = { "[busybox-smoke] alive" } }
   elseif kind == "hello" then
-    return { every = { period = 5, text = "Hello from the enclave side!" } }
+    -- the AWS hello sample: print(f"[{count:4d}] Hello from the enclave side!") every 5 s
+    return { every = { period = 5, text = "[%4d] Hello from the enclave side!" } }
   end
   return { lines = {} }
 end

@@ -354,7 +354,9 @@ local function stream_console(ctx, e, timeout)
       local due = age > base and math.floor((age - base) / plan.every.period) + 1 or 0
       while (next_every or 0) < due do
         next_every = (next_every or 0) + 1
-        ctx.out:write(plan.every.text, "\n")
+        local text = plan.every.text
+        if text:find("%", 1, true) then text = string.format(text, next_every) end
+        ctx.out:write(text, "\n")
       end
     end
     ctx.out:flush()
