@@ -6,6 +6,6 @@ foreach(spec ${ND_SIM_SPECS})
   get_filename_component(name ${spec} NAME_WE)
   string(REGEX REPLACE "_spec$" "" short ${name})
   add_test(NAME sim.${short} COMMAND nitrodiag spec ${spec})
-  set_tests_properties(sim.${short} PROPERTIES TIMEOUT 120
+  set_tests_properties(sim.${short} PROPERTIES TIMEOUT 300
     ENVIRONMENT "ND_SOURCE_DIR=${PROJECT_SOURCE_DIR};ND_BINARY_DIR=${PROJECT_BINARY_DIR};NITRODIAG_PATH=;TMPDIR=${CMAKE_CURRENT_BINARY_DIR}")
 endforeach()
