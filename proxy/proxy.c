@@ -1186,7 +1186,8 @@ static void on_sighup(uv_signal_t *h, int sig)
     }
     /* Listeners and the upstream client are fixed for the life of the process. */
     static const char *const fixed[] = {"listen", "metrics_listen", "region", "endpoint", "ca_file", "https_proxy",
-                                        "credentials", "imds_endpoint", "max_upstream_connections", "max_frame"};
+                                        "credentials", "imds_endpoint", "max_upstream_connections", "max_frame",
+                                        "connect_timeout_ms"};
     json_t *restart = json_array();
     if (strcmp(n.listen, s->cfg.listen)) json_array_append_new(restart, json_string(fixed[0]));
     if (strcmp(n.metrics_listen, s->cfg.metrics_listen)) json_array_append_new(restart, json_string(fixed[1]));
@@ -1199,6 +1200,7 @@ static void on_sighup(uv_signal_t *h, int sig)
     if (n.max_upstream_connections != s->cfg.max_upstream_connections)
         json_array_append_new(restart, json_string(fixed[8]));
     if (n.max_frame != s->cfg.max_frame) json_array_append_new(restart, json_string(fixed[9]));
+    if (n.connect_timeout_ms != s->cfg.connect_timeout_ms) json_array_append_new(restart, json_string(fixed[10]));
     memcpy(n.listen, s->cfg.listen, sizeof n.listen);
     memcpy(n.metrics_listen, s->cfg.metrics_listen, sizeof n.metrics_listen);
     memcpy(n.region, s->cfg.region, sizeof n.region);
@@ -1209,6 +1211,7 @@ static void on_sighup(uv_signal_t *h, int sig)
     memcpy(n.imds_endpoint, s->cfg.imds_endpoint, sizeof n.imds_endpoint);
     n.max_upstream_connections = s->cfg.max_upstream_connections;
     n.max_frame = s->cfg.max_frame;
+    n.connect_timeout_ms = s->cfg.connect_timeout_ms;
     s->cfg = n;
     apply_policy(s, false);
     for (conn *c = s->conns; c; c = c->next)
@@ -1318,6 +1321,7 @@ int px_server_start(uv_loop_t *loop, const px_config *cfg, const char *config_pa
     ko.ca_file = s->cfg.ca_file[0] ? s->cfg.ca_file : NULL;
     ko.proxy = !strcmp(s->cfg.https_proxy, "none") ? "" : s->cfg.https_proxy[0] ? s->cfg.https_proxy : NULL;
     ko.max_connections = s->cfg.max_upstream_connections;
+    ko.connect_timeout_s = (double)s->cfg.connect_timeout_ms / 1000.0;
     ko.creds = s->creds;
     if ((rc = nd_kms_client_new(&s->ctx, &ko, &s->kms, err)) < 0)
         goto fail;
