@@ -2,14 +2,15 @@
  * kmslog.c — the KMS proxy log scanner declared in nd_kmslog.h, used by the kms-logs runbook (through nd.kmslog)
  * and by anything else that reads proxy logs (triage/explain).
  *
- * Speed comes from never parsing a line that cannot match. The filter gives a "driver" needle (the request id,
- * the trace id, the tail of the error code, "false" for errors-only, "kms_proxy_" otherwise) that is searched with
- * memmem across the rest of the buffer, as grep does; only the line holding the next hit becomes a candidate, every
- * other line costs one memchr for its end and one for '{' (to count noise). A candidate must also hold the other
- * needles and pass a structural check (ok:false really is the "ok" key; the code tail really ends a string) before
- * jansson parses it. Prefilters only ever reject lines that cannot match a well-formed event: the exact filters run
- * on the parsed event. The wrapped form is unwrapped by parsing the wrapper and then its `json` string (jansson does
- * the unescaping), so needles without '"' or '\' are found verbatim in both forms.
+ * Speed comes from never parsing a line that cannot match. The filter gives a "driver" needle (the request id, the
+ * trace id, "error_code" for errors-only and code filters, "kms_proxy_" otherwise) that is searched across the rest
+ * of the buffer, as grep does (find(): a vector compare of three of its bytes, since glibc's memmem was the bottleneck); only
+ * the line holding the next hit becomes a candidate, every other line costs one memchr for its end and one for '{'
+ * (to count noise). A candidate must also hold the other needles and pass a structural check (the error_code key
+ * really has a qualifying value) before jansson parses it. Prefilters only ever reject lines that cannot match a
+ * well-formed event: the exact filters run on the parsed event. The wrapped form is unwrapped by parsing the wrapper
+ * and then its `json` string (jansson does the unescaping), so needles without '"' or '\' are found verbatim in
+ * both forms. Files are read with read(2) in 1 MiB blocks (see nd_kmslog_scan_file).
  */
 #include "nd_kmslog.h"
 
@@ -20,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,7 +35,6 @@
 typedef struct needle {
     const char *s;
     size_t n;
-    bool ends_string; /* the match must be followed by '"' or '\' (the end of a JSON string value) */
 } needle;
 
 typedef struct code_count {
@@ -47,13 +46,17 @@ struct nd_kmslog {
     nd_kmslog_filter f;
     char *request_id, *trace_id, *op;
     char code[64];      /* normalised code filter, "" = none */
-    char code_tail[64]; /* the needle for the code filter */
     nd_kmslog_cb cb;
     void *ud;
 
-    needle needles[MAX_NEEDLES];
-    int nneedles;       /* needles[0] drives the buffer search */
-    bool ok_false_check;
+    needle drv[MAX_NEEDLES]; /* the driver: a line is a candidate when it holds any of these */
+    int ndrv;
+    needle and_[MAX_NEEDLES]; /* a candidate must also hold all of these */
+    int nand;
+    needle okf[4];      /* the spellings of ok:false (plain, escaped, with a space) */
+    char code_spell[2][64]; /* the code as snake_case and PascalCase */
+    bool errors_check;  /* a candidate must hold one of okf (when they do not drive) */
+    bool code_check;    /* a code filter: the line's error_code value must be the code (code_value) */
 
     json_t *op_ids;     /* request_ids of request lines that matched the op filter (a jansson object as a set) */
 
@@ -260,50 +263,100 @@ static double event_time(const json_t *o)
 
 /* ---- prefilters ------------------------------------------------------------------------------------------------- */
 
-static bool needle_ok(const needle *nd, const char *line, size_t len)
+/* Prepares a needle for find(). */
+static void needle_init(needle *nd, const char *s, size_t n)
 {
-    const char *p = line, *end = line + len;
-    while (p < end) {
-        const char *h = memmem(p, (size_t)(end - p), nd->s, nd->n);
-        if (!h)
-            return false;
-        if (!nd->ends_string)
-            return true;
-        const char *after = h + nd->n;
-        if (after < end && (*after == '"' || *after == '\\'))
-            return true;
-        p = h + 1;
-    }
-    return false;
+    nd->s = s;
+    nd->n = n;
 }
 
-/* true when some "false" in the line is the value of an "ok" key, plain ("ok":false) or escaped (\"ok\":false). */
-static bool ok_false(const char *line, size_t len)
+/* The first occurrence of the needle in [p, end), or NULL. glibc's memmem (a generic two-way search) measured at
+ * about 2 GB/s here, a third of grep's speed on a 36-character request id, and Boyer–Moore–Horspool skips little in
+ * hex-heavy log text. This compares the needle's first, middle and last bytes at 16 positions at once (GCC/Clang
+ * vector extensions, SSE2 on x86-64) and runs memcmp only where all three match ("ok":false starts and ends with
+ * bytes too common in JSON for two to be enough). */
+typedef unsigned char nd_v16 __attribute__((vector_size(16)));
+
+static const char *find(const needle *nd, const char *p, const char *end)
+{
+    size_t n = nd->n;
+    if (n < 2 || (size_t)(end - p) < n + 16)
+        return memmem(p, (size_t)(end - p), nd->s, n);
+    const unsigned char *h = (const unsigned char *)p;
+    const unsigned char *stop = (const unsigned char *)end - n - 15; /* h + 15 + n - 1 < end */
+    size_t mid = n / 2;
+    nd_v16 first, middle, last;
+    memset(&first, (unsigned char)nd->s[0], sizeof first);
+    memset(&middle, (unsigned char)nd->s[mid], sizeof middle);
+    memset(&last, (unsigned char)nd->s[n - 1], sizeof last);
+    for (; h <= stop; h += 16) {
+        nd_v16 a, b, c;
+        memcpy(&a, h, 16);
+        memcpy(&b, h + n - 1, 16);
+        memcpy(&c, h + mid, 16);
+        nd_v16 m = (nd_v16)(a == first) & (nd_v16)(b == last) & (nd_v16)(c == middle);
+        uint64_t w[2];
+        memcpy(w, &m, 16);
+        if (w[0] | w[1]) {
+            for (int i = 0; i < 16; i++)
+                if (m[i] && memcmp(h + i + 1, nd->s + 1, n - 2) == 0)
+                    return (const char *)h + i;
+        }
+    }
+    return memmem(h, (size_t)(end - (const char *)h), nd->s, n);
+}
+
+/* What the error_code value after an occurrence of `error_code` at h says about the line. */
+enum { CV_NOT_KEY, CV_NULL, CV_MATCH, CV_OTHER, CV_UNSURE };
+
+static int code_value(const nd_kmslog *k, const char *h, const char *end)
+{
+    const char *p = h + 10;
+    if (p < end && *p == '\\')
+        p++;
+    if (p >= end || *p != '"')
+        return CV_NOT_KEY;
+    p++;
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    if (p >= end || *p != ':')
+        return CV_NOT_KEY;
+    p++;
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    if (end - p >= 4 && memcmp(p, "null", 4) == 0)
+        return CV_NULL;
+    if (p < end && *p == '\\')
+        p++;
+    if (p >= end || *p != '"')
+        return CV_UNSURE; /* not a string: let the parser decide */
+    p++;
+    if (!k->code[0])
+        return CV_MATCH; /* errors-only: any code */
+    const char *v = p;
+    while (p < end && *p != '"' && *p != '\\' && p - v < 63)
+        p++;
+    char norm[64];
+    nd_kmslog_normalize_code(v, (size_t)(p - v), norm, sizeof norm);
+    return strcmp(norm, k->code) == 0 ? CV_MATCH : CV_OTHER;
+}
+
+/* true when the line may hold a qualifying error_code: some occurrence is the key with a matching value, or one the
+ * quick look cannot judge. */
+static bool code_ok(const nd_kmslog *k, const char *line, size_t len)
 {
     const char *p = line, *end = line + len;
     while (p < end) {
-        const char *h = memmem(p, (size_t)(end - p), "false", 5);
+        const char *h = memmem(p, (size_t)(end - p), "error_code", 10);
         if (!h)
             return false;
-        p = h + 1;
-        const char *q = h - 1;
-        while (q >= line && (*q == ' ' || *q == '\t'))
-            q--;
-        if (q < line || *q != ':')
-            continue;
-        q--;
-        while (q >= line && (*q == ' ' || *q == '\t'))
-            q--;
-        if (q < line || *q != '"')
-            continue;
-        q--;
-        if (q >= line && *q == '\\')
-            q--;
-        if (q - 2 < line || q[-1] != 'o' || q[0] != 'k')
-            continue;
-        q -= 2;
-        if (*q == '"' || *q == '\\')
-            return true;
+        bool keystart = h > line && (h[-1] == '"' || h[-1] == '\\');
+        if (keystart) {
+            int cv = code_value(k, h, end);
+            if (cv == CV_MATCH || cv == CV_UNSURE)
+                return true;
+        }
+        p = h + 10;
     }
     return false;
 }
@@ -431,7 +484,7 @@ static bool is_kms_event(const json_t *o)
 /* Finds the event inside a parsed line: the object itself (plain), or the json string in fields.json / json
  * (wrapped), which is parsed into *inner (the caller frees it). Returns the event or NULL; sets *bad when the
  * wrapped json string is not valid JSON. */
-static const json_t *unwrap(const json_t *outer, json_t **inner, bool *wrapped, bool *bad)
+static const json_t *unwrap(const json_t *outer, json_t **inner, bool *wrapped, bool *bad, const json_t **text)
 {
     *inner = NULL;
     *wrapped = false;
@@ -449,6 +502,7 @@ static const json_t *unwrap(const json_t *outer, json_t **inner, bool *wrapped, 
             return NULL;
         }
         *wrapped = true;
+        *text = js;
         return *inner;
     }
     return outer;
@@ -478,18 +532,22 @@ static int process_candidate(nd_kmslog *k, const char *line, size_t len, uint64_
     /* With an op filter, request lines naming the op are parsed whatever the other needles say: their request_id
      * is how the responses (which carry no op) are matched. */
     bool op_line = k->op && memmem(line, len, k->op, strlen(k->op)) != NULL;
-    for (int i = 1; i < k->nneedles && !op_line; i++) {
-        if (!needle_ok(&k->needles[i], line, len)) {
+    for (int i = 0; i < k->nand && !op_line; i++) {
+        if (!memmem(line, len, k->and_[i].s, k->and_[i].n)) {
             k->st.skipped++;
             return 0;
         }
     }
-    if (!op_line && k->nneedles > 0 && k->needles[0].ends_string && !needle_ok(&k->needles[0], line, len)) {
-        k->st.skipped++;
-        return 0;
+    if (!op_line && k->errors_check) {
+        bool any = false;
+        for (int i = 0; i < 4 && !any; i++)
+            any = memmem(line, len, k->okf[i].s, k->okf[i].n) != NULL;
+        if (!any) {
+            k->st.skipped++;
+            return 0;
+        }
     }
-    if (!op_line && k->ok_false_check && !ok_false(line, len) &&
-        !(memmem(line, len, "error_code", 10) && !memmem(line, len, "\"ok", 3) && !memmem(line, len, "\\\"ok", 4))) {
+    if (!op_line && k->code_check && !code_ok(k, line, len)) {
         k->st.skipped++;
         return 0;
     }
@@ -505,7 +563,8 @@ static int process_candidate(nd_kmslog *k, const char *line, size_t len, uint64_
     }
     json_t *inner;
     bool wrapped, bad = false;
-    const json_t *ev = unwrap(outer, &inner, &wrapped, &bad);
+    const json_t *text = NULL;
+    const json_t *ev = unwrap(outer, &inner, &wrapped, &bad, &text);
     if (!ev || !is_kms_event(ev)) {
         if (bad)
             k->st.malformed++;
@@ -529,6 +588,13 @@ static int process_candidate(nd_kmslog *k, const char *line, size_t len, uint64_
     r.line = line;
     r.line_len = len;
     r.event = ev;
+    if (text) {
+        r.json = json_string_value(text);
+        r.json_len = json_string_length(text);
+    } else {
+        r.json = brace;
+        r.json_len = jlen;
+    }
     r.wrapped = wrapped;
     r.prefixed = brace != line;
     r.event_name = jstr(ev, "event");
@@ -601,9 +667,8 @@ static int process_candidate(nd_kmslog *k, const char *line, size_t len, uint64_
 static int scan_block(nd_kmslog *k, const char *buf, size_t len, bool final, size_t *used)
 {
     const char *p = buf, *end = buf + len;
-    const needle *drv = k->nneedles ? &k->needles[0] : NULL;
-    const char *hit = NULL;
-    bool no_more = false;
+    const char *hits[MAX_NEEDLES] = {NULL};
+    bool gone[MAX_NEEDLES] = {false};
     int rc = 0;
     *used = 0;
     while (p < end) {
@@ -619,13 +684,23 @@ static int scan_block(nd_kmslog *k, const char *buf, size_t len, bool final, siz
             ll--;
         if (ll == 0) {
             k->st.blank++;
-        } else if (drv) {
-            if (!no_more && (!hit || hit < p)) {
-                hit = memmem(p, (size_t)(end - p), drv->s, drv->n);
-                if (!hit)
-                    no_more = true;
+        } else {
+            /* The next hit of any driver needle at or after this line. */
+            const char *hit = NULL;
+            for (int i = 0; i < k->ndrv; i++) {
+                if (gone[i])
+                    continue;
+                if (!hits[i] || hits[i] < p) {
+                    hits[i] = find(&k->drv[i], p, end);
+                    if (!hits[i]) {
+                        gone[i] = true;
+                        continue;
+                    }
+                }
+                if (!hit || hits[i] < hit)
+                    hit = hits[i];
             }
-            if (no_more || hit >= nl) {
+            if (!hit || hit >= nl) {
                 if (memchr(p, '{', ll))
                     k->st.skipped++;
                 else
@@ -633,8 +708,6 @@ static int scan_block(nd_kmslog *k, const char *buf, size_t len, bool final, siz
             } else {
                 rc = process_candidate(k, p, ll, line_no);
             }
-        } else {
-            rc = process_candidate(k, p, ll, line_no);
         }
         p = nl < end ? nl + 1 : end;
         if (rc < 0)
@@ -706,38 +779,55 @@ int nd_kmslog_new(const nd_kmslog_filter *f, nd_kmslog_cb cb, void *ud, nd_kmslo
             nd_kmslog_free(k);
             return nd_err_set(err, -EINVAL, "kmslog: bad error code '%s'", code);
         }
-        /* The last word without its first letter is spelled the same in both cases: "throttled" → "hrottled"
-         * matches UpstreamThrottled and upstream_throttled (and, ending a string, not throttled_total). */
-        const char *last = strrchr(k->code, '_');
-        last = last ? last + 1 : k->code;
-        if (strlen(last) >= 4)
-            snprintf(k->code_tail, sizeof k->code_tail, "%s", last + 1);
     }
 
-    /* Needles, most selective first: needles[0] drives the buffer search. */
-    int n = 0;
+    /* The driver is the most selective filter; the others become checks on its candidates. */
+    static const char *const okf[4] = {"\"ok\":false", "\\\"ok\\\":false", "\"ok\": false", "\\\"ok\\\": false"};
+    for (int i = 0; i < 4; i++)
+        needle_init(&k->okf[i], okf[i], strlen(okf[i]));
+    needle ids[2];
+    int nids = 0;
     if (k->request_id && plain_needle(k->request_id))
-        k->needles[n++] = (needle){k->request_id, strlen(k->request_id), false};
+        needle_init(&ids[nids++], k->request_id, strlen(k->request_id));
     if (k->trace_id && plain_needle(k->trace_id))
-        k->needles[n++] = (needle){k->trace_id, strlen(k->trace_id), false};
-    if (k->code_tail[0])
-        k->needles[n++] = (needle){k->code_tail, strlen(k->code_tail), true};
-    if (k->code[0] && !k->code_tail[0])
-        k->needles[n++] = (needle){"error_code", 10, false};
-    if (f->errors_only && !k->code[0]) {
-        if (n == 0)
-            k->needles[n++] = (needle){"false", 5, false};
-        k->ok_false_check = true;
-    }
+        needle_init(&ids[nids++], k->trace_id, strlen(k->trace_id));
+    k->code_check = k->code[0] != 0;
     if (k->op) {
-        /* Request lines of the op carry none of the other needles: drive with the event prefix instead. */
-        memmove(&k->needles[1], &k->needles[0], (size_t)n * sizeof k->needles[0]);
-        k->needles[0] = (needle){"kms_proxy_", 10, false};
-        n++;
+        /* Request lines of the op carry none of the other needles: drive with the event prefix, check the rest. */
+        needle_init(&k->drv[k->ndrv++], "kms_proxy_", 10);
+        for (int i = 0; i < nids; i++)
+            k->and_[k->nand++] = ids[i];
+        k->errors_check = f->errors_only;
+    } else if (nids > 0) {
+        k->drv[k->ndrv++] = ids[0];
+        for (int i = 1; i < nids; i++)
+            k->and_[k->nand++] = ids[i];
+        k->errors_check = f->errors_only;
+    } else if (k->code[0]) {
+        /* The code as both proxies spell it: upstream_throttled and UpstreamThrottled (the value check after
+         * "error_code" then rejects a code quoted in a message). */
+        snprintf(k->code_spell[0], sizeof k->code_spell[0], "%s", k->code);
+        size_t o = 0;
+        bool up = true;
+        for (const char *c = k->code; *c && o + 1 < sizeof k->code_spell[1]; c++) {
+            if (*c == '_') {
+                up = true;
+                continue;
+            }
+            k->code_spell[1][o++] = up ? (char)toupper((unsigned char)*c) : *c;
+            up = false;
+        }
+        k->code_spell[1][o] = '\0';
+        needle_init(&k->drv[k->ndrv++], k->code_spell[0], strlen(k->code_spell[0]));
+        if (strcmp(k->code_spell[0], k->code_spell[1]) != 0)
+            needle_init(&k->drv[k->ndrv++], k->code_spell[1], strlen(k->code_spell[1]));
+        k->errors_check = f->errors_only;
+    } else if (f->errors_only) {
+        for (int i = 0; i < 4; i++)
+            k->drv[k->ndrv++] = k->okf[i];
+    } else {
+        needle_init(&k->drv[k->ndrv++], "kms_proxy_", 10);
     }
-    if (n == 0)
-        k->needles[n++] = (needle){"kms_proxy_", 10, false};
-    k->nneedles = n;
     *out = k;
     return 0;
 }
@@ -807,6 +897,8 @@ int nd_kmslog_finish(nd_kmslog *k, nd_err *err)
 
 static int scan_fd_read(nd_kmslog *k, int fd, const char *path, nd_err *err)
 {
+    /* 1 MiB read(2) blocks rather than mmap: on a 1 GiB log in the page cache, mmap cost 4x the CPU time (every
+     * first touch of a page is a cache miss in the scanner), while the kernel's copy leaves each block in cache. */
     size_t cap = 1 << 20;
     char *buf = malloc(cap);
     if (!buf)
@@ -889,17 +981,6 @@ int nd_kmslog_scan_file(nd_kmslog *k, const char *path, nd_err *err)
     if (S_ISREG(sb.st_mode) && sb.st_size >= 2 && pread(fd, magic, 2, 0) == 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
         rc = scan_gzip(k, fd, path, err);
         goto out;
-    }
-    if (S_ISREG(sb.st_mode) && sb.st_size > 0) {
-        void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (m != MAP_FAILED) {
-            madvise(m, (size_t)sb.st_size, MADV_SEQUENTIAL);
-            size_t used;
-            k->st.bytes += (uint64_t)sb.st_size;
-            rc = scan_block(k, m, (size_t)sb.st_size, true, &used);
-            munmap(m, (size_t)sb.st_size);
-            goto out;
-        }
     }
     rc = scan_fd_read(k, fd, path, err);
 out:

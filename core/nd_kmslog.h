@@ -7,7 +7,7 @@
  *    event serialised as an escaped JSON string, with the time in the wrapper's `timestamp`;
  *  - either of those after a prefix without '{' (syslog/journal short format, `docker logs -t`);
  *  - anything else: blank lines, journald's `-- Boot … --` markers, plain text (counted, ignored).
- * Lines are split with memchr; a line is parsed with jansson only after cheap substring prefilters derived from the
+ * Input is read in 1 MiB blocks; lines are split with memchr; a line is parsed with jansson only after cheap substring prefilters derived from the
  * filter (the request id, the error-code tail, `"ok":false`) pass, and the most selective one is searched across
  * the whole buffer first, grep-style, so lines that cannot match are never looked at twice.
  *
@@ -39,6 +39,9 @@ typedef struct nd_kmslog_record {
     const char *line;              /* the raw line, without its newline (not NUL-terminated) */
     size_t line_len;
     const struct json_t *event;    /* the (unwrapped) event object; valid during the callback only */
+    const char *json;              /* the event's JSON text as logged: the unescaped fields.json string of a
+                                      wrapped line, the line from its '{' otherwise (not NUL-terminated) */
+    size_t json_len;
     bool wrapped;                  /* came from the tracing-wrapped form */
     bool prefixed;                 /* the JSON started after a non-JSON prefix */
     bool is_response;              /* event == kms_proxy_response */
@@ -98,8 +101,7 @@ int nd_kmslog_feed(nd_kmslog *k, const void *buf, size_t n, nd_err *err);
 /* Scans a kept partial last line (a file without a final newline). Returns like nd_kmslog_feed. */
 int nd_kmslog_finish(nd_kmslog *k, nd_err *err);
 
-/* Scans a whole file ("-" is stdin): mmap when possible, otherwise buffered reads; gzip files (.gz magic) are
- * inflated with zlib. Includes the finish step for that file. Returns 0, a negative code with err naming the path
+/* Scans a whole file ("-" is stdin): 1 MiB read(2) blocks; gzip files (.gz magic) are inflated with zlib. Includes the finish step for that file. Returns 0, a negative code with err naming the path
  * (-ENOENT, -EACCES, -EISDIR, -EIO), or the callback's value. */
 int nd_kmslog_scan_file(nd_kmslog *k, const char *path, nd_err *err);
 

@@ -16,6 +16,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <time.h>
 
 #define KMSLOG_MT "nd.kmslog.scanner"
@@ -26,6 +27,11 @@ typedef struct lkms {
     lua_Integer keep;  /* records kept in the result */
     lua_Integer kept, dropped;
     int cb_failed;
+    int events;        /* kept records carry the event as a table */
+    FILE *out;         /* print = file handle: matches are written there as "label:line: json" */
+    lua_Integer print_limit, printed, print_dropped;
+    char label[512];
+    uint64_t label_base; /* lines before the current label's source */
 } lkms;
 
 static double now_s(void)
@@ -44,7 +50,7 @@ static void push_time(lua_State *L, double t)
 }
 
 /* Pushes a record table (see docs/lua-api.md). */
-static void push_record(lua_State *L, const nd_kmslog_record *r)
+static void push_record(lua_State *L, const nd_kmslog_record *r, int events)
 {
     lua_createtable(L, 0, 16);
     ndl_setint(L, "line_no", (lua_Integer)r->line_no);
@@ -70,33 +76,40 @@ static void push_record(lua_State *L, const nd_kmslog_record *r)
     if (!isnan(r->ts))
         ndl_setnum(L, "ts", r->ts);
     ndl_setlstr(L, "raw", r->line, r->line_len);
-    char *js = json_dumps(r->event, JSON_COMPACT);
-    if (js) {
-        ndl_setstr(L, "json", js);
-        free(js);
+    ndl_setlstr(L, "json", r->json, r->json_len);
+    if (events) {
+        ndl_push_json(L, r->event);
+        lua_setfield(L, -2, "event");
     }
-    ndl_push_json(L, r->event);
-    lua_setfield(L, -2, "event");
 }
 
 static int on_record(void *ud, const nd_kmslog_record *r)
 {
     lkms *lk = ud;
     lua_State *L = lk->L;
+    if (lk->out) {
+        if (lk->printed < lk->print_limit) {
+            lk->printed++;
+            fprintf(lk->out, "%s:%llu: %.*s\n", lk->label, (unsigned long long)(r->line_no - lk->label_base),
+                    (int)r->json_len, r->json);
+        } else {
+            lk->print_dropped++;
+        }
+    }
     /* stack: [1] scanner ... ; user values: 1 = records table, 2 = on_record function */
     if (lk->kept < lk->keep) {
         lua_getiuservalue(L, 1, 1);
-        push_record(L, r);
+        push_record(L, r, lk->events);
         lua_rawseti(L, -2, ++lk->kept);
         lua_pop(L, 1);
     } else {
         lk->dropped++;
     }
     if (lua_getiuservalue(L, 1, 2) == LUA_TFUNCTION) {
-        push_record(L, r);
+        push_record(L, r, 1);
         if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
             lk->cb_failed = 1;
-            lua_setiuservalue(L, 1, 3); /* keep the message */
+            lua_setiuservalue(L, 1, 4); /* keep the message */
             return -ECANCELED;
         }
         int stop = lua_toboolean(L, -1) == 0 && !lua_isnil(L, -1); /* returning false stops the scan */
@@ -125,7 +138,7 @@ static int scan_rc(lua_State *L, lkms *lk, int rc, const nd_err *err)
     }
     if (lk->cb_failed) {
         lk->cb_failed = 0;
-        lua_getiuservalue(L, 1, 3);
+        lua_getiuservalue(L, 1, 4);
         return lua_error(L);
     }
     if (rc == -ECANCELED && !err->msg[0])
@@ -259,7 +272,19 @@ static int l_result(lua_State *L)
     lua_getiuservalue(L, 1, 1);
     lua_setfield(L, -2, "records");
     ndl_setint(L, "records_dropped", lk->dropped);
+    ndl_setint(L, "printed", lk->printed);
+    ndl_setint(L, "print_dropped", lk->print_dropped);
     return 1;
+}
+
+/* scanner:label(name) — names the source that follows for printed lines ("name:line: json"); line numbers restart. */
+static int l_label(lua_State *L)
+{
+    lkms *lk = check(L);
+    const char *name = luaL_checkstring(L, 2);
+    snprintf(lk->label, sizeof lk->label, "%s", name);
+    lk->label_base = nd_kmslog_stats_of(lk->k)->lines;
+    return 0;
 }
 
 static int l_close(lua_State *L)
@@ -329,9 +354,21 @@ static int l_new(lua_State *L)
         return ndl_fail(L, -EINVAL, lua_tostring(L, -1));
     double keep = ndl_optfield_num(L, 1, "keep", 1000);
 
-    lkms *lk = lua_newuserdatauv(L, sizeof *lk, 3);
+    lkms *lk = lua_newuserdatauv(L, sizeof *lk, 4);
     memset(lk, 0, sizeof *lk);
     lk->keep = keep < 0 ? 0 : (lua_Integer)keep;
+    lk->events = ndl_optfield_bool(L, 1, "events", 1);
+    lk->print_limit = (lua_Integer)ndl_optfield_num(L, 1, "print_limit", 1e15);
+    lua_getfield(L, 1, "print");
+    if (!lua_isnil(L, -1)) {
+        luaL_Stream *st = luaL_testudata(L, -1, LUA_FILEHANDLE);
+        if (!st || !st->f || !st->closef)
+            return luaL_error(L, "nd.kmslog: print must be an open file handle (io.stdout)");
+        lk->out = st->f;
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, -3, 3); /* keep the file alive while the scanner uses it */
+    }
+    lua_pop(L, 1);
     luaL_setmetatable(L, KMSLOG_MT);
     lua_newtable(L);
     lua_setiuservalue(L, -2, 1);
@@ -374,7 +411,8 @@ static int l_parse_time(lua_State *L)
 NDL_MODULE(kmslog)
 {
     static const luaL_Reg methods[] = {{"feed", l_feed},     {"finish", l_finish}, {"scan_file", l_scan_file},
-                                       {"result", l_result}, {"close", l_close},   {NULL, NULL}};
+                                       {"result", l_result}, {"close", l_close},   {"label", l_label},
+                                       {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", l_close}, {"__close", l_close}, {"__tostring", l_tostring}, {NULL, NULL}};
     ndl_newclass(L, KMSLOG_MT, methods, meta);
     static const luaL_Reg funcs[] = {

@@ -45,6 +45,8 @@ static const opt opts[] = {
      "instance metadata address; default $AWS_EC2_METADATA_SERVICE_ENDPOINT or http://169.254.169.254"},
     {"max_upstream_connections", T_LONG, S(max_upstream_connections), "64", 1, 1024,
      "kept-alive HTTPS connections to KMS"},
+    {"connect_timeout_ms", T_LONG, S(connect_timeout_ms), "2000", 10, 600000,
+     "TCP+TLS connect timeout to KMS (an attempt's own timeout still applies)"},
     {"deadline_ms", T_LONG, S(deadline_ms), "800", 10, 600000, "end-to-end deadline of one request"},
     {"attempt_timeout_ms", T_LONG, S(attempt_timeout_ms), "250", 5, 600000, "timeout of one upstream attempt"},
     {"max_attempts", T_LONG, S(max_attempts), "3", 1, 10, "upstream attempts per request (1 = no retries)"},

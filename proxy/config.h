@@ -26,6 +26,7 @@ typedef struct px_config {
     char credentials[16];          /* auto | env | imds */
     char imds_endpoint[PX_STR];
     long max_upstream_connections;
+    long connect_timeout_ms;
     /* policy */
     long deadline_ms;
     long attempt_timeout_ms;

@@ -102,13 +102,10 @@ local function render(s, res)
     if res.ids_dropped > 0 then add("… and %d more not kept", res.ids_dropped) end
     add("")
   elseif a.mode == "lines" then
-    for _, rec in ipairs(res.records) do
-      add("%s:%d: %s", rec.source or "?", rec.line or rec.line_no, rec.json or rec.raw)
+    -- the lines themselves were printed while scanning
+    if res.print_dropped > 0 then
+      add("… %d more matching lines not shown (limit=%d; limit=0 shows all)", res.print_dropped, a.limit)
     end
-    if res.records_dropped > 0 then
-      add("… %d more matching lines not shown (limit=%d; limit=0 shows all)", res.records_dropped, a.limit)
-    end
-    if #res.records > 0 then add("") end
   end
   local st = res.stats
   for _, src in ipairs(res.sources) do
@@ -291,8 +288,9 @@ local function finish_summary(s, res)
     counters = json.array(res.counters),
     ids = json.array(res.ids),
     ids_dropped = res.ids_dropped,
-    records = json.array(s.args.mode == "lines" and res.records or {}),
+    records = json.array((s.args.mode == "lines" and s.out and s.out.json) and res.records or {}),
     records_dropped = res.records_dropped,
+    printed = res.printed,
   }
 end
 
@@ -330,16 +328,23 @@ return {
             s.data[k] = t
           end
         end
-        local keep = a.mode == "lines" and (a.limit == 0 and 1e15 or a.limit) or 64
+        -- Human output streams the matching lines to stdout as they are found (like grep); --json keeps them as
+        -- records in the result. Either way a few records are kept for the interpretation.
+        local json_out = s.out and s.out.json
+        local limit = a.limit == 0 and 1e15 or a.limit
+        local stream = a.mode == "lines" and not json_out
         local sc <close>, err = kmslog.new{
           request_id = a.request_id, trace_id = a.trace_id, op = a.op, code = a.code,
-          errors = a.errors, throttled = a.throttled, since = s.data.since, ["until"] = s.data["until"], keep = keep }
+          errors = a.errors, throttled = a.throttled, since = s.data.since, ["until"] = s.data["until"],
+          keep = (a.mode == "lines" and json_out) and limit or 64, events = json_out and true or false,
+          print = stream and io.stdout or nil, print_limit = limit }
         if not sc then s:fail(err) return end
         local sources = resolve_sources(a.source)
         local prev_lines, prev_bytes, prev_kept = 0, 0, 0
         local out_sources = {}
         for _, src in ipairs(sources) do
           local ok, rerr
+          sc:label(src.kind == "journal" and ("journal:" .. a.unit) or src.path)
           if src.kind == "journal" then
             ok, rerr = read_journal(s, sc, src)
           else

@@ -34,7 +34,8 @@ local function core_threads(h, core)
   return t
 end
 
--- pool(host, cfg) -> sorted CPU ids | nil, message (the allocator's CPU selection rules)
+-- pool(host, cfg) -> sorted CPU ids | nil, message, kernel_lines (the allocator's CPU selection rules; kernel_lines:
+-- what the driver logs when it refuses the pool)
 function M.pool(h, cfg)
   local cores = h.cpus // h.threads_per_core
   if cfg.cpu_count then
@@ -54,16 +55,25 @@ function M.pool(h, cfg)
   end
   local seen = {}
   for _, id in ipairs(cfg.cpu_pool) do
-    if id >= h.cpus then return nil, string.format("Error: CPU %d does not exist on this instance.", id) end
+    if id >= h.cpus then
+      return nil, string.format("Error: CPU %d does not exist on this instance.", id),
+        { "nitro_enclaves: Error in cpulist parse [rc=-22]" }
+    end
+    if id == 0 then
+      return nil, "Error: CPU 0 cannot be used: CPU 0 and its siblings stay with the parent instance.",
+        { "nitro_enclaves: CPU 0 has to remain available" }
+    end
     if core_of(h, id) == 0 then
-      return nil, string.format("Error: CPU %d cannot be used: CPU 0 and its siblings stay with the parent instance.", id)
+      return nil, string.format("Error: CPU %d cannot be used: CPU 0 and its siblings stay with the parent instance.", id),
+        { string.format("nitro_enclaves: CPU sibling %d for CPU 0 is in CPU pool", id) }
     end
     seen[id] = true
   end
   for id in pairs(seen) do
     for _, t in ipairs(core_threads(h, core_of(h, id))) do
       if not seen[t] then
-        return nil, string.format("Error: the CPU pool must contain full CPU cores: CPU %d is missing (sibling of CPU %d).", t, id)
+        return nil, string.format("Error: the CPU pool must contain full CPU cores: CPU %d is missing (sibling of CPU %d).", t, id),
+          { string.format("nitro_enclaves: CPU %d is not in CPU pool", t) }
       end
     end
   end
@@ -147,15 +157,19 @@ function M.start(root, st)
   local text = fs.read(root .. M.FILE)
   local cfg, err
   if not text then err = "Error: cannot read " .. M.FILE else cfg, err = M.parse(text) end
-  local cpus
-  if cfg then cpus, err = M.pool(st.host, cfg) end
+  local cpus, klines
+  if cfg then cpus, err, klines = M.pool(st.host, cfg) end
   if cfg and cpus and cfg.memory_mib > st.host.memory_mib - 512 then
     cpus, err = nil, string.format("Error: cannot reserve %d MiB of hugepage memory: the instance has %d MiB.",
       cfg.memory_mib, st.host.memory_mib)
   end
   if cpus and running(st) and (not same(cpus, st.allocator.cpus) or cfg.memory_mib < st.allocator.memory_mib) then
     cpus, err = nil, "Error: an enclave is running; its CPUs and memory cannot be released (terminate it first: nitro-cli terminate-enclave --all)."
+    klines = { "nitro_enclaves: The CPU pool is used by enclave(s)" }
+  elseif not cpus and klines then
+    klines[#klines + 1] = "nitro_enclaves: Error in setup CPU pool [rc=-22]"
   end
+  for _, l in ipairs(klines or {}) do st_mod.dmesg(st, l) end
   if not cpus then
     log(err)
     st_mod.journal(st, M.UNIT, "systemd", 1, M.UNIT .. ": Main process exited, code=exited, status=1/FAILURE")
@@ -177,6 +191,7 @@ function M.stop(root, st)
   local svc = st.services[M.UNIT]
   if running(st) then
     local m = "Error: an enclave is running; its CPUs and memory cannot be released (terminate it first: nitro-cli terminate-enclave --all)."
+    st_mod.dmesg(st, "nitro_enclaves: The CPU pool is used by enclave(s)")
     st_mod.journal(st, M.UNIT, "nitro-enclaves-allocator", st_mod.pid(st), m)
     svc.active = "failed"
     svc.result = "exit-code"

@@ -157,6 +157,8 @@ function M.activate(name, opts)
   opts = opts or {}
   local sc, err = M.load(name)
   if not sc then return nil, err end
+  local bok, berr = require("nd.sim.backend").get(opts.backend or sc.backend)
+  if not bok then return nil, "scenario " .. sc.name .. ": " .. berr end
   local root = opts.root
   if root then
     local ok, merr = fs.mkdir_p(root)

@@ -354,7 +354,9 @@ local function stream_console(ctx, e, timeout)
       local due = age > base and math.floor((age - base) / plan.every.period) + 1 or 0
       while (next_every or 0) < due do
         next_every = (next_every or 0) + 1
-        ctx.out:write(plan.every.text, "\n")
+        local text = plan.every.text
+        if text:find("%", 1, true) then text = string.format(text, next_every) end
+        ctx.out:write(text, "\n")
       end
     end
     ctx.out:flush()
@@ -377,10 +379,11 @@ local function console_connect(ctx, e, timeout, action)
   end
   ctx:stdout("Successfully connected to the console.")
   if stream_console(ctx, e, timeout) == "stopped" then
-    -- the enclave rebooted: its VM is torn down under the open vsock connection, the read fails (ECONNRESET)
+    -- the enclave rebooted: its VM is torn down under the open vsock connection and the read fails (ENOTCONN),
+    -- what EphemeralML's diag runs recorded
     return ctx:fail{ code = "E45", action = action or "Enclave Console",
       subactions = { "Failed to connect to enclave console", "Connect to enclave console",
-        "Failed to read data from the console: Sys(ECONNRESET)" },
+        "Failed to read data from the console: Sys(ENOTCONN)" },
       file = "src/utils.rs", line = 152 }
   end
   return 0

@@ -120,23 +120,37 @@ function M.sleep(s)
   uv.sleep(math.floor(s * 1000 + 0.5))
 end
 
--- with_lock(dir, fn, ...) -> fn's results. The lock is a directory (mkdir is atomic); a lock older than 10 s is
--- taken over (its owner died). Raises when the lock cannot be had within 10 s.
+-- with_lock(dir, fn, ...) -> fn's results. The lock is a directory (mkdir is atomic) holding the owner's pid; a lock
+-- whose owner died is taken over. Raises when the lock cannot be had within 10 s.
 function M.with_lock(dir, fn, ...)
   local lock = dir .. "/.lock"
   local deadline = uv.now() + 10000
   while true do
     local ok, _, code = uv.fs_mkdir(lock, tonumber("700", 8))
-    if ok then break end
+    if ok then
+      fs.write(lock .. "/pid", tostring(uv.os_getpid()))
+      break
+    end
     if code ~= "EEXIST" then error("simulator: cannot take the state lock " .. lock .. ": " .. tostring(code), 0) end
+    -- a holder that died (killed by a timeout) leaves the lock: take it over at once, or after 10 s without a pid
+    local owner = tonumber(fs.read(lock .. "/pid") or "")
     local st = uv.fs_stat(lock)
-    if st and os.time() - st.mtime.sec > 10 then uv.fs_rmdir(lock) end
+    local dead = false
+    if owner and owner ~= uv.os_getpid() then
+      local alive, _, kcode = uv.kill(owner, 0)
+      dead = not alive and kcode == "ESRCH"
+    end
+    if dead or (st and not owner and os.time() - st.mtime.sec > 10) then
+      uv.fs_unlink(lock .. "/pid")
+      uv.fs_rmdir(lock)
+    end
     uv.update_time()
     if uv.now() > deadline then error("simulator: state lock " .. lock .. " is busy", 0) end
     uv.sleep(20)
     uv.update_time()
   end
   local res = table.pack(pcall(fn, ...))
+  uv.fs_unlink(lock .. "/pid")
   uv.fs_rmdir(lock)
   if not res[1] then error(res[2], 0) end
   return table.unpack(res, 2, res.n)

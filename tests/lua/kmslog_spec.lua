@@ -181,6 +181,13 @@ describe("nitrodiag kms-logs", function()
     eq(codes(nr), { "KMS_SOURCE_UNREADABLE" })
   end)
 
+  it("on the simulated host, auto reads the journal (no proxy file there) and says there are no events", function()
+    local res, r = run_json({ "--sim", "healthy", "kms-logs" })
+    eq(r.exit_code, 0, r.stderr)
+    eq(res.output.sources[1].path, "journal:kms-proxy-host")
+    eq(codes(res), { "KMS_NO_EVENTS" })
+  end)
+
   it("interprets: throttled without a rising rate_limited_total, timeouts without retries, unavailable", function()
     local dir = spec.tmpdir()
     local lines = {

@@ -201,8 +201,11 @@ static int proxy_start(const char *const *flags)
     snprintf(m, sizeof m, "--metrics_listen=unix:%s", metrics_sock);
     char ca[700];
     snprintf(ca, sizeof ca, "--ca_file=%s", ca_path);
-    char *argv[48] = {bin, "--region=us-east-1", ep, l, m, ca, "--https_proxy=none", "--credentials=env"};
-    int n = 8;
+    /* Generous deadlines unless a scenario sets its own (later flags win): tests that are not about timing must
+     * not fail on a loaded machine or under ASan. */
+    char *argv[48] = {bin, "--region=us-east-1", ep, l, m, ca, "--https_proxy=none", "--credentials=env",
+                      "--deadline_ms=20000", "--attempt_timeout_ms=10000"};
+    int n = 10;
     for (int i = 0; flags && flags[i] && n < 46; i++)
         argv[n++] = (char *)flags[i];
     argv[n] = NULL;
@@ -729,8 +732,8 @@ static void scenario_faults(void)
          4, 0, 4},
         {"in_flight_queue", {"--latency-ms", "100"}, {"--max_in_flight=2", "--deadline_ms=3000",
                                                       "--attempt_timeout_ms=1000"}, &gdk, 6, NULL, 1, 0, 0, 0, 0, 0, 0},
-        {"queue_deadline", {"--latency-ms", "300"}, {"--max_in_flight=1", "--deadline_ms=500",
-                                                     "--attempt_timeout_ms=400"}, &gdk, 4, "timeout", -1, 0, 0, -1, 0,
+        {"queue_deadline", {"--latency-ms", "1000"}, {"--max_in_flight=1", "--deadline_ms=1500",
+                                                      "--attempt_timeout_ms=1400"}, &gdk, 4, "timeout", -1, 0, 0, -1, 0,
          0, 3},
         {"circuit_open", {"--error-5xx-ratio", "1", "--status-5xx", "500"},
          {"--breaker_min_requests=3", "--breaker_error_ratio=0.5", "--breaker_open_s=60", "--max_attempts=1"}, &gdk,
@@ -750,9 +753,10 @@ static void scenario_load(void)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     EXPECT(fake_start(NULL) == 0, "fake");
-    /* Default in-flight cap (100) with its FIFO queue; no rate limit and generous deadlines, since the point is that
-     * a burst from 250 connections on a shared 2-core machine loses nothing. */
-    const char *flags[] = {"--rate_limit_rps=0", "--deadline_ms=60000", "--attempt_timeout_ms=50000", NULL};
+    /* In-flight cap with its FIFO queue; no rate limit, no breaker and generous deadlines, since the point is that
+     * a burst from 250 connections on a shared 2-core machine (or under ASan) loses nothing. */
+    const char *flags[] = {"--rate_limit_rps=0", "--deadline_ms=60000", "--attempt_timeout_ms=50000",
+                           "--connect_timeout_ms=50000", "--max_in_flight=32", "--breaker_min_requests=100000", NULL};
     EXPECT(proxy_start(flags) == 0, "proxy");
     int nconns = 250, per = 2, n = nconns * per;
     rq *rs = calloc((size_t)n, sizeof *rs);
@@ -952,6 +956,15 @@ static void scenario_signals(void)
     free(fr);
     for (int i = 0; i < 200 && log_count("kms_proxy_request", "inflight-at-sigterm", NULL) < 1; i++)
         sleep_ms(5);
+    /* an idle /metrics client and an idle enclave connection must not keep the proxy from exiting */
+    char maddr[700];
+    snprintf(maddr, sizeof maddr, "unix:%s", metrics_sock);
+    nd_sockaddr ma;
+    nd_vsock_parse(maddr, &ma, NULL);
+    int idle_m = nd_vsock_connect(&ma, 2000, NULL);
+    int idle_c = nd_vsock_connect(&a, 2000, NULL);
+    EXPECT(idle_m >= 0 && idle_c >= 0, "idle connections");
+    sleep_ms(50);
     kill(proxy_pid, SIGTERM);
     nd_frame_decoder d;
     nd_frame_decoder_init(&d, 0);
@@ -974,6 +987,10 @@ static void scenario_signals(void)
     int rc = reap(proxy_pid, 10000);
     proxy_pid = -1;
     EXPECT(rc == 0, "proxy exit code after drain: %d", rc);
+    if (idle_m >= 0)
+        close(idle_m);
+    if (idle_c >= 0)
+        close(idle_c);
     EXPECT(log_count("kms_proxy_stop", NULL, NULL) == 1, "stop logged");
     struct stat st;
     EXPECT(stat(proxy_sock, &st) != 0, "unix socket removed at exit");
@@ -1075,8 +1092,10 @@ static void scenario_bench(void)
     }
     int per_total = getenv("BENCH_REQUESTS") ? atoi(getenv("BENCH_REQUESTS")) : 2000;
     EXPECT(fake_start(NULL) == 0, "fake");
-    const char *flags[] = {"--rate_limit_rps=0", "--max_in_flight=100000", "--deadline_ms=30000",
-                           "--attempt_timeout_ms=20000", "--max_connections=4096", NULL};
+    /* Defaults except the rate limit (the bench measures capacity) and deadlines long enough for a loaded machine;
+     * max_in_flight stays 100, so at 256 connections the proxy queues instead of opening 256 TLS connections. */
+    const char *flags[] = {"--rate_limit_rps=0", "--deadline_ms=30000", "--attempt_timeout_ms=20000",
+                           "--connect_timeout_ms=20000", "--max_connections=4096", NULL};
     EXPECT(proxy_start(flags) == 0, "proxy");
     int concs[] = {1, 16, 256};
     printf("{\"results\":[");
@@ -1097,7 +1116,7 @@ static void scenario_bench(void)
         char ep[100];
         snprintf(ep, sizeof ep, "https://127.0.0.1:%d", fake_port);
         nd_kms_opts ko = {.region = "us-east-1", .endpoint = ep, .ca_file = ca_path, .proxy = "",
-                          .max_connections = 64, .creds = cp};
+                          .max_connections = 64, .creds = cp, .connect_timeout_s = 20};
         direct d;
         memset(&d, 0, sizeof d);
         nd_kms_client_new(&ctx, &ko, &d.kms, NULL);

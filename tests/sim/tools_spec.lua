@@ -56,6 +56,9 @@ sudo systemctl start nitro-enclaves-allocator.service && sudo systemctl enable n
       eq(st.exit_code, 3)
       match(st.stdout, "Active: failed")
     end
+    -- the driver's own words for the pool it refused
+    local dm = H.run({ "dmesg" }).stdout
+    match(dm, "%] nitro_enclaves: CPU 0 has to remain available\n[^\n]*%] nitro_enclaves: Error in setup CPU pool %[rc=%-22%]\n")
     -- lines before --- are ignored, comments skipped
     fs.write(yaml, "junk: here\n---\n# comment\nmemory_mib: 1024 # trailing\ncpu_pool: 1,3\n")
     eq(H.run({ "systemctl", "start", "nitro-enclaves-allocator.service" }).exit_code, 0)
@@ -113,7 +116,7 @@ ENTRYPOINT ["/init"]
     local r = H.run({ "nitro-cli", "run-enclave", "--cpu-count", "2", "--memory", "1024", "--debug-mode", "--attach-console",
       "--eif-path", dir .. "/b.eif" })
     eq(r.exit_code, 45, r.stderr)
-    match(r.stdout, "reboot: Restarting system\n$")
+    match(r.stdout, "reboot: machine restart\n$")
     falsy(r.stdout:find("[init]", 1, true))
   end)
   it("build-enclave of an image docker does not have is E50", function()
@@ -203,5 +206,58 @@ describe("unbootable EIFs", function()
       if (fs.read(s:path("/var/log/nitro_enclaves/" .. f)) or ""):find("VsockTimeoutError", 1, true) then found = true end
     end
     truthy(found)
+  end)
+end)
+
+describe("state lock", function()
+  it("a lock left by a killed stand-in is taken over at once", function()
+    local s = H.activate("healthy")
+    local lock = s:path("/var/lib/nitrodiag-sim/.lock")
+    local uv = require "luv"
+    assert(uv.fs_mkdir(lock, 448))
+    -- a pid that cannot be alive
+    fs.write(lock .. "/pid", "999999999")
+    local nd = require "nd"
+    local t0 = nd.now()
+    local r = H.run({ "nitro-cli", "describe-enclaves" })
+    eq(r.exit_code, 0, r.stderr)
+    truthy(nd.now() - t0 < 8, "a dead owner is not waited for (10 s)")
+    falsy(fs.exists(lock))
+  end)
+  it("an unknown backend is refused at activation", function()
+    local sim, err = H.sim.activate("healthy", { backend = "qemu-not-yet" })
+    falsy(sim)
+    match(err, "unknown simulator backend: qemu%-not%-yet")
+  end)
+end)
+
+describe("the shipped test images (enclave/Dockerfile, enclave/Dockerfile.smoke)", function()
+  it("build as diag10 builds them and print what they print on real hosts", function()
+    local df = spec.source_dir .. "/enclave/Dockerfile"
+    if not fs.exists(df) then print("    (enclave/ not in this tree: skipped)") return end
+    local s = H.activate("healthy")
+    local env = { PATH = os.getenv("PATH"), NITRODIAG_SIM_ROOT = s.root, HOME = spec.tmpdir() }
+    local out = spec.tmpdir()
+    -- multi-stage: only the last stage (FROM scratch, ENV from ARG MODE, ENTRYPOINT ["/init"]) counts
+    local r = H.run({ "docker", "build", "--build-arg", "MODE=basic", "-t", "hello-enclave:basic", "-f", df, spec.source_dir })
+    eq(r.exit_code, 0, r.stderr)
+    local cfg = cjson.decode(H.run({ "docker", "inspect", "hello-enclave:basic" }).stdout)[1].Config
+    eq(cfg.Entrypoint, { "/init" })
+    eq(cfg.Env, { "VSOCK_PINGPONG_MODE=basic" })
+    eq(H.run({ "nitro-cli", "build-enclave", "--docker-uri", "hello-enclave:basic", "--output-file", out .. "/basic.eif", env = env }).exit_code, 0)
+    r = H.run({ "nitro-cli", "run-enclave", "--cpu-count", "2", "--memory", "1024", "--debug-mode", "--eif-path", out .. "/basic.eif" })
+    eq(r.exit_code, 0, r.stderr)
+    r = H.run({ "nitro-cli", "console", "--enclave-id", cjson.decode(r.stdout).EnclaveID, "--disconnect-timeout", "1" })
+    match(r.stdout, "%[init%] starting\n%[init%] launching /vsock%-pingpong %-%-mode basic\n%[enclave%] mode=basic\n")
+    H.run({ "nitro-cli", "terminate-enclave", "--all" })
+    -- the busybox smoke image: echo prints its line, exits, and the enclave reboots right after it
+    r = H.run({ "docker", "build", "-t", "busybox-smoke", "-f", spec.source_dir .. "/enclave/Dockerfile.smoke", spec.source_dir })
+    eq(r.exit_code, 0, r.stderr)
+    eq(H.run({ "nitro-cli", "build-enclave", "--docker-uri", "busybox-smoke", "--output-file", out .. "/smoke.eif", env = env }).exit_code, 0)
+    r = H.run({ "nitro-cli", "run-enclave", "--cpu-count", "2", "--memory", "1024", "--debug-mode", "--attach-console",
+      "--eif-path", out .. "/smoke.eif" })
+    eq(r.exit_code, 45)
+    match(r.stdout, "\n%[busybox%-smoke%] alive\n%[[%s%d.]+%] reboot: Restarting system\n")
+    eq(cjson.decode(H.run({ "nitro-cli", "describe-enclaves" }).stdout), {})
   end)
 end)

@@ -204,6 +204,37 @@ static void filters(void)
                  -EINVAL);
 }
 
+/* The prefilters: the code in both spellings with spaces around ':' and escaped keys, a look-alike key holding the
+ * code, a counter named like the code, a numeric error_code; errors-only by the ok:false spellings. */
+static void code_prefilter_variants(void)
+{
+    const char *log =
+        "{\"event\":\"kms_proxy_response\",\"request_id\":\"a\",\"ok\":false,\"error_code\" : \"UpstreamThrottled\"}\n"
+        "{\"fields\":{\"json\":\"{\\\"event\\\":\\\"kms_proxy_response\\\",\\\"request_id\\\":\\\"b\\\",\\\"ok\\\":false,"
+        "\\\"error_code\\\": \\\"upstream_throttled\\\"}\"}}\n"
+        "{\"event\":\"kms_proxy_response\",\"request_id\":\"c\",\"ok\":false,\"my_error_code\":\"upstream_throttled\",\"error_code\":\"timeout\"}\n"
+        "{\"event\":\"kms_proxy_response\",\"request_id\":\"d\",\"ok\":true,\"error_code\":null,\"metrics\":{\"throttled_total\":3}}\n"
+        "{\"event\":\"kms_proxy_response\",\"request_id\":\"e\",\"ok\":false,\"error_code\":7}\n";
+    seen s;
+    nd_kmslog *k;
+    memset(&s, 0, sizeof s);
+    CHECK_EQ_INT(nd_kmslog_new(&(nd_kmslog_filter){.throttled = true}, collect, &s, &k, NULL), 0);
+    CHECK_EQ_INT(nd_kmslog_feed(k, log, strlen(log), NULL), 0);
+    CHECK_EQ_INT(s.n, 2);
+    CHECK_EQ_STR(s.ids[0], "<a");
+    CHECK_EQ_STR(s.ids[1], "<b");
+    CHECK_EQ_INT(nd_kmslog_stats_of(k)->parsed, 2); /* a and b: c (the code under a look-alike key) is rejected unparsed */
+    nd_kmslog_free(k);
+
+    memset(&s, 0, sizeof s);
+    CHECK_EQ_INT(nd_kmslog_new(&(nd_kmslog_filter){.errors_only = true}, collect, &s, &k, NULL), 0);
+    CHECK_EQ_INT(nd_kmslog_feed(k, log, strlen(log), NULL), 0);
+    CHECK_EQ_INT(s.n, 4); /* a b c e; d is ok */
+    CHECK_EQ_STR(s.ids[2], "<c");
+    CHECK_EQ_STR(s.ids[3], "<e");
+    nd_kmslog_free(k);
+}
+
 static void check_norm(const char *in, const char *want)
 {
     char out[64];
@@ -399,6 +430,7 @@ int main(void)
 {
     ND_RUN(whole_log_classified);
     ND_RUN(filters);
+    ND_RUN(code_prefilter_variants);
     ND_RUN(normalize_codes);
     ND_RUN(times);
     ND_RUN(chunked_equals_whole);
