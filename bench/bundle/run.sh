@@ -74,12 +74,13 @@ b=$(find out . -maxdepth 1 -name 'nitrodiag-*.tar.gz' | head -1)
 ndsize=$(stat -c %s "$b")
 
 echo
-echo "| What | Wall time | Peak RSS | Exit |"
-echo "| ---- | --------: | -------: | ---: |"
+echo "| What | Wall time | CPU (user+sys) | Peak RSS | Exit |"
+echo "| ---- | --------: | -------------: | -------: | ---: |"
 for r in "${rows[@]}"; do
-  IFS=$'\t' read -r label wall rss rc <<<"$r"
-  printf '| %s | %.2f s | %s MiB | %s |\n' "$label" "$wall" "$((rss / 1024))" "$rc"
+  IFS=$'\t' read -r label wall rss rc cpu <<<"$r"
+  printf '| %s | %.2f s | %.2f s | %s MiB | %s |\n' "$label" "$wall" "$cpu" "$((rss / 1024))" "$rc"
 done
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "archive sizes: tar czf $(numfmt --to=iec "$tarsize"), nitrodiag $(numfmt --to=iec "$ndsize")"
 echo "machine: $(nproc) CPUs, $(uname -r), $(date -u +%Y-%m-%d)"
