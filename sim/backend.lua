@@ -7,7 +7,8 @@
 --   backend:boot{ image = cfg, cmdline = s, memory_mib = n, debug = bool, cid = n } -> plan
 --   plan = { lines = { {t = seconds, text = "…"}, … }, stops_after = seconds | nil (runs until terminated),
 --            every = { period = s, text = "…" } | nil (a line printed periodically while it runs; a %d (or %4d) in text is
---            the count from 1), why = "…" }
+--            the count from 1), listen = { {port = 5000, proto = "pingpong"} } | nil (vsock ports the application
+--            serves; nd.sim.vsock answers them), why = "…" }
 --
 -- The stand-in applies the rules of the AWS bootstrap init (reference/nitro.md "Enclave boot"): the command is the
 -- image's Cmd when it has one, else its Entrypoint; `/bin/sh -c …` in an image without a shell, or an application
@@ -120,10 +121,12 @@ local function app(cfg)
     local al, rc = pingpong(mode)
     for _, x in ipairs(al) do l[#l + 1] = x end
     if rc then l[#l + 1] = string.format("[init] /vsock-pingpong exited rc=%d", rc) end
-    return { lines = l }
+    return { lines = l, listen = (mode == "vsock" and not rc) and { { port = 5000, proto = "pingpong" } } or nil }
   elseif kind == "vsock-pingpong" then
-    local al, rc = pingpong(mode_from({ table.unpack(cmd, 2) }, "vsock"))
-    return { lines = al, exits = rc ~= nil, why = rc and "vsock-pingpong exited" or nil }
+    local mode = mode_from({ table.unpack(cmd, 2) }, "vsock")
+    local al, rc = pingpong(mode)
+    return { lines = al, exits = rc ~= nil, why = rc and "vsock-pingpong exited" or nil,
+      listen = (mode == "vsock" and not rc) and { { port = 5000, proto = "pingpong" } } or nil }
   elseif kind == "busybox-smoke" then
     return { lines = { "[busybox-smoke] alive" } }
   elseif kind == "hello" then
@@ -153,6 +156,7 @@ function Standin:boot(b)
     plan.stops_after = t + 0.01
   end
   plan.every = not a.exits and a.every or nil
+  plan.listen = not a.exits and a.listen or nil
   plan.why = a.why
   return plan
 end
