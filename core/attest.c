@@ -26,8 +26,49 @@ void nd_attest_free(nd_attest_doc *d)
     free(d);
 }
 
+/* Pre-scan with libcbor's allocation-free streaming decoder: every declared array/map size must fit in the input
+ * and no indefinite-length item may appear (Nitro documents use none). This keeps cbor_load from allocating for
+ * absurd sizes claimed by hostile input. */
+typedef struct scan {
+    size_t limit;
+    bool bad;
+} scan;
+
+static void scan_coll(void *c, size_t n)
+{
+    scan *s = c;
+    if (n > s->limit / 2 + 1)
+        s->bad = true;
+}
+
+static void scan_indef(void *c) { ((scan *)c)->bad = true; }
+
+static bool prescan(const unsigned char *p, size_t n)
+{
+    struct cbor_callbacks cb = cbor_empty_callbacks;
+    cb.array_start = scan_coll;
+    cb.map_start = scan_coll;
+    cb.indef_array_start = scan_indef;
+    cb.indef_map_start = scan_indef;
+    cb.byte_string_start = scan_indef;
+    cb.string_start = scan_indef;
+    scan s = { .limit = n, .bad = false };
+    size_t off = 0;
+    while (off < n) {
+        struct cbor_decoder_result r = cbor_stream_decode(p + off, n - off, &cb, &s);
+        if (r.status != CBOR_DECODER_FINISHED || r.read == 0 || s.bad)
+            return false;
+        off += r.read;
+    }
+    return true;
+}
+
 static cbor_item_t *load(const unsigned char *p, size_t n, const char *what, nd_err *err)
 {
+    if (!prescan(p, n)) {
+        nd_err_set(err, -EBADMSG, "attestation: %s is not well-formed definite-length CBOR", what);
+        return NULL;
+    }
     struct cbor_load_result r;
     cbor_item_t *it = cbor_load(p, n, &r);
     if (!it) {
@@ -185,7 +226,18 @@ int nd_attest_parse(const void *data, size_t len, nd_attest_doc **out, nd_err *e
         return nd_err_set(err, -EBADMSG, "attestation: empty document");
     if (len > ND_ATTEST_MAX_DOC)
         return nd_err_set(err, -EMSGSIZE, "attestation: document is %zu bytes, at most %d", len, ND_ATTEST_MAX_DOC);
-    cbor_item_t *root = load(data, len, "document", err);
+    const unsigned char *p = data;
+    /* COSE_Sign1 may carry its CBOR tag 18 (0xd2); other tags are not COSE_Sign1 */
+    if (p[0] == 0xd2) {
+        p++;
+        len--;
+    } else if ((p[0] >> 5) == 6) {
+        return nd_err_set(err, -EBADMSG, "attestation: CBOR tag %d is not COSE_Sign1 (18)",
+                          (p[0] & 0x1f) < 24 ? p[0] & 0x1f : -1);
+    }
+    if (len == 0)
+        return nd_err_set(err, -EBADMSG, "attestation: empty document");
+    cbor_item_t *root = load(p, len, "document", err);
     if (!root)
         return -EBADMSG;
     nd_attest_doc *d = calloc(1, sizeof *d);
@@ -196,17 +248,6 @@ int nd_attest_parse(const void *data, size_t len, nd_attest_doc **out, nd_err *e
         goto done;
     }
     const cbor_item_t *arr = root;
-    cbor_item_t *tagged = NULL;
-    if (cbor_isa_tag(root)) {
-        if (cbor_tag_value(root) != 18) {
-            rc = nd_err_set(err, -EBADMSG, "attestation: CBOR tag %llu is not COSE_Sign1 (18)",
-                            (unsigned long long)cbor_tag_value(root));
-            goto done;
-        }
-        tagged = cbor_tag_item(root); /* incref'd */
-        arr = tagged;
-        cbor_decref(&tagged); /* root still holds it */
-    }
     if (!cbor_isa_array(arr) || !cbor_array_is_definite(arr) || cbor_array_size(arr) != 4) {
         rc = nd_err_set(err, -EBADMSG, "attestation: not a COSE_Sign1 array of 4 items");
         goto done;

@@ -165,6 +165,21 @@ static void item_end(json_t *it, double started)
     json_object_set_new(it, "duration", json_real((double)(long long)((now - started) * 1e6) / 1e6));
 }
 
+/* out = a b c d (the caller checked that it fits; cut otherwise). */
+static void join_path(char *out, size_t outsz, const char *a, const char *b, const char *c, const char *d)
+{
+    const char *parts[4] = {a, b, c, d};
+    size_t j = 0;
+    for (int i = 0; i < 4; i++) {
+        size_t l = strlen(parts[i]);
+        if (j + l >= outsz)
+            l = outsz - 1 - j;
+        memcpy(out + j, parts[i], l);
+        j += l;
+    }
+    out[j] = '\0';
+}
+
 /* ---- open ---------------------------------------------------------------------------------------------------- */
 
 int nd_bundle_open(nd_ctx *ctx, const nd_bundle_opts *opts, nd_bundle **out, nd_err *err)
@@ -215,6 +230,13 @@ int nd_bundle_open(nd_ctx *ctx, const nd_bundle_opts *opts, nd_bundle **out, nd_
     } else if (!S_ISDIR(st.st_mode)) {
         free(b);
         return nd_err_set(err, -ENOTDIR, "cannot write the bundle in %s: not a directory", o.out_dir);
+    }
+    /* absolute paths from here on: the result, the report and scripts (ssm-pack) show where the bundle really is */
+    char absdir[4096];
+    if (realpath(b->dir, absdir) && strlen(absdir) + strlen(b->top) + 24 < sizeof b->final) {
+        snprintf(b->dir, sizeof b->dir, "%s", absdir);
+        join_path(b->final, sizeof b->final, absdir, "/", b->top, ".tar.gz");
+        join_path(b->tmp, sizeof b->tmp, absdir, "/.", b->top, ".tar.gz.XXXXXX");
     }
     b->fd = mkostemp(b->tmp, O_CLOEXEC);
     if (b->fd < 0) {

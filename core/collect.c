@@ -68,10 +68,11 @@ const char *nd_collect_iso_time(double epoch_s, char *buf, size_t bufsz)
     return buf;
 }
 
-/* Where the last `lines` lines of [0, size) start, scanning backwards with pread. */
-static int tail_lines_start(int fd, uint64_t size, uint64_t lines, uint64_t *start, nd_err *err)
+/* Where the last `lines` lines of [floor, size) start, scanning backwards with pread. The scan never goes below
+ * floor (the cap): a file with fewer newlines than asked costs at most the cap, never the whole file. */
+static int tail_lines_start(int fd, uint64_t size, uint64_t lines, uint64_t floor, uint64_t *start, nd_err *err)
 {
-    *start = 0;
+    *start = floor;
     if (lines == 0 || size == 0) {
         *start = size;
         return 0;
@@ -82,8 +83,8 @@ static int tail_lines_start(int fd, uint64_t size, uint64_t lines, uint64_t *sta
     uint64_t end = size;
     uint64_t seen = 0;
     bool skip_last = true; /* a final '\n' ends the last line, it does not start a new one */
-    while (end > 0) {
-        size_t n = end < SCAN_BLOCK ? (size_t)end : SCAN_BLOCK;
+    while (end > floor) {
+        size_t n = end - floor < SCAN_BLOCK ? (size_t)(end - floor) : SCAN_BLOCK;
         uint64_t pos = end - n;
         ssize_t r = pread(fd, buf, n, (off_t)pos);
         if (r < 0) {
@@ -256,12 +257,15 @@ int nd_collect_span_open(const nd_ctx *ctx, const char *host_path, const nd_coll
     uint64_t start = 0;
     sp->size = size;
     if (tail_lines) {
-        int rc = tail_lines_start(fd, size, tail_lines, &start, err);
+        uint64_t floor = size > cap ? size - cap : 0;
+        int rc = tail_lines_start(fd, size, tail_lines, floor, &start, err);
         if (rc < 0) {
             nd_collect_span_close(sp);
             return rc;
         }
-        if (start > 0)
+        if (start > 0 && start == floor) /* fewer newlines than asked within the cap */
+            snprintf(sp->reason, sizeof sp->reason, "cap=%llu", (unsigned long long)cap);
+        else if (start > 0)
             snprintf(sp->reason, sizeof sp->reason, "tail_lines=%llu", (unsigned long long)tail_lines);
     }
     if (tail_bytes && size - start > tail_bytes) {

@@ -85,10 +85,13 @@ static size_t rtrim(const char *s, size_t len)
 
 /* ---- error blocks ---------------------------------------------------------------------------------------------- */
 
-/* Recognises "[ E26 ] rest" (spaces optional, 1–3 digits). Returns the number and sets *rest, or -1. */
+/* Recognises "[ E26 ] rest" (leading blanks and inner spaces optional, 1–3 digits). Returns the number and sets
+ * *rest, or -1. */
 static int block_header(const char *s, size_t len, size_t *rest)
 {
     size_t i = 0;
+    while (i < len && (s[i] == ' ' || s[i] == '\t')) /* pasted output is often indented */
+        i++;
     if (i >= len || s[i] != '[')
         return -1;
     i++;

@@ -4,9 +4,10 @@
  * Design. Secrets never contain a newline (except PEM blocks, handled separately), so the stream is cut into lines
  * and every rule runs on whole lines: a secret split across two feed() chunks is reassembled before any rule sees
  * it. Regular expressions are slow on gigabytes of logs, so each built-in rule carries literal "triggers"
- * (lower-case) and the scrubber first lower-cases a block of complete lines and looks for the triggers with memmem:
- * a block with no trigger and no open PEM block goes to the sink in one call, untouched. Only lines holding a
- * trigger pay for regexec. Rules added at run time have no trigger and run on every line.
+ * (lower-case). One pass over a block of complete lines finds every trigger occurrence (a bitmap of the triggers'
+ * first two bytes, then a case-insensitive compare): a block with none goes to the sink in one call, untouched;
+ * otherwise only the lines holding a trigger are rewritten and the runs between them go out as they are. Only
+ * those lines pay for regexec. Rules added at run time have no trigger and run on every line.
  *
  * PEM private keys: a BEGIN…PRIVATE KEY marker with its END on the same line (JSON-escaped keys) is a plain rule;
  * a BEGIN marker without its END opens a block: the marker line is kept, a "[REDACTED]" line is written, every line
@@ -34,6 +35,12 @@ typedef struct rule {
     bool found;                     /* a trigger occurs in the current block */
 } rule;
 
+typedef struct trigent {
+    const char *s;
+    size_t len;
+    int rule; /* index, or -1 for the PEM marker */
+} trigent;
+
 struct nd_scrub {
     rule *rules;
     size_t nrules, rcap;
@@ -50,6 +57,11 @@ struct nd_scrub {
     size_t acap, bcap;
     char *t;     /* lower-cased copy of a rewritten line */
     size_t tcap;
+    size_t *hits; /* offsets of trigger occurrences in the block */
+    size_t nhits, hcap;
+    trigent *trigs;  /* every trigger, for the one-pass search */
+    size_t ntrigs, table_rules;
+    unsigned char bigram[65536 / 8]; /* first two bytes of some trigger */
 };
 
 static const char *const builtin_names[] = {
@@ -212,6 +224,8 @@ void nd_scrub_free(nd_scrub *s)
     free(s->a);
     free(s->b);
     free(s->t);
+    free(s->hits);
+    free(s->trigs);
     free(s);
 }
 
@@ -394,41 +408,139 @@ static int do_line(nd_scrub *s, const char *line, size_t len, bool nl, const cha
     return rc;
 }
 
+/* (Re)builds the trigger table: every trigger of every rule, plus the PEM marker, indexed by its first two
+ * (lower-case) bytes in a bitmap, so one pass over a block finds every candidate position. */
+static int build_triggers(nd_scrub *s)
+{
+    size_t n = 1;
+    for (size_t i = 0; i < s->nrules; i++)
+        n += (size_t)s->rules[i].ntrig;
+    trigent *t = realloc(s->trigs, n * sizeof *t);
+    if (!t)
+        return -ENOMEM;
+    s->trigs = t;
+    s->ntrigs = 0;
+    memset(s->bigram, 0, sizeof s->bigram);
+    for (size_t i = 0; i <= s->nrules; i++) {
+        int cnt = i < s->nrules ? s->rules[i].ntrig : 1;
+        for (int k = 0; k < cnt; k++) {
+            const char *str = i < s->nrules ? s->rules[i].trig[k] : "private key-----";
+            trigent *e = &s->trigs[s->ntrigs++];
+            e->s = str;
+            e->len = strlen(str);
+            e->rule = i < s->nrules ? (int)i : -1;
+            unsigned key = ((unsigned)(unsigned char)str[0] << 8) | (unsigned char)str[1];
+            s->bigram[key >> 3] |= (unsigned char)(1u << (key & 7));
+        }
+    }
+    s->table_rules = s->nrules;
+    return 0;
+}
+
+static bool same_lower(const char *p, const char *lowtrig, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if ((char)((c >= 'A' && c <= 'Z') ? c + 32 : c) != lowtrig[i])
+            return false;
+    }
+    return true;
+}
+
+static int add_hit(nd_scrub *s, size_t at)
+{
+    if (s->nhits == s->hcap) {
+        size_t nc = s->hcap ? s->hcap * 2 : 64;
+        size_t *nh = realloc(s->hits, nc * sizeof *nh);
+        if (!nh)
+            return -ENOMEM;
+        s->hits = nh;
+        s->hcap = nc;
+    }
+    s->hits[s->nhits++] = at;
+    return 0;
+}
+
 /* Processes a block of complete lines (ending with '\n'), or a final or forced partial line (no '\n'). */
 static int do_block(nd_scrub *s, const char *p, size_t n)
 {
     if (n == 0)
         return 0;
-    if (reserve(&s->lower, &s->lcap, n) < 0)
-        return -ENOMEM;
-    lower_into(s->lower, p, n);
-    bool any = s->in_pem;
-    bool untriggered = false;
-    for (size_t i = 0; i < s->nrules; i++) {
-        rule *r = &s->rules[i];
-        r->found = false;
-        if (r->ntrig == 0) {
-            untriggered = true;
-            continue;
-        }
-        for (int t = 0; t < r->ntrig && !r->found; t++)
-            r->found = memmem(s->lower, n, r->trig[t], strlen(r->trig[t])) != NULL;
-        any = any || r->found;
+    if (s->table_rules != s->nrules || !s->trigs) {
+        if (build_triggers(s) < 0)
+            return -ENOMEM;
     }
-    if (!any && memmem(s->lower, n, "private key-----", 16))
-        any = true;
-    if (!any && !untriggered)
+    bool untriggered = false, pem = s->in_pem;
+    for (size_t i = 0; i < s->nrules; i++) {
+        s->rules[i].found = false;
+        if (s->rules[i].ntrig == 0)
+            untriggered = true;
+    }
+    /* one pass: candidate positions by their first two bytes, then the whole trigger */
+    s->nhits = 0;
+    const unsigned char *u = (const unsigned char *)p;
+    for (size_t i = 0; i + 1 < n; i++) {
+        unsigned a = u[i], b = u[i + 1];
+        a = (a >= 'A' && a <= 'Z') ? a + 32 : a;
+        b = (b >= 'A' && b <= 'Z') ? b + 32 : b;
+        unsigned key = (a << 8) | b;
+        if (!(s->bigram[key >> 3] & (1u << (key & 7))))
+            continue;
+        for (size_t k = 0; k < s->ntrigs; k++) {
+            const trigent *t = &s->trigs[k];
+            if ((unsigned char)t->s[0] != a || (unsigned char)t->s[1] != b || i + t->len > n ||
+                !same_lower(p + i, t->s, t->len))
+                continue;
+            if (t->rule < 0) {
+                pem = true;
+            } else {
+                s->rules[t->rule].found = true;
+                if (add_hit(s, i) < 0)
+                    return -ENOMEM;
+            }
+        }
+    }
+    if (s->nhits == 0 && !pem && !untriggered)
         return emit(s, p, n);
-    size_t off = 0;
-    while (off < n) {
-        const char *nl = memchr(p + off, '\n', n - off);
-        size_t ll = nl ? (size_t)(nl - (p + off)) : n - off;
-        int rc = do_line(s, p + off, ll, nl != NULL, s->lower + off);
+    if (pem || untriggered) {
+        /* slow path: every line (PEM state machine, or rules without triggers), with a lower-cased copy */
+        if (reserve(&s->lower, &s->lcap, n) < 0)
+            return -ENOMEM;
+        lower_into(s->lower, p, n);
+        size_t off = 0;
+        while (off < n) {
+            const char *nl = memchr(p + off, '\n', n - off);
+            size_t ll = nl ? (size_t)(nl - (p + off)) : n - off;
+            int rc = do_line(s, p + off, ll, nl != NULL, s->lower + off);
+            if (rc < 0)
+                return rc;
+            off += ll + (nl ? 1 : 0);
+        }
+        return 0;
+    }
+    /* fast path: only the lines holding a trigger are scrubbed; the runs of lines between them go out untouched.
+     * Hits are in ascending order already (one forward pass). */
+    size_t off = 0; /* everything before off has been emitted */
+    for (size_t h = 0; h < s->nhits; h++) {
+        size_t at = s->hits[h];
+        if (at < off)
+            continue; /* inside a line already scrubbed */
+        const char *ls = memrchr(p + off, '\n', at - off);
+        size_t start = ls ? (size_t)(ls - p) + 1 : off;
+        const char *le = memchr(p + at, '\n', n - at);
+        size_t end = le ? (size_t)(le - p) : n;
+        int rc = emit(s, p + off, start - off);
         if (rc < 0)
             return rc;
-        off += ll + (nl ? 1 : 0);
+        if (reserve(&s->lower, &s->lcap, end - start) < 0)
+            return -ENOMEM;
+        lower_into(s->lower, p + start, end - start);
+        rc = do_line(s, p + start, end - start, le != NULL, s->lower);
+        if (rc < 0)
+            return rc;
+        off = end + (le ? 1 : 0);
     }
-    return 0;
+    return emit(s, p + off, n - off);
 }
 
 /* ---- stream -------------------------------------------------------------------------------------------------- */

@@ -144,8 +144,8 @@ static bool hmac256(const void *key, size_t klen, const void *d, size_t n, unsig
 
 /* ---- canonical path -------------------------------------------------------------------------------------------- */
 
-/* Removes dot segments and empty segments (RFC 3986 5.2.4 as botocore's normalize_url_path does), keeping a trailing
- * slash when the input had one. */
+/* Removes dot segments and empty segments (RFC 3986 5.2.4 plus collapsed slashes, exactly as botocore's
+ * remove_dot_segments does), keeping a trailing slash when the input ends with '/' and something remains. */
 static char *normalize_path(const char *path)
 {
     if (!path || !*path)
@@ -191,10 +191,6 @@ static char *normalize_path(const char *path)
             out[j++] = '/';
     }
     bool trailing = n > 0 && path[n - 1] == '/';
-    /* a path ending in "/." or "/.." also denotes a directory */
-    if (!trailing && n >= 2 && path[n - 1] == '.' && (path[n - 2] == '/' || (n >= 3 && path[n - 2] == '.' &&
-                                                                              path[n - 3] == '/')))
-        trailing = true;
     if (trailing && ns > 0)
         out[j++] = '/';
     out[j] = '\0';

@@ -96,6 +96,8 @@ typedef struct mconn { /* a /metrics client */
     char buf[4096];
     size_t len;
     bool answered;
+    bool closing;
+    struct mconn *prev, *next;
 } mconn;
 
 typedef struct preq {
@@ -134,6 +136,8 @@ struct px_server {
     listener ls[PX_MAX_LISTEN];
     int nls;
     listener metrics;
+    int nmetrics;      /* /metrics clients connected now (bounded: a local scraper needs one or two) */
+    mconn *mconns;
     conn *conns;
     int nconns;
     preq *reqs;
@@ -914,7 +918,24 @@ static void on_connection(uv_stream_t *server, int status)
 
 static void on_mconn_closed(uv_handle_t *h)
 {
-    free(h->data);
+    mconn *mc = h->data;
+    px_server *s = mc->srv;
+    s->nmetrics--;
+    if (mc->prev)
+        mc->prev->next = mc->next;
+    else
+        s->mconns = mc->next;
+    if (mc->next)
+        mc->next->prev = mc->prev;
+    free(mc);
+}
+
+static void mconn_close(mconn *mc)
+{
+    if (mc->closing)
+        return;
+    mc->closing = true;
+    uv_close(&mc->u.h, on_mconn_closed);
 }
 
 typedef struct mwreq {
@@ -928,7 +949,7 @@ static void on_metrics_written(uv_write_t *w, int status)
     mconn *mc = w->handle->data;
     free(m->text);
     free(m);
-    uv_close(&mc->u.h, on_mconn_closed);
+    mconn_close(mc);
 }
 
 static char *metrics_text(px_server *s)
@@ -987,7 +1008,7 @@ static void metrics_answer(mconn *mc)
     if (!w || !w->text) {
         free(w);
         free(body);
-        uv_close(&mc->u.h, on_mconn_closed);
+        mconn_close(mc);
         return;
     }
     int n = snprintf(w->text, cap,
@@ -1000,7 +1021,7 @@ static void metrics_answer(mconn *mc)
     if (uv_write(&w->w, &mc->u.s, &ub, 1, on_metrics_written) < 0) {
         free(w->text);
         free(w);
-        uv_close(&mc->u.h, on_mconn_closed);
+        mconn_close(mc);
     }
 }
 
@@ -1017,7 +1038,7 @@ static void on_metrics_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     if (mc->answered)
         return;
     if (nread < 0) {
-        uv_close(&mc->u.h, on_mconn_closed);
+        mconn_close(mc);
         return;
     }
     mc->len += (size_t)nread;
@@ -1035,13 +1056,19 @@ static void on_metrics_connection(uv_stream_t *server, int status)
     if (!mc)
         return;
     mc->srv = l->srv;
+    l->srv->nmetrics++;
+    mc->next = l->srv->mconns;
+    if (mc->next)
+        mc->next->prev = mc;
+    l->srv->mconns = mc;
     if (l->kind == K_TCP)
         uv_tcp_init(l->srv->loop, &mc->u.tcp);
     else
         uv_pipe_init(l->srv->loop, &mc->u.pipe, 0);
     mc->u.h.data = mc;
-    if (uv_accept(server, &mc->u.s) < 0 || uv_read_start(&mc->u.s, on_metrics_alloc, on_metrics_read) < 0)
-        uv_close(&mc->u.h, on_mconn_closed);
+    if (uv_accept(server, &mc->u.s) < 0 || l->srv->nmetrics > 32 ||
+        uv_read_start(&mc->u.s, on_metrics_alloc, on_metrics_read) < 0)
+        mconn_close(mc);
 }
 
 /* ---- listeners -------------------------------------------------------------------------------------------------- */
@@ -1236,6 +1263,8 @@ static void stop_everything(px_server *s)
     for (conn *c = s->conns; c; c = c->next)
         conn_close(c);
     listener_close(&s->metrics);
+    for (mconn *mc = s->mconns; mc; mc = mc->next)
+        mconn_close(mc);
     uv_close((uv_handle_t *)&s->sig_hup, NULL);
     uv_close((uv_handle_t *)&s->sig_term, NULL);
     uv_close((uv_handle_t *)&s->sig_int, NULL);

@@ -84,6 +84,35 @@ return {
                      message = "signature section present but no signing certificate could be read from it (no PCR8)" }
         end
       end },
+    { name = "nitro-cli", timeout = 60,
+      when = function() return info ~= nil end,
+      run = function(s)
+        -- When nitro-cli is installed, its describe-eif must agree with what nitrodiag computed.
+        local nitro = require "nd.nitro"
+        local d, err, code = nitro.describe_eif(s.args.file, { timeout = 50 })
+        if not d then
+          if code == "ENOENT" or code == "EACCES" then return s:skip("nitro-cli is not available: " .. err) end
+          s:finding{ code = "NITRO_DESCRIBE_EIF", severity = "warn", message = "nitro-cli describe-eif failed: " .. err }
+          return
+        end
+        local diffs = {}
+        for _, k in ipairs({ "PCR0", "PCR1", "PCR2", "PCR8" }) do
+          local mine, theirs = info.Measurements[k], type(d.Measurements) == "table" and d.Measurements[k] or nil
+          if mine ~= theirs and (mine or theirs) then
+            diffs[#diffs + 1] = string.format("%s: nitrodiag %s, nitro-cli %s", k, tostring(mine), tostring(theirs))
+          end
+        end
+        if d.CheckCRC ~= nil and d.CheckCRC ~= info.CheckCRC then
+          diffs[#diffs + 1] = string.format("CheckCRC: nitrodiag %s, nitro-cli %s", tostring(info.CheckCRC), tostring(d.CheckCRC))
+        end
+        if #diffs > 0 then
+          s:finding{ code = "EIF_MEASUREMENTS_DIFFER", severity = "warn",
+                     message = "nitro-cli describe-eif disagrees with nitrodiag's computation", evidence = diffs,
+                     remediation = "report it with the EIF's describe-eif output: one of the two tools is wrong" }
+        else
+          s:ok("nitro-cli describe-eif agrees (PCRs, CheckCRC)")
+        end
+      end },
     { name = "memory", timeout = 10,
       when = function() return info ~= nil end,
       run = function(s)
@@ -149,7 +178,7 @@ return {
     end
     if type(info.Metadata) == "table" then
       for _, k in ipairs({ "BuildTool", "BuildToolVersion", "BuildTime", "OperatingSystem", "KernelVersion" }) do
-        if info.Metadata[k] ~= nil then L[#L + 1] = string.format("  %-15s %s", k, tostring(info.Metadata[k])) end
+        if info.Metadata[k] ~= nil then L[#L + 1] = string.format("  %-17s %s", k, tostring(info.Metadata[k])) end
       end
     end
     L[#L + 1] = string.format("  minimum memory  %d MiB: run-enclave --memory below this fails with E26", info.min_memory_mib)

@@ -7,12 +7,13 @@
 --   backend:boot{ image = cfg, cmdline = s, memory_mib = n, debug = bool, cid = n } -> plan
 --   plan = { lines = { {t = seconds, text = "…"}, … }, stops_after = seconds | nil (runs until terminated),
 --            every = { period = s, text = "…" } | nil (a line printed periodically while it runs; a %d (or %4d) in text is
---            the count from 1), why = "…" }
+--            the count from 1), listen = { {port = 5000, proto = "pingpong"} } | nil (vsock ports the application
+--            serves; nd.sim.vsock answers them), why = "…" }
 --
 -- The stand-in applies the rules of the AWS bootstrap init (reference/nitro.md "Enclave boot"): the command is the
 -- image's Cmd when it has one, else its Entrypoint; `/bin/sh -c …` in an image without a shell, or an application
--- that exits at once, makes init reboot the enclave: the console shows `reboot: Restarting system` and no
--- application output. The test images of reference/ephemeralml.md print what they print on real hosts.
+-- that exits at once, makes init reboot the enclave: the console shows `reboot: Restarting system` right after the
+-- kernel lines (and whatever the command printed before it exited, e.g. an echo). The test images of reference/ephemeralml.md print what they print on real hosts.
 local M = {}
 
 local CMDLINE = "reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd random.trust_cpu=on"
@@ -85,6 +86,13 @@ local function app(cfg)
   if cfg.Console then
     return { lines = cfg.Console, exits = cfg.Exits == true, why = "scenario console" }
   end
+  local base = prog:match("([^/]+)$")
+  if base == "echo" then
+    -- prints its arguments and exits: the line reaches the console, then init reboots the enclave
+    local args = { table.unpack(cmd, 2) }
+    if args[1] == "-n" or args[1] == "-e" then table.remove(args, 1) end
+    return { lines = { table.concat(args, " ") }, exits = true, why = "echo exits at once" }
+  end
   if cfg.Exits == true or kind == "exits" then
     return { exits = true, why = string.format("%s exits at once", prog) }
   end
@@ -113,10 +121,12 @@ local function app(cfg)
     local al, rc = pingpong(mode)
     for _, x in ipairs(al) do l[#l + 1] = x end
     if rc then l[#l + 1] = string.format("[init] /vsock-pingpong exited rc=%d", rc) end
-    return { lines = l }
+    return { lines = l, listen = (mode == "vsock" and not rc) and { { port = 5000, proto = "pingpong" } } or nil }
   elseif kind == "vsock-pingpong" then
-    local al, rc = pingpong(mode_from({ table.unpack(cmd, 2) }, "vsock"))
-    return { lines = al, exits = rc ~= nil, why = rc and "vsock-pingpong exited" or nil }
+    local mode = mode_from({ table.unpack(cmd, 2) }, "vsock")
+    local al, rc = pingpong(mode)
+    return { lines = al, exits = rc ~= nil, why = rc and "vsock-pingpong exited" or nil,
+      listen = (mode == "vsock" and not rc) and { { port = 5000, proto = "pingpong" } } or nil }
   elseif kind == "busybox-smoke" then
     return { lines = { "[busybox-smoke] alive" } }
   elseif kind == "hello" then
@@ -138,14 +148,15 @@ function Standin:boot(b)
     plan.lines[#plan.lines + 1] = { t = t, text = text }
   end
   if a.exits then
-    -- init reaps the command and reboots; the application's own output never appears
-    plan.lines = kernel_lines(b)
-    t = 0.09
+    -- init reaps the command and reboots at once: only what the command printed before exiting (nothing when it
+    -- could not even start, e.g. /bin/sh in an image without a shell) comes before the reboot
+    t = t + 0.005
     plan.lines[#plan.lines + 1] = { t = t, text = stamp(0.724541) .. "reboot: Restarting system" }
     plan.lines[#plan.lines + 1] = { t = t + 0.001, text = stamp(0.725633) .. "reboot: machine restart" }
     plan.stops_after = t + 0.01
   end
   plan.every = not a.exits and a.every or nil
+  plan.listen = not a.exits and a.listen or nil
   plan.why = a.why
   return plan
 end

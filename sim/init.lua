@@ -9,7 +9,8 @@
 --   <root>/bin/{nitro-cli,systemctl,docker,dmesg,journalctl}  links to the nitrodiag binary (nd.sim.main)
 --
 -- It puts <root>/bin first in PATH, sets NITRODIAG_SIM_ROOT (how the stand-ins find the state) and calls
--- nd.host.set_root(root), so runbooks run unchanged against it. sim:close() undoes all of it.
+-- nd.host.set_root(root), so runbooks run unchanged against it; nd.vsock's connect/ping reach the simulated
+-- enclaves (nd.sim.vsock). sim:close() undoes all of it.
 --
 -- Enclaves are "booted" by a backend (nd.sim.backend): today the stand-in, which plays what enclave/init and the
 -- test applications print; a later backend can boot the EIF for real under qemu behind the same interface.
@@ -185,6 +186,7 @@ function M.activate(name, opts)
   end
   self.saved_root = host.root()
   host.set_root(root)
+  self.vsock_uninstall = require("nd.sim.vsock").install(root)
   self.eifs = {}
   for _, e in ipairs(sc.eifs or {}) do self.eifs[#self.eifs + 1] = root .. e.path end
   return self
@@ -204,6 +206,7 @@ end
 function Sim:close()
   if self.closed then return end
   self.closed = true
+  if self.vsock_uninstall then self.vsock_uninstall() end
   for k, s in pairs(self.saved) do host.setenv(k, s.value) end
   if self.saved_root then host.set_root(self.saved_root) end
   if not self.keep then fs.rm_rf(self.root) end

@@ -233,9 +233,12 @@ local function parse_dockerfile(text, build_args)
     ins = ins and ins:upper()
     if ins == "FROM" then
       local base = rest:match("^(%S+)")
+      -- a new stage: its own ENV, ARGs and command (multi-stage builds keep only the last stage)
       cfg.Shell = base ~= "scratch"
       cfg.Base = base
       cfg.Entrypoint, cfg.Cmd = nil, nil
+      cfg.Env = {}
+      args = {}
     elseif ins == "ARG" then
       local k, v = rest:match("^([%w_]+)=?(.*)$")
       if k then args[k] = build_args[k] or (v ~= "" and v or nil) end

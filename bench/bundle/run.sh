@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # bench/bundle/run.sh BUILD_DIR — nd.bundle against the tools an operator would otherwise use, on the same files:
-#  1. the last 1000 lines of a 4 GiB sparse log: `tail -n 1000` vs a nitrodiag bundle holding that tail;
+#  1. the last 1000 lines of a 4 GiB sparse log: `tail -n 1000` vs a nitrodiag bundle holding that tail (and the
+#     worst case, a 4 GiB sparse log with a single line: tail scans all of it, nitrodiag stops at its 64 MiB cap);
 #  2. a bundle of 1 GiB of logs (16 x 64 MiB, realistic lines, a few secrets): `tar czf` vs a nitrodiag bundle
 #     (scrubbed, hashed, with manifest and report).
-# Wall time and peak RSS (getrusage RUSAGE_CHILDREN, = /usr/bin/time -v "Maximum resident set size") of one run
+# Wall time and peak RSS (/usr/bin/time "Maximum resident set size", the getrusage counter) of one run
 # each, after one warm-up run so the page cache is equally warm for both. BENCH_DIR (default /tmp) holds ~2.5 GiB.
 set -euo pipefail
 build="$(cd "${1:-build}" && pwd)"
@@ -31,6 +32,14 @@ NITRODIAG_PATH= "$nd" -q --out out run "$here/collect.lua" mode=tail path="$w/bi
 rm -f out/* ./*.tar.gz
 rows+=("$("$m" "nitrodiag bundle (tail_lines=1000)" env NITRODIAG_PATH= "$nd" -q --out out run "$here/collect.lua" mode=tail path="$w/big.log")")
 rm -f out/* ./*.tar.gz
+
+# 1b. the worst case for a backwards scan: 4 GiB of holes and a single line, but 1000 lines asked
+truncate -s 4G holes.log
+echo "the only line" >> holes.log
+echo "# tail: $(numfmt --to=iec "$(stat -c %s holes.log)") sparse log holding ONE line, last 1000 lines asked"
+rows+=("$("$m" "tail -n 1000 (1-line sparse log)" tail -n 1000 holes.log)")
+rows+=("$("$m" "nitrodiag bundle (1-line sparse log)" env NITRODIAG_PATH= "$nd" -q --out out run "$here/collect.lua" mode=tail path="$w/holes.log")")
+rm -f out/* ./*.tar.gz holes.log
 
 # 2. 1 GiB of logs
 python3 - <<'PY'
@@ -61,16 +70,17 @@ rows+=("$("$m" "tar czf (gzip -6)" tar czf "$w/logs.tar.gz" logs)")
 tarsize=$(stat -c %s logs.tar.gz)
 rm -f logs.tar.gz
 rows+=("$("$m" "nitrodiag bundle (scrub+sha256+manifest)" env NITRODIAG_PATH= "$nd" -q --out out run "$here/collect.lua" mode=glob path="$w/logs/*.log")")
-b=$(ls out/*.tar.gz ./*.tar.gz 2>/dev/null | head -1)
+b=$(find out . -maxdepth 1 -name 'nitrodiag-*.tar.gz' | head -1)
 ndsize=$(stat -c %s "$b")
 
 echo
-echo "| What | Wall time | Peak RSS | Exit |"
-echo "| ---- | --------: | -------: | ---: |"
+echo "| What | Wall time | CPU (user+sys) | Peak RSS | Exit |"
+echo "| ---- | --------: | -------------: | -------: | ---: |"
 for r in "${rows[@]}"; do
-  IFS=$'\t' read -r label wall rss rc <<<"$r"
-  printf '| %s | %.2f s | %s MiB | %s |\n' "$label" "$wall" "$((rss / 1024))" "$rc"
+  IFS=$'\t' read -r label wall rss rc cpu <<<"$r"
+  printf '| %s | %.2f s | %.2f s | %s MiB | %s |\n' "$label" "$wall" "$cpu" "$((rss / 1024))" "$rc"
 done
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "archive sizes: tar czf $(numfmt --to=iec "$tarsize"), nitrodiag $(numfmt --to=iec "$ndsize")"
 echo "machine: $(nproc) CPUs, $(uname -r), $(date -u +%Y-%m-%d)"

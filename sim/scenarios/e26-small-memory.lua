@@ -6,9 +6,13 @@ return {
   host = { instance_id = "i-0123456789abcdef0", cpus = 4, threads_per_core = 2 },
   allocator_yaml = "---\n# Enclave configuration file.\nmemory_mib: 4096\ncpu_count: 2\n",
   images = {
+    ["hello:latest"] = { Cmd = { "/bin/hello.sh" }, Shell = true, App = "hello" },
     ["data-processing:latest"] = { Entrypoint = { "/usr/local/bin/data-processing" }, Env = { "PATH=/usr/local/bin:/usr/bin:/bin" },
       Shell = true, App = "custom" },
   },
-  eifs = { { path = "/home/ec2-user/data-processing.eif", image = "data-processing:latest", size_mib = 537 } },
+  eifs = {
+    { path = "/usr/share/nitro_enclaves/examples/hello.eif", image = "hello:latest" },
+    { path = "/home/ec2-user/data-processing.eif", image = "data-processing:latest", size_mib = 537 },
+  },
   services = { ["nitro-enclaves-vsock-proxy.service"] = { description = "Nitro Enclaves vsock Proxy", state = "active" } },
 }

@@ -34,7 +34,8 @@ cpu_count: 2
       "VSOCK_PINGPONG_MODE=vsock" }, Shell = false },
     ["hello-enclave:basic"] = { Entrypoint = { "/init" }, Env = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
       "VSOCK_PINGPONG_MODE=basic" }, Shell = false },
-    ["busybox-smoke:latest"] = { Cmd = { "/bin/sh", "-c", "echo '[busybox-smoke] alive'; while true; do sleep 3600; done" },
+    -- enclave/Dockerfile.smoke: echo prints its line and exits, so the enclave reboots right after it
+    ["busybox-smoke:latest"] = { Entrypoint = { "/bin/echo", "[busybox-smoke] alive" },
       Env = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" }, Shell = true },
     ["hello:latest"] = { Cmd = { "/bin/hello.sh" }, Env = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" },
       Shell = true, App = "hello" },
@@ -45,6 +46,8 @@ cpu_count: 2
     { path = "/home/ec2-user/hello-basic.eif", image = "hello-enclave:basic" },
     { path = "/home/ec2-user/busybox-smoke.eif", image = "busybox-smoke:latest" },
     { path = "/home/ec2-user/hello.eif", image = "hello:latest" },
+    -- the AWS hello sample shipped by aws-nitro-enclaves-cli-devel (diag10's control run)
+    { path = "/usr/share/nitro_enclaves/examples/hello.eif", image = "hello:latest" },
   },
   services = {
     ["nitro-enclaves-vsock-proxy.service"] = { description = "Nitro Enclaves vsock Proxy", state = "active",

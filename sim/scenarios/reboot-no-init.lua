@@ -7,8 +7,12 @@ return {
   host = { instance_id = "i-0123456789abcdef0", cpus = 4, threads_per_core = 2 },
   allocator_yaml = "---\nmemory_mib: 4096\ncpu_count: 2\n",
   images = {
+    ["hello:latest"] = { Cmd = { "/bin/hello.sh" }, Shell = true, App = "hello" },
     ["hello-enclave:vsock"] = { Entrypoint = { "/init" }, Cmd = { "/bin/sh", "-c", "/vsock-pingpong --mode vsock" },
       Env = { "VSOCK_PINGPONG_MODE=vsock" }, Shell = false },
   },
-  eifs = { { path = "/home/ec2-user/hello-vsock.eif", image = "hello-enclave:vsock" } },
+  eifs = {
+    { path = "/usr/share/nitro_enclaves/examples/hello.eif", image = "hello:latest" },
+    { path = "/home/ec2-user/hello-vsock.eif", image = "hello-enclave:vsock" },
+  },
 }

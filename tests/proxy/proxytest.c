@@ -956,6 +956,15 @@ static void scenario_signals(void)
     free(fr);
     for (int i = 0; i < 200 && log_count("kms_proxy_request", "inflight-at-sigterm", NULL) < 1; i++)
         sleep_ms(5);
+    /* an idle /metrics client and an idle enclave connection must not keep the proxy from exiting */
+    char maddr[700];
+    snprintf(maddr, sizeof maddr, "unix:%s", metrics_sock);
+    nd_sockaddr ma;
+    nd_vsock_parse(maddr, &ma, NULL);
+    int idle_m = nd_vsock_connect(&ma, 2000, NULL);
+    int idle_c = nd_vsock_connect(&a, 2000, NULL);
+    EXPECT(idle_m >= 0 && idle_c >= 0, "idle connections");
+    sleep_ms(50);
     kill(proxy_pid, SIGTERM);
     nd_frame_decoder d;
     nd_frame_decoder_init(&d, 0);
@@ -978,6 +987,10 @@ static void scenario_signals(void)
     int rc = reap(proxy_pid, 10000);
     proxy_pid = -1;
     EXPECT(rc == 0, "proxy exit code after drain: %d", rc);
+    if (idle_m >= 0)
+        close(idle_m);
+    if (idle_c >= 0)
+        close(idle_c);
     EXPECT(log_count("kms_proxy_stop", NULL, NULL) == 1, "stop logged");
     struct stat st;
     EXPECT(stat(proxy_sock, &st) != 0, "unix socket removed at exit");

@@ -113,3 +113,43 @@ describe("concurrency", function()
     eq(#cjson.decode(H.run({ "nitro-cli", "describe-enclaves" }).stdout), 2)
   end)
 end)
+
+describe("vsock to the simulated enclaves", function()
+  it("the vsock test enclave answers pong on CID:5000; others and stopped ones do not", function()
+    local s = H.activate("healthy")
+    local vsock = require "nd.vsock"
+    local r = H.run({ "nitro-cli", "run-enclave", "--cpu-count", "2", "--memory", "1024", "--eif-path", eif(s, "hello-vsock.eif") })
+    local cid = cjson.decode(r.stdout).EnclaveCID
+    local res, err = vsock.ping(string.format("vsock:%d:5000", cid), { timeout = 5 })
+    truthy(res, err)
+    eq(res.reply, "pong")
+    eq(res.address, "vsock:16:5000")
+    -- a raw connection: anything else is "unknown"
+    local c = assert(vsock.connect("vsock:16:5000", { timeout = 5 }))
+    assert(c:write("hello"))
+    eq(c:read(16, { timeout = 5 }), "unknown")
+    c:close()
+    -- another port, another CID
+    local v, msg, code = vsock.ping("vsock:16:5001", { timeout = 2 })
+    falsy(v)
+    eq(code, "ECONNRESET")
+    eq(msg, "connect vsock:16:5001: nothing listens at CID 16 port 5001 (ECONNRESET): the enclave is not running, its server has not started yet, or it listens on another port (check the CID with `nitro-cli describe-enclaves`)")
+    falsy(vsock.ping("vsock:17:5000", { timeout = 2 }))
+    -- the basic mode does not listen; a terminated enclave no longer answers
+    H.run({ "nitro-cli", "terminate-enclave", "--all" })
+    falsy(vsock.ping("vsock:16:5000", { timeout = 2 }))
+    H.run({ "nitro-cli", "run-enclave", "--cpu-count", "2", "--memory", "1024", "--eif-path", eif(s, "hello-basic.eif") })
+    falsy(vsock.ping("vsock:16:5000", { timeout = 2 }))
+    -- unix and tcp addresses are untouched
+    local _, _, ucode = vsock.ping("unix:/nonexistent/x.sock", { timeout = 1 })
+    eq(ucode, "ENOENT")
+  end)
+  it("closing the simulated host restores nd.vsock", function()
+    local vsock = require "nd.vsock"
+    local before = vsock.ping
+    local s = assert(H.sim.activate("healthy"))
+    truthy(vsock.ping ~= before)
+    s:close()
+    eq(vsock.ping, before)
+  end)
+end)

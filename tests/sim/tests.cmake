@@ -5,7 +5,10 @@ file(GLOB ND_SIM_SPECS CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/*_spec.lua)
 foreach(spec ${ND_SIM_SPECS})
   get_filename_component(name ${spec} NAME_WE)
   string(REGEX REPLACE "_spec$" "" short ${name})
+  # each spec file gets its own TMPDIR: "no simulated host left behind" is checked there, unaffected by the others
+  set(tmp ${CMAKE_CURRENT_BINARY_DIR}/sim-tmp-${short})
+  file(MAKE_DIRECTORY ${tmp})
   add_test(NAME sim.${short} COMMAND nitrodiag spec ${spec})
   set_tests_properties(sim.${short} PROPERTIES TIMEOUT 300
-    ENVIRONMENT "ND_SOURCE_DIR=${PROJECT_SOURCE_DIR};ND_BINARY_DIR=${PROJECT_BINARY_DIR};NITRODIAG_PATH=;TMPDIR=${CMAKE_CURRENT_BINARY_DIR}")
+    ENVIRONMENT "ND_SOURCE_DIR=${PROJECT_SOURCE_DIR};ND_BINARY_DIR=${PROJECT_BINARY_DIR};NITRODIAG_PATH=;TMPDIR=${tmp}")
 endforeach()

@@ -230,3 +230,34 @@ describe("state lock", function()
     match(err, "unknown simulator backend: qemu%-not%-yet")
   end)
 end)
+
+describe("the shipped test images (enclave/Dockerfile, enclave/Dockerfile.smoke)", function()
+  it("build as diag10 builds them and print what they print on real hosts", function()
+    local df = spec.source_dir .. "/enclave/Dockerfile"
+    if not fs.exists(df) then print("    (enclave/ not in this tree: skipped)") return end
+    local s = H.activate("healthy")
+    local env = { PATH = os.getenv("PATH"), NITRODIAG_SIM_ROOT = s.root, HOME = spec.tmpdir() }
+    local out = spec.tmpdir()
+    -- multi-stage: only the last stage (FROM scratch, ENV from ARG MODE, ENTRYPOINT ["/init"]) counts
+    local r = H.run({ "docker", "build", "--build-arg", "MODE=basic", "-t", "hello-enclave:basic", "-f", df, spec.source_dir })
+    eq(r.exit_code, 0, r.stderr)
+    local cfg = cjson.decode(H.run({ "docker", "inspect", "hello-enclave:basic" }).stdout)[1].Config
+    eq(cfg.Entrypoint, { "/init" })
+    eq(cfg.Env, { "VSOCK_PINGPONG_MODE=basic" })
+    eq(H.run({ "nitro-cli", "build-enclave", "--docker-uri", "hello-enclave:basic", "--output-file", out .. "/basic.eif", env = env }).exit_code, 0)
+    r = H.run({ "nitro-cli", "run-enclave", "--cpu-count", "2", "--memory", "1024", "--debug-mode", "--eif-path", out .. "/basic.eif" })
+    eq(r.exit_code, 0, r.stderr)
+    r = H.run({ "nitro-cli", "console", "--enclave-id", cjson.decode(r.stdout).EnclaveID, "--disconnect-timeout", "1" })
+    match(r.stdout, "%[init%] starting\n%[init%] launching /vsock%-pingpong %-%-mode basic\n%[enclave%] mode=basic\n")
+    H.run({ "nitro-cli", "terminate-enclave", "--all" })
+    -- the busybox smoke image: echo prints its line, exits, and the enclave reboots right after it
+    r = H.run({ "docker", "build", "-t", "busybox-smoke", "-f", spec.source_dir .. "/enclave/Dockerfile.smoke", spec.source_dir })
+    eq(r.exit_code, 0, r.stderr)
+    eq(H.run({ "nitro-cli", "build-enclave", "--docker-uri", "busybox-smoke", "--output-file", out .. "/smoke.eif", env = env }).exit_code, 0)
+    r = H.run({ "nitro-cli", "run-enclave", "--cpu-count", "2", "--memory", "1024", "--debug-mode", "--attach-console",
+      "--eif-path", out .. "/smoke.eif" })
+    eq(r.exit_code, 45)
+    match(r.stdout, "\n%[busybox%-smoke%] alive\n%[[%s%d.]+%] reboot: Restarting system\n")
+    eq(cjson.decode(H.run({ "nitro-cli", "describe-enclaves" }).stdout), {})
+  end)
+end)

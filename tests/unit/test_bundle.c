@@ -214,6 +214,14 @@ static void test_tail_huge_sparse(void)
     CHECK(nd_collect_now() - t0 < 1.0);
     CHECK_EQ_INT(sp.size, (long long)big + (long long)strlen(tail));
     nd_collect_span_close(&sp);
+    /* more lines asked than the file has: the backwards scan stops at the cap, it never reads 6 GiB of holes */
+    o = (nd_collect_opts){.tail_lines = 1000, .cap = 1 << 20};
+    t0 = nd_collect_now();
+    CHECK_EQ_INT(nd_collect_span_open(&ctx, "/var/log/huge.log", &o, &sp, NULL), 0);
+    CHECK(nd_collect_now() - t0 < 1.0);
+    CHECK_EQ_INT(sp.len, 1 << 20);
+    CHECK_EQ_STR(sp.reason, "cap=1048576");
+    nd_collect_span_close(&sp);
     unlink(p);
 }
 

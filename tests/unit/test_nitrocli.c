@@ -136,6 +136,12 @@ static void variants(void)
     CHECK(nd_nitro_fact_get(&e.blocks[0], "min_memory_mib") == NULL);
     nd_nitro_errors_free(&e);
 
+    t = "    [E44] Enclave console connection failure. x\n"; /* indented, no inner spaces */
+    CHECK_EQ_INT(nd_nitro_parse_errors(t, strlen(t), &e, NULL), 0);
+    CHECK(e.n_blocks == 1 && strcmp(e.blocks[0].code, "E44") == 0);
+    CHECK_EQ_STR(e.blocks[0].title, "Enclave console connection failure");
+    nd_nitro_errors_free(&e);
+
     t = "total garbage\nno blocks [ E ] here [E1234]\n";
     CHECK_EQ_INT(nd_nitro_parse_errors(t, strlen(t), &e, NULL), 0);
     CHECK(!e.recognised);
