@@ -12,6 +12,8 @@
  *   proxytest load       >= 250 simultaneous enclave connections, nothing lost
  *   proxytest malformed  bad frames and JSON get invalid_request; the daemon stays up
  *   proxytest signals    SIGHUP reloads the config file; SIGTERM drains an in-flight request, then exits
+ *   proxytest failclosed a misbehaving KMS (a tiny TLS responder here) returns Plaintext for a recipient request, or
+ *                        no CiphertextForRecipient: the enclave gets `internal`, the plaintext goes nowhere
  *   proxytest bench      (bench/kms-proxy/run.sh) throughput/latency through the proxy vs a direct SigV4 client
  *
  * Usage: proxytest SCENARIO BUILD_DIR
@@ -26,8 +28,13 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -996,6 +1003,153 @@ static void scenario_signals(void)
     EXPECT(stat(proxy_sock, &st) != 0, "unix socket removed at exit");
 }
 
+/* ---- fail closed: a KMS that misbehaves --------------------------------------------------------------------------- */
+
+#define LEAKED "UExBTlRFRC1MRUFLRUQtS0VZLTAxMjM0NTY3"  /* base64 of "PLANTED-LEAKED-KEY-01234567" */
+
+typedef struct badkms {
+    SSL_CTX *ctx;
+    int lfd;
+    volatile int mode; /* 0: Plaintext + CiphertextForRecipient, 1: no CiphertextForRecipient */
+    volatile int stop;
+} badkms;
+
+static void *badkms_thread(void *arg)
+{
+    badkms *b = arg;
+    while (!b->stop) {
+        struct pollfd p = {b->lfd, POLLIN, 0};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        int fd = accept(b->lfd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        SSL *ssl = SSL_new(b->ctx);
+        SSL_set_fd(ssl, fd);
+        if (SSL_accept(ssl) == 1) {
+            char buf[65536];
+            size_t len = 0;
+            for (;;) {
+                /* read one request: headers, then Content-Length bytes */
+                char *eoh = NULL;
+                while (!(eoh = memmem(buf, len, "\r\n\r\n", 4))) {
+                    int r = SSL_read(ssl, buf + len, (int)(sizeof buf - 1 - len));
+                    if (r <= 0)
+                        goto done;
+                    len += (size_t)r;
+                }
+                buf[len] = '\0';
+                const char *cl = strcasestr(buf, "content-length:");
+                size_t want = (size_t)(eoh - buf) + 4 + (cl ? (size_t)atol(cl + 15) : 0);
+                while (len < want) {
+                    int r = SSL_read(ssl, buf + len, (int)(sizeof buf - 1 - len));
+                    if (r <= 0)
+                        goto done;
+                    len += (size_t)r;
+                }
+                const char *body = b->mode == 0
+                    ? "{\"KeyId\":\"arn:aws:kms:us-east-1:111122223333:key/bad\",\"CiphertextBlob\":\"AQIDBA==\","
+                      "\"Plaintext\":\"" LEAKED "\",\"CiphertextForRecipient\":\"AQIDBA==\"}"
+                    : "{\"KeyId\":\"arn:aws:kms:us-east-1:111122223333:key/bad\",\"CiphertextBlob\":\"AQIDBA==\"}";
+                char resp[1024];
+                int n = snprintf(resp, sizeof resp,
+                                 "HTTP/1.1 200 OK\r\nx-amzn-RequestId: 00000000-0000-4000-8000-00000000bad%d\r\n"
+                                 "Content-Type: application/x-amz-json-1.1\r\nContent-Length: %zu\r\n\r\n%s",
+                                 b->mode, strlen(body), body);
+                SSL_write(ssl, resp, n);
+                memmove(buf, buf + want, len - want);
+                len -= want;
+            }
+        }
+    done:
+        SSL_free(ssl);
+        close(fd);
+    }
+    return NULL;
+}
+
+/* A self-signed EC certificate for 127.0.0.1, written to pem_path for the proxy's ca_file. */
+static SSL_CTX *badkms_ctx(const char *pem_path)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -60);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_set_pubkey(x, k);
+    X509_NAME *nm = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)"127.0.0.1", -1, -1, 0);
+    X509_set_issuer_name(x, nm);
+    X509V3_CTX v3;
+    X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, "IP:127.0.0.1");
+    X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+    ext = X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints, "critical,CA:TRUE");
+    X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+    X509_sign(x, k, EVP_sha256());
+    FILE *f = fopen(pem_path, "w");
+    if (f) {
+        PEM_write_X509(f, x);
+        fclose(f);
+    }
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX_use_certificate(ctx, x);
+    SSL_CTX_use_PrivateKey(ctx, k);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    return ctx;
+}
+
+static void scenario_failclosed(void)
+{
+    badkms b;
+    memset(&b, 0, sizeof b);
+    snprintf(ca_path, sizeof ca_path, "%s/bad-ca.pem", tmpdir);
+    b.ctx = badkms_ctx(ca_path);
+    b.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    bind(b.lfd, (struct sockaddr *)&sa, sizeof sa);
+    listen(b.lfd, 16);
+    getsockname(b.lfd, (struct sockaddr *)&sa, &sl);
+    fake_port = ntohs(sa.sin_port);
+    pthread_t th;
+    pthread_create(&th, NULL, badkms_thread, &b);
+    EXPECT(proxy_start(NULL) == 0, "proxy");
+    for (int mode = 0; mode < 2; mode++) {
+        b.mode = mode;
+        rq r[1];
+        memset(r, 0, sizeof r);
+        EXPECT(run_client(1, 1, 1, mk_tmpl, (void *)&gdk, r, 10000, true) == 1, "mode %d answered once", mode);
+        EXPECT(!strcmp(r[0].code, "internal"), "mode %d: recipient request failed closed, got %s", mode,
+               r[0].code[0] ? r[0].code : "ok");
+        char *t = json_dumps(r[0].resp, JSON_COMPACT);
+        EXPECT(t && !strstr(t, "plaintext") && !strstr(t, "ciphertext_for_recipient"), "mode %d: nothing passed: %s",
+               mode, t ? t : "");
+        EXPECT(t && strstr(t, "fail closed"), "mode %d: message says why: %s", mode, t ? t : "");
+        free(t);
+        json_t *last = NULL;
+        log_count("kms_proxy_response", r[0].id, &last);
+        const char *kid = json_string_value(json_object_get(last, "kms_request_id"));
+        EXPECT(kid && strstr(kid, "00000000bad"), "mode %d: the upstream request id is logged", mode);
+        json_decref(last);
+        json_decref(r[0].resp);
+    }
+    EXPECT(proxy_stop() == 0, "proxy exit");
+    char *outs[2] = {slurp(proxy_out, NULL), slurp(proxy_err, NULL)};
+    for (int k = 0; k < 2; k++)
+        EXPECT(!outs[k] || (!strstr(outs[k], LEAKED) && !strstr(outs[k], "PLANTED-LEAKED")),
+               "leaked plaintext in proxy %s", k ? "stderr" : "stdout");
+    free(outs[0]);
+    free(outs[1]);
+    b.stop = 1;
+    pthread_join(th, NULL);
+    close(b.lfd);
+    SSL_CTX_free(b.ctx);
+}
+
 /* ---- bench ------------------------------------------------------------------------------------------------------ */
 
 static int cmp_d(const void *a, const void *b)
@@ -1186,7 +1340,7 @@ static void scenario_bench(void)
 int main(int argc, char **argv)
 {
     if (argc != 3) {
-        fprintf(stderr, "usage: proxytest e2e|faults|load|malformed|signals|bench BUILD_DIR\n");
+        fprintf(stderr, "usage: proxytest e2e|faults|load|malformed|signals|failclosed|bench BUILD_DIR\n");
         return 2;
     }
     builddir = argv[2];
@@ -1208,6 +1362,8 @@ int main(int argc, char **argv)
         scenario_malformed();
     else if (!strcmp(s, "signals"))
         scenario_signals();
+    else if (!strcmp(s, "failclosed"))
+        scenario_failclosed();
     else if (!strcmp(s, "bench"))
         scenario_bench();
     else {
