@@ -6,7 +6,8 @@
  * scrubber changes sizes, so a file member is produced in two passes over the same fixed byte range: pass 1 scrubs
  * into a byte counter, pass 2 scrubs into the archive while hashing (SHA-256, OpenSSL EVP). If the file changed
  * between the passes (rotation), the member is cut or padded to the declared size and the item says so. Memory is
- * bounded by the read buffer and one line, whatever the file size.
+ * bounded by the read buffer and one line, whatever the file size. Text items up to SMALL_ITEM (4 MiB) skip the
+ * second scrub: pass 1 keeps its output in memory and pass 2 writes that.
  *
  * JSON (add_json, summary.json, manifest.json) is scrubbed value by value rather than as text, so a redaction can
  * never break the JSON syntax; members whose key names a credential (SecretAccessKey, Token, Authorization, …) are
@@ -36,6 +37,7 @@
 #define IO_BUF (256u * 1024u)
 #define READ_KEEP_MAX (64u << 20)
 #define ND_BUNDLE_COMMAND_CAP (16u << 20)
+#define SMALL_ITEM (4u << 20) /* items up to this size are scrubbed once, into memory */
 
 struct nd_bundle {
     nd_ctx *ctx;
@@ -288,6 +290,23 @@ static int usable(nd_bundle *b, nd_err *err)
 
 typedef int64_t (*src_read_fn)(void *ud, uint64_t pos, void *buf, size_t n);
 
+typedef struct memsrc {
+    const char *p;
+    size_t len;
+} memsrc;
+
+static int64_t mem_read(void *ud, uint64_t pos, void *buf, size_t n)
+{
+    memsrc *m = ud;
+    if (pos >= m->len)
+        return 0;
+    if (n > m->len - pos)
+        n = (size_t)(m->len - pos);
+    memcpy(buf, m->p + pos, n);
+    return (int64_t)n;
+}
+
+
 typedef struct wctx {
     nd_bundle *b;
     EVP_MD_CTX *md;
@@ -319,6 +338,30 @@ static int ar_sink(void *ud, const void *d, size_t n)
         p += r;
         n -= (size_t)r;
     }
+    return 0;
+}
+
+/* The scrubbed text of a small item, kept from the first pass. */
+typedef struct keepbuf {
+    char *p;
+    size_t len, cap;
+} keepbuf;
+
+static int keep_sink(void *ud, const void *d, size_t n)
+{
+    keepbuf *k = ud;
+    if (k->len + n > k->cap) {
+        size_t nc = k->cap ? k->cap * 2 : 64 * 1024;
+        while (nc < k->len + n)
+            nc *= 2;
+        char *np = realloc(k->p, nc);
+        if (!np)
+            return -ENOMEM;
+        k->p = np;
+        k->cap = nc;
+    }
+    memcpy(k->p + k->len, d, n);
+    k->len += n;
     return 0;
 }
 
@@ -370,13 +413,21 @@ static int write_member(nd_bundle *b, const char *name, src_read_fn rd, void *ud
 
     uint64_t declared = len;
     int read_err = 0;
+    keepbuf kb = {0};
+    bool kept = false;
     if (!raw) {
         declared = 0;
-        int rc = pump(b, rd, ud, len, false, count_sink, &declared, &read_err);
+        /* small items: keep the scrubbed text from the first pass and write it from memory (one scrub, not two) */
+        kept = len <= SMALL_ITEM;
+        int rc = kept ? pump(b, rd, ud, len, false, keep_sink, &kb, &read_err)
+                      : pump(b, rd, ud, len, false, count_sink, &declared, &read_err);
         if (rc < 0) {
+            free(kb.p);
             item_status(it, nd_collect_status_of(read_err ? read_err : rc), nd_err_str(read_err ? read_err : rc));
             return 0;
         }
+        if (kept)
+            declared = kb.len;
     }
 
     struct archive_entry *e = archive_entry_new();
@@ -391,15 +442,26 @@ static int write_member(nd_bundle *b, const char *name, src_read_fn rd, void *ud
     archive_entry_set_gname(e, "root");
     int hr = archive_write_header(b->a, e);
     archive_entry_free(e);
-    if (hr != ARCHIVE_OK && hr != ARCHIVE_WARN)
+    if (hr != ARCHIVE_OK && hr != ARCHIVE_WARN) {
+        free(kb.p);
         return archive_fail(b, "header");
+    }
 
     wctx w = {.b = b, .md = EVP_MD_CTX_new(), .declared = declared};
-    if (!w.md)
+    if (!w.md) {
+        free(kb.p);
         return set_broken(b, -ENOMEM, "hash");
+    }
     EVP_DigestInit_ex(w.md, EVP_sha256(), NULL);
     read_err = 0;
-    int rc = pump(b, rd, ud, len, raw, ar_sink, &w, &read_err);
+    int rc;
+    if (kept) {
+        memsrc ks = {kb.p ? kb.p : "", kb.len};
+        rc = pump(b, mem_read, &ks, kb.len, true, ar_sink, &w, &read_err);
+    } else {
+        rc = pump(b, rd, ud, len, raw, ar_sink, &w, &read_err);
+    }
+    free(kb.p);
     if (rc < 0 && !read_err) {
         EVP_MD_CTX_free(w.md);
         return rc; /* archive error: broken */
@@ -435,22 +497,6 @@ static int write_member(nd_bundle *b, const char *name, src_read_fn rd, void *ud
 }
 
 /* ---- sources ------------------------------------------------------------------------------------------------- */
-
-typedef struct memsrc {
-    const char *p;
-    size_t len;
-} memsrc;
-
-static int64_t mem_read(void *ud, uint64_t pos, void *buf, size_t n)
-{
-    memsrc *m = ud;
-    if (pos >= m->len)
-        return 0;
-    if (n > m->len - pos)
-        n = (size_t)(m->len - pos);
-    memcpy(buf, m->p + pos, n);
-    return (int64_t)n;
-}
 
 static int64_t span_read(void *ud, uint64_t pos, void *buf, size_t n)
 {

@@ -15,7 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
+#if defined(__has_include)
+#if __has_include(<linux/openat2.h>)
+#include <linux/openat2.h>
+#define HAVE_OPENAT2_H 1
+#endif
+#endif
 #include <time.h>
 #include <unistd.h>
 
@@ -66,6 +73,38 @@ const char *nd_collect_iso_time(double epoch_s, char *buf, size_t bufsz)
     strftime(tmp, sizeof tmp, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(buf, bufsz, "%s.%03dZ", tmp, ms);
     return buf;
+}
+
+/* Opens a host path. Under a --root other than "/", symlinks are resolved inside the root (openat2 with
+ * RESOLVE_IN_ROOT, like a chroot): a copied host tree whose /var/log/x links to /etc/y reads ROOT/etc/y, never the
+ * real /etc/y. Falls back to a plain open of the joined path where openat2 is unavailable. */
+static int open_in_root(const nd_ctx *ctx, const char *host_path, const char *joined, int flags)
+{
+#if defined(HAVE_OPENAT2_H) && defined(SYS_openat2)
+    if (ctx && ctx->root[0] && strcmp(ctx->root, "/") != 0) {
+        int rfd = open(ctx->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (rfd >= 0) {
+            const char *rel = host_path;
+            while (*rel == '/')
+                rel++;
+            struct open_how how;
+            memset(&how, 0, sizeof how);
+            how.flags = (uint64_t)flags;
+            how.resolve = RESOLVE_IN_ROOT;
+            int fd = (int)syscall(SYS_openat2, rfd, *rel ? rel : ".", &how, sizeof how);
+            int e = errno;
+            close(rfd);
+            if (fd >= 0 || (e != ENOSYS && e != EPERM && e != E2BIG)) {
+                errno = e;
+                return fd;
+            }
+        }
+    }
+#else
+    (void)ctx;
+    (void)host_path;
+#endif
+    return open(joined, flags);
 }
 
 /* Where the last `lines` lines of [floor, size) start, scanning backwards with pread. The scan never goes below
@@ -191,7 +230,7 @@ int nd_collect_span_open(const nd_ctx *ctx, const char *host_path, const nd_coll
     uint64_t tail_lines = opts ? opts->tail_lines : 0, tail_bytes = opts ? opts->tail_bytes : 0;
 
     /* O_NONBLOCK: opening a FIFO must never wait for a writer. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    int fd = open_in_root(ctx, host_path, path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
         int e = -errno;
         if (e == -ENOENT || e == -ENOTDIR)

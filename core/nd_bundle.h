@@ -14,8 +14,9 @@
  * they are recorded in the manifest (status, error text) and the call returns 0. Calls return a negative code only
  * when the archive itself cannot be written, or for bad arguments (-EINVAL, e.g. a member name with "..").
  *
- * Files are read twice (the span is fixed at open): once to measure the scrubbed size that the tar header needs,
- * once to write it, so memory stays constant whatever the size and there is no second copy on disk.
+ * Text items up to 4 MiB are scrubbed once into memory; larger files are read twice over their fixed span (once
+ * to measure the scrubbed size that the tar header needs, once to write it), so memory stays bounded whatever the
+ * size and there is no second copy on disk.
  */
 #ifndef ND_BUNDLE_H
 #define ND_BUNDLE_H

@@ -745,6 +745,9 @@ static void scenario_faults(void)
         {"circuit_open", {"--error-5xx-ratio", "1", "--status-5xx", "500"},
          {"--breaker_min_requests=3", "--breaker_error_ratio=0.5", "--breaker_open_s=60", "--max_attempts=1"}, &gdk,
          8, "circuit_open", 0, 0, 0, 0, 0, 5, 5, true},
+        {"retry_budget", {"--throttle-ratio", "1"}, {"--retry_budget=10", "--retry_cost=5", "--retry_refund=0",
+                                                     "--breaker_min_requests=1000"}, &gdk, 3, "upstream_throttled",
+         -1, 2, 5, 0, 0, 0, 0, true},
         {"expired_token_once", {"--expired-tokens", "1"}, {NULL}, &gdk, 1, NULL, 1, 0, 0, 0, 0, 0, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)

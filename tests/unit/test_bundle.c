@@ -242,6 +242,27 @@ static void test_open_errors(void)
     CHECK_EQ_STR(nd_collect_status_name(ND_COLLECT_TIMEOUT), "timeout");
 }
 
+/* Under --root, an absolute symlink resolves inside the root, never to the real host file. */
+static void test_symlink_in_root(void)
+{
+    char p[1024];
+    snprintf(p, sizeof p, "%s/etc", rootdir);
+    mkdir(p, 0755);
+    write_file("/etc/nd-test-hostname", "simulated-host\n", 15);
+    snprintf(p, sizeof p, "%s/var/log/link.log", rootdir);
+    CHECK_EQ_INT(symlink("/etc/nd-test-hostname", p), 0);
+    snprintf(p, sizeof p, "%s/var/log/escape.log", rootdir);
+    CHECK_EQ_INT(symlink("../../../../../../../../../etc/hostname", p), 0);
+    nd_collect_span sp;
+    char buf[64] = {0};
+    CHECK_EQ_INT(nd_collect_span_open(&ctx, "/var/log/link.log", NULL, &sp, NULL), 0);
+    nd_collect_span_read(&sp, 0, buf, sizeof buf - 1);
+    CHECK_EQ_STR(buf, "simulated-host\n");
+    nd_collect_span_close(&sp);
+    /* ../ past the root stays at the root: ROOT/etc/hostname does not exist */
+    CHECK_EQ_INT(nd_collect_span_open(&ctx, "/var/log/escape.log", NULL, &sp, NULL), -ENOENT);
+}
+
 static int glob_n;
 static void glob_count(void *ud, const char *p)
 {
@@ -528,6 +549,7 @@ int main(void)
     ND_RUN(test_tail_huge_sparse);
     ND_RUN(test_open_errors);
     ND_RUN(test_glob);
+    ND_RUN(test_symlink_in_root);
     ND_RUN(test_bundle_outcomes);
     ND_RUN(test_unwritable);
     ND_RUN(test_full_disk);
