@@ -4,7 +4,8 @@
  *
  * Speed comes from never parsing a line that cannot match. The filter gives a "driver" needle (the request id, the
  * trace id, "error_code" for errors-only and code filters, "kms_proxy_" otherwise) that is searched across the rest
- * of the buffer, as grep does (find(): a vector compare of three of its bytes, since glibc's memmem was the bottleneck); only
+ * of the buffer, as grep does (find_any(): a vector compare of three bytes of each needle in one pass, since glibc's memmem was the
+ * bottleneck); only
  * the line holding the next hit becomes a candidate, every other line costs one memchr for its end and one for '{'
  * (to count noise). A candidate must also hold the other needles and pass a structural check (the error_code key
  * really has a qualifying value) before jansson parses it. Prefilters only ever reject lines that cannot match a
@@ -263,47 +264,72 @@ static double event_time(const json_t *o)
 
 /* ---- prefilters ------------------------------------------------------------------------------------------------- */
 
-/* Prepares a needle for find(). */
+/* Prepares a needle for find_any(). */
 static void needle_init(needle *nd, const char *s, size_t n)
 {
     nd->s = s;
     nd->n = n;
 }
 
-/* The first occurrence of the needle in [p, end), or NULL. glibc's memmem (a generic two-way search) measured at
- * about 2 GB/s here, a third of grep's speed on a 36-character request id, and Boyer–Moore–Horspool skips little in
- * hex-heavy log text. This compares the needle's first, middle and last bytes at 16 positions at once (GCC/Clang
- * vector extensions, SSE2 on x86-64) and runs memcmp only where all three match ("ok":false starts and ends with
- * bytes too common in JSON for two to be enough). */
+/* Searching: glibc's memmem (a generic two-way search) measured at about 2 GB/s here, a third of grep's speed on a
+ * 36-character request id, and Boyer–Moore–Horspool skips little in hex-heavy log text. find_any compares each
+ * needle's first, middle and last bytes at 16 positions at once (GCC/Clang vector extensions, SSE2 on x86-64) and
+ * runs memcmp only where all three match ("ok":false starts and ends with bytes too common in JSON for two to be
+ * enough); several needles (both spellings of a code) are looked for in the same pass over memory. */
 typedef unsigned char nd_v16 __attribute__((vector_size(16)));
 
-static const char *find(const needle *nd, const char *p, const char *end)
+/* The first occurrence of any of the nn needles in [p, end), or NULL: one pass over the memory whatever nn is. */
+static const char *find_any(const needle *nds, int nn, const char *p, const char *end)
 {
-    size_t n = nd->n;
-    if (n < 2 || (size_t)(end - p) < n + 16)
-        return memmem(p, (size_t)(end - p), nd->s, n);
+    size_t maxn = 0;
+    bool vec = true;
+    for (int j = 0; j < nn; j++) {
+        if (nds[j].n > maxn)
+            maxn = nds[j].n;
+        if (nds[j].n < 2)
+            vec = false;
+    }
     const unsigned char *h = (const unsigned char *)p;
-    const unsigned char *stop = (const unsigned char *)end - n - 15; /* h + 15 + n - 1 < end */
-    size_t mid = n / 2;
-    nd_v16 first, middle, last;
-    memset(&first, (unsigned char)nd->s[0], sizeof first);
-    memset(&middle, (unsigned char)nd->s[mid], sizeof middle);
-    memset(&last, (unsigned char)nd->s[n - 1], sizeof last);
-    for (; h <= stop; h += 16) {
-        nd_v16 a, b, c;
-        memcpy(&a, h, 16);
-        memcpy(&b, h + n - 1, 16);
-        memcpy(&c, h + mid, 16);
-        nd_v16 m = (nd_v16)(a == first) & (nd_v16)(b == last) & (nd_v16)(c == middle);
-        uint64_t w[2];
-        memcpy(w, &m, 16);
-        if (w[0] | w[1]) {
-            for (int i = 0; i < 16; i++)
-                if (m[i] && memcmp(h + i + 1, nd->s + 1, n - 2) == 0)
-                    return (const char *)h + i;
+    if (vec && (size_t)(end - p) >= maxn + 16) {
+        const unsigned char *stop = (const unsigned char *)end - maxn - 15; /* h + 15 + n - 1 < end for every n */
+        nd_v16 first[MAX_NEEDLES], middle[MAX_NEEDLES], last[MAX_NEEDLES];
+        for (int j = 0; j < nn; j++) {
+            memset(&first[j], (unsigned char)nds[j].s[0], sizeof first[j]);
+            memset(&middle[j], (unsigned char)nds[j].s[nds[j].n / 2], sizeof middle[j]);
+            memset(&last[j], (unsigned char)nds[j].s[nds[j].n - 1], sizeof last[j]);
+        }
+        for (; h <= stop; h += 16) {
+            nd_v16 a, m[MAX_NEEDLES], any;
+            memcpy(&a, h, 16);
+            memset(&any, 0, sizeof any);
+            for (int j = 0; j < nn; j++) {
+                nd_v16 b, c;
+                memcpy(&b, h + nds[j].n - 1, 16);
+                memcpy(&c, h + nds[j].n / 2, 16);
+                m[j] = (nd_v16)(a == first[j]) & (nd_v16)(b == last[j]) & (nd_v16)(c == middle[j]);
+                any |= m[j];
+            }
+            uint64_t w[2];
+            memcpy(w, &any, 16);
+            if (w[0] | w[1]) {
+                for (int i = 0; i < 16; i++) {
+                    if (!any[i])
+                        continue;
+                    for (int j = 0; j < nn; j++)
+                        if (m[j][i] && memcmp(h + i, nds[j].s, nds[j].n) == 0)
+                            return (const char *)h + i;
+                }
+            }
         }
     }
-    return memmem(h, (size_t)(end - (const char *)h), nd->s, n);
+    /* The tail (or needles too short for the vector compare): the earliest memmem hit. */
+    const char *best = NULL;
+    for (int j = 0; j < nn; j++) {
+        const char *x = memmem(h, (size_t)(end - (const char *)h), nds[j].s, nds[j].n);
+        if (x && (!best || x < best))
+            best = x;
+    }
+    return best;
 }
 
 /* What the error_code value after an occurrence of `error_code` at h says about the line. */
@@ -667,8 +693,8 @@ static int process_candidate(nd_kmslog *k, const char *line, size_t len, uint64_
 static int scan_block(nd_kmslog *k, const char *buf, size_t len, bool final, size_t *used)
 {
     const char *p = buf, *end = buf + len;
-    const char *hits[MAX_NEEDLES] = {NULL};
-    bool gone[MAX_NEEDLES] = {false};
+    const char *hit = NULL;
+    bool gone = false;
     int rc = 0;
     *used = 0;
     while (p < end) {
@@ -686,19 +712,9 @@ static int scan_block(nd_kmslog *k, const char *buf, size_t len, bool final, siz
             k->st.blank++;
         } else {
             /* The next hit of any driver needle at or after this line. */
-            const char *hit = NULL;
-            for (int i = 0; i < k->ndrv; i++) {
-                if (gone[i])
-                    continue;
-                if (!hits[i] || hits[i] < p) {
-                    hits[i] = find(&k->drv[i], p, end);
-                    if (!hits[i]) {
-                        gone[i] = true;
-                        continue;
-                    }
-                }
-                if (!hit || hits[i] < hit)
-                    hit = hits[i];
+            if (!gone && (!hit || hit < p)) {
+                hit = find_any(k->drv, k->ndrv, p, end);
+                gone = hit == NULL;
             }
             if (!hit || hit >= nl) {
                 if (memchr(p, '{', ll))
