@@ -204,6 +204,14 @@ describe("nd.bundle API", function()
     e = b:add_command("lines.txt", { "seq", "1", "100" }, { lines = 3 })
     eq(e.bytes, #"98\n99\n100\n")
     eq(e.truncated_reason, "tail_lines=3")
+    -- denied, even for root: a write-only sysfs attribute refuses O_RDONLY with EACCES
+    local wo = spec.run{ "sh", "-c", "ls /sys/bus/*/drivers_probe 2>/dev/null | head -n 1" }
+    local wpath = wo and wo.stdout:match("[^\n]+")
+    if wpath then
+      e = b:add_file("wo", wpath)
+      eq(e.status, "denied")
+      match(e.error, "permission denied")
+    end
     local list = b:add_glob("/definitely/not/*.log")
     eq(#list, 1)
     eq(list[1].status, "missing")
