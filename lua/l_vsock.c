@@ -416,33 +416,13 @@ static int must_wait(lua_State *L)
     return 0;
 }
 
-/* The simulated host has no vsock transport: when NITRODIAG_VSOCK_DIR is set (the simulator sets it), a client's
- * vsock:CID:PORT is the unix socket <dir>/<CID>.<PORT>.sock, where the simulated enclave listens. The address text
- * stays vsock:CID:PORT so messages read as on a real host. */
-static int parse_client_address(const char *text, nd_sockaddr *a, nd_err *err)
-{
-    int rc = nd_vsock_parse(text, a, err);
-    const char *dir = getenv("NITRODIAG_VSOCK_DIR");
-    if (rc < 0 || a->kind != ND_ADDR_VSOCK || !dir || !*dir)
-        return rc;
-    char mapped[200];
-    char original[sizeof a->text];
-    snprintf(original, sizeof original, "%s", a->text);
-    if (snprintf(mapped, sizeof mapped, "unix:%s/%u.%u.sock", dir, a->cid, a->port) >= (int)sizeof mapped)
-        return nd_err_set(err, -ENAMETOOLONG, "NITRODIAG_VSOCK_DIR is too long for a unix socket path");
-    rc = nd_vsock_parse(mapped, a, err);
-    if (rc == 0)
-        snprintf(a->text, sizeof a->text, "%s", original);
-    return rc;
-}
-
 /* Parses addr and opens a socket that starts connecting; pushes the socket userdata. Returns it or NULL after
  * pushing nil, msg, code (3 values). */
 static lsock *start_connect(lua_State *L, const char *text, int *rc_out)
 {
     nd_sockaddr a;
     nd_err err;
-    *rc_out = parse_client_address(text, &a, &err);
+    *rc_out = nd_vsock_parse(text, &a, &err);
     if (*rc_out < 0) {
         ndl_fail_err(L, &err);
         return NULL;
