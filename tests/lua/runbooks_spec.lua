@@ -32,6 +32,24 @@ local function bundle_members(path)
 end
 
 describe("diag10", function()
+  it("passes on a healthy host with a complete bundle", function()
+    local out = spec.tmpdir()
+    local res, r = run({ "--sim", "healthy", "--json", "--out", out, "diag10", "run_seconds=2",
+                         })
+    eq(res.verdict, "pass", r.stderr .. r.stdout:sub(1, 3000))
+    eq(r.exit_code, 0)
+    truthy(res.bundle and fs.exists(res.bundle), "bundle written")
+    local names, b = bundle_members(res.bundle)
+    eq(#b.problems, 0, "every sha256 in the manifest verifies")
+    for _, want in ipairs({ "manifest.json", "summary.json", "report.md", "run.log", "run_basic.console.log",
+                            "run_vsock.console.log", "run_hello.console.log", "describe_enclaves.json",
+                            "nitro_enclaves.log.tail", "dmesg.tail", "docker_inspect_basic.json", "docker_inspect_vsock.json",
+                            "build_basic.docker.log", "build_vsock.eif.log", "allocator.yaml", "err_logs.list" }) do
+      truthy(names[want], "bundle has " .. want)
+    end
+    match(step(res, "run enclaves").message, "vsock ping answered")
+  end, 90)
+
   it("names the image command and the Docker rule when the enclave reboots without [init]", function()
     local out = spec.tmpdir()
     local res = run({ "--sim", "reboot-no-init", "--json", "--out", out, "diag10", "run_seconds=2", "build=false", "runs=vsock" })
