@@ -18,10 +18,11 @@ local ALLOCATOR_UNIT = "nitro-enclaves-allocator.service"
 local VSOCK_PORT = 5000
 local HELLO_EIF = "/usr/share/nitro_enclaves/examples/hello.eif"
 
--- The shipped enclave image context (enclave/Dockerfile and its binaries): installed, or in the source tree.
+-- The shipped test-image build context: a directory holding enclave/Dockerfile and the sources it compiles (core/,
+-- enclave/): installed under the share directory, or the source tree itself.
 local function default_context()
-  for _, d in ipairs({ host.share_dir() .. "/enclave", host.source_dir() .. "/enclave" }) do
-    if fs.exists(d .. "/Dockerfile") then return d end
+  for _, d in ipairs({ host.share_dir() .. "/image", host.source_dir() }) do
+    if d ~= "" and fs.exists(d .. "/enclave/Dockerfile") then return d end
   end
   return nil
 end
@@ -133,7 +134,7 @@ return {
     { name = "run_seconds", type = "number", default = 20, min = 1, help = "how long each enclave runs with its console attached" },
     { name = "runs", type = "list", default = "basic,vsock,hello", help = "which runs: basic, vsock, hello (the AWS control)" },
     { name = "build", type = "boolean", default = true, help = "build the images from context (false: use the existing images)" },
-    { name = "context", type = "string", help = "docker build context of the test images (default: the shipped enclave/)" },
+    { name = "context", type = "string", help = "docker build context holding enclave/Dockerfile (default: the shipped one), or a directory with a Dockerfile" },
     { name = "image", type = "string", default = "hello-enclave", help = "image repository; runs use <image>:<mode>" },
     { name = "hello_eif", type = "string", default = HELLO_EIF, help = "EIF of the AWS hello enclave (the control run)" },
     { name = "eifs", type = "list", default = "", help = "more EIFs to check and run (comma-separated paths)" },
@@ -260,7 +261,8 @@ return {
           local tag = a.image .. ":" .. mode
           if a.build then
             s:progress("docker build " .. tag)
-            local argv = { "docker", "build", "--build-arg", "MODE=" .. mode, "-t", tag, "-f", ctxdir .. "/Dockerfile", ctxdir }
+            local dockerfile = fs.exists(ctxdir .. "/enclave/Dockerfile") and (ctxdir .. "/enclave/Dockerfile") or (ctxdir .. "/Dockerfile")
+            local argv = { "docker", "build", "--build-arg", "MODE=" .. mode, "-t", tag, "-f", dockerfile, ctxdir }
             argv.timeout = 90
             local r, err = proc.run(argv)
             argv.timeout = nil
