@@ -293,7 +293,7 @@ static int cmd_gc(lua_State *L)
 static int cmd_finish(lua_State *L, lcmd *c)
 {
     lbundle *lb = c->lb;
-    if (!lb->b || nd_bundle_closed(lb->b))
+    if (!lb || !lb->b || nd_bundle_closed(lb->b))
         return ndl_fail(L, -ECANCELED, "interrupted: the bundle was closed before the command finished");
     nd_err err;
     nd_err_clear(&err);

@@ -512,23 +512,29 @@ static int recipient_encrypt(json_t *recipient, const unsigned char *pt, size_t 
         goto done;
     }
     ASN1_OCTET_STRING_free(os);
-    cms = CMS_encrypt(NULL, NULL, EVP_aes_256_cbc(), CMS_BINARY | CMS_PARTIAL);
+    /* CMS_STREAM: like KMS, BER with indefinite lengths */
+    cms = CMS_encrypt(NULL, NULL, EVP_aes_256_cbc(), CMS_BINARY | CMS_PARTIAL | CMS_STREAM);
     CMS_RecipientInfo *ri = cms ? CMS_add1_recipient_cert(cms, cert, CMS_USE_KEYID | CMS_KEY_PARAM) : NULL;
     EVP_PKEY_CTX *pctx = ri ? CMS_RecipientInfo_get0_pkey_ctx(ri) : NULL;
     in = BIO_new_mem_buf(pt, (int)n);
-    if (!pctx || !in || EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_OAEP_PADDING) <= 0 ||
+    BIO *outb = BIO_new(BIO_s_mem());
+    if (!pctx || !in || !outb || EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_OAEP_PADDING) <= 0 ||
         EVP_PKEY_CTX_set_rsa_oaep_md(pctx, EVP_sha256()) <= 0 || EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()) <= 0 ||
-        !CMS_final(cms, in, NULL, CMS_BINARY)) {
+        !i2d_CMS_bio_stream(outb, cms, in, CMS_BINARY | CMS_STREAM)) {
+        BIO_free(outb);
         *msg = "internal error encrypting for the recipient";
         ERR_print_errors_fp(stderr);
         goto done;
     }
-    int l = i2d_CMS_ContentInfo(cms, out);
-    if (l <= 0) {
-        *out = NULL;
+    char *mem = NULL;
+    long l = BIO_get_mem_data(outb, &mem);
+    if (l <= 0 || !(*out = OPENSSL_malloc((size_t)l))) {
+        BIO_free(outb);
         *msg = "internal error encoding CMS";
         goto done;
     }
+    memcpy(*out, mem, (size_t)l);
+    BIO_free(outb);
     *outlen = (size_t)l;
     rc = 0;
 done:
