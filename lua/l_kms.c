@@ -13,6 +13,8 @@
  * A KMS error is a result (r.ok == false), not a Lua failure; nil, msg, code only when the call cannot start.
  */
 #include "ndlua.h"
+#include "nd_http.h"
+#include "nd_imds.h"
 #include "nd_kms.h"
 
 #include <jansson.h>
@@ -21,6 +23,7 @@
 
 #define CLIENT_MT "nd.kms.client"
 #define CALL_MT "nd.kms.call"
+#define IMDS_MT "nd.kms.imds"
 
 typedef struct lclient {
     nd_kms_client *c;
@@ -323,6 +326,103 @@ static int l_classify(lua_State *L)
     return 2;
 }
 
+/* ---- IMDSv2 GET (for doctor's reachability checks) -------------------------------------------------------------- */
+
+typedef struct limds {
+    nd_http *http;
+    nd_imds *m;
+    nd_imds_req *req;
+    ndl_wait wait;
+    int waiting, done, status;
+    char *body;
+    size_t len;
+    nd_err err;
+} limds;
+
+static void imds_release(lua_State *L, limds *x)
+{
+    nd_imds_cancel(x->req);
+    x->req = NULL;
+    nd_imds_free(x->m);
+    x->m = NULL;
+    nd_http_free(x->http);
+    x->http = NULL;
+    if (x->waiting)
+        ndl_wait_cancel(L, &x->wait);
+    x->waiting = 0;
+    free(x->body);
+    x->body = NULL;
+}
+
+static int imds_gc(lua_State *L)
+{
+    imds_release(L, luaL_checkudata(L, 1, IMDS_MT));
+    return 0;
+}
+
+static void on_imds(void *ud, int status, const char *body, size_t len, const nd_err *err)
+{
+    limds *x = ud;
+    x->req = NULL;
+    x->done = 1;
+    x->status = status;
+    if (status == 0 && (x->body = malloc(len + 1)) != NULL) {
+        memcpy(x->body, body, len);
+        x->body[len] = '\0';
+        x->len = len;
+    } else if (err) {
+        x->err = *err;
+    }
+    if (x->waiting)
+        ndl_wait_done(&x->wait);
+}
+
+static int imds_k(lua_State *L, int st, lua_KContext kctx)
+{
+    (void)st;
+    limds *x = (limds *)kctx;
+    x->waiting = 0;
+    if (x->status < 0)
+        return ndl_fail_err(L, &x->err);
+    lua_pushlstring(L, x->body ? x->body : "", x->body ? x->len : 0);
+    return 1;
+}
+
+/* kms.imds_get(path [, {endpoint=, timeout=2}]) -> body | nil, msg, code */
+static int l_imds_get(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    const char *ep = NULL;
+    double timeout = 2;
+    if (lua_istable(L, 2)) {
+        ep = ndl_optfield_str(L, 2, "endpoint", NULL);
+        timeout = ndl_optfield_num(L, 2, "timeout", 2);
+    }
+    if (!ep)
+        ep = getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+    if (!ep || !*ep)
+        ep = "http://169.254.169.254";
+    limds *x = lua_newuserdatauv(L, sizeof *x, 0);
+    memset(x, 0, sizeof *x);
+    x->wait.co_ref = LUA_NOREF;
+    luaL_setmetatable(L, IMDS_MT);
+    nd_err err;
+    nd_err_clear(&err);
+    nd_http_opts ho = { .proxy = "", .connect_timeout_s = timeout };
+    int rc = nd_http_new(ndl_ctx(L)->loop, &ho, &x->http, &err);
+    if (rc == 0)
+        rc = nd_imds_new(x->http, ep, timeout, 0, &x->m, &err);
+    if (rc == 0)
+        rc = nd_imds_get(x->m, path, on_imds, x, &x->req, &err);
+    if (rc < 0) {
+        imds_release(L, x);
+        return ndl_fail_err(L, &err);
+    }
+    lua_toclose(L, -1);
+    x->waiting = 1;
+    return ndl_await(L, &x->wait, imds_k, (lua_KContext)x);
+}
+
 NDL_MODULE(kms)
 {
     static const luaL_Reg client_methods[] = { { "call", client_call }, { "close", client_close },
@@ -333,8 +433,10 @@ NDL_MODULE(kms)
     static const luaL_Reg none[] = { { NULL, NULL } };
     ndl_newclass(L, CLIENT_MT, client_methods, client_meta);
     ndl_newclass(L, CALL_MT, none, call_meta);
+    static const luaL_Reg imds_meta[] = { { "__gc", imds_gc }, { "__close", imds_gc }, { NULL, NULL } };
+    ndl_newclass(L, IMDS_MT, none, imds_meta);
     static const luaL_Reg fns[] = { { "client", l_client }, { "normalize_error", l_normalize_error },
-                                    { "classify", l_classify }, { NULL, NULL } };
+                                    { "classify", l_classify }, { "imds_get", l_imds_get }, { NULL, NULL } };
     luaL_newlib(L, fns);
     return 1;
 }

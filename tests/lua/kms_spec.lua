@@ -107,6 +107,20 @@ describe("nd.kms", function()
     eq((kms.classify(0, "", "ETIMEDOUT")), "timeout")
     eq((kms.classify(400, "AccessDeniedException")), "access_denied")
   end)
+  it("reads IMDSv2 from the fake IMDS", function()
+    local lines = {}
+    local h <close> = proc.start{ FAKE, "--imds", "--max-seconds", "60",
+                                  on_line = function(stream, l) if stream == "stdout" then lines[#lines + 1] = l end end }
+    for _ = 1, 100 do if #lines >= 1 then break end nd.sleep(0.05) end
+    local ep = "http://127.0.0.1:" .. lines[1]
+    eq(kms.imds_get("/latest/meta-data/iam/security-credentials/", { endpoint = ep }), "nitrodiag-fake-role")
+    local body, err, code = kms.imds_get("/latest/meta-data/nothing-here", { endpoint = ep })
+    eq(body, nil)
+    eq(code, "ENOENT")
+    match(err, "404")
+    local _, _, c2 = kms.imds_get("/latest/", { endpoint = "http://127.0.0.1:1", timeout = 1 })
+    eq(c2, "ECONNREFUSED")
+  end)
   it("refuses a bad endpoint", function()
     local c, err, code = kms.client{ region = "us-east-1", endpoint = "http://127.0.0.1:1",
                                      credentials = { access_key_id = "a", secret_access_key = "b" } }
