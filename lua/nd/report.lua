@@ -52,7 +52,7 @@ local function list(t) if type(t) == "table" then return t end return {} end
 -- Markdown table with aligned columns (so it also reads raw). aligns: "l" | "r" per column.
 local function md_table(headers, rows, aligns)
   local w = {}
-  for i, h in ipairs(headers) do w[i] = #h end
+  for i, h in ipairs(headers) do w[i] = math.max(3, #h) end
   for _, r in ipairs(rows) do
     for i = 1, #headers do
       r[i] = cell(r[i])
