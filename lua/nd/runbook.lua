@@ -15,6 +15,7 @@ local json = require "nd.json"
 local M = {}
 
 M.EXIT = { ok = 0, failed = 1, usage = 2, crashed = 3, deadline = 4 }
+M.ALWAYS_GRACE = 15 -- seconds an `always` step may take once the run was stopped
 local SEVERITY_RANK = { ok = 0, skipped = 0, warn = 1, fail = 2, timeout = 2 }
 
 ---------------------------------------------------------------------------------------------------------------------
@@ -176,7 +177,7 @@ local function convert(a, raw)
     return nil, string.format("argument %s must be true or false, got %q", a.name, raw)
   end
   if a.type == "list" then
-    local out = {}
+    local out = json.array({})
     for item in raw:gmatch("[^,]+") do out[#out + 1] = item:match("^%s*(.-)%s*$") end
     return out
   end
@@ -372,7 +373,7 @@ function M.execute(def, args, opts)
   if def.collect then
     local okb, bmod = pcall(require, "nd.bundle")
     if okb and bmod then
-      local b, err = bmod.open{ out_dir = opts.out_dir or ".", runbook = def.name, host = result.host }
+      local b, err = bmod.open{ out_dir = opts.out or ".", runbook = def.name, host = result.host }
       if b then bundle = b else result.bundle_error = tostring(err) end
     else
       result.bundle_error = "bundle support is not available in this build"
@@ -399,7 +400,7 @@ function M.execute(def, args, opts)
                      started_at = iso(wallclock()) }
     result.steps[#result.steps + 1] = record
     local t0 = nd.now()
-    if stop_reason then
+    if stop_reason and not st.always then
       record.outcome, record.message, record.duration = "skipped", stop_reason, 0
     elseif st.when and not st.when(args, data) then
       record.outcome, record.message, record.duration = "skipped", st.skip_reason or "not applicable", 0
@@ -409,6 +410,11 @@ function M.execute(def, args, opts)
       local remaining = deadline_at - nd.now()
       local limit = math.min(st.timeout or 60, math.max(remaining, 0))
       local by_deadline = (st.timeout or 60) >= remaining
+      if st.always and (stop_reason or remaining <= 0) then
+        -- Clean-up steps still run after a stop, with a short grace past the deadline.
+        limit = math.min(st.timeout or 60, M.ALWAYS_GRACE)
+        by_deadline = false
+      end
       local task = nd.spawn(function() return st.run(s, args, data) end)
       current_task = task
       local ticker = uv.new_timer()
@@ -443,7 +449,7 @@ function M.execute(def, args, opts)
         elseif result.interrupted then
           record.outcome = "fail"
           record.message = result.interrupt_reason
-          stop_reason = "not run: " .. result.interrupt_reason
+          stop_reason = stop_reason or ("not run: " .. result.interrupt_reason)
         else
           record.outcome = "fail"
           local msg = tostring(err)

@@ -54,6 +54,28 @@ describe("run deadline", function()
     eq(res.steps[1].outcome, "timeout")
     eq(res.steps[2].outcome, "skipped")
     eq(res.steps[3].outcome, "skipped")
+    eq(res.steps[4].outcome, "ok", "an always step runs after the deadline")
+    eq(res.steps[4].message, "cleaned up")
+  end)
+end)
+
+describe("interruption", function()
+  it("SIGTERM cancels the running step, still runs clean-up steps, and ends with a result", function()
+    local proc = require "nd.proc"
+    local h <close> = proc.start{ spec.nitrodiag, "--json", "run", RB, env = { PATH = os.getenv("PATH"), NITRODIAG_PATH = "",
+                                  ND_TEST_STEP_TIMEOUT = "100" } }
+    nd.sleep(0.7)
+    local t0 = nd.now()
+    h:signal("TERM")
+    local r = h:wait()
+    truthy(nd.now() - t0 < 3, "stopped promptly")
+    eq(r.exit_code, 1)
+    local res = assert(json.decode(r.stdout))
+    eq(res.interrupted, true)
+    eq(res.interrupt_reason, "interrupted by SIGTERM")
+    eq(res.steps[1].outcome, "fail")
+    eq(res.steps[2].outcome, "skipped")
+    eq(res.steps[4].outcome, "ok", "the always step ran")
   end)
 end)
 

@@ -6,6 +6,7 @@ import os
 import pty
 import re
 import select
+import shutil
 import sys
 import tempfile
 import time
@@ -130,6 +131,7 @@ finally:
         os.kill(pid, 9)
     except OSError:
         pass
+    shutil.rmtree(home, ignore_errors=True)
 
 print("%d passed, %d failed" % (passed, failed))
 sys.exit(1 if failed else 0)

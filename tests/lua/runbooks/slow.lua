@@ -23,5 +23,7 @@ return {
         s:finding{ code = "T01", severity = "warn", message = "a warning finding", evidence = { "line 1" },
                    remediation = "do something" }
       end },
+    { name = "cleanup", always = true, timeout = 5,
+      run = function(s) s:ok("cleaned up") end },
   },
 }

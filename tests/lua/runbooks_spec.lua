@@ -1,0 +1,191 @@
+-- The shipped runbooks against the simulated Nitro host, through the real CLI (--sim SCENARIO --json).
+local json = require "nd.json"
+local fs = require "nd.fs"
+
+local function run(args, env)
+  local argv = { spec.nitrodiag }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  local e = { PATH = os.getenv("PATH"), HOME = "/root", NITRODIAG_PATH = "" }
+  for k, v in pairs(env or {}) do e[k] = v end
+  argv.env = e
+  argv.timeout = 120
+  local r = assert(spec.run(argv))
+  local res = json.decode(r.stdout)
+  return res, r
+end
+
+local function step(res, name)
+  for _, st in ipairs(res.steps) do if st.name == name then return st end end
+  error("no step " .. name)
+end
+
+local function finding(res, code)
+  for _, f in ipairs(res.findings) do if f.code == code then return f end end
+  return nil
+end
+
+local function bundle_members(path)
+  local b = assert(require("nd.bundle").read(path))
+  local names = {}
+  for _, m in ipairs(b.members) do names[m.name:gsub("^[^/]+/", "")] = m end
+  return names, b
+end
+
+describe("diag10", function()
+  it("passes on a healthy host with a complete bundle", function()
+    local out = spec.tmpdir()
+    local res, r = run({ "--sim", "healthy", "--json", "--out", out, "diag10", "run_seconds=2",
+                         })
+    eq(res.verdict, "pass", r.stderr .. r.stdout:sub(1, 3000))
+    eq(r.exit_code, 0)
+    truthy(res.bundle and fs.exists(res.bundle), "bundle written")
+    local names, b = bundle_members(res.bundle)
+    eq(#b.problems, 0, "every sha256 in the manifest verifies")
+    for _, want in ipairs({ "manifest.json", "summary.json", "report.md", "run.log", "run_basic.console.log",
+                            "run_vsock.console.log", "run_hello.console.log", "describe_enclaves.json",
+                            "nitro_enclaves.log.tail", "dmesg.tail", "docker_inspect_basic.json", "docker_inspect_vsock.json",
+                            "build_basic.docker.log", "build_vsock.eif.log", "allocator.yaml", "err_logs.list" }) do
+      truthy(names[want], "bundle has " .. want)
+    end
+    match(step(res, "run enclaves").message, "vsock ping answered")
+  end, 90)
+
+  it("names the image command and the Docker rule when the enclave reboots without [init]", function()
+    local out = spec.tmpdir()
+    local res = run({ "--sim", "reboot-no-init", "--json", "--out", out, "diag10", "run_seconds=2", "build=false", "runs=vsock" })
+    eq(res.verdict, "fail")
+    local f = finding(res, "ENCLAVE_REBOOT_NO_INIT")
+    truthy(f, "reboot finding")
+    match(table.concat(f.evidence, "\n"), 'Cmd=%["/bin/sh","%-c"')
+    match(f.remediation, "Nitro runs only CMD when an image has one")
+    truthy(finding(res, "IMG_SHELL_C") or finding(res, "IMG_CMD_REPLACES_ENTRYPOINT"), "the image lint saw it too")
+  end, 60)
+
+  it("gives the exact memory an EIF needs (E26)", function()
+    local out = spec.tmpdir()
+    local res = run({ "--sim", "e26-small-memory", "--json", "--out", out, "diag10", "run_seconds=2", "runs=none",
+                      "memory=512", "eifs=/home/ec2-user/data-processing.eif" })
+    eq(res.verdict, "fail")
+    local predicted, ran
+    for _, f in ipairs(res.findings) do
+      if f.code == "E26" and f.step == "predict E26/E27" then predicted = f end
+      if f.code == "E26" and f.step == "run enclaves" then ran = f end
+    end
+    truthy(predicted, "E26 predicted before running")
+    match(predicted.message, "needs %-%-memory ≥ 2148")
+    truthy(ran, "E26 from the run itself")
+    match(ran.message, "at least 2148 MiB")
+    match(ran.remediation, "memory=2148")
+  end, 60)
+
+  it("recommends cleanup of a stale enclave and recovers by itself", function()
+    local out = spec.tmpdir()
+    local res = run({ "--sim", "cpu-pool-exhausted", "--json", "--out", out, "diag10", "run_seconds=2", "runs=basic" })
+    local f = finding(res, "STALE_ENCLAVES")
+    truthy(f, "stale enclave finding")
+    match(f.message, "held 2 CPUs and 1024 MiB; terminated")
+    match(f.remediation, "nitrodiag cleanup")
+    eq(step(res, "run enclaves").outcome, "ok", "the run worked once the pool was freed")
+    eq(res.verdict, "warn")
+  end, 60)
+end)
+
+describe("allocator", function()
+  it("shows the configuration and the service", function()
+    local res = run({ "--sim", "healthy", "--json", "allocator" })
+    eq(res.verdict, "pass")
+    match(step(res, "show").message, "memory_mib 4096, cpu_count 2; service active")
+    eq(step(res, "write allocator.yaml").outcome, "skipped")
+  end)
+  it("follows the workshop flow: stop, edit, start, enable, verified", function()
+    local res = run({ "--sim", "healthy", "--json", "allocator", "memory_mib=512" })
+    eq(res.verdict, "pass")
+    for _, name in ipairs({ "validate", "no enclaves running", "stop service", "write allocator.yaml", "start and enable", "verify" }) do
+      eq(step(res, name).outcome, "ok", name)
+    end
+    match(step(res, "verify").message, "reserved 512 MiB, 2 CPUs")
+    eq(step(res, "rollback").outcome, "skipped")
+  end)
+  it("refuses while enclaves run", function()
+    local res = run({ "--sim", "cpu-pool-exhausted", "--json", "allocator", "memory_mib=2048" })
+    eq(res.verdict, "fail")
+    truthy(finding(res, "ENCLAVES_RUNNING"))
+    eq(step(res, "stop service").outcome, "skipped")
+  end)
+  it("rolls back when the service does not come back", function()
+    local res = run({ "--sim", "healthy", "--json", "allocator", "memory_mib=100000" })
+    eq(res.verdict, "fail")
+    truthy(finding(res, "ALLOCATOR_START_FAILED"))
+    eq(step(res, "rollback").outcome, "warn")
+    match(step(res, "rollback").message, "rolled back")
+  end)
+  it("rejects cpu_count with cpu_pool before touching anything", function()
+    local res = run({ "--sim", "healthy", "--json", "allocator", "cpu_count=2", "cpu_pool=2,3" })
+    eq(res.verdict, "fail")
+    eq(step(res, "stop service").outcome, "skipped")
+  end)
+end)
+
+describe("cleanup", function()
+  it("terminates the stale enclave, reports what it freed, and is safe twice", function()
+    local sim = assert(require("nd.sim").activate("cpu-pool-exhausted"))
+    local env = { PATH = os.getenv("PATH"), NITRODIAG_SIM_ROOT = os.getenv("NITRODIAG_SIM_ROOT") }
+    local res = run({ "--root", require("nd.host").root(), "--json", "cleanup" }, env)
+    eq(res.verdict, "pass")
+    match(step(res, "terminate").message, "terminated 1 enclave%(s%): freed 2 CPUs and 1024 MiB")
+    eq(step(res, "verify").outcome, "ok")
+    local again = run({ "--root", require("nd.host").root(), "--json", "cleanup" }, env)
+    eq(again.verdict, "pass")
+    eq(step(again, "terminate").outcome, "skipped")
+    sim:close()
+  end)
+end)
+
+describe("doctor", function()
+  it("reports a missing driver with a stable code", function()
+    local res = run({ "--sim", "no-driver", "--json", "doctor" })
+    eq(res.verdict, "fail")
+    truthy(finding(res, "DEVICE_MISSING"))
+    eq(res.exit_code, 1)
+  end)
+end)
+
+describe("triage", function()
+  local FIX = spec.source_dir .. "/tests/nitro/fixtures/"
+  local function triage(input, stdin)
+    local argv = { spec.nitrodiag, "--json", "triage", input, env = { PATH = os.getenv("PATH"), NITRODIAG_PATH = "" },
+                   stdin = stdin, timeout = 30 }
+    local r = assert(spec.run(argv))
+    return json.decode(r.stdout), r
+  end
+  it("finds the root cause in the seed's E26 output, with the numbers", function()
+    local res, r = triage(FIX .. "seed_e26_run_enclave.txt")
+    eq(r.exit_code, 1)
+    local f = finding(res, "E26")
+    truthy(f)
+    match(f.message, "%-%-memory 512 MiB is too little for this EIF; it needs at least 2148 MiB")
+    match(f.remediation, "memory=2148")
+    match(table.concat(f.evidence, "\n"), "then E39 %(secondary")
+  end)
+  it("finds the root cause in the seed's E27 output", function()
+    local res = triage(FIX .. "seed_e27_run_enclave.txt")
+    local f = finding(res, "E27")
+    truthy(f)
+    match(f.message, "3072 MiB is more than the hugepage memory")
+    match(f.remediation, "allocator memory_mib=3072")
+  end)
+  it("reads a console from stdin and names the reboot", function()
+    local res = triage("-", "[    0.1] random: crng init done\nreboot: Restarting system\n")
+    truthy(finding(res, "ENCLAVE_REBOOT_NO_INIT"))
+  end)
+  it("says plainly when it does not recognise the input", function()
+    local res, r = triage("-", "hello world\n")
+    eq(r.exit_code, 1)
+    truthy(finding(res, "UNRECOGNISED"))
+  end)
+  it("a missing file is one clear failure", function()
+    local res, r = triage("/nonexistent/x.log")
+    eq(r.exit_code, 1)
+    match(step(res, "read").message, "/nonexistent/x.log: no such file")
+  end)
+end)
