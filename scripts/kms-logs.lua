@@ -279,7 +279,7 @@ local function interpret(s, res)
 end
 
 local function finish_summary(s, res)
-  s.result.output = {
+  s:output {
     mode = s.args.mode,
     sources = json.array(res.sources),
     stats = res.stats,
@@ -288,7 +288,7 @@ local function finish_summary(s, res)
     counters = json.array(res.counters),
     ids = json.array(res.ids),
     ids_dropped = res.ids_dropped,
-    records = json.array((s.args.mode == "lines" and s.out and s.out.json) and res.records or {}),
+    records = json.array((s.args.mode == "lines" and s.json) and res.records or {}),
     records_dropped = res.records_dropped,
     printed = res.printed,
   }
@@ -330,7 +330,7 @@ return {
         end
         -- Human output streams the matching lines to stdout as they are found (like grep); --json keeps them as
         -- records in the result. Either way a few records are kept for the interpretation.
-        local json_out = s.out and s.out.json
+        local json_out = s.json
         local limit = a.limit == 0 and 1e15 or a.limit
         local stream = a.mode == "lines" and not json_out
         local sc <close>, err = kmslog.new{

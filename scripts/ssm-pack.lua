@@ -46,8 +46,10 @@ return {
   args = {
     { name = "runbook", type = "string", positional = 1, required = true,
       help = "the runbook to run on the hosts: a name (diag10) or a file" },
+    { name = "runbook_args", type = "rest",
+      help = "the runbook's own arguments, as you would give them to it: nitrodiag ssm-pack diag10 memory=2048" },
     { name = "args", type = "string", default = "",
-      help = "its arguments, space-separated: args=\"memory=2048 runs=basic,vsock\" (checked here before packing)" },
+      help = "more of its arguments, space-separated, for names ssm-pack itself uses: args=\"out=/var/tmp\"" },
     { name = "options", type = "string", default = "",
       help = "nitrodiag options for the remote run, e.g. \"--deadline 180 -v\"" },
     { name = "files", type = "list", help = "extra local files shipped next to the runbook (comma-separated)" },
@@ -74,7 +76,9 @@ return {
         if not path then s:fail(err) return end
         local def, lerr = runbook.load(path)
         if not def then s:fail("cannot load " .. path .. ": " .. lerr) return end
-        local targs = words(a.args)
+        local targs = {}
+        for _, w in ipairs(a.runbook_args) do targs[#targs + 1] = w end
+        for _, w in ipairs(words(a.args)) do targs[#targs + 1] = w end
         local parsed, perr = runbook.parse_args(def, targs)
         if not parsed then s:fail(perr) return end
         local files = { { name = fs.basename(path), path = path, data = assert(fs.read(path)) } }

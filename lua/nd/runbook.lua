@@ -109,7 +109,7 @@ end
 -- Loading and validating
 ---------------------------------------------------------------------------------------------------------------------
 
-local ARG_TYPES = { string = true, number = true, integer = true, boolean = true, list = true }
+local ARG_TYPES = { string = true, number = true, integer = true, boolean = true, list = true, rest = true }
 
 -- looks_like_runbook(path): a cheap text check, so that `list` never executes arbitrary Lua files found in ./
 function M.looks_like_runbook(path)
@@ -186,15 +186,27 @@ end
 -- parse_args(def, words) -> args | nil, msg. words are "key=value" or positional values.
 function M.parse_args(def, words)
   local by_name, positional, names = {}, {}, {}
+  local rest -- an argument of type "rest" collects every word no other argument takes, in order
   for _, a in ipairs(def.args) do
-    by_name[a.name] = a
-    names[#names + 1] = a.name
-    if a.positional then positional[a.positional] = a end
+    if a.type == "rest" then rest = a else
+      by_name[a.name] = a
+      names[#names + 1] = a.name
+      if a.positional then positional[a.positional] = a end
+    end
   end
   local args, pos = {}, 0
+  if rest then args[rest.name] = json.array({}) end
   for _, w in ipairs(words) do
     local k, v = w:match("^([%w_%-]+)=(.*)$")
     local a
+    if k and not by_name[k] and not by_name[k:gsub("%-", "_")] and rest then
+      table.insert(args[rest.name], w)
+      goto next_word
+    end
+    if not k and rest and not positional[pos + 1] then
+      table.insert(args[rest.name], w)
+      goto next_word
+    end
     if k then
       a = by_name[k] or by_name[k:gsub("%-", "_")]
       if not a then
@@ -223,9 +235,10 @@ function M.parse_args(def, words)
       end
     end
     args[a.name] = val
+    ::next_word::
   end
   for _, a in ipairs(def.args) do
-    if args[a.name] == nil then
+    if args[a.name] == nil and a.type ~= "rest" then
       if a.default ~= nil then
         if type(a.default) == "string" and a.type ~= "string" then
           args[a.name] = assert(convert(a, a.default))
@@ -291,6 +304,8 @@ local function worse(a, b)
 end
 
 function Step:progress(text) self.waiting_on = text end
+-- Structured data for --json consumers: becomes result.output.
+function Step:output(value) self.result.output = value end
 function Step:log(...)
   local parts = {}
   for i = 1, select("#", ...) do parts[#parts + 1] = tostring((select(i, ...))) end
@@ -406,7 +421,8 @@ function M.execute(def, args, opts)
       record.outcome, record.message, record.duration = "skipped", st.skip_reason or "not applicable", 0
     else
       local s = setmetatable({ args = args, data = data, bundle = bundle, sim = sim, ctx = ctx, record = record,
-                               result = result, out = out, step_index = i, runbook = def }, Step)
+                               result = result, out = out, step_index = i, runbook = def, json = opts.json and true or false },
+                             Step)
       local remaining = deadline_at - nd.now()
       local limit = math.min(st.timeout or 60, math.max(remaining, 0))
       local by_deadline = (st.timeout or 60) >= remaining
