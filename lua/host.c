@@ -153,6 +153,9 @@ void ndl_wait_done(ndl_wait *w)
         return;
     if (ndl_host_of(w->co)->shutting_down)
         return; /* no Lua code runs once the host is closing */
+    /* The resumed code may finish what a uv_run(UV_RUN_ONCE) loop waits for: stop this iteration so that loop gets
+     * to check, instead of blocking in poll until an unrelated event (libuv polls after the timers run). */
+    uv_stop(&ndl_host_of(w->co)->loop);
     lua_State *co = w->co;
     int ref = w->co_ref;
     w->co = NULL;

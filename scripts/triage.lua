@@ -118,30 +118,18 @@ return {
     { name = "KMS proxy log", timeout = 30,
       run = function(s)
         if not s.data.kinds.proxy_log then s:skip("no KMS proxy log lines") end
-        local sc <close> = assert(kmslog.new({ keep = 0 }))
+        local sc <close> = assert(kmslog.new({ keep = 1000 }))
         sc:feed(s.data.text)
         sc:finish()
         local res = sc:result()
-        local errs = {}
-        for _, e in ipairs(res.errors) do errs[#errs + 1] = string.format("%s × %d", e.code, e.count) end
-        if #errs == 0 then
+        res.sources = { { path = s.args.input } }
+        local findings = diagnose.kms_logs(res)
+        for _, f in ipairs(findings) do s:finding(f) end
+        if #findings == 0 then
           s:ok(string.format("%d responses, no errors", res.stats.matched_responses or 0))
-          return
+        else
+          s:log("for request ids and counters: nitrodiag kms-logs " .. s.args.input .. " mode=summary")
         end
-        local top = res.errors[1].code
-        local fixes = {
-          upstream_throttled = "lower the proxy's rate limit / concurrency and check the account's KMS request quota",
-          timeout = "network or regional trouble: check deadlines, retries and the circuit breaker",
-          upstream_access_denied = "IAM or key policy (kms:RecipientAttestation conditions): never retried, fix the policy",
-          upstream_unavailable = "KMS or the network path (vsock-proxy allowlist, HTTPS proxy) is failing",
-          invalid_request = "the enclave sends malformed requests: check its client",
-          rate_limited = "the proxy's own rate limit refused requests: raise it or spread the load",
-          circuit_open = "the circuit breaker is open after many failures: see the errors before it",
-        }
-        s:finding{ code = "KMS_" .. top:upper(), severity = "fail",
-          message = string.format("KMS proxy errors: %s", table.concat(errs, ", ")),
-          evidence = { string.format("%d requests, %d responses", res.stats.matched_requests or 0, res.stats.matched_responses or 0) },
-          remediation = (fixes[top] or "see the errors") .. "; `nitrodiag kms-logs " .. s.args.input .. "` lists the request ids and counters" }
       end },
   },
 }

@@ -17,6 +17,9 @@ end
 
 -- Resumes co with the arguments and reports an error that escapes it (tasks catch their own).
 function M.resume(co, ...)
+  -- The host runs the loop one iteration at a time and checks after each whether what it waits for is done: stop
+  -- this iteration so it checks now rather than after the next unrelated event.
+  uv.stop()
   local ok, err = coroutine.resume(co, ...)
   if not ok then report(debug.traceback(co, err)) end
   return ok
