@@ -304,10 +304,16 @@ static bool respond(conn *c, const request *r, int status, const char *ctype, co
                        : status == 502 ? "Bad Gateway" : status == 503 ? "Service Unavailable"
                        : status == 504 ? "Gateway Timeout" : "Error";
     size_t bl = strlen(body);
+    /* Like the real services, every response carries an HTTP Date (doctor measures clock skew with it). */
+    char date[64];
+    time_t now = time(NULL);
+    struct tm tmv;
+    gmtime_r(&now, &tmv);
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tmv);
     char head[1024];
     int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d %s\r\nx-amzn-RequestId: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
-                     status, reason, rid, ctype, bl, extra ? extra : "", r && r->close ? "Connection: close\r\n" : "");
+                     "HTTP/1.1 %d %s\r\nDate: %s\r\nx-amzn-RequestId: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
+                     status, reason, date, rid, ctype, bl, extra ? extra : "", r && r->close ? "Connection: close\r\n" : "");
     return c_write(c, head, (size_t)n) && c_write(c, body, bl);
 }
 

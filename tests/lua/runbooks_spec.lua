@@ -197,3 +197,33 @@ describe("triage", function()
     match(step(res, "read").message, "/nonexistent/x.log: no such file")
   end)
 end)
+
+describe("doctor with instance metadata", function()
+  local proc = require "nd.proc"
+  local nd = require "nd"
+  local function start_imds()
+    local lines = {}
+    local h = proc.start{ spec.binary_dir .. "/nitrodiag-fake-kms", "--imds", "--max-seconds", "60",
+                          on_line = function(stream, line) if stream == "stdout" then lines[#lines + 1] = line end end }
+    for _ = 1, 100 do
+      if #lines >= 1 then break end
+      nd.sleep(0.05)
+    end
+    return h, assert(tonumber(lines[1]), "the fake IMDS did not start")
+  end
+  it("finds the role and measures the clock through IMDSv2", function()
+    local h <close>, port = start_imds()
+    local res, r = run({ "--sim", "healthy", "--json", "doctor", "imds=http://127.0.0.1:" .. port })
+    local imds = step(res, "IMDSv2 and role")
+    eq(imds.outcome, "ok", r.stdout:sub(1, 2000))
+    match(imds.message, "^role [%w%-_]+, credentials expire %d%d%d%d%-")
+    falsy(r.stdout:find("SecretAccessKey", 1, true), "credentials are never printed")
+    eq(step(res, "clock").outcome, "ok")
+    match(step(res, "clock").message, "^skew [%+%-]%d+ s$")
+  end)
+  it("reports an unreachable metadata service with its code", function()
+    local res = run({ "--sim", "healthy", "--json", "doctor", "imds=http://127.0.0.1:1" })
+    truthy(finding(res, "IMDS_UNREACHABLE"))
+    eq(step(res, "clock").outcome, "skipped")
+  end)
+end)
