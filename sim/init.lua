@@ -26,6 +26,7 @@ M.TOOLS = { "nitro-cli", "systemctl", "docker", "dmesg", "journalctl" }
 
 local SCENARIO_KEYS = {
   name = "string", description = "string", host = "table", allocator_yaml = "string", allocator = "table",
+  files = "table",
   env = "table", images = "table", eifs = "table", enclaves = "table", services = "table", dmesg = "table",
   backend = "string",
 }
@@ -53,7 +54,7 @@ function M.find(name)
     local p = d .. "/" .. name .. ".lua"
     if fs.exists(p) then return p end
   end
-  return nil, "unknown scenario: " .. name .. " (see `nitrodiag sim list`; looked in "
+  return nil, "unknown scenario: " .. name .. " (see `nitrodiag sim`; looked in "
     .. table.concat(M.scenario_dirs(), ", ") .. ")"
 end
 
@@ -106,6 +107,18 @@ local function mkdirs(root, list)
   return true
 end
 
+M.NE_GID = 994
+M.VSOCK_PROXY_YAML = [[
+allowlist:
+- {address: kms.us-east-1.amazonaws.com, port: 443}
+- {address: kms-fips.us-east-1.amazonaws.com, port: 443}
+- {address: kms.us-east-2.amazonaws.com, port: 443}
+- {address: kms.us-west-2.amazonaws.com, port: 443}
+- {address: kms.eu-west-1.amazonaws.com, port: 443}
+- {address: kms.eu-central-1.amazonaws.com, port: 443}
+- {address: kms.ap-northeast-1.amazonaws.com, port: 443}
+]]
+
 -- Builds the host root for scenario sc under root. Returns true | nil, err.
 local function build(root, sc, opts)
   local h = sc.host or {}
@@ -121,6 +134,27 @@ local function build(root, sc, opts)
   end
   fs.write(root .. "/etc/nitro_enclaves/allocator.yaml",
     sc.allocator_yaml or "---\n# Enclave configuration file.\nmemory_mib: 512\ncpu_count: 2\n")
+  -- What installing aws-nitro-enclaves-cli leaves on a host: the `ne` group owning the device, and the vsock-proxy
+  -- allowlist with the KMS endpoints.
+  fs.write(root .. "/etc/group", "root:x:0:\nwheel:x:10:ec2-user\nne:x:" .. M.NE_GID .. ":ec2-user\nec2-user:x:1000:\n")
+  if h.driver ~= false then
+    uv.fs_chown(root .. "/dev/nitro_enclaves", 0, M.NE_GID)
+    uv.fs_chmod(root .. "/dev/nitro_enclaves", tonumber("660", 8))
+  end
+  fs.write(root .. "/etc/nitro_enclaves/vsock-proxy.yaml", M.VSOCK_PROXY_YAML)
+  -- The scenario's own files: path -> contents, or false to remove a default one.
+  for path, content in pairs(sc.files or {}) do
+    if type(path) ~= "string" or path:sub(1, 1) ~= "/" or path:find("%.%.") then
+      return nil, "files: paths must be absolute host paths without '..': " .. tostring(path)
+    end
+    if content == false then
+      fs.rm_rf(root .. path)
+    else
+      local dok, derr = fs.mkdir_p(fs.dirname(root .. path))
+      if not dok then return nil, derr end
+      fs.write(root .. path, tostring(content))
+    end
+  end
   fs.write(root .. "/var/log/nitro_enclaves/nitro_enclaves.log", "")
   local exe = host.exe()
   for _, t in ipairs(M.TOOLS) do

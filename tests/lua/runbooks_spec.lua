@@ -142,6 +142,26 @@ describe("cleanup", function()
 end)
 
 describe("doctor", function()
+  it("passes on a healthy host", function()
+    local res, r = run({ "--sim", "healthy", "--json", "doctor" })
+    eq(res.verdict, "pass", r.stdout:sub(1, 2000))
+    eq(step(res, "vsock-proxy allowlist").outcome, "ok")
+    eq(step(res, "KMS proxy").outcome, "skipped")
+  end)
+  it("finds a vsock-proxy allowlist without the region's KMS endpoint (a scenario's own files)", function()
+    local dir = spec.tmpdir()
+    local scenario = dir .. "/no-kms-allowlist.lua"
+    assert(fs.write(scenario, [[
+return {
+  description = "vsock-proxy allowlist without KMS",
+  files = { ["/etc/nitro_enclaves/vsock-proxy.yaml"] = "allowlist:\n- {address: s3.us-east-1.amazonaws.com, port: 443}\n" },
+}
+]]))
+    local res = run({ "--sim=" .. scenario, "--json", "doctor", "region=us-east-1" })
+    local f = finding(res, "VSOCK_PROXY_NO_KMS")
+    truthy(f)
+    match(f.message, "kms%.us%-east%-1%.amazonaws%.com is not in the vsock%-proxy allowlist")
+  end)
   it("reports a missing driver with a stable code", function()
     local res = run({ "--sim", "no-driver", "--json", "doctor" })
     eq(res.verdict, "fail")
