@@ -382,6 +382,8 @@ function M.execute(def, args, opts)
       return result
     end
     ctx.root = host.root()
+    local okst, st = pcall(function() return sim:state() end)
+    if okst and st and st.host and st.host.hostname then result.host = st.host.hostname end
   end
 
   -- The bundle, when the runbook collects.
