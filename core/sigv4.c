@@ -4,6 +4,7 @@
  * The KMS client signs with it; the fake KMS verifies with it; tests check it against the AWS test suite and botocore.
  */
 #include "nd_sigv4.h"
+#include "nd_codec.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -88,17 +89,6 @@ char *nd_sigv4_uri_encode(const char *s, size_t n, bool keep_slash)
     return sb_take(&b);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes s[0..n) into a malloc'd buffer (invalid escapes are kept literally). */
 static char *pct_decode(const char *s, size_t n, size_t *outlen)
 {
@@ -107,8 +97,9 @@ static char *pct_decode(const char *s, size_t n, size_t *outlen)
         return NULL;
     size_t j = 0;
     for (size_t i = 0; i < n; i++) {
-        if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            o[j++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+        unsigned char byte;
+        if (s[i] == '%' && i + 2 < n && nd_hex_decode(s + i + 1, 2, &byte, 1, NULL) == 1) {
+            o[j++] = (char)byte;
             i += 2;
         } else {
             o[j++] = s[i];

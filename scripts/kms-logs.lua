@@ -20,13 +20,7 @@ local function under_root(path)
   return root .. path
 end
 
-local function fmt_num(v)
-  if v == nil then return "-" end
-  if math.type(v) == "integer" or (v == math.floor(v) and math.abs(v) < 1e15) then
-    return string.format("%d", math.floor(v))
-  end
-  return string.format("%.1f", v)
-end
+local fmt_num = require("nd.pretty").number
 
 local function fmt_time(ts)
   if not ts then return "-" end

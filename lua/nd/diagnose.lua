@@ -50,13 +50,7 @@ end
 
 -- ---- KMS proxy logs -------------------------------------------------------------------------------------------
 
-local function fmt_num(v)
-  if v == nil then return "-" end
-  if math.type(v) == "integer" or (v == math.floor(v) and math.abs(v) < 1e15) then
-    return string.format("%d", math.floor(v))
-  end
-  return string.format("%.1f", v)
-end
+local fmt_num = require("nd.pretty").number
 
 local function counter(res, name)
   for _, c in ipairs(res.counters) do if c.name == name then return c end end

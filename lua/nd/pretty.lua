@@ -53,6 +53,15 @@ local function render(v, indent, depth, seen, out, opts)
   end
 end
 
+-- number(v) -> "-" for nil, whole numbers without decimals, others with one ("12", "3.5")
+function M.number(v)
+  if v == nil then return "-" end
+  if math.type(v) == "integer" or (v == math.floor(v) and math.abs(v) < 1e15) then
+    return string.format("%d", math.floor(v))
+  end
+  return string.format("%.1f", v)
+end
+
 -- format(value [, {max_depth = 6, max_items = 200}]) -> string
 function M.format(v, opts)
   opts = opts or {}
