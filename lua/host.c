@@ -483,6 +483,12 @@ void ndl_host_close(ndl_host *h)
     if (h->L)
         lua_gc(h->L, LUA_GCCOLLECT);
     ndl_host_settle(h, 0, 3000, 1);
+    /* Handles closed by Lua code or by __gc (sockets, timers) free their memory in close callbacks: run those now,
+     * while the Lua state they may call into still exists. */
+    if (h->L)
+        lua_gc(h->L, LUA_GCCOLLECT);
+    for (int i = 0; i < 4; i++)
+        uv_run(&h->loop, UV_RUN_NOWAIT);
 
     /* lua_close runs every __gc: running commands are killed (whole process group), sockets closed. The loop is NOT
      * run afterwards: luv's close callbacks would touch the freed state. This is only called at process exit, where

@@ -91,16 +91,21 @@ try:
     out = read_until(r"\n> ")
     check("cycles are shown, not followed", out is not None and "<cycle>" in out, repr(out))
 
-    send("while true do end\r")
-    time.sleep(0.5)
-    t0 = time.time()
+    # Ctrl-C only once the chunk runs (it prints a marker first), so a loaded machine cannot make it race.
+    send("print('busy' .. 'loop') while true do end\r")
+    read_until(r"busyloop", timeout=10)
+    time.sleep(0.2)
     send("\x03")
     out = read_until(r"interrupted\r?\n> ", timeout=5)
     check("Ctrl-C interrupts a busy loop and returns to the prompt", out is not None, repr(out))
 
     marker = os.path.join(home, "pid")
     send("nd.proc.run{'sh','-c','echo $$ > %s; exec sleep 100'}\r" % marker)
-    time.sleep(0.8)
+    for _ in range(100):  # the command has started once it wrote its pid
+        if os.path.exists(marker) and open(marker).read().strip():
+            break
+        time.sleep(0.1)
+    time.sleep(0.2)
     send("\x03")
     out = read_until(r"interrupted\r?\n> ", timeout=5)
     check("Ctrl-C interrupts a waiting command", out is not None, repr(out))
