@@ -5,6 +5,7 @@
  * depend on libcbor's items. Building: the same structure for a development stand-in carrying a public key.
  */
 #include "nd_attest.h"
+#include "nd_cbor.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,62 +27,12 @@ void nd_attest_free(nd_attest_doc *d)
     free(d);
 }
 
-/* Pre-scan with libcbor's allocation-free streaming decoder: every declared array/map size must fit in the input
- * and no indefinite-length item may appear (Nitro documents use none). This keeps cbor_load from allocating for
- * absurd sizes claimed by hostile input. */
-typedef struct scan {
-    size_t limit;
-    bool bad;
-} scan;
-
-static void scan_coll(void *c, size_t n)
-{
-    scan *s = c;
-    if (n > s->limit / 2 + 1)
-        s->bad = true;
-}
-
-static void scan_indef(void *c) { ((scan *)c)->bad = true; }
-
-static bool prescan(const unsigned char *p, size_t n)
-{
-    struct cbor_callbacks cb = cbor_empty_callbacks;
-    cb.array_start = scan_coll;
-    cb.map_start = scan_coll;
-    cb.indef_array_start = scan_indef;
-    cb.indef_map_start = scan_indef;
-    cb.byte_string_start = scan_indef;
-    cb.string_start = scan_indef;
-    scan s = { .limit = n, .bad = false };
-    size_t off = 0;
-    while (off < n) {
-        struct cbor_decoder_result r = cbor_stream_decode(p + off, n - off, &cb, &s);
-        if (r.status != CBOR_DECODER_FINISHED || r.read == 0 || s.bad)
-            return false;
-        off += r.read;
-    }
-    return true;
-}
-
+/* Loads untrusted CBOR through the shared safe loader (nd_cbor.h); messages read "attestation: <what> …". */
 static cbor_item_t *load(const unsigned char *p, size_t n, const char *what, nd_err *err)
 {
-    if (!prescan(p, n)) {
-        nd_err_set(err, -EBADMSG, "attestation: %s is not well-formed definite-length CBOR", what);
-        return NULL;
-    }
-    struct cbor_load_result r;
-    cbor_item_t *it = cbor_load(p, n, &r);
-    if (!it) {
-        nd_err_set(err, -EBADMSG, "attestation: %s is not valid CBOR (error %d at byte %zu)", what, (int)r.error.code,
-                   r.error.position);
-        return NULL;
-    }
-    if (r.read != n) {
-        cbor_decref(&it);
-        nd_err_set(err, -EBADMSG, "attestation: %s has %zu trailing bytes", what, n - r.read);
-        return NULL;
-    }
-    return it;
+    char label[64];
+    snprintf(label, sizeof label, "attestation: %s", what);
+    return nd_cbor_load(p, n, label, err);
 }
 
 static bool is_bstr(const cbor_item_t *it) { return cbor_isa_bytestring(it) && cbor_bytestring_is_definite(it); }

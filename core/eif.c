@@ -7,6 +7,7 @@
  * builds the same layout nitro-cli's builder does and is used by the tests and by the simulator's build-enclave.
  */
 #include "nd_eif.h"
+#include "nd_cbor.h"
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -109,124 +110,21 @@ static int measure_final(measure *m, nd_eif_info *info)
     return 0;
 }
 
-/* ---- minimal CBOR, only what the signature section uses ------------------------------------------------------- */
-
-typedef struct cbor {
-    const unsigned char *p, *end;
-} cbor;
-
-/* Reads an item head: major type and argument. Returns 0 or -1 on truncation/unsupported encodings. */
-static int cbor_head(cbor *c, int *major, uint64_t *arg)
-{
-    if (c->p >= c->end)
-        return -1;
-    unsigned char b = *c->p++;
-    *major = b >> 5;
-    unsigned info = b & 31;
-    if (info < 24) {
-        *arg = info;
-        return 0;
-    }
-    int n = info == 24 ? 1 : info == 25 ? 2 : info == 26 ? 4 : info == 27 ? 8 : -1;
-    if (n < 0 || c->end - c->p < n)
-        return -1;
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = (v << 8) | *c->p++;
-    *arg = v;
-    return 0;
-}
-
-/* Skips one item (depth-limited). */
-static int cbor_skip(cbor *c, int depth)
-{
-    int major;
-    uint64_t arg;
-    if (depth > 16 || cbor_head(c, &major, &arg) < 0)
-        return -1;
-    switch (major) {
-    case 0: case 1: case 7:
-        return 0;
-    case 2: case 3:
-        if (arg > (uint64_t)(c->end - c->p))
-            return -1;
-        c->p += arg;
-        return 0;
-    case 4: case 5: {
-        uint64_t items = major == 5 ? arg * 2 : arg;
-        if (items > (uint64_t)(c->end - c->p))
-            return -1;
-        for (uint64_t i = 0; i < items; i++)
-            if (cbor_skip(c, depth + 1) < 0)
-                return -1;
-        return 0;
-    }
-    case 6:
-        return cbor_skip(c, depth + 1);
-    }
-    return -1;
-}
-
-/* Reads a byte string or an array of small unsigned integers (serde's Vec<u8>) into a malloc'd buffer. */
-static int cbor_bytes(cbor *c, unsigned char **out, size_t *outlen)
-{
-    int major;
-    uint64_t arg;
-    if (cbor_head(c, &major, &arg) < 0)
-        return -1;
-    if (major == 2) {
-        if (arg > (uint64_t)(c->end - c->p))
-            return -1;
-        *out = malloc(arg ? arg : 1);
-        if (!*out)
-            return -1;
-        memcpy(*out, c->p, arg);
-        *outlen = arg;
-        c->p += arg;
-        return 0;
-    }
-    if (major != 4 || arg > (uint64_t)(c->end - c->p))
-        return -1;
-    *out = malloc(arg ? arg : 1);
-    if (!*out)
-        return -1;
-    for (uint64_t i = 0; i < arg; i++) {
-        int m;
-        uint64_t v;
-        if (cbor_head(c, &m, &v) < 0 || m != 0 || v > 255) {
-            free(*out);
-            *out = NULL;
-            return -1;
-        }
-        (*out)[i] = (unsigned char)v;
-    }
-    *outlen = arg;
-    return 0;
-}
-
-/* Finds the first signing_certificate in the signature section. Returns 0 with a malloc'd copy, or -1. */
+/* Finds the first signing_certificate in the signature section (a CBOR array of maps, byte fields as serde's
+ * Vec<u8>). Returns 0 with a malloc'd copy, or -1. */
 static int find_certificate(const unsigned char *data, size_t len, unsigned char **cert, size_t *certlen)
 {
-    cbor c = {data, data + len};
-    int major;
-    uint64_t n;
-    if (cbor_head(&c, &major, &n) < 0 || major != 4 || n == 0)
+    cbor_item_t *root = nd_cbor_load(data, len, "EIF signature section", NULL);
+    if (!root)
         return -1;
-    uint64_t pairs;
-    if (cbor_head(&c, &major, &pairs) < 0 || major != 5)
-        return -1;
-    for (uint64_t i = 0; i < pairs; i++) {
-        uint64_t klen;
-        if (cbor_head(&c, &major, &klen) < 0 || major != 3 || klen > (uint64_t)(c.end - c.p))
-            return -1;
-        bool is_cert = klen == 19 && memcmp(c.p, "signing_certificate", 19) == 0;
-        c.p += klen;
-        if (is_cert)
-            return cbor_bytes(&c, cert, certlen);
-        if (cbor_skip(&c, 0) < 0)
-            return -1;
+    int rc = -1;
+    if (cbor_isa_array(root) && cbor_array_is_definite(root) && cbor_array_size(root) > 0) {
+        cbor_item_t *v = nd_cbor_map_get(cbor_array_handle(root)[0], "signing_certificate");
+        if (v && nd_cbor_u8_bytes(v, cert, certlen) == 0)
+            rc = 0;
     }
-    return -1;
+    cbor_decref(&root);
+    return rc;
 }
 
 /* Converts a PEM or DER certificate to DER. Returns 0 with a malloc'd DER buffer, or -1. */
@@ -521,49 +419,30 @@ static int wb_put(wbuf *b, const void *d, size_t n)
     return 0;
 }
 
-static int cbor_put_head(wbuf *b, int major, uint64_t v)
-{
-    unsigned char h[9];
-    size_t n;
-    if (v < 24) {
-        h[0] = (unsigned char)(major << 5 | v);
-        n = 1;
-    } else if (v <= 0xff) {
-        h[0] = (unsigned char)(major << 5 | 24), h[1] = (unsigned char)v, n = 2;
-    } else if (v <= 0xffff) {
-        h[0] = (unsigned char)(major << 5 | 25), put16(h + 1, (uint16_t)v), n = 3;
-    } else if (v <= 0xffffffffULL) {
-        h[0] = (unsigned char)(major << 5 | 26), put32(h + 1, (uint32_t)v), n = 5;
-    } else {
-        h[0] = (unsigned char)(major << 5 | 27), put64(h + 1, v), n = 9;
-    }
-    return wb_put(b, h, n);
-}
-
-static int cbor_put_u8_array(wbuf *b, const unsigned char *d, size_t n)
-{
-    if (cbor_put_head(b, 4, n) < 0)
-        return -1;
-    for (size_t i = 0; i < n; i++)
-        if (cbor_put_head(b, 0, d[i]) < 0)
-            return -1;
-    return 0;
-}
-
-static int cbor_put_text(wbuf *b, const char *s)
-{
-    size_t n = strlen(s);
-    return cbor_put_head(b, 3, n) < 0 ? -1 : wb_put(b, s, n);
-}
-
+/* The signature section: [{"signing_certificate": [u8…], "signature": [u8…]}], as the EIF tooling writes it. */
 static int build_signature(const nd_eif_input *in, wbuf *b)
 {
-    return cbor_put_head(b, 4, 1) < 0 || cbor_put_head(b, 5, 2) < 0 || cbor_put_text(b, "signing_certificate") < 0 ||
-                   cbor_put_u8_array(b, in->certificate.data, in->certificate.len) < 0 ||
-                   cbor_put_text(b, "signature") < 0 ||
-                   cbor_put_u8_array(b, in->signature.data, in->signature.len) < 0
-               ? -1
-               : 0;
+    cbor_item_t *map = cbor_new_definite_map(2);
+    cbor_item_t *arr = cbor_new_definite_array(1);
+    cbor_item_t *k1 = cbor_build_string("signing_certificate"), *k2 = cbor_build_string("signature");
+    cbor_item_t *v1 = nd_cbor_u8_array(in->certificate.data, in->certificate.len);
+    cbor_item_t *v2 = nd_cbor_u8_array(in->signature.data, in->signature.len);
+    int rc = -1;
+    if (map && arr && k1 && k2 && v1 && v2 &&
+        cbor_map_add(map, (struct cbor_pair){.key = k1, .value = v1}) &&
+        cbor_map_add(map, (struct cbor_pair){.key = k2, .value = v2}) && cbor_array_push(arr, map)) {
+        unsigned char *buf = NULL;
+        size_t cap = 0;
+        size_t n = cbor_serialize_alloc(arr, &buf, &cap);
+        if (n > 0 && wb_put(b, buf, n) == 0)
+            rc = 0;
+        free(buf);
+    }
+    cbor_item_t *items[] = {map, arr, k1, k2, v1, v2};
+    for (size_t i = 0; i < sizeof items / sizeof items[0]; i++)
+        if (items[i])
+            cbor_decref(&items[i]);
+    return rc;
 }
 
 typedef struct wsec {
