@@ -25,6 +25,20 @@ return { area = "allocator", rules = {
         return { vars = { memory_mib = mem }, evidence = { l, f:line("Will try to reserve") } }
       end
     end },
+  { id = "alloc-false-success", finding = "ALLOCATOR_FAILED_REPORTED_SUCCESS", confidence = 0.85,
+    match = function(f)
+      -- the script printed its reservations; their sum is below the request, yet the service succeeded
+      local want = tonumber(f.text:match("reserve (%d+) MB of memory"))
+      local ok = f:line("status=0/SUCCESS") or f:line("Successfully allocated Nitro Enclaves resources")
+      if not (want and ok) then return nil end
+      local got = 0
+      for n, kb in f.text:gmatch("Reserved (%d+) pages of type: (%d+)kB") do got = got + tonumber(n) * tonumber(kb) // 1024 end
+      if got < want or f:has("Memory configuration failed") then
+        return { vars = { reserved_mib = got, memory_mib = want },
+                 evidence = { f:line("Will try to reserve"), string.format("reserved %d MiB in all", got),
+                              f:line("Memory configuration failed"), ok } }
+      end
+    end },
   { id = "alloc-config", finding = "ALLOCATOR_CONFIG_ERROR", confidence = 0.9,
     match = function(f)
       local l, e = f:line("Error: (Error in .+)$")

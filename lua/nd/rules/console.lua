@@ -16,8 +16,13 @@ return { area = "console", rules = {
   { id = "app-failed-reboot", finding = "ENCLAVE_APP_CRASHED", confidence = 0.75,
     match = function(f)
       if not f:has("reboot: Restarting system") then return nil end
-      local l = f:line("[Ee]rror[:%s]") or f:line("panicked at") or f:line("[Tt]raceback") or f:line("not found")
-        or f:line("No such file or directory")
+      -- the application's own words on the console, not nitro-cli's `[ Exx ]` block printed after the console
+      local l
+      for _, x in ipairs(f.lines) do
+        if not x:find("^%s*%[ ?E%d%d ?%]") and not x:find("Such error", 1, true) and
+           (x:find("[Ee]rror[:%s]") or x:find("panicked at") or x:find("[Tt]raceback") or x:find("not found")
+            or x:find("No such file or directory")) then l = x break end
+      end
       if l and not f:has("Could not open /env") then
         return { vars = { detail = l:sub(1, 160) }, evidence = { l, "reboot: Restarting system" } }
       end
