@@ -184,6 +184,11 @@ M.define{ code = "ALLOCATOR_CPU_POOL_BUSY", severity = "fail", title = "The allo
   remediation = { "nitro-cli terminate-enclave --all", RESTART }, refs = {} }
 
 -- ---- run-enclave and boot ---------------------------------------------------------------------------------------------
+M.define{ code = "ENCLAVE_MEMORY_ROUNDED_UP", severity = "warn", title = "The enclave got more memory than it asked for",
+  message = "run-enclave asked for {requested_mib} MiB and was given {given_mib} MiB: the allocator reserved large (1 GiB) hugepages and an enclave gets whole pages",
+  remediation = { "to fit several small enclaves, reserve 2 MiB pages: lower memory_mib so that 1 GiB pages are not used, or pre-reserve hugepages-2048kB",
+    "size memory_mib for the sum of the enclaves rounded up to whole pages" },
+  refs = { issues = { CLI .. "602" } } }
 M.define{ code = "BOOT_HEARTBEAT_TIMEOUT", severity = "fail", title = "The enclave did not send its boot heartbeat",
   message = "the enclave did not answer the boot heartbeat in time (VsockTimeoutError): the kernel or init did not come up",
   remediation = { "run with --debug-mode --attach-console and read the console", "check the EIF was built by the same nitro-cli (nitro-cli describe-eif)",
@@ -261,6 +266,16 @@ M.define{ code = "ENCLAVE_INIT_OUT_OF_MEMORY", severity = "fail", title = "The e
   message = "{name}: init could not open /env and the kernel panicked: too little memory to unpack the image",
   remediation = { "give the enclave more memory: at least 4 × the EIF size, more for big images (`nitrodiag eif <file>` shows it)" },
   refs = { issues = { CLI .. "216" } } }
+M.define{ code = "ENCLAVE_CMD_NOT_FOUND", severity = "fail", title = "The image's command is not found inside the enclave",
+  message = "the image's CMD/ENTRYPOINT names a program the enclave cannot find ({detail}): the enclave ends at once",
+  remediation = { "use an absolute path that exists in the image: CMD [\"/usr/bin/python3\", \"/app/server.py\"] (init does not apply WORKDIR to a relative program path)",
+    "check: docker run --rm --entrypoint ls <image> -l <path>", "nitrodiag image-lint <Dockerfile>" },
+  refs = { issues = { CLI .. "388" } } }
+M.define{ code = "ENCLAVE_EXITED_AFTER_START", severity = "fail", title = "The enclave started, then shut down by itself",
+  message = "run-enclave succeeded but the enclave hung up soon after: its application ended (or crashed) and init shut the enclave down",
+  remediation = { "nitro-cli run-enclave … --debug-mode --attach-console to see the application's last words",
+    "keep the application in the foreground as PID 1's child (no daemonising), exec-form CMD" },
+  refs = {} }
 M.define{ code = "ENCLAVE_PANIC", severity = "fail", title = "The enclave kernel panicked",
   message = "{name}: the enclave kernel panicked: {detail}",
   remediation = { "read the console lines before the panic", "give the enclave more memory (at least 4 × the EIF size)" },
@@ -290,8 +305,9 @@ M.define{ code = "VSOCK_PROXY_BIND", severity = "fail", title = "vsock-proxy can
   remediation = { "ss -xlp | grep vsock; ps aux | grep vsock-proxy (stop the duplicate)", "lsmod | grep vsock (vhost_vsock loaded?)" },
   refs = {} }
 M.define{ code = "VSOCK_CONNECTION_REFUSED", severity = "fail", title = "Nothing listens on the vsock port",
-  message = "a vsock connection was refused: no vsock-proxy (or enclave server) listens on that CID/port",
-  remediation = { "start vsock-proxy on the parent: vsock-proxy 8000 kms.<region>.amazonaws.com 443", "check the CID and port (the parent is CID 3)" },
+  message = "a vsock connection failed: nothing listens on that CID/port (the peer is not started, listens elsewhere, or the enclave was restarted with another CID)",
+  remediation = { "check the CID: nitro-cli describe-enclaves (EnclaveCID changes when an enclave is started again; the parent is CID 3)",
+    "start the listener on the right port (vsock-proxy 8000 kms.<region>.amazonaws.com 443 on the parent; the helper's vsock listen address)" },
   refs = {} }
 
 -- ---- KMS / kmstool / attestation ---------------------------------------------------------------------------------------
@@ -325,6 +341,10 @@ M.define{ code = "KMSTOOL_NOT_IN_ENCLAVE", severity = "fail", title = "kmstool_e
   message = "kmstool_enclave_cli needs the NSM device (/dev/nsm), which exists only inside an enclave",
   remediation = { "run kmstool_enclave_cli inside the enclave; on the parent use kmstool-instance or the AWS CLI" },
   refs = {} }
+M.define{ code = "KMS_SDK_VSOCK_ADDRESS_BUG", severity = "fail", title = "kmstool/SDK rejects the vsock proxy address (SDK v0.4.0 bug)",
+  message = "aws-c-io refused the vsock endpoint (AWS_IO_SOCKET_INVALID_ADDRESS): aws-nitro-enclaves-sdk-c v0.4.0 passes the port in a way the newer aws-c-io rejects",
+  remediation = { "rebuild kmstool_enclave_cli from aws-nitro-enclaves-sdk-c v0.4.1 or later" },
+  refs = { issues = { "aws/aws-nitro-enclaves-sdk-c#122" } } }
 M.define{ code = "KMS_NO_ROUTE", severity = "fail", title = "The enclave cannot reach KMS",
   message = "the request to KMS from the enclave failed to connect ({detail}): no vsock-proxy for KMS on the parent, or the wrong port/region",
   remediation = { "vsock-proxy 8000 kms.<region>.amazonaws.com 443 on the parent", "pass --proxy-port 8000 and the same --region to kmstool" },

@@ -9,6 +9,8 @@ return { area = "allocator", rules = {
   { id = "alloc-driver-missing", finding = "ALLOCATOR_DRIVER_MISSING", confidence = 0.95,
     match = function(f)
       local l = f:line("Nitro Enclaves driver is inserted") or f:line("CPU pool file is missing")
+        or (f:has("nitro-enclaves-allocator") and (f:line("line %d+: /sys/module/nitro_enclaves/parameters/ne_cpus: No such file")
+          or (f:line("status=1/FAILURE") and f:line("nitro%-enclaves%-allocator: line %d+: /sys/module/nitro_"))))
       if l then return { evidence = { l } } end
     end },
   { id = "alloc-cpu-busy", finding = "ALLOCATOR_CPU_POOL_BUSY", confidence = 0.95,

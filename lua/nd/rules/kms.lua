@@ -55,6 +55,17 @@ return { area = "kms", rules = {
         or line(f, "security token included in the request is invalid")
       if l then return { vars = { detail = l:sub(1, 160) }, evidence = { l } } end
     end },
+  { id = "kms-sdk-vsock-address", finding = "KMS_SDK_VSOCK_ADDRESS_BUG", confidence = 0.9,
+    match = function(f)
+      local l = line(f, "VSOCK port > UINT16_MAX") or (line(f, "AWS_IO_SOCKET_INVALID_ADDRESS") and f:has("proxy-port") and line(f, "AWS_IO_SOCKET_INVALID_ADDRESS"))
+      if l then return { evidence = { l, line(f, "AWS_IO_SOCKET_INVALID_ADDRESS") } } end
+    end },
+  { id = "acm-kms-decrypt", finding = "KMS_ACCESS_DENIED", confidence = 0.6,
+    match = function(f)
+      local l = line(f, "KmsDecryptFailed")
+      if l then return { vars = { detail = "the enclave's KMS Decrypt failed (" .. (line(f, "Attestation failed") or "KmsDecryptFailed") .. ")" },
+                         evidence = { l, line(f, "Attestation failed") } } end
+    end },
   { id = "kms-no-route", finding = "KMS_NO_ROUTE", confidence = 0.6,
     match = function(f)
       local l = line(f, "AWS_IO_SOCKET_CONNECTION_REFUSED") or line(f, "AWS_IO_SOCKET_TIMEOUT") or line(f, "AWS_IO_DNS_INVALID_NAME")

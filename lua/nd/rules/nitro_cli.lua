@@ -179,6 +179,15 @@ local rules = {
       local l = f:line("Failed to connect to specific enclave process.-NotFound") or f:line("Failed to connect to specific enclave process.-No such file")
       if l and not f:has("reboot: Restarting system") then return { evidence = ev(f, l) } end
     end },
+  { id = "memory-rounded-up", finding = "ENCLAVE_MEMORY_ROUNDED_UP", confidence = 0.6,
+    match = function(f)
+      local asked = tonumber(f.text:match("%-%-memory%s+(%d+)"))
+      local l, given = f:line("Started enclave with enclave%-cid: %d+, memory: (%d+) MiB")
+      given = tonumber(given)
+      if asked and given and given > asked then
+        return { vars = { requested_mib = asked, given_mib = given }, evidence = { l } }
+      end
+    end },
   { id = "e51-artifacts", finding = "ARTIFACTS_PATH_UNSET", confidence = 0.95,
     match = function(f)
       if f.code == "E51" or f:has("set either HOME or NITRO_CLI_ARTIFACTS") then return { evidence = ev(f, f:line("NITRO_CLI_ARTIFACTS")) } end
