@@ -369,6 +369,71 @@ kmslog("KMS_MALFORMED_LINES", "info", "Malformed JSON lines in the proxy log", {
 kmslog("KMS_PROXY_RESTARTED", "info", "The KMS proxy restarted", {})
 kmslog("KMS_CIRCUIT_WAIT_MISCOUNTED", "info", "circuit_wait_total counts every request (old proxy defect)", {})
 
+-- ---- EIF checks (nitrodiag eif) and other runbooks' own findings ---------------------------------------------------------
+local function simple(code, severity, title, remediation, refs)
+  M.define{ code = code, severity = severity, title = title, message = "{detail}", remediation = remediation or {}, refs = refs or {} }
+end
+simple("EIF_CRC", "fail", "The EIF's CRC does not match its content", { "the file was modified or damaged after it was built: copy or rebuild it" }, { nitro_cli = "E35" })
+simple("EIF_KERNEL", "fail", "The EIF does not have exactly one kernel section", { "rebuild it with nitro-cli build-enclave" }, { nitro_cli = "E35" })
+simple("EIF_CMDLINE", "warn", "The EIF does not have exactly one cmdline section", { "rebuild it with nitro-cli build-enclave" })
+simple("EIF_RAMDISKS", "warn", "The EIF lacks the bootstrap or customer ramdisk", { "rebuild it with nitro-cli build-enclave (bootstrap blobs from /usr/share/nitro_enclaves/blobs)" })
+simple("EIF_TRAILING", "warn", "Bytes after the EIF's last section", { "nitro-cli reads sections one after another: rebuild or truncate the file" }, { nitro_cli = "E35" })
+simple("EIF_METADATA", "warn", "The EIF's metadata section is not valid", { "rebuild it with a current nitro-cli build-enclave" }, { nitro_cli = "E35" })
+simple("EIF_SIGNATURE", "warn", "The EIF's signature section cannot be read", { "re-sign: nitro-cli build-enclave … --signing-certificate cert.pem --private-key key.pem" }, { nitro_cli = "E59" })
+simple("NITRO_DESCRIBE_EIF", "warn", "nitro-cli describe-eif failed", { "nitrodiag explain - (paste its output)" })
+simple("EIF_MEASUREMENTS_DIFFER", "warn", "nitro-cli and nitrodiag compute different measurements", { "report it with the EIF's describe-eif output: one of the two tools is wrong" })
+simple("KMS_SOURCE_UNREADABLE", "fail", "The KMS proxy log cannot be read", { "give a readable file, a directory of logs, or `journal`" })
+
+simple("ALLOCATOR_CONFIG", "fail", "allocator.yaml cannot be used as it is", { "nitrodiag allocator memory_mib=… cpu_count=… rewrites the faulty lines" })
+simple("ENCLAVES_RUNNING", "fail", "Enclaves are running", { "terminate them first (nitrodiag cleanup), then run this again" })
+simple("ALLOCATOR_START_FAILED", "fail", "The allocator did not start with the new values", { "journalctl -u " .. M.ALLOCATOR_UNIT .. " -n 50" })
+simple("TERMINATE_FAILED", "fail", "Enclaves could not be terminated", { "retry; if an enclave stays, check nitro-cli describe-enclaves and the err logs" })
+simple("ENCLAVES_REMAIN", "fail", "Enclaves remain after terminate", { "run cleanup again; an enclave stuck in TERMINATING needs the err log of its terminate" })
+simple("NO_ERROR_BLOCK", "warn", "No nitro-cli error block in the input", { "paste nitro-cli's stderr (2>&1), or give the code: nitrodiag explain E26" })
+simple("IMG_UNREADABLE", "fail", "The Dockerfile or image cannot be read", { "give a readable Dockerfile or a local image name" })
+simple("SSM_TOO_BIG", "fail", "The SSM document is too big", { "ship big files another way (S3, or the package) and pack only the runbook" })
+simple("VSOCK_BAD_ADDRESS", "fail", "Not a vsock address", { "give the enclave CID (a number) and optionally the port, e.g. nitrodiag vsock-ping 16 5000" })
+simple("VSOCK_PING_FAILED", "fail", "The vsock ping failed", { "nitro-cli describe-enclaves (CID); the enclave must run vsock-pingpong in vsock mode" })
+simple("VSOCK_BAD_REPLY", "fail", "The vsock peer answered something else than pong", { "something else listens on that port, or the enclave is not vsock-pingpong in vsock mode" })
+simple("VSOCK_PONG", "info", "The enclave answered the vsock ping", {})
+
+-- ---- image lint (core/imagelint.c finds them; the knowledge is here) -------------------------------------------------
+M.define{ code = "IMG_SHELL_C", severity = "fail", title = "The image's command runs through a shell",
+  message = "{detail}",
+  remediation = { "Nitro's bootstrap init execs the image's command directly, and an enclave image (FROM scratch) usually has no /bin/sh: a command that fails or ends at once reboots the enclave immediately, the console shows only `reboot: Restarting system`. Use the exec form with a static binary: ENTRYPOINT [\"/init\"]" },
+  refs = {} }
+M.define{ code = "IMG_CMD_REPLACES_ENTRYPOINT", severity = "fail", title = "CMD replaces ENTRYPOINT in a Nitro enclave",
+  message = "{detail}",
+  remediation = { "in a Nitro enclave a CMD replaces the ENTRYPOINT: the bootstrap init runs only CMD when the image has one and uses ENTRYPOINT only when there is no CMD (Docker would pass CMD as arguments to ENTRYPOINT; Nitro does not): drop the CMD and pass settings through ENV (e.g. ENV VSOCK_PINGPONG_MODE=${MODE}), or put the whole command in ENTRYPOINT" },
+  refs = {} }
+M.define{ code = "IMG_NO_ENTRYPOINT", severity = "fail", title = "The image has no command",
+  message = "{detail}",
+  remediation = { "the bootstrap init runs CMD, or ENTRYPOINT when there is no CMD; with neither nothing runs and the enclave reboots at once (`reboot: Restarting system`): add ENTRYPOINT [\"/init\"] (exec form) to the final stage" },
+  refs = {} }
+M.define{ code = "IMG_INHERITED", severity = "warn", title = "The command comes from a base image",
+  message = "{detail}",
+  remediation = { "lint the built image's `docker inspect` output instead (Nitro runs CMD when the image has one, else ENTRYPOINT)" },
+  refs = {} }
+M.define{ code = "IMG_BAD_EXEC_FORM", severity = "warn", title = "An exec-form command that is not valid JSON",
+  message = "{detail}",
+  remediation = { "Docker treats a [...] that is not valid JSON (single quotes, a trailing comma) as the shell form and runs it through /bin/sh -c: write it with double quotes, [\"/init\"]" },
+  refs = {} }
+M.define{ code = "IMG_COMMAND", severity = "info", title = "What Nitro runs", message = "{detail}",
+  remediation = { "Nitro runs CMD when the image has one, else ENTRYPOINT" }, refs = {} }
+M.define{ code = "IMG_NO_INIT_WRAPPER", severity = "info", title = "No PID-1 wrapper in front of the command", message = "{detail}",
+  remediation = { "when the command ends or dies the enclave reboots without a word: run it under nitrodiag-init (ENTRYPOINT [\"/nitrodiag-init\", \"--log\", \"9100\", \"--\", \"/app\"], nitrodiag-logd on the parent)" },
+  refs = {} }
+
+-- lint(f) -> the finding for an nd.imagelint result entry, its knowledge from the registry (`rule` only as a fallback
+-- for a code the registry does not know yet)
+function M.lint(f, prefix)
+  local e = REG[f.code]
+  local rem = e and e.remediation[1] or f.rule
+  return { code = f.code, severity = f.severity, message = (prefix or "") .. f.message, title = e and e.title,
+           evidence = f.evidence and f.evidence ~= "" and { f.evidence } or nil,
+           remediation = f.severity ~= "info" and rem or nil }
+end
+
 -- ---- triage's own -----------------------------------------------------------------------------------------------------
 M.define{ code = "UNRECOGNISED", severity = "fail", title = "Input not recognised",
   message = "unrecognised input: {detail}",
