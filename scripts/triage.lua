@@ -7,6 +7,7 @@ local kmslog = require "nd.kmslog"
 local fs = require "nd.fs"
 local diagnose = require "nd.diagnose"
 local findings = require "nd.findings"
+local textscan = require "nd.textscan"
 
 local MAX_INPUT = 256 * 1024 * 1024
 local BIG = 2 * 1024 * 1024 -- above this, only the lines around what rules look for are kept
@@ -48,39 +49,24 @@ local TRIGGERS = { "[ E", "Error", "error", "ERROR", "Failed", "failed", "FAILED
   "bind", "DNS", "refused", "Refused", "expired", "certificate", "NITRO_CLI", "nitro_enclaves", "allocator",
   "Vsock", "vsock-proxy", "kmstool", "Throttl", "CID", "Kernel", "debug", "Attestation", "0000000000000000" }
 
--- reduce(text) -> the lines around trigger words, in order (each with the 8 lines after it, for error blocks).
+-- reduce(text) -> the lines holding a trigger word, each with the 8 lines after it (error blocks span lines), in
+-- order; one pass in C (nd.textscan), so a log of hundreds of megabytes stays fast.
 local function reduce(text)
-  local keep = {}
-  for _, w in ipairs(TRIGGERS) do
-    local init = 1
-    while true do
-      local p = text:find(w, init, true)
-      if not p then break end
-      local back = text:sub(math.max(1, p - 4096), p)
-      local s = p - (#back - (back:match(".*\n()") or 1))
-      keep[s] = true
-      local e = text:find("\n", p, true) or #text
-      init = e + 1
-    end
-  end
-  local starts = {}
-  for s in pairs(keep) do starts[#starts + 1] = s end
-  table.sort(starts)
+  local starts = assert(textscan.lines_with(text, TRIGGERS))
   local out, upto = {}, 0
   for _, s in ipairs(starts) do
     if s > upto then
       local e = s
       for _ = 1, 9 do
         local n = text:find("\n", e, true)
-        if not n then e = #text break end
+        if not n then e = #text + 1 break end
         e = n + 1
       end
-      local from = math.max(s, upto + 1)
-      out[#out + 1] = text:sub(from, e - 1)
+      out[#out + 1] = text:sub(math.max(s, upto + 1), e - 1)
       upto = e - 1
     end
   end
-  return table.concat(out, out[1] and not out[1]:match("\n$") and "\n" or "")
+  return table.concat(out)
 end
 
 return {
