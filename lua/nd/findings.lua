@@ -166,9 +166,10 @@ M.define{ code = "ALLOCATOR_NUMA_MEMORY", severity = "fail", title = "One NUMA n
   remediation = { "lower memory_mib in " .. YAML .. ", or free memory (drop caches, stop services) and " .. RESTART,
     "reserve early: restart the allocator right after boot, before memory fragments" },
   refs = {} }
-M.define{ code = "ALLOCATOR_CONFIG_ERROR", severity = "fail", title = "The allocator rejected allocator.yaml",
-  message = "nitro-enclaves-allocator.service: {error}",
-  remediation = { "cat -A " .. YAML .. " (no CRLF, no inline comment with ':' in a value, only memory_mib and cpu_count or cpu_pool)", RESTART },
+M.define{ code = "ALLOCATOR_CONFIG", severity = "fail", title = "allocator.yaml cannot be used as it is",
+  message = "{detail}",
+  remediation = { "cat -A " .. YAML .. " (no CRLF, no inline comment with ':' in a value, only memory_mib and cpu_count or cpu_pool)",
+    "nitrodiag allocator memory_mib=… cpu_count=… rewrites the faulty lines", RESTART },
   refs = {} }
 M.define{ code = "ALLOCATOR_FAILED", severity = "fail", title = "The allocator service failed",
   message = "nitro-enclaves-allocator.service failed: {error}",
@@ -384,7 +385,6 @@ simple("NITRO_DESCRIBE_EIF", "warn", "nitro-cli describe-eif failed", { "nitrodi
 simple("EIF_MEASUREMENTS_DIFFER", "warn", "nitro-cli and nitrodiag compute different measurements", { "report it with the EIF's describe-eif output: one of the two tools is wrong" })
 simple("KMS_SOURCE_UNREADABLE", "fail", "The KMS proxy log cannot be read", { "give a readable file, a directory of logs, or `journal`" })
 
-simple("ALLOCATOR_CONFIG", "fail", "allocator.yaml cannot be used as it is", { "nitrodiag allocator memory_mib=… cpu_count=… rewrites the faulty lines" })
 simple("ENCLAVES_RUNNING", "fail", "Enclaves are running", { "terminate them first (nitrodiag cleanup), then run this again" })
 simple("ALLOCATOR_START_FAILED", "fail", "The allocator did not start with the new values", { "journalctl -u " .. M.ALLOCATOR_UNIT .. " -n 50" })
 simple("TERMINATE_FAILED", "fail", "Enclaves could not be terminated", { "retry; if an enclave stays, check nitro-cli describe-enclaves and the err logs" })
@@ -432,6 +432,44 @@ function M.lint(f, prefix)
   return { code = f.code, severity = f.severity, message = (prefix or "") .. f.message, title = e and e.title,
            evidence = f.evidence and f.evidence ~= "" and { f.evidence } or nil,
            remediation = f.severity ~= "info" and rem or nil }
+end
+
+-- ---- host checks (doctor, diag10) -----------------------------------------------------------------------------------------
+simple("GROUP_NE_MISSING", "warn", "There is no ne group", { "install aws-nitro-enclaves-cli (it creates the group), then: sudo usermod -aG ne <user>" })
+simple("ALLOCATOR_INACTIVE", "fail", "The allocator service is not active", { "sudo systemctl start " .. M.ALLOCATOR_UNIT .. " && sudo systemctl enable " .. M.ALLOCATOR_UNIT })
+simple("ALLOCATOR_MEMORY_LOW", "warn", "The allocator reserves less memory than wanted", { "nitrodiag allocator memory_mib=<MiB>" })
+simple("ALLOCATOR_CPUS_LOW", "warn", "The allocator reserves fewer CPUs than wanted", { "nitrodiag allocator cpu_count=<n>" })
+simple("HUGEPAGES_SHORT", "fail", "The kernel holds fewer hugepages than allocator.yaml asks for", { "memory is fragmented or too small: restart the allocator (or reboot), or lower memory_mib" })
+simple("ENCLAVES_NOT_RUNNING", "warn", "Enclaves in a state other than RUNNING", { "terminate them: nitrodiag cleanup" })
+simple("STALE_ENCLAVES", "warn", "Enclaves left from earlier runs hold CPUs and memory", { "nitrodiag cleanup (terminates them), then run again" })
+simple("IMDS_UNREACHABLE", "fail", "The instance metadata service does not answer", { "check the instance metadata options (HttpEndpoint enabled, HttpPutResponseHopLimit ≥ 1; 2 in containers)" })
+simple("NO_INSTANCE_ROLE", "fail", "No IAM role is attached to the instance", { "attach an instance profile whose role may call kms:Decrypt / kms:GenerateDataKey on the key" })
+simple("ROLE_CREDENTIALS_FAILED", "fail", "The instance role gives no credentials", { "IAM eventual consistency after attaching a role can take a minute; otherwise check the instance profile" })
+simple("CLOCK_SKEW", "warn", "The clock is off", { "enable chrony with the Amazon Time Sync Service (169.254.169.123)" })
+simple("KMS_PROXY_NOT_RUNNING", "fail", "The KMS proxy service is not running", { "sudo systemctl enable --now <unit> (see docs/kms-proxy.md)" })
+simple("KMS_PROXY_NOT_ANSWERING", "fail", "The KMS proxy does not answer", { "journalctl -u <unit>; check metrics_listen in its config" })
+simple("NITRO_CLI_MISSING", "fail", "nitro-cli is not installed", { "sudo dnf install aws-nitro-enclaves-cli aws-nitro-enclaves-cli-devel (AL2023) / sudo amazon-linux-extras install aws-nitro-enclaves-cli (AL2)" })
+simple("EIF_UNREADABLE", "fail", "The EIF cannot be read", { "ls -l <eif>; rebuild it with nitro-cli build-enclave" })
+simple("RUN_FAILED", "fail", "run-enclave failed", { "nitrodiag explain - (paste its output)" })
+simple("VSOCK_NO_PONG", "fail", "The enclave does not answer on vsock", { "nitro-cli console --enclave-id <id> (debug mode) to see whether the server listens" })
+simple("HELLO_SILENT", "warn", "The hello enclave printed nothing", { "run it with --debug-mode --attach-console" })
+
+-- The causes behind the codes nd.preflight predicts (core/preflight.c returns nitro-cli's codes and the numbers).
+M.PREFLIGHT = { E26 = "ENCLAVE_MEMORY_BELOW_EIF", E27 = "ALLOCATOR_MEMORY_TOO_SMALL", E22 = "CPU_POOL_TOO_SMALL",
+  E21 = "CPU_NOT_IN_POOL", E29 = "CPU_POOL_HELD_BY_STALE_ENCLAVE", E19 = "DRIVER_NOT_LOADED" }
+
+-- preflight(issue [, vars]) -> the finding for one nd.preflight issue: the cause's registry entry with the issue's
+-- numbers (requested, limit), nitro-cli's would-be text as evidence; codes without a mapped cause keep nitro-cli's
+function M.preflight(issue, vars)
+  vars = vars or {}
+  local code = M.PREFLIGHT[issue.code] or (REG[issue.code] and issue.code) or "E00"
+  local v = { memory_mib = issue.requested, min_memory_mib = issue.limit, cpu_count = issue.requested,
+              cpu_id = issue.requested, detail = issue.message, file = "/sys/module/nitro_enclaves/parameters/ne_cpus" }
+  if issue.code == "E27" then v.memory_mib = issue.requested end
+  for k, x in pairs(vars) do v[k] = x end
+  local f = M.make(code, v, { issue.headline or ("[ " .. issue.code .. " ] " .. tostring(issue.message)), issue.note ~= "" and issue.note or nil })
+  f.nitro_cli = issue.code
+  return f
 end
 
 -- ---- triage's own -----------------------------------------------------------------------------------------------------

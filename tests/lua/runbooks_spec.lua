@@ -68,7 +68,7 @@ describe("diag10", function()
     eq(res.verdict, "fail")
     local predicted, ran
     for _, f in ipairs(res.findings) do
-      if f.code == "E26" and f.step == "predict E26/E27" then predicted = f end
+      if f.code == "ENCLAVE_MEMORY_BELOW_EIF" and f.step == "predict E26/E27" then predicted = f end
       if f.code == "ENCLAVE_MEMORY_BELOW_EIF" and f.step == "run enclaves" then ran = f end
     end
     truthy(predicted, "E26 predicted before running")
@@ -158,7 +158,7 @@ return {
 }
 ]]))
     local res = run({ "--sim=" .. scenario, "--json", "doctor", "region=us-east-1" })
-    local f = finding(res, "VSOCK_PROXY_NO_KMS")
+    local f = finding(res, "VSOCK_PROXY_NOT_ALLOWED")
     truthy(f)
     match(f.message, "kms%.us%-east%-1%.amazonaws%.com is not in the vsock%-proxy allowlist")
   end)
