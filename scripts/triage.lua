@@ -75,6 +75,8 @@ return {
   args = {
     { name = "input", type = "string", positional = 1, required = true, help = "a file, or - for stdin" },
     { name = "rules", type = "string", help = "an extra rule file to load first (to try a rule: docs/diagnosis.md)" },
+    { name = "host", type = "boolean", default = false,
+      help = "also read this host's state (describe-enclaves, allocator.yaml, hugepages, the device, group ne, container)" },
     { name = "all", type = "boolean", default = false, help = "list every candidate cause, not only the best ones" },
   },
   deadline = 60,
@@ -96,6 +98,35 @@ return {
         s:ok(string.format("%d bytes%s", #text, #text > BIG and string.format(" (%d bytes of it around errors)", #s.data.view) or ""))
       end },
 
+    { name = "host state", timeout = 20,
+      when = function(args) return args.host end,
+      run = function(s)
+        -- what the rules may weigh besides the text: facts only, read-only, each one optional
+        local uv = require "luv"
+        local host = require "nd.host"
+        local h = {}
+        local list, err = require("nd.nitro").describe_enclaves({ timeout = 15 })
+        if list then h.enclaves = list else s:log("describe-enclaves: " .. tostring(err)) end
+        local cfg = require("nd.allocator").load()
+        if cfg then h.allocator = cfg end
+        local mi = fs.read(host.path("/proc/meminfo")) or ""
+        local total, size = tonumber(mi:match("HugePages_Total:%s*(%d+)")), tonumber(mi:match("Hugepagesize:%s*(%d+)"))
+        if total and size then h.hugepages_mib = total * size // 1024 end
+        h.device = uv.fs_stat(host.path("/dev/nitro_enclaves")) ~= nil
+        local grp = fs.read(host.path("/etc/group")) or ""
+        local me = uv.os_get_passwd()
+        local members = grp:match("\nne:[^:]*:%d+:([^\n]*)") or grp:match("^ne:[^:]*:%d+:([^\n]*)")
+        if me and members then
+          h.in_ne_group = me.uid == 0 or ("," .. members .. ","):find("," .. me.username .. ",", 1, true) ~= nil
+        end
+        h.container = fs.exists(host.path("/.dockerenv")) or fs.exists(host.path("/run/.containerenv"))
+          or ((fs.read(host.path("/proc/1/cgroup")) or ""):find("kubepods", 1, true) ~= nil)
+        s.data.host = h
+        s:ok(string.format("%s enclave(s), hugepages %s MiB, device %s, group ne %s, container %s",
+          h.enclaves and #h.enclaves or "?", tostring(h.hugepages_mib or "?"), h.device and "present" or "missing",
+          h.in_ne_group == nil and "?" or (h.in_ne_group and "yes" or "no"), h.container and "yes" or "no"))
+      end },
+
     { name = "diagnose", timeout = 30,
       run = function(s)
         if s.args.rules then
@@ -103,7 +134,7 @@ return {
           if not n then s:fail("rules=" .. s.args.rules .. ": " .. err) return end
           s:log(string.format("%d rule(s) from %s", n, s.args.rules))
         end
-        local res = diagnose.run(s.data.view)
+        local res = diagnose.run(s.data.view, { host = s.data.host })
         local _, load_errors = diagnose.rules()
         for _, e in ipairs(load_errors) do s:log("rule file not loaded: " .. e) end
         for _, e in ipairs(res.errors) do s:log(e) end

@@ -91,6 +91,16 @@ describe("nd.diagnose rules", function()
     local logs = require("nd.json").encode(doc)
     match(logs, "rule file not loaded: .-b%.lua")
   end)
+  it("weighs host state: the same E29 is a stale enclave when one runs, the transient when none does", function()
+    local function triage(scenario)
+      local r = assert(spec.run({ spec.nitrodiag, "--json", "--sim", scenario, "triage",
+        SRC .. "/tests/field/cli-433-e29-after-exit/output.txt", "host=true",
+        env = { PATH = os.getenv("PATH"), NITRODIAG_PATH = "" }, timeout = 60 }))
+      return assert(require("nd.json").decode(r.stdout), r.stderr).findings[1].code
+    end
+    eq(triage("cpu-pool-exhausted"), "CPU_POOL_HELD_BY_STALE_ENCLAVE")
+    eq(triage("healthy"), "CPU_POOL_NOT_RELEASED")
+  end, 120)
   it("tells E19 on the device, on ne_cpus and on the log file apart, and E36 by its boot error", function()
     local function top(t) return diagnose.run(t).top.code end
     eq(top("[ E19 ] File operation failure.\nFile: '/dev/nitro_enclaves', failing operation: 'Open'."), "DEVICE_MISSING")
