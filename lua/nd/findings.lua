@@ -395,6 +395,7 @@ simple("SSM_TOO_BIG", "fail", "The SSM document is too big", { "ship big files a
 simple("VSOCK_BAD_ADDRESS", "fail", "Not a vsock address", { "give the enclave CID (a number) and optionally the port, e.g. nitrodiag vsock-ping 16 5000" })
 simple("VSOCK_PING_FAILED", "fail", "The vsock ping failed", { "nitro-cli describe-enclaves (CID); the enclave must run vsock-pingpong in vsock mode" })
 simple("VSOCK_BAD_REPLY", "fail", "The vsock peer answered something else than pong", { "something else listens on that port, or the enclave is not vsock-pingpong in vsock mode" })
+simple("RULE_FILE_BROKEN", "fail", "An operator's rule file does not load", { "fix or remove the file; triage skips it meanwhile" })
 simple("VSOCK_PONG", "info", "The enclave answered the vsock ping", {})
 
 -- ---- image lint (core/imagelint.c finds them; the knowledge is here) -------------------------------------------------

@@ -90,6 +90,12 @@ describe("nd.diagnose rules", function()
     eq(doc.findings[1].code, "SITE_SIDECAR_DOWN")
     local logs = require("nd.json").encode(doc)
     match(logs, "rule file not loaded: .-b%.lua")
+    -- `nitrodiag findings` shows the operator's code and fails on the broken file
+    r = assert(spec.run({ spec.nitrodiag, "findings", "SITE_SIDECAR_DOWN",
+      env = { PATH = os.getenv("PATH"), NITRODIAG_PATH = dir }, timeout = 30 }))
+    eq(r.exit_code, 1)
+    match(r.stdout, "rule: site%-sidecar")
+    match(r.stdout, "RULE_FILE_BROKEN")
   end)
   it("weighs host state: the same E29 is a stale enclave when one runs, the transient when none does", function()
     local function triage(scenario)
