@@ -180,6 +180,11 @@ M.define{ code = "ALLOCATOR_FAILED_REPORTED_SUCCESS", severity = "fail", title =
   remediation = { "grep Huge /proc/meminfo; free -m", "lower memory_mib to what one NUMA node can hold, or restart the allocator right after boot",
     "upgrade aws-nitro-enclaves-cli (the allocator then exits with failure)" },
   refs = { issues = { CLI .. "313" } } }
+M.define{ code = "ALLOCATOR_SCRIPT_BUG", severity = "fail", title = "The allocator script itself fails",
+  message = "the nitro-enclaves-allocator script hit an error in its own code ({detail}): a bug of that release",
+  remediation = { "upgrade aws-nitro-enclaves-cli (the allocator is part of it), then " .. RESTART,
+    "meanwhile cpu_count instead of cpu_pool may avoid the broken path" },
+  refs = { issues = { CLI .. "192" } } }
 M.define{ code = "ALLOCATOR_CPU_POOL_BUSY", severity = "fail", title = "The allocator cannot change the CPU pool while an enclave runs",
   message = "the allocator could not re-online or re-assign CPUs: an enclave is still running",
   remediation = { "nitro-cli terminate-enclave --all", RESTART }, refs = {} }

@@ -49,6 +49,12 @@ return { area = "allocator", rules = {
       if not l then l, e = f:line("(Provided CPU count is .+)$") end
       if l then return { vars = { detail = "nitro-enclaves-allocator.service: " .. e }, evidence = { l } } end
     end },
+  { id = "alloc-script-bug", finding = "ALLOCATOR_SCRIPT_BUG", confidence = 0.9,
+    match = function(f)
+      local l, what = f:line("nitro%-enclaves%-allocator: line %d+: ([%w_%-]+: command not found)")
+      if not l then l, what = f:line("nitro%-enclaves%-allocator: line %d+: (syntax error.*)$") end
+      if l then return { vars = { detail = what }, evidence = { l } } end
+    end },
   { id = "alloc-failed", finding = "ALLOCATOR_FAILED", confidence = 0.6,
     match = function(f)
       local l, e = err_line(f)
