@@ -115,6 +115,13 @@ describe("nd.diagnose rules", function()
     eq(res.top.code, "ENCLAVE_MEMORY_BELOW_EIF")
     truthy(res.facts.reordered)
   end)
+  it("puts E45 after an application's own error under that error (a consequence, not a crash of the console)", function()
+    local res = diagnose.run("[  1.0] [init] starting\nTraceback (most recent call last):\nValueError: bad key\n" ..
+      "[  2.0] reboot: Restarting system\n[ E45 ] Enclave console read error. Such error appears when reading fails.\n")
+    eq(res.top.code, "ENCLAVE_APP_CRASHED")
+    eq(res.consequences[1] and res.consequences[1].code, "ENCLAVE_EXITED_CONSOLE_CLOSED")
+    eq(res.nitro_cli, "E45")
+  end)
   it("tells E19 on the device, on ne_cpus and on the log file apart, and E36 by its boot error", function()
     local function top(t) return diagnose.run(t).top.code end
     eq(top("[ E19 ] File operation failure.\nFile: '/dev/nitro_enclaves', failing operation: 'Open'."), "DEVICE_MISSING")

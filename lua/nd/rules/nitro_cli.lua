@@ -171,7 +171,14 @@ local rules = {
     match = function(f)
       local reboot = f:line("reboot: Restarting system") or f:line("reboot: machine restart")
       if f.code == "E45" or (f.code == "E11" and reboot) then
-        return { evidence = ev(f, reboot), confidence = reboot and 0.9 or 0.7 }
+        -- the console closed because the enclave went away: when the application's own error is on the console,
+        -- that error is the cause and this is its consequence
+        local app_error
+        for _, x in ipairs(f.lines) do
+          if not x:find("^%s*%[ ?E%d%d ?%]") and not x:find("Such error", 1, true) and
+             (x:find("[Ee]rror[:%s]") or x:find("panicked at") or x:find("[Tt]raceback")) then app_error = x break end
+        end
+        return { evidence = ev(f, reboot), confidence = reboot and 0.9 or 0.7, secondary = app_error ~= nil }
       end
     end },
   { id = "e11-no-enclave-process", finding = "ENCLAVE_NOT_RUNNING", confidence = 0.9,
