@@ -132,6 +132,47 @@ function M.explain(code_str, opts)
   return text, rec
 end
 
+-- USER_HZ: the unit of the times in /proc/<pid>/stat, 100 on every Linux architecture nitro-cli runs on.
+M.USER_HZ = 100
+
+-- enclave_started(e) -> epoch seconds when the enclave started, source | nil, msg. e: an entry of
+-- describe_enclaves(). nitro-cli does not report a start time; the enclave's own process (ProcessID, the enclave
+-- process that runs as long as the enclave does) started with it, so its start time is read from
+-- /proc/<ProcessID>/stat (field 22, clock ticks after boot) plus btime from /proc/stat, under nd.host.root().
+-- On the simulated host (no such process) the simulator's record of the enclave is used. source: "proc" | "sim".
+function M.enclave_started(e)
+  local fs = require "nd.fs"
+  local pid = type(e) == "table" and math.tointeger(tonumber(e.ProcessID))
+  if not pid then return nil, "no ProcessID" end
+  local stat = fs.read(host.path("/proc/" .. pid .. "/stat"))
+  local pstat = fs.read(host.path("/proc/stat"))
+  local after = stat and stat:match("^%d+ %b() (.*)$")
+  local btime = pstat and tonumber(pstat:match("\nbtime (%d+)") or pstat:match("^btime (%d+)"))
+  if after and btime then
+    local fields = {}
+    for f in after:gmatch("%S+") do fields[#fields + 1] = f end
+    local ticks = tonumber(fields[20]) -- field 22 of the whole line; fields here start at field 3
+    if ticks then return btime + ticks / M.USER_HZ, "proc" end
+  end
+  local simroot = host.getenv("NITRODIAG_SIM_ROOT")
+  if simroot and simroot ~= "" then
+    local ok, st = pcall(function() return require("nd.sim.state").load(simroot) end)
+    if ok and type(st) == "table" then
+      for _, x in ipairs(st.enclaves or {}) do
+        if x.id == e.EnclaveID and tonumber(x.started) then return tonumber(x.started), "sim" end
+      end
+    end
+  end
+  return nil, "the start time of enclave process " .. pid .. " is not readable (/proc/" .. pid .. "/stat)"
+end
+
+-- enclave_age(e [, now]) -> seconds since the enclave started | nil, msg (see enclave_started)
+function M.enclave_age(e, now)
+  local t, err = M.enclave_started(e)
+  if not t then return nil, err end
+  return math.max(0, (now or os.time()) - t)
+end
+
 -- read_err_log(path) -> parsed err log (path read under nd.host.root()) | nil, msg, code
 function M.read_err_log(path)
   local fs = require "nd.fs"
