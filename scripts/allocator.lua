@@ -87,10 +87,15 @@ return {
         if not list then s:fail("describe-enclaves failed: " .. err) return end
         if #list > 0 then
           local ev = {}
-          for _, e in ipairs(list) do ev[#ev + 1] = e.EnclaveID .. " " .. (e.EnclaveName or "") .. " " .. e.State end
+          local ids = {}
+          for _, e in ipairs(list) do
+            ev[#ev + 1] = e.EnclaveID .. " " .. (e.EnclaveName or "") .. " " .. e.State
+            ids[#ids + 1] = "nitrodiag cleanup id=" .. e.EnclaveID
+          end
           s:finding{ code = "ENCLAVES_RUNNING", severity = "fail",
             message = #list .. " enclave(s) running: the allocator cannot change CPUs or memory under them",
-            evidence = ev, remediation = "terminate them first (nitrodiag cleanup), then run this again" }
+            evidence = ev, remediation = "stop the workloads they run, or terminate them if they are stale (" ..
+              table.concat(ids, "; ") .. "), then run this again" }
           return
         end
         s:ok("none")
