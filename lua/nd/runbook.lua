@@ -290,22 +290,20 @@ end
 -- A word longer than a line stays whole. Without cols (not a terminal) the text is one line.
 function M.wrap(text, cols, indent)
   indent = indent or ""
-  if not cols then return { text } end
-  local lines, cur = {}, ""
-  for word in text:gmatch("%S+") do
-    local cand = cur == "" and word or (cur .. " " .. word)
-    local lead = #lines == 0 and "" or indent
-    if cur ~= "" and width(lead .. cand) > cols then
+  if not cols or width(text) <= cols then return { text } end
+  -- Words keep the spaces before them (aligned columns stay aligned); a line breaks only between words.
+  local lines, cur = {}, nil
+  for sp, word in text:gmatch("(%s*)(%S+)") do
+    if cur == nil then
+      cur = sp .. word
+    elseif width(cur .. sp .. word) > cols and cur ~= indent then
       lines[#lines + 1] = cur
-      cur = word
+      cur = indent .. word
     else
-      cur = cand
+      cur = cur .. sp .. word
     end
   end
-  lines[#lines + 1] = cur
-  for i = 2, #lines do lines[i] = indent .. lines[i] end
-  local lead = text:match("^%s*")
-  lines[1] = lead .. lines[1]
+  lines[#lines + 1] = cur or text
   return lines
 end
 
@@ -326,7 +324,11 @@ end
 function Out:line(text)
   self.run_log[#self.run_log + 1] = text
   if self.json or self.quiet then return end
-  if self.live then io.stderr:write("\r\27[K") end
+  if self.live then
+    -- on a terminal, wrapped to its width (continuation lines indented under the message)
+    io.stderr:write("\r\27[K")
+    text = table.concat(M.wrap(text, self:columns(2), "        "), "\n")
+  end
   io.stderr:write(text, "\n")
   io.stderr:flush()
 end
