@@ -166,3 +166,42 @@ describe("tracebacks", function()
     falsy(r.stdout:find("[C]: in", 1, true), r.stdout)
   end)
 end)
+
+describe("nitrodiag bundle", function()
+  local function make(dir, name, fail)
+    local rb = dir .. "/" .. name .. ".lua"
+    fs.write(rb, "return { description = 'bundle maker', collect = true, steps = { { name = 'only', run = function(s) " ..
+      "s.bundle:add_string('x.txt', 'x') " ..
+      (fail and ("s:fail(string.rep('a long failure message ', 12)) ") or "s:ok('fine') ") .. "end } } }\n")
+    local r = nitrodiag({ "--json", "--out", dir, "run", rb })
+    local res = assert(json.decode(r.stdout), r.stderr)
+    return res.bundle, res
+  end
+
+  it("a FAIL bundle is not a PASS; two matches open the newest and list the other; report.md tables fit 100 columns", function()
+    local dir = spec.tmpdir()
+    local failed = make(dir, "first", true)
+    local passed = make(dir, "second", false)
+    truthy(failed and passed, "two bundles")
+    local r = nitrodiag({ "--json", "bundle", failed })
+    eq(r.exit_code, 0, r.stderr)
+    local res = json.decode(r.stdout)
+    eq(res.verdict, "warn")
+    eq(res.findings[1].code, "BUNDLED_RUN_FAILED")
+    match(res.findings[1].message, "the bundled first run's verdict: FAIL")
+    assert(spec.run{ "touch", "-d", "2020-01-01", failed })
+    local two = nitrodiag({ "bundle", failed, passed })
+    eq(two.exit_code, 0, two.stderr)
+    match(two.stdout, "2 bundles given; opening the newest: " .. passed:gsub("%p", "%%%0"))
+    match(two.stdout, "also: " .. failed:gsub("%p", "%%%0"))
+    match(two.stdout, "verdict: PASS")
+    -- the FAIL bundle's report.md: every table line within 100 columns, the long message in full after the table
+    local out = spec.tmpdir()
+    assert(spec.run{ "tar", "-xzf", failed, "-C", out })
+    local md = assert(fs.read(out .. "/" .. fs.list(out)[1] .. "/report.md"))
+    for line in md:gmatch("[^\n]+") do
+      if line:match("^|") then truthy((utf8.len(line) or #line) <= 100, "table line of " .. utf8.len(line) .. ": " .. line) end
+    end
+    match(md, "\n%- 1%. only: a long failure message a long failure message")
+  end)
+end)
