@@ -636,7 +636,10 @@ function M.execute(def, args, opts)
     end
     record.duration = nd.now() - t0
     local mark = ({ ok = "ok  ", warn = "WARN", fail = "FAIL", skipped = "skip", timeout = "TIME" })[record.outcome]
-    out:line(string.format("  %s  %-28s %6.1fs  %s", mark, st.name, record.duration, record.message or ""))
+    -- after a usage error the steps it skipped say nothing useful: only the error is shown (the result keeps them)
+    if not (result.usage_error and record.outcome == "skipped") then
+      out:line(string.format("  %s  %-28s %6.1fs  %s", mark, st.name, record.duration, record.message or ""))
+    end
     if out.verbose and record.error then out:line("        " .. record.error:gsub("\n", "\n        ")) end
   end
 
@@ -686,7 +689,8 @@ function M.execute(def, args, opts)
 
   if sim then sim:close() end
 
-  out:final(string.format("verdict: %s (%d steps, %.1f s)%s", result.verdict:upper(), #result.steps, result.duration,
+  out:final(string.format("verdict: %s (%s%d steps, %.1f s)%s", result.verdict:upper(),
+    result.usage_error and "usage error, " or "", #result.steps, result.duration,
     result.bundle and ("\nbundle: " .. result.bundle) or (result.bundle_error and ("\nbundle: not written: " .. result.bundle_error) or "")))
   if result.usage_error then io.stderr:write("nitrodiag: ", def.name, ": ", result.usage_error, "\n") end
   for _, f in ipairs(result.findings) do out:finding(f) end

@@ -205,3 +205,23 @@ describe("nitrodiag bundle", function()
     match(md, "\n%- 1%. only: a long failure message a long failure message")
   end)
 end)
+
+describe("the same cause gets the same exit status", function()
+  it("bad input to explain, kms-logs, triage and eif is a usage error (exit 2) that says why", function()
+    local cases = {
+      { { "explain", "E99" }, "E99 is not a nitro%-cli error code" },
+      { { "explain", "-" }, "stdin is empty: nothing to explain" },
+      { { "kms-logs", "since=yesterday" }, "since: bad time 'yesterday'" },
+      { { "kms-logs", "mode=foo" }, "argument mode must be one of" },
+      { { "triage", "/nonexistent" }, "/nonexistent: no such file" },
+      { { "eif", "/tmp" }, "/tmp is a directory" },
+    }
+    for _, c in ipairs(cases) do
+      local r = nitrodiag(c[1])
+      local what = table.concat(c[1], " ")
+      eq(r.exit_code, 2, what .. ": " .. r.stdout .. r.stderr)
+      match(r.stderr, "nitrodiag: [%w%-]+: " .. c[2])
+      falsy(r.stderr:find("not run:", 1, true), what .. ": no \"not run\" lines: " .. r.stderr)
+    end
+  end)
+end)
