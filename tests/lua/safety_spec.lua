@@ -225,3 +225,27 @@ describe("the same cause gets the same exit status", function()
     end
   end)
 end)
+
+describe("host paths under --root", function()
+  it("follows the documented rule: nd.fs takes paths as given, nd.host.path and read_err_log read under the root", function()
+    local root = spec.tmpdir()
+    assert(fs.mkdir_p(root .. "/var/log/nitro_enclaves"))
+    fs.write(root .. "/var/log/nitro_enclaves/err.log", "  Action: Run Enclave\n")
+    local rb = spec.tmpdir() .. "/paths.lua"
+    fs.write(rb, [[return { description = 'paths', steps = { { name = 'p', run = function(s)
+      local fs, host, nitro = require 'nd.fs', require 'nd.host', require 'nd.nitro'
+      s:output({ given = fs.exists('/var/log/nitro_enclaves/err.log'),
+                 mapped = fs.exists(host.path('/var/log/nitro_enclaves/err.log')),
+                 err_log = nitro.read_err_log('/var/log/nitro_enclaves/err.log') ~= nil })
+    end } } }
+]])
+    local r = nitrodiag({ "--json", "--root", root, "run", rb })
+    eq(r.exit_code, 0, r.stderr)
+    local out = json.decode(r.stdout).output
+    eq(out.mapped, true)
+    eq(out.err_log, true)
+    eq(out.given, fs.exists("/var/log/nitro_enclaves/err.log"), "nd.fs reads the path as given")
+    -- and the rule is written down where runbook authors look
+    match(assert(fs.read(spec.source_dir .. "/docs/runbooks.md")), "### Host paths: what reads under `%-%-root` and `%-%-sim`")
+  end)
+end)
