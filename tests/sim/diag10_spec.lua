@@ -194,3 +194,20 @@ describe("diag10 interrupted", function()
     match(r.stderr .. seen, "cleanup%s+[%d%.]+s%s+the 1 test enclave%(s%) this run started are terminated")
   end)
 end)
+
+describe("diag10 shows and lists", function()
+  it("the E51 hint under SSM (no HOME) reaches the terminal as an info finding", function()
+    local argv = { spec.nitrodiag, "--sim", "e51-no-home", "diag10", "runs=", timeout = 60, cwd = spec.tmpdir(),
+      env = { PATH = os.getenv("PATH"), NITRODIAG_PATH = "", TMPDIR = spec.tmpdir() } }
+    local r = assert(spec.run(argv))
+    match(r.stdout, "%[info%] E51: HOME is not set")
+  end)
+
+  it("when its clean-up could not finish, the output names the exact terminate commands", function()
+    local def = assert(runbook.load(DIAG10))
+    local text = def.report({ steps = {} }, { started_ids = { "i-0abc-enc1", "i-0abc-enc2" },
+                                              terminated = { ["i-0abc-enc1"] = true } })
+    match(text, "terminate them with:\n  nitro%-cli terminate%-enclave %-%-enclave%-id i%-0abc%-enc2$")
+    falsy(text:find("enc1", 1, true), "a terminated one is not listed")
+  end)
+end)
