@@ -151,7 +151,9 @@ local function print_runbook_help(def)
     if a.positional then label = "<" .. a.name .. ">"
     elseif a.type == "rest" then label = a.name .. " ..."
     else label = a.name .. "=" end
-    print(string.format("  %-16s %-8s %s%s", label, a.type, a.help or "", d))
+    -- wrapped to the terminal (continuation under the help text); one line each when not a terminal
+    local line = string.format("  %-16s %-8s %s%s", label, a.type, a.help or "", d)
+    print(table.concat(runbook.wrap(line, host.columns(1), string.rep(" ", 28)), "\n"))
   end
   if #pos > 0 then print("<name>: positional, given without key= (also accepted as name=value)") end
 end
