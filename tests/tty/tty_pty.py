@@ -130,6 +130,14 @@ for answer, want in ((b"n\r", "ENCLAVES_HOLD_POOL"), (b"y\r", "confirmed at the 
     else:
         check("diag10 after no: exit 1, nothing terminated", rc == 1 and "STALE_ENCLAVES" not in out, out[-1500:])
 
+# cleanup with nothing named asks about each enclave on a terminal
+t = Term(["--sim", "cpu-pool-exhausted", "cleanup"], 120, env={"TMPDIR": tempfile.mkdtemp(prefix="nd-tty-tmp-")})
+asked = t.read_until(r'terminate i-\S+ "hello-basic" CID 16, debug mode, up \d+ s, .*\? \[y/N\] ', timeout=30)
+check("cleanup alone on a terminal asks about the enclave", asked, t.out.decode(errors="replace")[-600:])
+t.send(b"y\r")
+rc, out = t.finish()
+check("cleanup after yes terminates it", rc == 0 and "terminated 1 enclave(s): freed 2 CPUs and 1024 MiB" in out, out[-800:])
+
 # the REPL: --sim, nd.sleep after an idle prompt, nd.help(name)
 t = Term(["--sim", "cpu-pool-exhausted", "repl"], 100, env={"TMPDIR": tempfile.mkdtemp(prefix="nd-tty-tmp-")})
 check("REPL starts on the simulated host", t.read_until(r"simulated host: cpu-pool-exhausted.*\n.*> "), t.out.decode())
