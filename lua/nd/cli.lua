@@ -25,7 +25,7 @@ options (anywhere before `--`):
   --sim [SCENARIO]    run against the simulated Nitro host (default scenario: healthy)
   --deadline SECONDS  hard deadline for the whole run (overrides the runbook's)
   -v, --verbose       show step logs and tracebacks
-  -q, --quiet         only the verdict
+  -q, --quiet         no progress or step lines: the verdict and the warn/fail findings
   --version           print the version
   -h, --help          this text
 
