@@ -37,7 +37,7 @@ return {
         local pat = a.name and glob_to_pattern(a.name)
         local lines = {}
         for _, e in ipairs(list) do
-          local age = nitro.enclave_age(e)
+          local _, age = nitro.enclave_started(e)
           local line = string.format("%s %s CID %s, %s, %s, %s CPUs %s, %s MiB, %s", e.EnclaveID,
             e.EnclaveName and ("\"" .. e.EnclaveName .. "\"") or "(no name)", tostring(e.EnclaveCID),
             e.Flags == "DEBUG_MODE" and "debug mode" or "production (not debug)",

@@ -67,7 +67,7 @@ end
 
 -- One line about a running enclave: what is known about it.
 local function describe_line(e)
-  local age = nitro.enclave_age(e)
+  local _, age = nitro.enclave_started(e)
   return string.format("%s %s: CID %s, %s, up %s, %s CPUs %s, %s MiB, %s", tostring(e.EnclaveID),
     e.EnclaveName and ("\"" .. e.EnclaveName .. "\"") or "(no name)", tostring(e.EnclaveCID),
     e.Flags == "DEBUG_MODE" and "debug mode" or "production (not debug)", human_age(age),

@@ -162,7 +162,7 @@ return {
           local cpus, mib, ids = 0, 0, {}
           for _, e in ipairs(list) do
             ids[#ids + 1] = e.EnclaveID
-            local age = nitro.enclave_age(e)
+            local _, age = nitro.enclave_started(e)
             ev[#ev + 1] = string.format("%s %s CID %s, %s CPUs %s, %s MiB, %s%s", e.EnclaveID, e.EnclaveName or "",
               tostring(e.EnclaveCID), tostring(e.NumberOfCPUs), json.encode(e.CPUIDs or json.array()), tostring(e.MemoryMiB),
               tostring(e.Flags), age and string.format(", up %.0f s", age) or "")

@@ -132,47 +132,6 @@ function M.explain(code_str, opts)
   return text, rec
 end
 
--- USER_HZ: the unit of the times in /proc/<pid>/stat, 100 on every Linux architecture nitro-cli runs on.
-M.USER_HZ = 100
-
--- enclave_started(e) -> epoch seconds when the enclave started, source | nil, msg. e: an entry of
--- describe_enclaves(). nitro-cli does not report a start time; the enclave's own process (ProcessID, the enclave
--- process that runs as long as the enclave does) started with it, so its start time is read from
--- /proc/<ProcessID>/stat (field 22, clock ticks after boot) plus btime from /proc/stat, under nd.host.root().
--- On the simulated host (no such process) the simulator's record of the enclave is used. source: "proc" | "sim".
-function M.enclave_started(e)
-  local fs = require "nd.fs"
-  local pid = type(e) == "table" and math.tointeger(tonumber(e.ProcessID))
-  if not pid then return nil, "no ProcessID" end
-  local stat = fs.read(host.path("/proc/" .. pid .. "/stat"))
-  local pstat = fs.read(host.path("/proc/stat"))
-  local after = stat and stat:match("^%d+ %b() (.*)$")
-  local btime = pstat and tonumber(pstat:match("\nbtime (%d+)") or pstat:match("^btime (%d+)"))
-  if after and btime then
-    local fields = {}
-    for f in after:gmatch("%S+") do fields[#fields + 1] = f end
-    local ticks = tonumber(fields[20]) -- field 22 of the whole line; fields here start at field 3
-    if ticks then return btime + ticks / M.USER_HZ, "proc" end
-  end
-  local simroot = host.getenv("NITRODIAG_SIM_ROOT")
-  if simroot and simroot ~= "" then
-    local ok, st = pcall(function() return require("nd.sim.state").load(simroot) end)
-    if ok and type(st) == "table" then
-      for _, x in ipairs(st.enclaves or {}) do
-        if x.id == e.EnclaveID and tonumber(x.started) then return tonumber(x.started), "sim" end
-      end
-    end
-  end
-  return nil, "the start time of enclave process " .. pid .. " is not readable (/proc/" .. pid .. "/stat)"
-end
-
--- enclave_age(e [, now]) -> seconds since the enclave started | nil, msg (see enclave_started)
-function M.enclave_age(e, now)
-  local t, err = M.enclave_started(e)
-  if not t then return nil, err end
-  return math.max(0, (now or os.time()) - t)
-end
-
 -- read_err_log(path) -> parsed err log (path read under nd.host.root()) | nil, msg, code
 function M.read_err_log(path)
   local fs = require "nd.fs"
@@ -183,6 +142,35 @@ function M.read_err_log(path)
   l.path = path
   l.timestamp = C.err_log_time(path)
   return l
+end
+
+-- enclave_started(enclave) -> start time (epoch seconds) of an enclave from describe-enclaves (its ProcessID: the
+-- enclave process nitro-cli forks for it; json_output.rs fills ProcessID with std::process::id() of that process),
+-- and its age in seconds | nil, msg, code. Reads /proc/<pid>/stat (field 22, clock ticks since boot, USER_HZ 100)
+-- and /proc/stat's btime under the host root. A simulated host that has no such files answers from its own record.
+function M.enclave_started(e)
+  local pid = type(e) == "table" and math.tointeger(e.ProcessID) or math.tointeger(e)
+  if not pid or pid <= 0 then return nil, "enclave_started: no ProcessID", "EINVAL" end
+  local fs = require "nd.fs"
+  local stat, err, code = fs.read(host.path("/proc/" .. pid .. "/stat"))
+  local after = stat and stat:match("^%d+ %b() (.*)$")
+  local fields = {}
+  for f in (after or ""):gmatch("%S+") do fields[#fields + 1] = f end
+  local ticks = tonumber(fields[20]) -- field 22 of the whole line: the 20th after "pid (comm)"
+  local btime = tonumber((fs.read(host.path("/proc/stat")) or ""):match("\nbtime (%d+)") or "")
+  local started = ticks and btime and (btime + ticks / 100)
+  local simroot = host.getenv("NITRODIAG_SIM_ROOT")
+  if not started and type(e) == "table" and simroot and simroot ~= "" then
+    local ok, st = pcall(function() return require("nd.sim.state").load(simroot) end)
+    for _, x in ipairs(ok and type(st) == "table" and st.enclaves or {}) do
+      if x.id == e.EnclaveID then started = tonumber(x.started) end
+    end
+  end
+  if not started then
+    if not stat then return nil, "enclave process " .. pid .. ": " .. tostring(err), code end
+    return nil, "enclave process " .. pid .. ": unreadable /proc stat", "EBADMSG"
+  end
+  return started, math.max(0, os.time() - started)
 end
 
 return M
