@@ -160,7 +160,9 @@ local function run_one(s, name, eif, opts)
       end
     end
   end
-  local info, err, code, record = nitro.run_enclave{ eif = eif, memory = a.memory, cpu_count = a.cpu_count,
+  -- a run may carry its own memory and CPUs (an operator's workload); the test runs use memory= and cpu_count=
+  local info, err, code, record = nitro.run_enclave{ eif = eif, memory = opts.memory or a.memory,
+    cpu_count = not opts.cpu_ids and (opts.cpu_count or a.cpu_count) or nil, cpu_ids = opts.cpu_ids,
     name = ename, debug = true, attach_console = true, on_line = on_line, timeout = a.run_seconds }
   record = record or {}
   if info and info.EnclaveID and not id then
@@ -526,7 +528,9 @@ return {
         local causes, order, unreadable = {}, {}, 0
         for _, t in ipairs(targets) do
           local path = t.local_file and t.eif or host.path(t.eif)
-          local res, err = preflight.check{ eif = path, memory = a.memory, cpu_count = a.cpu_count }
+          local memory = t.memory or a.memory
+          local res, err = preflight.check{ eif = path, memory = memory, cpu_ids = t.cpu_ids,
+            cpu_count = not t.cpu_ids and (t.cpu_count or a.cpu_count) or nil }
           if not res then
             s:finding{ code = "EIF_UNREADABLE", severity = "fail", message = t.label .. ": " .. tostring(err) }
             s.data.predicted[t.name] = "EIF_UNREADABLE"
@@ -541,33 +545,34 @@ return {
                 causes[issue.code] = c
                 order[#order + 1] = issue.code
               end
-              c.items[#c.items + 1] = { t = t, res = res, issue = issue }
+              c.items[#c.items + 1] = { t = t, res = res, issue = issue, memory = memory }
               s.data.predicted[t.name] = s.data.predicted[t.name] or issue.code
             end
           end
         end
         for _, code in ipairs(order) do
           local c = causes[code]
-          local labels, ev, need = {}, {}, 0
+          local labels, ev, need, asked = {}, {}, 0, 0
           for _, it in ipairs(c.items) do
             labels[#labels + 1] = it.t.label
             need = math.max(need, it.res.min_memory_mib or 0)
-            ev[#ev + 1] = string.format("%s: %.0f MiB EIF, needs --memory ≥ %d: %s", it.t.label,
-              it.res.eif_size / 1048576, it.res.min_memory_mib, it.issue.headline or it.issue.message or code)
+            asked = math.max(asked, it.memory)
+            ev[#ev + 1] = string.format("%s: %.0f MiB EIF, needs --memory ≥ %d, given %d: %s", it.t.label,
+              it.res.eif_size / 1048576, it.res.min_memory_mib, it.memory, it.issue.headline or it.issue.message or code)
           end
           local msg, fix
           if code == "E26" then
             msg = string.format("predicted E26 for %s: run-enclave needs --memory ≥ %d (4 × the EIF size); memory=%d " ..
-              "is too little, so %s not started", table.concat(labels, ", "), need, a.memory,
+              "is too little, so %s not started", table.concat(labels, ", "), need, asked,
               #labels == 1 and "that run is" or "those runs are")
             fix = string.format("run with memory=%d or more (the 4× rule), and keep allocator.yaml memory_mib ≥ %d",
               need, need)
           elseif code == "E27" then
             msg = string.format("predicted E27 for %s: memory=%d MiB is more than the %s MiB the allocator reserved, " ..
-              "so %s not started", table.concat(labels, ", "), a.memory, tostring(c.issue.limit),
+              "so %s not started", table.concat(labels, ", "), asked, tostring(c.issue.limit),
               #labels == 1 and "that run is" or "those runs are")
             fix = string.format("raise memory_mib in %s to ≥ %d and restart %s (nitrodiag allocator memory_mib=%d)",
-              allocator.PATH, a.memory, ALLOCATOR_UNIT, a.memory)
+              allocator.PATH, asked, ALLOCATOR_UNIT, asked)
           else
             msg = string.format("predicted %s for %s: %s", code, table.concat(labels, ", "), tostring(c.issue.message))
             fix = table.concat((errors.get(code) or {}).remediation or {}, "; ")
