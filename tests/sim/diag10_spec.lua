@@ -180,12 +180,21 @@ describe("diag10 interrupted", function()
     local proc = require "nd.proc"
     local nd = require "nd"
     local seen = ""
+    local tmp = spec.tmpdir()
     local h <close> = proc.start{ spec.nitrodiag, "--sim", "healthy", "diag10", "runs=basic", "run_seconds=30",
-      env = { PATH = os.getenv("PATH"), HOME = os.getenv("HOME") or "/root", NITRODIAG_PATH = "", TMPDIR = spec.tmpdir() },
+      env = { PATH = os.getenv("PATH"), HOME = os.getenv("HOME") or "/root", NITRODIAG_PATH = "", TMPDIR = tmp },
       cwd = spec.tmpdir(), on_line = function(_, line) seen = seen .. line .. "\n" end }
+    -- wait until the simulated host (in that run's TMPDIR) holds the basic test enclave
+    local function running()
+      for _, d in ipairs(fs.list(tmp) or {}) do
+        local st = fs.read(tmp .. "/" .. d .. "/var/lib/nitrodiag-sim/state.json")
+        if st and st:find('"nitrodiag-basic"', 1, true) then return true end
+      end
+      return false
+    end
     local t0 = nd.now()
-    while not seen:find("predict E26/E27", 1, true) and nd.now() - t0 < 30 do nd.sleep(0.05) end
-    nd.sleep(1.5) -- the basic enclave is up with its console attached
+    while not running() and nd.now() - t0 < 60 do nd.sleep(0.05) end
+    truthy(running(), "the basic test enclave started: " .. seen)
     h:signal("INT")
     nd.sleep(0.05)
     h:signal("INT") -- a second Ctrl-C does not cancel the clean-up

@@ -2,7 +2,7 @@
 -- the status line), and a finding with a long message and remediation (wrapped to the terminal).
 return {
   description = "terminal test: long progress and findings",
-  args = { { name = "seconds", type = "number", default = 1.2, help = "how long the step waits" } },
+  args = { { name = "seconds", type = "number", default = 2, help = "how long the step waits" } },
   deadline = 30,
   steps = {
     { name = "a step with a long wait", timeout = 10,
