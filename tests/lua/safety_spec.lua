@@ -34,7 +34,7 @@ describe("signals during clean-up", function()
     local dir = spec.tmpdir()
     local h <close> = proc.start{ spec.nitrodiag, "--json", "run", RB,
       env = { PATH = os.getenv("PATH"), NITRODIAG_PATH = "", ND_TEST_DIR = dir } }
-    nd.sleep(0.5)
+    truthy(wait_for(dir .. "/long.started"), "the long step started")
     h:signal("INT")
     truthy(wait_for(dir .. "/cleanup.started"), "the clean-up step started")
     h:signal("INT")

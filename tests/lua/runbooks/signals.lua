@@ -1,5 +1,5 @@
 -- A test runbook for the engine specs: a long step, then a clean-up step that takes a while and writes markers
--- (ND_TEST_DIR/cleanup.started, cleanup.done), and an info finding.
+-- (ND_TEST_DIR/long.started, cleanup.started, cleanup.done), and an info finding.
 return {
   description = "engine test: signals during clean-up",
   args = {
@@ -10,6 +10,8 @@ return {
     { name = "long", timeout = 100,
       run = function(s)
         s:finding{ code = "T_INFO", severity = "info", message = "an info finding for the operator" }
+        local dir = os.getenv("ND_TEST_DIR")
+        if dir then require("nd.fs").write(dir .. "/long.started", "1") end
         require("nd").sleep(100)
       end },
     { name = "cleanup", always = true, timeout = 10,
