@@ -19,9 +19,9 @@ return {
   description = "Terminate the enclaves you name (name/CID/ID, stale=true or all=true), verify they are gone, report what was freed",
   categories = { "repair" },
   args = {
-    { name = "name", type = "string", help = "only enclaves with this name (shell wildcards * and ? allowed)" },
-    { name = "cid", type = "integer", help = "only the enclave with this CID" },
-    { name = "id", type = "string", help = "only the enclave with this enclave ID" },
+    { name = "name", type = "string", help = "the enclaves with this name (shell wildcards * and ? allowed)" },
+    { name = "cid", type = "integer", help = "the enclave with this CID" },
+    { name = "id", type = "string", help = "the enclave with this enclave ID" },
     { name = "stale", type = "boolean", default = false, help = "the enclaves named " .. STALE_PREFIX .. "* that nitrodiag's test runs left" },
     { name = "all", type = "boolean", default = false, help = "every running enclave, production ones included" },
     { name = "dry_run", type = "boolean", default = false, help = "show what would be terminated, change nothing" },
