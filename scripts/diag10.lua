@@ -391,7 +391,7 @@ return {
             message = string.format("terminated %d enclave(s) this run did not start (terminate=%s)", #terminated,
               a.terminate ~= "none" and a.terminate or "confirmed at the prompt"),
             evidence = all_ev,
-            remediation = "stale enclaves keep the CPU pool (E29/E22/E39 \"no CPUs available\"): make your deployment " ..
+            remediation = "stale enclaves keep the CPU pool (E29 \"no CPUs are available in the pool\", then E39): make your deployment " ..
               "terminate the enclaves it replaces" }
         end
         d.running_before = list

@@ -180,7 +180,7 @@ return {
             s:finding{ code = "ENCLAVES_HOLD_POOL", severity = "warn",
               message = string.format("the enclave pool is fully held: %d enclave(s) hold %d of %s CPUs and %d of %s MiB; " ..
                 "another run-enclave fails (%s) until one of them stops", #list, cpus, tostring(pool_cpus or "?"), mib,
-                tostring(pool_mib or "?"), full_cpus and "E29: no CPUs available in the pool" or "E27: not enough memory"),
+                tostring(pool_mib or "?"), full_cpus and "E29: no CPUs are available in the pool" or "E27: not enough memory"),
               evidence = ev,
               remediation = "if that is expected (your workload uses the whole pool), nothing to do; if one of them is " ..
                 "stale: nitrodiag cleanup id=<its EnclaveID: " .. table.concat(ids, " | ") .. ">; otherwise grow the pool: nitrodiag allocator cpu_count=…/memory_mib=…" }

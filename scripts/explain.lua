@@ -119,9 +119,9 @@ local function specifics(b)
     fix = string.format("set memory_mib: %d (or more) in /etc/nitro_enclaves/allocator.yaml and restart "
       .. "nitro-enclaves-allocator.service", f.memory_mib)
   elseif b.code == "E22" and f.cpu_count then
-    lines[#lines + 1] = string.format("run-enclave asked for %d CPUs; the enclave CPU pool has fewer free. A stale "
-      .. "enclave may hold them: check `nitro-cli describe-enclaves`.", f.cpu_count)
-    fix = string.format("terminate stale enclaves, or raise cpu_count to %d in allocator.yaml and restart the allocator",
+    lines[#lines + 1] = string.format("run-enclave asked for %d CPUs; the enclave CPU pool (ne_cpus) has fewer. nitro-cli "
+      .. "compares the request with the pool's size only: CPUs held by another enclave give E29, not E22.", f.cpu_count)
+    fix = string.format("raise cpu_count to %d in allocator.yaml and restart the allocator (or ask for fewer CPUs)",
       f.cpu_count)
   elseif b.code == "E21" and f.cpu_id then
     lines[#lines + 1] = string.format("CPU %d is not in the enclave CPU pool (cat /sys/module/nitro_enclaves/parameters/ne_cpus).",
