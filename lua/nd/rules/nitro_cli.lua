@@ -90,7 +90,8 @@ local rules = {
     end },
   { id = "e29-no-cpus-in-pool", finding = "ENCLAVES_HOLD_POOL", confidence = 0.7,
     match = function(f)
-      local l = f:line("no CPUs are available in the pool")
+      -- (older tools and the simulator name the driver code instead of nitro-cli's sentence)
+      local l = f:line("no CPUs are available in the pool") or f:line("NE_ERR_NO_CPUS_AVAIL_IN_POOL")
       if l then return { evidence = ev(f, l) } end
     end },
   { id = "e29-create-vm", finding = "CPU_POOL_NOT_RELEASED", confidence = 0.55,
