@@ -39,6 +39,13 @@ static const char RULE_BAD_EXEC[] =
     "Docker treats a [...] that is not valid JSON (single quotes, a trailing comma) as the shell form and runs it "
     "through /bin/sh -c. Write it with double quotes: [\"/init\"].";
 static const char RULE_INFO[] = "Nitro runs CMD when the image has one, else ENTRYPOINT.";
+static const char RULE_NO_INIT[] =
+    "When the image's command ends or dies, Nitro reboots the enclave at once: the console (debug mode only) shows "
+    "`reboot: Restarting system` and nothing says whether the command started, how it ended, or what the enclave "
+    "lacked. Run it under nitrodiag-init, which checks the command, its interpreter, loopback, /dev/nsm and the CA "
+    "bundle before starting it, reports its exit code or signal, keeps the enclave alive to read, and can stream "
+    "its output to the parent without debug mode: ENTRYPOINT [\"/nitrodiag-init\", \"--log\", \"9100\", \"--\", "
+    "\"/app\"] (and nitrodiag-logd on the parent).";
 
 const char *nd_lint_severity_name(nd_lint_severity s)
 {
@@ -172,6 +179,21 @@ static int is_shell_c(char **argv)
     return 0;
 }
 
+/* Is argv[0] a PID-1 wrapper that reaps, forwards signals and reports (nitrodiag-init, tini, dumb-init, …)? A bare
+ * /init counts: the test image's /init is nitrodiag-init, and initramfs-style images name their wrapper so. */
+static int is_init_wrapper(char **argv)
+{
+    if (!argv || !argv[0])
+        return 1;
+    const char *b = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+    static const char *wrappers[] = {"nitrodiag-init", "init", "tini", "tini-static", "dumb-init", "catatonit",
+                                     "s6-svscan", "supervisord", "runsvdir", "my_init", "docker-init"};
+    for (size_t k = 0; k < sizeof wrappers / sizeof wrappers[0]; k++)
+        if (strcmp(b, wrappers[k]) == 0)
+            return 1;
+    return 0;
+}
+
 /* The rules, once the image's entrypoint/cmd are known. `from` names where they came from, for messages. */
 static void apply_rules(nd_imagelint *r, const char *ep_ev, const char *cmd_ev)
 {
@@ -216,6 +238,11 @@ static void apply_rules(nd_imagelint *r, const char *ep_ev, const char *cmd_ev)
     if (r->command) {
         join_argv(r->command->argv, j, sizeof j);
         add_finding(r, ND_LINT_INFO, "IMG_COMMAND", RULE_INFO, r->command->line, j, "Nitro runs: %s", j);
+        if (r->command->known && !r->command->shell_form && !is_shell_c(r->command->argv) &&
+            !is_init_wrapper(r->command->argv))
+            add_finding(r, ND_LINT_INFO, "IMG_NO_INIT_WRAPPER", RULE_NO_INIT, r->command->line, j,
+                        "%s runs as the enclave's command with no PID-1 wrapper: when it dies the enclave reboots "
+                        "without a word; consider nitrodiag-init", r->command->argv[0]);
     }
 }
 

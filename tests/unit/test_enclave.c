@@ -22,7 +22,7 @@
 
 static char tmpdir[512];
 static char self_exe[4096];
-#define INIT_BIN ND_BINARY_DIR "/enclave/init"
+#define INIT_BIN ND_BINARY_DIR "/enclave/nitrodiag-init"
 #define PP_BIN ND_BINARY_DIR "/enclave/vsock-pingpong"
 
 static void msleep(int ms)
@@ -312,7 +312,7 @@ static void init_launches_and_forwards_signals(void)
     /* SIGTERM to init reaches the app, which dies of it; init reports it and stays alive. */
     kill(init, SIGTERM);
     CHECK(wait_for(console, "[init] forwarding SIGTERM to " PP_BIN, 3000));
-    CHECK(wait_for(console, "[init] " PP_BIN " exited signal=15 (SIGTERM)\n", 3000));
+    CHECK(wait_for(console, "[init] " PP_BIN " exited signal=15 (SIGTERM) after ", 3000));
     msleep(100);
     char st = proc_state(init, NULL);
     CHECK(st == 'S' || st == 'R');
@@ -334,7 +334,7 @@ static void init_forwards_sigint_and_mode_flag(void)
     CHECK(wait_for(console, "[enclave] basic mode: alive; sleeping forever", 3000));
     CHECK_EQ_INT(count_of(console, "mounted"), 0);
     kill(init, SIGINT);
-    CHECK(wait_for(console, "[init] " PP_BIN " exited signal=2 (SIGINT)\n", 3000));
+    CHECK(wait_for(console, "[init] " PP_BIN " exited signal=2 (SIGINT) after ", 3000));
     stop(init);
 }
 
@@ -345,7 +345,7 @@ static void init_reaps_orphans(void)
     const char *argv[] = {INIT_BIN, "--mode", "orphans", "--app", self_exe, "--console", console, NULL};
     pid_t init = spawn(argv, NULL, "/dev/null");
     CHECK(wait_for(console, "[init] " , 3000));
-    CHECK(wait_for(console, " exited rc=7\n", 5000));
+    CHECK(wait_for(console, " exited rc=7 after ", 5000));
     /* 5 children left as zombies by the app plus 5 orphaned grandchildren: all reaped by init. */
     for (int i = 0; i < 100 && count_of(console, "[init] reaped pid") < 10; i++)
         msleep(20);
