@@ -1,0 +1,338 @@
+-- nd.findings — the one registry of findings: every code a runbook, triage or explain emits, with its severity,
+-- title, message template, remediation (exact commands) and references (nitro-cli code, AWS doc, the public thread
+-- the knowledge comes from). One code per cause: a cause reads the same wherever it is found.
+--
+--   local findings = require "nd.findings"
+--   s:finding(findings.make("ENCLAVE_MEMORY_BELOW_EIF", { memory_mib = 512, min_memory_mib = 2148 }, { headline }))
+--
+-- Entry fields (findings.define):
+--   code         "ENCLAVE_MEMORY_BELOW_EIF" (UPPER_SNAKE; nitro-cli's own codes "E00".."E60" are generic entries)
+--   severity     "fail" | "warn" | "info" | "ok"
+--   title        one line, no variables
+--   message      template; {name} is replaced by vars.name ("?" when missing)
+--   remediation  list of templates, exact commands first
+--   refs         { nitro_cli = "E26", doc = url, issues = { "aws/aws-nitro-enclaves-cli#243", … }, source = "src/…:line" }
+-- The shipped entries are below; nitro-cli's codes E00–E60 are derived from nd.nitro_errors; operators' rule files
+-- may add entries with findings.define (docs/diagnosis.md).
+local errors = require "nd.nitro_errors"
+
+local M = {}
+
+local REG = {}
+local SEVERITY = { fail = true, warn = true, info = true, ok = true }
+
+M.ALLOCATOR_UNIT = "nitro-enclaves-allocator.service"
+M.ALLOCATOR_YAML = "/etc/nitro_enclaves/allocator.yaml"
+M.DOC_BASE = errors.DOC_BASE
+
+-- define(entry) -> entry. Raises on a malformed entry (a programming error in a rule file). Defining a code again
+-- replaces it (operators may reword a shipped entry).
+function M.define(t)
+  assert(type(t) == "table", "nd.findings.define: table expected")
+  assert(type(t.code) == "string" and t.code:match("^[%u%d_]+$"), "nd.findings.define: code must be UPPER_SNAKE")
+  assert(SEVERITY[t.severity], "nd.findings.define: " .. t.code .. ": severity must be fail, warn, info or ok")
+  assert(type(t.title) == "string", "nd.findings.define: " .. t.code .. ": title expected")
+  t.message = t.message or t.title
+  if type(t.remediation) == "string" then t.remediation = { t.remediation } end
+  t.remediation = t.remediation or {}
+  t.refs = t.refs or {}
+  t.refs.issues = t.refs.issues or {}
+  if t.refs.nitro_cli and not t.refs.doc then t.refs.doc = errors.doc_url(t.refs.nitro_cli) end
+  REG[t.code] = t
+  return t
+end
+
+-- get(code) -> entry | nil
+function M.get(code) return REG[code] end
+
+-- list() -> all entries sorted by code
+function M.list()
+  local out = {}
+  for _, e in pairs(REG) do out[#out + 1] = e end
+  table.sort(out, function(a, b) return a.code < b.code end)
+  return out
+end
+
+-- render(template, vars) -> string with each {name} replaced by tostring(vars.name), "?" when missing.
+function M.render(template, vars)
+  vars = vars or {}
+  return (tostring(template):gsub("{([%w_]+)}", function(k)
+    local v = vars[k]
+    if v == nil then return "?" end
+    return tostring(v)
+  end))
+end
+
+-- make(code, vars, evidence) -> finding {code, severity, title, message, evidence, remediation, remediation_list,
+-- refs}, ready for s:finding(). vars fill the templates; vars.fix (a string) is put before the registry's
+-- remediation (the numbers of this case); vars.severity overrides the entry's. Raises on an unknown code.
+function M.make(code, vars, evidence)
+  local e = REG[code]
+  if not e then error("nd.findings.make: unknown finding code " .. tostring(code), 2) end
+  vars = vars or {}
+  local rem = {}
+  if vars.fix then rem[1] = vars.fix end
+  for _, r in ipairs(e.remediation) do rem[#rem + 1] = M.render(r, vars) end
+  local ev = {}
+  for _, l in ipairs(evidence or {}) do if l and l ~= "" then ev[#ev + 1] = l end end
+  return {
+    code = code, severity = vars.severity or e.severity, title = e.title, message = M.render(e.message, vars),
+    evidence = ev, remediation = #rem > 0 and table.concat(rem, "; ") or nil, remediation_list = rem, refs = e.refs,
+  }
+end
+
+-- ---- nitro-cli's own codes: generic entries (the code is known, the cause is not) ------------------------------
+for _, e in ipairs(errors.list()) do
+  M.define{ code = e.code, severity = "fail", title = e.code .. " " .. e.title,
+    message = "[ " .. e.code .. " ] " .. e.title .. ": {detail}",
+    remediation = e.remediation, refs = { nitro_cli = e.code, doc = e.doc_url } }
+end
+
+local ALLOC = M.ALLOCATOR_UNIT
+local YAML = M.ALLOCATOR_YAML
+local RESTART = "sudo systemctl restart " .. ALLOC
+local CLI = "aws/aws-nitro-enclaves-cli#"
+
+-- ---- host set-up: device, driver, group, allocator ----------------------------------------------------------------
+M.define{ code = "DEVICE_MISSING", severity = "fail", title = "No Nitro Enclaves device on this host",
+  message = "/dev/nitro_enclaves does not exist: the instance was launched without enclave support or the nitro_enclaves driver is not loaded",
+  remediation = { "check the instance: aws ec2 describe-instances --instance-ids <id> --query 'Reservations[].Instances[].EnclaveOptions' (Enabled must be true; set it at launch with --enclave-options 'Enabled=true', or stop the instance and modify it)",
+    "load the driver: sudo modprobe nitro_enclaves; lsmod | grep nitro_enclaves", "then " .. RESTART },
+  refs = { nitro_cli = "E19", doc = "https://docs.aws.amazon.com/enclaves/latest/user/create-enclave.html" } }
+M.define{ code = "DRIVER_NOT_LOADED", severity = "fail", title = "The nitro_enclaves driver is not loaded",
+  message = "{file} cannot be opened: the nitro_enclaves kernel module is not loaded (its CPU pool parameter does not exist)",
+  remediation = { "sudo modprobe nitro_enclaves && lsmod | grep nitro_enclaves",
+    "install the driver if modprobe fails: sudo dnf install aws-nitro-enclaves-cli (AL2023) / sudo amazon-linux-extras install aws-nitro-enclaves-cli (AL2)",
+    "then " .. RESTART },
+  refs = { nitro_cli = "E19", source = "src/enclave_proc/resource_manager.rs (ne_cpus read before the device)" } }
+M.define{ code = "NOT_IN_NE_GROUP", severity = "fail", title = "The user may not use the Nitro Enclaves device or logs",
+  message = "{operation} of {file} was refused: this user is not in group ne (or has not logged in again since being added)",
+  remediation = { "sudo usermod -aG ne $USER && sudo usermod -aG docker $USER, then log out and in (id must list ne)",
+    "or run nitro-cli with sudo" },
+  refs = { nitro_cli = "E19", doc = "https://docs.aws.amazon.com/enclaves/latest/user/nitro-enclave-cli-install.html" } }
+M.define{ code = "LOG_FILE_NOT_WRITABLE", severity = "fail", title = "nitro-cli cannot open its log file",
+  message = "nitro-cli could not open its log {file}: the user is not in group ne or /var/log/nitro_enclaves has the wrong owner",
+  remediation = { "ls -l /var/log/nitro_enclaves; sudo chown -R root:ne /var/log/nitro_enclaves && sudo chmod 775 /var/log/nitro_enclaves",
+    "sudo usermod -aG ne $USER, then log in again" },
+  refs = { nitro_cli = "E56", issues = { CLI .. "194" } } }
+M.define{ code = "EIF_FILE_MISSING", severity = "fail", title = "The EIF file cannot be opened",
+  message = "{operation} of the EIF {file} failed: the path is wrong or not readable",
+  remediation = { "ls -l {file}", "pass the path of the file build-enclave wrote with --eif-path" },
+  refs = { nitro_cli = "E19" } }
+M.define{ code = "ALLOCATOR_MEMORY_TOO_SMALL", severity = "fail", title = "The allocator reserved less memory than the enclave asks for",
+  message = "run-enclave asked for {memory_mib} MiB, more than the hugepage memory the allocator reserved",
+  remediation = { "set memory_mib: {memory_mib} (or more) in " .. YAML .. ", then " .. RESTART,
+    "or ask for less memory (not below the EIF's E26 minimum)" },
+  refs = { nitro_cli = "E27", issues = { CLI .. "213" } } }
+M.define{ code = "ENCLAVE_MEMORY_BELOW_EIF", severity = "fail", title = "The enclave is given less memory than its EIF needs",
+  message = "--memory {memory_mib} MiB is below the EIF's minimum of {min_memory_mib} MiB (4 × the EIF size)",
+  remediation = { "nitro-cli run-enclave … --memory {min_memory_mib} (or more)", "keep memory_mib in " .. YAML .. " ≥ {min_memory_mib} and " .. RESTART },
+  refs = { nitro_cli = "E26" } }
+M.define{ code = "CPU_POOL_HELD_BY_STALE_ENCLAVE", severity = "fail", title = "Another enclave holds the CPU pool",
+  message = "the driver refused to create the enclave because no CPU of the pool is free: an enclave that is still running (or a stale one) holds them",
+  remediation = { "nitro-cli describe-enclaves", "nitro-cli terminate-enclave --enclave-id <id> (or --all), then run again",
+    "to run several enclaves, raise cpu_count in " .. YAML .. " and " .. RESTART },
+  refs = { nitro_cli = "E29", source = "src/enclave_proc/resource_manager.rs do_ioctl NE_ERR_NO_CPUS_AVAIL_IN_POOL" } }
+M.define{ code = "CPU_POOL_TOO_SMALL", severity = "fail", title = "The CPU pool has fewer CPUs than requested",
+  message = "run-enclave asked for {cpu_count} CPUs; the enclave CPU pool (ne_cpus) has fewer",
+  remediation = { "cat /sys/module/nitro_enclaves/parameters/ne_cpus", "set cpu_count: {cpu_count} in " .. YAML .. " and " .. RESTART },
+  refs = { nitro_cli = "E22" } }
+M.define{ code = "CPU_NOT_IN_POOL", severity = "fail", title = "A requested CPU is not in the enclave CPU pool",
+  message = "CPU {cpu_id} is not in the enclave CPU pool",
+  remediation = { "cat /sys/module/nitro_enclaves/parameters/ne_cpus", "add it (with its sibling) to cpu_pool in " .. YAML .. " and " .. RESTART },
+  refs = { nitro_cli = "E21" } }
+M.define{ code = "HUGEPAGES_MISSING", severity = "fail", title = "No hugepages reserved (or not visible)",
+  message = "nitro-cli found no hugepage memory: the allocator did not reserve it, or nitro-cli runs in a container that does not see the host's hugepages",
+  remediation = { "grep Huge /proc/meminfo; " .. "systemctl status " .. ALLOC,
+    "in a container: run privileged with -v /dev/hugepages:/dev/hugepages and the host's /sys, or run nitro-cli on the parent instance" },
+  refs = { nitro_cli = "E35" } }
+M.define{ code = "ALLOCATOR_DRIVER_MISSING", severity = "fail", title = "The allocator service found no nitro_enclaves driver",
+  message = "nitro-enclaves-allocator.service failed because the nitro_enclaves driver is not inserted",
+  remediation = { "sudo modprobe nitro_enclaves", "check the instance has enclave support enabled (EnclaveOptions)", RESTART },
+  refs = {} }
+M.define{ code = "ALLOCATOR_NUMA_MEMORY", severity = "fail", title = "One NUMA node cannot hold memory_mib",
+  message = "the allocator could not reserve {memory_mib} MiB of hugepages on one NUMA node",
+  remediation = { "lower memory_mib in " .. YAML .. ", or free memory (drop caches, stop services) and " .. RESTART,
+    "reserve early: restart the allocator right after boot, before memory fragments" },
+  refs = {} }
+M.define{ code = "ALLOCATOR_CONFIG_ERROR", severity = "fail", title = "The allocator rejected allocator.yaml",
+  message = "nitro-enclaves-allocator.service: {error}",
+  remediation = { "cat -A " .. YAML .. " (no CRLF, no inline comment with ':' in a value, only memory_mib and cpu_count or cpu_pool)", RESTART },
+  refs = {} }
+M.define{ code = "ALLOCATOR_FAILED", severity = "fail", title = "The allocator service failed",
+  message = "nitro-enclaves-allocator.service failed: {error}",
+  remediation = { "journalctl -u " .. ALLOC .. " -n 50", "cat " .. YAML, RESTART },
+  refs = {} }
+M.define{ code = "ALLOCATOR_CPU_POOL_BUSY", severity = "fail", title = "The allocator cannot change the CPU pool while an enclave runs",
+  message = "the allocator could not re-online or re-assign CPUs: an enclave is still running",
+  remediation = { "nitro-cli terminate-enclave --all", RESTART }, refs = {} }
+
+-- ---- run-enclave and boot ---------------------------------------------------------------------------------------------
+M.define{ code = "BOOT_HEARTBEAT_TIMEOUT", severity = "fail", title = "The enclave did not send its boot heartbeat",
+  message = "the enclave did not answer the boot heartbeat in time (VsockTimeoutError): the kernel or init did not come up",
+  remediation = { "run with --debug-mode --attach-console and read the console", "check the EIF was built by the same nitro-cli (nitro-cli describe-eif)",
+    "give more memory (≥ 4 × the EIF size)" },
+  refs = { nitro_cli = "E36" } }
+M.define{ code = "BOOT_CONCURRENT_RUN", severity = "fail", title = "Two run-enclave commands at once",
+  message = "another run-enclave was starting at the same time and held the heartbeat port (9000): start enclaves one after the other",
+  remediation = { "serialise run-enclave calls (flock /run/lock/nitro-cli.lock nitro-cli run-enclave …)", "then retry" },
+  refs = { nitro_cli = "E36" } }
+M.define{ code = "BOOT_VSOCK_RECEIVE", severity = "fail", title = "The boot heartbeat connection failed",
+  message = "nitro-cli lost the heartbeat connection while the enclave booted ({boot_error})",
+  remediation = { "retry once; if it repeats, run with --debug-mode --attach-console", "check the vsock modules: lsmod | grep vsock" },
+  refs = { nitro_cli = "E36" } }
+M.define{ code = "SIGNING_CERT_EXPIRED", severity = "fail", title = "The EIF's signing certificate has expired or is invalid",
+  message = "the EIF signature check failed: the signing certificate is expired or does not verify",
+  remediation = { "nitro-cli describe-eif --eif-path <eif> (SigningCertificate dates)", "re-sign with a valid certificate: nitro-cli build-enclave … --signing-certificate cert.pem --private-key key.pem" },
+  refs = { nitro_cli = "E59", issues = { CLI .. "243" } } }
+M.define{ code = "CONSOLE_NEEDS_DEBUG_MODE", severity = "fail", title = "The console needs an enclave started with --debug-mode",
+  message = "nitro-cli console works only with enclaves started with --debug-mode",
+  remediation = { "nitro-cli terminate-enclave --enclave-id <id>; nitro-cli run-enclave … --debug-mode; nitro-cli console --enclave-id <id>" },
+  refs = { nitro_cli = "E44" } }
+M.define{ code = "ENCLAVE_EXITED_CONSOLE_CLOSED", severity = "warn", title = "The enclave went away while the console was attached",
+  message = "the console connection ended because the enclave stopped (its application exited and it rebooted): a consequence, not a crash of the console",
+  remediation = { "read the last console lines before the disconnect: they say why the application exited", "nitro-cli describe-enclaves" },
+  refs = { nitro_cli = "E45" } }
+M.define{ code = "STALE_ENCLAVE_PROCESS", severity = "fail", title = "nitro-cli cannot reach the enclave process",
+  message = "nitro-cli could not talk to an enclave process: it exited (the enclave stopped) or its socket is stale",
+  remediation = { "nitro-cli describe-enclaves", "ls /run/nitro_enclaves; remove stale sockets only when no enclave runs" },
+  refs = { nitro_cli = "E39" } }
+M.define{ code = "CID_IN_USE", severity = "fail", title = "The enclave CID is already used",
+  message = "the enclave CID {cid} is used by another enclave (or is reserved)",
+  remediation = { "nitro-cli describe-enclaves (EnclaveCID)", "omit --enclave-cid (automatic) or choose a free one ≥ 4" },
+  refs = { nitro_cli = "E29" } }
+M.define{ code = "DOCKER_API_TOO_NEW", severity = "fail", title = "The Docker daemon is newer than this nitro-cli understands",
+  message = "nitro-cli's Docker client could not talk to the Docker daemon (API version mismatch)",
+  remediation = { "upgrade aws-nitro-enclaves-cli", "or pull the image first: docker pull <image>" },
+  refs = { nitro_cli = "E50" } }
+M.define{ code = "DOCKER_IMAGE_NOT_FOUND", severity = "fail", title = "The Docker image is not available locally or in the registry",
+  message = "nitro-cli could not find or pull the Docker image {image}",
+  remediation = { "docker images | grep <name>; docker pull <uri>", "log in to the registry (aws ecr get-login-password | docker login …)", "check that the docker daemon runs and the user is in group docker" },
+  refs = { nitro_cli = "E50" } }
+M.define{ code = "DOCKER_NOT_RUNNING", severity = "fail", title = "The Docker daemon is not reachable",
+  message = "build-enclave could not reach the Docker daemon",
+  remediation = { "sudo systemctl start docker", "sudo usermod -aG docker $USER, then log in again" },
+  refs = { nitro_cli = "E49" } }
+M.define{ code = "LINUXKIT_BUILD_FAILED", severity = "fail", title = "linuxkit could not build the EIF's ramdisk",
+  message = "the EIF build failed in linuxkit ({detail}): large images (near 1 GB and more) or a full /tmp break it",
+  remediation = { "df -h /tmp ~/.docker; docker image prune", "make the image smaller (multi-stage build, slim base)", "upgrade aws-nitro-enclaves-cli (newer linuxkit)" },
+  refs = { nitro_cli = "E48" } }
+M.define{ code = "ARTIFACTS_PATH_UNSET", severity = "fail", title = "build-enclave has no artifacts directory",
+  message = "build-enclave needs HOME or NITRO_CLI_ARTIFACTS (unset in this environment, e.g. in a container or a systemd unit)",
+  remediation = { "export NITRO_CLI_ARTIFACTS=/tmp/nitro-artifacts (mkdir -p it) or set HOME" },
+  refs = { nitro_cli = "E51" } }
+M.define{ code = "EIF_INVALID", severity = "fail", title = "The EIF file is not valid",
+  message = "nitro-cli could not parse the EIF ({detail})",
+  remediation = { "rebuild it: nitro-cli build-enclave …", "compare with nitrodiag eif <file>" },
+  refs = { nitro_cli = "E35" } }
+
+-- ---- the enclave's console ------------------------------------------------------------------------------------------
+M.define{ code = "ENCLAVE_REBOOT_NO_INIT", severity = "fail", title = "The enclave rebooted at once without running the image's command",
+  message = "{name}: the enclave rebooted at once without running the image's command",
+  remediation = { "Nitro runs only CMD when an image has one (ENTRYPOINT is then ignored), and a `/bin/sh -c` command fails in an image without a shell: remove CMD, use an exec-form ENTRYPOINT [\"/init\"] and pass the mode through ENV (check with `nitrodiag image-lint <Dockerfile>`)" },
+  refs = {} }
+M.define{ code = "ENCLAVE_INIT_OUT_OF_MEMORY", severity = "fail", title = "The enclave's init ran out of memory unpacking the image",
+  message = "{name}: init could not open /env and the kernel panicked: too little memory to unpack the image",
+  remediation = { "give the enclave more memory: at least 4 × the EIF size, more for big images (`nitrodiag eif <file>` shows it)" },
+  refs = { issues = { CLI .. "216" } } }
+M.define{ code = "ENCLAVE_PANIC", severity = "fail", title = "The enclave kernel panicked",
+  message = "{name}: the enclave kernel panicked: {detail}",
+  remediation = { "read the console lines before the panic", "give the enclave more memory (at least 4 × the EIF size)" },
+  refs = {} }
+M.define{ code = "ENCLAVE_NO_INIT", severity = "warn", title = "The console shows no [init] line",
+  message = "{name}: no `[init] starting` line on the console",
+  remediation = { "check that the image's ENTRYPOINT is [\"/init\"] and that it has no CMD" }, refs = {} }
+M.define{ code = "ENCLAVE_APP_EXITED", severity = "warn", title = "The enclave's application exited",
+  message = "{name}: {detail}",
+  remediation = { "the application ended; its console lines before this say why" }, refs = {} }
+M.define{ code = "ENCLAVE_APP_CRASHED", severity = "fail", title = "The enclave's application failed, then the enclave rebooted",
+  message = "the application in the enclave failed ({detail}) and init rebooted the enclave",
+  remediation = { "fix the application error shown on the console; run it with --debug-mode --attach-console to see it" }, refs = {} }
+
+-- ---- vsock-proxy ------------------------------------------------------------------------------------------------------
+M.define{ code = "VSOCK_PROXY_NOT_ALLOWED", severity = "fail", title = "vsock-proxy refused the destination (allowlist)",
+  message = "vsock-proxy refused {remote}: the address and port are not in its allowlist",
+  remediation = { "add it to /etc/nitro_enclaves/vsock-proxy.yaml: allowlist: - {address: <host>, port: 443}, then restart vsock-proxy",
+    "the address must match exactly what is passed on the command line (a regional KMS endpoint, e.g. kms.us-east-1.amazonaws.com)" },
+  refs = { doc = "https://github.com/aws/aws-nitro-enclaves-cli/blob/main/vsock_proxy/README.md" } }
+M.define{ code = "VSOCK_PROXY_DNS", severity = "fail", title = "vsock-proxy cannot resolve the remote host",
+  message = "vsock-proxy could not resolve {remote}",
+  remediation = { "getent hosts <host> on the parent; check /etc/resolv.conf and the VPC DNS", "use -4 / -6 to match the address family the resolver returns" },
+  refs = {} }
+M.define{ code = "VSOCK_PROXY_BIND", severity = "fail", title = "vsock-proxy cannot listen on its vsock port",
+  message = "vsock-proxy could not bind its vsock port: another proxy already listens there or vsock is not available",
+  remediation = { "ss -xlp | grep vsock; ps aux | grep vsock-proxy (stop the duplicate)", "lsmod | grep vsock (vhost_vsock loaded?)" },
+  refs = {} }
+M.define{ code = "VSOCK_CONNECTION_REFUSED", severity = "fail", title = "Nothing listens on the vsock port",
+  message = "a vsock connection was refused: no vsock-proxy (or enclave server) listens on that CID/port",
+  remediation = { "start vsock-proxy on the parent: vsock-proxy 8000 kms.<region>.amazonaws.com 443", "check the CID and port (the parent is CID 3)" },
+  refs = {} }
+
+-- ---- KMS / kmstool / attestation ---------------------------------------------------------------------------------------
+M.define{ code = "KMS_ACCESS_DENIED_ATTESTATION", severity = "fail", title = "KMS denied the request: attestation conditions do not match",
+  message = "KMS denied the request; the key policy's kms:RecipientAttestation conditions (PCRs/ImageSha384) do not match this enclave",
+  remediation = { "compare the policy's PCR values with nitro-cli describe-enclaves (Measurements) of the running enclave",
+    "an enclave in --debug-mode has all-zero PCRs: a PCR-conditioned key cannot be used in debug mode",
+    "look the request up in CloudTrail (errorCode AccessDenied, additionalEventData.recipient)" },
+  refs = { doc = "https://docs.aws.amazon.com/kms/latest/developerguide/services-nitro-enclaves.html" } }
+M.define{ code = "KMS_ACCESS_DENIED", severity = "fail", title = "KMS denied the request (IAM or key policy)",
+  message = "KMS denied the request: {detail}",
+  remediation = { "give the instance role kms:Decrypt/GenerateDataKey on the key, and allow it in the key policy",
+    "look the request up in CloudTrail" },
+  refs = {} }
+M.define{ code = "KMS_DEBUG_MODE_PCRS_ZERO", severity = "fail", title = "A debug-mode enclave attests with all-zero PCRs",
+  message = "the enclave runs in debug mode: its attestation document carries all-zero PCRs, so a key policy that checks PCRs denies it",
+  remediation = { "run without --debug-mode to use the PCR-conditioned key", "or (tests only) add a policy statement for PCR0 = 96 zeros" },
+  refs = { doc = "https://docs.aws.amazon.com/enclaves/latest/user/set-up-attestation.html" } }
+M.define{ code = "KMS_INVALID_CIPHERTEXT", severity = "fail", title = "KMS rejected the ciphertext",
+  message = "KMS answered InvalidCiphertextException: the ciphertext is corrupt, was encrypted under another key or with another encryption context",
+  remediation = { "check the base64 round trip of the ciphertext", "decrypt with the same key and encryption context it was encrypted with" },
+  refs = {} }
+M.define{ code = "KMS_THROTTLED", severity = "warn", title = "KMS throttled the requests",
+  message = "{detail}",
+  remediation = { "lower the request rate and check the KMS request quotas (Service Quotas)" }, refs = {} }
+M.define{ code = "KMS_TLS_TRUST_STORE", severity = "fail", title = "The enclave cannot verify KMS's TLS certificate",
+  message = "the TLS handshake to KMS failed inside the enclave: the image has no CA bundle (trust store) where aws-c-io looks",
+  remediation = { "add ca-certificates to the enclave image (or copy /etc/pki/tls/certs/ca-bundle.crt)", "check the system clock of the parent is right" },
+  refs = {} }
+M.define{ code = "KMSTOOL_NOT_IN_ENCLAVE", severity = "fail", title = "kmstool_enclave_cli was run outside an enclave",
+  message = "kmstool_enclave_cli needs the NSM device (/dev/nsm), which exists only inside an enclave",
+  remediation = { "run kmstool_enclave_cli inside the enclave; on the parent use kmstool-instance or the AWS CLI" },
+  refs = {} }
+M.define{ code = "KMS_NO_ROUTE", severity = "fail", title = "The enclave cannot reach KMS",
+  message = "the request to KMS from the enclave failed to connect ({detail}): no vsock-proxy for KMS on the parent, or the wrong port/region",
+  remediation = { "vsock-proxy 8000 kms.<region>.amazonaws.com 443 on the parent", "pass --proxy-port 8000 and the same --region to kmstool" },
+  refs = {} }
+M.define{ code = "KMS_CREDENTIALS", severity = "fail", title = "The KMS request was made without valid credentials",
+  message = "KMS rejected the credentials ({detail}): expired or missing temporary credentials",
+  remediation = { "fetch fresh role credentials from IMDS on the parent and pass all three (key id, secret, session token)" }, refs = {} }
+
+-- ---- KMS proxy logs (nd.diagnose.kms_logs: the message carries the log's numbers) ------------------------------------
+local function kmslog(code, severity, title, remediation)
+  M.define{ code = code, severity = severity, title = title, message = "{detail}", remediation = remediation, refs = { doc = "docs/kms-logs.md" } }
+end
+kmslog("KMS_TIMEOUTS", "warn", "KMS requests timed out", { "check the route/VPC endpoint to KMS, the deadlines and the AWS Health dashboard" })
+kmslog("KMS_UNAVAILABLE", "warn", "KMS unavailable (5xx or unreachable)", { "check the AWS Health dashboard, the VPC endpoint and the vsock-proxy allowlist" })
+kmslog("KMS_CIRCUIT_OPEN", "warn", "The KMS proxy's circuit breaker opened", { "fix the errors that opened it; it closes by itself" })
+kmslog("KMS_INVALID_REQUEST", "warn", "Requests rejected as invalid", { "check the enclave client version against the proxy's" })
+kmslog("KMS_INTERNAL", "warn", "Requests failed inside the KMS proxy", { "nitrodiag kms-logs <log> mode=lines request_id=…" })
+kmslog("KMS_NO_EVENTS", "warn", "No KMS proxy events in the log", { "give the proxy's log (journalctl -u kms-proxy-host -o cat)" })
+kmslog("KMS_WRAPPED_LOG", "info", "Tracing-wrapped proxy log lines", {})
+kmslog("KMS_PASCALCASE_CODES", "info", "PascalCase error codes in the proxy log", {})
+kmslog("KMS_MALFORMED_LINES", "info", "Malformed JSON lines in the proxy log", {})
+kmslog("KMS_PROXY_RESTARTED", "info", "The KMS proxy restarted", {})
+kmslog("KMS_CIRCUIT_WAIT_MISCOUNTED", "info", "circuit_wait_total counts every request (old proxy defect)", {})
+
+-- ---- triage's own -----------------------------------------------------------------------------------------------------
+M.define{ code = "UNRECOGNISED", severity = "fail", title = "Input not recognised",
+  message = "unrecognised input: {detail}",
+  remediation = { "give the stderr of the nitro-cli command (2>&1), a /var/log/nitro_enclaves/err*.log, the console, journalctl -u " .. ALLOC .. ", vsock-proxy or KMS tool output" },
+  refs = {} }
+M.define{ code = "BAD_INPUT", severity = "fail", title = "Input cannot be read as text",
+  message = "{detail}", remediation = { "give a text file (nitro-cli output, a log)" }, refs = {} }
+M.define{ code = "ERR_LOG", severity = "warn", title = "A nitro-cli err log",
+  message = "nitro-cli failed in {action}: {subaction}",
+  remediation = { "the err log's name is the time of the failure: the `[ Exx ]` block nitro-cli printed then names the code (nitrodiag explain Exx)" },
+  refs = {} }
+
+return M
