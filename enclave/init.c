@@ -390,7 +390,15 @@ static void check_vsock(void)
 {
     int fd = open("/dev/vsock", O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        say("[init] check vsock fail: /dev/vsock: %s (no vsock in this kernel)", strerror(errno));
+        int e = errno;
+        int s = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (s >= 0) {
+            close(s);
+            say("[init] check vsock warn: AF_VSOCK works but /dev/vsock cannot be opened (%s), so the local CID is "
+                "unknown", strerror(e));
+        } else {
+            say("[init] check vsock fail: no AF_VSOCK in this kernel (%s)", strerror(errno));
+        }
         return;
     }
     unsigned int cid = 0;
@@ -398,6 +406,8 @@ static void check_vsock(void)
     close(fd);
     if (rc < 0)
         say("[init] check vsock warn: local CID unknown: %s", strerror(errno));
+    else if (cid == 1)
+        say("[init] check vsock warn: local CID 1: only the loopback transport, the parent cannot be reached");
     else if (cid == VMADDR_CID_ANY)
         say("[init] check vsock warn: no guest-to-host vsock transport (local CID unset): the parent cannot be "
             "reached");
@@ -426,8 +436,8 @@ static void check_loopback(int bring_up)
         else
             say("[init] check loopback fail: lo is down and cannot be brought up: %s", strerror(errno));
     } else {
-        say("[init] check loopback warn: lo is down: binding or connecting to 127.0.0.1 fails (EADDRNOTAVAIL / "
-            "ENETUNREACH); --lo-up brings it up");
+        say("[init] check loopback warn: lo is down: connecting to 127.0.0.1 fails with Network is unreachable (a "
+            "bind to 127.0.0.1 still succeeds, so a local server seems to start); --lo-up brings it up");
     }
     close(s);
 }
