@@ -43,7 +43,7 @@ D{ code = "ENCLAVE_APP_PANIC_AT_START", severity = "fail", title = "The enclave'
     INIT_FIX },
   refs = {} }
 D{ code = "ENCLAVE_LOOPBACK_DOWN", severity = "fail", title = "The application used 127.0.0.1 but the enclave's loopback is down",
-  message = "the application bound or connected to 127.0.0.1/localhost, and the enclave's lo interface is down, so it has no 127.0.0.1 ({detail})",
+  message = "the application used 127.0.0.1/localhost while the enclave's lo interface is down: connections to 127.0.0.1 fail with Network is unreachable, although a bind there still succeeds ({detail})",
   remediation = { "bring lo up before the application starts: nitrodiag-init --lo-up (or `ip link set lo up` in a start script when the image has iproute2)",
     "the enclave has no other interface: listen on AF_VSOCK for the parent, and use 127.0.0.1 only between processes inside the enclave" },
   refs = { issues = { "enclaver-io/enclaver#200", "richardfan1126/nitro-enclave-python-demo#4", "marlinprotocol/oyster-monorepo#135" } } }
@@ -260,7 +260,7 @@ return { area = "enclave", rules = {
       local l, app, rc = init_line(f, "^%[init%] (%S+) exited rc=(%d+)")
       if not l or rc == "0" or (rc == "127" and init_line(f, "^%[init%] cannot run ")) then return nil end
       local last = last_words(f)
-      return { vars = { name = app, severity = "fail",
+      return { vars = { name = f.host.name or "enclave", severity = "fail",
         detail = string.format("%s exited with status %s%s", app, rc, last and (" after printing: " .. short(last, 120)) or "") },
         evidence = { l, last } }
     end },
