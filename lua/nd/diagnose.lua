@@ -233,8 +233,8 @@ end
 
 -- run(text_or_facts [, {host =, rules =}]) -> result:
 --   { facts, causes = { finding + {confidence, rule, area}, … } best first (one per finding code), consequences =
---     { … } (follow-up errors grouped under the root), nitro_cli = "E26" | nil (the root block's code, else the top
---     cause's), top = causes[1], errors = { rule errors } }
+--     { … } (follow-up errors grouped under the root), nitro_cli = "E26" | nil (the root block's code: only what the
+--     output says), implied_nitro_cli (the top cause's usual code), top = causes[1], errors = { rule errors } }
 function M.run(input, opts)
   opts = opts or {}
   local f = type(input) == "table" and input or M.facts(input, opts.host)
@@ -271,9 +271,9 @@ function M.run(input, opts)
       if c.secondary and has_primary then consequences[#consequences + 1] = c else causes[#causes + 1] = c end
     end
   end
-  local nc = f.code
-  if not nc and causes[1] and causes[1].refs then nc = causes[1].refs.nitro_cli end
-  return { facts = f, causes = causes, consequences = consequences, top = causes[1], nitro_cli = nc, errors = errs }
+  local implied = causes[1] and causes[1].refs and causes[1].refs.nitro_cli or nil
+  return { facts = f, causes = causes, consequences = consequences, top = causes[1], nitro_cli = f.code,
+           implied_nitro_cli = implied, errors = errs }
 end
 
 -- nitro_error(parsed [, context]) -> finding | nil. parsed: nd.nitro.parse_errors(text) (or a record's .errors).

@@ -133,6 +133,17 @@ M.define{ code = "CPU_POOL_HELD_BY_STALE_ENCLAVE", severity = "fail", title = "A
   remediation = { "nitro-cli describe-enclaves", "nitro-cli terminate-enclave --enclave-id <id> (or --all), then run again",
     "to run several enclaves, raise cpu_count in " .. YAML .. " and " .. RESTART },
   refs = { nitro_cli = "E29", source = "src/enclave_proc/resource_manager.rs do_ioctl NE_ERR_NO_CPUS_AVAIL_IN_POOL" } }
+M.define{ code = "CPU_POOL_NOT_RELEASED", severity = "fail", title = "The CPU pool was not yet free (previous enclave still being torn down)",
+  message = "the driver refused to create the enclave (E29 before memory allocation): the CPUs of the pool were not free yet; right after a previous enclave exited this is transient",
+  remediation = { "nitro-cli describe-enclaves (an enclave listed there holds the pool: terminate it)",
+    "if none is listed, wait a few seconds and retry; if it persists, " .. RESTART,
+    "scripts that restart enclaves in a loop: wait until describe-enclaves is empty before run-enclave" },
+  refs = { nitro_cli = "E29", issues = { CLI .. "433" }, source = "src/enclave_proc/resource_manager.rs (Create VM ioctl)" } }
+M.define{ code = "MEMORY_REGIONS_MAX", severity = "fail", title = "Too many memory regions for one enclave",
+  message = "the enclave's memory is made of more hugepage regions than the driver allows (2 MiB pages for a large enclave)",
+  remediation = { "reserve 1 GiB hugepages: restart the allocator so it takes 1 GiB pages first (" .. RESTART .. ", early after boot)",
+    "or give the enclave less memory" },
+  refs = { nitro_cli = "E29", source = "src/enclave_proc/resource_manager.rs do_ioctl NE_ERR_MEM_MAX_REGIONS" } }
 M.define{ code = "CPU_POOL_TOO_SMALL", severity = "fail", title = "The CPU pool has fewer CPUs than requested",
   message = "run-enclave asked for {cpu_count} CPUs; the enclave CPU pool (ne_cpus) has fewer",
   remediation = { "cat /sys/module/nitro_enclaves/parameters/ne_cpus", "set cpu_count: {cpu_count} in " .. YAML .. " and " .. RESTART },
@@ -163,11 +174,21 @@ M.define{ code = "ALLOCATOR_FAILED", severity = "fail", title = "The allocator s
   message = "nitro-enclaves-allocator.service failed: {error}",
   remediation = { "journalctl -u " .. ALLOC .. " -n 50", "cat " .. YAML, RESTART },
   refs = {} }
+M.define{ code = "ALLOCATOR_FAILED_REPORTED_SUCCESS", severity = "fail", title = "The allocator failed to reserve the memory but reported success",
+  message = "the allocator reserved {reserved_mib} MiB of the {memory_mib} MiB asked, yet the service says it succeeded (allocator scripts before aws-nitro-enclaves-cli PR #315)",
+  remediation = { "grep Huge /proc/meminfo; free -m", "lower memory_mib to what one NUMA node can hold, or restart the allocator right after boot",
+    "upgrade aws-nitro-enclaves-cli (the allocator then exits with failure)" },
+  refs = { issues = { CLI .. "313" } } }
 M.define{ code = "ALLOCATOR_CPU_POOL_BUSY", severity = "fail", title = "The allocator cannot change the CPU pool while an enclave runs",
   message = "the allocator could not re-online or re-assign CPUs: an enclave is still running",
   remediation = { "nitro-cli terminate-enclave --all", RESTART }, refs = {} }
 
 -- ---- run-enclave and boot ---------------------------------------------------------------------------------------------
+M.define{ code = "ENCLAVE_MEMORY_ROUNDED_UP", severity = "warn", title = "The enclave got more memory than it asked for",
+  message = "run-enclave asked for {requested_mib} MiB and was given {given_mib} MiB: the allocator reserved large (1 GiB) hugepages and an enclave gets whole pages",
+  remediation = { "to fit several small enclaves, reserve 2 MiB pages: lower memory_mib so that 1 GiB pages are not used, or pre-reserve hugepages-2048kB",
+    "size memory_mib for the sum of the enclaves rounded up to whole pages" },
+  refs = { issues = { CLI .. "602" } } }
 M.define{ code = "BOOT_HEARTBEAT_TIMEOUT", severity = "fail", title = "The enclave did not send its boot heartbeat",
   message = "the enclave did not answer the boot heartbeat in time (VsockTimeoutError): the kernel or init did not come up",
   remediation = { "run with --debug-mode --attach-console and read the console", "check the EIF was built by the same nitro-cli (nitro-cli describe-eif)",
@@ -182,7 +203,7 @@ M.define{ code = "BOOT_VSOCK_RECEIVE", severity = "fail", title = "The boot hear
   remediation = { "retry once; if it repeats, run with --debug-mode --attach-console", "check the vsock modules: lsmod | grep vsock" },
   refs = { nitro_cli = "E36" } }
 M.define{ code = "SIGNING_CERT_EXPIRED", severity = "fail", title = "The EIF's signing certificate has expired or is invalid",
-  message = "the EIF signature check failed: the signing certificate is expired or does not verify",
+  message = "the EIF's signing certificate is expired or does not verify (nitro-cli ≥ 1.2.2 says E59; older versions boot it and time out with E36 VsockTimeoutError)",
   remediation = { "nitro-cli describe-eif --eif-path <eif> (SigningCertificate dates)", "re-sign with a valid certificate: nitro-cli build-enclave … --signing-certificate cert.pem --private-key key.pem" },
   refs = { nitro_cli = "E59", issues = { CLI .. "243" } } }
 M.define{ code = "CONSOLE_NEEDS_DEBUG_MODE", severity = "fail", title = "The console needs an enclave started with --debug-mode",
@@ -193,6 +214,11 @@ M.define{ code = "ENCLAVE_EXITED_CONSOLE_CLOSED", severity = "warn", title = "Th
   message = "the console connection ended because the enclave stopped (its application exited and it rebooted): a consequence, not a crash of the console",
   remediation = { "read the last console lines before the disconnect: they say why the application exited", "nitro-cli describe-enclaves" },
   refs = { nitro_cli = "E45" } }
+M.define{ code = "ENCLAVE_NOT_RUNNING", severity = "fail", title = "The enclave named is not running",
+  message = "nitro-cli found no enclave process for that enclave ID (its socket is gone): the enclave has already exited, or the ID is wrong",
+  remediation = { "nitro-cli describe-enclaves (is it listed? use the EnclaveID from there, e.g. jq -r '.[0].EnclaveID')",
+    "if it exited at once, run it with --debug-mode --attach-console to see why" },
+  refs = { nitro_cli = "E11", source = "src/enclave_proc_comm.rs (connect to the enclave process socket)" } }
 M.define{ code = "STALE_ENCLAVE_PROCESS", severity = "fail", title = "nitro-cli cannot reach the enclave process",
   message = "nitro-cli could not talk to an enclave process: it exited (the enclave stopped) or its socket is stale",
   remediation = { "nitro-cli describe-enclaves", "ls /run/nitro_enclaves; remove stale sockets only when no enclave runs" },
@@ -209,6 +235,11 @@ M.define{ code = "DOCKER_IMAGE_NOT_FOUND", severity = "fail", title = "The Docke
   message = "nitro-cli could not find or pull the Docker image {image}",
   remediation = { "docker images | grep <name>; docker pull <uri>", "log in to the registry (aws ecr get-login-password | docker login …)", "check that the docker daemon runs and the user is in group docker" },
   refs = { nitro_cli = "E50" } }
+M.define{ code = "DOCKER_BUILD_FAILED", severity = "fail", title = "docker build of the enclave image failed",
+  message = "build-enclave --docker-dir ran docker build and it failed (a COPY of a file missing from the build context, a failing RUN, no network)",
+  remediation = { "run the same build by hand to see the step that fails: docker build -t <tag> <docker-dir>",
+    "check that every COPY source is inside the --docker-dir context" },
+  refs = { nitro_cli = "E49", issues = { CLI .. "364" } } }
 M.define{ code = "DOCKER_NOT_RUNNING", severity = "fail", title = "The Docker daemon is not reachable",
   message = "build-enclave could not reach the Docker daemon",
   remediation = { "sudo systemctl start docker", "sudo usermod -aG docker $USER, then log in again" },
@@ -235,6 +266,16 @@ M.define{ code = "ENCLAVE_INIT_OUT_OF_MEMORY", severity = "fail", title = "The e
   message = "{name}: init could not open /env and the kernel panicked: too little memory to unpack the image",
   remediation = { "give the enclave more memory: at least 4 × the EIF size, more for big images (`nitrodiag eif <file>` shows it)" },
   refs = { issues = { CLI .. "216" } } }
+M.define{ code = "ENCLAVE_CMD_NOT_FOUND", severity = "fail", title = "The image's command is not found inside the enclave",
+  message = "the image's CMD/ENTRYPOINT names a program the enclave cannot find ({detail}): the enclave ends at once",
+  remediation = { "use an absolute path that exists in the image: CMD [\"/usr/bin/python3\", \"/app/server.py\"] (init does not apply WORKDIR to a relative program path)",
+    "check: docker run --rm --entrypoint ls <image> -l <path>", "nitrodiag image-lint <Dockerfile>" },
+  refs = { issues = { CLI .. "388" } } }
+M.define{ code = "ENCLAVE_EXITED_AFTER_START", severity = "fail", title = "The enclave started, then shut down by itself",
+  message = "run-enclave succeeded but the enclave hung up soon after: its application ended (or crashed) and init shut the enclave down",
+  remediation = { "nitro-cli run-enclave … --debug-mode --attach-console to see the application's last words",
+    "keep the application in the foreground as PID 1's child (no daemonising), exec-form CMD" },
+  refs = {} }
 M.define{ code = "ENCLAVE_PANIC", severity = "fail", title = "The enclave kernel panicked",
   message = "{name}: the enclave kernel panicked: {detail}",
   remediation = { "read the console lines before the panic", "give the enclave more memory (at least 4 × the EIF size)" },
@@ -264,8 +305,9 @@ M.define{ code = "VSOCK_PROXY_BIND", severity = "fail", title = "vsock-proxy can
   remediation = { "ss -xlp | grep vsock; ps aux | grep vsock-proxy (stop the duplicate)", "lsmod | grep vsock (vhost_vsock loaded?)" },
   refs = {} }
 M.define{ code = "VSOCK_CONNECTION_REFUSED", severity = "fail", title = "Nothing listens on the vsock port",
-  message = "a vsock connection was refused: no vsock-proxy (or enclave server) listens on that CID/port",
-  remediation = { "start vsock-proxy on the parent: vsock-proxy 8000 kms.<region>.amazonaws.com 443", "check the CID and port (the parent is CID 3)" },
+  message = "a vsock connection failed: nothing listens on that CID/port (the peer is not started, listens elsewhere, or the enclave was restarted with another CID)",
+  remediation = { "check the CID: nitro-cli describe-enclaves (EnclaveCID changes when an enclave is started again; the parent is CID 3)",
+    "start the listener on the right port (vsock-proxy 8000 kms.<region>.amazonaws.com 443 on the parent; the helper's vsock listen address)" },
   refs = {} }
 
 -- ---- KMS / kmstool / attestation ---------------------------------------------------------------------------------------
@@ -299,6 +341,10 @@ M.define{ code = "KMSTOOL_NOT_IN_ENCLAVE", severity = "fail", title = "kmstool_e
   message = "kmstool_enclave_cli needs the NSM device (/dev/nsm), which exists only inside an enclave",
   remediation = { "run kmstool_enclave_cli inside the enclave; on the parent use kmstool-instance or the AWS CLI" },
   refs = {} }
+M.define{ code = "KMS_SDK_VSOCK_ADDRESS_BUG", severity = "fail", title = "kmstool/SDK rejects the vsock proxy address (SDK v0.4.0 bug)",
+  message = "aws-c-io refused the vsock endpoint (AWS_IO_SOCKET_INVALID_ADDRESS): aws-nitro-enclaves-sdk-c v0.4.0 passes the port in a way the newer aws-c-io rejects",
+  remediation = { "rebuild kmstool_enclave_cli from aws-nitro-enclaves-sdk-c v0.4.1 or later" },
+  refs = { issues = { "aws/aws-nitro-enclaves-sdk-c#122" } } }
 M.define{ code = "KMS_NO_ROUTE", severity = "fail", title = "The enclave cannot reach KMS",
   message = "the request to KMS from the enclave failed to connect ({detail}): no vsock-proxy for KMS on the parent, or the wrong port/region",
   remediation = { "vsock-proxy 8000 kms.<region>.amazonaws.com 443 on the parent", "pass --proxy-port 8000 and the same --region to kmstool" },

@@ -9,6 +9,8 @@ return { area = "allocator", rules = {
   { id = "alloc-driver-missing", finding = "ALLOCATOR_DRIVER_MISSING", confidence = 0.95,
     match = function(f)
       local l = f:line("Nitro Enclaves driver is inserted") or f:line("CPU pool file is missing")
+        or (f:has("nitro-enclaves-allocator") and (f:line("line %d+: /sys/module/nitro_enclaves/parameters/ne_cpus: No such file")
+          or (f:line("status=1/FAILURE") and f:line("nitro%-enclaves%-allocator: line %d+: /sys/module/nitro_"))))
       if l then return { evidence = { l } } end
     end },
   { id = "alloc-cpu-busy", finding = "ALLOCATOR_CPU_POOL_BUSY", confidence = 0.95,
@@ -23,6 +25,20 @@ return { area = "allocator", rules = {
       if l then
         local mem = f.text:match("reserve (%d+) MB of memory") or f.text:match("memory_mib:%s*(%d+)")
         return { vars = { memory_mib = mem }, evidence = { l, f:line("Will try to reserve") } }
+      end
+    end },
+  { id = "alloc-false-success", finding = "ALLOCATOR_FAILED_REPORTED_SUCCESS", confidence = 0.85,
+    match = function(f)
+      -- the script printed its reservations; their sum is below the request, yet the service succeeded
+      local want = tonumber(f.text:match("reserve (%d+) MB of memory"))
+      local ok = f:line("status=0/SUCCESS") or f:line("Successfully allocated Nitro Enclaves resources")
+      if not (want and ok) then return nil end
+      local got = 0
+      for n, kb in f.text:gmatch("Reserved (%d+) pages of type: (%d+)kB") do got = got + tonumber(n) * tonumber(kb) // 1024 end
+      if got < want or f:has("Memory configuration failed") then
+        return { vars = { reserved_mib = got, memory_mib = want },
+                 evidence = { f:line("Will try to reserve"), string.format("reserved %d MiB in all", got),
+                              f:line("Memory configuration failed"), ok } }
       end
     end },
   { id = "alloc-config", finding = "ALLOCATOR_CONFIG_ERROR", confidence = 0.9,

@@ -13,10 +13,17 @@ return { area = "image-build", rules = {
     end },
   { id = "docker-image-missing", finding = "DOCKER_IMAGE_NOT_FOUND", confidence = 0.7,
     match = function(f)
-      if f.code == "E50" or f:has("Docker image pull error") or f:has("pull access denied") or f:has("manifest unknown") then
-        local l = f:line("[Pp]ull") or f:line("not found")
-        return { vars = { image = f.text:match("docker%-uri%s+(%S+)") }, evidence = { f.root and f.root.headline, l } }
+      local l = f:line("[Nn]o such image") or f:line("pull access denied") or f:line("manifest unknown")
+        or f:line("Docker error: PullError") or f:line("Failed to pull docker image")
+      if f.code == "E50" or l then
+        return { vars = { image = f.text:match("docker%-uri%s+(%S+)") or f.text:match("[Nn]o such image: (%S+)") },
+                 evidence = { f.root and f.root.headline, l }, confidence = l and 0.8 or 0.7 }
       end
+    end },
+  { id = "docker-build", finding = "DOCKER_BUILD_FAILED", confidence = 0.7,
+    match = function(f)
+      local l = f:line("Docker error: BuildError") or f:line("Failed to build docker image")
+      if f.code == "E49" or l then return { evidence = { f.root and f.root.headline, l } } end
     end },
   { id = "linuxkit", finding = "LINUXKIT_BUILD_FAILED", confidence = 0.85,
     match = function(f)

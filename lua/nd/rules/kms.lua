@@ -40,19 +40,32 @@ return { area = "kms", rules = {
     match = function(f)
       local l = line(f, "AWS_IO_TLS_ERROR_NEGOTIATION_FAILURE") or line(f, "AWS_IO_FILE_VALIDATION_FAILURE")
         or line(f, "ca%-bundle") or line(f, "certificate verify failed") or line(f, "unable to get local issuer certificate")
-        or line(f, "AWS_IO_TLS_CTX_ERROR") or line(f, "TLS handshake")
+        or line(f, "AWS_IO_TLS_CTX_ERROR") or line(f, "TLS handshake") or line(f, "Error initializing trust store")
+        or line(f, "Failed to set ca_path")
       if l then return { evidence = { l } } end
     end },
   { id = "kmstool-on-parent", finding = "KMSTOOL_NOT_IN_ENCLAVE", confidence = 0.85,
     match = function(f)
-      local l = line(f, "/dev/nsm") or line(f, "NSM") and line(f, "[Nn]o such file")
-      if l and (f:has("kmstool") or f:has("nsm")) then return { evidence = { l } } end
+      local l = line(f, "seed_entropy") or line(f, "/dev/nsm") or (line(f, "NSM") and line(f, "[Nn]o such file"))
+        or line(f, "aws_nitro_enclaves_library_init")
+      if l and (f:has("kmstool") or f:has("nsm") or f:has("nitro_enclaves")) then return { evidence = { l, line(f, "Fatal error condition") } } end
     end },
   { id = "kms-credentials", finding = "KMS_CREDENTIALS", confidence = 0.8,
     match = function(f)
       local l = line(f, "ExpiredToken") or line(f, "UnrecognizedClientException") or line(f, "InvalidSignatureException")
         or line(f, "security token included in the request is invalid")
       if l then return { vars = { detail = l:sub(1, 160) }, evidence = { l } } end
+    end },
+  { id = "kms-sdk-vsock-address", finding = "KMS_SDK_VSOCK_ADDRESS_BUG", confidence = 0.9,
+    match = function(f)
+      local l = line(f, "VSOCK port > UINT16_MAX") or (line(f, "AWS_IO_SOCKET_INVALID_ADDRESS") and f:has("proxy-port") and line(f, "AWS_IO_SOCKET_INVALID_ADDRESS"))
+      if l then return { evidence = { l, line(f, "AWS_IO_SOCKET_INVALID_ADDRESS") } } end
+    end },
+  { id = "acm-kms-decrypt", finding = "KMS_ACCESS_DENIED", confidence = 0.6,
+    match = function(f)
+      local l = line(f, "KmsDecryptFailed")
+      if l then return { vars = { detail = "the enclave's KMS Decrypt failed (" .. (line(f, "Attestation failed") or "KmsDecryptFailed") .. ")" },
+                         evidence = { l, line(f, "Attestation failed") } } end
     end },
   { id = "kms-no-route", finding = "KMS_NO_ROUTE", confidence = 0.6,
     match = function(f)

@@ -69,22 +69,59 @@ local rules = {
     match = function(f)
       if f.code == "E21" then return { vars = { cpu_id = f.nf.cpu_id }, evidence = ev(f) } end
     end },
-  -- E29: the driver's answer, in nitro-cli's English (resource_manager.rs do_ioctl), never NE_ERR_* names
-  { id = "e29-no-cpus-in-pool", finding = "CPU_POOL_HELD_BY_STALE_ENCLAVE", confidence = 0.95,
+  -- E29: the driver's answer, in nitro-cli's English (resource_manager.rs do_ioctl), never NE_ERR_* names. Before
+  -- `Start allocating memory...` E29 comes from the Create VM ioctl: no CPU of the pool is free. A listed enclave
+  -- holds it (stale); right after an enclave exited the pool is still being released (transient).
+  { id = "e29-stale-enclave", finding = "CPU_POOL_HELD_BY_STALE_ENCLAVE", confidence = 0.95,
+    match = function(f)
+      if f.code ~= "E29" and not f:has("no CPUs are available in the pool") then return nil end
+      local running = (f.host.enclaves and #f.host.enclaves > 0) or f:line('"State":%s*"RUNNING"')
+      if running then
+        return { evidence = ev(f, f:line("no CPUs are available in the pool"),
+          type(running) == "string" and ("describe-enclaves: " .. running:gsub("^%s+", "")) or "describe-enclaves lists a running enclave") }
+      end
+    end },
+  { id = "e29-after-exit", finding = "CPU_POOL_NOT_RELEASED", confidence = 0.9,
+    match = function(f)
+      if f.code ~= "E29" then return nil end
+      local exited = (f.host.enclaves and #f.host.enclaves == 0) and "describe-enclaves lists no enclave"
+        or f:line("Successfully terminated enclave") or f:line("reboot: Restarting system") or f:line("hang%-up event")
+      if exited then return { evidence = ev(f, exited) } end
+    end },
+  { id = "e29-no-cpus-in-pool", finding = "CPU_POOL_HELD_BY_STALE_ENCLAVE", confidence = 0.7,
     match = function(f)
       local l = f:line("no CPUs are available in the pool")
-      if l and (f.code == "E29" or not f.code) then return { evidence = ev(f, l) } end
+      if l then return { evidence = ev(f, l) } end
+    end },
+  { id = "e29-create-vm", finding = "CPU_POOL_NOT_RELEASED", confidence = 0.55,
+    match = function(f)
+      -- E29 with no driver detail, before any memory was allocated: the Create VM step
+      if f.code == "E29" and f.runs == 0 and #f.subactions == 0 and not f:has("ioctl failed") then
+        return { evidence = ev(f, "no `Start allocating memory...` before it: the driver refused to create the enclave") }
+      end
+    end },
+  { id = "e29-create-vm-stale", finding = "CPU_POOL_HELD_BY_STALE_ENCLAVE", confidence = 0.5,
+    match = function(f)
+      if f.code == "E29" and f.runs == 0 and not f:has("ioctl failed") then return { evidence = ev(f) } end
+    end },
+  { id = "e29-max-regions", finding = "MEMORY_REGIONS_MAX", confidence = 0.95,
+    match = function(f)
+      local l = f:line("maximum number of memory regions per enclave")
+      if l then return { evidence = ev(f, l) } end
     end },
   { id = "e29-cid", finding = "CID_IN_USE", confidence = 0.9,
     match = function(f)
       local l = f:line("enclave CID is invalid") or (f.code == "E29" and f:line("CID.-already"))
       if l then return { vars = { cid = f.text:match("[Cc][Ii][Dd][^%d]*(%d+)") }, evidence = ev(f, l) } end
     end },
-  { id = "e35-hugepages", finding = "HUGEPAGES_MISSING", confidence = 0.85,
+  { id = "e35-hugepages", finding = "HUGEPAGES_MISSING", confidence = 0.8,
     match = function(f)
-      if (f.code == "E35" or f.code == "E27" or f.code == "E29") and
-         (f:has("hugepage") or f:has("huge page") or f:has("Hugepage")) and (f.host.container or f:has("docker run") or f:has("container")) then
-        return { evidence = ev(f, f:line("[Hh]uge ?pages?")) }
+      -- E35 while run-enclave fills the enclave's memory (after `Start allocating memory...`): the hugepage memory
+      -- could not be used; E35 from describe-eif/describe-enclaves is the EIF itself
+      local running = f.runs > 0 or (f.err_log and (f.err_log.action or ""):find("Run Enclave", 1, true))
+      if f.code == "E35" and running then
+        return { evidence = ev(f, f:line("Start allocating memory"), f.host.container and "running inside a container" or nil),
+                 confidence = (f.host.container or f:has("pod") or f:has("container")) and 0.9 or 0.8 }
       end
     end },
   { id = "e35-eif-invalid", finding = "EIF_INVALID", confidence = 0.5,
@@ -118,6 +155,13 @@ local rules = {
         return { evidence = ev(f, f:line("[Cc]ertificate")) }
       end
     end },
+  { id = "e36-signed-eif", finding = "SIGNING_CERT_EXPIRED", confidence = 0.85,
+    match = function(f)
+      -- before nitro-cli 1.2.2 a signed EIF whose certificate had expired booted into a heartbeat timeout (#243)
+      local signed = f:line("%-%-signing%-certificate") or f:line("SigningCertificate") or f:line("%-%-eif%-path%s+%S*sign%S*")
+        or f:line("%-%-eif%-path%s+%S*cert%S*")
+      if f.code == "E36" and signed then return { evidence = ev(f, signed, f:line("VsockTimeoutError")) } end
+    end },
   { id = "e44-debug-mode", finding = "CONSOLE_NEEDS_DEBUG_MODE", confidence = 0.95,
     match = function(f)
       if f.code == "E44" and (f:has("debug flag") or f:has("debug-mode") or f:has("debug mode")) then return { evidence = ev(f) } end
@@ -125,8 +169,23 @@ local rules = {
     end },
   { id = "e45-enclave-exited", finding = "ENCLAVE_EXITED_CONSOLE_CLOSED", confidence = 0.7,
     match = function(f)
-      if f.code == "E45" or (f.code == "E11" and (f:has("console") or f:has("reboot: Restarting system"))) then
-        return { evidence = ev(f, f:line("reboot: Restarting system")) }
+      local reboot = f:line("reboot: Restarting system") or f:line("reboot: machine restart")
+      if f.code == "E45" or (f.code == "E11" and reboot) then
+        return { evidence = ev(f, reboot), confidence = reboot and 0.9 or 0.7 }
+      end
+    end },
+  { id = "e11-no-enclave-process", finding = "ENCLAVE_NOT_RUNNING", confidence = 0.9,
+    match = function(f)
+      local l = f:line("Failed to connect to specific enclave process.-NotFound") or f:line("Failed to connect to specific enclave process.-No such file")
+      if l and not f:has("reboot: Restarting system") then return { evidence = ev(f, l) } end
+    end },
+  { id = "memory-rounded-up", finding = "ENCLAVE_MEMORY_ROUNDED_UP", confidence = 0.6,
+    match = function(f)
+      local asked = tonumber(f.text:match("%-%-memory%s+(%d+)"))
+      local l, given = f:line("Started enclave with enclave%-cid: %d+, memory: (%d+) MiB")
+      given = tonumber(given)
+      if asked and given and given > asked then
+        return { vars = { requested_mib = asked, given_mib = given }, evidence = { l } }
       end
     end },
   { id = "e51-artifacts", finding = "ARTIFACTS_PATH_UNSET", confidence = 0.95,

@@ -18,6 +18,11 @@ return { area = "vsock-proxy", rules = {
       local l = f:line("Could not bind to")
       if l then return { evidence = { l } } end
     end },
+  { id = "vsock-connect-failed", finding = "VSOCK_CONNECTION_REFUSED", confidence = 0.7,
+    match = function(f)
+      local l = f:line("Could not connect to vsock %d+[%.:]%d+") or f:line("dial vsock")
+      if l then return { evidence = { l } } end
+    end },
   { id = "vsock-refused", finding = "VSOCK_CONNECTION_REFUSED", confidence = 0.5,
     match = function(f)
       local l = (f:has("vsock") or f:has("VSOCK") or f:has("AF_VSOCK")) and (f:line("Connection refused") or f:line("ECONNREFUSED")
