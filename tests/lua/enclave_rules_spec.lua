@@ -26,7 +26,7 @@ end
 describe("enclave field cases", function()
   for _, id in ipairs(FIELD) do
     it(id .. " gives its cause first", function()
-      local dir = spec.source_dir .. "/tests/field/" .. id
+      local dir = spec.source_dir .. (id:find("^vm%-") and "/tests/vm/field/" or "/tests/field/") .. id
       local case = json.decode(assert(fs.read(dir .. "/case.json")))
       local res, codes = causes(assert(fs.read(dir .. "/output.txt")))
       truthy(res.top, id .. ": no cause at all")
@@ -60,7 +60,7 @@ describe("enclave rules", function()
   end)
 
   it("init's own check lines are not causes by themselves", function()
-    local vm = assert(fs.read(spec.source_dir .. "/tests/field/vm-init-lo-down/output.txt"))
+    local vm = assert(fs.read(spec.source_dir .. "/tests/vm/field/vm-init-lo-down/output.txt"))
     -- the healthy part of a console: every check line, no application failure
     local healthy = {}
     for l in vm:gmatch("[^\n]+") do

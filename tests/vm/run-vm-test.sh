@@ -99,7 +99,7 @@ expect_re '^\[init\] check command fail: /app/server: No such file or directory$
 expect_re '^\[init\] cannot run /app/server: No such file or directory$' "$t" "in case missing"
 expect_re '^\[init\] /app/server exited rc=127 after [0-9.]+ s$' "$t" "in case missing"
 expect_re '^\[vmtest\] case missing: end rc=127$' "$t" "in case missing"
-expect_triage missing ENCLAVE_APP_NOT_FOUND
+expect_triage missing ENCLAVE_CMD_NOT_FOUND
 t="$(case_text script)"
 expect_re '^\[init\] check command fail: /app/run.sh: script; its interpreter /bin/sh \(from #!\) cannot run: /bin/sh: No such file or directory$' "$t" "in case script"
 expect_re '^\[init\] cannot run /app/run.sh: No such file or directory$' "$t" "in case script"

@@ -3,88 +3,7 @@
 -- network but vsock, no CA bundle, a hostname sent to the wrong vsock-proxy, a KMS Recipient without a usable public
 -- key, a panic at start-up). The input is an enclave console (debug mode) or the log channel as nitrodiag-logd writes
 -- it (`… seq=12 stderr: text`): the rules read both.
-local findings = require "nd.findings"
-
-local CLI = "aws/aws-nitro-enclaves-cli#"
-local INIT_FIX = "run the image under nitrodiag-init (ENTRYPOINT [\"/nitrodiag-init\", \"--log\", \"9100\", \"--\", \"/app\"]) " ..
-  "and nitrodiag-logd on the parent: its check lines say what the enclave lacks, with or without debug mode"
-
-local D = findings.define
-D{ code = "ENCLAVE_APP_NOT_FOUND", severity = "fail", title = "The enclave's command is not in the image",
-  message = "{app} does not exist in the image: the enclave has nothing to run",
-  remediation = { "check the path against the built image: docker create <image> && docker export <id> | tar t | grep '{app}'",
-    "COPY it into the FINAL stage of a multi-stage build (files of the build stage are not in the image)",
-    "a bare name is looked up on PATH, which the image's ENV sets" },
-  refs = { source = "enclave/init.c (check_command)" } }
-D{ code = "ENCLAVE_APP_INTERPRETER_MISSING", severity = "fail", title = "The enclave's command is a script whose interpreter is not in the image",
-  message = "{app} is a script for {interp}, which the image does not have: execve fails with No such file or directory",
-  remediation = { "add the interpreter to the image (FROM scratch images have no /bin/sh, python or node)",
-    "or build the application as a static binary and make it the ENTRYPOINT (exec form)" },
-  refs = { source = "enclave/init.c (check_program: #! line)" } }
-D{ code = "ENCLAVE_APP_LOADER_MISSING", severity = "fail", title = "The enclave's command is dynamically linked and its loader is missing",
-  message = "{app} needs the dynamic loader {loader}, which is not in the image: execve fails with No such file or directory although the file exists",
-  remediation = { "link it statically (Go: CGO_ENABLED=0; Rust: --target x86_64-unknown-linux-musl; C: -static)",
-    "or build FROM a base image with the libc it was linked against (ldd <binary> on the build machine lists what it needs)" },
-  refs = { source = "enclave/init.c (check_program: PT_INTERP)" } }
-D{ code = "ENCLAVE_APP_CANNOT_EXEC", severity = "fail", title = "The enclave's command cannot be executed",
-  message = "{detail}",
-  remediation = { "build the binary for the enclave's architecture (the parent instance's: x86_64 or aarch64/Graviton)",
-    "make it executable in the image: COPY --chmod=755 …, or RUN chmod 755 in the build stage" },
-  refs = { source = "enclave/init.c (check_program)" } }
-D{ code = "ENCLAVE_APP_KILLED_BY_SIGNAL", severity = "fail", title = "The enclave's application was killed by a signal",
-  message = "{app} died of {signal}{core} after {secs} s{detail}",
-  remediation = { "SIGSEGV/SIGBUS/SIGILL at start-up: a binary built for another CPU or libc, or a crash in the code; run the same image with docker run to compare",
-    "SIGKILL with no one sending it: the kernel's OOM killer; give the enclave more memory (--memory)",
-    "SIGABRT: an assertion or abort() in the application; its last lines before this say which" },
-  refs = { source = "enclave/init.c (describe_status)" } }
-D{ code = "ENCLAVE_APP_PANIC_AT_START", severity = "fail", title = "The enclave's application panicked at start-up",
-  message = "the application in the enclave panicked: {detail}",
-  remediation = { "read the panic line: in an enclave it is most often a missing device (/dev/nsm), no network, no loopback, no CA bundle or a missing file",
-    INIT_FIX },
-  refs = {} }
-D{ code = "ENCLAVE_LOOPBACK_DOWN", severity = "fail", title = "The application used 127.0.0.1 but the enclave's loopback is down",
-  message = "the application used 127.0.0.1/localhost while the enclave's lo interface is down: connections to 127.0.0.1 fail with Network is unreachable, although a bind there still succeeds ({detail})",
-  remediation = { "bring lo up before the application starts: nitrodiag-init --lo-up (or `ip link set lo up` in a start script when the image has iproute2)",
-    "the enclave has no other interface: listen on AF_VSOCK for the parent, and use 127.0.0.1 only between processes inside the enclave" },
-  refs = { issues = { "enclaver-io/enclaver#200", "richardfan1126/nitro-enclave-python-demo#4", "marlinprotocol/oyster-monorepo#135" } } }
-D{ code = "ENCLAVE_TCP_SERVER_NOT_VSOCK", severity = "warn", title = "The application listens on TCP, which the parent cannot reach",
-  message = "the application listens on TCP ({detail}); an enclave has no network interface, so the parent can only connect over vsock (CID, port)",
-  remediation = { "listen on AF_VSOCK (CID VMADDR_CID_ANY, the port the parent connects to), or run a vsock-to-TCP forwarder inside the enclave (socat VSOCK-LISTEN:PORT,fork TCP:127.0.0.1:PORT) with lo up",
-    "on the parent, forward TCP to the enclave: socat TCP4-LISTEN:PORT,fork VSOCK-CONNECT:<enclave-cid>:PORT" },
-  refs = { issues = { "MystenLabs/nautilus#32", "aws/aws-nitro-enclaves-samples#14" } } }
-D{ code = "ENCLAVE_NO_DIRECT_NETWORK", severity = "fail", title = "The application tried to reach the network directly",
-  message = "the application tried to reach {what} directly ({detail}); an enclave has no network: only vsock to the parent",
-  remediation = { "send the traffic through a proxy on the parent: vsock-proxy (or the KMS proxy) on the parent, a local forwarder in the enclave from 127.0.0.1:PORT to vsock CID 3",
-    "IMDS (169.254.169.254) is unreachable from an enclave: pass credentials in from the parent (kmstool-instance style) instead",
-    "names do not resolve inside an enclave (no DNS): map the host to 127.0.0.1 in the image's /etc/hosts, with the forwarder listening there" },
-  refs = { doc = "https://docs.aws.amazon.com/enclaves/latest/user/nitro-enclave-concepts.html", issues = { "enclaver-io/enclaver#200", CLI .. "648" } } }
-D{ code = "ENCLAVE_TLS_NO_CA_BUNDLE", severity = "fail", title = "The application cannot verify TLS certificates: no CA bundle in the image",
-  message = "TLS verification failed in the enclave ({detail}){ca}",
-  remediation = { "add a CA bundle to the image: COPY --from=<build> /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ (Debian/Alpine path; Amazon Linux: /etc/pki/tls/certs/ca-bundle.crt)",
-    "or point the TLS stack at it: ENV SSL_CERT_FILE=/path/to/bundle.crt (Go, OpenSSL, rustls-native-certs)" },
-  refs = { issues = { "MystenLabs/hashi#795", "aws/aws-nitro-enclaves-sdk-c#80" } } }
-D{ code = "ENCLAVE_TLS_WRONG_PROXY_HOST", severity = "fail", title = "The TLS name does not match: the port is forwarded to another host",
-  message = "the certificate presented does not match the name the application asked for ({detail}): the local port goes through a vsock-proxy that forwards to a different host",
-  remediation = { "check which host the parent's vsock-proxy forwards that port to: vsock-proxy <port> <host> 443 must name the host the application connects to (e.g. kms.<region>.amazonaws.com)",
-    "one vsock-proxy (one port) per remote host; map each name to 127.0.0.1 with its own local port",
-    "with a VPC endpoint, keep the service's public name in the enclave and let the parent resolve it (private DNS)" },
-  refs = { issues = { CLI .. "610" } } }
-D{ code = "KMS_RECIPIENT_NO_PUBLIC_KEY", severity = "fail", title = "The KMS Recipient's attestation document carries no public key",
-  message = "KMS was given an attestation document without a public key as Recipient ({detail})",
-  remediation = { "request the attestation document with the enclave's RSA-2048 public key (NSM Attestation { public_key: Some(der) })",
-    "check the document: nitrodiag attest <file> shows whether public_key is present" },
-  refs = { doc = "https://docs.aws.amazon.com/kms/latest/APIReference/API_RecipientInfo.html",
-    source = "aws-nitro-enclaves-sdk-c docs/kms-apis/RecipientRequest.md (RSA2048 key as DER SubjectPublicKeyInfo)" } }
-D{ code = "KMS_RECIPIENT_KEY_ENCODING", severity = "fail", title = "The KMS Recipient's public key is not DER SubjectPublicKeyInfo",
-  message = "the public key in the Recipient's attestation document is not an RSA-2048 key in DER SubjectPublicKeyInfo form ({detail})",
-  remediation = { "encode the key as DER SubjectPublicKeyInfo (openssl: i2d_PUBKEY; Python cryptography: public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)), not PEM and not PKCS#1",
-    "use RSA 2048 with KeyEncryptionAlgorithm RSAES_OAEP_SHA_256" },
-  refs = { source = "aws-nitro-enclaves-sdk-c docs/kms-apis/RecipientRequest.md" } }
-D{ code = "ENCLAVE_LOG_LINES_DROPPED", severity = "warn", title = "The enclave dropped log lines the parent did not read in time",
-  message = "{detail}: the log channel is lossy by design so the application never waits; the lines in between are missing",
-  remediation = { "keep nitrodiag-logd running on the parent before the enclave starts (systemctl enable --now nitrodiag-logd)",
-    "give nitrodiag-init a larger queue: --log-buffer 4194304" },
-  refs = { source = "core/nd_logchan.h" } }
+-- Their findings (ENCLAVE_APP_*, ENCLAVE_LOOPBACK_DOWN, …) are registered in nd.findings ("inside the enclave").
 
 -- The application's own line: a logd line's text after "seq=N stdout: " (or stderr), or a console line that is not
 -- init's, not the kernel's.
@@ -142,14 +61,16 @@ return { area = "enclave", rules = {
       local l, app, loader = init_line(f, "^%[init%] check command fail: (%S+): dynamically linked, and its loader (%S+) is missing")
       if l then return { vars = { app = app, loader = loader }, evidence = { l, (init_line(f, "^%[init%] cannot run .*")) } } end
     end },
-  { id = "init-not-found", finding = "ENCLAVE_APP_NOT_FOUND", confidence = 0.95,
+  { id = "init-not-found", finding = "ENCLAVE_CMD_NOT_FOUND", confidence = 0.95,
     match = function(f)
       local l, app = init_line(f, "^%[init%] check command fail: (%S+): No such file or directory$")
       if not l then l, app = init_line(f, "^%[init%] check command fail: (%S+) is not on PATH") end
       if not l and not init_line(f, "^%[init%] check command fail") then
         l, app = init_line(f, "^%[init%] cannot run (%S+): No such file or directory$")
       end
-      if l then return { vars = { app = app }, evidence = { l, (init_line(f, "^%[init%] cannot run .*")) } } end
+      if l then
+        return { vars = { detail = app .. " does not exist in the image" }, evidence = { l, (init_line(f, "^%[init%] cannot run .*")) } }
+      end
     end },
   { id = "init-cannot-exec", finding = "ENCLAVE_APP_CANNOT_EXEC", confidence = 0.9,
     match = function(f)
