@@ -832,7 +832,11 @@ int main(int argc, char **argv)
             dup2(pout[1], STDOUT_FILENO);
             dup2(perr[1], STDERR_FILENO);
         }
-        execvp(cmd[0], (char *const *)cmd);
+        /* execv on the PATH-resolved file, not execvp: execvp would run a file it cannot exec through /bin/sh,
+         * hiding the real error (and enclave images rarely have a shell). */
+        char path[512];
+        resolve_on_path(cmd[0], path, sizeof path);
+        execv(path, (char *const *)cmd);
         int e = errno;
         if (pexec[1] >= 0 && write(pexec[1], &e, sizeof e) < 0)
             _exit(127);
