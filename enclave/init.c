@@ -76,6 +76,7 @@ typedef struct init_ctx {
     int log_warned;             /* a connect failure was said once */
     uint64_t dropped_said;
     double dropped_said_at;     /* drops are reported at most once a second */
+    uint64_t console_dropped;   /* bytes the slow console did not take (log channel on only) */
     linebuf out, err;
 } init_ctx;
 
@@ -89,12 +90,21 @@ static uint64_t now_unix_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void write_all(int fd, const char *p, size_t n)
+/* Writes to the console. With the log channel on, the console is non-blocking (a slow serial console must not
+ * stall init, or through it the app): init's own lines wait for it up to 200 ms, the app's copied output not at all;
+ * what does not fit is counted in console_dropped. Without the log channel the console blocks as usual. */
+static void write_all(int fd, const char *p, size_t n, int wait_ms)
 {
     while (n > 0) {
         ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EINTR)
             continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (wait_ms > 0 && poll(&(struct pollfd){fd, POLLOUT, 0}, 1, wait_ms) > 0)
+                continue;
+            C->console_dropped += n;
+            return;
+        }
         if (w <= 0)
             return;
         p += w;
@@ -118,7 +128,7 @@ static void say(const char *fmt, ...)
     if (C->logging)
         nd_logq_push(&C->q, 'I', now_unix_ms(), line, (size_t)n);
     line[n++] = '\n';
-    write_all(STDOUT_FILENO, line, (size_t)n);
+    write_all(STDOUT_FILENO, line, (size_t)n, 200);
 }
 
 static void usage(void)
@@ -624,7 +634,7 @@ static void pump(linebuf *lb)
         lb->fd = -1;
         return;
     }
-    write_all(STDOUT_FILENO, buf, (size_t)r);
+    write_all(STDOUT_FILENO, buf, (size_t)r, 0);
     for (ssize_t i = 0; i < r; i++) {
         if (buf[i] == '\n' || lb->len == sizeof lb->buf) {
             nd_logq_push(&C->q, lb->source, now_unix_ms(), lb->buf, lb->len);
@@ -762,6 +772,8 @@ int main(int argc, char **argv)
 
     int pid1 = getpid() == 1;
     open_console(console, pid1);
+    if (C->logging && strcmp(console, "-") != 0) /* see write_all: a slow console must not stall init and the app */
+        fcntl(STDOUT_FILENO, F_SETFL, fcntl(STDOUT_FILENO, F_GETFL) | O_NONBLOCK);
     say("[init] starting");
     if (do_mount) {
         ensure_mounted("proc", proc_dir, PROC_MAGIC);
@@ -928,9 +940,10 @@ int main(int argc, char **argv)
                         pump(&C->err);
                     say("[init] %s exited %s after %.2f s", app, how, (mono_ms() - started) / 1000.0);
                     if (C->logging)
-                        say("[init] log channel: %llu line(s) queued, %llu sent, %llu dropped",
+                        say("[init] log channel: %llu line(s) queued, %llu sent, %llu dropped%s",
                             (unsigned long long)C->q.queued, (unsigned long long)C->q.sent,
-                            (unsigned long long)C->q.dropped);
+                            (unsigned long long)C->q.dropped,
+                            C->console_dropped ? "; the console was too slow for part of the output" : "");
                     C->dropped_said = C->q.dropped;
                     if (linger < 0) {
                         say("[init] staying alive so the console stays readable");

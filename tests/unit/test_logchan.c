@@ -368,6 +368,54 @@ static void stalled_host_never_stalls_the_app(void)
     waitpid(init, NULL, 0);
 }
 
+
+/* A console nobody reads (a FIFO whose reader never reads: a serial console slower than the app) must not stall init
+ * or the app: the app's 4 MB pass, init's lines arrive over the log channel, and the exit line says the console was
+ * too slow for part of the output. */
+static void slow_console_never_stalls_the_app(void)
+{
+    char sock[600], addr[700], fifo[600];
+    snprintf(sock, sizeof sock, "%s/slow.sock", tmpdir);
+    snprintf(addr, sizeof addr, "unix:%s", sock);
+    snprintf(fifo, sizeof fifo, "%s/console.fifo", tmpdir);
+    CHECK_EQ_INT(mkfifo(fifo, 0600), 0);
+    int rfd = open(fifo, O_RDONLY | O_NONBLOCK); /* held open, never read */
+    CHECK(rfd >= 0);
+    nd_sockaddr a;
+    nd_err err = {0};
+    CHECK_EQ_INT(nd_vsock_parse(addr, &a, &err), 0);
+    int lfd = nd_vsock_listen(&a, 4, &err);
+    CHECK(lfd >= 0);
+    const char *iargv[] = {INIT_BIN, "--console", fifo, "--no-mount", "--linger", "30", "--log", addr, "--",
+                           self_exe, "--flood", "40000", NULL};
+    pid_t init = spawn(iargv, "/dev/null");
+    int cfd = nd_vsock_accept(lfd, 5000, &err);
+    CHECK(cfd >= 0);
+    unsigned char *buf = NULL;
+    size_t n = 0;
+    int done = 0;
+    for (int t = 0; t < 1500 && !done; t++) { /* up to 30 s */
+        n = drain(cfd, &buf, n);
+        done = n > 0 && memmem(buf, n, "staying alive for 30 s", 22) != NULL;
+        if (!done)
+            msleep(20);
+    }
+    CHECK(done);
+    CHECK(n > 0 && memmem(buf, n, "[init] started ", 15) != NULL);
+    CHECK(n > 0 && memmem(buf, n, "exited rc=0 after ", 18) != NULL);
+    CHECK(n > 0 && memmem(buf, n, "the console was too slow for part of the output", 47) != NULL);
+    got *g = calloc(1, sizeof *g);
+    decode_all(buf, n, g);
+    free(g);
+    free(buf);
+    kill(init, SIGKILL);
+    waitpid(init, NULL, 0);
+    close(cfd);
+    close(lfd);
+    close(rfd);
+    unlink(sock);
+}
+
 static void init_bad_log_address(void)
 {
     char out[600];
@@ -408,6 +456,7 @@ int main(int argc, char **argv)
     ND_RUN(queue_drops_oldest_and_keeps_partial_frame);
     ND_RUN(init_streams_to_logd);
     ND_RUN(stalled_host_never_stalls_the_app);
+    ND_RUN(slow_console_never_stalls_the_app);
     ND_RUN(init_bad_log_address);
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
