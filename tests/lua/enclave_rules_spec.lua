@@ -107,3 +107,41 @@ describe("enclave rules", function()
     truthy(has(all, "ENCLAVE_LOG_LINES_DROPPED"), table.concat(all, ", "))
   end)
 end)
+
+-- Real outputs, copied from public threads, in the formats the rules read. The threads are not about enclaves (their
+-- causes were elsewhere): they prove the patterns match what runtimes really print, not what we imagine.
+describe("enclave rules on real runtime output", function()
+  it("a Go panic (coreos/fleet#119)", function()
+    local res = causes("panic: dial tcp 10.10.10.10:22: operation timed out\n\ngoroutine 1 [running]:\n" ..
+      "runtime.panic(0x2eab60, 0xc21000a780)\n")
+    eq(res.top.code, "ENCLAVE_APP_PANIC_AT_START")
+  end)
+  it("a Rust panic (enarx/enarx#524)", function()
+    local res = causes("thread 'main' panicked at 'unable to open /dev/sev: Os { code: 2, kind: NotFound, message: " ..
+      "\"No such file or directory\" }', src/main.rs:41:5\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n")
+    eq(res.top.code, "ENCLAVE_APP_PANIC_AT_START")
+    match(res.top.message, "unable to open /dev/sev")
+  end)
+  it("a Python traceback ending in a name resolution failure (OverTheWireOrg/OverTheWire-website#70)", function()
+    local res = causes(table.concat({
+      "Traceback (most recent call last):",
+      "  File \"/usr/local/bin/wechall\", line 30, in <module>",
+      "    ssl_sock.connect((host, port))",
+      "  File \"/usr/lib/python3.5/ssl.py\", line 1019, in connect",
+      "    self._real_connect(addr, False)",
+      "  File \"/usr/lib/python3.5/ssl.py\", line 1006, in _real_connect",
+      "    socket.connect(self, addr)",
+      "socket.gaierror: [Errno -3] Temporary failure in name resolution" }, "\n"))
+    eq(res.top.code, "ENCLAVE_NO_DIRECT_NETWORK")
+  end)
+  it("a Python traceback ending in EADDRNOTAVAIL, with no loopback in sight (zhangwenxiao/GPU-Manager#1)", function()
+    local res, codes = causes(table.concat({
+      "Traceback (most recent call last):",
+      "  File \"/usr/lib/python3.5/socketserver.py\", line 454, in server_bind",
+      "    self.socket.bind(self.server_address)",
+      "OSError: [Errno 99] Cannot assign requested address" }, "\n"))
+    falsy(has(codes, "ENCLAVE_LOOPBACK_DOWN"), "not lo without 127.0.0.1 or init's lo line")
+    eq(res.top.code, "ENCLAVE_APP_PANIC_AT_START")
+    match(res.top.message, "OSError: %[Errno 99%]")
+  end)
+end)
