@@ -457,4 +457,10 @@ M.define{ code = "ENCLAVE_LOG_LINES_DROPPED", severity = "warn", title = "The en
   refs = { source = "core/nd_logchan.h" } }
 
 
+M.define{ code = "ENCLAVE_LOGS_NONE", severity = "warn", title = "No enclave log channel files on this host",
+  message = "{detail}",
+  remediation = { "start the receiver on the parent: systemctl enable --now nitrodiag-logd (it writes /var/log/nitrodiag/enclaves/<enclave-id>.log)",
+    "run the enclave's image under nitrodiag-init with the log channel: ENTRYPOINT [\"/nitrodiag-init\", \"--log\", \"9100\", \"--\", \"/app\"]" },
+  refs = { source = "scripts/enclave-logs.lua" } }
+
 return M

@@ -19,3 +19,49 @@ describe("enclave logs in the bundle", function()
     eq(#b.problems, 0)
   end, 120)
 end)
+
+describe("nitrodiag enclave-logs", function()
+  local function run(args)
+    local argv = { spec.nitrodiag, "--json", "enclave-logs" }
+    for _, a in ipairs(args) do argv[#argv + 1] = a end
+    argv.env = { PATH = os.getenv("PATH"), HOME = "/root", NITRODIAG_PATH = "" }
+    argv.timeout = 60
+    local r = assert(spec.run(argv))
+    return json.decode(r.stdout), r
+  end
+  local function codes(res)
+    local out = {}
+    for _, f in ipairs(res.findings or {}) do out[f.code] = f end
+    return out
+  end
+
+  it("lists the files, shows the newest one's last lines and names why its app died", function()
+    local dir = spec.tmpdir()
+    local lines = {}
+    for l in assert(fs.read(spec.source_dir .. "/tests/vm/field/vm-init-lo-down/output.txt")):gmatch("[^\n]+") do
+      local src = l:find("^%[init%]") and "init" or "stdout"
+      lines[#lines + 1] = string.format("2026-12-06T11:42:13.%03dZ enclave=i-0abc-enc01 cid=16 seq=%d %s: %s", #lines, #lines + 1, src, l)
+    end
+    assert(fs.write(dir .. "/i-0abc-enc01.log", table.concat(lines, "\n") .. "\n"))
+    assert(fs.write(dir .. "/cid-17.log", "2026-12-06T10:00:00.000Z enclave=cid-17 cid=17 seq=1 stdout: hello\n"))
+    require("luv").fs_utime(dir .. "/cid-17.log", 1000, 1000) -- older
+    local res, r = run({ "dir=" .. dir, "lines=6" })
+    eq(res.verdict, "fail", r.stderr .. r.stdout:sub(1, 2000))
+    local f = codes(res)
+    truthy(f.ENCLAVE_LOOPBACK_DOWN, "the newest log's cause")
+    eq(res.findings[1].code, "ENCLAVE_LOOPBACK_DOWN")
+    res = run({ "cid-17", "dir=" .. dir })
+    eq(res.verdict, "pass")
+    res = run({ "i-nope", "dir=" .. dir })
+    eq(res.verdict, "fail")
+  end)
+
+  it("says so when there is no log at all", function()
+    local res = run({ "dir=/nonexistent/nd-enclave-logs" })
+    eq(res.verdict, "fail")
+    truthy(codes(res).ENCLAVE_LOGS_NONE)
+    local empty = spec.tmpdir()
+    res = run({ "dir=" .. empty })
+    truthy(codes(res).ENCLAVE_LOGS_NONE)
+  end)
+end)

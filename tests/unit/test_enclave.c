@@ -522,7 +522,9 @@ static void init_forwards_usr1_and_refuses_bad_usage(void)
                           "/bin/sleep", "30", NULL};
     pid_t init = spawn(argv, NULL, "/dev/null");
     CHECK(wait_for(console, "[init] started /bin/sleep", 3000));
-    CHECK(!strstr(slurp(console), "[init] check ")); /* --no-checks */
+    char *text = slurp(console);
+    CHECK(!strstr(text, "[init] check ")); /* --no-checks */
+    free(text);
     kill(init, SIGUSR1);
     CHECK(wait_for(console, "[init] forwarding SIGUSR1 to /bin/sleep", 3000));
     CHECK(wait_for(console, "[init] /bin/sleep exited signal=10 (SIGUSR1) after ", 3000));

@@ -416,6 +416,58 @@ static void slow_console_never_stalls_the_app(void)
     unlink(sock);
 }
 
+
+/* nitrodiag-logd against enclaves that send garbage: a length below 5, a length far above the limit, a frame of
+ * another protocol, a record with an unknown source, a peer that vanishes mid-frame. Each costs only its own
+ * connection, said in the file; a good enclave after them is served. */
+static void logd_survives_bad_enclaves(void)
+{
+    char sock[600], addr[700], dir[600], out[600], file[700];
+    snprintf(sock, sizeof sock, "%s/logd2.sock", tmpdir);
+    snprintf(addr, sizeof addr, "unix:%s", sock);
+    snprintf(dir, sizeof dir, "%s/logs2", tmpdir);
+    snprintf(out, sizeof out, "%s/logd2.out", tmpdir);
+    snprintf(file, sizeof file, "%s/bad-enclave.log", dir);
+    const char *largv[] = {LOGD_BIN, "--listen", addr, "--dir", dir, "--enclave-id", "bad-enclave", NULL};
+    pid_t logd = spawn(largv, out);
+    CHECK(wait_for(out, "listening on", 3000));
+    nd_sockaddr a;
+    nd_err err = {0};
+    CHECK_EQ_INT(nd_vsock_parse(addr, &a, &err), 0);
+    static const unsigned char short_len[] = {0, 0, 0, 1, 'X'};
+    static const unsigned char huge_len[] = {0x7f, 0xff, 0xff, 0xff, 2, 0, 0, 0, 1};
+    static const unsigned char other_proto[] = {0, 0, 0, 7, 0x07, 0, 0, 0, 1, '{', '}'};
+    static const unsigned char bad_source[] = {0, 0, 0, 15, 0x02, 0, 0, 0, 1, 'Z', 0, 0, 0, 0, 0, 0, 0, 0, 'x'};
+    static const unsigned char cut[] = {0, 0, 0, 40, 0x02, 0, 0, 0, 1, 'O'};
+    const unsigned char *bad[] = {short_len, huge_len, other_proto, bad_source, cut};
+    size_t len[] = {sizeof short_len, sizeof huge_len, sizeof other_proto, sizeof bad_source, sizeof cut};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int fd = nd_vsock_connect(&a, 3000, &err);
+        CHECK(fd >= 0);
+        if (fd >= 0) {
+            CHECK_EQ_INT(nd_vsock_write_all(fd, bad[i], len[i], 3000, &a, &err), 0);
+            close(fd);
+        }
+    }
+    const char *iargv[] = {INIT_BIN, "--console", "/dev/null", "--no-mount", "--no-checks", "--linger", "0", "--log",
+                           addr, "--", "/bin/echo", "still served", NULL};
+    int st = wait_exit(spawn(iargv, "/dev/null"), 10000);
+    CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK(wait_for(file, " stdout: still served\n", 5000));
+    char *s = slurp(file);
+    int closed = 0;
+    for (const char *p = strstr(s, "logd: disconnected ("); p; p = strstr(p + 1, "logd: disconnected ("))
+        closed++;
+    CHECK(closed >= 5);
+    CHECK(strstr(s, "length field") != NULL || strstr(s, "bad frame") != NULL);
+    CHECK(strstr(s, "bad frame: Storage") != NULL);
+    CHECK(strstr(s, "unknown source byte 0x5a") != NULL);
+    free(s);
+    kill(logd, SIGTERM);
+    st = wait_exit(logd, 5000);
+    CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 static void init_bad_log_address(void)
 {
     char out[600];
@@ -457,6 +509,7 @@ int main(int argc, char **argv)
     ND_RUN(init_streams_to_logd);
     ND_RUN(stalled_host_never_stalls_the_app);
     ND_RUN(slow_console_never_stalls_the_app);
+    ND_RUN(logd_survives_bad_enclaves);
     ND_RUN(init_bad_log_address);
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
