@@ -6,6 +6,7 @@
  *   bind-lo  listens on TCP 127.0.0.1:8080, then connects to itself there (a health check, or a sidecar such as a
  *            local traffic forwarder): with lo down the bind succeeds (the real kernel allows it) but the connect
  *            fails with "Network is unreachable"; it says which step failed and exits 1, else exits 0
+ *   flood N  writes N lines of 100 bytes on stdout as fast as it can, then "vmapp: flood done", exits 0
  *   ok       says hello on stdout and stderr and exits 0
  * Output is written with write(2), unbuffered, so nothing is lost when the process dies.
  */
@@ -14,6 +15,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -66,6 +68,18 @@ int main(int argc, char **argv)
         out(1, "vmapp: health check ok\n");
         close(c);
         close(s);
+        return 0;
+    }
+    if (strcmp(mode, "flood") == 0) {
+        long n = argc > 2 ? strtol(argv[2], NULL, 10) : 1000;
+        for (long i = 0; i < n; i++) {
+            int k = snprintf(line, sizeof line, "vmapp: flood %ld ", i);
+            memset(line + k, 'y', 99 - (size_t)k);
+            line[99] = '\n';
+            if (write(1, line, 100) != 100)
+                return 2;
+        }
+        out(1, "vmapp: flood done\n");
         return 0;
     }
     out(1, "vmapp: hello from stdout\n");
