@@ -41,7 +41,7 @@ local function last_words(f)
   local last
   for _, l in ipairs(f.lines) do
     local t = text_of(l)
-    if t:find("^%[init%] .- exited ") then break end
+    if t:find("^%[init%] .- exited ") or t:find("^child exited ") then break end
     if not t:find("^%[init%]") and not t:find("^%[%s*%d+%.%d+%]") and not l:find(" logd: ", 1, true)
       and not t:find("^%[vmtest%]") and t:find("%S") then last = t end
   end
@@ -70,6 +70,45 @@ return { area = "enclave", rules = {
       end
       if l then
         return { vars = { detail = app .. " does not exist in the image" }, evidence = { l, (init_line(f, "^%[init%] cannot run .*")) } }
+      end
+    end },
+  -- The AWS bootstrap init (aws-nitro-enclaves-sdk-bootstrap, init/init.c) when the image has no nitrodiag-init: it
+  -- execs the command with execvpe and, on failure, prints `execvpe: CMD: <strerror>` (warn2 + perror); glibc's
+  -- execvpe runs a file it cannot exec through /bin/sh, so in an image without a shell a missing file, a missing
+  -- #! interpreter or loader, and a non-executable format all read "No such file or directory".
+  { id = "bootstrap-execvpe-enoent", finding = "ENCLAVE_CMD_NOT_FOUND", confidence = 0.9,
+    match = function(f)
+      local l, app = f:line("^execvpe: (%S+): No such file or directory")
+      if l then
+        return { vars = { detail = app .. " (or, for a script, its #! interpreter; for a dynamic binary, its loader; " ..
+          "run it under nitrodiag-init to know which)" }, evidence = { l, f:line("reboot: Restarting system") } }
+      end
+    end },
+  { id = "bootstrap-execvpe-other", finding = "ENCLAVE_APP_CANNOT_EXEC", confidence = 0.88,
+    match = function(f)
+      local l, app, why = f:line("^execvpe: (%S+): (.+)$")
+      if l and why ~= "No such file or directory" then
+        return { vars = { detail = app .. ": " .. why }, evidence = { l } }
+      end
+    end },
+  { id = "bootstrap-child-signal", finding = "ENCLAVE_APP_KILLED_BY_SIGNAL", confidence = 0.7,
+    match = function(f)
+      local l = f:line("^child exited by signal$")
+      if l and not init_line(f, "^%[init%] .- exited ") then
+        local last = last_words(f)
+        return { vars = { app = "the image's command", signal = "a signal", core = "", secs = "?",
+          detail = (last and ("; its last line: " .. short(last, 120)) or "") ..
+            " (the bootstrap init does not say which signal; nitrodiag-init does)" }, evidence = { l, last } }
+      end
+    end },
+  { id = "bootstrap-child-error", finding = "ENCLAVE_APP_EXITED", confidence = 0.5,
+    match = function(f)
+      local l = f:line("^child exited with error$")
+      if l and not init_line(f, "^%[init%] .- exited ") and not f:line("^execvpe: ") then
+        local last = last_words(f)
+        return { vars = { name = f.host.name or "enclave", severity = "fail",
+          detail = "the image's command exited with a non-zero status" .. (last and (" after printing: " .. short(last, 120)) or "") ..
+            ", and the enclave rebooted" }, evidence = { l, last, f:line("reboot: Restarting system") } }
       end
     end },
   { id = "init-cannot-exec", finding = "ENCLAVE_APP_CANNOT_EXEC", confidence = 0.9,
