@@ -26,7 +26,7 @@ typedef struct nd_lint_finding {
     nd_lint_severity severity;
     const char *code;     /* "IMG_SHELL_C", … (static) */
     char message[640];    /* one line: what is wrong, where */
-    const char *rule;     /* the Nitro rule behind it and what to do (static) */
+    const char *rule;     /* NULL: the Nitro rule behind a code and what to do are in lua/nd/findings.lua */
     int line;             /* Dockerfile line of the instruction, 0 for inspect JSON */
     char evidence[512];   /* the instruction as written, or the JSON value */
 } nd_lint_finding;

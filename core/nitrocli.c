@@ -226,9 +226,35 @@ static int extract_facts(nd_nitro_block *b)
             break;
         }
     }
-    /* driver errors in backtraces: NE_ERR_* */
-    const char *t = b->backtrace ? strstr(b->backtrace, "NE_ERR_") : NULL;
-    if (!t)
+    /* driver errors: nitro-cli turns the driver's NE_ERR_* code into an English sentence (src/enclave_proc/
+     * resource_manager.rs, do_ioctl, nitro-cli 1.4/1.5) that reaches the backtrace and the err log; NE_ERR_* names
+     * themselves are only accepted for older tools and the simulator */
+    static const char *const driver[] = {
+        "The provided vCPU is already used", "The provided vCPU is not available in the CPU pool",
+        "The vCPU core ID is invalid for the CPU pool", "The memory region's size is not a multiple of 2 MiB",
+        "The memory region's address is invalid", "The memory region's address is not aligned",
+        "The memory region is already used", "The memory region is not backed by contiguous physical huge page(s)",
+        "The memory region's pages and the CPUs belong to different NUMA nodes",
+        "The maximum number of memory regions per enclave has been reached",
+        "The enclave cannot start because no memory regions have been added",
+        "The enclave cannot start because no vCPUs have been added",
+        "The enclave's memory size is lower than the minimum supported",
+        "The enclave cannot start because full CPU cores have not been set",
+        "The enclave is in an incorrect state to set resources or start",
+        "The provided vCPU is out of range of the available CPUs",
+        "The enclave cannot be created because no CPUs are available in the pool",
+        "The memory region is not backed by page(s) multiple of 2 MiB",
+        "The provided flags value in the ioctl arg data structure is invalid",
+        "The provided enclave CID is invalid, being a well-known CID or the parent VM CID", NULL};
+    int have_driver = 0;
+    for (int i = 0; driver[i] && !have_driver; i++) {
+        if (strstr(m, driver[i]) || (b->backtrace && strstr(b->backtrace, driver[i]))) {
+            rc |= add_fact(b, "driver_error", driver[i], strlen(driver[i]));
+            have_driver = 1;
+        }
+    }
+    const char *t = have_driver ? NULL : b->backtrace ? strstr(b->backtrace, "NE_ERR_") : NULL;
+    if (!t && !have_driver)
         t = strstr(m, "NE_ERR_");
     if (t) {
         size_t n = 0;
@@ -236,7 +262,8 @@ static int extract_facts(nd_nitro_block *b)
             n++;
         rc |= add_fact(b, "driver_error", t, n);
     }
-    if (strstr(m, "no CPUs available") || (b->backtrace && strstr(b->backtrace, "no CPUs available")))
+    if (strstr(m, "no CPUs available") || strstr(m, "no CPUs are available") ||
+        (b->backtrace && (strstr(b->backtrace, "no CPUs available") || strstr(b->backtrace, "no CPUs are available"))))
         rc |= add_fact(b, "cpus", "none available", 14);
     return rc ? -ENOMEM : 0;
 }

@@ -14,7 +14,8 @@ local allocator = require "nd.allocator"
 local preflight = require "nd.preflight"
 local errors = require "nd.nitro_errors"
 
-local ALLOCATOR_UNIT = "nitro-enclaves-allocator.service"
+local findings = require "nd.findings"
+local ALLOCATOR_UNIT = findings.ALLOCATOR_UNIT
 local VSOCK_PORT = 5000
 local HELLO_EIF = "/usr/share/nitro_enclaves/examples/hello.eif"
 
@@ -161,7 +162,7 @@ return {
         local path = host.path("/dev/nitro_enclaves")
         local st = require("luv").fs_stat(path)
         if not st then
-          s:finding{ code = "E19", severity = "fail", message = "/dev/nitro_enclaves is missing: the Nitro Enclaves driver is not loaded",
+          s:finding{ code = "DEVICE_MISSING", severity = "fail", message = "/dev/nitro_enclaves is missing: the Nitro Enclaves driver is not loaded",
             evidence = { "stat /dev/nitro_enclaves: no such file" },
             remediation = "load the driver (modprobe nitro_enclaves) on an instance type with enclave support enabled " ..
               "(EnclaveOptions.Enabled=true at launch)" }
@@ -210,7 +211,7 @@ return {
         host.setenv("NITRO_CLI_ARTIFACTS", dir)
         s.data.artifacts_dir = dir
         if not host.getenv("HOME") then
-          s:finding{ code = "E51", severity = "info",
+          s:finding{ code = "ARTIFACTS_PATH_UNSET", severity = "info",
             message = "HOME is not set (as under SSM): set NITRO_CLI_ARTIFACTS=" .. dir .. " so build-enclave cannot fail with E51",
             remediation = "in your own scripts: export NITRO_CLI_ARTIFACTS=/tmp/nitro-cli-artifacts (or HOME=/root)" }
         end
@@ -271,7 +272,7 @@ return {
                 (r and (r.stdout .. r.stderr .. "\nexit " .. r.exit_code) or tostring(err)) .. "\n")
             end
             if not r or r.exit_code ~= 0 then
-              s:finding{ code = "E49", severity = "fail", message = "docker build of " .. tag .. " failed",
+              s:finding{ code = "DOCKER_BUILD_FAILED", severity = "fail", message = "docker build of " .. tag .. " failed",
                 evidence = lines_of(r and r.stderr or err), remediation = "see build_" .. mode .. ".docker.log in the bundle" }
               goto continue
             end
@@ -292,13 +293,12 @@ return {
                 for _, f in ipairs(res and res.findings or {}) do
                   if f.severity ~= "info" then
                     lint_failed = lint_failed or f.severity == "fail"
-                    s:finding{ code = f.code, severity = f.severity, message = tag .. ": " .. f.message,
-                               evidence = f.evidence and { f.evidence } or nil, remediation = f.rule }
+                    s:finding(findings.lint(f, tag .. ": "))
                   end
                 end
               end
             else
-              s:finding{ code = "IMAGE_MISSING", severity = "fail", message = "docker inspect " .. tag .. " failed",
+              s:finding{ code = "DOCKER_IMAGE_NOT_FOUND", severity = "fail", message = "docker inspect " .. tag .. " failed",
                          evidence = lines_of(r and r.stderr or "") }
               goto continue
             end
@@ -310,7 +310,7 @@ return {
             if s.bundle then s.bundle:add_string("build_" .. mode .. ".eif.log", table.concat(blog, "\n") .. "\n") end
             if not m then
               if not error_finding(s, record, "building the " .. mode .. " EIF") then
-                s:finding{ code = code or "E48", severity = "fail", message = "build-enclave " .. tag .. " failed: " .. short(err) }
+                s:finding{ code = findings.get(code or "") and code or "E48", severity = "fail", message = "build-enclave " .. tag .. " failed: " .. short(err) }
               end
             else
               s.data.eifs[mode] = eif
@@ -365,8 +365,10 @@ return {
                 msg = "predicted for " .. t.eif .. ": " .. tostring(issue.message)
                 fix = table.concat((errors.get(issue.code) or {}).remediation or {}, "; ")
               end
-              s:finding{ code = issue.code, severity = "fail", message = msg, evidence = { issue.headline or issue.message },
-                         remediation = fix }
+              local pf = findings.preflight(issue)
+              pf.message, pf.severity = msg, "fail"
+              pf.remediation = fix .. (pf.remediation and ("; " .. pf.remediation) or "")
+              s:finding(pf)
             end
           end
         end

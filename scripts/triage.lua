@@ -7,6 +7,7 @@ local kmslog = require "nd.kmslog"
 local fs = require "nd.fs"
 local diagnose = require "nd.diagnose"
 local findings = require "nd.findings"
+local textscan = require "nd.textscan"
 
 local MAX_INPUT = 256 * 1024 * 1024
 local BIG = 2 * 1024 * 1024 -- above this, only the lines around what rules look for are kept
@@ -48,39 +49,24 @@ local TRIGGERS = { "[ E", "Error", "error", "ERROR", "Failed", "failed", "FAILED
   "bind", "DNS", "refused", "Refused", "expired", "certificate", "NITRO_CLI", "nitro_enclaves", "allocator",
   "Vsock", "vsock-proxy", "kmstool", "Throttl", "CID", "Kernel", "debug", "Attestation", "0000000000000000" }
 
--- reduce(text) -> the lines around trigger words, in order (each with the 8 lines after it, for error blocks).
+-- reduce(text) -> the lines holding a trigger word, each with the 8 lines after it (error blocks span lines), in
+-- order; one pass in C (nd.textscan), so a log of hundreds of megabytes stays fast.
 local function reduce(text)
-  local keep = {}
-  for _, w in ipairs(TRIGGERS) do
-    local init = 1
-    while true do
-      local p = text:find(w, init, true)
-      if not p then break end
-      local back = text:sub(math.max(1, p - 4096), p)
-      local s = p - (#back - (back:match(".*\n()") or 1))
-      keep[s] = true
-      local e = text:find("\n", p, true) or #text
-      init = e + 1
-    end
-  end
-  local starts = {}
-  for s in pairs(keep) do starts[#starts + 1] = s end
-  table.sort(starts)
+  local starts = assert(textscan.lines_with(text, TRIGGERS))
   local out, upto = {}, 0
   for _, s in ipairs(starts) do
     if s > upto then
       local e = s
       for _ = 1, 9 do
         local n = text:find("\n", e, true)
-        if not n then e = #text break end
+        if not n then e = #text + 1 break end
         e = n + 1
       end
-      local from = math.max(s, upto + 1)
-      out[#out + 1] = text:sub(from, e - 1)
+      out[#out + 1] = text:sub(math.max(s, upto + 1), e - 1)
       upto = e - 1
     end
   end
-  return table.concat(out, out[1] and not out[1]:match("\n$") and "\n" or "")
+  return table.concat(out)
 end
 
 return {
@@ -89,6 +75,8 @@ return {
   args = {
     { name = "input", type = "string", positional = 1, required = true, help = "a file, or - for stdin" },
     { name = "rules", type = "string", help = "an extra rule file to load first (to try a rule: docs/diagnosis.md)" },
+    { name = "host", type = "boolean", default = false,
+      help = "also read this host's state (describe-enclaves, allocator.yaml, hugepages, the device, group ne, container)" },
     { name = "all", type = "boolean", default = false, help = "list every candidate cause, not only the best ones" },
   },
   deadline = 60,
@@ -110,6 +98,35 @@ return {
         s:ok(string.format("%d bytes%s", #text, #text > BIG and string.format(" (%d bytes of it around errors)", #s.data.view) or ""))
       end },
 
+    { name = "host state", timeout = 20,
+      when = function(args) return args.host end,
+      run = function(s)
+        -- what the rules may weigh besides the text: facts only, read-only, each one optional
+        local uv = require "luv"
+        local host = require "nd.host"
+        local h = {}
+        local list, err = require("nd.nitro").describe_enclaves({ timeout = 15 })
+        if list then h.enclaves = list else s:log("describe-enclaves: " .. tostring(err)) end
+        local cfg = require("nd.allocator").load()
+        if cfg then h.allocator = cfg end
+        local mi = fs.read(host.path("/proc/meminfo")) or ""
+        local total, size = tonumber(mi:match("HugePages_Total:%s*(%d+)")), tonumber(mi:match("Hugepagesize:%s*(%d+)"))
+        if total and size then h.hugepages_mib = total * size // 1024 end
+        h.device = uv.fs_stat(host.path("/dev/nitro_enclaves")) ~= nil
+        local grp = fs.read(host.path("/etc/group")) or ""
+        local me = uv.os_get_passwd()
+        local members = grp:match("\nne:[^:]*:%d+:([^\n]*)") or grp:match("^ne:[^:]*:%d+:([^\n]*)")
+        if me and members then
+          h.in_ne_group = me.uid == 0 or ("," .. members .. ","):find("," .. me.username .. ",", 1, true) ~= nil
+        end
+        h.container = fs.exists(host.path("/.dockerenv")) or fs.exists(host.path("/run/.containerenv"))
+          or ((fs.read(host.path("/proc/1/cgroup")) or ""):find("kubepods", 1, true) ~= nil)
+        s.data.host = h
+        s:ok(string.format("%s enclave(s), hugepages %s MiB, device %s, group ne %s, container %s",
+          h.enclaves and #h.enclaves or "?", tostring(h.hugepages_mib or "?"), h.device and "present" or "missing",
+          h.in_ne_group == nil and "?" or (h.in_ne_group and "yes" or "no"), h.container and "yes" or "no"))
+      end },
+
     { name = "diagnose", timeout = 30,
       run = function(s)
         if s.args.rules then
@@ -117,7 +134,7 @@ return {
           if not n then s:fail("rules=" .. s.args.rules .. ": " .. err) return end
           s:log(string.format("%d rule(s) from %s", n, s.args.rules))
         end
-        local res = diagnose.run(s.data.view)
+        local res = diagnose.run(s.data.view, { host = s.data.host })
         local _, load_errors = diagnose.rules()
         for _, e in ipairs(load_errors) do s:log("rule file not loaded: " .. e) end
         for _, e in ipairs(res.errors) do s:log(e) end

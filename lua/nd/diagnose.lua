@@ -103,6 +103,18 @@ function M.facts(text, hoststate)
     if c then f.code = c f.codes[c] = true end
   end
   f.nf = f.nf or {}
+  -- err-log names are the time of each failure: order the blocks by them (a paste may put the E39 first)
+  f.err_logs = {}
+  for _, b in ipairs(f.blocks or {}) do
+    local t = b.err_log_path and nitrocli.err_log_time(b.err_log_path)
+    if t then f.err_logs[#f.err_logs + 1] = { path = b.err_log_path, time = t, code = b.code, block = b } end
+  end
+  table.sort(f.err_logs, function(a, b) return a.time < b.time end)
+  local first = f.err_logs[1]
+  if first and f.root and f.root.code == "E39" and first.code ~= "E39" then
+    f.root, f.code, f.nf = first.block, first.code, first.block.facts or {}
+    f.reordered = true
+  end
   if f.kinds.err_log then
     local l = nitrocli.parse_err_log(text)
     if l.recognised then

@@ -166,9 +166,10 @@ M.define{ code = "ALLOCATOR_NUMA_MEMORY", severity = "fail", title = "One NUMA n
   remediation = { "lower memory_mib in " .. YAML .. ", or free memory (drop caches, stop services) and " .. RESTART,
     "reserve early: restart the allocator right after boot, before memory fragments" },
   refs = {} }
-M.define{ code = "ALLOCATOR_CONFIG_ERROR", severity = "fail", title = "The allocator rejected allocator.yaml",
-  message = "nitro-enclaves-allocator.service: {error}",
-  remediation = { "cat -A " .. YAML .. " (no CRLF, no inline comment with ':' in a value, only memory_mib and cpu_count or cpu_pool)", RESTART },
+M.define{ code = "ALLOCATOR_CONFIG", severity = "fail", title = "allocator.yaml cannot be used as it is",
+  message = "{detail}",
+  remediation = { "cat -A " .. YAML .. " (no CRLF, no inline comment with ':' in a value, only memory_mib and cpu_count or cpu_pool)",
+    "nitrodiag allocator memory_mib=… cpu_count=… rewrites the faulty lines", RESTART },
   refs = {} }
 M.define{ code = "ALLOCATOR_FAILED", severity = "fail", title = "The allocator service failed",
   message = "nitro-enclaves-allocator.service failed: {error}",
@@ -179,6 +180,11 @@ M.define{ code = "ALLOCATOR_FAILED_REPORTED_SUCCESS", severity = "fail", title =
   remediation = { "grep Huge /proc/meminfo; free -m", "lower memory_mib to what one NUMA node can hold, or restart the allocator right after boot",
     "upgrade aws-nitro-enclaves-cli (the allocator then exits with failure)" },
   refs = { issues = { CLI .. "313" } } }
+M.define{ code = "ALLOCATOR_SCRIPT_BUG", severity = "fail", title = "The allocator script itself fails",
+  message = "the nitro-enclaves-allocator script hit an error in its own code ({detail}): a bug of that release",
+  remediation = { "upgrade aws-nitro-enclaves-cli (the allocator is part of it), then " .. RESTART,
+    "meanwhile cpu_count instead of cpu_pool may avoid the broken path" },
+  refs = { issues = { CLI .. "192" } } }
 M.define{ code = "ALLOCATOR_CPU_POOL_BUSY", severity = "fail", title = "The allocator cannot change the CPU pool while an enclave runs",
   message = "the allocator could not re-online or re-assign CPUs: an enclave is still running",
   remediation = { "nitro-cli terminate-enclave --all", RESTART }, refs = {} }
@@ -368,6 +374,109 @@ kmslog("KMS_PASCALCASE_CODES", "info", "PascalCase error codes in the proxy log"
 kmslog("KMS_MALFORMED_LINES", "info", "Malformed JSON lines in the proxy log", {})
 kmslog("KMS_PROXY_RESTARTED", "info", "The KMS proxy restarted", {})
 kmslog("KMS_CIRCUIT_WAIT_MISCOUNTED", "info", "circuit_wait_total counts every request (old proxy defect)", {})
+
+-- ---- EIF checks (nitrodiag eif) and other runbooks' own findings ---------------------------------------------------------
+local function simple(code, severity, title, remediation, refs)
+  M.define{ code = code, severity = severity, title = title, message = "{detail}", remediation = remediation or {}, refs = refs or {} }
+end
+simple("EIF_CRC", "fail", "The EIF's CRC does not match its content", { "the file was modified or damaged after it was built: copy or rebuild it" }, { nitro_cli = "E35" })
+simple("EIF_KERNEL", "fail", "The EIF does not have exactly one kernel section", { "rebuild it with nitro-cli build-enclave" }, { nitro_cli = "E35" })
+simple("EIF_CMDLINE", "warn", "The EIF does not have exactly one cmdline section", { "rebuild it with nitro-cli build-enclave" })
+simple("EIF_RAMDISKS", "warn", "The EIF lacks the bootstrap or customer ramdisk", { "rebuild it with nitro-cli build-enclave (bootstrap blobs from /usr/share/nitro_enclaves/blobs)" })
+simple("EIF_TRAILING", "warn", "Bytes after the EIF's last section", { "nitro-cli reads sections one after another: rebuild or truncate the file" }, { nitro_cli = "E35" })
+simple("EIF_METADATA", "warn", "The EIF's metadata section is not valid", { "rebuild it with a current nitro-cli build-enclave" }, { nitro_cli = "E35" })
+simple("EIF_SIGNATURE", "warn", "The EIF's signature section cannot be read", { "re-sign: nitro-cli build-enclave … --signing-certificate cert.pem --private-key key.pem" }, { nitro_cli = "E59" })
+simple("NITRO_DESCRIBE_EIF", "warn", "nitro-cli describe-eif failed", { "nitrodiag explain - (paste its output)" })
+simple("EIF_MEASUREMENTS_DIFFER", "warn", "nitro-cli and nitrodiag compute different measurements", { "report it with the EIF's describe-eif output: one of the two tools is wrong" })
+simple("KMS_SOURCE_UNREADABLE", "fail", "The KMS proxy log cannot be read", { "give a readable file, a directory of logs, or `journal`" })
+
+simple("ENCLAVES_RUNNING", "fail", "Enclaves are running", { "terminate them first (nitrodiag cleanup), then run this again" })
+simple("ALLOCATOR_START_FAILED", "fail", "The allocator did not start with the new values", { "journalctl -u " .. M.ALLOCATOR_UNIT .. " -n 50" })
+simple("TERMINATE_FAILED", "fail", "Enclaves could not be terminated", { "retry; if an enclave stays, check nitro-cli describe-enclaves and the err logs" })
+simple("ENCLAVES_REMAIN", "fail", "Enclaves remain after terminate", { "run cleanup again; an enclave stuck in TERMINATING needs the err log of its terminate" })
+simple("NO_ERROR_BLOCK", "warn", "No nitro-cli error block in the input", { "paste nitro-cli's stderr (2>&1), or give the code: nitrodiag explain E26" })
+simple("IMG_UNREADABLE", "fail", "The Dockerfile or image cannot be read", { "give a readable Dockerfile or a local image name" })
+simple("SSM_TOO_BIG", "fail", "The SSM document is too big", { "ship big files another way (S3, or the package) and pack only the runbook" })
+simple("VSOCK_BAD_ADDRESS", "fail", "Not a vsock address", { "give the enclave CID (a number) and optionally the port, e.g. nitrodiag vsock-ping 16 5000" })
+simple("VSOCK_PING_FAILED", "fail", "The vsock ping failed", { "nitro-cli describe-enclaves (CID); the enclave must run vsock-pingpong in vsock mode" })
+simple("VSOCK_BAD_REPLY", "fail", "The vsock peer answered something else than pong", { "something else listens on that port, or the enclave is not vsock-pingpong in vsock mode" })
+simple("RULE_FILE_BROKEN", "fail", "An operator's rule file does not load", { "fix or remove the file; triage skips it meanwhile" })
+simple("VSOCK_PONG", "info", "The enclave answered the vsock ping", {})
+
+-- ---- image lint (core/imagelint.c finds them; the knowledge is here) -------------------------------------------------
+M.define{ code = "IMG_SHELL_C", severity = "fail", title = "The image's command runs through a shell",
+  message = "{detail}",
+  remediation = { "Nitro's bootstrap init execs the image's command directly, and an enclave image (FROM scratch) usually has no /bin/sh: a command that fails or ends at once reboots the enclave immediately, the console shows only `reboot: Restarting system`. Use the exec form with a static binary: ENTRYPOINT [\"/init\"]" },
+  refs = {} }
+M.define{ code = "IMG_CMD_REPLACES_ENTRYPOINT", severity = "fail", title = "CMD replaces ENTRYPOINT in a Nitro enclave",
+  message = "{detail}",
+  remediation = { "in a Nitro enclave a CMD replaces the ENTRYPOINT: the bootstrap init runs only CMD when the image has one and uses ENTRYPOINT only when there is no CMD (Docker would pass CMD as arguments to ENTRYPOINT; Nitro does not): drop the CMD and pass settings through ENV (e.g. ENV VSOCK_PINGPONG_MODE=${MODE}), or put the whole command in ENTRYPOINT" },
+  refs = {} }
+M.define{ code = "IMG_NO_ENTRYPOINT", severity = "fail", title = "The image has no command",
+  message = "{detail}",
+  remediation = { "the bootstrap init runs CMD, or ENTRYPOINT when there is no CMD; with neither nothing runs and the enclave reboots at once (`reboot: Restarting system`): add ENTRYPOINT [\"/init\"] (exec form) to the final stage" },
+  refs = {} }
+M.define{ code = "IMG_INHERITED", severity = "warn", title = "The command comes from a base image",
+  message = "{detail}",
+  remediation = { "lint the built image's `docker inspect` output instead (Nitro runs CMD when the image has one, else ENTRYPOINT)" },
+  refs = {} }
+M.define{ code = "IMG_BAD_EXEC_FORM", severity = "warn", title = "An exec-form command that is not valid JSON",
+  message = "{detail}",
+  remediation = { "Docker treats a [...] that is not valid JSON (single quotes, a trailing comma) as the shell form and runs it through /bin/sh -c: write it with double quotes, [\"/init\"]" },
+  refs = {} }
+M.define{ code = "IMG_COMMAND", severity = "info", title = "What Nitro runs", message = "{detail}",
+  remediation = { "Nitro runs CMD when the image has one, else ENTRYPOINT" }, refs = {} }
+M.define{ code = "IMG_NO_INIT_WRAPPER", severity = "info", title = "No PID-1 wrapper in front of the command", message = "{detail}",
+  remediation = { "when the command ends or dies the enclave reboots without a word: run it under nitrodiag-init (ENTRYPOINT [\"/nitrodiag-init\", \"--log\", \"9100\", \"--\", \"/app\"], nitrodiag-logd on the parent)" },
+  refs = {} }
+
+-- lint(f) -> the finding for an nd.imagelint result entry, its knowledge from the registry (`rule` only as a fallback
+-- for a code the registry does not know yet)
+function M.lint(f, prefix)
+  local e = REG[f.code]
+  local rem = e and e.remediation[1] or f.rule
+  return { code = f.code, severity = f.severity, message = (prefix or "") .. f.message, title = e and e.title,
+           evidence = f.evidence and f.evidence ~= "" and { f.evidence } or nil,
+           remediation = f.severity ~= "info" and rem or nil }
+end
+
+-- ---- host checks (doctor, diag10) -----------------------------------------------------------------------------------------
+simple("GROUP_NE_MISSING", "warn", "There is no ne group", { "install aws-nitro-enclaves-cli (it creates the group), then: sudo usermod -aG ne <user>" })
+simple("ALLOCATOR_INACTIVE", "fail", "The allocator service is not active", { "sudo systemctl start " .. M.ALLOCATOR_UNIT .. " && sudo systemctl enable " .. M.ALLOCATOR_UNIT })
+simple("ALLOCATOR_MEMORY_LOW", "warn", "The allocator reserves less memory than wanted", { "nitrodiag allocator memory_mib=<MiB>" })
+simple("ALLOCATOR_CPUS_LOW", "warn", "The allocator reserves fewer CPUs than wanted", { "nitrodiag allocator cpu_count=<n>" })
+simple("HUGEPAGES_SHORT", "fail", "The kernel holds fewer hugepages than allocator.yaml asks for", { "memory is fragmented or too small: restart the allocator (or reboot), or lower memory_mib" })
+simple("ENCLAVES_NOT_RUNNING", "warn", "Enclaves in a state other than RUNNING", { "terminate them: nitrodiag cleanup" })
+simple("STALE_ENCLAVES", "warn", "Enclaves left from earlier runs hold CPUs and memory", { "nitrodiag cleanup (terminates them), then run again" })
+simple("IMDS_UNREACHABLE", "fail", "The instance metadata service does not answer", { "check the instance metadata options (HttpEndpoint enabled, HttpPutResponseHopLimit ≥ 1; 2 in containers)" })
+simple("NO_INSTANCE_ROLE", "fail", "No IAM role is attached to the instance", { "attach an instance profile whose role may call kms:Decrypt / kms:GenerateDataKey on the key" })
+simple("ROLE_CREDENTIALS_FAILED", "fail", "The instance role gives no credentials", { "IAM eventual consistency after attaching a role can take a minute; otherwise check the instance profile" })
+simple("CLOCK_SKEW", "warn", "The clock is off", { "enable chrony with the Amazon Time Sync Service (169.254.169.123)" })
+simple("KMS_PROXY_NOT_RUNNING", "fail", "The KMS proxy service is not running", { "sudo systemctl enable --now <unit> (see docs/kms-proxy.md)" })
+simple("KMS_PROXY_NOT_ANSWERING", "fail", "The KMS proxy does not answer", { "journalctl -u <unit>; check metrics_listen in its config" })
+simple("NITRO_CLI_MISSING", "fail", "nitro-cli is not installed", { "sudo dnf install aws-nitro-enclaves-cli aws-nitro-enclaves-cli-devel (AL2023) / sudo amazon-linux-extras install aws-nitro-enclaves-cli (AL2)" })
+simple("EIF_UNREADABLE", "fail", "The EIF cannot be read", { "ls -l <eif>; rebuild it with nitro-cli build-enclave" })
+simple("RUN_FAILED", "fail", "run-enclave failed", { "nitrodiag explain - (paste its output)" })
+simple("VSOCK_NO_PONG", "fail", "The enclave does not answer on vsock", { "nitro-cli console --enclave-id <id> (debug mode) to see whether the server listens" })
+simple("HELLO_SILENT", "warn", "The hello enclave printed nothing", { "run it with --debug-mode --attach-console" })
+
+-- The causes behind the codes nd.preflight predicts (core/preflight.c returns nitro-cli's codes and the numbers).
+M.PREFLIGHT = { E26 = "ENCLAVE_MEMORY_BELOW_EIF", E27 = "ALLOCATOR_MEMORY_TOO_SMALL", E22 = "CPU_POOL_TOO_SMALL",
+  E21 = "CPU_NOT_IN_POOL", E29 = "CPU_POOL_HELD_BY_STALE_ENCLAVE", E19 = "DRIVER_NOT_LOADED" }
+
+-- preflight(issue [, vars]) -> the finding for one nd.preflight issue: the cause's registry entry with the issue's
+-- numbers (requested, limit), nitro-cli's would-be text as evidence; codes without a mapped cause keep nitro-cli's
+function M.preflight(issue, vars)
+  vars = vars or {}
+  local code = M.PREFLIGHT[issue.code] or (REG[issue.code] and issue.code) or "E00"
+  local v = { memory_mib = issue.requested, min_memory_mib = issue.limit, cpu_count = issue.requested,
+              cpu_id = issue.requested, detail = issue.message, file = "/sys/module/nitro_enclaves/parameters/ne_cpus" }
+  if issue.code == "E27" then v.memory_mib = issue.requested end
+  for k, x in pairs(vars) do v[k] = x end
+  local f = M.make(code, v, { issue.headline or ("[ " .. issue.code .. " ] " .. tostring(issue.message)), issue.note ~= "" and issue.note or nil })
+  f.nitro_cli = issue.code
+  return f
+end
 
 -- ---- triage's own -----------------------------------------------------------------------------------------------------
 M.define{ code = "UNRECOGNISED", severity = "fail", title = "Input not recognised",

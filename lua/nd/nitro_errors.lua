@@ -66,10 +66,10 @@ def(2, "Conflicting arguments", {
 })
 def(3, "Invalid argument provided", {
   meaning = "An option value has the wrong type or a forbidden value (not an integer, or an enclave CID that is reserved).",
-  causes = { "a non-numeric --memory/--cpu-count value", "--enclave-cid 1, 2, 3 or 4294967295 (reserved CIDs; 0 or none means automatic)",
-    "an enclave CID already used by another running enclave" },
+  causes = { "a non-numeric --memory/--cpu-count value", "--enclave-cid 1 or 2 (well-known CIDs), 3 (the parent's CID) or a value above 32 bits (0 or none means automatic) — src/common/commands_parser.rs",
+    "(a CID already used by a running enclave is not E03: the driver refuses it at enclave creation, E29)" },
   remediation = { "pass plain integers: --memory 2048 --cpu-count 2",
-    "omit --enclave-cid (automatic) or use a value >= 4 other than 4294967295 that no running enclave uses (" .. DESCRIBE .. ")" },
+    "omit --enclave-cid (automatic) or use a value >= 4 that fits in 32 bits" },
   explain = "Invalid argument provided. Such error appears when the type of at least one of the arguments provided to the Nitro CLI does not match the expected type of that parameter.\n\tExample: `nitro-cli run-enclave --cpu-count 1z --memory 80 --eif-path /path/to/my/eif`. In this case, `cpu-count` is not a valid integer value.",
 })
 def(4, "Socket pair creation failure", {
@@ -186,18 +186,18 @@ def(20, "Invalid CPU configuration", {
 def(21, "No such CPU available in the pool", {
   meaning = "A CPU requested with --cpu-ids is not in the enclave CPU pool the allocator set up (or is held by another enclave).",
   causes = { "--cpu-ids names a CPU outside cpu_pool in allocator.yaml", "the allocator service did not run after a reboot or edit",
-    "another (possibly stale) enclave already holds that CPU" },
-  remediation = { "cat /sys/module/nitro_enclaves/parameters/ne_cpus (the pool)", DESCRIBE .. " (CPUs in use)",
+    "(nitro-cli compares --cpu-ids with the pool file only; a CPU held by a running enclave is refused later by the driver: E29)" },
+  remediation = { "cat /sys/module/nitro_enclaves/parameters/ne_cpus (the pool)",
     "add the CPU to cpu_pool: " .. RESTART_ALLOCATOR },
   related = { "E22", "E20" },
   explain = "No such CPU available in the pool. Such error appears when the user requests to run an enclave with at least one CPU ID which does not exist in the CPU pool.\n\tExample: (configured CPU pool: [1,9]) `nitro-cli run-enclave --cpu-ids 1 2 --memory 80 --eif-path /path/to/my/eif`. In this case, CPU 2 is not in the configured CPU pool.",
 })
 def(22, "Insufficient CPUs available in the pool", {
   meaning = "More CPUs were requested than the enclave CPU pool has free.",
-  causes = { "--cpu-count larger than cpu_count in allocator.yaml", "a stale or forgotten enclave still holds the pool's CPUs",
-    "the allocator service failed (pool empty) while reporting success" },
-  remediation = { DESCRIBE .. " — terminate stale enclaves: nitro-cli terminate-enclave --enclave-id <id> (or --all)",
-    "cat /sys/module/nitro_enclaves/parameters/ne_cpus", "raise cpu_count: " .. RESTART_ALLOCATOR, CHECK_ALLOCATOR },
+  causes = { "--cpu-count larger than cpu_count in allocator.yaml (or the pool a Kubernetes device plugin configured)",
+    "the allocator service failed (pool empty) while reporting success",
+    "(nitro-cli compares the request with the pool file only; CPUs held by a stale enclave give E29 \"no CPUs are available in the pool\", not E22)" },
+  remediation = { "cat /sys/module/nitro_enclaves/parameters/ne_cpus", "raise cpu_count: " .. RESTART_ALLOCATOR, CHECK_ALLOCATOR },
   related = { "E21", "E29", "E39" },
   explain = "Insufficient CPUs available in the pool. Such error appears when the user requests to run an enclave with more CPUs that available in the CPU pool.\n\tExample: (configured CPU pool: [1,9]) `nitro-cli run-enclave --cpu-count 4 --memory 80 --eif-path /path/to/my/eif`. In this case, the user requested 4 CPUs, but the CPU pool contains only 2.",
 })
@@ -246,10 +246,13 @@ def(28, "Invalid enclave descriptor", {
   explain = "Invalid enclave descriptor. Such error appears when the NE_CREATE_VM ioctl returns with an error.",
 })
 def(29, "Ioctl failure", {
-  meaning = "A Nitro Enclaves driver ioctl failed; the backtrace carries the driver's NE_ERR_* reason (codes 256–275).",
-  causes = { "CPUs of the pool held by a stale enclave (\"no CPUs available\")", "hugepage memory regions not usable (NE_ERR_MEM_*)",
-    "the EIF does not fit the enclave memory layout", "old driver versus new nitro-cli" },
-  remediation = { BACKTRACE .. " and read the NE_ERR_* reason", DESCRIBE .. "; nitro-cli terminate-enclave --all if stale enclaves hold resources",
+  meaning = "A Nitro Enclaves driver ioctl failed. nitro-cli turns the driver's code into an English sub-action in the err log (e.g. \"The enclave cannot be created because no CPUs are available in the pool\"); NE_ERR_* names never appear in its output (src/enclave_proc/resource_manager.rs, do_ioctl).",
+  causes = { "before `Start allocating memory...` (Create VM): no CPU of the pool is free — a running or stale enclave holds it, or the previous enclave is still being torn down (transient)",
+    "a CPU given with --cpu-ids is held by a running enclave", "an enclave CID already in use",
+    "\"The maximum number of memory regions per enclave has been reached\": a large enclave on 2 MiB hugepages",
+    "memory regions on another NUMA node than the CPUs, or not backed by hugepages" },
+  remediation = { ERRLOG .. " — its last sub-action is the driver's reason in English",
+    DESCRIBE .. "; nitro-cli terminate-enclave --enclave-id <id> for an enclave you do not need; if none is listed, wait a few seconds and retry",
     "dmesg | grep -i nitro_enclaves", CHECK_ALLOCATOR },
   related = { "E22", "E39", "E30", "E31", "E32", "E33" },
   explain = "Ioctl failure. Such error is used as a general ioctl error and appears whenever an ioctl fails. In this case, the error backtrace provides detailed information on what specifically failed during the ioctl.",
@@ -297,7 +300,8 @@ def(36, "Enclave boot failure", {
   meaning = "The enclave did not send its ready signal (the vsock heartbeat on CID 3 port 9000) in time.",
   causes = { "VsockTimeoutError: the enclave kernel/init did not boot (bad EIF, too little memory)",
     "a heartbeat bind error: another run-enclave is starting at the same time and holds port 9000",
-    "an EIF signed with an expired signing certificate", "a custom EIF without the AWS init (no heartbeat)" },
+    "an EIF signed with an expired signing certificate — only before nitro-cli 1.2.2; since then it is E59 (#243)",
+    "a custom EIF without the AWS init (no heartbeat)" },
   remediation = { "start enclaves one at a time (serialize concurrent run-enclave)", "run with --debug-mode --attach-console to watch the boot",
     "rebuild the EIF with nitro-cli build-enclave; check the signing certificate dates (openssl x509 -noout -dates -in cert.pem)",
     "give more memory than the E26 minimum" },
@@ -449,8 +453,10 @@ def(58, "Naming error", {
 })
 def(59, "EIF signature checker error", {
   meaning = "Checking the EIF signature failed (describe-eif / run-enclave on a signed EIF).",
-  causes = { "a corrupted signature section", "a certificate/key mismatch when the EIF was signed" },
-  remediation = { "nitrodiag eif <file> (shows the signature section and PCR8)", "re-sign: nitro-cli build-enclave … --signing-certificate cert.pem --private-key key.pem" },
+  causes = { "the signing certificate has expired or is not yet valid (run-enclave: \"Invalid signing certificate\", nitro-cli ≥ 1.2.2; src/enclave_proc/commands.rs)",
+    "a corrupted signature section", "a certificate/key mismatch when the EIF was signed" },
+  remediation = { "nitrodiag eif <file> (shows the signature section and PCR8); openssl x509 -noout -dates -in cert.pem",
+    "re-sign with a valid certificate: nitro-cli build-enclave … --signing-certificate cert.pem --private-key key.pem" },
   explain_unknown = true,
 })
 def(60, "Signing error", {

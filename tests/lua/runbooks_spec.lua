@@ -68,7 +68,7 @@ describe("diag10", function()
     eq(res.verdict, "fail")
     local predicted, ran
     for _, f in ipairs(res.findings) do
-      if f.code == "E26" and f.step == "predict E26/E27" then predicted = f end
+      if f.code == "ENCLAVE_MEMORY_BELOW_EIF" and f.step == "predict E26/E27" then predicted = f end
       if f.code == "ENCLAVE_MEMORY_BELOW_EIF" and f.step == "run enclaves" then ran = f end
     end
     truthy(predicted, "E26 predicted before running")
@@ -158,7 +158,7 @@ return {
 }
 ]]))
     local res = run({ "--sim=" .. scenario, "--json", "doctor", "region=us-east-1" })
-    local f = finding(res, "VSOCK_PROXY_NO_KMS")
+    local f = finding(res, "VSOCK_PROXY_NOT_ALLOWED")
     truthy(f)
     match(f.message, "kms%.us%-east%-1%.amazonaws%.com is not in the vsock%-proxy allowlist")
   end)
@@ -226,6 +226,27 @@ describe("triage", function()
     match(finding(res, "BAD_INPUT").message, "binary data, not a log")
     res = triage("-", "")
     match(finding(res, "BAD_INPUT").message, "empty input")
+  end)
+  it("says one line for a 1 GiB log, without reading it", function()
+    local dir = spec.tmpdir()
+    local r = assert(spec.run({ "truncate", "-s", "1G", dir .. "/huge.log" }))
+    eq(r.exit_code, 0)
+    local res, rr = triage(dir .. "/huge.log")
+    eq(rr.exit_code, 1)
+    match(finding(res, "BAD_INPUT").message, "1024 MiB is more than the 256 MiB triage reads")
+  end)
+  it("reads mixed encodings (Latin-1, UTF-8, CRLF) and still finds the cause", function()
+    local text = "caf\xe9 cr\xc3\xa8me\r\n\xff\xfe junk\r\n" ..
+      assert(require("nd.fs").read(spec.source_dir .. "/tests/field/workshop-e27-allocator/output.txt")):gsub("\n", "\r\n")
+    local res = triage("-", text)
+    truthy(finding(res, "ALLOCATOR_MEMORY_TOO_SMALL"))
+  end)
+  it("finds a cause buried in a 8 MiB log (the reduced view keeps the error block)", function()
+    local noise = ("[nitro-cli:1][INFO][2026-12-06T11:00:00.000Z][src/main.rs:63] Start Nitro CLI\n"):rep(50000)
+    local block = assert(require("nd.fs").read(spec.source_dir .. "/tests/field/cli-518-device-notfound/output.txt"))
+    local res = triage("-", noise .. block .. noise)
+    truthy(finding(res, "DEVICE_MISSING"))
+    match(step(res, "read").message, "around errors")
   end)
 end)
 

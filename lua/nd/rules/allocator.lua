@@ -41,13 +41,19 @@ return { area = "allocator", rules = {
                               f:line("Memory configuration failed"), ok } }
       end
     end },
-  { id = "alloc-config", finding = "ALLOCATOR_CONFIG_ERROR", confidence = 0.9,
+  { id = "alloc-config", finding = "ALLOCATOR_CONFIG", confidence = 0.9,
     match = function(f)
       local l, e = f:line("Error: (Error in .+)$")
       if not l then l, e = f:line("Error: (Config error: .+)$") end
       if not l then l, e = f:line("(The CPU count is not multiple of .+)$") end
       if not l then l, e = f:line("(Provided CPU count is .+)$") end
-      if l then return { vars = { error = e }, evidence = { l } } end
+      if l then return { vars = { detail = "nitro-enclaves-allocator.service: " .. e }, evidence = { l } } end
+    end },
+  { id = "alloc-script-bug", finding = "ALLOCATOR_SCRIPT_BUG", confidence = 0.9,
+    match = function(f)
+      local l, what = f:line("nitro%-enclaves%-allocator: line %d+: ([%w_%-]+: command not found)")
+      if not l then l, what = f:line("nitro%-enclaves%-allocator: line %d+: (syntax error.*)$") end
+      if l then return { vars = { detail = what }, evidence = { l } } end
     end },
   { id = "alloc-failed", finding = "ALLOCATOR_FAILED", confidence = 0.6,
     match = function(f)
