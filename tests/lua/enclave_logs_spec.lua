@@ -65,3 +65,25 @@ describe("nitrodiag enclave-logs", function()
     truthy(codes(res).ENCLAVE_LOGS_NONE)
   end)
 end)
+
+describe("nitrodiag image-lint and nitrodiag-init", function()
+  it("recommends nitrodiag-init where the image has no PID-1 wrapper, and not where it has one", function()
+    local dir = spec.tmpdir()
+    assert(fs.write(dir .. "/bare.Dockerfile", 'FROM scratch\nCOPY app /app\nENTRYPOINT ["/app", "--port", "5000"]\n'))
+    assert(fs.write(dir .. "/wrapped.Dockerfile", 'FROM scratch\nCOPY nitrodiag-init app /\n' ..
+      'ENTRYPOINT ["/nitrodiag-init", "--log", "9100", "--", "/app"]\n'))
+    local env = { PATH = os.getenv("PATH"), HOME = "/root", NITRODIAG_PATH = "" }
+    local r = assert(spec.run{ spec.nitrodiag, "image-lint", dir .. "/bare.Dockerfile", env = env, timeout = 30 })
+    eq(r.exit_code, 0, r.stderr)
+    match(r.stdout, "no PID%-1 wrapper: if it dies the enclave reboots without a word %(consider nitrodiag%-init%)")
+    r = assert(spec.run{ spec.nitrodiag, "--json", "image-lint", dir .. "/bare.Dockerfile", env = env, timeout = 30 })
+    local res = json.decode(r.stdout)
+    local f
+    for _, x in ipairs(res.findings) do if x.code == "IMG_NO_INIT_WRAPPER" then f = x end end
+    truthy(f, "IMG_NO_INIT_WRAPPER finding")
+    match(f.remediation, "nitrodiag%-init")
+    r = assert(spec.run{ spec.nitrodiag, "image-lint", dir .. "/wrapped.Dockerfile", env = env, timeout = 30 })
+    eq(r.exit_code, 0)
+    falsy(r.stdout:find("PID-1 wrapper", 1, true))
+  end)
+end)
