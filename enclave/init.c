@@ -554,6 +554,19 @@ static void log_connected(void)
     say("[init] log channel connected to %s", C->log_addr.text);
 }
 
+/* The parent is not there (yet): said once, from the enclave's side of the connection. */
+static void say_log_unreachable(int code)
+{
+    const char *name = strerrorname_np(-code);
+    if (code == -ENODEV || code == -EAFNOSUPPORT)
+        say("[init] log channel: no vsock transport in this enclave (%s); lines stay on the console only",
+            name ? name : "?");
+    else
+        say("[init] log channel: cannot reach %s (%s): nitrodiag-logd is not running on the parent or listens on "
+            "another port; retrying in the background (lines are queued, the oldest dropped)", C->log_addr.text,
+            name ? name : "?");
+}
+
 static void log_try_connect(void)
 {
     nd_err err = {0};
@@ -563,7 +576,7 @@ static void log_try_connect(void)
         if (fd >= 0)
             close(fd);
         if (!C->log_warned)
-            say("[init] log channel: %s; retrying in the background (lines are queued, oldest dropped)", err.msg);
+            say_log_unreachable(rc);
         C->log_warned = 1;
         C->log_fd = -1;
         log_close();
@@ -582,7 +595,7 @@ static void log_on_event(short revents)
     if (C->log_connecting) {
         if (nd_vsock_connect_finish(C->log_fd, &C->log_addr, &err) < 0) {
             if (!C->log_warned)
-                say("[init] log channel: %s; retrying in the background", err.msg);
+                say_log_unreachable(err.code ? err.code : -ECONNRESET);
             C->log_warned = 1;
             log_close();
             return;
