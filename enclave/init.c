@@ -131,7 +131,7 @@ static void say(const char *fmt, ...)
     write_all(STDOUT_FILENO, line, (size_t)n, 200);
 }
 
-static void usage(void)
+static void usage(FILE *f)
 {
     fputs("usage: nitrodiag-init [options] [-- COMMAND ARGS...]\n"
           "  COMMAND defaults to $ND_INIT_CMD (split on spaces), else the test image's /vsock-pingpong --mode MODE\n"
@@ -142,9 +142,10 @@ static void usage(void)
           "                    default: forever ($ND_INIT_LINGER)\n"
           "  --lo-up           bring the loopback interface up before starting the app ($ND_INIT_LO_UP=1)\n"
           "  --no-checks       skip the check lines ($ND_INIT_NO_CHECKS=1)\n"
+          "  --version         show the version\n"
           "  test image / tests: --mode MODE, --app PATH ($ND_INIT_APP), --console PATH|- ($ND_INIT_CONSOLE),\n"
           "                    --proc DIR, --sys DIR, --no-mount ($ND_INIT_NO_MOUNT)\n",
-          stderr);
+          f);
 }
 
 static const char *env_or(const char *name, const char *def)
@@ -739,11 +740,14 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--no-mount") == 0) {
             do_mount = 0;
         } else if (strcmp(a, "--help") == 0) {
-            usage();
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--version") == 0) {
+            printf("nitrodiag-init %s\n", ND_VERSION);
             return 0;
         } else {
             fprintf(stderr, "[init] error: unknown argument \"%s\"\n", a);
-            usage();
+            usage(stderr);
             return 2;
         }
     }

@@ -69,7 +69,9 @@ static void usage(FILE *f)
                "  --stdout          also write every line to stdout (the systemd unit sends it to the journal)\n"
                "  --max-bytes N     rotate a file to .1 beyond N bytes (default 16777216)\n"
                "  --enclave-id ID   name every connection ID instead of asking nitro-cli describe-enclaves\n"
-               "  --nitro-cli PATH  the nitro-cli to ask (default nitro-cli on PATH)\n");
+               "  --nitro-cli PATH  the nitro-cli to ask (default nitro-cli on PATH)\n"
+               "  --version         show the version\n"
+               "SIGTERM or SIGINT: close the files and exit 0.\n");
 }
 
 static void stamp(uint64_t ms, char *buf, size_t n)
@@ -327,6 +329,9 @@ int main(int argc, char **argv)
             L.nitro_cli = v, i++;
         else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--version") == 0) {
+            printf("nitrodiag-logd %s\n", ND_VERSION);
             return 0;
         } else {
             fprintf(stderr, "nitrodiag-logd: unknown or incomplete argument \"%s\"\n", a);
