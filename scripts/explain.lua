@@ -83,12 +83,10 @@ local function code_mode(s, input)
   local code = kb.normalize(input)
   local e = kb.get(code)
   if not e then
-    add(string.format("%s is not a nitro-cli error code: nitro-cli's codes are E00–E60.", code), "",
-      "`nitro-cli explain --error-code " .. code .. "` prints: " .. kb.explain_text(code), "",
-      "Check the code in the output again (it is the number in `[ Exx ]`, also nitro-cli's exit status).")
-    s:finding{ code = code, severity = "warn", message = code .. " is not a nitro-cli error code (E00–E60)",
-               remediation = "look for the `[ Exx ]` line in nitro-cli's output, or run `nitrodiag explain -` and paste it" }
-    return
+    -- a code nitro-cli does not have is a usage error (exit 2), like any other bad argument
+    s:usage(string.format("%s is not a nitro-cli error code (nitro-cli's codes are E00–E60; `nitro-cli explain " ..
+      "--error-code %s` prints: %s): check the number in `[ Exx ]`, or paste the output with `nitrodiag explain -`",
+      code, code, kb.explain_text(code)))
   end
   describe(e)
   s:finding{ code = e.code, severity = "info", message = e.code .. " " .. e.title .. ": " .. e.meaning,
@@ -121,9 +119,9 @@ local function specifics(b)
     fix = string.format("set memory_mib: %d (or more) in /etc/nitro_enclaves/allocator.yaml and restart "
       .. "nitro-enclaves-allocator.service", f.memory_mib)
   elseif b.code == "E22" and f.cpu_count then
-    lines[#lines + 1] = string.format("run-enclave asked for %d CPUs; the enclave CPU pool has fewer free. A stale "
-      .. "enclave may hold them: check `nitro-cli describe-enclaves`.", f.cpu_count)
-    fix = string.format("terminate stale enclaves, or raise cpu_count to %d in allocator.yaml and restart the allocator",
+    lines[#lines + 1] = string.format("run-enclave asked for %d CPUs; the enclave CPU pool (ne_cpus) has fewer. nitro-cli "
+      .. "compares the request with the pool's size only: CPUs held by another enclave give E29, not E22.", f.cpu_count)
+    fix = string.format("raise cpu_count to %d in allocator.yaml and restart the allocator (or ask for fewer CPUs)",
       f.cpu_count)
   elseif b.code == "E21" and f.cpu_id then
     lines[#lines + 1] = string.format("CPU %d is not in the enclave CPU pool (cat /sys/module/nitro_enclaves/parameters/ne_cpus).",
@@ -260,9 +258,11 @@ return {
           end
         end
         if not raw then
-          s:finding{ code = "BAD_INPUT", severity = "fail", message = tostring(err),
-                     remediation = "give an error code (nitrodiag explain E26), a file, or - and paste the output" }
-          return
+          s:usage(tostring(err) .. ": give an error code (nitrodiag explain E26), a file, or - and paste the output")
+        end
+        if not raw:match("%S") then
+          s:usage((input == "-" and "stdin" or input) .. " is empty: nothing to explain (paste nitro-cli's output, " ..
+            "or give the code: nitrodiag explain E26)")
         end
         text_mode(s, raw, input == "-" and "stdin" or input)
       end },

@@ -84,15 +84,10 @@ return {
     { name = "read", timeout = 30, required = true,
       run = function(s)
         local text, err = read_input(s.args.input)
-        if not text then
-          s:finding(findings.make("BAD_INPUT", { detail = err }))
-          return
-        end
+        -- input that cannot be triaged is a usage error (exit 2) with one line that says why
+        if not text then s:usage(err) end
         local ok, why = check_text(text, s.args.input == "-" and "stdin" or s.args.input)
-        if not ok then
-          s:finding(findings.make("BAD_INPUT", { detail = why }))
-          return
-        end
+        if not ok then s:usage(why) end
         s.data.text = text
         s.data.view = #text > BIG and reduce(text) or text
         s:ok(string.format("%d bytes%s", #text, #text > BIG and string.format(" (%d bytes of it around errors)", #s.data.view) or ""))

@@ -128,7 +128,7 @@ M.define{ code = "ENCLAVE_MEMORY_BELOW_EIF", severity = "fail", title = "The enc
   message = "--memory {memory_mib} MiB is below the EIF's minimum of {min_memory_mib} MiB (4 × the EIF size)",
   remediation = { "nitro-cli run-enclave … --memory {min_memory_mib} (or more)", "keep memory_mib in " .. YAML .. " ≥ {min_memory_mib} and " .. RESTART },
   refs = { nitro_cli = "E26" } }
-M.define{ code = "CPU_POOL_HELD_BY_STALE_ENCLAVE", severity = "fail", title = "Another enclave holds the CPU pool",
+M.define{ code = "ENCLAVES_HOLD_POOL", severity = "fail", title = "Another enclave holds the CPU pool",
   message = "the driver refused to create the enclave because no CPU of the pool is free: an enclave that is still running (or a stale one) holds them",
   remediation = { "nitro-cli describe-enclaves", "nitro-cli terminate-enclave --enclave-id <id> (or --all), then run again",
     "to run several enclaves, raise cpu_count in " .. YAML .. " and " .. RESTART },
@@ -390,7 +390,7 @@ simple("NITRO_DESCRIBE_EIF", "warn", "nitro-cli describe-eif failed", { "nitrodi
 simple("EIF_MEASUREMENTS_DIFFER", "warn", "nitro-cli and nitrodiag compute different measurements", { "report it with the EIF's describe-eif output: one of the two tools is wrong" })
 simple("KMS_SOURCE_UNREADABLE", "fail", "The KMS proxy log cannot be read", { "give a readable file, a directory of logs, or `journal`" })
 
-simple("ENCLAVES_RUNNING", "fail", "Enclaves are running", { "terminate them first (nitrodiag cleanup), then run this again" })
+simple("ENCLAVES_RUNNING", "info", "Enclaves are running", { "terminate them first (nitrodiag cleanup id=<EnclaveID>), then run this again" })
 simple("ALLOCATOR_START_FAILED", "fail", "The allocator did not start with the new values", { "journalctl -u " .. M.ALLOCATOR_UNIT .. " -n 50" })
 simple("TERMINATE_FAILED", "fail", "Enclaves could not be terminated", { "retry; if an enclave stays, check nitro-cli describe-enclaves and the err logs" })
 simple("ENCLAVES_REMAIN", "fail", "Enclaves remain after terminate", { "run cleanup again; an enclave stuck in TERMINATING needs the err log of its terminate" })
@@ -446,8 +446,8 @@ simple("ALLOCATOR_INACTIVE", "fail", "The allocator service is not active", { "s
 simple("ALLOCATOR_MEMORY_LOW", "warn", "The allocator reserves less memory than wanted", { "nitrodiag allocator memory_mib=<MiB>" })
 simple("ALLOCATOR_CPUS_LOW", "warn", "The allocator reserves fewer CPUs than wanted", { "nitrodiag allocator cpu_count=<n>" })
 simple("HUGEPAGES_SHORT", "fail", "The kernel holds fewer hugepages than allocator.yaml asks for", { "memory is fragmented or too small: restart the allocator (or reboot), or lower memory_mib" })
-simple("ENCLAVES_NOT_RUNNING", "warn", "Enclaves in a state other than RUNNING", { "terminate them: nitrodiag cleanup" })
-simple("STALE_ENCLAVES", "warn", "Enclaves left from earlier runs hold CPUs and memory", { "nitrodiag cleanup (terminates them), then run again" })
+simple("ENCLAVES_NOT_RUNNING", "warn", "Enclaves in a state other than RUNNING", { "terminate them: nitrodiag cleanup id=<EnclaveID>" })
+simple("STALE_ENCLAVES", "warn", "Enclaves left from earlier runs hold CPUs and memory", { "nitrodiag cleanup id=<EnclaveID> (or stale=true for nitrodiag-* leftovers), then run again" })
 simple("IMDS_UNREACHABLE", "fail", "The instance metadata service does not answer", { "check the instance metadata options (HttpEndpoint enabled, HttpPutResponseHopLimit ≥ 1; 2 in containers)" })
 simple("NO_INSTANCE_ROLE", "fail", "No IAM role is attached to the instance", { "attach an instance profile whose role may call kms:Decrypt / kms:GenerateDataKey on the key" })
 simple("ROLE_CREDENTIALS_FAILED", "fail", "The instance role gives no credentials", { "IAM eventual consistency after attaching a role can take a minute; otherwise check the instance profile" })
@@ -458,11 +458,15 @@ simple("NITRO_CLI_MISSING", "fail", "nitro-cli is not installed", { "sudo dnf in
 simple("EIF_UNREADABLE", "fail", "The EIF cannot be read", { "ls -l <eif>; rebuild it with nitro-cli build-enclave" })
 simple("RUN_FAILED", "fail", "run-enclave failed", { "nitrodiag explain - (paste its output)" })
 simple("VSOCK_NO_PONG", "fail", "The enclave does not answer on vsock", { "nitro-cli console --enclave-id <id> (debug mode) to see whether the server listens" })
+simple("SMOKE_SILENT", "fail", "The busybox smoke enclave printed nothing", { "run it with --debug-mode --attach-console; check the console of the smoke image" })
+simple("CLEANUP_INCOMPLETE", "fail", "Test enclaves this run started are still running", { "nitro-cli terminate-enclave --enclave-id <id> for each one named" })
+simple("NOTHING_SELECTED", "warn", "Nothing chosen to terminate", { "nitrodiag cleanup id=<EnclaveID> | name=<name> | cid=<CID> | stale=true | all=true" })
+simple("BUNDLED_RUN_FAILED", "warn", "The bundled run failed", { "read the bundle's report.md and the failed steps' logs" })
 simple("HELLO_SILENT", "warn", "The hello enclave printed nothing", { "run it with --debug-mode --attach-console" })
 
 -- The causes behind the codes nd.preflight predicts (core/preflight.c returns nitro-cli's codes and the numbers).
 M.PREFLIGHT = { E26 = "ENCLAVE_MEMORY_BELOW_EIF", E27 = "ALLOCATOR_MEMORY_TOO_SMALL", E22 = "CPU_POOL_TOO_SMALL",
-  E21 = "CPU_NOT_IN_POOL", E29 = "CPU_POOL_HELD_BY_STALE_ENCLAVE", E19 = "DRIVER_NOT_LOADED" }
+  E21 = "CPU_NOT_IN_POOL", E29 = "ENCLAVES_HOLD_POOL", E19 = "DRIVER_NOT_LOADED" }
 
 -- preflight(issue [, vars]) -> the finding for one nd.preflight issue: the cause's registry entry with the issue's
 -- numbers (requested, limit), nitro-cli's would-be text as evidence; codes without a mapped cause keep nitro-cli's

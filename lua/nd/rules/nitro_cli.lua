@@ -72,7 +72,7 @@ local rules = {
   -- E29: the driver's answer, in nitro-cli's English (resource_manager.rs do_ioctl), never NE_ERR_* names. Before
   -- `Start allocating memory...` E29 comes from the Create VM ioctl: no CPU of the pool is free. A listed enclave
   -- holds it (stale); right after an enclave exited the pool is still being released (transient).
-  { id = "e29-stale-enclave", finding = "CPU_POOL_HELD_BY_STALE_ENCLAVE", confidence = 0.95,
+  { id = "e29-stale-enclave", finding = "ENCLAVES_HOLD_POOL", confidence = 0.95,
     match = function(f)
       if f.code ~= "E29" and not f:has("no CPUs are available in the pool") then return nil end
       local running = (f.host.enclaves and #f.host.enclaves > 0) or f:line('"State":%s*"RUNNING"')
@@ -88,7 +88,7 @@ local rules = {
         or f:line("Successfully terminated enclave") or f:line("reboot: Restarting system") or f:line("hang%-up event")
       if exited then return { evidence = ev(f, exited) } end
     end },
-  { id = "e29-no-cpus-in-pool", finding = "CPU_POOL_HELD_BY_STALE_ENCLAVE", confidence = 0.7,
+  { id = "e29-no-cpus-in-pool", finding = "ENCLAVES_HOLD_POOL", confidence = 0.7,
     match = function(f)
       local l = f:line("no CPUs are available in the pool")
       if l then return { evidence = ev(f, l) } end
@@ -100,7 +100,7 @@ local rules = {
         return { evidence = ev(f, "no `Start allocating memory...` before it: the driver refused to create the enclave") }
       end
     end },
-  { id = "e29-create-vm-stale", finding = "CPU_POOL_HELD_BY_STALE_ENCLAVE", confidence = 0.5,
+  { id = "e29-create-vm-stale", finding = "ENCLAVES_HOLD_POOL", confidence = 0.5,
     match = function(f)
       if f.code == "E29" and f.runs == 0 and not f:has("ioctl failed") then return { evidence = ev(f) } end
     end },
@@ -171,7 +171,14 @@ local rules = {
     match = function(f)
       local reboot = f:line("reboot: Restarting system") or f:line("reboot: machine restart")
       if f.code == "E45" or (f.code == "E11" and reboot) then
-        return { evidence = ev(f, reboot), confidence = reboot and 0.9 or 0.7 }
+        -- the console closed because the enclave went away: when the application's own error is on the console,
+        -- that error is the cause and this is its consequence
+        local app_error
+        for _, x in ipairs(f.lines) do
+          if not x:find("^%s*%[ ?E%d%d ?%]") and not x:find("Such error", 1, true) and
+             (x:find("[Ee]rror[:%s]") or x:find("panicked at") or x:find("[Tt]raceback")) then app_error = x break end
+        end
+        return { evidence = ev(f, reboot), confidence = reboot and 0.9 or 0.7, secondary = app_error ~= nil }
       end
     end },
   { id = "e11-no-enclave-process", finding = "ENCLAVE_NOT_RUNNING", confidence = 0.9,
