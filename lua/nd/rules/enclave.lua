@@ -185,7 +185,9 @@ return { area = "enclave", rules = {
         "[Ll]istening at http://", "bound to 0%.0%.0%.0:%d+")
       if l and not l:lower():find("vsock", 1, true) then return { vars = { detail = short(l) }, evidence = { l } } end
     end },
-  { id = "app-panic", finding = "ENCLAVE_APP_PANIC_AT_START", confidence = 0.78,
+  -- Below nd.rules.console's app-failed-reboot (0.75): when the console also shows the reboot, "failed, then the
+  -- enclave rebooted" leads and this names the panic; under nitrodiag-init (no reboot) or in the log stream, this leads.
+  { id = "app-panic", finding = "ENCLAVE_APP_PANIC_AT_START", confidence = 0.72,
     match = function(f)
       local l = app_line(f, "thread '.-' panicked at", "^panic: ", "^fatal error: ", "Traceback %(most recent call last%)",
         "Exception in thread \"main\"", "Unhandled exception", "^Uncaught ", "terminate called after throwing")
