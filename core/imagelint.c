@@ -26,6 +26,7 @@
 #define RULE_INHERITED NULL
 #define RULE_BAD_EXEC NULL
 #define RULE_INFO NULL
+#define RULE_NO_INIT NULL
 
 const char *nd_lint_severity_name(nd_lint_severity s)
 {
@@ -159,6 +160,21 @@ static int is_shell_c(char **argv)
     return 0;
 }
 
+/* Is argv[0] a PID-1 wrapper that reaps, forwards signals and reports (nitrodiag-init, tini, dumb-init, …)? A bare
+ * /init counts: the test image's /init is nitrodiag-init, and initramfs-style images name their wrapper so. */
+static int is_init_wrapper(char **argv)
+{
+    if (!argv || !argv[0])
+        return 1;
+    const char *b = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+    static const char *wrappers[] = {"nitrodiag-init", "init", "tini", "tini-static", "dumb-init", "catatonit",
+                                     "s6-svscan", "supervisord", "runsvdir", "my_init", "docker-init"};
+    for (size_t k = 0; k < sizeof wrappers / sizeof wrappers[0]; k++)
+        if (strcmp(b, wrappers[k]) == 0)
+            return 1;
+    return 0;
+}
+
 /* The rules, once the image's entrypoint/cmd are known. `from` names where they came from, for messages. */
 static void apply_rules(nd_imagelint *r, const char *ep_ev, const char *cmd_ev)
 {
@@ -203,6 +219,11 @@ static void apply_rules(nd_imagelint *r, const char *ep_ev, const char *cmd_ev)
     if (r->command) {
         join_argv(r->command->argv, j, sizeof j);
         add_finding(r, ND_LINT_INFO, "IMG_COMMAND", RULE_INFO, r->command->line, j, "Nitro runs: %s", j);
+        if (r->command->known && !r->command->shell_form && !is_shell_c(r->command->argv) &&
+            !is_init_wrapper(r->command->argv))
+            add_finding(r, ND_LINT_INFO, "IMG_NO_INIT_WRAPPER", RULE_NO_INIT, r->command->line, j,
+                        "%s runs as the enclave's command with no PID-1 wrapper: when it dies the enclave reboots "
+                        "without a word; consider nitrodiag-init", r->command->argv[0]);
     }
 }
 

@@ -668,6 +668,9 @@ return {
         b:add_dmesg({ lines = 220 })
         b:add_command("vsock_proxy_service.status", { "systemctl", "status", "--no-pager", "nitro-enclaves-vsock-proxy.service" }, { timeout = 10 })
         b:add_journal("kms-proxy-host", { lines = 500 })
+        -- what enclaves said over the log channel (nitrodiag-init --log → nitrodiag-logd), debug mode or not
+        b:add_glob("/var/log/nitrodiag/enclaves/*.log", { prefix = "enclave_logs/", tail_lines = 2000 })
+        b:add_journal("nitrodiag-logd", { lines = 500 })
         local after = nitro.describe_enclaves()
         if after then b:add_json("describe_enclaves.json", after) end
         -- err logs written during this run: their root cause, read back

@@ -44,7 +44,13 @@ return {
           s:finding(fd)
         end
         if r.ok then
-          s:ok(string.format("Nitro runs %s: no shell, no CMD over ENTRYPOINT", show(r.command)))
+          local wrapper = ""
+          for _, f in ipairs(r.findings) do
+            if f.code == "IMG_NO_INIT_WRAPPER" then
+              wrapper = "; no PID-1 wrapper: if it dies the enclave reboots without a word (consider nitrodiag-init)"
+            end
+          end
+          s:ok(string.format("Nitro runs %s: no shell, no CMD over ENTRYPOINT%s", show(r.command), wrapper))
         end
       end },
   },

@@ -494,4 +494,86 @@ M.define{ code = "ERR_LOG", severity = "warn", title = "A nitro-cli err log",
   remediation = { "the err log's name is the time of the failure: the `[ Exx ]` block nitro-cli printed then names the code (nitrodiag explain Exx)" },
   refs = {} }
 
+-- ---- inside the enclave: nitrodiag-init's lines and what applications print when they fail there --------------------
+-- (rules: lua/nd/rules/enclave.lua; the init: enclave/init.c; the log channel: core/nd_logchan.h)
+local INIT_FIX = "run the image under nitrodiag-init (ENTRYPOINT [\"/nitrodiag-init\", \"--log\", \"9100\", \"--\", \"/app\"]) " ..
+  "and nitrodiag-logd on the parent: its check lines say what the enclave lacks, with or without debug mode"
+-- A command that does not exist is nd.rules.console's ENCLAVE_CMD_NOT_FOUND (one code per cause): init's lines feed it too.
+M.define{ code = "ENCLAVE_APP_INTERPRETER_MISSING", severity = "fail", title = "The enclave's command is a script whose interpreter is not in the image",
+  message = "{app} is a script for {interp}, which the image does not have: execve fails with No such file or directory",
+  remediation = { "add the interpreter to the image (FROM scratch images have no /bin/sh, python or node)",
+    "or build the application as a static binary and make it the ENTRYPOINT (exec form)" },
+  refs = { source = "enclave/init.c (check_program: #! line)" } }
+M.define{ code = "ENCLAVE_APP_LOADER_MISSING", severity = "fail", title = "The enclave's command is dynamically linked and its loader is missing",
+  message = "{app} needs the dynamic loader {loader}, which is not in the image: execve fails with No such file or directory although the file exists",
+  remediation = { "link it statically (Go: CGO_ENABLED=0; Rust: --target x86_64-unknown-linux-musl; C: -static)",
+    "or build FROM a base image with the libc it was linked against (ldd <binary> on the build machine lists what it needs)" },
+  refs = { source = "enclave/init.c (check_program: PT_INTERP)" } }
+M.define{ code = "ENCLAVE_APP_CANNOT_EXEC", severity = "fail", title = "The enclave's command cannot be executed",
+  message = "{detail}",
+  remediation = { "build the binary for the enclave's architecture (the parent instance's: x86_64 or aarch64/Graviton)",
+    "make it executable in the image: COPY --chmod=755 …, or RUN chmod 755 in the build stage" },
+  refs = { source = "enclave/init.c (check_program)" } }
+M.define{ code = "ENCLAVE_APP_KILLED_BY_SIGNAL", severity = "fail", title = "The enclave's application was killed by a signal",
+  message = "{app} died of {signal}{core} after {secs} s{detail}",
+  remediation = { "SIGSEGV/SIGBUS/SIGILL at start-up: a binary built for another CPU or libc, or a crash in the code; run the same image with docker run to compare",
+    "SIGKILL with no one sending it: the kernel's OOM killer; give the enclave more memory (--memory)",
+    "SIGABRT: an assertion or abort() in the application; its last lines before this say which" },
+  refs = { source = "enclave/init.c (describe_status)" } }
+M.define{ code = "ENCLAVE_APP_PANIC_AT_START", severity = "fail", title = "The enclave's application panicked at start-up",
+  message = "the application in the enclave panicked: {detail}",
+  remediation = { "read the panic line: in an enclave it is most often a missing device (/dev/nsm), no network, no loopback, no CA bundle or a missing file",
+    INIT_FIX },
+  refs = {} }
+M.define{ code = "ENCLAVE_LOOPBACK_DOWN", severity = "fail", title = "The application used 127.0.0.1 but the enclave's loopback is down",
+  message = "the application used 127.0.0.1/localhost while the enclave's lo interface is down: connections to 127.0.0.1 fail with Network is unreachable, although a bind there still succeeds ({detail})",
+  remediation = { "bring lo up before the application starts: nitrodiag-init --lo-up (or `ip link set lo up` in a start script when the image has iproute2)",
+    "the enclave has no other interface: listen on AF_VSOCK for the parent, and use 127.0.0.1 only between processes inside the enclave" },
+  refs = { issues = { "enclaver-io/enclaver#200", "richardfan1126/nitro-enclave-python-demo#4", "marlinprotocol/oyster-monorepo#135" } } }
+M.define{ code = "ENCLAVE_TCP_SERVER_NOT_VSOCK", severity = "warn", title = "The application listens on TCP, which the parent cannot reach",
+  message = "the application listens on TCP ({detail}); an enclave has no network interface, so the parent can only connect over vsock (CID, port)",
+  remediation = { "listen on AF_VSOCK (CID VMADDR_CID_ANY, the port the parent connects to), or run a vsock-to-TCP forwarder inside the enclave (socat VSOCK-LISTEN:PORT,fork TCP:127.0.0.1:PORT) with lo up",
+    "on the parent, forward TCP to the enclave: socat TCP4-LISTEN:PORT,fork VSOCK-CONNECT:<enclave-cid>:PORT" },
+  refs = { issues = { "MystenLabs/nautilus#32", "aws/aws-nitro-enclaves-samples#14" } } }
+M.define{ code = "ENCLAVE_NO_DIRECT_NETWORK", severity = "fail", title = "The application tried to reach the network directly",
+  message = "the application tried to reach {what} directly ({detail}); an enclave has no network: only vsock to the parent",
+  remediation = { "send the traffic through a proxy on the parent: vsock-proxy (or the KMS proxy) on the parent, a local forwarder in the enclave from 127.0.0.1:PORT to vsock CID 3",
+    "IMDS (169.254.169.254) is unreachable from an enclave: pass credentials in from the parent (kmstool-instance style) instead",
+    "names do not resolve inside an enclave (no DNS): map the host to 127.0.0.1 in the image's /etc/hosts, with the forwarder listening there" },
+  refs = { doc = "https://docs.aws.amazon.com/enclaves/latest/user/nitro-enclave-concepts.html", issues = { "enclaver-io/enclaver#200", "aws/aws-nitro-enclaves-cli#648" } } }
+M.define{ code = "ENCLAVE_TLS_NO_CA_BUNDLE", severity = "fail", title = "The application cannot verify TLS certificates: no CA bundle in the image",
+  message = "TLS verification failed in the enclave ({detail}){ca}",
+  remediation = { "add a CA bundle to the image: COPY --from=<build> /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ (Debian/Alpine path; Amazon Linux: /etc/pki/tls/certs/ca-bundle.crt)",
+    "or point the TLS stack at it: ENV SSL_CERT_FILE=/path/to/bundle.crt (Go, OpenSSL, rustls-native-certs)" },
+  refs = { issues = { "MystenLabs/hashi#795", "aws/aws-nitro-enclaves-sdk-c#80" } } }
+M.define{ code = "ENCLAVE_TLS_WRONG_PROXY_HOST", severity = "fail", title = "The TLS name does not match: the port is forwarded to another host",
+  message = "the certificate presented does not match the name the application asked for ({detail}): the local port goes through a vsock-proxy that forwards to a different host",
+  remediation = { "check which host the parent's vsock-proxy forwards that port to: vsock-proxy <port> <host> 443 must name the host the application connects to (e.g. kms.<region>.amazonaws.com)",
+    "one vsock-proxy (one port) per remote host; map each name to 127.0.0.1 with its own local port",
+    "with a VPC endpoint, keep the service's public name in the enclave and let the parent resolve it (private DNS)" },
+  refs = { issues = { "aws/aws-nitro-enclaves-cli#610" } } }
+M.define{ code = "KMS_RECIPIENT_NO_PUBLIC_KEY", severity = "fail", title = "The KMS Recipient's attestation document carries no public key",
+  message = "KMS was given an attestation document without a public key as Recipient ({detail})",
+  remediation = { "request the attestation document with the enclave's RSA-2048 public key (NSM Attestation { public_key: Some(der) })",
+    "check the document: nitrodiag attest <file> shows whether public_key is present" },
+  refs = { doc = "https://docs.aws.amazon.com/kms/latest/APIReference/API_RecipientInfo.html",
+    source = "aws-nitro-enclaves-sdk-c docs/kms-apis/RecipientRequest.md (RSA2048 key as DER SubjectPublicKeyInfo)" } }
+M.define{ code = "KMS_RECIPIENT_KEY_ENCODING", severity = "fail", title = "The KMS Recipient's public key is not DER SubjectPublicKeyInfo",
+  message = "the public key in the Recipient's attestation document is not an RSA-2048 key in DER SubjectPublicKeyInfo form ({detail})",
+  remediation = { "encode the key as DER SubjectPublicKeyInfo (openssl: i2d_PUBKEY; Python cryptography: public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)), not PEM and not PKCS#1",
+    "use RSA 2048 with KeyEncryptionAlgorithm RSAES_OAEP_SHA_256" },
+  refs = { source = "aws-nitro-enclaves-sdk-c docs/kms-apis/RecipientRequest.md" } }
+M.define{ code = "ENCLAVE_LOG_LINES_DROPPED", severity = "warn", title = "The enclave dropped log lines the parent did not read in time",
+  message = "{detail}: the log channel is lossy by design so the application never waits; the lines in between are missing",
+  remediation = { "keep nitrodiag-logd running on the parent before the enclave starts (systemctl enable --now nitrodiag-logd)",
+    "give nitrodiag-init a larger queue: --log-buffer 4194304" },
+  refs = { source = "core/nd_logchan.h" } }
+
+
+M.define{ code = "ENCLAVE_LOGS_NONE", severity = "warn", title = "No enclave log channel files on this host",
+  message = "{detail}",
+  remediation = { "start the receiver on the parent: systemctl enable --now nitrodiag-logd (it writes /var/log/nitrodiag/enclaves/<enclave-id>.log)",
+    "run the enclave's image under nitrodiag-init with the log channel: ENTRYPOINT [\"/nitrodiag-init\", \"--log\", \"9100\", \"--\", \"/app\"]" },
+  refs = { source = "scripts/enclave-logs.lua" } }
+
 return M

@@ -3,7 +3,8 @@
 -- (kms_proxy_response) are nd.diagnose.kms_logs' business: these rules do not read them.
 local function line(f, pat)
   for _, l in ipairs(f:all(pat)) do
-    if not l:find("kms_proxy_", 1, true) then return l end
+    -- the proxy's own JSON lines are kms_logs' business; nitrodiag-init's check lines name paths, not errors
+    if not l:find("kms_proxy_", 1, true) and not l:find("[init] check ", 1, true) then return l end
   end
 end
 
