@@ -543,13 +543,16 @@ static const char *fnumber(const char *p, const char *end)
         p++;
         if (p < end && (*p == '+' || *p == '-'))
             p++;
+        const char *e = p;
         if (p >= end || !isdigit((unsigned char)*p))
             return NULL;
         while (p < end && isdigit((unsigned char)*p))
             p++;
+        if (p - e > 2)
+            return NULL; /* may overflow, which jansson rejects */
     }
-    if (integer && p - s > 18)
-        return NULL; /* may not fit jansson's json_int_t */
+    if ((integer && p - s > 18) || p - s > 40)
+        return NULL; /* may not fit jansson's json_int_t, or overflow a double */
     return p;
 }
 
