@@ -3,6 +3,7 @@
 # (bench/startup/one.lua, one empty step), against `/bin/true` (the cost of exec itself) in the same run. Median of
 # 20 runs after 3 warm-ups (page cache warm), measured by hyperfine (Debian's, installed here when missing and run as
 # root; bench-only, so not in tools/install-deps.sh), else a python3 fork/exec loop (which adds its own ~3 ms).
+# STARTUP_BASELINE=/path/to/older/nitrodiag adds its rows, measured in the same run (before/after ratios).
 # Targets: --version <= 8 ms, a one-step runbook <= 10 ms. Not part of ctest (run by `make bench`).
 set -euo pipefail
 BUILD=${1:-build}
@@ -43,6 +44,11 @@ names=(true version runbook)
 cmds_true=(/bin/true)
 cmds_version=("$ND" --version)
 cmds_runbook=("$ND" run one.lua)
+if [ -n "${STARTUP_BASELINE:-}" ]; then
+  names+=(base_version base_runbook)
+  cmds_base_version=("$STARTUP_BASELINE" --version)
+  cmds_base_runbook=("$STARTUP_BASELINE" run one.lua)
+fi
 for n in "${names[@]}"; do
   declare -n c="cmds_$n"
   MS[$n]=$(median_ms "${c[@]}")
@@ -58,5 +64,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
   echo "| \`/bin/true\` | ${MS[true]} | 1 |"
   echo "| \`nitrodiag --version\` | ${MS[version]} | $(ratio "${MS[version]}" "${MS[true]}")x |"
   echo "| \`nitrodiag run one.lua\` (one empty step) | ${MS[runbook]} | $(ratio "${MS[runbook]}" "${MS[true]}")x |"
+  if [ -n "${STARTUP_BASELINE:-}" ]; then
+    echo "| baseline \`--version\` ($STARTUP_BASELINE, $(ldd "$STARTUP_BASELINE" | grep -c '=>' || true) libraries) | ${MS[base_version]} | $(ratio "${MS[base_version]}" "${MS[true]}")x |"
+    echo "| baseline \`run one.lua\` | ${MS[base_runbook]} | $(ratio "${MS[base_runbook]}" "${MS[true]}")x |"
+  fi
 } | tee "$OUT"
 echo "startup bench: results in $OUT"
