@@ -667,7 +667,7 @@ static const char *fobject(const char *p, const char *end, fobj *o, fobj *sub, i
             return NULL;
         p = fws(p + 1, end);
         fval tmp;
-        if (key == FK_FIELDS && sub && *p == '{')
+        if (key == FK_FIELDS && sub && p < end && *p == '{')
             memset(sub, 0, sizeof *sub);
         p = fvalue(p, end, key >= 0 ? &o->v[key] : &tmp, key == FK_FIELDS ? sub : NULL, depth);
         if (!p)
@@ -1226,6 +1226,13 @@ const struct json_t *nd_kmslog_event(const nd_kmslog_record *r)
     return k->lazy;
 }
 
+static const char *fstr_or(const char *s, bool *full)
+{
+    if (!s)
+        *full = true;
+    return s;
+}
+
 /* The fast reader on a candidate. Returns 1 when it read the line (an event, or other JSON), 0 when jansson must
  * (or a negative callback value). */
 static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *brace, size_t jlen,
@@ -1292,13 +1299,16 @@ static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *
     r.prefixed = brace != line;
     r.event_name = name;
     r.is_response = strcmp(name, "kms_proxy_response") == 0;
-#define FSTR(key) (ev->v[key].t == FT_STR ? fcopy(&a, aend, &ev->v[key], NULL) : NULL)
+    bool full = false; /* cannot happen with the arena sized above; jansson reads the line if it does */
+#define FSTR(key) (ev->v[key].t == FT_STR ? (fstr_or(fcopy(&a, aend, &ev->v[key], NULL), &full)) : NULL)
     r.request_id = FSTR(FK_REQUEST_ID);
     r.trace_id = FSTR(FK_TRACE_ID);
     r.op = FSTR(FK_OP);
     r.kms_request_id = FSTR(FK_KMS_REQUEST_ID);
     r.raw_code = FSTR(FK_ERROR_CODE);
 #undef FSTR
+    if (full)
+        return 0;
     if (r.raw_code)
         nd_kmslog_normalize_code(r.raw_code, strlen(r.raw_code), r.code, sizeof r.code);
     r.ok = ev->v[FK_OK].t == FT_TRUE ? 1 : ev->v[FK_OK].t == FT_FALSE ? 0 : -1;
