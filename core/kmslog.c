@@ -12,6 +12,12 @@
  * well-formed event: the exact filters run on the parsed event. The wrapped form is unwrapped by parsing the wrapper
  * and then its `json` string (jansson does the unescaping), so needles without '"' or '\' are found verbatim in
  * both forms. Files are read with read(2) in 1 MiB blocks (see nd_kmslog_scan_file).
+ *
+ * A candidate is read by the fast reader ("fast extraction" below: one strict pass, no allocation) and by jansson
+ * only when that reader is not sure to read it exactly as jansson would. The summary is bounded whatever the log's
+ * size: durations exact up to DUR_EXACT then a log histogram, ids up to max_ids in a set of 64-bit hashes, pairing
+ * in a ring of PAIR_CAP waiting requests with a PAIR_WINDOW of log time. since= on a plain file may start reading
+ * at a binary-searched offset (seek_start).
  */
 #include "nd_kmslog.h"
 
