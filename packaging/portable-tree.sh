@@ -1,0 +1,72 @@
+#!/bin/sh
+# portable-tree.sh ROOT LAUNCHER LOADER READELF DIR... — turns an installed nitrodiag tree (ROOT = $DESTDIR$prefix,
+# holding bin/nitrodiag and bin/nitrodiag-kms-proxy) into the portable one (docs/packaging.md):
+#   bin/<prog>                        the static launcher (packaging/launcher.c)
+#   libexec/nitrodiag/bin/<prog>      the real programs, unchanged
+#   libexec/nitrodiag/lib/            every shared library they need (found with READELF in DIR..., the
+#                                     compiler's library directories) and the loader LOADER
+#   share/doc/nitrodiag/third-party/  the copyright file of each Debian package a carried library comes from
+# Run by `cmake --install` (and so by CPack) when ND_PORTABLE is on. Fails, naming it, on a library it cannot find.
+set -eu
+root=$1 launcher=$2 loader=$3 readelf=$4
+shift 4
+dirs="$*"
+px=$root/libexec/nitrodiag
+mkdir -p "$px/bin" "$px/lib"
+
+find_lib() { # soname -> path in the first dir that has it
+    for d in $dirs; do
+        if [ -e "$d/$1" ]; then echo "$d/$1"; return 0; fi
+    done
+    return 1
+}
+needed() { "$readelf" -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'; }
+
+todo=""
+for prog in nitrodiag nitrodiag-kms-proxy; do
+    if [ -f "$root/bin/$prog" ] && ! cmp -s "$root/bin/$prog" "$launcher"; then
+        mv -f "$root/bin/$prog" "$px/bin/$prog"
+    fi
+    cp -f "$launcher" "$root/bin/$prog"
+    chmod 755 "$root/bin/$prog"
+    todo="$todo $px/bin/$prog"
+done
+
+# The transitive closure of DT_NEEDED, breadth first.
+seen=" "
+while [ -n "$(echo $todo)" ]; do
+    next=""
+    for f in $todo; do
+        for so in $(needed "$f"); do
+            case "$seen" in *" $so "*) continue ;; esac
+            seen="$seen$so "
+            p=$(find_lib "$so") || { echo "portable-tree: $so (needed by $(basename "$f")) not found in: $dirs" >&2; exit 1; }
+            cp -fL "$p" "$px/lib/$so"
+            chmod 644 "$px/lib/$so"
+            next="$next $px/lib/$so"
+        done
+    done
+    todo=$next
+done
+p=$(find_lib "$loader") || { echo "portable-tree: loader $loader not found in: $dirs" >&2; exit 1; }
+cp -fL "$p" "$px/lib/$loader"
+chmod 755 "$px/lib/$loader"
+seen="$seen$loader "
+
+# Licences of what is carried: each library's Debian package's copyright file (when built on Debian).
+doc=$root/share/doc/nitrodiag/third-party
+mkdir -p "$doc"
+: > "$doc/SOURCES"
+if command -v dpkg-query >/dev/null 2>&1; then
+    for so in $seen; do
+        p=$(find_lib "$so") || continue
+        real=$(readlink -f "$p")
+        pkg=$(dpkg-query -S "$real" 2>/dev/null | head -n 1 | cut -d: -f1) || true
+        [ -n "$pkg" ] || pkg=$(dpkg-query -S "$p" 2>/dev/null | head -n 1 | cut -d: -f1) || true
+        [ -n "$pkg" ] || continue
+        ver=$(dpkg-query -W -f '${Version}' "$pkg" 2>/dev/null | head -n 1) || true
+        echo "$so $pkg $ver" >> "$doc/SOURCES"
+        [ -f "/usr/share/doc/$pkg/copyright" ] && cp -f "/usr/share/doc/$pkg/copyright" "$doc/$pkg.copyright"
+    done
+fi
+echo "portable-tree: $(ls "$px/lib" | wc -l) files in libexec/nitrodiag/lib, $(du -sk "$root" | cut -f1) KiB in all"
