@@ -61,8 +61,10 @@ if command -v dpkg-query >/dev/null 2>&1; then
     for so in $seen; do
         p=$(find_lib "$so") || continue
         real=$(readlink -f "$p")
-        pkg=$(dpkg-query -S "$real" 2>/dev/null | head -n 1 | cut -d: -f1) || true
-        [ -n "$pkg" ] || pkg=$(dpkg-query -S "$p" 2>/dev/null | head -n 1 | cut -d: -f1) || true
+        pkg=""
+        for c in "$real" "$p" "$(echo "$real" | sed 's|^/usr/lib/|/lib/|')"; do # dpkg may know the pre-usrmerge path
+            [ -n "$pkg" ] || pkg=$(dpkg-query -S "$c" 2>/dev/null | head -n 1 | cut -d: -f1) || true
+        done
         [ -n "$pkg" ] || continue
         ver=$(dpkg-query -W -f '${Version}' "$pkg" 2>/dev/null | head -n 1) || true
         echo "$so $pkg $ver" >> "$doc/SOURCES"
