@@ -39,5 +39,22 @@ bench: build
 asan:
 	@$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DND_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
 
+# Packages (docs/packaging.md): the .deb, the portable .rpm and tarball into dist/.
+package: deps
+	@./packaging/make-packages.sh dist
+
+# The expensive package checks, not part of `make test`: .deb/.rpm metadata, the .deb in a fresh Debian root (made
+# once with mmdebstrap from Debian's registry; the test itself runs without network), the portable tree in an empty
+# root. Results go to docs/packaging.md by hand.
+package-test: package
+	@./tools/install-deps.sh --package
+	@./packaging/check-packages.sh dist
+	@./packaging/test-deb.sh dist/nitrodiag_*_$$(dpkg --print-architecture).deb build-pkgtest
+	@./packaging/test-portable.sh dist/nitrodiag-*-linux-$$(uname -m).tar.gz
+
+# aarch64 (Graviton): cross build, unit tests and diag10 under qemu-user, the portable aarch64 tree.
+cross-test:
+	@./packaging/cross-test.sh
+
 clean:
 	rm -rf $(BUILD) build-asan build-clang build-release build-pkg build-portable build-arm64 dist

@@ -19,7 +19,10 @@ if [ "${ND_PKG_ONLY:-}" != portable ]; then
     # shellcheck disable=SC2086
     cmake -S . -B "build-pkg$sfx" $common $flags >/dev/null
     cmake --build "build-pkg$sfx" -j "$jobs" >"build-pkg$sfx/build.log" 2>&1 || { tail -n 40 "build-pkg$sfx/build.log"; exit 1; }
+    rm -rf "build-pkg$sfx/cpack"
     (cd "build-pkg$sfx" && cpack -G DEB -B "$PWD/cpack" >cpack.log 2>&1) || { cat "build-pkg$sfx/cpack.log"; exit 1; }
+    debarch=$(dpkg-deb -f "build-pkg$sfx"/cpack/nitrodiag_*.deb Architecture)
+    rm -f "$out"/nitrodiag_*_"$debarch".deb # one .deb per architecture: the newest
     cp "build-pkg$sfx"/cpack/nitrodiag_*.deb "$out/"
 fi
 
@@ -28,12 +31,14 @@ b=build-portable$sfx
 # shellcheck disable=SC2086
 cmake -S . -B "$b" $common -DND_PORTABLE=ON $flags >/dev/null
 cmake --build "$b" -j "$jobs" >"$b/build.log" 2>&1 || { tail -n 40 "$b/build.log"; exit 1; }
+rm -rf "$b/cpack"
 (cd "$b" && cpack -G RPM -B "$PWD/cpack" >cpack.log 2>&1) || { cat "$b/cpack.log"; exit 1; }
-cp "$b"/cpack/nitrodiag-*.rpm "$out/"
+arch=$(sed -n 's/^set(CPACK_RPM_PACKAGE_ARCHITECTURE "\(.*\)")$/\1/p' "$b/CPackConfig.cmake" | head -n 1)
+rm -f "$out"/nitrodiag-*."$arch".rpm "$out"/nitrodiag-*-linux-"$arch".tar.gz
+cp "$b"/cpack/nitrodiag-*."$arch".rpm "$out/"
 
 # The tarball: the same install, with usr/ as the tree's root and etc/ inside it.
 ver=$(sed -n 's/^CPACK_PACKAGE_VERSION:.*=//p; s/^set(CPACK_PACKAGE_VERSION "\(.*\)")$/\1/p' "$b/CPackConfig.cmake" | head -n 1)
-arch=$(sed -n 's/^set(CPACK_RPM_PACKAGE_ARCHITECTURE "\(.*\)")$/\1/p' "$b/CPackConfig.cmake" | head -n 1)
 name=nitrodiag-$ver-linux-$arch
 stage=$b/tarball
 rm -rf "$stage"

@@ -1,6 +1,6 @@
 #!/bin/sh
 # portable-tree.sh ROOT LAUNCHER LOADER READELF DIR... — turns an installed nitrodiag tree (ROOT = $DESTDIR$prefix,
-# holding bin/nitrodiag and bin/nitrodiag-kms-proxy) into the portable one (docs/packaging.md):
+# holding bin/nitrodiag, bin/nitrodiag-kms-proxy, ...) into the portable one (docs/packaging.md):
 #   bin/<prog>                        the static launcher (packaging/launcher.c)
 #   libexec/nitrodiag/bin/<prog>      the real programs, unchanged
 #   libexec/nitrodiag/lib/            every shared library they need (found with READELF in DIR..., the
@@ -22,15 +22,22 @@ find_lib() { # soname -> path in the first dir that has it
 }
 needed() { "$readelf" -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'; }
 
+# Every dynamically linked program in bin/ (nitrodiag, nitrodiag-kms-proxy, and any program added later) moves to
+# libexec/nitrodiag/bin and gets the launcher in its place. Run again on the same tree, it changes nothing.
 todo=""
-for prog in nitrodiag nitrodiag-kms-proxy; do
-    if [ -f "$root/bin/$prog" ] && ! cmp -s "$root/bin/$prog" "$launcher"; then
-        mv -f "$root/bin/$prog" "$px/bin/$prog"
+for f in "$root"/bin/*; do
+    [ -f "$f" ] || continue
+    prog=$(basename "$f")
+    if "$readelf" -l "$f" 2>/dev/null | grep -q 'Requesting program interpreter'; then
+        mv -f "$f" "$px/bin/$prog"
+    elif ! cmp -s "$f" "$launcher"; then
+        continue # a script or a static program: it runs as it is
     fi
     cp -f "$launcher" "$root/bin/$prog"
     chmod 755 "$root/bin/$prog"
     todo="$todo $px/bin/$prog"
 done
+[ -n "$todo" ] || { echo "portable-tree: no program in $root/bin" >&2; exit 1; }
 
 # The transitive closure of DT_NEEDED, breadth first.
 seen=" "

@@ -7,7 +7,6 @@
 # root and runs the launcher. Exit 0 only when every check passed.
 set -eu
 tarball=$(readlink -f "$1")
-emu=${ND_EMU:-}
 work=$(mktemp -d /tmp/nd-portable.XXXXXX)
 trap 'umount -R "$work/root" 2>/dev/null || true; rm -rf "$work"' EXIT INT TERM
 mkdir -p "$work/root"
@@ -15,11 +14,6 @@ mount -t tmpfs -o size=512m nd-root "$work/root"
 mkdir -p "$work/root/opt" "$work/root/proc" "$work/root/dev" "$work/root/tmp"
 tar -C "$work/root/opt" -xzf "$tarball"
 mv "$work/root/opt/"nitrodiag-* "$work/root/opt/nitrodiag"
-emu_in=""
-if [ -n "$emu" ]; then
-    cp "$(command -v "$emu")" "$work/root/emu"
-    emu_in=/emu
-fi
 echo "root holds: $(cd "$work/root" && ls -A | tr '\n' ' ')(opt/nitrodiag: $(du -sh "$work/root/opt/nitrodiag" | cut -f1))"
 
 fail=0
@@ -30,7 +24,7 @@ check() { # name expected-regex command... (run in the empty root)
         r=$1; shift
         mount -t proc proc "$r/proc" && mount --rbind /dev "$r/dev" && mount -t tmpfs tmp "$r/tmp" || exit 125
         exec env -i PATH=/opt/nitrodiag/bin HOME=/tmp TMPDIR=/tmp AWS_REGION=eu-west-1 "$(command -v chroot)" "$r" "$@"' \
-        sh "$work/root" $emu_in "$@" 2>&1) && rc=0 || rc=$?
+        sh "$work/root" "$@" 2>&1) && rc=0 || rc=$?
     if [ $rc -eq 0 ] && printf '%s\n' "$out" | grep -Eq "$want"; then
         echo "ok   $name"
     else
@@ -52,16 +46,18 @@ echo "portable tree: $(du -sk "$work/root/opt/nitrodiag" | cut -f1) KiB unpacked
 median_ms() {
     i=0
     while [ $i -lt 41 ]; do
-        t0=$(date +%s%N); $emu "$@" >/dev/null 2>&1; t1=$(date +%s%N)
+        t0=$(date +%s%N); "$@" >/dev/null 2>&1; t1=$(date +%s%N)
         echo $(( (t1 - t0) / 1000 ))
         i=$((i + 1))
     done | sort -n | sed -n 21p | awk '{printf "%.2f", $1 / 1000}'
 }
 dyn=${ND_DYNAMIC:-build/nitrodiag}
 p=$(median_ms "$work/root/opt/nitrodiag/bin/nitrodiag" --version)
-if [ -x "$dyn" ] && [ -z "$emu" ]; then
+tree_arch=$(readelf -h "$work/root/opt/nitrodiag/libexec/nitrodiag/bin/nitrodiag" | sed -n 's/^ *Machine: *//p')
+dyn_arch=$(readelf -h "$dyn" 2>/dev/null | sed -n 's/^ *Machine: *//p')
+if [ -x "$dyn" ] && [ "$tree_arch" = "$dyn_arch" ]; then
     d=$(median_ms "$dyn" --version)
     echo "start time (--version, median of 41): portable $p ms, dynamic ($dyn) $d ms"
 else
-    echo "start time (--version, median of 41): portable $p ms"
+    echo "start time (--version, median of 41): portable $p ms ($tree_arch; under qemu-user when not native)"
 fi
