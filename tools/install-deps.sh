@@ -10,7 +10,7 @@ PKGS=(
   python3 python3-botocore
   libcbor-dev
   qemu-system-x86 cpio kmod xz-utils
-  help2man man-db rpm
+  help2man man-db rpm clang
 )
 # `make package-test` and `make cross-test` (not `make test`) need more: a Debian root maker, and the aarch64 cross
 # toolchain, Debian's arm64 library packages (multiarch) and qemu-user to run what it builds.
