@@ -51,6 +51,7 @@ package-test: package
 	@./packaging/check-packages.sh dist
 	@./packaging/test-deb.sh dist/nitrodiag_*_$$(dpkg --print-architecture).deb build-pkgtest
 	@./packaging/test-portable.sh dist/nitrodiag-*-linux-$$(uname -m).tar.gz
+	@./packaging/test-rpm.sh dist/nitrodiag-*.$$(uname -m).rpm
 
 # aarch64 (Graviton): cross build, unit tests and diag10 under qemu-user, the portable aarch64 tree.
 cross-test:

@@ -31,7 +31,8 @@ for rpm in "$dir"/nitrodiag-*.rpm; do
     for f in /usr/bin/nitrodiag /usr/bin/nitrodiag-kms-proxy /usr/libexec/nitrodiag/bin/nitrodiag \
              /etc/nitrodiag/kms-proxy.conf /usr/lib/systemd/system/kms-proxy-host.service \
              /usr/share/nitrodiag/runbooks/diag10.lua /usr/share/bash-completion/completions/nitrodiag \
-             /usr/share/doc/nitrodiag/copyright; do
+             /usr/share/doc/nitrodiag/copyright /usr/share/man/man1/nitrodiag.1.gz \
+             /usr/share/man/man1/nitrodiag-kms-proxy.1.gz; do
         printf '%s\n' "$files" | grep -qx "$f" || no "$f not in the .rpm"
     done
     printf '%s\n' "$files" | grep -q '^/usr/libexec/nitrodiag/lib/ld-linux' || no "the .rpm carries no loader"

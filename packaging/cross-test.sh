@@ -4,7 +4,8 @@
 #   1. build-arm64: Release, warnings as errors; the enclave programs are static aarch64 executables
 #   2. its C unit tests (ctest -R unit.) under qemu-user
 #   3. nitrodiag --sim healthy diag10 under qemu-user, and sim.arch: EIFs built there carry the aarch64 flag
-#   4. the portable aarch64 tree (.rpm and .tar.gz into dist/), proven in an empty root like the x86_64 one
+#   4. the portable aarch64 tree (.rpm and .tar.gz into dist/), proven in an empty root like the x86_64 one, and the
+#      .rpm installed by rpm into an empty root and run there
 # Two unit tests are excluded, each for a limit of qemu-user 7.2, not of aarch64 (docs/packaging.md):
 #   unit.bundle     test_symlink_in_root needs openat2(2), which qemu 7.2 does not emulate (ENOSYS)
 #   unit.enclave    init_reaps_orphans: orphans of an emulated process are not reparented to the emulated init
@@ -40,3 +41,4 @@ ND_PKG_SUFFIX=-arm64 ND_PKG_ONLY=portable \
 ND_PKG_CMAKE_FLAGS="-DCMAKE_TOOLCHAIN_FILE=$tc -DND_MAN_PREBUILT=$PWD/build/packaging/man" ./packaging/make-packages.sh dist |
     grep -v '^total'
 ./packaging/with-qemu-binfmt.sh ./packaging/test-portable.sh dist/nitrodiag-*-linux-aarch64.tar.gz
+./packaging/with-qemu-binfmt.sh ./packaging/test-rpm.sh dist/nitrodiag-*.aarch64.rpm
