@@ -12,7 +12,7 @@ sfx=${ND_PKG_SUFFIX:-}
 flags=${ND_PKG_CMAKE_FLAGS:-}
 jobs=$(nproc)
 mkdir -p "$out"
-common="-DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr -DND_SOURCE_PATHS=OFF"
+common="-DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr -DND_SOURCE_PATHS=OFF -DND_GIT_VERSION=ON"
 
 if [ "${ND_PKG_ONLY:-}" != portable ]; then
     echo "== .deb (build-pkg$sfx)"
