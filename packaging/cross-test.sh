@@ -30,7 +30,9 @@ echo "== 2. C unit tests under qemu-user"
 (cd $b && ../packaging/with-qemu-binfmt.sh ctest -R '^unit[.]' -E '^unit[.](bundle|enclave)$' -j "$(nproc)" --timeout 600 \
     --output-on-failure | tail -n 4)
 echo "== 3. --sim healthy diag10 and sim.arch under qemu-user"
-out=$(cd /tmp && "$OLDPWD"/packaging/with-qemu-binfmt.sh "$OLDPWD/$b/nitrodiag" --sim healthy diag10 run_seconds=2 2>&1) || true
+bundles=$(mktemp -d)
+out=$(cd "$bundles" && "$OLDPWD"/packaging/with-qemu-binfmt.sh "$OLDPWD/$b/nitrodiag" --sim healthy diag10 run_seconds=2 2>&1) || true
+rm -rf "$bundles"
 printf '%s\n' "$out" | tail -n 4
 printf '%s\n' "$out" | grep -q '^verdict: PASS' || { echo "diag10 under qemu-user did not pass"; exit 1; }
 (cd $b && ../packaging/with-qemu-binfmt.sh ctest -R '^sim[.]arch$' --timeout 600 --output-on-failure | tail -n 3)
