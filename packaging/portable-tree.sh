@@ -58,7 +58,7 @@ done
 p=$(find_lib "$loader") || { echo "portable-tree: loader $loader not found in: $dirs" >&2; exit 1; }
 cp -fL "$p" "$px/lib/$loader"
 chmod 755 "$px/lib/$loader"
-seen="$seen$loader "
+case "$seen" in *" $loader "*) ;; *) seen="$seen$loader " ;; esac
 
 # Licences of what is carried: each library's Debian package's copyright file (when built on Debian).
 doc=$root/share/doc/nitrodiag/third-party
@@ -70,12 +70,14 @@ if command -v dpkg-query >/dev/null 2>&1; then
         real=$(readlink -f "$p")
         pkg=""
         for c in "$real" "$p" "$(echo "$real" | sed 's|^/usr/lib/|/lib/|')"; do # dpkg may know the pre-usrmerge path
-            [ -n "$pkg" ] || pkg=$(dpkg-query -S "$c" 2>/dev/null | head -n 1 | cut -d: -f1) || true
+            # "pkg:arch: /path" (or "pkg: /path"): keep the arch, several may be installed (multiarch)
+            [ -n "$pkg" ] || pkg=$(dpkg-query -S "$c" 2>/dev/null | head -n 1 | sed 's/: .*//') || true
         done
         [ -n "$pkg" ] || continue
-        ver=$(dpkg-query -W -f '${Version}' "$pkg" 2>/dev/null | head -n 1) || true
-        echo "$so $pkg $ver" >> "$doc/SOURCES"
-        [ -f "/usr/share/doc/$pkg/copyright" ] && cp -f "/usr/share/doc/$pkg/copyright" "$doc/$pkg.copyright"
+        ver=$(dpkg-query -W -f '${Version}\n' "$pkg" 2>/dev/null | head -n 1) || true
+        name=${pkg%%:*}
+        echo "$so $name $ver" >> "$doc/SOURCES"
+        [ -f "/usr/share/doc/$name/copyright" ] && cp -f "/usr/share/doc/$name/copyright" "$doc/$name.copyright"
     done
 fi
 echo "portable-tree: $(ls "$px/lib" | wc -l) files in libexec/nitrodiag/lib, $(du -sk "$root" | cut -f1) KiB in all"

@@ -33,5 +33,18 @@ ln -s "$t/bin/nitrodiag" "$tmp/nitro-cli"
 out=$(cd "$tmp" && env -i "$tmp/nitro-cli" --version 2>&1) || true
 echo "$out" | grep -qi "nitro" || no "nitro-cli link: $out"
 echo "$out" | grep -q "^nitrodiag " && no "nitro-cli link ran nitrodiag's CLI: $out"
+# the licences of what is carried: one "library package version" line per library, the copyright file beside it
+src=$t/share/doc/nitrodiag/third-party/SOURCES
+if command -v dpkg-query >/dev/null 2>&1; then
+    for so in $(ls "$t/libexec/nitrodiag/lib"); do
+        line=$(grep "^$so " "$src" || true)
+        [ "$(echo "$line" | wc -w)" -eq 3 ] || no "third-party/SOURCES for $so: '$line'"
+        pkg=$(echo "$line" | cut -d' ' -f2)
+        [ -z "$pkg" ] || [ -f "$t/share/doc/nitrodiag/third-party/$pkg.copyright" ] || no "no copyright file for $pkg"
+    done
+    [ "$(grep -c . "$src")" -eq "$(ls "$t/libexec/nitrodiag/lib" | wc -l)" ] || no "third-party/SOURCES: not one line per library"
+    want=$(dpkg-query -W -f '${Version}' "libc6:$(dpkg --print-architecture)")
+    grep -qx "libc.so.6 libc6 $want" "$src" || no "third-party/SOURCES: libc6 is not $want: $(grep '^libc.so.6 ' "$src")"
+fi
 [ $fail -eq 0 ] && echo "portable tree: ok ($(du -sk "$t" | cut -f1) KiB; $(printf '%s\n' "$loaded" | wc -l) objects, all from the tree)"
 exit $fail
