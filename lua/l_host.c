@@ -88,9 +88,15 @@ static int l_version(lua_State *L)
     return 1;
 }
 
-/* exe() -> absolute path of the running nitrodiag binary */
+/* exe() -> absolute path of the running nitrodiag binary (in the portable build, the launcher that starts it, which
+ * is what the simulator links its stand-ins to) */
 static int l_exe(lua_State *L)
 {
+    const char *launcher = getenv("NITRODIAG_EXE");
+    if (launcher && launcher[0] == '/') {
+        lua_pushstring(L, launcher);
+        return 1;
+    }
     char buf[PATH_MAX];
     size_t n = sizeof buf;
     if (uv_exepath(buf, &n) != 0)
@@ -99,8 +105,31 @@ static int l_exe(lua_State *L)
     return 1;
 }
 
+/* share_dir() -> the directory of shipped runbooks, scenarios and the image context. An installed tree is
+ * relocatable: <dir of the binary>/ND_SHARE_REL (../share/nitrodiag) wins when it exists, so a copied or unpacked
+ * tree (the portable build) finds its own files; else the configured ND_SHARE_DIR. */
 static int l_share_dir(lua_State *L)
 {
+#ifdef ND_SHARE_REL
+    char buf[PATH_MAX];
+    size_t n = sizeof buf;
+    const char *exe = getenv("NITRODIAG_EXE"); /* set by the portable build's launcher: the real binary is elsewhere */
+    if (exe && exe[0] == '/' && strlen(exe) < sizeof buf) {
+        snprintf(buf, sizeof buf, "%s", exe);
+        n = strlen(buf);
+    } else if (uv_exepath(buf, &n) != 0) {
+        n = 0;
+    }
+    char *slash = n ? strrchr(buf, '/') : NULL;
+    if (slash && (size_t)(slash - buf) + 1 + sizeof ND_SHARE_REL < sizeof buf) {
+        strcpy(slash + 1, ND_SHARE_REL);
+        char real[PATH_MAX];
+        if (realpath(buf, real)) {
+            lua_pushstring(L, real);
+            return 1;
+        }
+    }
+#endif
     lua_pushstring(L, ND_SHARE_DIR);
     return 1;
 }

@@ -22,6 +22,9 @@
 #include <unistd.h>
 #include <uv.h>
 
+/* What ping() writes; the peer (enclave/pingpong.c) answers "pong". */
+static const char PING[] = "ping";
+
 #define SOCK_MT "nd.vsock.socket"
 #define REQ_MT "nd.vsock.request"
 #define DEFAULT_TIMEOUT_S 5.0
@@ -290,12 +293,12 @@ static int step(lua_State *L, lreq *r)
         if (r->phase == 1) { /* sending "ping" */
             if (r->status < 0)
                 return fail_close(L, r, r->status, "write");
-            ssize_t w = send(s->fd, "ping" + r->woff, 4 - r->woff, MSG_DONTWAIT | MSG_NOSIGNAL);
+            ssize_t w = send(s->fd, &PING[r->woff], sizeof PING - 1 - r->woff, MSG_DONTWAIT | MSG_NOSIGNAL);
             if (w < 0 && errno != EAGAIN && errno != EINTR)
                 return fail_close(L, r, -errno, "write");
             if (w > 0)
                 r->woff += (size_t)w;
-            if (r->woff < 4)
+            if (r->woff < sizeof PING - 1)
                 return wait_then_step(L, r, UV_WRITABLE);
             r->phase = 2;
             r->status = 0;

@@ -138,7 +138,15 @@ local function bootstrap_blob() return ("init nsm.ko (simulated bootstrap ramdis
 
 -- Writes an EIF for the image `tag` (config cfg) at path with nd.eif.write; returns the measurements table or
 -- nil, err. pad_mib > 0 extends the file (sparse) to that many MiB (a large image without the disk cost).
-function write_eif(path, tag, cfg, pad_mib)
+-- The EIF's architecture as nitro-cli sets it (enclave_build/src/lib.rs: the Docker image's architecture, arm64 ->
+-- EIF_HDR_ARCH_ARM64, amd64 -> 0): the image's Architecture when it has one, else the simulated host's.
+local function eif_arch(st, cfg)
+  local a = cfg and cfg.Architecture
+  if a == "arm64" then return "aarch64" elseif a == "amd64" then return "x86_64" end
+  return (st and st.host and st.host.arch) or "x86_64"
+end
+
+function write_eif(path, tag, cfg, pad_mib, arch)
   local lib = eif_lib()
   if not lib or not lib.write then return nil, "the EIF writer (nd.eif) is not built into this nitrodiag" end
   local name, version = tostring(tag):match("^(.-):([^:/]+)$")
@@ -152,7 +160,8 @@ function write_eif(path, tag, cfg, pad_mib)
     DockerInfo = { RepoTags = { tag }, Config = { Entrypoint = cfg.Entrypoint, Cmd = cfg.Cmd, Env = cfg.Env } },
   })
   local res, err = lib.write(path, { kernel = kernel_blob(), cmdline = backend.CMDLINE,
-    ramdisks = { bootstrap_blob(), "rootfs/\ncmd\nenv\n" .. rootfs }, metadata = metadata, default_mem = 0, default_cpus = 0 })
+    ramdisks = { bootstrap_blob(), "rootfs/\ncmd\nenv\n" .. rootfs }, metadata = metadata, default_mem = 0, default_cpus = 0,
+    arch = arch or "x86_64" })
   if not res then return nil, err end
   if pad_mib and pad_mib > 0 then
     local fd = uv.fs_open(path, "r+", 0)
@@ -193,7 +202,7 @@ function M.make_eif(root, st, e)
   local cfg = st.images[e.image]
   if not cfg then return nil, "eif " .. tostring(e.path) .. ": unknown image " .. tostring(e.image) end
   fs.mkdir_p(fs.dirname(root .. e.path))
-  local pcrs, err = write_eif(root .. e.path, e.image, cfg, e.size_mib)
+  local pcrs, err = write_eif(root .. e.path, e.image, cfg, e.size_mib, eif_arch(st, cfg))
   if not pcrs then
     -- without the EIF writer the file still exists with the right size (run-enclave's memory rules need it)
     local fd = uv.fs_open(root .. e.path, "w", tonumber("644", 8))
@@ -808,7 +817,7 @@ function build_enclave(ctx, args)
       "Failed to build EIF from docker", "Failed to pull docker image: PullError" }, file = "src/lib.rs", line = 139 }
   end
   ctx:stderr("Using the locally available Docker image...")
-  local pcrs, err = write_eif(out, tag, cfg)
+  local pcrs, err = write_eif(out, tag, cfg, nil, eif_arch(st, cfg))
   if not pcrs then
     return ctx:fail{ code = "E48", action = "Build Enclave", subactions = { "Failed to build enclave",
       "Failed to build EIF from docker", "Failed to create EIF image: " .. tostring(err) }, file = "src/lib.rs", line = 147 }

@@ -12,6 +12,13 @@ local util = require "nd.sim.util"
 
 local M = {}
 
+-- The architecture nitrodiag runs on, in nitro-cli's words (x86_64 or aarch64): the simulated host's default.
+function M.native_arch()
+  local m = require("luv").os_uname().machine
+  if m == "arm64" or m == "aarch64" then return "aarch64" end
+  return "x86_64"
+end
+
 M.DIR = "/var/lib/nitrodiag-sim"
 
 local function file(root) return root .. M.DIR .. "/state.json" end
@@ -33,8 +40,8 @@ function M.new(sc, opts)
       memory_mib = h.memory_mib or 15524,
       driver = h.driver ~= false,
       nitro_cli_version = h.nitro_cli_version or "1.4.2",
-      kernel = h.kernel or "6.1.112-124.190.amzn2023.x86_64",
-      arch = h.arch or "x86_64",
+      kernel = h.kernel or ("6.1.112-124.190.amzn2023." .. (h.arch or M.native_arch())),
+      arch = h.arch or M.native_arch(), -- a Graviton build simulates a Graviton host unless the scenario says
       boot_timeout = h.boot_timeout,
       boot_time = now - 3600,
     },
