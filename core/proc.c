@@ -335,6 +335,12 @@ int nd_proc_start(nd_ctx *ctx, const nd_proc_opts *opts, nd_proc_done_cb on_done
     *out = NULL;
     if (!ctx || !ctx->loop || !opts || !opts->argv || !opts->argv[0] || !opts->argv[0][0])
         return nd_err_set(err, -EINVAL, "process runner: empty command");
+    /* Under a simulated host only its commands run (nd_ctx_sim_command): never the real host's. */
+    char file[4096 + 64];
+    int src = nd_ctx_sim_command(ctx, opts->argv[0], file, sizeof file);
+    if (src < 0)
+        return nd_err_set(err, src, "%s: not a command of the simulated host (under --sim only %s/bin/ runs: "
+                          "nitro-cli, systemctl, docker, dmesg, journalctl)", opts->argv[0], ctx->sim_root);
     nd_proc *p = calloc(1, sizeof *p);
     if (!p)
         return nd_err_set(err, -ENOMEM, "process runner: out of memory");
@@ -386,7 +392,7 @@ int nd_proc_start(nd_ctx *ctx, const nd_proc_opts *opts, nd_proc_done_cb on_done
 
     uv_process_options_t po;
     memset(&po, 0, sizeof po);
-    po.file = opts->argv[0];
+    po.file = file;
     po.args = (char **)opts->argv;
     po.env = (char **)opts->env;
     po.cwd = opts->cwd;
@@ -408,7 +414,7 @@ int nd_proc_start(nd_ctx *ctx, const nd_proc_opts *opts, nd_proc_done_cb on_done
     }
     p->res.pid = p->process.pid;
     if (opts->timeout_s > 0)
-        uv_timer_start(&p->timeout_timer, on_timeout, (uint64_t)(opts->timeout_s * 1000.0), 0);
+        uv_timer_start(&p->timeout_timer, on_timeout, (uint64_t)(nd_ctx_real_wait(ctx, opts->timeout_s) * 1000.0), 0);
     uv_read_start((uv_stream_t *)&p->out.pipe, alloc_cb, read_cb);
     uv_read_start((uv_stream_t *)&p->err.pipe, alloc_cb, read_cb);
     if (opts->stdin_data) {

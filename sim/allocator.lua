@@ -84,7 +84,7 @@ function M.pool(h, cfg)
 end
 
 local function running(st)
-  local now = os.time()
+  local now = math.floor(require("nd.sim.util").time())
   for _, e in ipairs(st.enclaves) do
     if not (e.plan and e.plan.stops_after and now >= e.started + e.plan.stops_after + 1) then return true end
   end
@@ -132,7 +132,7 @@ function M.write_sys(root, st)
 end
 
 local function finish(st, svc, ok, msg, pid)
-  svc.since = os.time()
+  svc.since = math.floor(require("nd.sim.util").time())
   svc.pid = pid
   svc.active = ok and "active" or "failed"
   svc.result = ok and "success" or "exit-code"
@@ -205,7 +205,7 @@ function M.stop(root, st)
   st_mod.journal(st, M.UNIT, "systemd", 1, "Stopped Nitro Enclaves Resource Allocator.")
   svc.active = "inactive"
   svc.result = "success"
-  svc.since = os.time()
+  svc.since = math.floor(require("nd.sim.util").time())
   return { ok = true, message = "" }
 end
 

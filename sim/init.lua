@@ -24,6 +24,9 @@ local M = {}
 
 M.TOOLS = { "nitro-cli", "systemctl", "docker", "dmesg", "journalctl" }
 
+-- simulated seconds per real second for new hosts (`--sim-realtime` sets 1; NITRODIAG_SIM_SPEED overrides)
+M.default_time_scale = 20
+
 local SCENARIO_KEYS = {
   name = "string", description = "string", host = "table", allocator_yaml = "string", allocator = "table",
   files = "table",
@@ -202,13 +205,22 @@ function M.activate(name, opts)
     root, err = fs.tmpdir("nitrodiag-sim")
     if not root then return nil, "cannot create the simulated host: " .. tostring(err) end
   end
+  -- simulated time (docs/simulator.md): stand-ins read the clock from the environment, nd.sleep and command
+  -- timeouts of this process from the host context. The clock starts before the host is built.
+  local scale = tonumber(opts.time_scale or os.getenv("NITRODIAG_SIM_SPEED") or M.default_time_scale) or 20
+  if scale < 1 then scale = 1 end
+  local saved_clock = os.getenv("NITRODIAG_SIM_CLOCK")
+  local sec, usec = uv.gettimeofday()
+  host.setenv("NITRODIAG_SIM_CLOCK", string.format("%.6f:%g", sec + usec / 1e6, scale))
   local ok, r1, r2 = pcall(build, root, sc, opts)
   if not ok or not r1 then
+    host.setenv("NITRODIAG_SIM_CLOCK", saved_clock)
     if not opts.keep and not opts.root then fs.rm_rf(root) end
     return nil, "simulated host (" .. sc.name .. "): " .. tostring(ok and r2 or r1)
   end
   local self = setmetatable({ root = root, bin = root .. "/bin", scenario = sc.name, description = sc.description,
-    scenario_path = sc.path, keep = opts.keep, saved = {} }, Sim)
+    scenario_path = sc.path, keep = opts.keep, saved = { NITRODIAG_SIM_CLOCK = { value = saved_clock } },
+    time_scale = scale }, Sim)
   local function set(k, v)
     if self.saved[k] == nil then self.saved[k] = { value = os.getenv(k) } end
     host.setenv(k, v)
@@ -220,6 +232,9 @@ function M.activate(name, opts)
   end
   self.saved_root = host.root()
   host.set_root(root)
+  -- nothing reaches the real host: commands run only from <root>/bin, nitro-cli is the simulated one
+  self.saved_nitro_cli = host.nitro_cli()
+  host.set_sim(root, scale)
   self.vsock_uninstall = require("nd.sim.vsock").install(root)
   self.eifs = {}
   for _, e in ipairs(sc.eifs or {}) do self.eifs[#self.eifs + 1] = root .. e.path end
@@ -241,6 +256,8 @@ function Sim:close()
   if self.closed then return end
   self.closed = true
   if self.vsock_uninstall then self.vsock_uninstall() end
+  host.set_sim(nil)
+  if self.saved_nitro_cli then host.set_nitro_cli(self.saved_nitro_cli) end
   for k, s in pairs(self.saved) do host.setenv(k, s.value) end
   if self.saved_root then host.set_root(self.saved_root) end
   if not self.keep then fs.rm_rf(self.root) end

@@ -19,7 +19,7 @@ local function file(root) return root .. M.DIR .. "/state.json" end
 -- new(scenario, opts) -> a fresh state for the scenario (nothing reserved yet)
 function M.new(sc, opts)
   local h = sc.host or {}
-  local now = os.time()
+  local now = math.floor(util.time())
   local st = {
     version = 1,
     scenario = sc.name,
@@ -101,7 +101,8 @@ end
 
 -- Appends a kernel message (dmesg) with a monotonic timestamp since boot.
 function M.dmesg(st, line)
-  local t = os.time() - (st.host.boot_time or os.time())
+  local now = math.floor(util.time())
+  local t = now - (st.host.boot_time or now)
   local last = st.dmesg[#st.dmesg]
   if last and last.t >= t then t = last.t + 0.005123 end
   st.dmesg[#st.dmesg + 1] = { t = t + (#st.dmesg % 1000) / 1e6, line = line }
@@ -109,7 +110,7 @@ end
 
 -- Appends a journal entry for unit.
 function M.journal(st, unit, ident, pid, msg)
-  st.journal[#st.journal + 1] = { t = os.time(), unit = unit, ident = ident, pid = pid, msg = msg }
+  st.journal[#st.journal + 1] = { t = math.floor(util.time()), unit = unit, ident = ident, pid = pid, msg = msg }
 end
 
 -- Allocates a process id for a simulated process.

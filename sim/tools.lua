@@ -136,7 +136,7 @@ function M.systemctl(args)
           end
         else
           if svc.active ~= "active" then
-            svc.active, svc.since, svc.pid = "active", os.time(), state.pid(st)
+            svc.active, svc.since, svc.pid = "active", math.floor(require("nd.sim.util").time()), state.pid(st)
             state.journal(st, unit, "systemd", 1, "Started " .. svc.description .. ".")
           end
         end
@@ -151,7 +151,7 @@ function M.systemctl(args)
             end
           end
         elseif svc.active == "active" then
-          svc.active, svc.since = "inactive", os.time()
+          svc.active, svc.since = "inactive", math.floor(require("nd.sim.util").time())
           state.journal(st, unit, "systemd", 1, "Stopped " .. svc.description .. ".")
         end
       elseif verb == "reset-failed" then

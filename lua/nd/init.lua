@@ -38,6 +38,8 @@ function M.sleep(seconds)
   local guard <close> = setmetatable({}, { __close = function()
     if not timer:is_closing() then timer:close() end
   end })
+  -- on a simulated host waits run in simulated time (nd.host.real_wait; docs/simulator.md)
+  seconds = require("nd.host").real_wait(seconds)
   timer:start(math.max(0, math.floor(seconds * 1000 + 0.5)), 0, function() M.resume(co) end)
   coroutine.yield()
 end

@@ -144,4 +144,26 @@ function M.read_err_log(path)
   return l
 end
 
+-- enclave_started(enclave) -> start time (epoch seconds) of an enclave from describe-enclaves (its ProcessID: the
+-- enclave process nitro-cli forks for it), and its age in seconds | nil, msg, code. Reads /proc/<pid>/stat (field
+-- 22, clock ticks since boot, USER_HZ 100) and /proc/stat's btime under the host root: the same on a real host and
+-- on the simulated one (which writes both for its enclave processes).
+function M.enclave_started(e)
+  local pid = type(e) == "table" and math.tointeger(e.ProcessID) or math.tointeger(e)
+  if not pid or pid <= 0 then return nil, "enclave_started: no ProcessID", "EINVAL" end
+  local fs = require "nd.fs"
+  local host = require "nd.host"
+  local stat, err, code = fs.read(host.path("/proc/" .. pid .. "/stat"))
+  if not stat then return nil, "enclave process " .. pid .. ": " .. tostring(err), code end
+  local after = stat:match("^%d+ %b() (.*)$")
+  local fields = {}
+  for f in (after or ""):gmatch("%S+") do fields[#fields + 1] = f end
+  local ticks = tonumber(fields[20]) -- field 22 of the whole line: the 20th after "pid (comm)"
+  local btime = tonumber((fs.read(host.path("/proc/stat")) or ""):match("\nbtime (%d+)") or "")
+  if not ticks or not btime then return nil, "enclave process " .. pid .. ": unreadable /proc stat", "EBADMSG" end
+  local started = btime + ticks / 100
+  local now = host.sim() and require("nd.sim.util").time() or os.time()
+  return started, math.max(0, now - started)
+end
+
 return M

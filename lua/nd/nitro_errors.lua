@@ -572,6 +572,17 @@ function M.list()
   return out
 end
 
+-- The driver's error codes as nitro-cli words them in err logs (one table, in core/nitrocli.c): name -> text.
+M.IOCTL = require("nd.nitrocli").IOCTL
+
+-- ioctl_name(text) -> the NE_ERR_* name whose nitro-cli text appears in text, or nil
+function M.ioctl_name(text)
+  for name, t in pairs(M.IOCTL) do
+    if type(text) == "string" and text:find(t, 1, true) then return name end
+  end
+  return nil
+end
+
 -- detailed(code, info) -> the text nitro-cli prints for an error, exactly as get_detailed_info builds it: "[ E26 ] "
 -- followed by the code's text with info (a list of strings/numbers, nitro-cli's add_info) filled in. Unknown codes
 -- give "No such error code Exx".
