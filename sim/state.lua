@@ -36,7 +36,11 @@ function M.new(sc, opts)
       kernel = h.kernel or "6.1.112-124.190.amzn2023.x86_64",
       arch = h.arch or "x86_64",
       boot_timeout = h.boot_timeout,
-      boot_time = now - 3600,
+      boot_time = now - 3600 - (function()
+        local oldest = 0 -- the host booted before its oldest enclave started
+        for _, e in ipairs(sc.enclaves or {}) do oldest = math.max(oldest, tonumber(e.age) or 86400) end
+        return oldest
+      end)(),
     },
     allocator = { memory_mib = 0, cpus = {} },
     services = {},
