@@ -640,18 +640,19 @@ function run_enclave(ctx, args)
     -- 3. the CPU configuration against that file only
     local cpu_count = a.cpu_count
     if a.cpu_ids then
-      local seen, dups, uniq = {}, {}, {}
+      local seen, uniq = {}, {}
       for _, c in ipairs(a.cpu_ids) do
-        if seen[c] then dups[#dups + 1] = c else uniq[#uniq + 1] = c end
-        seen[c] = true
-      end
-      if #dups > 0 then
-        local ds = {}
-        for _, d in ipairs(dups) do ds[#ds + 1] = tostring(d) end
-        return fail("E20", { "cpu-ids", table.concat(ds, ", ") }, chain(string.format("CPU IDs list contains %d duplicate(s)", #dups),
-          "Failed to check whether CPU list is valid", "Failed to get CPU configuration"), "src/enclave_proc/cpu_info.rs", 102)
+        if not seen[c] then uniq[#uniq + 1] = c end
+        seen[c] = (seen[c] or 0) + 1
       end
       table.sort(uniq)
+      if #uniq < #a.cpu_ids then
+        -- get_duplicate_cpus: the IDs given more than once, ascending, concatenated without separator ("13")
+        local ds = {}
+        for _, c in ipairs(uniq) do if seen[c] > 1 then ds[#ds + 1] = tostring(c) end end
+        return fail("E20", { "cpu-ids", table.concat(ds) }, chain(string.format("CPU IDs list contains %d duplicate(s)", #a.cpu_ids - #uniq),
+          "Failed to check whether CPU list is valid", "Failed to get CPU configuration"), "src/enclave_proc/cpu_info.rs", 102)
+      end
       for _, c in ipairs(uniq) do
         if not inpool[c] then
           return fail("E21", { "cpu-ids", c }, chain(string.format("The CPU with ID %d is not available in the NE CPU pool", c),
