@@ -105,10 +105,10 @@ double nd_ctx_real_wait(const nd_ctx *ctx, double seconds)
 {
     if (!ctx || ctx->time_scale <= 1.0 || seconds <= 0)
         return seconds;
+    /* a floor keeps timeouts meant as safety limits above what a loaded machine needs to start a stand-in */
     double w = seconds / ctx->time_scale;
-    if (seconds >= 1.0 && w < 1.0)
-        w = 1.0;
-    return w;
+    double floor = seconds < 2.0 ? seconds : 2.0;
+    return w < floor ? floor : w;
 }
 
 int nd_ctx_path(const nd_ctx *ctx, const char *host_path, char *out, size_t outsz)

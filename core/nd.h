@@ -75,7 +75,8 @@ int nd_ctx_init(nd_ctx *ctx, struct uv_loop_s *loop);
  * of the simulated host (nothing may run on the real host), -ENAMETOOLONG. Without a simulated host: argv0 as is. */
 int nd_ctx_sim_command(const nd_ctx *ctx, const char *argv0, char *out, size_t outsz);
 
-/* A wait of `seconds` simulated seconds in real seconds (ctx->time_scale; at least 1 s of a wait of 1 s or more). */
+/* A wait of `seconds` simulated seconds in real seconds: seconds / ctx->time_scale, but never less than
+ * min(seconds, 2 s) (timeouts double as safety limits on a loaded machine). */
 double nd_ctx_real_wait(const nd_ctx *ctx, double seconds);
 
 /* Joins ctx->root and an absolute host path into out (size outsz): "/etc/x" under root "/sim" -> "/sim/etc/x".

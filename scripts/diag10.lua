@@ -54,6 +54,38 @@ local function analyse_console(s, name, console, inspect)
   return res.verdict
 end
 
+-- The operator's workload — what this host runs, beside diag10's own test images: nitro-cli `run-enclave --config`
+-- JSON files (eif_path, memory_mib, cpu_count | cpu_ids, debug_mode, enclave_name; docker_uri/docker_dir for its
+-- image), given as workload=FILE,… or found in /etc/nitrodiag/workload.d/*.json on the host (docs/runbooks.md).
+-- Returns a list of { name, eif, memory, cpu_count, cpu_ids, source } (cached for the run).
+local WORKLOAD_DIR = "/etc/nitrodiag/workload.d"
+local function discover_workload(s)
+  if s.data.workload then return s.data.workload end
+  local files = {}
+  for _, p in ipairs(s.args.workload or {}) do files[#files + 1] = p end
+  if #files == 0 then
+    for _, f in ipairs(fs.list(host.path(WORKLOAD_DIR)) or {}) do
+      if f:match("%.json$") then files[#files + 1] = WORKLOAD_DIR .. "/" .. f end
+    end
+  end
+  local out = {}
+  for _, f in ipairs(files) do
+    local doc = json.decode(fs.read(host.path(f)) or "")
+    if type(doc) == "table" and type(doc.eif_path) == "string" then
+      local ids = type(doc.cpu_ids) == "table" and doc.cpu_ids or nil
+      out[#out + 1] = { name = doc.enclave_name or (fs.basename(doc.eif_path):gsub("%.eif$", "")), eif = doc.eif_path,
+        memory = math.tointeger(doc.memory_mib), cpu_count = math.tointeger(doc.cpu_count), cpu_ids = ids, source = f }
+      s:log(string.format("workload %s: %s (memory %s, %s)", f, doc.eif_path, tostring(doc.memory_mib),
+        ids and ("cpu_ids " .. table.concat(ids, ",")) or ("cpu_count " .. tostring(doc.cpu_count))))
+    else
+      s:finding{ code = "WORKLOAD_UNREADABLE", severity = "warn",
+        message = f .. ": not a nitro-cli run-enclave --config JSON with eif_path" }
+    end
+  end
+  s.data.workload = out
+  return out
+end
+
 -- Runs one EIF with an attached console for run_seconds; pings it over vsock when asked. Returns a run summary.
 local function run_one(s, name, eif, opts)
   local a = s.args
@@ -77,7 +109,8 @@ local function run_one(s, name, eif, opts)
       end
     end
   end
-  local info, err, code, record = nitro.run_enclave{ eif = eif, memory = a.memory, cpu_count = a.cpu_count,
+  local info, err, code, record = nitro.run_enclave{ eif = eif, memory = opts.memory or a.memory,
+    cpu_count = not opts.cpu_ids and (opts.cpu_count or a.cpu_count) or nil, cpu_ids = opts.cpu_ids,
     debug = true, attach_console = true, on_line = on_line, timeout = a.run_seconds }
   record = record or {}
   -- An attached console runs until we stop it: the timeout is how a good run ends.
@@ -138,6 +171,7 @@ return {
     { name = "image", type = "string", default = "hello-enclave", help = "image repository; runs use <image>:<mode>" },
     { name = "hello_eif", type = "string", default = HELLO_EIF, help = "EIF of the AWS hello enclave (the control run)" },
     { name = "eifs", type = "list", default = "", help = "more EIFs to check and run (comma-separated paths)" },
+    { name = "workload", type = "list", default = "", help = "the host's own enclaves: run-enclave --config JSON files (default: /etc/nitrodiag/workload.d/*.json)" },
   },
   deadline = 180,
   collect = true,
@@ -333,6 +367,9 @@ return {
         local targets = {}
         for mode, path in pairs(s.data.eifs or {}) do targets[#targets + 1] = { name = mode, eif = path, local_file = true } end
         for _, p in ipairs(a.eifs) do targets[#targets + 1] = { name = fs.basename(p), eif = p } end
+        for _, w in ipairs(discover_workload(s)) do
+          targets[#targets + 1] = { name = w.name, eif = w.eif, memory = w.memory, cpu_count = w.cpu_count, cpu_ids = w.cpu_ids }
+        end
         if a.hello_eif and fs.exists(host.path(a.hello_eif)) then
           targets[#targets + 1] = { name = "hello", eif = a.hello_eif }
         end
@@ -341,7 +378,9 @@ return {
         local problems = 0
         for _, t in ipairs(targets) do
           local path = t.local_file and t.eif or host.path(t.eif)
-          local res, err = preflight.check{ eif = path, memory = a.memory, cpu_count = a.cpu_count }
+          local memory = t.memory or a.memory
+          local res, err = preflight.check{ eif = path, memory = memory, cpu_ids = t.cpu_ids,
+            cpu_count = not t.cpu_ids and (t.cpu_count or a.cpu_count) or nil }
           if not res then
             s:finding{ code = "EIF_UNREADABLE", severity = "fail", message = t.eif .. ": " .. tostring(err) }
             problems = problems + 1
@@ -353,14 +392,14 @@ return {
               local msg, fix
               if issue.code == "E26" then
                 msg = string.format("predicted for %s: the EIF is %.0f MiB, so run-enclave needs --memory ≥ %d; memory=%d is too little",
-                  t.eif, res.eif_size / 1048576, res.min_memory_mib, a.memory)
+                  t.eif, res.eif_size / 1048576, res.min_memory_mib, memory)
                 fix = string.format("run with memory=%d or more (the 4× rule), and keep allocator.yaml memory_mib ≥ %d",
                   res.min_memory_mib, res.min_memory_mib)
               elseif issue.code == "E27" then
                 msg = string.format("predicted for %s: memory=%d MiB is more than the %s MiB the allocator reserved",
-                  t.eif, a.memory, tostring(issue.limit))
+                  t.eif, memory, tostring(issue.limit))
                 fix = string.format("raise memory_mib in %s to ≥ %d and restart %s (nitrodiag allocator memory_mib=%d)",
-                  allocator.PATH, a.memory, ALLOCATOR_UNIT, a.memory)
+                  allocator.PATH, memory, ALLOCATOR_UNIT, memory)
               else
                 msg = "predicted for " .. t.eif .. ": " .. tostring(issue.message)
                 fix = table.concat((errors.get(issue.code) or {}).remediation or {}, "; ")
@@ -384,6 +423,9 @@ return {
           end
         end
         for _, p in ipairs(a.eifs) do plan[#plan + 1] = { name = fs.basename(p):gsub("%.eif$", ""), eif = p } end
+        for _, w in ipairs(discover_workload(s)) do
+          plan[#plan + 1] = { name = w.name, eif = w.eif, memory = w.memory, cpu_count = w.cpu_count, cpu_ids = w.cpu_ids }
+        end
         if #plan == 0 then s:skip("nothing to run (no EIF was built)") end
         nitro.terminate{ all = true, timeout = 30 }
         s.data.runs = {}

@@ -31,8 +31,30 @@ local SCENARIO_KEYS = {
   name = "string", description = "string", host = "table", allocator_yaml = "string", allocator = "table",
   files = "table",
   env = "table", images = "table", eifs = "table", enclaves = "table", services = "table", dmesg = "table",
-  backend = "string",
+  backend = "string", extends = "string", workload = "table",
 }
+
+-- Where the operator's workload is described on a host (simulated or real): one nitro-cli `run-enclave --config`
+-- JSON per enclave (eif_path, memory_mib, cpu_count | cpu_ids, debug_mode, enclave_name), optionally with
+-- docker_uri and docker_dir (the image and its build context). diag10 runs what it finds there (workload=).
+M.WORKLOAD_DIR = "/etc/nitrodiag/workload.d"
+
+-- merge(base, over): maps merge key by key (over wins), lists append (base first), other values: over wins
+local function merge(base, over)
+  if type(base) ~= "table" or type(over) ~= "table" then
+    if over == nil then return base end
+    return over
+  end
+  local out = {}
+  local blist, olist = #base > 0, #over > 0
+  if blist or olist then
+    for _, v in ipairs(base) do out[#out + 1] = v end
+    for _, v in ipairs(over) do out[#out + 1] = v end
+  end
+  for k, v in pairs(base) do if type(k) ~= "number" then out[k] = v end end
+  for k, v in pairs(over) do if type(k) ~= "number" then out[k] = merge(base[k], v) end end
+  return out
+end
 
 -- Directories where scenarios are looked up by name, in order.
 function M.scenario_dirs()
@@ -61,10 +83,13 @@ function M.find(name)
     .. table.concat(M.scenario_dirs(), ", ") .. ")"
 end
 
--- load(name_or_path) -> scenario table (validated, with .name and .path) | nil, err
-function M.load(name)
+-- load(name_or_path) -> scenario table (validated, with .name and .path; `extends` resolved) | nil, err
+function M.load(name, seen)
   local path, err = M.find(name)
   if not path then return nil, err end
+  seen = seen or {}
+  if seen[path] then return nil, "scenario " .. path .. ": extends itself (a cycle)" end
+  seen[path] = true
   local chunk, lerr = loadfile(path, "t", {})
   if not chunk then return nil, "scenario " .. path .. ": " .. lerr end
   local ok, sc = pcall(chunk)
@@ -77,7 +102,24 @@ function M.load(name)
     end
   end
   if not sc.description then return nil, "scenario " .. path .. ": missing 'description'" end
-  sc.name = sc.name or fs.basename(path):gsub("%.lua$", "")
+  if sc.workload and #sc.workload == 0 then sc.workload = { sc.workload } end
+  for i, w in ipairs(sc.workload or {}) do
+    if type(w) ~= "table" or type(w.eif) ~= "string" or not w.eif:match("^/") then
+      return nil, string.format("scenario %s: workload %d needs eif = an absolute host path", path, i)
+    end
+  end
+  local own_name = sc.name or fs.basename(path):gsub("%.lua$", "")
+  if sc.extends then
+    -- a scenario extends another (looked up like any scenario, relative paths beside this file)
+    local base_name = sc.extends
+    if base_name:match("%.lua$") and not base_name:match("^/") then base_name = fs.dirname(path) .. "/" .. base_name end
+    local base, berr = M.load(base_name, seen)
+    if not base then return nil, "scenario " .. path .. ": extends " .. sc.extends .. ": " .. tostring(berr) end
+    local description = sc.description
+    sc = merge(base, sc)
+    sc.description, sc.extends = description, nil
+  end
+  sc.name = own_name
   sc.path = path
   return sc
 end
@@ -184,6 +226,23 @@ local function build(root, sc, opts)
   for _, e in ipairs(sc.enclaves or {}) do
     local eok, eerr = nitro.preload_enclave(root, st, e)
     if not eok then return nil, eerr end
+  end
+  -- The operator's workload: its EIF (from its image) and its run description where diag10 looks for it.
+  for i, w in ipairs(sc.workload or {}) do
+    if w.image and not fs.exists(root .. w.eif) then
+      local wok, werr = nitro.make_eif(root, st, { path = w.eif, image = w.image, size_mib = w.size_mib })
+      if not wok then return nil, "workload: " .. tostring(werr) end
+    end
+    local name = w.name or fs.basename(w.eif):gsub("%.eif$", "")
+    local kv = { "eif_path", w.eif, "memory_mib", w.memory or 1024 }
+    if w.cpu_ids then kv[#kv + 1] = "cpu_ids" kv[#kv + 1] = w.cpu_ids else kv[#kv + 1] = "cpu_count" kv[#kv + 1] = w.cpu_count or 2 end
+    for _, k in ipairs({ { "debug_mode", w.debug }, { "enclave_name", w.enclave_name }, { "enclave_cid", w.cid },
+      { "docker_uri", w.image }, { "docker_dir", w.context } }) do
+      if k[2] ~= nil then kv[#kv + 1] = k[1] kv[#kv + 1] = k[2] end
+    end
+    local util = require "nd.sim.util"
+    fs.mkdir_p(root .. M.WORKLOAD_DIR)
+    fs.write(string.format("%s%s/%02d-%s.json", root, M.WORKLOAD_DIR, i, name), util.json(util.obj(kv)) .. "\n")
   end
   state.save(root, st)
   return true

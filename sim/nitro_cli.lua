@@ -186,6 +186,10 @@ function M.make_eif(root, st, e)
   if not cfg then return nil, "eif " .. tostring(e.path) .. ": unknown image " .. tostring(e.image) end
   fs.mkdir_p(fs.dirname(root .. e.path))
   local pcrs, err = write_eif(root .. e.path, e.image, cfg, e.size_mib)
+  if e.signature then
+    st.eif_flags = st.eif_flags or {}
+    st.eif_flags[uv.fs_realpath(root .. e.path) or (root .. e.path)] = { signature = e.signature }
+  end
   if not pcrs then
     -- without the EIF writer the file still exists with the right size (run-enclave's memory rules need it)
     local fd = uv.fs_open(root .. e.path, "w", tonumber("644", 8))
@@ -259,6 +263,7 @@ local function reap(ctx, st)
       ctx:log("WARN", "src/enclave_proc/mod.rs:207", "Received hang-up event from the enclave. Enclave process will shut down.",
         string.format("enc-%s:%d", e.slot, e.pid))
       uv.fs_unlink(ctx.root .. "/var/run/nitro_enclaves/" .. e.slot .. ".sock")
+      st.cpus_released_at = e.started + e.plan.stops_after
     else
       keep[#keep + 1] = e
     end
@@ -302,6 +307,46 @@ local function used_memory(st)
   return m
 end
 
+-- Hugepages for an enclave as nitro-cli's ResourceAllocator::allocate takes them (resource_manager.rs): the largest
+-- pages first while they fit in what is still needed, then the smallest upwards for the rest; surplus regions are
+-- given back, smallest first. Returns MiB, { [key] = pages } | nil, MiB still missing.
+local PAGES = { { key = "1048576kB", mib = 1024 }, { key = "2048kB", mib = 2 } }
+local function take_pages(st, memory)
+  local reserved = st.allocator.pages or { ["2048kB"] = st.allocator.memory_mib // 2 }
+  local avail = {}
+  for _, p in ipairs(PAGES) do avail[p.key] = reserved[p.key] or 0 end
+  for _, e in ipairs(st.enclaves) do
+    for k, n in pairs(e.pages or { ["2048kB"] = (e.memory_mib + 1) // 2 }) do avail[k] = (avail[k] or 0) - n end
+  end
+  local needed, regions = memory, {}
+  for _, p in ipairs(PAGES) do
+    while needed >= p.mib and avail[p.key] > 0 do
+      avail[p.key] = avail[p.key] - 1
+      regions[#regions + 1] = p
+      needed = needed - p.mib
+    end
+  end
+  for i = #PAGES, 1, -1 do
+    local p = PAGES[i]
+    while needed > 0 and avail[p.key] > 0 do
+      avail[p.key] = avail[p.key] - 1
+      regions[#regions + 1] = p
+      needed = needed - p.mib
+    end
+  end
+  if needed > 0 then return nil, needed end
+  table.sort(regions, function(x, y) return x.mib > y.mib end)
+  local keep, left, total = {}, memory, 0
+  for _, r in ipairs(regions) do
+    if left <= 0 then break end
+    left = left - r.mib
+    keep[r.key] = (keep[r.key] or 0) + 1
+    total = total + r.mib
+  end
+  return total, keep
+end
+M.take_pages = take_pages
+
 local function new_slot()
   local sec, usec = uv.gettimeofday()
   local ms = sec * 1000 + usec // 1000
@@ -314,7 +359,7 @@ local function start_enclave(ctx, st, p)
   local slot = new_slot()
   local e = { id = st.host.instance_id .. "-enc" .. slot, slot = slot, name = p.name, pid = state.pid(st),
     cid = p.cid, cpus = p.cpus, memory_mib = p.memory_mib, debug = p.debug, eif = p.eif, pcrs = p.pcrs or {},
-    started = util.time(), image_name = p.image_name, image_version = p.image_version }
+    started = util.time(), image_name = p.image_name, image_version = p.image_version, pages = p.pages }
   e.plan = b:boot{ image = p.image, cmdline = p.cmdline, memory_mib = p.memory_mib, debug = p.debug, cid = p.cid }
   st.enclaves[#st.enclaves + 1] = e
   M.write_proc_stat(ctx.root, st, e)
@@ -354,8 +399,9 @@ function M.preload_enclave(root, st, s)
   local eif = s.eif and (root .. s.eif)
   local info = eif and read_eif(eif) or { pcrs = {} }
   local image = image_of(st, info, eif) or (s.image and st.images[s.image])
+  local mib, pages = take_pages(st, s.memory or 1024)
   local e = start_enclave(ctx, st, { name = s.name or "stale", cid = s.cid or next_cid(st), cpus = cpus,
-    memory_mib = s.memory or 1024, debug = s.debug == true, eif = s.eif, pcrs = info.pcrs, image = image or {} })
+    memory_mib = mib or s.memory or 1024, pages = mib and pages or nil, debug = s.debug == true, eif = s.eif, pcrs = info.pcrs, image = image or {} })
   e.started = e.started - (s.age or 86400)
   M.write_proc_stat(root, st, e)
   return true
@@ -684,25 +730,33 @@ function run_enclave(ctx, args)
     local used = used_cpus(st)
     local free = {}
     for _, c in ipairs(pool) do if not used[c] then free[#free + 1] = c end end
+    -- CPUs an enclave just gave back are offline for a moment more (relaunching right after an exit)
+    local delay = st.host.cpu_release_delay
+    if delay and st.cpus_released_at and util.time() < st.cpus_released_at + delay then free = {} end
     if #free == 0 then
       state.dmesg(st, "nitro_enclaves: No CPUs available in CPU pool")
       return fail("E29", nil, chain(NE.IOCTL.NE_ERR_NO_CPUS_AVAIL_IN_POOL, "Create VM ioctl failed", "Failed to create enclave handle",
         "Failed to construct EnclaveManager with given arguments"), "src/enclave_proc/resource_manager.rs", 859)
     end
-    -- 7. a signed EIF: its certificate must be valid now
+    -- 7. a signed EIF: its certificate must be valid now (the scenario marks an EIF `signature = "expired"`)
     local info = read_eif(eif)
-    if info.cert_expired then
-      return fail("E59", nil, chain("Invalid signing certificate: " .. info.cert_expired), "src/enclave_proc/commands.rs", 97)
+    local flags = (st.eif_flags or {})[uv.fs_realpath(eif) or eif] or {}
+    if flags.signature == "expired" then
+      return fail("E59", nil, chain("Invalid signing certificate: CertificateExpired"), "src/enclave_proc/commands.rs", 97)
     end
     -- 8. memory: whole hugepages, from what the allocator reserved minus what running enclaves hold
     ctx:stderr("Start allocating memory...")
-    local hp = st.host.hugepage_mib or 2
-    local alloc_mib = ((memory + hp - 1) // hp) * hp
-    local avail = st.allocator.memory_mib - used_memory(st)
-    if alloc_mib > avail then
-      return fail("E27", { "memory", memory }, chain(string.format("Failed to allocate entire memory (%d MB remained)", alloc_mib - math.max(avail, 0)),
+    local alloc_mib, pages = take_pages(st, memory)
+    if not alloc_mib then
+      return fail("E27", { "memory", memory }, chain(string.format("Failed to allocate entire memory (%d MB remained)", pages),
         "Failed to allocate enclave memory", "Memory initialization issue", "Failed to create enclave", "Failed to run enclave"),
         "src/enclave_proc/resource_manager.rs", 397)
+    end
+    -- inside a container without the host's hugepages, the regions cannot be filled from the EIF (E35)
+    if st.host.hugepages_usable == false then
+      return fail("E35", nil, chain("Error while reading from enclave image: Os { code: 14, kind: Uncategorized, message: \"Bad address\" }",
+        "Write EIF to enclave memory regions", "Memory initialization issue", "Failed to create enclave", "Failed to run enclave"),
+        "src/enclave_proc/resource_manager.rs", 300)
     end
     -- 9. vCPUs: the driver hands out free CPUs of the pool
     local cpus = {}
@@ -724,7 +778,7 @@ function run_enclave(ctx, args)
       end
     end
     -- 10. the heartbeat listener (CID 3, port 9000): a concurrent run-enclave holds it while it waits for its boot
-    if st.heartbeat_busy_until and util.time() < st.heartbeat_busy_until then
+    if st.host.heartbeat_busy or (st.heartbeat_busy_until and util.time() < st.heartbeat_busy_until) then
       return fail("E36", nil, chain("Enclave boot heartbeat vsock connection - vsock bind error", "Failed to create enclave",
         "Failed to run enclave"), "src/enclave_proc/resource_manager.rs", 559)
     end
@@ -761,7 +815,7 @@ function run_enclave(ctx, args)
     local names = {}
     for _, x in ipairs(st.enclaves) do names[x.name] = true end
     while names[name] do n = n + 1 name = base .. "_" .. n end
-    e = start_enclave(ctx, st, { name = name, cid = cid, cpus = cpus, memory_mib = alloc_mib, debug = a.debug,
+    e = start_enclave(ctx, st, { name = name, cid = cid, cpus = cpus, memory_mib = alloc_mib, pages = pages, debug = a.debug,
       eif = eif_arg, pcrs = info.pcrs, image = image, cmdline = info.cmdline, image_name = info.name,
       image_version = info.version })
     require("nd.sim.allocator").write_sys(ctx.root, st)
@@ -855,6 +909,7 @@ function terminate_enclave(ctx, args)
     local keep = {}
     for _, e in ipairs(st.enclaves) do if not gone[e.id] then keep[#keep + 1] = e end end
     st.enclaves = keep
+    if #targets > 0 then st.cpus_released_at = util.time() end
     require("nd.sim.allocator").write_sys(ctx.root, st)
     if o.all then ctx:stdout(util.json(out)) else ctx:stdout(util.json(out[1])) end
     return 0
@@ -966,6 +1021,9 @@ function build_enclave(ctx, args)
   end
   local tag = o["docker-uri"]
   local cfg = st.images[tag] or (not tag:find(":") and st.images[tag .. ":latest"])
+  -- a Docker daemon whose API nitro-cli's client (shiplift) does not speak: the pull fails although the image is
+  -- there (aws/aws-nitro-enclaves-cli#537)
+  if st.host.docker_api_too_new then cfg = nil end
   if not cfg then
     ctx:stderr("Docker error: PullError")
     return ctx:fail{ code = "E50", action = "Build Enclave", subactions = { "Failed to build enclave",

@@ -70,7 +70,8 @@ describe("activate and close", function()
     truthy(fs.is_dir(s:path("/var/log/nitro_enclaves")))
     truthy(fs.exists(s:path("/dev/nitro_enclaves")))
     eq(fs.read(s:path("/sys/module/nitro_enclaves/parameters/ne_cpus")), "1,3\n")
-    eq(fs.read(s:path("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages")), "2048\n")
+    eq(fs.read(s:path("/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages")), "4\n") -- 4096 MiB in 1 GiB pages
+    eq(fs.read(s:path("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages")), "0\n")
     for _, t in ipairs(H.sim.TOOLS) do truthy(fs.exists(s.bin .. "/" .. t), t) end
     eq(host.root(), s.root)
     eq(os.getenv("NITRODIAG_SIM_ROOT"), s.root)
@@ -91,6 +92,8 @@ describe("activate and close", function()
       for _, f in ipairs(fs.list(tmp) or {}) do if f:match("^nitrodiag%-sim%-") then n = n + 1 end end
       return n
     end
+    collectgarbage()
+    collectgarbage()
     local n0 = sims()
     for _, sc in ipairs(H.sim.scenarios()) do
       local s = assert(H.sim.activate(sc.name))
@@ -101,7 +104,7 @@ describe("activate and close", function()
   it("the stand-ins refuse to run outside a simulated host", function()
     local s = H.activate("healthy")
     local r = H.run({ s.bin .. "/nitro-cli", "describe-enclaves", env = { PATH = os.getenv("PATH") } })
-    eq(r.exit_code, 1)
+    eq(r.exit_code, 1, require("nd.json").encode(r))
     match(r.stderr, "NITRODIAG_SIM_ROOT is not set")
   end)
 end)
@@ -132,10 +135,18 @@ describe("healthy", function()
     -- a second enclave gets the next CID and a distinct name when the first still runs
     run_enclave(s, "hello-vsock.eif", { "--cpu-ids", "1" }) -- conflicting with --cpu-count: E02
   end)
-  it("rounds memory up to whole hugepages and names duplicates _1", function()
+  it("takes whole hugepages as nitro-cli's ResourceAllocator does, and names duplicates _1", function()
     local s = H.activate("healthy")
-    fs.write(s:path("/etc/nitro_enclaves/allocator.yaml"), "---\nmemory_mib: 4096\ncpu_pool: 1,3\n")
+    -- 4096 MiB reserved as four 1 GiB pages: 513 MiB takes one of them
     local r = H.run({ "nitro-cli", "run-enclave", "--cpu-ids", "1", "--memory", "513", "--eif-path", eif(s, "hello-basic.eif") })
+    eq(r.exit_code, 0, r.stderr)
+    eq(cjson.decode(r.stdout).MemoryMiB, 1024)
+    H.run({ "nitro-cli", "terminate-enclave", "--all" })
+    -- with 2 MiB pages: rounded up to the next one
+    H.run({ "systemctl", "stop", "nitro-enclaves-allocator.service" })
+    fs.write(s:path("/etc/nitro_enclaves/allocator.yaml"), "---\nmemory_mib: 2000\ncpu_pool: 1,3\n")
+    eq(H.run({ "systemctl", "start", "nitro-enclaves-allocator.service" }).exit_code, 0)
+    r = H.run({ "nitro-cli", "run-enclave", "--cpu-ids", "1", "--memory", "513", "--eif-path", eif(s, "hello-basic.eif") })
     eq(r.exit_code, 0, r.stderr)
     eq(cjson.decode(r.stdout).MemoryMiB, 514)
     r = H.run({ "nitro-cli", "run-enclave", "--cpu-ids", "3", "--memory", "512", "--eif-path", eif(s, "hello-basic.eif") })
