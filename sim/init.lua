@@ -115,9 +115,10 @@ function M.load(name, seen)
     if base_name:match("%.lua$") and not base_name:match("^/") then base_name = fs.dirname(path) .. "/" .. base_name end
     local base, berr = M.load(base_name, seen)
     if not base then return nil, "scenario " .. path .. ": extends " .. sc.extends .. ": " .. tostring(berr) end
-    local description = sc.description
+    local description, own_workload = sc.description, sc.workload
     sc = merge(base, sc)
     sc.description, sc.extends = description, nil
+    if own_workload then sc.workload = own_workload end -- a workload replaces the base's (it is the operator's)
   end
   sc.name = own_name
   sc.path = path

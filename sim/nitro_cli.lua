@@ -168,7 +168,7 @@ function image_of(st, info, path)
   if not known and info.name then known = st.images[info.name .. ":" .. (info.version or "latest")] end
   local out = { Entrypoint = img.Entrypoint, Cmd = img.Cmd, Env = img.Env }
   if known then
-    for _, k in ipairs({ "Shell", "App", "Console", "Exits" }) do out[k] = known[k] end
+    for _, k in ipairs({ "Shell", "App", "Console", "Exits", "InitramfsMiB", "Boots" }) do out[k] = known[k] end
   end
   return out
 end

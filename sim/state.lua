@@ -36,6 +36,14 @@ function M.new(sc, opts)
       kernel = h.kernel or "6.1.112-124.190.amzn2023.x86_64",
       arch = h.arch or "x86_64",
       boot_timeout = h.boot_timeout,
+      -- field conditions (docs/simulator.md): hugepages_usable = false (a container without the host's hugepages:
+      -- E35), heartbeat_busy (port 9000 held by a concurrent run-enclave: E36), cpu_release_delay (s the CPUs of an
+      -- enclave that just exited stay unavailable: E29), numa_free_mib (memory the allocator's NUMA node can give),
+      -- allocator_script = "2021" (reports success after a partial reservation), docker_api_too_new (E50),
+      -- gigantic_pages = false (no 1 GiB pages)
+      hugepages_usable = h.hugepages_usable, heartbeat_busy = h.heartbeat_busy, cpu_release_delay = h.cpu_release_delay,
+      numa_free_mib = h.numa_free_mib, allocator_script = h.allocator_script, docker_api_too_new = h.docker_api_too_new,
+      gigantic_pages = h.gigantic_pages,
       boot_time = now - 3600 - (function()
         local oldest = 0 -- the host booted before its oldest enclave started
         for _, e in ipairs(sc.enclaves or {}) do oldest = math.max(oldest, tonumber(e.age) or 86400) end
