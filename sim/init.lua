@@ -88,8 +88,9 @@ function M.load(name, seen)
   local path, err = M.find(name)
   if not path then return nil, err end
   seen = seen or {}
-  if seen[path] then return nil, "scenario " .. path .. ": extends itself (a cycle)" end
-  seen[path] = true
+  local real = uv.fs_realpath(path) or path
+  if seen[real] then return nil, "scenario " .. path .. ": extends itself (a cycle)" end
+  seen[real] = true
   local chunk, lerr = loadfile(path, "t", {})
   if not chunk then return nil, "scenario " .. path .. ": " .. lerr end
   local ok, sc = pcall(chunk)

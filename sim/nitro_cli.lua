@@ -1041,26 +1041,26 @@ function build_enclave(ctx, args)
   return 0
 end
 
-local HELP = [[Nitro CLI %s
-Nitro CLI
+-- clap 4's help for create_app! (src/lib.rs): about, usage, the subcommands in definition order, options
+local HELP = [[CLI for enclave lifetime management
 
-USAGE:
-    nitro-cli [SUBCOMMAND]
+Usage: nitro-cli [COMMAND]
 
-FLAGS:
-    -h, --help       Prints help information
-    -V, --version    Prints version information
+Commands:
+  run-enclave        Starts a new enclave
+  terminate-enclave  Terminates an enclave
+  build-enclave      Builds an enclave image and saves it to a file
+  describe-eif       Returns information about the EIF found at a given path.
+  describe-enclaves  Returns a list of the running enclaves
+  console            Connect to the console of an enclave
+  pcr                Return the PCR hash value of the given input
+  explain            Display detailed information about an error returned by a misbehaving Nitro CLI command
+  sign-eif           Sign EIF with the given key
+  help               Print this message or the help of the given subcommand(s)
 
-SUBCOMMANDS:
-    build-enclave        Builds an enclave image and saves it to a file
-    console              Connect to the console of an enclave
-    describe-eif         Returns information about the EIF found at a given path.
-    describe-enclaves    Returns a list of the running enclaves
-    explain              Display detailed information about an error returned by a misbehaving Nitro CLI command
-    help                 Prints this message or the help of the given subcommand(s)
-    pcr                  Return the PCR hash value of the given input
-    run-enclave          Starts a new enclave
-    terminate-enclave    Terminates an enclave]]
+Options:
+  -h, --help     Print help
+  -V, --version  Print version]]
 
 local SUBS = {
   ["run-enclave"] = run_enclave, ["describe-enclaves"] = describe_enclaves,
@@ -1082,15 +1082,22 @@ function M.main(args, out, err)
     ctx:stdout("Nitro CLI " .. (st and st.host.nitro_cli_version or "1.4.2"))
     return 0
   end
-  if not sub or sub == "--help" or sub == "-h" or sub == "help" then
-    local st = state.load(root)
-    ctx:stdout(string.format(HELP, st and st.host.nitro_cli_version or "1.4.2"))
-    return sub and 0 or 1
+  if not sub then -- arg_required_else_help: the help on stderr, exit 2
+    ctx:stderr(HELP)
+    return 2
+  end
+  if sub == "--help" or sub == "-h" or sub == "help" then
+    ctx:stdout(HELP)
+    return 0
   end
   local fn = SUBS[sub]
   if not fn then
-    ctx:stderr(string.format("error: The subcommand '%s' wasn't recognized\n\nUSAGE:\n    nitro-cli [SUBCOMMAND]\n\nFor more information try --help", sub))
-    return 1
+    if sub:match("^%-") then
+      ctx:stderr(string.format("error: unexpected argument '%s' found\n\nUsage: nitro-cli [COMMAND]\n\nFor more information, try '--help'.", sub))
+    else
+      ctx:stderr(string.format("error: unrecognized subcommand '%s'\n\nUsage: nitro-cli [COMMAND]\n\nFor more information, try '--help'.", sub))
+    end
+    return 2
   end
   local ok, lerr = state.load(root)
   if not ok then
