@@ -8,6 +8,9 @@ return {
   images = {
     ["app:latest"] = { Entrypoint = { "/init" }, Cmd = { "/bin/sh", "-c", "/vsock-pingpong --mode vsock" },
       Env = { "VSOCK_PINGPONG_MODE=vsock" }, Shell = false },
+    -- the vsock test image was built the same way (hello-vsock.eif comes from it)
+    ["hello-enclave:vsock"] = { Entrypoint = { "/init" }, Cmd = { "/bin/sh", "-c", "/vsock-pingpong --mode vsock" },
+      Env = { "VSOCK_PINGPONG_MODE=vsock" }, Shell = false },
   },
   files = {
     ["/home/ec2-user/app/Dockerfile"] = 'FROM scratch\nCOPY init /init\nCOPY vsock-pingpong /vsock-pingpong\n'
