@@ -415,8 +415,10 @@ int nd_proc_start(nd_ctx *ctx, const nd_proc_opts *opts, nd_proc_done_cb on_done
         return 0;
     }
     p->res.pid = p->process.pid;
-    if (opts->timeout_s > 0)
+    if (opts->timeout_s > 0) {
+        uv_update_time(p->loop); /* the loop's cached time may be old after a long synchronous stretch */
         uv_timer_start(&p->timeout_timer, on_timeout, (uint64_t)(nd_ctx_real_wait(ctx, opts->timeout_s) * 1000.0), 0);
+    }
     uv_read_start((uv_stream_t *)&p->out.pipe, alloc_cb, read_cb);
     uv_read_start((uv_stream_t *)&p->err.pipe, alloc_cb, read_cb);
     if (opts->stdin_data) {

@@ -133,16 +133,24 @@ local function bootstrap_blob() return ("init nsm.ko (simulated bootstrap ramdis
 function write_eif(path, tag, cfg, pad_mib)
   local lib = eif_lib()
   if not lib or not lib.write then return nil, "the EIF writer (nd.eif) is not built into this nitrodiag" end
-  local name, version = tostring(tag):match("^(.-):([^:/]+)$")
-  name, version = name or tag, version or "latest"
+  -- EifIdentityInfo as nitro-cli writes it (enclave_build/src/lib.rs generate_identity_info, serde_json compact in
+  -- field order): ImageName = the URI before ':', ImageVersion = the image ID without "sha256:" (nitro-cli's default
+  -- when --version is not given), BuildMetadata, DockerInfo = `docker inspect` (serde_json sorts its keys), and
+  -- CustomMetadata (null without --metadata; nitro-cli refuses an EIF whose metadata lacks it)
+  local json = require "nd.json"
   local cj = require "cjson"
+  local name = tostring(tag):match("^([^:]*)") or tag
+  local id = require("nd.sim.tools").image_id(tag, cfg)
   local rootfs = cj.encode({ cmd = backend.command(cfg), env = cfg.Env or {} })
-  local metadata = cj.encode({
-    ImageName = name, ImageVersion = version,
-    BuildMetadata = { BuildTime = os.date("!%Y-%m-%dT%H:%M:%S.000000000+00:00"), BuildTool = "nitro-cli",
-      BuildToolVersion = "1.4.2", OperatingSystem = "Linux", KernelVersion = "4.14" },
-    DockerInfo = { RepoTags = { tag }, Config = { Entrypoint = cfg.Entrypoint, Cmd = cfg.Cmd, Env = cfg.Env } },
-  })
+  local docker_info = { Id = id, RepoTags = json.array({ tag }),
+    Config = { Entrypoint = cfg.Entrypoint or json.null, Cmd = cfg.Cmd or json.null, Env = json.array(cfg.Env or {}) } }
+  local metadata = json.encode(json.ordered({
+    ImageName = name, ImageVersion = id:gsub("^sha256:", ""),
+    BuildMetadata = json.ordered({ BuildTime = os.date("!%Y-%m-%dT%H:%M:%S.000000000+00:00", math.floor(util.time())),
+      BuildTool = "nitro-cli", BuildToolVersion = "1.4.2", OperatingSystem = "Linux", KernelVersion = "4.14" },
+      { "BuildTime", "BuildTool", "BuildToolVersion", "OperatingSystem", "KernelVersion" }),
+    DockerInfo = docker_info, CustomMetadata = json.null,
+  }, { "ImageName", "ImageVersion", "BuildMetadata", "DockerInfo", "CustomMetadata" }))
   local res, err = lib.write(path, { kernel = kernel_blob(), cmdline = backend.CMDLINE,
     ramdisks = { bootstrap_blob(), "rootfs/\ncmd\nenv\n" .. rootfs }, metadata = metadata, default_mem = 0, default_cpus = 0 })
   if not res then return nil, err end
@@ -164,8 +172,8 @@ end
 function image_of(st, info, path)
   local img = info.image
   if not img then return eif_image(st, path) end
-  local known = info.tag and st.images[info.tag]
-  if not known and info.name then known = st.images[info.name .. ":" .. (info.version or "latest")] end
+  local known = info.tag and (st.images[info.tag] or (not info.tag:find(":") and st.images[info.tag .. ":latest"]))
+  if not known and info.name then known = st.images[info.name .. ":latest"] end
   local out = { Entrypoint = img.Entrypoint, Cmd = img.Cmd, Env = img.Env }
   if known then
     for _, k in ipairs({ "Shell", "App", "Console", "Exits", "InitramfsMiB", "Boots" }) do out[k] = known[k] end

@@ -258,8 +258,11 @@ local function parse_dockerfile(text, build_args)
   return cfg
 end
 
-local function image_id(tag, cfg)
-  local s = tag .. require("cjson").encode(cfg)
+-- A stable image ID for tag and its configuration (sorted-key JSON: the same in every process).
+local image_id
+function M.image_id(tag, cfg) return "sha256:" .. image_id(tag, cfg):rep(5):sub(1, 64) end
+function image_id(tag, cfg)
+  local s = tag .. require("nd.json").encode(cfg)
   local h = 0
   for i = 1, #s do h = (h * 31 + s:byte(i)) % 0xffffffffff end
   return string.format("%012x", h % 0xffffffffffff)

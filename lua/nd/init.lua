@@ -40,6 +40,7 @@ function M.sleep(seconds)
   end })
   -- on a simulated host waits run in simulated time (nd.host.real_wait; docs/simulator.md)
   seconds = require("nd.host").real_wait(seconds)
+  uv.update_time()
   timer:start(math.max(0, math.floor(seconds * 1000 + 0.5)), 0, function() M.resume(co) end)
   coroutine.yield()
 end
