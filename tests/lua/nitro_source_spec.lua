@@ -69,3 +69,28 @@ describe("nd.nitro_errors against nitro-cli's source", function()
     end
   end)
 end)
+
+describe("describe-eif's Metadata as nitro-cli prints it (src/common/json_output.rs MetadataDescribeInfo)", function()
+  it("flattens CustomMetadata's keys into Metadata, after the build fields and DockerInfo", function()
+    local eif = require "nd.eif"
+    local fs = require "nd.fs"
+    local dir = spec.tmpdir()
+    local meta = '{"ImageName":"app","ImageVersion":"abc","BuildMetadata":{"BuildTime":"t","BuildTool":"nitro-cli",'
+      .. '"BuildToolVersion":"1.5.0","OperatingSystem":"Linux","KernelVersion":"4.14"},"DockerInfo":{"Id":"x"},'
+      .. '"CustomMetadata":{"team":"payments","build":7}}'
+    assert(eif.write(dir .. "/c.eif", { kernel = "k", cmdline = "c", ramdisks = { "a", "b" }, metadata = meta }))
+    local text = assert(eif.describe(dir .. "/c.eif"))
+    local m = text:match('"Metadata": (%b{})')
+    truthy(m, text)
+    falsy(m:find("CustomMetadata", 1, true))
+    local order = {}
+    for k in m:gmatch('\n    "(%w+)":') do order[#order + 1] = k end
+    eq(order, { "BuildTime", "BuildTool", "BuildToolVersion", "OperatingSystem", "KernelVersion", "DockerInfo", "team", "build" })
+    -- null custom metadata adds nothing
+    assert(eif.write(dir .. "/n.eif", { kernel = "k", cmdline = "c", ramdisks = { "a", "b" },
+      metadata = (meta:gsub('"CustomMetadata":%b{}', '"CustomMetadata":null')) }))
+    local n = assert(eif.describe(dir .. "/n.eif")):match('"Metadata": (%b{})')
+    falsy(n:find('"team"', 1, true))
+    local _ = fs
+  end)
+end)
