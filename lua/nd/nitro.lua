@@ -145,14 +145,13 @@ function M.read_err_log(path)
 end
 
 -- enclave_started(enclave) -> start time (epoch seconds) of an enclave from describe-enclaves (its ProcessID: the
--- enclave process nitro-cli forks for it), and its age in seconds | nil, msg, code. Reads /proc/<pid>/stat (field
--- 22, clock ticks since boot, USER_HZ 100) and /proc/stat's btime under the host root: the same on a real host and
--- on the simulated one (which writes both for its enclave processes).
+-- enclave process nitro-cli forks for it; json_output.rs fills ProcessID with std::process::id() of that process),
+-- and its age in seconds | nil, msg, code. Reads /proc/<pid>/stat (field 22, clock ticks since boot, USER_HZ 100)
+-- and /proc/stat's btime under the host root. A simulated host that has no such files answers from its own record.
 function M.enclave_started(e)
   local pid = type(e) == "table" and math.tointeger(e.ProcessID) or math.tointeger(e)
   if not pid or pid <= 0 then return nil, "enclave_started: no ProcessID", "EINVAL" end
   local fs = require "nd.fs"
-  local host = require "nd.host"
   local stat, err, code = fs.read(host.path("/proc/" .. pid .. "/stat"))
   if not stat then return nil, "enclave process " .. pid .. ": " .. tostring(err), code end
   local after = stat:match("^%d+ %b() (.*)$")
