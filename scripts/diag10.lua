@@ -25,7 +25,7 @@ local VSOCK_PORT = 5000
 -- The name prefix of the enclaves diag10 starts. Only nitrodiag uses it, so an enclave with this name that this run
 -- did not start was left by an earlier run: that is what terminate=stale terminates.
 local NAME_PREFIX = "nitrodiag-"
-local RUNS = { "basic", "vsock", "hello", "smoke" }
+local RUNS = { "basic", "vsock", "hello", "smoke", "workload" }
 local HELLO_EIF = "/usr/share/nitro_enclaves/examples/hello.eif"
 
 -- The shipped test-image build context: a directory holding enclave/Dockerfile and the sources it compiles (core/,
@@ -134,6 +134,11 @@ end
 local WORKLOAD_DIR = "/etc/nitrodiag/workload.d"
 local function discover_workload(s)
   if s.data.workload then return s.data.workload end
+  local wanted = false
+  for _, r in ipairs(s.args.runs or {}) do if r == "workload" then wanted = true end end
+  if not wanted then s.data.workload = {} return s.data.workload end
+  local given = {}
+  for _, p in ipairs(s.args.eifs or {}) do given[p] = true end
   local files = {}
   for _, p in ipairs(s.args.workload or {}) do files[#files + 1] = p end
   if #files == 0 then
@@ -144,7 +149,9 @@ local function discover_workload(s)
   local out = {}
   for _, f in ipairs(files) do
     local doc = json.decode(fs.read(host.path(f)) or "")
-    if type(doc) == "table" and type(doc.eif_path) == "string" then
+    if type(doc) == "table" and type(doc.eif_path) == "string" and given[doc.eif_path] then
+      s:log(string.format("workload %s: %s is already given as eifs=", f, doc.eif_path))
+    elseif type(doc) == "table" and type(doc.eif_path) == "string" then
       local ids = type(doc.cpu_ids) == "table" and doc.cpu_ids or nil
       out[#out + 1] = { name = doc.enclave_name or (fs.basename(doc.eif_path):gsub("%.eif$", "")), eif = doc.eif_path,
         memory = math.tointeger(doc.memory_mib), cpu_count = math.tointeger(doc.cpu_count), cpu_ids = ids, source = f }
@@ -281,8 +288,8 @@ return {
     { name = "memory", type = "integer", default = 1024, min = 1, help = "MiB for each run-enclave" },
     { name = "cpu_count", type = "integer", default = 2, min = 1, help = "vCPUs for each run-enclave" },
     { name = "run_seconds", type = "number", default = 20, min = 1, help = "how long each enclave runs with its console attached" },
-    { name = "runs", type = "list", default = "basic,vsock,hello", choices = RUNS,
-      help = "which runs: basic, vsock, hello (the AWS control), smoke (the busybox image: does an enclave boot at all)" },
+    { name = "runs", type = "list", default = "basic,vsock,hello,workload", choices = RUNS,
+      help = "which runs: basic, vsock, hello (the AWS control), smoke (the busybox image: does an enclave boot at all), workload (the host's own enclaves, see workload=)" },
     { name = "terminate", type = "string", default = "none", choices = { "none", "stale", "all" },
       help = "enclaves this run did not start: none (list them; on a terminal, ask), stale (those named " ..
         NAME_PREFIX .. "*, left by an earlier nitrodiag run), all (every one, production included)" },
