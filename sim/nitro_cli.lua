@@ -65,16 +65,31 @@ function Ctx:log(level, where, msg, id)
     level, util.millis(sec, ns), where, msg))
 end
 
+-- Root error lines are v1.5.0's; nitro-cli 1.4.x has these at other lines (the same invocations found in v1.4.2's
+-- source): "file:line in 1.5.0" -> line in 1.4.2.
+local ROOT_LINES_1_4 = {
+  ["src/enclave_proc/resource_manager.rs:300"] = 304, ["src/enclave_proc/resource_manager.rs:397"] = 400,
+  ["src/enclave_proc/resource_manager.rs:488"] = 491, ["src/enclave_proc/resource_manager.rs:510"] = 513,
+  ["src/enclave_proc/resource_manager.rs:559"] = 562, ["src/enclave_proc/resource_manager.rs:594"] = 597,
+  ["src/enclave_proc/resource_manager.rs:859"] = 862, ["src/common/commands_parser.rs:402"] = 402,
+  ["src/common/commands_parser.rs:409"] = 412, ["src/common/commands_parser.rs:417"] = 423,
+  ["src/common/commands_parser.rs:427"] = 434, ["src/common/commands_parser.rs:487"] = 495,
+  ["src/common/commands_parser.rs:504"] = 512, ["src/common/commands_parser.rs:468"] = 477,
+}
+M.ROOT_LINES_1_4 = ROOT_LINES_1_4
+
 -- Prints one error block and writes its err log. f = { code, info (nitro-cli's add_info values), action,
 -- subactions (outermost first, root message last: the order nitro-cli prints them), file, line, log_id }.
 function Ctx:fail(f)
   local version = self.version or "1.4.2"
+  local line = f.line
+  if version:match("^1%.4%.") then line = ROOT_LINES_1_4[f.file .. ":" .. tostring(f.line)] or line end
   local bt = string.format("  Action: %s\n  Subactions:%s\n  Root error file: %s\n  Root error line: %d\n  Version: %s",
     f.action, (function()
       local s = ""
       for _, a in ipairs(f.subactions) do s = s .. "\n    " .. a end
       return s
-    end)(), f.file, f.line, version)
+    end)(), f.file, line, version)
   local shown, real = self:logs_dir()
   local sec, ns = self:stamp()
   local name = "/err" .. util.rfc3339(sec, ns) .. ".log"

@@ -174,3 +174,23 @@ describe("10. nitro_enclaves.log and describe-enclaves --metadata", function()
     eq(cjson.decode(run("describe-enclaves").stdout)[1].ImageName, nil)
   end)
 end)
+
+describe("10. err logs: nitro-cli's backtrace with the root error line of the host's version", function()
+  it("E26: resource_manager.rs:491 on 1.4.2 (git show v1.4.2:src/enclave_proc/resource_manager.rs), :488 on 1.5.0", function()
+    local s = H.activate("e26-small-memory")
+    run("run-enclave", "--cpu-count", "2", "--memory", "512", "--eif-path", eif(s, "data-processing.eif"))
+    local logs = H.err_logs(s)
+    local e26 = assert(fs.read(s:path("/var/log/nitro_enclaves/" .. logs[#logs - 1])))
+    local at_least = fill(H.src("resource_manager", "at_least"), 2148, 4)
+    eq(e26, table.concat({ "  Action: Run Enclave", "  Subactions:", "    Failed to execute command `Run`",
+      "    " .. H.src("enclave_proc", "trigger"), "    " .. H.src("commands", "manager"), "    " .. H.src("resource_manager", "handle"),
+      "    " .. at_least, "  Root error file: src/enclave_proc/resource_manager.rs", "  Root error line: 491",
+      "  Version: 1.4.2" }, "\n"))
+    local dir = spec.tmpdir()
+    fs.write(dir .. "/v15.lua", 'return { extends = "e26-small-memory", description = "1.5.0", host = { nitro_cli_version = "1.5.0" } }')
+    local s2 = H.activate(dir .. "/v15.lua")
+    run("run-enclave", "--cpu-count", "2", "--memory", "512", "--eif-path", eif(s2, "data-processing.eif"))
+    logs = H.err_logs(s2)
+    match(assert(fs.read(s2:path("/var/log/nitro_enclaves/" .. logs[#logs - 1]))), "\n  Root error line: 488\n  Version: 1%.5%.0$")
+  end)
+end)
