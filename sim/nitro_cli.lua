@@ -985,7 +985,7 @@ function describe_eif(ctx, args)
   if lib then text, err = lib.describe(path) else err = "the EIF reader (nd.eif) is not built in" end
   if not text then
     return ctx:fail{ code = "E35", action = "Describe EIF", subactions = { "Failed to describe EIF",
-      string.format("Failed to initialize EIF reader: %q", tostring(err)) }, file = "src/lib.rs", line = 248 }
+      string.format("Failed to initialize EIF reader: %q", tostring(err)) }, file = "src/lib.rs", line = 225 }
   end
   ctx:stdout(text)
   return 0
