@@ -105,9 +105,8 @@ double nd_ctx_real_wait(const nd_ctx *ctx, double seconds)
 {
     if (!ctx || ctx->time_scale <= 1.0 || seconds <= 0)
         return seconds;
-    /* a floor keeps timeouts meant as safety limits above what a loaded machine needs to start a stand-in */
     double w = seconds / ctx->time_scale;
-    double floor = seconds < 2.0 ? seconds : 2.0;
+    double floor = seconds < 1.0 ? seconds : 1.0; /* a console window still lets the enclave's first lines through */
     return w < floor ? floor : w;
 }
 

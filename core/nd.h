@@ -62,8 +62,8 @@ typedef struct nd_ctx {
     char sim_root[4096];     /* non-empty while a simulated host is active (nd.sim): commands run only from its bin/
                               * directory and vsock goes only to its enclaves — nothing reaches the real host */
     char self_exe[4096];     /* this program (nitrodiag itself may run under a simulated host: it stays on it) */
-    double time_scale;       /* simulated seconds per real second (0 or 1: real time); nd.sleep and command
-                              * timeouts are divided by it (docs/simulator.md, "Simulated time") */
+    double time_scale;       /* simulated seconds per real second (0 or 1: real time); nd.sleep and console
+                              * windows are divided by it (docs/simulator.md, "Simulated time") */
 } nd_ctx;
 
 /* Initialises ctx with defaults around an existing loop (not owned). Returns 0. */
@@ -76,7 +76,8 @@ int nd_ctx_init(nd_ctx *ctx, struct uv_loop_s *loop);
 int nd_ctx_sim_command(const nd_ctx *ctx, const char *argv0, char *out, size_t outsz);
 
 /* A wait of `seconds` simulated seconds in real seconds: seconds / ctx->time_scale, but never less than
- * min(seconds, 2 s) (timeouts double as safety limits on a loaded machine). */
+ * min(seconds, 1 s). Used by nd.sleep and by console windows (nd.nitro); command timeouts stay real (they are
+ * safety limits). */
 double nd_ctx_real_wait(const nd_ctx *ctx, double seconds);
 
 /* Joins ctx->root and an absolute host path into out (size outsz): "/etc/x" under root "/sim" -> "/sim/etc/x".

@@ -417,7 +417,7 @@ int nd_proc_start(nd_ctx *ctx, const nd_proc_opts *opts, nd_proc_done_cb on_done
     p->res.pid = p->process.pid;
     if (opts->timeout_s > 0) {
         uv_update_time(p->loop); /* the loop's cached time may be old after a long synchronous stretch */
-        uv_timer_start(&p->timeout_timer, on_timeout, (uint64_t)(nd_ctx_real_wait(ctx, opts->timeout_s) * 1000.0), 0);
+        uv_timer_start(&p->timeout_timer, on_timeout, (uint64_t)(opts->timeout_s * 1000.0), 0);
     }
     uv_read_start((uv_stream_t *)&p->out.pipe, alloc_cb, read_cb);
     uv_read_start((uv_stream_t *)&p->err.pipe, alloc_cb, read_cb);

@@ -83,8 +83,12 @@ end
 --   -> info, record (record.console: what followed the JSON on stdout) | nil, msg, code, record
 function M.run_enclave(o)
   assert(type(o) == "table", "nd.nitro.run_enclave: options table expected")
+  -- with an attached console the timeout is a console window: a wait on the host's clock (simulated time on the
+  -- simulated host, nd.host.real_wait)
+  local timeout = o.timeout
+  if o.attach_console and timeout then timeout = host.real_wait(timeout) end
   local v, rec, code, rec2 = json_command("run-enclave", o,
-    { timeout = o.timeout, on_line = o.on_line, env = o.env }, (not o.attach_console) and M.RUN_TIMEOUT or nil)
+    { timeout = timeout, on_line = o.on_line, env = o.env }, (not o.attach_console) and M.RUN_TIMEOUT or nil)
   if v ~= nil then rec.console = rec.rest end
   return v, rec, code, rec2
 end
@@ -114,7 +118,8 @@ function M.console(o)
   local argv, err, code = C.argv("console", o)
   if not argv then return nil, err, code end
   local rec
-  rec, err, code = invoke(argv, { timeout = o.timeout, on_line = o.on_line, env = o.env })
+  -- the timeout is a console window: a wait on the host's clock (as for an attached run-enclave)
+  rec, err, code = invoke(argv, { timeout = o.timeout and host.real_wait(o.timeout), on_line = o.on_line, env = o.env })
   if not rec then return nil, err, code end
   if rec.root or (rec.exit_code ~= 0 and not rec.timed_out) then return failure(rec, "console") end
   return rec
