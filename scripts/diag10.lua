@@ -157,6 +157,19 @@ local function discover_workload(s)
         memory = math.tointeger(doc.memory_mib), cpu_count = math.tointeger(doc.cpu_count), cpu_ids = ids, source = f }
       s:log(string.format("workload %s: %s (memory %s, %s)", f, doc.eif_path, tostring(doc.memory_mib),
         ids and ("cpu_ids " .. table.concat(ids, ",")) or ("cpu_count " .. tostring(doc.cpu_count))))
+      -- its build context: the Dockerfile says what command the enclave will run (nd.imagelint)
+      local dockerfile = type(doc.docker_dir) == "string" and host.path(doc.docker_dir .. "/Dockerfile")
+      local okl, lint = pcall(require, "nd.imagelint")
+      if dockerfile and okl and fs.exists(dockerfile) then
+        local res = lint.file(dockerfile)
+        for _, lf in ipairs(res and res.findings or {}) do
+          if lf.severity ~= "info" then
+            s:finding{ code = lf.code, severity = lf.severity, message = "workload " .. out[#out].name .. " ("
+              .. doc.docker_dir .. "/Dockerfile): " .. lf.message, evidence = lf.evidence and { lf.evidence } or nil,
+              remediation = lf.rule }
+          end
+        end
+      end
     else
       s:finding{ code = "WORKLOAD_UNREADABLE", severity = "warn",
         message = f .. ": not a nitro-cli run-enclave --config JSON with eif_path" }
@@ -456,6 +469,15 @@ return {
             "%s MiB of the pool stay free for the test runs", #list, use.free_cpus or 0, tostring(use.free_mib or "?")),
           evidence = ev }
         s:ok(string.format("%d running (left alone); the pool has room for the test runs", #list))
+      end },
+
+    { name = "workload", timeout = 15,
+      run = function(s)
+        local w = discover_workload(s)
+        if #w == 0 then s:skip("none on this host (" .. WORKLOAD_DIR .. "/*.json or workload=)") end
+        local names = {}
+        for _, x in ipairs(w) do names[#names + 1] = x.name end
+        s:ok(#w .. " enclave(s) of this host to run: " .. table.concat(names, ", "))
       end },
 
     { name = "build images", timeout = 120,
