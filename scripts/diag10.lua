@@ -26,7 +26,7 @@ local VSOCK_PORT = 5000
 -- The name prefix of the enclaves diag10 starts. Only nitrodiag uses it, so an enclave with this name that this run
 -- did not start was left by an earlier run: that is what terminate=stale terminates.
 local NAME_PREFIX = "nitrodiag-"
-local RUNS = { "basic", "vsock", "hello", "smoke" }
+local RUNS = { "basic", "vsock", "hello", "smoke", "workload" }
 local HELLO_EIF = "/usr/share/nitro_enclaves/examples/hello.eif"
 
 -- The shipped test-image build context: a directory holding enclave/Dockerfile and the sources it compiles (core/,
@@ -126,6 +126,58 @@ local function analyse_console(s, name, console, inspect)
   local res = require("nd.console").analyse(console, { name = name, inspect = inspect, expect_init = name ~= "hello" })
   for _, f in ipairs(res.findings) do s:finding(f) end
   return res.verdict
+end
+
+-- The operator's workload — what this host runs, beside diag10's own test images: nitro-cli `run-enclave --config`
+-- JSON files (eif_path, memory_mib, cpu_count | cpu_ids, debug_mode, enclave_name; docker_uri/docker_dir for its
+-- image), given as workload=FILE,… or found in /etc/nitrodiag/workload.d/*.json on the host (docs/runbooks.md).
+-- Returns a list of { name, eif, memory, cpu_count, cpu_ids, source } (cached for the run).
+local WORKLOAD_DIR = "/etc/nitrodiag/workload.d"
+local function discover_workload(s)
+  if s.data.workload then return s.data.workload end
+  local wanted = false
+  for _, r in ipairs(s.args.runs or {}) do if r == "workload" then wanted = true end end
+  if not wanted then s.data.workload = {} return s.data.workload end
+  local given = {}
+  for _, p in ipairs(s.args.eifs or {}) do given[p] = true end
+  local files = {}
+  for _, p in ipairs(s.args.workload or {}) do files[#files + 1] = p end
+  if #files == 0 then
+    for _, f in ipairs(fs.list(host.path(WORKLOAD_DIR)) or {}) do
+      if f:match("%.json$") then files[#files + 1] = WORKLOAD_DIR .. "/" .. f end
+    end
+  end
+  local out = {}
+  for _, f in ipairs(files) do
+    local doc = json.decode(fs.read(host.path(f)) or "")
+    if type(doc) == "table" and type(doc.eif_path) == "string" and given[doc.eif_path] then
+      s:log(string.format("workload %s: %s is already given as eifs=", f, doc.eif_path))
+    elseif type(doc) == "table" and type(doc.eif_path) == "string" then
+      local ids = type(doc.cpu_ids) == "table" and doc.cpu_ids or nil
+      out[#out + 1] = { name = doc.enclave_name or (fs.basename(doc.eif_path):gsub("%.eif$", "")), eif = doc.eif_path,
+        memory = math.tointeger(doc.memory_mib), cpu_count = math.tointeger(doc.cpu_count), cpu_ids = ids, source = f }
+      s:log(string.format("workload %s: %s (memory %s, %s)", f, doc.eif_path, tostring(doc.memory_mib),
+        ids and ("cpu_ids " .. table.concat(ids, ",")) or ("cpu_count " .. tostring(doc.cpu_count))))
+      -- its build context: the Dockerfile says what command the enclave will run (nd.imagelint)
+      local dockerfile = type(doc.docker_dir) == "string" and host.path(doc.docker_dir .. "/Dockerfile")
+      local okl, lint = pcall(require, "nd.imagelint")
+      if dockerfile and okl and fs.exists(dockerfile) then
+        local res = lint.file(dockerfile)
+        for _, lf in ipairs(res and res.findings or {}) do
+          if lf.severity ~= "info" then
+            s:finding{ code = lf.code, severity = lf.severity, message = "workload " .. out[#out].name .. " ("
+              .. doc.docker_dir .. "/Dockerfile): " .. lf.message, evidence = lf.evidence and { lf.evidence } or nil,
+              remediation = lf.rule }
+          end
+        end
+      end
+    else
+      s:finding{ code = "WORKLOAD_UNREADABLE", severity = "warn",
+        message = f .. ": not a nitro-cli run-enclave --config JSON with eif_path" }
+    end
+  end
+  s.data.workload = out
+  return out
 end
 
 -- Runs one EIF with an attached console for run_seconds; pings it over vsock when asked. Returns a run summary.
@@ -250,8 +302,8 @@ return {
     { name = "memory", type = "integer", default = 1024, min = 1, help = "MiB for each run-enclave" },
     { name = "cpu_count", type = "integer", default = 2, min = 1, help = "vCPUs for each run-enclave" },
     { name = "run_seconds", type = "number", default = 20, min = 1, help = "how long each enclave runs with its console attached" },
-    { name = "runs", type = "list", default = "basic,vsock,hello", choices = RUNS,
-      help = "which runs: basic, vsock, hello (the AWS control), smoke (the busybox image: does an enclave boot at all)" },
+    { name = "runs", type = "list", default = "basic,vsock,hello,workload", choices = RUNS,
+      help = "which runs: basic, vsock, hello (the AWS control), smoke (the busybox image: does an enclave boot at all), workload (the host's own enclaves, see workload=)" },
     { name = "terminate", type = "string", default = "none", choices = { "none", "stale", "all" },
       help = "enclaves this run did not start: none (list them; on a terminal, ask), stale (those named " ..
         NAME_PREFIX .. "*, left by an earlier nitrodiag run), all (every one, production included)" },
@@ -260,6 +312,7 @@ return {
     { name = "image", type = "string", default = "hello-enclave", help = "image repository; runs use <image>:<mode>" },
     { name = "hello_eif", type = "string", default = HELLO_EIF, help = "EIF of the AWS hello enclave (the control run)" },
     { name = "eifs", type = "list", default = "", help = "more EIFs to check and run (comma-separated host paths, read under --root/--sim)" },
+    { name = "workload", type = "list", default = "", help = "the host's own enclaves: run-enclave --config JSON files (default: /etc/nitrodiag/workload.d/*.json)" },
   },
   deadline = 180,
   collect = true,
@@ -419,6 +472,15 @@ return {
         s:ok(string.format("%d running (left alone); the pool has room for the test runs", #list))
       end },
 
+    { name = "workload", timeout = 15,
+      run = function(s)
+        local w = discover_workload(s)
+        if #w == 0 then s:skip("none on this host (" .. WORKLOAD_DIR .. "/*.json or workload=)") end
+        local names = {}
+        for _, x in ipairs(w) do names[#names + 1] = x.name end
+        s:ok(#w .. " enclave(s) of this host to run: " .. table.concat(names, ", "))
+      end },
+
     { name = "build images", timeout = 120,
       run = function(s)
         local a = s.args
@@ -518,6 +580,10 @@ return {
         for _, p in ipairs(a.eifs) do
           targets[#targets + 1] = { name = (fs.basename(p):gsub("%.eif$", "")), eif = p, label = p }
         end
+        for _, w in ipairs(discover_workload(s)) do
+          targets[#targets + 1] = { name = w.name, eif = w.eif, label = w.eif .. " (workload " .. w.source .. ")",
+            memory = w.memory, cpu_count = w.cpu_count, cpu_ids = w.cpu_ids }
+        end
         local want_hello = false
         for _, r in ipairs(a.runs) do if r == "hello" then want_hello = true end end
         if want_hello and a.hello_eif and fs.exists(host.path(a.hello_eif)) then
@@ -603,6 +669,9 @@ return {
           end
         end
         for _, p in ipairs(a.eifs) do add{ name = (fs.basename(p):gsub("%.eif$", "")), eif = p } end
+        for _, w in ipairs(discover_workload(s)) do
+          add{ name = w.name, eif = w.eif, memory = w.memory, cpu_count = w.cpu_count, cpu_ids = w.cpu_ids }
+        end
         if s.data.pool_blocked then s:skip("not run: " .. s.data.pool_blocked .. " (see 'running enclaves')") end
         if #plan == 0 then
           s:skip(#held_back > 0 and ("not run: predicted to fail: " .. table.concat(held_back, ", "))

@@ -75,7 +75,13 @@ return {
                      message = string.format("%d ramdisk section(s): nitro-cli images have the bootstrap ramdisk (init, "
                        .. "nsm.ko) and at least one customer ramdisk", count.ramdisk or 0) }
         end
-        if info.trailing_bytes > 0 then
+        if info.trailing_bytes >= 12 then
+          -- nitro-cli reads section headers until the file ends: the tail is read as a section (zeros: type 0)
+          s:finding{ code = "EIF_TRAILING", severity = "fail",
+                     message = string.format("%d bytes after the last section: nitro-cli's EIF reader takes them for "
+                       .. "another section and fails (describe-eif: E35 \"Found invalid EIF section\")", info.trailing_bytes),
+                     remediation = "rebuild the EIF with nitro-cli build-enclave, or cut the file at the end of its last section" }
+        elseif info.trailing_bytes > 0 then
           s:finding{ code = "EIF_TRAILING", severity = "warn",
                      message = string.format("%d bytes after the last section (they count for the 4x memory rule)",
                        info.trailing_bytes) }

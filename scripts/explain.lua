@@ -143,7 +143,7 @@ local function specifics(b)
   elseif b.code == "E36" and f.boot_error then
     lines[#lines + 1] = "Boot error: " .. f.boot_error .. " — the enclave did not send its heartbeat in time."
   elseif b.code == "E29" and f.driver_error then
-    lines[#lines + 1] = "The driver said " .. f.driver_error .. "."
+    lines[#lines + 1] = "The driver said: " .. (f.driver_message or f.driver_error) .. "."
   end
   return lines, fix
 end

@@ -463,7 +463,79 @@ def(60, "Signing error", {
   meaning = "Signing the EIF during build-enclave failed.",
   causes = { "unreadable or mismatched --signing-certificate / --private-key", "an unsupported key type" },
   remediation = { "openssl x509 -noout -text -in cert.pem; openssl pkey -in key.pem -noout", "use an EC P-384 key matching the certificate" },
+  explain = "Signing error. Such error appears if incorrect key or certificate paths are provided, or when AWS credenrials need to be refreshed to use a KMS key.",
 })
+
+-- What nitro-cli prints after "[ Exx ] " (get_detailed_info in src/common/document_errors.rs, v1.5.0 = 1.4.2):
+-- `{}` are filled in order from the failure's additional info, "MISSING_INFO" when a value is missing. E19 adds the
+-- `_2` line only with two values; E26 uses `_2` (memory 0) when it has fewer than three. The texts differ from the
+-- explain texts (E04 "attempts to open … but", E24 "for instance", E57–E60 have no explain text but a block text).
+-- tests/lua/nitro_source_spec.lua compares every entry with tests/fixtures/nitro-cli-source/strings.lua.
+M.DETAILED = {
+  E00 = "Unspecified error. This is used as a catch-all error and should not be used in the code.",
+  E01 = "Missing mandatory argument. User did not provide the `{}` argument.",
+  E02 = "Conflicting arguments. User provided both `{}` and `{}`.",
+  E03 = "Invalid argument provided. The parameter `{}` is not a valid integer (`{}`)",
+  E04 = "Socket pair creation failure. Such error appears when the Nitro CLI process attempts to open a stream pair in order to send a command to the enclave process but the stream initialization fails.",
+  E05 = "Process spawn failure. Such error appears when the main Nitro CLI process fails to spawn the enclave process, in order to complete a `run-enclave` command.",
+  E06 = "Daemonize process failure. Such error appears when the system fails to daemonize a newly spawned enclave process.",
+  E07 = "Read from disk failure. Such error appears when the Nitro CLI process fails to read the content of the enclave sockets directory (usually '/run/nitro_enclaves/') in order to perform a `describe-enclave` operation. Check that the directory exists and it has proper permissions, or run the Nitro Enclaves configuration script in order to (re)configure the environment.",
+  E08 = "Unusable connection error. Such error appears when the Nitro CLI process attempts to open a connection to a non-existing or previously closed enclave descriptor",
+  E09 = "Socket close error. Such error appears when the system fails to successfully close a communication channel.",
+  E10 = "Socket connect set timeout error. Such error appears when the system fails to configure a specific timeout for a given socket. May arise when trying to connect to an enclave's console.",
+  E11 = "Socket error. This is used as an error for catching any other socket operation errors not covered by previous custom errors.",
+  E12 = "Epoll error. Such error appears, for instance, when the system fails to register a specific enclave descriptor with epoll in order to monitor events for it.",
+  E13 = "Inotify error. Such error appears when the system fails to configure a socket for monitorization.",
+  E14 = "Invalid command. Such error appears when an unknown command and / or unknown arguments are sent through a socket.",
+  E15 = "Lock acquire failure. Such error appears when the system fails to obtain the lock for an object with concurrent access, such as a structure containing information about a running enclave.",
+  E16 = "Thread join failure. Such error appears when the system fails to successfully join a thread, after it finished executing.",
+  E17 = "Serde error. Such error appears when serializing / deserializing a command or response fails.",
+  E18 = "File permissions error. Such error appears when a user other than the owner of the logging file (usually '/var/log/nitro_enclaves/nitro_enclaves.log') attempts to change the file permissions",
+  E19 = "File operation failure. Such error appears when the system fails to perform the requested file operations, such as opening the EIF file when launching an enclave, or seeking to a specific offset in the EIF file, or writing to the log file.",
+  E19_2 = "\nFile: '{}', failing operation: '{}'.",
+  E20 = "Invalid CPU configuration. User provided `{}` contains same CPU(s) (CPU(s) {}) multiple times.",
+  E21 = "No such CPU available in the pool. User provided `{}` contains CPU {}, which is not available in the pool.\nYou can add a specific CPU to the CPU pool by editing the `cpu_pool` value from '/etc/nitro_enclaves/allocator.yaml' and then enable the nitro-enclaves-allocator.service.",
+  E22 = "Insufficient CPUs available in the pool. User provided `{}` is {}, which is more than the configured CPU pool size.\nYou can increase the CPU pool size by editing the `cpu_count` value from '/etc/nitro_enclaves/allocator.yaml' and then enable the nitro-enclaves-allocator.service.",
+  E23 = "Malformed CPU ID error. Such error appears when a `lscpu` line is malformed and reports an invalid online CPUs list.",
+  E24 = "CPU error. Such error appears when a CPU line interval is invalid (for instance, 0-3-7)",
+  E25 = "No such hugepage flag error. Such error appears when the enclave process attempts to use an invalid hugepage size (size other than the known hugepage sizes) for initializing the enclave memory.",
+  E26 = "Insufficient memory requested. User provided `{}` is {} MB, but based on the EIF file size, the minimum memory should be {} MB",
+  E26_2 = "Insufficient memory requested. User provided `{}` is {} MB, and memory should be greater than 0 MB.",
+  E27 = "Insufficient memory available. User provided `{}` is {} MB, which is more than the available hugepage memory.\nYou can increase the available memory by editing the `memory_mib` value from '/etc/nitro_enclaves/allocator.yaml' and then restart the nitro-enclaves-allocator.service.",
+  E28 = "Invalid enclave descriptor. Such error appears when the NE_CREATE_VM ioctl returns with an error.",
+  E29 = "Ioctl failure. Such error is used as a general ioctl error and appears whenever an ioctl fails. In this case, the error backtrace provides detailed information on what specifically failed during the ioctl.",
+  E30 = "Ioctl image get load info failure. Such error appears when the ioctl used for getting the memory load information fails. In this case, the error backtrace provides detailed information on what specifically failed during the ioctl.",
+  E31 = "Ioctl set memory region failure. Such error appears when the ioctl used for setting a given memory region fails. In this case, the error backtrace provides detailed information on what specifically failed during the ioctl.",
+  E32 = "Ioctl add vCPU failure. Such error appears when the ioctl used for adding a vCPU fails. In this case, the error backtrace provides detailed information on what specifically failed during the ioctl.",
+  E33 = "Ioctl start enclave failure. Such error appears when the ioctl used for starting an enclave fails. In this case, the error backtrace provides details information on what specifically failed during the ioctl.",
+  E34 = "Memory overflow. Such error may appear during loading the EIF in the memory regions which will be conceded to the future enclave, if the regions offset plus the EIF file size exceeds the maximum address of the target platform.",
+  E35 = "EIF file parsing error. Such errors appear when attempting to fill a memory region with a section of the EIF file, but reading the entire section fails. This might indicate that the required hugepages are not available.",
+  E36 = "Enclave boot failure. Such error appears when attempting to receive the `ready` signal from a freshly booted enclave. It arises in several contexts, for instance, when the enclave is booted from an invalid EIF file and the enclave process immediately exits, failing to submit the `ready` signal. In this case, the error backtrace provides detailed information on what specifically failed during the enclave boot process.",
+  E37 = "Enclave event wait error. Such error appears when monitoring an enclave descriptor for events fails.",
+  E38 = "Enclave process command not executed error. Such error appears when at least one enclave fails to provide the description information.",
+  E39 = "Enclave process connection failure. Such error appears when the enclave manager fails to connect to at least one enclave process for retrieving the description information.",
+  E40 = "Socket path not found. Such error appears when the Nitro CLI process fails to build the corresponding socket path starting from a given enclave ID.",
+  E41 = "Enclave process send reply failure. Such error appears when the enclave process fails to submit the status code to the Nitro CLI process after performing a run / describe / terminate command.",
+  E42 = "Enclave mmap error. Such error appears when allocating the enclave memory fails.",
+  E43 = "Enclave munmap error. Such error appears when unmapping the enclave memory fails.",
+  E44 = "Enclave console connection failure. Such error appears when the Nitro CLI process fails to establish a connection to a running enclave's console.",
+  E45 = "Enclave console read error. Such error appears when reading from a running enclave's console fails.",
+  E46 = "Enclave console write output error. Such error appears when writing the information retrieved from a running enclave's console (to a given stream) fails.",
+  E47 = "Integer parsing error. Such error appears when trying to connect to a running enclave's console, but the enclave CID cannot be parsed correctly.",
+  E48 = "EIF building error. Such error appears when trying to build an EIF file. In this case, the error backtrace provides detailed information on the failure reason.",
+  E49 = "Docker image build error. Such error appears when trying to build and EIF file, but building the corresponding docker image fails. In this case, the error backtrace provides detailed information on the failure reason.",
+  E50 = "Docker image pull error. Such error appears when trying to build an EIF file, but pulling the corresponding docker image fails. In this case, the error backtrace provides detailed informatino on the failure reason.",
+  E51 = "Artifacts path environment variable not set. Such error appears when trying to build an EIF file, but the artifacts path environment variable is not set.",
+  E52 = "Blobs path environment variable not set. Such error appears when trying to build an EIF file, but the blobs path environment variable is not set.",
+  E53 = "Clock skew error. Such error appears when continuously reading from a running enclave's console, but measuring the time elapsed between consecutive reads failed.",
+  E54 = "Signal masking error. Such error appears if attempting to mask specific signals before creating an enclave process fails.",
+  E55 = "Signal unmasking error. Such error appears if attempting to unmask specific signals after creating an enclave process fails.",
+  E56 = "Logger error. Such error appears when attempting to initialize the underlying logging system fails.",
+  E57 = "Hasher error. Such error appears when trying to initialize a hasher or write bytes to it, resulting in a IO error.",
+  E58 = "Naming error. Such error appears when trying to perform an enclave operation using the enclave name and the name is invalid.",
+  E59 = "EIF signature checker error. Such error appears when validation of the signing certificate fails.",
+  E60 = "Signing error. Such error appears if incorrect key or certificate paths are provided, or when AWS credenrials need to be refreshed to use a KMS key.",
+}
 
 M.codes = E
 
@@ -504,6 +576,36 @@ function M.list()
   for _, e in pairs(E) do out[#out + 1] = e end
   table.sort(out, function(a, b) return a.number < b.number end)
   return out
+end
+
+-- The driver's error codes as nitro-cli words them in err logs (one table, in core/nitrocli.c): name -> text.
+M.IOCTL = require("nd.nitrocli").IOCTL
+
+-- ioctl_name(text) -> the NE_ERR_* name whose nitro-cli text appears in text, or nil
+function M.ioctl_name(text)
+  for name, t in pairs(M.IOCTL) do
+    if type(text) == "string" and text:find(t, 1, true) then return name end
+  end
+  return nil
+end
+
+-- detailed(code, info) -> the text nitro-cli prints for an error, exactly as get_detailed_info builds it: "[ E26 ] "
+-- followed by the code's text with info (a list of strings/numbers, nitro-cli's add_info) filled in. Unknown codes
+-- give "No such error code Exx".
+function M.detailed(code, info)
+  local c = M.normalize(code) or tostring(code)
+  info = info or {}
+  local tpl = M.DETAILED[c]
+  if not tpl then return "[ " .. c .. " ] No such error code " .. c end
+  if c == "E26" and #info < 3 then tpl = M.DETAILED.E26_2 end
+  if c == "E19" and #info >= 2 then tpl = tpl .. M.DETAILED.E19_2 end
+  local i = 0
+  local text = tpl:gsub("{}", function()
+    i = i + 1
+    local v = info[i]
+    return v == nil and "MISSING_INFO" or tostring(v)
+  end)
+  return "[ " .. c .. " ] " .. text
 end
 
 -- The first line nitro-cli prints for an error: "[ E26 ] Insufficient memory requested. <detail>".

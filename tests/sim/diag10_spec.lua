@@ -130,7 +130,7 @@ describe("diag10 runs", function()
   it("an unknown run name is a usage error with a suggestion; nothing runs", function()
     local r = nitrodiag({ "--sim", "healthy", "diag10", "runs=basic,vsok" })
     eq(r.exit_code, 2)
-    match(r.stderr, "argument runs must be a comma%-separated list of basic, vsock, hello, smoke, got \"vsok\" %(did you mean vsock%?%)")
+    match(r.stderr, "argument runs must be a comma%-separated list of basic, vsock, hello, smoke, workload, got \"vsok\" %(did you mean vsock%?%)")
     eq(r.stdout, "")
   end)
 

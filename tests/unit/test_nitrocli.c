@@ -134,8 +134,9 @@ static void variants(void)
     t = "[ E29 ] Ioctl failure. Such error is used as a general ioctl error.\n\nBacktrace:\n"
         "Create VM ioctl failed\nThe enclave cannot be created because no CPUs are available in the pool\n";
     CHECK_EQ_INT(nd_nitro_parse_errors(t, strlen(t), &e, NULL), 0);
-    CHECK_EQ_STR(nd_nitro_fact_get(&e.blocks[0], "driver_error"),
+    CHECK_EQ_STR(nd_nitro_fact_get(&e.blocks[0], "driver_message"),
                  "The enclave cannot be created because no CPUs are available in the pool");
+    CHECK_EQ_STR(nd_nitro_fact_get(&e.blocks[0], "driver_error"), "NE_ERR_NO_CPUS_AVAIL_IN_POOL");
     CHECK_EQ_STR(nd_nitro_fact_get(&e.blocks[0], "cpus"), "none available");
     nd_nitro_errors_free(&e);
 
