@@ -119,6 +119,10 @@ M.define{ code = "EIF_FILE_MISSING", severity = "fail", title = "The EIF file ca
   message = "{operation} of the EIF {file} failed: the path is wrong or not readable",
   remediation = { "ls -l {file}", "pass the path of the file build-enclave wrote with --eif-path" },
   refs = { nitro_cli = "E19" } }
+M.define{ code = "WORKLOAD_UNREADABLE", severity = "warn", title = "A workload file is not a nitro-cli --config document",
+  message = "{file}: not a nitro-cli run-enclave --config JSON with eif_path",
+  remediation = { "write it as `nitro-cli run-enclave --config` reads it: {\"eif_path\": …, \"memory_mib\": …, \"cpu_count\": …}",
+    "or pass the workload on the command line: nitrodiag diag10 workload=FILE" } }
 M.define{ code = "ALLOCATOR_MEMORY_TOO_SMALL", severity = "fail", title = "The allocator reserved less memory than the enclave asks for",
   message = "run-enclave asked for {memory_mib} MiB, more than the hugepage memory the allocator reserved",
   remediation = { "set memory_mib: {memory_mib} (or more) in " .. YAML .. ", then " .. RESTART,
