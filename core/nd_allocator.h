@@ -2,7 +2,7 @@
  * nd_allocator.h — /etc/nitro_enclaves/allocator.yaml, read the way the allocator service
  * (nitro-enclaves-allocator, a bash script run by nitro-enclaves-allocator.service) reads it, and edited in place.
  *
- * The service's rules (reference/nitro.md and the script): lines are numbered from 1; comment lines (`^\s*#`) are
+ * The service's rules (docs/nitro.md and the script): lines are numbered from 1; comment lines (`^\s*#`) are
  * skipped; everything before a `---` line is ignored; each data line is `key: value`, the key being the leading run
  * of [-_a-zA-Z0-9] before the first ':', the value what follows the LAST ':' with spaces and one pair of quotes
  * trimmed; keys other than memory_mib, cpu_count, cpu_pool fail with `Error in <file>:<n> - unexpected: <key>`; an

@@ -1,7 +1,7 @@
 /*
  * nd_eif.h — Enclave Image Format (EIF) files: read, validate, measure and write them.
  *
- * Format (reference/nitro.md, all integers big-endian): a 548-byte header (magic ".eif", version, flags, default
+ * Format (docs/nitro.md, all integers big-endian): a 548-byte header (magic ".eif", version, flags, default
  * memory and CPUs, up to 32 section offsets/sizes, CRC32), then sections, each a 12-byte header (type, flags, size)
  * followed by its data. Measurements are SHA-384 PCRs "extended" from zero: PCR = SHA384(48 zero bytes ‖
  * SHA384(data)), where data is kernel ‖ cmdline ‖ ramdisks (PCR0), kernel ‖ cmdline ‖ first ramdisk (PCR1), the

@@ -8,7 +8,7 @@
  * KmsProxy frame with the same seq. A frame the proxy cannot understand is answered with an Error frame whose
  * payload is an ordinary response carrying the error code `invalid_request`.
  *
- * Request JSON (reference/ephemeralml.md):
+ * Request JSON (docs/kms-proxy.md "Wire protocol"):
  *   {"request_id":"<uuid>","trace_id":"…"?,"request":{"op":"GenerateDataKey"|"Decrypt"|"GenerateRandom"|"Encrypt",
  *    "payload":{…}}}
  *   Decrypt payload: ciphertext_blob, key_id?, encryption_context?, grant_tokens?, encryption_algorithm?, recipient?

@@ -5,7 +5,7 @@
  * The Nitro bootstrap init runs ONLY the image's CMD when it has one (ENTRYPOINT is used only when there is no CMD),
  * and reboots the enclave as soon as that command ends: a `/bin/sh -c` command in an image without a working shell,
  * or a CMD that silently replaced the ENTRYPOINT, gives an immediate `reboot: Restarting system` with no
- * application output (shared/reference/nitro.md). The lint fails on:
+ * application output (docs/nitro.md). The lint fails on:
  *   IMG_SHELL_C                  any CMD/ENTRYPOINT run through `/bin/sh -c` (the shell form counts);
  *   IMG_CMD_REPLACES_ENTRYPOINT  an image with both CMD and ENTRYPOINT (Nitro runs the CMD alone);
  *   IMG_NO_ENTRYPOINT            no command at all;

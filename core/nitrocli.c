@@ -2,7 +2,7 @@
  * nitrocli.c — the nitro-cli adapter (see nd_nitrocli.h): argv builders, a synchronous runner over the process
  * runner, and tolerant parsers for nitro-cli's outputs (error blocks, err logs, nitro_enclaves.log lines, JSON).
  *
- * How an error block looks (reference/nitro.md):
+ * How an error block looks (docs/nitro.md):
  *     [ E26 ] Insufficient memory requested. User provided `memory` is 512 MB, but … should be 2148 MB
  *     <more message lines>
  *     <blank>

@@ -1,6 +1,6 @@
 /*
  * pingpong_kms.c — vsock-pingpong --mode kms: the enclave side of the KMS flow through nitrodiag-kms-proxy
- * (see pingpong_kms.h and reference/ephemeralml.md).
+ * (see pingpong_kms.h and docs/enclave.md).
  *
  *   1. make an RSA-2048 key pair;
  *   2. get an attestation document carrying its public key (DER SubjectPublicKeyInfo — KMS refuses PKCS#1): from

@@ -1,5 +1,5 @@
 /*
- * host.h — the host object behind ndlua.h, for host.c, main.c and repl.c only (bindings use ndlua.h).
+ * host.h — the host object behind ndlua.h, for host.c, main.c and l_replc.c (the REPL line editor) only (bindings use ndlua.h).
  */
 #ifndef ND_HOST_H
 #define ND_HOST_H

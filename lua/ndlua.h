@@ -83,7 +83,7 @@ void ndl_setnum(lua_State *L, const char *key, lua_Number value);
 void ndl_setbool(lua_State *L, const char *key, int value);
 
 /* Pushes a Lua value converted from a jansson value (objects → tables, arrays → sequences, null → cjson.null
- * when cjson is loaded, otherwise nil). Declared here, defined in lua/json.c. */
+ * when cjson is loaded, otherwise nil). Declared here, defined in lua/host.c. */
 struct json_t;
 void ndl_push_json(lua_State *L, const struct json_t *v);
 

@@ -53,7 +53,7 @@ typedef struct px_config {
     long drain_timeout_ms;
 } px_config;
 
-/* Fills c with the built-in defaults (reference/ephemeralml.md). */
+/* Fills c with the built-in defaults (docs/kms-proxy.md "Configuration"). */
 void px_config_defaults(px_config *c);
 
 /* Applies one `key = value` setting. Returns 0, or -EINVAL with err (unknown key, bad value). */

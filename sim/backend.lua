@@ -10,10 +10,10 @@
 --            the count from 1), listen = { {port = 5000, proto = "pingpong"} } | nil (vsock ports the application
 --            serves; nd.sim.vsock answers them), why = "…" }
 --
--- The stand-in applies the rules of the AWS bootstrap init (reference/nitro.md "Enclave boot"): the command is the
+-- The stand-in applies the rules of the AWS bootstrap init (docs/nitro.md "Enclave boot"): the command is the
 -- image's Cmd when it has one, else its Entrypoint; `/bin/sh -c …` in an image without a shell, or an application
 -- that exits at once, makes init reboot the enclave: the console shows `reboot: Restarting system` right after the
--- kernel lines (and whatever the command printed before it exited, e.g. an echo). The test images of reference/ephemeralml.md print what they print on real hosts.
+-- kernel lines (and whatever the command printed before it exited, e.g. an echo). The test images of docs/enclave.md print what they print on real hosts.
 local M = {}
 
 local CMDLINE = "reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd random.trust_cpu=on"

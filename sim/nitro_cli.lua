@@ -1,5 +1,5 @@
 -- nd.sim.nitro_cli — the `nitro-cli` stand-in of the simulated host. It prints what nitro-cli 1.x prints, byte for
--- byte where the real text is known (reference/nitro.md, the seed outputs): the pretty JSON on stdout with serde's
+-- byte where the real text is known (docs/nitro.md, the seed outputs): the pretty JSON on stdout with serde's
 -- key order, the progress lines on stderr, error blocks
 --
 --   [ E26 ] <title>. <detail>

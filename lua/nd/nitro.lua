@@ -21,7 +21,7 @@ M.argv = C.argv
 M.err_log_time = C.err_log_time
 
 M.DEFAULT_TIMEOUT = 60
--- run-enclave waits for the boot heartbeat: at least 180 s on a real host (reference/nitro.md), plus margin.
+-- run-enclave waits for the boot heartbeat: at least 180 s on a real host (docs/nitro.md), plus margin.
 M.RUN_TIMEOUT = 240
 
 local function first_line(s)

@@ -1,4 +1,4 @@
--- nd.nitro_errors — the one knowledge base of nitro-cli error codes E00–E60 (reference/nitro.md), as data.
+-- nd.nitro_errors — the one knowledge base of nitro-cli error codes E00–E60 (nitro-cli src/common/document_errors.rs; docs/nitro.md), as data.
 --
 -- Every part of nitrodiag that names, explains or simulates a nitro-cli error reads it from here (the simulator's
 -- stand-in prints `[ Exx ] <title>. …`, `nitrodiag explain` renders the entries, runbooks attach remediation to

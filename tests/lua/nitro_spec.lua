@@ -14,7 +14,7 @@ local FIX = spec.source_dir .. "/tests/nitro/fixtures/"
 local SEED26 = assert(fs.read(FIX .. "seed_e26_run_enclave.txt"))
 local SEED27 = assert(fs.read(FIX .. "seed_e27_run_enclave.txt"))
 
--- reference/nitro.md, "nitro-cli error codes", verbatim.
+-- nitro-cli src/common/document_errors.rs, verbatim.
 local REFERENCE = [[E00 Unspecified error · E01 Missing mandatory argument · E02 Conflicting arguments · E03 Invalid argument provided ·
 E04 Socket pair creation failure · E05 Process spawn failure · E06 Daemonize process failure · E07 Read from disk failure ·
 E08 Unusable connection error · E09 Socket close error · E10 Socket connect set timeout error · E11 Socket error ·

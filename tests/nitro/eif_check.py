@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Independent EIF checker for the tests: parses an EIF with struct and recomputes the CRC (zlib) and the PCRs
-(hashlib) straight from reference/nitro.md, without any nitrodiag code. Prints one JSON object."""
+(hashlib) straight from docs/nitro.md, without any nitrodiag code. Prints one JSON object."""
 import base64, hashlib, json, struct, sys, zlib
 
 def pcr(data):

@@ -2,7 +2,7 @@
  * test_enclave.c — enclave/init and enclave/vsock-pingpong run as ordinary processes over unix sockets: the
  * console lines, many clients at once, bad clients that must not hurt the server, zombie reaping (init as a child
  * subreaper collects the orphans of its app) and signal forwarding. The real-kernel run (PID 1, AF_VSOCK) is
- * tests/vm. The expected outputs are the ones the issue and shared/reference/ephemeralml.md specify.
+ * tests/vm. The expected outputs are the ones the issue and docs/enclave.md specify.
  *
  * This executable doubles as a misbehaving app for init: run as `test_enclave --mode orphans` it leaves orphans
  * and zombies behind and exits 7.

@@ -1,5 +1,5 @@
 /*
- * test_imagelint.c — core/imagelint.c against the Nitro rules of shared/reference/nitro.md (CMD replaces ENTRYPOINT;
+ * test_imagelint.c — core/imagelint.c against the Nitro rules of docs/nitro.md (CMD replaces ENTRYPOINT;
  * a /bin/sh -c command or no command reboots the enclave at once) and Docker's Dockerfile semantics (shell form =
  * SHELL + text, invalid JSON arrays are shell form, ENTRYPOINT clears an inherited CMD, only the final stage counts):
  * the seed's failing image (Dockerfile and docker inspect), the project's own Dockerfiles, and one case per rule.

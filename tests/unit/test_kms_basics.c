@@ -1,6 +1,6 @@
 /*
- * test_kms_basics.c — pure parts of the KMS client: error-code normalisation (the rules in reference/kms.md),
- * classification for retries, and the one SigV4 vector quoted in reference/kms.md (get-vanilla). The full SigV4
+ * test_kms_basics.c — pure parts of the KMS client: error-code normalisation (the rules in docs/kms-client.md),
+ * classification for retries, and the one SigV4 vector quoted in docs/kms-client.md (get-vanilla). The full SigV4
  * suite is in test_sigv4.c; the client against the fake KMS in test_kms_client.c.
  */
 #include "ndtest.h"
