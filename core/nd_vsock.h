@@ -79,9 +79,34 @@ int nd_vsock_write_all(int fd, const void *buf, size_t n, int timeout_ms, const 
  * negative code. */
 int nd_vsock_wait(int fd, short events, int timeout_ms);
 
-/* The ping exchange of vsock-pingpong: connect, send "ping", read the reply (up to 16 bytes, until the server
- * closes) — all within timeout_ms. Returns 0 and fills reply (NUL-terminated) and *rtt_ms (connect to reply), or
- * a negative code, explained. A reply other than "pong" is NOT an error here: the caller judges it. */
+/* The most a ping reads back ("pong" is 4 bytes; more is kept up to this many). */
+#define ND_VSOCK_PING_MAX 16
+
+/* The ping exchange of vsock-pingpong over a connected non-blocking fd, as a state machine that never blocks: the
+ * one ping, driven by nd_vsock_ping below (waiting with poll) and by nd.vsock's ping (waiting on the libuv loop).
+ * Send "ping", then read the reply until the server closes or ND_VSOCK_PING_MAX bytes. */
+typedef struct nd_vsock_pinger {
+    int fd;                              /* not owned */
+    const nd_sockaddr *a;                /* for messages */
+    int timeout_ms;                      /* for the timeout message */
+    size_t sent, got;
+    char reply[ND_VSOCK_PING_MAX + 1];   /* NUL-terminated */
+} nd_vsock_pinger;
+
+void nd_vsock_pinger_init(nd_vsock_pinger *p, int fd, const nd_sockaddr *a, int timeout_ms);
+
+/* Advances the exchange as far as it can without waiting. Returns 0 when done (p->reply, p->got > 0), POLLOUT or
+ * POLLIN when the fd must become writable/readable first, or a negative code, explained (ECONNRESET when the server
+ * closed without a reply). */
+int nd_vsock_pinger_step(nd_vsock_pinger *p, nd_err *err);
+
+/* The deadline passed: returns 0 when a partial reply arrived (it counts; the caller judges it), otherwise
+ * -ETIMEDOUT, explained ("connected, but no reply within N ms" once "ping" was sent). */
+int nd_vsock_pinger_expired(nd_vsock_pinger *p, nd_err *err);
+
+/* The blocking ping: connect, then the exchange above — all within timeout_ms. Returns 0 and fills reply
+ * (NUL-terminated, cut to replysz - 1) and *rtt_ms (connect to reply), or a negative code, explained. A reply other
+ * than "pong" is NOT an error here: the caller judges it. */
 int nd_vsock_ping(const nd_sockaddr *a, int timeout_ms, char *reply, size_t replysz, double *rtt_ms, nd_err *err);
 
 /* Fills err with the explanation of failure `code` while doing `op` ("connect", "read", "listen", …) at address a

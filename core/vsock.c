@@ -351,6 +351,59 @@ int nd_vsock_write_all(int fd, const void *buf, size_t n, int timeout_ms, const 
     return 0;
 }
 
+void nd_vsock_pinger_init(nd_vsock_pinger *p, int fd, const nd_sockaddr *a, int timeout_ms)
+{
+    memset(p, 0, sizeof *p);
+    p->fd = fd;
+    p->a = a;
+    p->timeout_ms = timeout_ms;
+}
+
+int nd_vsock_pinger_step(nd_vsock_pinger *p, nd_err *err)
+{
+    static const char PING[] = "ping";
+    while (p->sent < sizeof PING - 1) {
+        ssize_t w = send(p->fd, PING + p->sent, sizeof PING - 1 - p->sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w > 0)
+            p->sent += (size_t)w;
+        else if (w < 0 && errno == EAGAIN)
+            return POLLOUT;
+        else if (w < 0 && errno != EINTR)
+            return nd_vsock_explain(-errno, "write", p->a, err);
+    }
+    for (;;) {
+        ssize_t n = recv(p->fd, p->reply + p->got, ND_VSOCK_PING_MAX - p->got, MSG_DONTWAIT);
+        if (n > 0) {
+            p->got += (size_t)n;
+            p->reply[p->got] = '\0';
+            if (p->got >= ND_VSOCK_PING_MAX)
+                return 0;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return POLLIN;
+        /* closed or failed: a reply followed by a reset still counts (the server answered and closed abruptly) */
+        if (p->got > 0)
+            return 0;
+        if (n == 0)
+            return nd_err_set(err, -ECONNRESET, "ping %s: the server closed the connection without a reply "
+                              "(ECONNRESET)", p->a->text);
+        return nd_vsock_explain(-errno, "read", p->a, err);
+    }
+}
+
+int nd_vsock_pinger_expired(nd_vsock_pinger *p, nd_err *err)
+{
+    if (p->sent < 4)
+        return nd_vsock_explain(-ETIMEDOUT, "write", p->a, err);
+    if (p->got > 0)
+        return 0;
+    return nd_err_set(err, -ETIMEDOUT, "ping %s: connected, but no reply within %d ms (ETIMEDOUT): the server "
+                      "accepted the connection and never answered", p->a->text, p->timeout_ms);
+}
+
 int nd_vsock_ping(const nd_sockaddr *a, int timeout_ms, char *reply, size_t replysz, double *rtt_ms, nd_err *err)
 {
     if (replysz == 0)
@@ -360,30 +413,28 @@ int nd_vsock_ping(const nd_sockaddr *a, int timeout_ms, char *reply, size_t repl
     int fd = nd_vsock_connect(a, timeout_ms, err);
     if (fd < 0)
         return fd;
-    int left = timeout_ms - (int)(nd_vsock_now_ms() - t0);
-    int rc = nd_vsock_write_all(fd, "ping", 4, left < 0 ? 0 : left, a, err);
-    size_t got = 0;
-    while (rc == 0 && got + 1 < replysz && got < 16) {
-        left = timeout_ms - (int)(nd_vsock_now_ms() - t0);
-        ssize_t r = nd_vsock_read(fd, reply + got, replysz - 1 - got, left < 0 ? 0 : left, a, err);
-        if (r < 0) {
-            /* A reply followed by a reset still counts: the server answered and closed abruptly. */
-            if (got > 0 && r != -ETIMEDOUT)
-                break;
-            rc = (int)r;
-            if (r == -ETIMEDOUT)
-                nd_err_set(err, -ETIMEDOUT, "ping %s: connected, but no reply within %d ms (ETIMEDOUT): the "
-                           "server accepted the connection and never answered", a->text, timeout_ms);
+    nd_vsock_pinger p;
+    nd_vsock_pinger_init(&p, fd, a, timeout_ms);
+    int rc;
+    while ((rc = nd_vsock_pinger_step(&p, err)) > 0) {
+        int left = -1;
+        if (timeout_ms >= 0) {
+            left = timeout_ms - (int)(nd_vsock_now_ms() - t0);
+            if (left < 0)
+                left = 0;
+        }
+        int w = nd_vsock_wait(fd, (short)rc, left);
+        if (w == -ETIMEDOUT) {
+            rc = nd_vsock_pinger_expired(&p, err);
             break;
         }
-        if (r == 0)
+        if (w < 0 && w != -EINTR) {
+            rc = nd_vsock_explain(w, "poll", a, err);
             break;
-        got += (size_t)r;
-        reply[got] = '\0';
+        }
     }
-    if (rc == 0 && got == 0)
-        rc = nd_err_set(err, -ECONNRESET, "ping %s: the server closed the connection without a reply (ECONNRESET)",
-                        a->text);
+    if (rc == 0)
+        snprintf(reply, replysz, "%s", p.reply);
     if (rtt_ms)
         *rtt_ms = nd_vsock_now_ms() - t0;
     close(fd);

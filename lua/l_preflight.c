@@ -5,7 +5,7 @@
  *   preflight.check{ eif = path | eif_size = bytes, memory = MiB, cpu_count = n | cpu_ids = {1,3} | "1,3",
  *                    allocator = cfg (from nd.allocator) | false (do not use it) | nil (load it under the root),
  *                    host = true (read hugepages and ne_cpus under the root; default true),
- *                    running = describe-enclaves list (MemoryMiB and CPUIDs they hold) }
+ *                    held = { memory_mib = n, cpu_ids = {…} } (what running enclaves hold: nd.nitro.held(list)) }
  *     -> { ok, issues = { {code, message, headline, requested, limit}, … }, first, min_memory_mib, memory_known,
  *          memory_total_mib, memory_free_mib, memory_source, pool_known, pool = {…}, pool_free, pool_source,
  *          eif_size, allocator_error } | nil, msg, code
@@ -118,47 +118,15 @@ static int l_check(lua_State *L)
         loaded = true;
     }
 
-    /* running enclaves */
+    /* what running enclaves hold, summed by the caller (nd.nitro.held) */
     uint64_t used_mem = 0;
-    size_t n_used = 0, cap = 0;
+    size_t n_used = 0;
     unsigned *used = NULL;
-    lua_getfield(L, 1, "running");
+    lua_getfield(L, 1, "held");
     if (lua_istable(L, -1)) {
         int t = lua_gettop(L);
-        size_t len = lua_rawlen(L, t);
-        for (size_t i = 1; i <= len; i++) {
-            lua_rawgeti(L, t, (lua_Integer)i);
-            if (lua_istable(L, -1)) {
-                lua_getfield(L, -1, "MemoryMiB");
-                if (lua_isinteger(L, -1))
-                    used_mem += (uint64_t)lua_tointeger(L, -1);
-                lua_pop(L, 1);
-                lua_getfield(L, -1, "CPUIDs");
-                if (lua_istable(L, -1)) {
-                    size_t m = lua_rawlen(L, -1);
-                    for (size_t k = 1; k <= m; k++) {
-                        lua_rawgeti(L, -1, (lua_Integer)k);
-                        if (lua_isinteger(L, -1)) {
-                            if (n_used == cap) {
-                                cap = cap ? cap * 2 : 16;
-                                unsigned *nu = realloc(used, cap * sizeof *nu);
-                                if (!nu) {
-                                    free(used);
-                                    if (loaded)
-                                        nd_alloc_config_free(&cfg);
-                                    return ndl_fail(L, -ENOMEM, "out of memory");
-                                }
-                                used = nu;
-                            }
-                            used[n_used++] = (unsigned)lua_tointeger(L, -1);
-                        }
-                        lua_pop(L, 1);
-                    }
-                }
-                lua_pop(L, 1);
-            }
-            lua_pop(L, 1);
-        }
+        used_mem = (uint64_t)ndl_optfield_num(L, t, "memory_mib", 0);
+        used = int_list(L, t, "cpu_ids", &n_used);
     }
     in.used_memory_mib = used_mem;
     in.used_cpus = used;
@@ -168,7 +136,6 @@ static int l_check(lua_State *L)
     nd_err err;
     nd_err_clear(&err);
     int rc = nd_preflight_check(&in, &r, &err);
-    free(used);
     if (loaded)
         nd_alloc_config_free(&cfg);
     if (rc < 0)

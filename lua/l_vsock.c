@@ -18,18 +18,15 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
-
-/* What ping() writes; the peer (enclave/pingpong.c) answers "pong". */
-static const char PING[] = "ping";
 
 #define SOCK_MT "nd.vsock.socket"
 #define REQ_MT "nd.vsock.request"
 #define DEFAULT_TIMEOUT_S 5.0
 #define READ_DEFAULT_TIMEOUT_S 30.0
-#define PING_MAX 16
 
 struct lreq;
 
@@ -63,6 +60,7 @@ typedef struct lreq {
     char *rbuf;
     size_t rcap, rgot;
     struct watch *cancel_w;  /* set while a closed socket's watch is about to wake this request */
+    nd_vsock_pinger ping;    /* ping: core's exchange, driven from the loop */
 } lreq;
 
 /* ---- watching fds ---------------------------------------------------------------------------------------------- */
@@ -261,7 +259,7 @@ static int step_ping_done(lua_State *L, lreq *r)
     snprintf(text, sizeof text, "%s", r->s->addr.text);
     sock_close(r->s);
     lua_createtable(L, 0, 3);
-    ndl_setlstr(L, "reply", r->rbuf, r->rgot);
+    ndl_setlstr(L, "reply", r->ping.reply, r->ping.got);
     ndl_setnum(L, "rtt_ms", rtt);
     ndl_setstr(L, "address", text);
     return 1;
@@ -288,51 +286,19 @@ static int step(lua_State *L, lreq *r)
                 lua_pushvalue(L, r->sock_idx);
                 return 1;
             }
+            nd_vsock_pinger_init(&r->ping, s->fd, &s->addr, r->timeout_ms);
             r->phase = 1;
-        }
-        if (r->phase == 1) { /* sending "ping" */
-            if (r->status < 0)
-                return fail_close(L, r, r->status, "write");
-            ssize_t w = send(s->fd, &PING[r->woff], sizeof PING - 1 - r->woff, MSG_DONTWAIT | MSG_NOSIGNAL);
-            if (w < 0 && errno != EAGAIN && errno != EINTR)
-                return fail_close(L, r, -errno, "write");
-            if (w > 0)
-                r->woff += (size_t)w;
-            if (r->woff < sizeof PING - 1)
-                return wait_then_step(L, r, UV_WRITABLE);
-            r->phase = 2;
             r->status = 0;
         }
-        /* phase 2: reading the reply until the server closes or PING_MAX bytes */
-        if (r->status == -ETIMEDOUT) {
-            if (r->rgot > 0)
+        { /* phase 1: core's ping exchange (nd_vsock_pinger), waiting on the loop */
+            int rc = r->status == -ETIMEDOUT ? nd_vsock_pinger_expired(&r->ping, &err)
+                                             : nd_vsock_pinger_step(&r->ping, &err);
+            if (rc == 0)
                 return step_ping_done(L, r);
-            nd_err_set(&err, -ETIMEDOUT, "ping %s: connected, but no reply within %d ms (ETIMEDOUT): the server "
-                       "accepted the connection and never answered", s->addr.text, r->timeout_ms);
+            if (rc > 0)
+                return wait_then_step(L, r, rc == POLLOUT ? UV_WRITABLE : UV_READABLE);
             sock_close(s);
             return ndl_fail_err(L, &err);
-        }
-        for (;;) {
-            ssize_t n = recv(s->fd, r->rbuf + r->rgot, r->rcap - r->rgot, MSG_DONTWAIT);
-            if (n > 0) {
-                r->rgot += (size_t)n;
-                if (r->rgot >= r->rcap)
-                    return step_ping_done(L, r);
-                continue;
-            }
-            if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-                if (r->rgot > 0)
-                    return step_ping_done(L, r);
-                if (n == 0) {
-                    nd_err_set(&err, -ECONNRESET, "ping %s: the server closed the connection without a reply "
-                               "(ECONNRESET)", s->addr.text);
-                    sock_close(s);
-                    return ndl_fail_err(L, &err);
-                }
-                return fail_close(L, r, -errno, "read");
-            }
-            if (errno == EAGAIN)
-                return wait_then_step(L, r, UV_READABLE);
         }
     case OP_ACCEPT:
         if (r->status == -ETIMEDOUT)
@@ -532,11 +498,8 @@ static int l_ping(lua_State *L)
         return 3;
     int idx = lua_gettop(L);
     lreq *r = new_req(L, s, idx, OP_PING, timeout);
-    r->rbuf = malloc(PING_MAX);
-    r->rcap = PING_MAX;
-    if (!r->rbuf)
-        return luaL_error(L, "nd.vsock: out of memory");
     if (rc == 0) {
+        nd_vsock_pinger_init(&r->ping, s->fd, &s->addr, r->timeout_ms);
         r->phase = 1;
         return step(L, r);
     }

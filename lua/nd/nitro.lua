@@ -149,6 +149,22 @@ function M.read_err_log(path)
   return l
 end
 
+-- held(list) -> { memory_mib, cpu_ids, cpus } — what the enclaves of a describe-enclaves list hold together (their
+-- MemoryMiB and CPUIDs; entries without them count nothing): the `held` input of nd.preflight.check.
+function M.held(list)
+  local h = { memory_mib = 0, cpu_ids = {}, cpus = 0 }
+  for _, e in ipairs(type(list) == "table" and list or {}) do
+    if type(e) == "table" then
+      h.memory_mib = h.memory_mib + (math.tointeger(e.MemoryMiB) or 0)
+      h.cpus = h.cpus + (tonumber(e.NumberOfCPUs) or 0)
+      for _, id in ipairs(type(e.CPUIDs) == "table" and e.CPUIDs or {}) do
+        if math.tointeger(id) then h.cpu_ids[#h.cpu_ids + 1] = math.tointeger(id) end
+      end
+    end
+  end
+  return h
+end
+
 -- enclave_started(enclave) -> start time (epoch seconds) of an enclave from describe-enclaves (its ProcessID: the
 -- enclave process nitro-cli forks for it; json_output.rs fills ProcessID with std::process::id() of that process),
 -- and its age in seconds | nil, msg, code. Reads /proc/<pid>/stat (field 22, clock ticks since boot, USER_HZ 100)

@@ -378,7 +378,7 @@ describe("nitro-core against the simulated host", function()
     local ok, err = pcall(function()
       local running = assert(nitro.describe_enclaves())
       eq(#running, 1)
-      local p = assert(preflight.check{ eif = s.eifs[1], memory = 2048, cpu_count = 2, running = running })
+      local p = assert(preflight.check{ eif = s.eifs[1], memory = 2048, cpu_count = 2, held = nitro.held(running) })
       eq(p.first.code, "E29")
       match(p.first.note, "NE_ERR_NO_CPUS_AVAIL_IN_POOL")
       local _, _, code = nitro.run_enclave{ eif = s.eifs[1], memory = 2048, cpu_count = 2, timeout = 30 }

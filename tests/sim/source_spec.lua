@@ -54,7 +54,7 @@ describe("2. the order of run-enclave's checks", function()
     truthy(e29:find(H.src("ioctl", "NE_ERR_NO_CPUS_AVAIL_IN_POOL"), 1, true), e29)
     local _ = log
     local p = assert(preflight.check{ eif = eif(s, "hello-vsock.eif"), memory = 8192, cpu_count = 2,
-      running = assert(nitro.describe_enclaves()) })
+      held = nitro.held(assert(nitro.describe_enclaves())) })
     eq(p.issues[1].code, "E29")
     eq(p.issues[2].code, "E27")
     truthy(p.issues[1].note:find(H.src("ioctl", "NE_ERR_NO_CPUS_AVAIL_IN_POOL"), 1, true))
