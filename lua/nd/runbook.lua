@@ -387,6 +387,16 @@ local function worse(a, b)
   return (SEVERITY_RANK[b] or 0) > (SEVERITY_RANK[a] or 0) and b or a
 end
 
+-- The bundle of a runbook that does not collect: every add_* does nothing (returns true), entries() is empty, so a
+-- step adds what it would collect without asking first (s.collecting says whether anything is kept).
+local NO_BUNDLE = setmetatable({}, { __index = function(_, k)
+  if k == "entries" then return function() return {} end end
+  return function() return true end
+end })
+M.NO_BUNDLE = NO_BUNDLE
+
+-- path(p) -> the host path p as this run sees it: under --root, or the simulated host's root with --sim.
+function Step:path(p) return host.path(p) end
 function Step:progress(text) self.waiting_on = text end
 -- Structured data for --json consumers: becomes result.output.
 function Step:output(value) self.result.output = value end
@@ -572,7 +582,7 @@ function M.execute(def, args, opts)
     elseif st.when and not st.when(args, data) then
       record.outcome, record.message, record.duration = "skipped", st.skip_reason or "not applicable", 0
     else
-      local s = setmetatable({ args = args, data = data, bundle = bundle, sim = sim, ctx = ctx, record = record,
+      local s = setmetatable({ args = args, data = data, bundle = bundle or NO_BUNDLE, collecting = bundle ~= nil, sim = sim, ctx = ctx, record = record,
                                result = result, out = out, step_index = i, runbook = def, json = opts.json and true or false,
                                interactive = interactive },
                              Step)
