@@ -70,15 +70,10 @@ end
 -- find(name_or_path) -> path | nil, err
 function M.find(name)
   name = name or "healthy"
-  if name:find("/", 1, true) or name:match("%.lua$") then
-    if fs.exists(name) then return name end
-    return nil, "scenario file not found: " .. name
-  end
-  if not name:match("^[%w_.-]+$") then return nil, "bad scenario name: " .. name end
-  for _, d in ipairs(M.scenario_dirs()) do
-    local p = d .. "/" .. name .. ".lua"
-    if fs.exists(p) then return p end
-  end
+  local p, why = fs.find_lua(name, M.scenario_dirs())
+  if p then return p end
+  if why == "missing" then return nil, "scenario file not found: " .. name end
+  if why == "bad name" then return nil, "bad scenario name: " .. name end
   return nil, "unknown scenario: " .. name .. " (see `nitrodiag sim`; looked in "
     .. table.concat(M.scenario_dirs(), ", ") .. ")"
 end
@@ -324,8 +319,9 @@ function Sim:close()
   if not self.keep then fs.rm_rf(self.root) end
 end
 
+-- Closed deterministically: `local sim <close> = activate(…)` or sim:close(). No __gc: restoring PATH and removing
+-- the root whenever the collector runs would change the environment under whoever runs then.
 Sim.__close = Sim.close
-Sim.__gc = Sim.close
 Sim.__tostring = function(s) return "nd.sim(" .. s.scenario .. " at " .. s.root .. ")" end
 
 return M

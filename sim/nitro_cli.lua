@@ -61,7 +61,7 @@ end
 function Ctx:log(level, where, msg, id)
   local _, real = self:logs_dir()
   local sec, ns = self:stamp()
-  util.append(real .. "/nitro_enclaves.log", string.format("[%s][%s][%s][%s] %s\n", id or ("nitro-cli:" .. self.pid),
+  fs.append(real .. "/nitro_enclaves.log", string.format("[%s][%s][%s][%s] %s\n", id or ("nitro-cli:" .. self.pid),
     level, util.millis(sec, ns), where, msg))
 end
 

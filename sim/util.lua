@@ -128,16 +128,6 @@ function M.millis(sec, ns)
   return os.date("!%Y-%m-%dT%H:%M:%S", sec) .. string.format(".%03dZ", ns // 1000000)
 end
 
--- ---- files -----------------------------------------------------------------------------------------------------
-function M.append(path, data)
-  local fd, err, code = uv.fs_open(path, "a", tonumber("644", 8))
-  if not fd then return nil, err, code end
-  local ok, werr, wcode = uv.fs_write(fd, data, -1)
-  uv.fs_close(fd)
-  if not ok then return nil, werr, wcode end
-  return true
-end
-
 -- sleep(seconds) without a task: stand-ins are plain processes, blocking is fine there
 function M.sleep(s)
   local _, scale = M.clock()

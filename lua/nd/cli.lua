@@ -237,11 +237,9 @@ function M.main(_, args)
     if #rest == 0 then return usage_error("spec: which files?") end
     if opts.sim then
       local sim = require("nd.sim")
-      local s, err = sim.activate(opts.sim)
+      local s <close>, err = sim.activate(opts.sim)
       if not s then return usage_error("--sim: " .. tostring(err)) end
-      local status = require("nd.spec").run_files(rest)
-      s:close()
-      return status
+      return require("nd.spec").run_files(rest)
     end
     return require("nd.spec").run_files(rest)
   end

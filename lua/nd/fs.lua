@@ -1,5 +1,6 @@
 -- nd.fs — small file-system helpers over luv used by the engine, specs and runbooks: read/write whole files,
--- atomic writes, temporary directories, recursive removal, existence checks.
+-- atomic writes, appends, temporary directories, recursive removal, existence checks, and the one search-path lookup
+-- (runbooks, scenarios).
 local uv = require "luv"
 
 local M = {}
@@ -101,6 +102,33 @@ function M.list(dir)
   end
   table.sort(out)
   return out
+end
+
+-- append(path, data) -> true | nil, msg, code: adds data at the end of path (created 0644 when missing).
+function M.append(path, data)
+  local fd, err, code = uv.fs_open(path, "a", tonumber("644", 8))
+  if not fd then return nil, err, code end
+  local ok, werr, wcode = uv.fs_write(fd, data, -1)
+  uv.fs_close(fd)
+  if not ok then return nil, werr, wcode end
+  return true
+end
+
+-- find_lua(name, dirs [, accept]) -> path | nil, why — the one search-path lookup (runbooks, scenarios). A name
+-- with a '/' or ending in .lua is a file path (why = "missing" when it does not exist); any other name must be a
+-- plain word ([%w_.-]+; why = "bad name") and the first dirs[i]/<name>.lua that exists and that accept(path, dir)
+-- takes (when given) wins (why = "unknown" when none).
+function M.find_lua(name, dirs, accept)
+  if name:find("/", 1, true) or name:match("%.lua$") then
+    if M.exists(name) then return name end
+    return nil, "missing"
+  end
+  if not name:match("^[%w_%-%.]+$") then return nil, "bad name" end
+  for _, d in ipairs(dirs) do
+    local p = d .. "/" .. name .. ".lua"
+    if M.exists(p) and (not accept or accept(p, d)) then return p end
+  end
+  return nil, "unknown"
 end
 
 function M.basename(p) return (p:gsub("/+$", ""):match("[^/]*$")) end

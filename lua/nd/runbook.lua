@@ -39,17 +39,12 @@ end
 
 -- find(name) -> path | nil, msg. A name with a '/' or ending in .lua is a file path.
 function M.find(name)
-  if name:find("/") or name:match("%.lua$") then
-    if fs.exists(name) then return name end
-    return nil, "no such runbook file: " .. name
-  end
-  if not name:match("^[%w_%-%.]+$") then return nil, "not a runbook name: " .. name end
-  for _, d in ipairs(M.search_path()) do
-    local p = d .. "/" .. name .. ".lua"
-    -- In ./ only a file that looks like a runbook counts (any other Lua file there is not one): the same rule as
-    -- list(), so `nitrodiag list` and `nitrodiag <name>` always agree on the file, whether it loads or not.
-    if fs.exists(p) and (d ~= "." or M.looks_like_runbook(p)) then return p end
-  end
+  -- In ./ only a file that looks like a runbook counts (any other Lua file there is not one): the same rule as
+  -- list(), so `nitrodiag list` and `nitrodiag <name>` always agree on the file, whether it loads or not.
+  local p, why = fs.find_lua(name, M.search_path(), function(path, d) return d ~= "." or M.looks_like_runbook(path) end)
+  if p then return p end
+  if why == "missing" then return nil, "no such runbook file: " .. name end
+  if why == "bad name" then return nil, "not a runbook name: " .. name end
   return nil, "unknown runbook: " .. name
 end
 
@@ -499,163 +494,150 @@ local function wallclock()
   return s + us / 1e6
 end
 
--- execute(def, args, opts) -> result. opts: json, quiet, verbose, out_dir, deadline, sim (scenario), root.
-function M.execute(def, args, opts)
-  opts = opts or {}
-  local out = new_output(opts)
-  local t_start, wall_start = nd.now(), wallclock()
-  local deadline = tonumber(opts.deadline) or def.deadline or 600
-  local deadline_at = t_start + deadline
-  local result = {
-    runbook = def.name, version = host.version(), host = host.hostname(), started_at = iso(wall_start),
-    args = args, sim = opts.sim, interrupted = false, steps = json.array({}), findings = json.array({}),
-  }
-  local ctx = { root = host.root(), nitro_cli = host.nitro_cli() }
-  -- Someone to ask: a terminal on stdin and stderr, and no --json (s:ask returns nil otherwise).
-  local interactive = not opts.json and opts.interactive ~= false and host.isatty(0) and host.isatty(2)
-  local data = {}
-  local sim, bundle
-
-  out:line(string.format("nitrodiag %s — %s%s", def.name, def.description, opts.sim and (" [simulated host: " .. opts.sim .. "]") or ""))
-
-  -- The simulated host, when asked for.
-  if opts.sim then
-    local ok, simmod = pcall(require, "nd.sim")
-    if not ok or not simmod then
-      result.error = "the simulated host is not available in this build"
-    else
-      local s, err = simmod.activate(opts.sim)
-      if not s then result.error = "cannot start the simulated host: " .. tostring(err) else sim = s end
-    end
-    if not sim then
-      result.verdict, result.exit_code = "error", M.EXIT.usage
-      out:line("error: " .. result.error)
-      return result
-    end
-    ctx.root = host.root()
-    local okst, st = pcall(function() return sim:state() end)
-    if okst and st and st.host and st.host.hostname then result.host = st.host.hostname end
+-- The simulated host for --sim: the sim object (closed by the caller, <close>) | nil after setting result.error.
+local function start_sim(opts, result, ctx)
+  local ok, simmod = pcall(require, "nd.sim")
+  if not ok or not simmod then
+    result.error = "the simulated host is not available in this build"
+    return nil
   end
-
-  -- The bundle, when the runbook collects.
-  if def.collect then
-    local okb, bmod = pcall(require, "nd.bundle")
-    if okb and bmod then
-      local b, err = bmod.open{ out_dir = opts.out or ".", runbook = def.name, host = result.host }
-      if b then bundle = b else result.bundle_error = tostring(err) end
-    else
-      result.bundle_error = "bundle support is not available in this build"
-    end
+  local sim, err = simmod.activate(opts.sim)
+  if not sim then
+    result.error = "cannot start the simulated host: " .. tostring(err)
+    return nil
   end
+  ctx.root = host.root()
+  local okst, st = pcall(function() return sim:state() end)
+  if okst and st and st.host and st.host.hostname then result.host = st.host.hostname end
+  return sim
+end
 
-  -- Signals: SIGINT/SIGTERM cancel the running step and end the run with what was collected. They never cancel an
-  -- `always` step (clean-up): that one is bounded by its own timeout, so a second Ctrl-C cannot leave behind what
-  -- the run started.
-  local current_task, current_step
-  local signals = {}
+-- The bundle of a runbook that collects: the bundle | nil after setting result.bundle_error.
+local function open_bundle(def, opts, result)
+  if not def.collect then return nil end
+  local okb, bmod = pcall(require, "nd.bundle")
+  if not okb or not bmod then
+    result.bundle_error = "bundle support is not available in this build"
+    return nil
+  end
+  local b, err = bmod.open{ out_dir = opts.out or ".", runbook = def.name, host = result.host }
+  if not b then result.bundle_error = tostring(err) end
+  return b
+end
+
+-- Signals: SIGINT/SIGTERM cancel the running step (run.task) and end the run with what was collected. They never
+-- cancel an `always` step (clean-up): that one is bounded by its own timeout, so a second Ctrl-C cannot leave
+-- behind what the run started. Returns a to-be-closed value that stops watching.
+local function watch_signals(run)
+  local result, out = run.result, run.out
   local function on_signal(name)
     if not result.interrupted then
       result.interrupted = true
       result.interrupt_reason = "interrupted by " .. name
     end
-    if current_step and current_step.always then
+    local cur = run.step
+    if cur and cur.always then
       out:note(string.format("nitrodiag: %s: finishing clean-up step '%s' first (at most %g s); the run then ends",
-        name, current_step.name, current_step.limit or 0))
+        name, cur.name, cur.limit or 0))
       return
     end
-    if current_task then current_task:cancel("interrupted by " .. name) end
+    if run.task then run.task:cancel("interrupted by " .. name) end
   end
+  local handles = {}
   for _, sig in ipairs({ "sigint", "sigterm" }) do
     local h = uv.new_signal()
     h:start(sig, function() on_signal(sig:upper()) end)
-    signals[#signals + 1] = h
+    handles[#handles + 1] = h
   end
+  return setmetatable({}, { __close = function() for _, h in ipairs(handles) do h:close() end end })
+end
 
-  local stop_reason
-  for i, st in ipairs(def.steps) do
-    local record = { name = st.name, outcome = "ok", findings = json.array({}), log = json.array({}),
-                     started_at = iso(wallclock()) }
-    result.steps[#result.steps + 1] = record
-    local t0 = nd.now()
-    if stop_reason and not st.always then
-      record.outcome, record.message, record.duration = "skipped", stop_reason, 0
-    elseif st.when and not st.when(args, data) then
-      record.outcome, record.message, record.duration = "skipped", st.skip_reason or "not applicable", 0
-    else
-      local s = setmetatable({ args = args, data = data, bundle = bundle or NO_BUNDLE, collecting = bundle ~= nil, sim = sim, ctx = ctx, record = record,
-                               result = result, out = out, step_index = i, runbook = def, json = opts.json and true or false,
-                               interactive = interactive },
-                             Step)
-      local remaining = deadline_at - nd.now()
-      local limit = math.min(st.timeout or 60, math.max(remaining, 0))
-      local by_deadline = (st.timeout or 60) >= remaining
-      if st.always and (stop_reason or remaining <= 0) then
-        -- Clean-up steps still run after a stop, with a short grace past the deadline.
-        limit = math.min(st.timeout or 60, M.ALWAYS_GRACE)
-        by_deadline = false
-      end
-      local task = nd.spawn(function() return st.run(s, args, data) end)
-      current_task = task
-      current_step = { name = st.name, always = st.always, limit = limit }
-      local ticker = uv.new_timer()
-      local timed_out = false
-      local timer = uv.new_timer()
-      timer:start(math.floor(limit * 1000), 0, function()
-        timed_out = true
-        task:cancel("timeout")
-      end)
-      ticker:start(0, 250, function()
-        out:status(string.format("[%d/%d] %s  %.1fs%s", i, #def.steps, st.name, nd.now() - t0,
-          s.waiting_on and ("  " .. s.waiting_on) or ""))
-      end)
-      local ok, err = task:join()
-      timer:close()
-      ticker:close()
-      current_task, current_step = nil, nil
-      out:clear()
-      if not ok then
-        if type(err) == "table" and err.nd_skip then
-          -- s:skip() already set the outcome
-        elseif type(err) == "table" and err.nd_usage then
-          stop_reason = stop_reason or "not run: usage error"
-        elseif timed_out then
-          record.outcome = "timeout"
-          if by_deadline then
-            record.message = string.format("the run deadline (%g s) was hit during this step", deadline)
-            result.deadline_hit = true
-            stop_reason = "not run: the run deadline was hit"
-          else
-            record.message = string.format("timed out after %g s%s", st.timeout or 60,
-              s.waiting_on and (" while " .. s.waiting_on) or "")
-          end
-        elseif result.interrupted then
-          record.outcome = "fail"
-          record.message = result.interrupt_reason
-          stop_reason = stop_reason or ("not run: " .. result.interrupt_reason)
+-- Runs step i of the run as a task with its time limit; fills its record in result.steps and sets
+-- run.stop_reason when the rest must not run (a usage error, the deadline, a signal, a required step failing).
+local function run_step(run, i, st)
+  local def, result, out, args, data = run.def, run.result, run.out, run.args, run.data
+  local record = { name = st.name, outcome = "ok", findings = json.array({}), log = json.array({}),
+                   started_at = iso(wallclock()) }
+  result.steps[#result.steps + 1] = record
+  local t0 = nd.now()
+  if run.stop_reason and not st.always then
+    record.outcome, record.message, record.duration = "skipped", run.stop_reason, 0
+  elseif st.when and not st.when(args, data) then
+    record.outcome, record.message, record.duration = "skipped", st.skip_reason or "not applicable", 0
+  else
+    local s = setmetatable({ args = args, data = data, bundle = run.bundle or NO_BUNDLE, collecting = run.bundle ~= nil,
+                             sim = run.sim, ctx = run.ctx, record = record, result = result, out = out, step_index = i,
+                             runbook = def, json = run.opts.json and true or false, interactive = run.interactive },
+                           Step)
+    local remaining = run.deadline_at - nd.now()
+    local limit = math.min(st.timeout or 60, math.max(remaining, 0))
+    local by_deadline = (st.timeout or 60) >= remaining
+    if st.always and (run.stop_reason or remaining <= 0) then
+      -- Clean-up steps still run after a stop, with a short grace past the deadline.
+      limit = math.min(st.timeout or 60, M.ALWAYS_GRACE)
+      by_deadline = false
+    end
+    local task = nd.spawn(function() return st.run(s, args, data) end)
+    run.task = task
+    run.step = { name = st.name, always = st.always, limit = limit }
+    local ticker = uv.new_timer()
+    local timed_out = false
+    local timer = uv.new_timer()
+    timer:start(math.floor(limit * 1000), 0, function()
+      timed_out = true
+      task:cancel("timeout")
+    end)
+    ticker:start(0, 250, function()
+      out:status(string.format("[%d/%d] %s  %.1fs%s", i, #def.steps, st.name, nd.now() - t0,
+        s.waiting_on and ("  " .. s.waiting_on) or ""))
+    end)
+    local ok, err = task:join()
+    timer:close()
+    ticker:close()
+    run.task, run.step = nil, nil
+    out:clear()
+    if not ok then
+      if type(err) == "table" and err.nd_skip then
+        -- s:skip() already set the outcome
+      elseif type(err) == "table" and err.nd_usage then
+        run.stop_reason = run.stop_reason or "not run: usage error"
+      elseif timed_out then
+        record.outcome = "timeout"
+        if by_deadline then
+          record.message = string.format("the run deadline (%g s) was hit during this step", run.deadline)
+          result.deadline_hit = true
+          run.stop_reason = "not run: the run deadline was hit"
         else
-          record.outcome = "fail"
-          local msg = M.clean_traceback(tostring(err))
-          record.error = msg
-          record.message = record.message or ("step raised an error: " .. (msg:match("^[^\n]*") or msg))
+          record.message = string.format("timed out after %g s%s", st.timeout or 60,
+            s.waiting_on and (" while " .. s.waiting_on) or "")
         end
-      end
-      if result.interrupted and not stop_reason then stop_reason = "not run: " .. result.interrupt_reason end
-      if st.required and (record.outcome == "fail" or record.outcome == "timeout") and not stop_reason then
-        stop_reason = "not run: required step '" .. st.name .. "' did not pass"
+      elseif result.interrupted then
+        record.outcome = "fail"
+        record.message = result.interrupt_reason
+        run.stop_reason = run.stop_reason or ("not run: " .. result.interrupt_reason)
+      else
+        record.outcome = "fail"
+        local msg = M.clean_traceback(tostring(err))
+        record.error = msg
+        record.message = record.message or ("step raised an error: " .. (msg:match("^[^\n]*") or msg))
       end
     end
-    record.duration = nd.now() - t0
-    local mark = ({ ok = "ok  ", warn = "WARN", fail = "FAIL", skipped = "skip", timeout = "TIME" })[record.outcome]
-    -- after a usage error the steps it skipped say nothing useful: only the error is shown (the result keeps them)
-    if not (result.usage_error and record.outcome == "skipped") then
-      out:line(string.format("  %s  %-28s %6.1fs  %s", mark, st.name, record.duration, record.message or ""))
+    if result.interrupted and not run.stop_reason then run.stop_reason = "not run: " .. result.interrupt_reason end
+    if st.required and (record.outcome == "fail" or record.outcome == "timeout") and not run.stop_reason then
+      run.stop_reason = "not run: required step '" .. st.name .. "' did not pass"
     end
-    if out.verbose and record.error then out:line("        " .. record.error:gsub("\n", "\n        ")) end
   end
+  record.duration = nd.now() - t0
+  local mark = ({ ok = "ok  ", warn = "WARN", fail = "FAIL", skipped = "skip", timeout = "TIME" })[record.outcome]
+  -- after a usage error the steps it skipped say nothing useful: only the error is shown (the result keeps them)
+  if not (result.usage_error and record.outcome == "skipped") then
+    out:line(string.format("  %s  %-28s %6.1fs  %s", mark, st.name, record.duration, record.message or ""))
+  end
+  if out.verbose and record.error then out:line("        " .. record.error:gsub("\n", "\n        ")) end
+end
 
-  for _, h in ipairs(signals) do h:close() end
-
-  -- Verdict and exit status.
+-- The verdict and exit status from the steps' outcomes and how the run ended.
+local function decide(result)
   local worst = "ok"
   for _, r in ipairs(result.steps) do worst = worse(worst, r.outcome) end
   if result.usage_error then
@@ -671,40 +653,81 @@ function M.execute(def, args, opts)
   else
     result.verdict, result.exit_code = "pass", M.EXIT.ok
   end
-  result.ended_at = iso(wallclock())
-  result.duration = nd.now() - t_start
+end
 
-  if def.report then
-    local okr, extra = pcall(def.report, result, data)
-    if okr and type(extra) == "string" then result.report = extra end
-  end
-
-  -- The bundle: step logs and the run log, then the manifest and reports, written atomically.
-  if bundle then
-    for i, r in ipairs(result.steps) do
-      if #r.log > 0 then
-        bundle:add_string(string.format("steps/%02d-%s.log", i, r.name:gsub("[^%w_%-]+", "_")),
-          table.concat(r.log, "\n") .. "\n")
-      end
+-- The bundle: step logs and the run log, then the manifest and reports, written atomically (aborted, and marked
+-- so, when the run was stopped).
+local function write_bundle(bundle, result, out)
+  for i, r in ipairs(result.steps) do
+    if #r.log > 0 then
+      bundle:add_string(string.format("steps/%02d-%s.log", i, r.name:gsub("[^%w_%-]+", "_")),
+        table.concat(r.log, "\n") .. "\n")
     end
-    bundle:add_string("run.log", table.concat(out.run_log, "\n") .. "\n")
-    local path, err
-    if result.deadline_hit or result.interrupted then
-      path, err = bundle:abort(result.deadline_hit and "deadline" or result.interrupt_reason, result)
-    else
-      path, err = bundle:finish(result)
-    end
-    if path then result.bundle = path else result.bundle_error = tostring(err) end
   end
+  bundle:add_string("run.log", table.concat(out.run_log, "\n") .. "\n")
+  local path, err
+  if result.deadline_hit or result.interrupted then
+    path, err = bundle:abort(result.deadline_hit and "deadline" or result.interrupt_reason, result)
+  else
+    path, err = bundle:finish(result)
+  end
+  if path then result.bundle = path else result.bundle_error = tostring(err) end
+end
 
-  if sim then sim:close() end
-
+-- The closing lines: verdict, bundle, findings, the runbook's report.
+local function print_result(def, result, out, opts)
   out:final(string.format("verdict: %s (%s%d steps, %.1f s)%s", result.verdict:upper(),
     result.usage_error and "usage error, " or "", #result.steps, result.duration,
     result.bundle and ("\nbundle: " .. result.bundle) or (result.bundle_error and ("\nbundle: not written: " .. result.bundle_error) or "")))
   if result.usage_error then io.stderr:write("nitrodiag: ", def.name, ": ", result.usage_error, "\n") end
   for _, f in ipairs(result.findings) do out:finding(f) end
   if result.report and not opts.json and not opts.quiet then io.stdout:write(result.report, "\n") end
+end
+
+-- execute(def, args, opts) -> result. opts: json, quiet, verbose, out_dir, deadline, sim (scenario), root.
+-- The simulated host (--sim) lives exactly as long as the steps and the bundle (<close>); the steps run in order
+-- (run_step), then the verdict (decide), the runbook's report (given result and data), the bundle and the output.
+function M.execute(def, args, opts)
+  opts = opts or {}
+  local out = new_output(opts)
+  local t_start, wall_start = nd.now(), wallclock()
+  local deadline = tonumber(opts.deadline) or def.deadline or 600
+  local result = {
+    runbook = def.name, version = host.version(), host = host.hostname(), started_at = iso(wall_start),
+    args = args, sim = opts.sim, interrupted = false, steps = json.array({}), findings = json.array({}),
+  }
+  local run = { def = def, args = args, opts = opts, out = out, result = result, data = {},
+                ctx = { root = host.root(), nitro_cli = host.nitro_cli() }, deadline = deadline,
+                deadline_at = t_start + deadline,
+                -- Someone to ask: a terminal on stdin and stderr, and no --json (s:ask returns nil otherwise).
+                interactive = not opts.json and opts.interactive ~= false and host.isatty(0) and host.isatty(2) }
+
+  out:line(string.format("nitrodiag %s — %s%s", def.name, def.description, opts.sim and (" [simulated host: " .. opts.sim .. "]") or ""))
+
+  do
+    local sim <close> = opts.sim and start_sim(opts, result, run.ctx) or nil
+    if opts.sim and not sim then
+      result.verdict, result.exit_code = "error", M.EXIT.usage
+      out:line("error: " .. result.error)
+      return result
+    end
+    run.sim = sim
+    run.bundle = open_bundle(def, opts, result)
+    do
+      local _signals <close> = watch_signals(run)
+      for i, st in ipairs(def.steps) do run_step(run, i, st) end
+    end
+    decide(result)
+    result.ended_at = iso(wallclock())
+    result.duration = nd.now() - t_start
+    if def.report then
+      local okr, extra = pcall(def.report, result, run.data)
+      if okr and type(extra) == "string" then result.report = extra end
+    end
+    if run.bundle then write_bundle(run.bundle, result, out) end
+  end -- the simulated host is closed here
+
+  print_result(def, result, out, opts)
   return result
 end
 
