@@ -5,6 +5,7 @@
  * the one fetch. If a refresh fails while the cached credentials have not actually expired yet, those are returned.
  */
 #include "nd_creds.h"
+#include "nd_list.h"
 #include "nd_http.h"
 #include "nd_imds.h"
 
@@ -355,10 +356,7 @@ int nd_creds_get(nd_creds_provider *p, bool force, nd_creds_cb cb, void *ud, con
             return rc;
         }
     }
-    r->next = p->waiters;
-    if (p->waiters)
-        p->waiters->prev = r;
-    p->waiters = r;
+    ND_LIST_PUSH(p->waiters, r);
     if (out)
         *out = r;
     return 0;

@@ -9,6 +9,7 @@
  * each request is freed right after its callback or on cancel.
  */
 #include "nd_http.h"
+#include "nd_list.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -89,27 +90,14 @@ static void on_sock_closed(uv_handle_t *hd)
 
 static void sock_close(sock_ctx *s)
 {
-    nd_http *h = s->h;
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        h->socks = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    ND_LIST_UNLINK(s->h->socks, s);
     uv_poll_stop(&s->poll);
     uv_close((uv_handle_t *)&s->poll, on_sock_closed);
 }
 
 static void req_unlink(nd_http_req *r)
 {
-    nd_http *h = r->h;
-    if (r->prev)
-        r->prev->next = r->next;
-    else if (h->reqs == r)
-        h->reqs = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    r->prev = r->next = NULL;
+    ND_LIST_UNLINK(r->h->reqs, r);
 }
 
 static void req_free(nd_http_req *r)
@@ -178,10 +166,7 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int action, void *userp, void
             return -1;
         }
         h->open_handles++;
-        s->next = h->socks;
-        if (h->socks)
-            h->socks->prev = s;
-        h->socks = s;
+        ND_LIST_PUSH(h->socks, s);
         curl_multi_assign(h->multi, fd, s);
     }
     int ev = 0;
@@ -521,10 +506,7 @@ int nd_http_start(nd_http *h, const nd_http_request *req, nd_http_cb cb, void *u
         req_free(r);
         return nd_err_set(err, -EIO, "http: curl_multi_add_handle: %s", curl_multi_strerror(mc));
     }
-    r->next = h->reqs;
-    if (h->reqs)
-        h->reqs->prev = r;
-    h->reqs = r;
+    ND_LIST_PUSH(h->reqs, r);
     if (out)
         *out = r;
     return 0;

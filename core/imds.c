@@ -4,6 +4,7 @@
  * before its TTL runs out. Never falls back to IMDSv1.
  */
 #include "nd_imds.h"
+#include "nd_list.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,14 +55,7 @@ int nd_imds_new(nd_http *http, const char *endpoint, double timeout_s, int token
 
 static void req_unlink(nd_imds_req *r)
 {
-    nd_imds *m = r->m;
-    if (r->prev)
-        r->prev->next = r->next;
-    else if (m->reqs == r)
-        m->reqs = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    r->prev = r->next = NULL;
+    ND_LIST_UNLINK(r->m->reqs, r);
 }
 
 static void req_free(nd_imds_req *r)
@@ -202,10 +196,7 @@ int nd_imds_get(nd_imds *m, const char *path, nd_imds_cb cb, void *ud, nd_imds_r
         free(r);
         return rc;
     }
-    r->next = m->reqs;
-    if (m->reqs)
-        m->reqs->prev = r;
-    m->reqs = r;
+    ND_LIST_PUSH(m->reqs, r);
     if (out)
         *out = r;
     return 0;

@@ -5,6 +5,7 @@
  * ExpiredTokenException: invalidate + refresh the credentials and repeat once (unless disabled).
  */
 #include "nd_kms.h"
+#include "nd_list.h"
 #include "nd_http.h"
 #include "nd_sigv4.h"
 
@@ -223,14 +224,7 @@ int nd_kms_client_new(nd_ctx *ctx, const nd_kms_opts *opts, nd_kms_client **out,
 
 static void req_unlink(nd_kms_req *r)
 {
-    nd_kms_client *c = r->c;
-    if (r->prev)
-        r->prev->next = r->next;
-    else if (c->reqs == r)
-        c->reqs = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    r->prev = r->next = NULL;
+    ND_LIST_UNLINK(r->c->reqs, r);
 }
 
 static void req_free(nd_kms_req *r)
@@ -448,10 +442,7 @@ int nd_kms_call(nd_kms_client *c, const char *op, const char *json, size_t len, 
     r->cb = cb;
     r->ud = ud;
     r->t0 = uv_hrtime();
-    r->next = c->reqs;
-    if (c->reqs)
-        c->reqs->prev = r;
-    c->reqs = r;
+    ND_LIST_PUSH(c->reqs, r);
     /* A failure to get credentials or to send that happens right now is returned here (never through cb). */
     const nd_creds *now = NULL;
     int rc = nd_creds_get(c->creds, false, on_creds, r, &now, &r->creq, err);
