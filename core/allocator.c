@@ -4,6 +4,7 @@
  * and to change memory_mib / cpu_count / cpu_pool the way an operator would, keeping their comments.
  */
 #include "nd_allocator.h"
+#include "nd_buf.h"
 
 #include <ctype.h>
 #include <fcntl.h>
@@ -332,40 +333,6 @@ int nd_alloc_load(const nd_ctx *ctx, const char *host_path, nd_alloc_config *cfg
     return rc;
 }
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (n > SIZE_MAX - 1 - b->len) { /* len + n + 1 would wrap: no buffer can hold it */
-        b->oom = true;
-        return;
-    }
-    size_t need = b->len + n + 1;
-    if (need > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < need)
-            cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
 /* The key a data line sets (after trimming), or NULL. */
 static const char *line_key(const char *s, size_t l)
 {
@@ -381,20 +348,20 @@ static const char *line_key(const char *s, size_t l)
 
 /* Writes line s (without newline) with its value replaced by nv, keeping indentation and the key part up to the
  * value. A trailing " # comment" is dropped: the allocator script would read it as part of the value. */
-static void replace_value(sbuf *b, const char *s, size_t l, const char *nv)
+static void replace_value(nd_buf *b, const char *s, size_t l, const char *nv)
 {
     const char *colon = memchr(s, ':', l);
     if (!colon) {
-        sb_put(b, s, l);
+        nd_buf_add(b, s, l);
         return;
     }
     size_t vs = (size_t)(colon - s) + 1;
     while (vs < l && (s[vs] == ' ' || s[vs] == '\t'))
         vs++;
-    sb_put(b, s, vs);
+    nd_buf_add(b, s, vs);
     if (vs == (size_t)(colon - s) + 1)
-        sb_str(b, " ");
-    sb_str(b, nv);
+        nd_buf_addstr(b, " ");
+    nd_buf_addstr(b, nv);
 }
 
 int nd_alloc_edit_text(const char *text, size_t len, const nd_alloc_edit *e, char **out, nd_err *err)
@@ -429,9 +396,9 @@ int nd_alloc_edit_text(const char *text, size_t len, const nd_alloc_edit *e, cha
         if (tl == 3 && memcmp(t, "---", 3) == 0)
             has_doc = true;
     }
-    sbuf b = {0};
+    nd_buf b = ND_BUF_INIT;
     if (!has_doc)
-        sb_str(&b, "---\n");
+        nd_buf_addstr(&b, "---\n");
     bool data = !has_doc;
     size_t insert_at = has_doc ? (size_t)-1 : b.len; /* where missing keys go: after the last data line */
     for (size_t pos = 0; pos < len;) {
@@ -443,8 +410,8 @@ int nd_alloc_edit_text(const char *text, size_t len, const nd_alloc_edit *e, cha
         size_t tl = l;
         trim(&t, &tl);
         if (!data) {
-            sb_put(&b, s, l);
-            sb_str(&b, "\n");
+            nd_buf_add(&b, s, l);
+            nd_buf_addstr(&b, "\n");
             if (tl == 3 && memcmp(t, "---", 3) == 0) {
                 data = true;
                 insert_at = b.len;
@@ -463,13 +430,13 @@ int nd_alloc_edit_text(const char *text, size_t len, const nd_alloc_edit *e, cha
             done_pool = true;
         } else if (k && ((strcmp(k, "cpu_pool") == 0 && e->set_cpu_count) ||
                          (strcmp(k, "cpu_count") == 0 && e->cpu_pool))) {
-            sb_put(&b, s, (size_t)(t - s));
-            sb_str(&b, "# ");
-            sb_put(&b, t, l - (size_t)(t - s));
+            nd_buf_add(&b, s, (size_t)(t - s));
+            nd_buf_addstr(&b, "# ");
+            nd_buf_add(&b, t, l - (size_t)(t - s));
         } else {
-            sb_put(&b, s, l);
+            nd_buf_add(&b, s, l);
         }
-        sb_str(&b, "\n");
+        nd_buf_addstr(&b, "\n");
         if (k)
             insert_at = b.len;
     }
@@ -484,10 +451,10 @@ int nd_alloc_edit_text(const char *text, size_t len, const nd_alloc_edit *e, cha
     if (add[0] && !b.oom) {
         if (insert_at == (size_t)-1 || insert_at > b.len)
             insert_at = b.len;
-        sbuf nb = {0};
-        sb_put(&nb, b.p ? b.p : "", insert_at);
-        sb_str(&nb, add);
-        sb_put(&nb, b.p ? b.p + insert_at : "", b.len - insert_at);
+        nd_buf nb = ND_BUF_INIT;
+        nd_buf_add(&nb, b.p ? b.p : "", insert_at);
+        nd_buf_addstr(&nb, add);
+        nd_buf_add(&nb, b.p ? b.p + insert_at : "", b.len - insert_at);
         free(b.p);
         b = nb;
     }

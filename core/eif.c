@@ -7,6 +7,7 @@
  * builds the same layout nitro-cli's builder does and is used by the tests and by the simulator's build-enclave.
  */
 #include "nd_eif.h"
+#include "nd_buf.h"
 #include "nd_cbor.h"
 
 #include <openssl/evp.h>
@@ -397,30 +398,8 @@ int nd_eif_read_mem(const void *data, size_t len, nd_eif_info *info, nd_err *err
 
 /* ---- writer --------------------------------------------------------------------------------------------------- */
 
-typedef struct wbuf {
-    unsigned char *p;
-    size_t len, cap;
-} wbuf;
-
-static int wb_put(wbuf *b, const void *d, size_t n)
-{
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n)
-            cap *= 2;
-        unsigned char *np = realloc(b->p, cap);
-        if (!np)
-            return -1;
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, d, n);
-    b->len += n;
-    return 0;
-}
-
 /* The signature section: [{"signing_certificate": [u8…], "signature": [u8…]}], as the EIF tooling writes it. */
-static int build_signature(const nd_eif_input *in, wbuf *b)
+static int build_signature(const nd_eif_input *in, nd_buf *b)
 {
     cbor_item_t *map = cbor_new_definite_map(2);
     cbor_item_t *arr = cbor_new_definite_array(1);
@@ -434,7 +413,7 @@ static int build_signature(const nd_eif_input *in, wbuf *b)
         unsigned char *buf = NULL;
         size_t cap = 0;
         size_t n = cbor_serialize_alloc(arr, &buf, &cap);
-        if (n > 0 && wb_put(b, buf, n) == 0)
+        if (n > 0 && nd_buf_add(b, buf, n) == 0)
             rc = 0;
         free(buf);
     }
@@ -459,7 +438,7 @@ int nd_eif_write(const char *path, const nd_eif_input *in, nd_eif_info *info, nd
         return nd_err_set(err, -EINVAL, "EIF writer: a kernel is required");
     wsec secs[ND_EIF_MAX_SECTIONS];
     unsigned n = 0;
-    wbuf sig = {0};
+    nd_buf sig = ND_BUF_INIT;
     secs[n++] = (wsec){ND_EIF_SEC_KERNEL, in->kernel.data, in->kernel.len};
     secs[n++] = (wsec){ND_EIF_SEC_CMDLINE, in->cmdline.data ? in->cmdline.data : "", in->cmdline.len};
     if (in->metadata.len)

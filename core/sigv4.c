@@ -4,6 +4,7 @@
  * The KMS client signs with it; the fake KMS verifies with it; tests check it against the AWS test suite and botocore.
  */
 #include "nd_sigv4.h"
+#include "nd_buf.h"
 #include "nd_codec.h"
 
 #include <ctype.h>
@@ -17,50 +18,7 @@
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
 
-/* ---- a growable string ----------------------------------------------------------------------------------------- */
-
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} sbuf;
-
-static void sb_addn(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap * 2 : 256;
-        while (nc < b->len + n + 1)
-            nc *= 2;
-        char *np = realloc(b->p, nc);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_add(sbuf *b, const char *s) { sb_addn(b, s, strlen(s)); }
-static void sb_addc(sbuf *b, char c) { sb_addn(b, &c, 1); }
-
-static char *sb_take(sbuf *b)
-{
-    if (b->oom) {
-        free(b->p);
-        return NULL;
-    }
-    if (!b->p)
-        return strdup("");
-    return b->p;
-}
-
-/* ---- encoding helpers ------------------------------------------------------------------------------------------- */
+/* ---- encoding helpers (strings are built in an nd_buf, core/nd_buf.h) ------------------------------------------ */
 
 static bool unreserved(unsigned char c)
 {
@@ -68,25 +26,25 @@ static bool unreserved(unsigned char c)
            c == '.' || c == '~';
 }
 
-static void sb_uri_encode(sbuf *b, const char *s, size_t n, bool keep_slash)
+static void sb_uri_encode(nd_buf *b, const char *s, size_t n, bool keep_slash)
 {
     static const char hex[] = "0123456789ABCDEF";
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (unreserved(c) || (keep_slash && c == '/')) {
-            sb_addc(b, (char)c);
+            nd_buf_addc(b, (char)c);
         } else {
             char e[3] = { '%', hex[c >> 4], hex[c & 15] };
-            sb_addn(b, e, 3);
+            nd_buf_add(b, e, 3);
         }
     }
 }
 
 char *nd_sigv4_uri_encode(const char *s, size_t n, bool keep_slash)
 {
-    sbuf b = { 0 };
+    nd_buf b = ND_BUF_INIT;
     sb_uri_encode(&b, s, n, keep_slash);
-    return sb_take(&b);
+    return nd_buf_take(&b);
 }
 
 /* Percent-decodes s[0..n) into a malloc'd buffer (invalid escapes are kept literally). */
@@ -203,7 +161,7 @@ static int qpair_cmp(const void *a, const void *b)
     return c ? c : strcmp(x->v, y->v);
 }
 
-static int canonical_query(const char *q, sbuf *out)
+static int canonical_query(const char *q, nd_buf *out)
 {
     if (!q || !*q)
         return 0;
@@ -249,10 +207,10 @@ static int canonical_query(const char *q, sbuf *out)
         qsort(pairs, np, sizeof *pairs, qpair_cmp);
         for (size_t i = 0; i < np; i++) {
             if (i)
-                sb_addc(out, '&');
-            sb_add(out, pairs[i].k);
-            sb_addc(out, '=');
-            sb_add(out, pairs[i].v);
+                nd_buf_addc(out, '&');
+            nd_buf_addstr(out, pairs[i].k);
+            nd_buf_addc(out, '=');
+            nd_buf_addstr(out, pairs[i].v);
         }
     }
     for (size_t i = 0; i < np; i++) {
@@ -435,9 +393,9 @@ int nd_sigv4_sign(const nd_sigv4_request *req, const nd_sigv4_key *key, const ch
     sha256_hex(req->body, req->body_len, out->payload_hash);
 
     /* canonical request */
-    sbuf cr = { 0 }, sh = { 0 };
-    sb_add(&cr, req->method);
-    sb_addc(&cr, '\n');
+    nd_buf cr = ND_BUF_INIT, sh = { 0 };
+    nd_buf_addstr(&cr, req->method);
+    nd_buf_addc(&cr, '\n');
     char *np = normalize_path(req->path);
     if (!np) {
         rc = nd_err_set(err, -ENOMEM, "sigv4: out of memory");
@@ -446,33 +404,33 @@ int nd_sigv4_sign(const nd_sigv4_request *req, const nd_sigv4_key *key, const ch
     }
     sb_uri_encode(&cr, np, strlen(np), true);
     free(np);
-    sb_addc(&cr, '\n');
+    nd_buf_addc(&cr, '\n');
     if (canonical_query(req->query, &cr) < 0)
         cr.oom = true;
-    sb_addc(&cr, '\n');
+    nd_buf_addc(&cr, '\n');
     for (size_t i = 0; i < n; i++) {
         bool first = i == 0 || strcmp(h[i].name, h[i - 1].name) != 0;
         bool last = i + 1 == n || strcmp(h[i].name, h[i + 1].name) != 0;
         if (first) {
-            sb_add(&cr, h[i].name);
-            sb_addc(&cr, ':');
+            nd_buf_addstr(&cr, h[i].name);
+            nd_buf_addc(&cr, ':');
             if (sh.len)
-                sb_addc(&sh, ';');
-            sb_add(&sh, h[i].name);
+                nd_buf_addc(&sh, ';');
+            nd_buf_addstr(&sh, h[i].name);
         } else {
-            sb_addc(&cr, ',');
+            nd_buf_addc(&cr, ',');
         }
-        sb_add(&cr, h[i].value);
+        nd_buf_addstr(&cr, h[i].value);
         if (last)
-            sb_addc(&cr, '\n');
+            nd_buf_addc(&cr, '\n');
     }
-    sb_addc(&cr, '\n');
+    nd_buf_addc(&cr, '\n');
     if (sh.p)
-        sb_add(&cr, sh.p);
-    sb_addc(&cr, '\n');
-    sb_add(&cr, out->payload_hash);
-    out->canonical_request = sb_take(&cr);
-    out->signed_headers = sb_take(&sh);
+        nd_buf_addstr(&cr, sh.p);
+    nd_buf_addc(&cr, '\n');
+    nd_buf_addstr(&cr, out->payload_hash);
+    out->canonical_request = nd_buf_take(&cr);
+    out->signed_headers = nd_buf_take(&sh);
     if (!out->canonical_request || !out->signed_headers) {
         rc = nd_err_set(err, -ENOMEM, "sigv4: out of memory");
         goto done;
@@ -482,24 +440,24 @@ int nd_sigv4_sign(const nd_sigv4_request *req, const nd_sigv4_key *key, const ch
     char date[9];
     memcpy(date, amz_date, 8);
     date[8] = '\0';
-    sbuf sc = { 0 };
-    sb_add(&sc, date);
-    sb_addc(&sc, '/');
-    sb_add(&sc, region);
-    sb_addc(&sc, '/');
-    sb_add(&sc, service);
-    sb_add(&sc, "/aws4_request");
-    out->scope = sb_take(&sc);
+    nd_buf sc = ND_BUF_INIT;
+    nd_buf_addstr(&sc, date);
+    nd_buf_addc(&sc, '/');
+    nd_buf_addstr(&sc, region);
+    nd_buf_addc(&sc, '/');
+    nd_buf_addstr(&sc, service);
+    nd_buf_addstr(&sc, "/aws4_request");
+    out->scope = nd_buf_take(&sc);
     char crhash[65];
     sha256_hex(out->canonical_request, strlen(out->canonical_request), crhash);
-    sbuf sts = { 0 };
-    sb_add(&sts, "AWS4-HMAC-SHA256\n");
-    sb_add(&sts, amz_date);
-    sb_addc(&sts, '\n');
-    sb_add(&sts, out->scope ? out->scope : "");
-    sb_addc(&sts, '\n');
-    sb_add(&sts, crhash);
-    out->string_to_sign = sb_take(&sts);
+    nd_buf sts = ND_BUF_INIT;
+    nd_buf_addstr(&sts, "AWS4-HMAC-SHA256\n");
+    nd_buf_addstr(&sts, amz_date);
+    nd_buf_addc(&sts, '\n');
+    nd_buf_addstr(&sts, out->scope ? out->scope : "");
+    nd_buf_addc(&sts, '\n');
+    nd_buf_addstr(&sts, crhash);
+    out->string_to_sign = nd_buf_take(&sts);
     if (!out->scope || !out->string_to_sign) {
         rc = nd_err_set(err, -ENOMEM, "sigv4: out of memory");
         goto done;
@@ -530,16 +488,16 @@ int nd_sigv4_sign(const nd_sigv4_request *req, const nd_sigv4_key *key, const ch
     }
     hex_of(sig, 32, out->signature);
 
-    sbuf au = { 0 };
-    sb_add(&au, "AWS4-HMAC-SHA256 Credential=");
-    sb_add(&au, key->access_key_id);
-    sb_addc(&au, '/');
-    sb_add(&au, out->scope);
-    sb_add(&au, ", SignedHeaders=");
-    sb_add(&au, out->signed_headers);
-    sb_add(&au, ", Signature=");
-    sb_add(&au, out->signature);
-    out->authorization = sb_take(&au);
+    nd_buf au = ND_BUF_INIT;
+    nd_buf_addstr(&au, "AWS4-HMAC-SHA256 Credential=");
+    nd_buf_addstr(&au, key->access_key_id);
+    nd_buf_addc(&au, '/');
+    nd_buf_addstr(&au, out->scope);
+    nd_buf_addstr(&au, ", SignedHeaders=");
+    nd_buf_addstr(&au, out->signed_headers);
+    nd_buf_addstr(&au, ", Signature=");
+    nd_buf_addstr(&au, out->signature);
+    out->authorization = nd_buf_take(&au);
     if (!out->authorization)
         rc = nd_err_set(err, -ENOMEM, "sigv4: out of memory");
 

@@ -1,0 +1,67 @@
+/*
+ * buf.c — the growable byte buffer of nd_buf.h: overflow-checked doubling growth, NUL-terminated, sticky oom.
+ */
+#include "nd_buf.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+int nd_buf_reserve(nd_buf *b, size_t n)
+{
+    if (b->oom)
+        return -ENOMEM;
+    if (n > SIZE_MAX - 1 - b->len) { /* len + n + 1 would wrap: no buffer can hold it */
+        b->oom = true;
+        return -ENOMEM;
+    }
+    size_t need = b->len + n + 1;
+    if (need <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    char *np = realloc(b->p, cap);
+    if (!np) {
+        b->oom = true;
+        return -ENOMEM;
+    }
+    b->p = np;
+    b->cap = cap;
+    return 0;
+}
+
+int nd_buf_add(nd_buf *b, const void *d, size_t n)
+{
+    int rc = nd_buf_reserve(b, n);
+    if (rc < 0)
+        return rc;
+    if (n)
+        memcpy(b->p + b->len, d, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
+int nd_buf_addstr(nd_buf *b, const char *s) { return nd_buf_add(b, s, strlen(s)); }
+
+int nd_buf_addc(nd_buf *b, char c) { return nd_buf_add(b, &c, 1); }
+
+char *nd_buf_take(nd_buf *b)
+{
+    char *p = b->p;
+    bool oom = b->oom;
+    *b = (nd_buf)ND_BUF_INIT;
+    if (oom) {
+        free(p);
+        return NULL;
+    }
+    return p ? p : strdup("");
+}
+
+void nd_buf_free(nd_buf *b)
+{
+    free(b->p);
+    *b = (nd_buf)ND_BUF_INIT;
+}

@@ -1,0 +1,40 @@
+/*
+ * nd_buf.h — the one growable byte buffer of core/: appends with overflow-checked growth (doubling, never past
+ * SIZE_MAX), always NUL-terminated so text can be used as a C string, and a sticky out-of-memory flag so a writer
+ * can append many pieces and check once at the end.
+ *
+ *   nd_buf b = ND_BUF_INIT;
+ *   nd_buf_add(&b, "key=", 4); nd_buf_addstr(&b, value);
+ *   char *s = nd_buf_take(&b);   // NULL when any append ran out of memory (everything freed)
+ */
+#ifndef ND_BUF_H
+#define ND_BUF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct nd_buf {
+    char *p;       /* NULL until the first append; then len bytes and a NUL */
+    size_t len, cap;
+    bool oom;      /* an append failed (out of memory, or a size that would wrap): later appends do nothing */
+} nd_buf;
+
+#define ND_BUF_INIT {NULL, 0, 0, false}
+
+/* Makes room for n more bytes (plus the NUL). Returns 0, or -ENOMEM (and sets oom) when memory ran out or the
+ * size would wrap. */
+int nd_buf_reserve(nd_buf *b, size_t n);
+
+/* Appends n bytes (and keeps a NUL after them). Returns 0 or -ENOMEM (sets oom; also after an earlier failure). */
+int nd_buf_add(nd_buf *b, const void *d, size_t n);
+int nd_buf_addstr(nd_buf *b, const char *s);
+int nd_buf_addc(nd_buf *b, char c);
+
+/* Hands over the text (the caller frees it): "" (allocated) when nothing was appended, NULL when oom (the buffer
+ * is freed). The buffer is empty afterwards. */
+char *nd_buf_take(nd_buf *b);
+
+/* Frees the contents; the buffer is empty afterwards. */
+void nd_buf_free(nd_buf *b);
+
+#endif
