@@ -20,6 +20,7 @@
  * at a binary-searched offset (seek_start).
  */
 #include "nd_kmslog.h"
+#include "nd_logline.h"
 
 #include <ctype.h>
 #include <fcntl.h>
@@ -410,7 +411,7 @@ static bool code_ok(const nd_kmslog *k, const char *line, size_t len)
 {
     const char *p = line, *end = line + len;
     while (p < end) {
-        const char *h = memmem(p, (size_t)(end - p), "error_code", 10);
+        const char *h = memmem(p, (size_t)(end - p), ND_LOG_ERROR_CODE, sizeof ND_LOG_ERROR_CODE - 1);
         if (!h)
             return false;
         bool keystart = h > line && (h[-1] == '"' || h[-1] == '\\');
@@ -450,16 +451,16 @@ static int fast_key(const char *p, size_t n)
 {
 #define FK_IS(s, k) if (n == sizeof(s) - 1 && memcmp(p, s, n) == 0) return k
     switch (n) {
-    case 2: FK_IS("ts", FK_TS); FK_IS("op", FK_OP); break;
+    case 2: FK_IS(ND_LOG_TS, FK_TS); FK_IS(ND_LOG_OP, FK_OP); break;
     case 4: FK_IS("time", FK_TIME); FK_IS("json", FK_JSON); break;
-    case 5: FK_IS("event", FK_EVENT); break;
+    case 5: FK_IS(ND_LOG_EVENT, FK_EVENT); break;
     case 6: FK_IS("fields", FK_FIELDS); break;
-    case 7: FK_IS("metrics", FK_METRICS); break;
-    case 8: FK_IS("trace_id", FK_TRACE_ID); break;
+    case 7: FK_IS(ND_LOG_METRICS, FK_METRICS); break;
+    case 8: FK_IS(ND_LOG_TRACE_ID, FK_TRACE_ID); break;
     case 9: FK_IS("timestamp", FK_TIMESTAMP); break;
-    case 10: FK_IS("request_id", FK_REQUEST_ID); FK_IS("error_code", FK_ERROR_CODE); FK_IS("@timestamp", FK_ATTS); break;
-    case 11: FK_IS("duration_ms", FK_DURATION); break;
-    case 14: FK_IS("kms_request_id", FK_KMS_REQUEST_ID); break;
+    case 10: FK_IS(ND_LOG_REQUEST_ID, FK_REQUEST_ID); FK_IS(ND_LOG_ERROR_CODE, FK_ERROR_CODE); FK_IS("@timestamp", FK_ATTS); break;
+    case 11: FK_IS(ND_LOG_DURATION_MS, FK_DURATION); break;
+    case 14: FK_IS(ND_LOG_KMS_REQUEST_ID, FK_KMS_REQUEST_ID); break;
     default: break;
     }
     if (n == 2 && p[0] == 'o' && p[1] == 'k')
@@ -1086,8 +1087,8 @@ static int pair_event(nd_kmslog *k, const nd_kmslog_record *r)
 
 static bool is_kms_event(const json_t *o)
 {
-    const char *ev = jstr(o, "event");
-    return ev && strncmp(ev, "kms_proxy_", 10) == 0;
+    const char *ev = jstr(o, ND_LOG_EVENT);
+    return ev && strncmp(ev, ND_LOG_EVENT_PREFIX, sizeof ND_LOG_EVENT_PREFIX - 1) == 0;
 }
 
 /* Finds the event inside a parsed line: the object itself (plain), or the json string in fields.json / json
@@ -1287,7 +1288,7 @@ static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *
         json_len = n;
     }
     const char *name = ev->v[FK_EVENT].t == FT_STR ? fcopy(&a, aend, &ev->v[FK_EVENT], NULL) : NULL;
-    if (!name || strncmp(name, "kms_proxy_", 10) != 0) {
+    if (!name || strncmp(name, ND_LOG_EVENT_PREFIX, sizeof ND_LOG_EVENT_PREFIX - 1) != 0) {
         if (ev->v[FK_EVENT].t == FT_STR && !name)
             return 0;
         k->st.other++;
@@ -1304,7 +1305,7 @@ static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *
     r.wrapped = wrapped;
     r.prefixed = brace != line;
     r.event_name = name;
-    r.is_response = strcmp(name, "kms_proxy_response") == 0;
+    r.is_response = strcmp(name, ND_LOG_EVENT_RESPONSE) == 0;
     bool full = false; /* cannot happen with the arena sized above; jansson reads the line if it does */
 #define FSTR(key) (ev->v[key].t == FT_STR ? (fstr_or(fcopy(&a, aend, &ev->v[key], NULL), &full)) : NULL)
     r.request_id = FSTR(FK_REQUEST_ID);
@@ -1398,22 +1399,22 @@ static int process_candidate(nd_kmslog *k, const char *line, size_t len, uint64_
     }
     r.wrapped = wrapped;
     r.prefixed = brace != line;
-    r.event_name = jstr(ev, "event");
-    r.is_response = strcmp(r.event_name, "kms_proxy_response") == 0;
-    r.request_id = jstr(ev, "request_id");
-    r.trace_id = jstr(ev, "trace_id");
-    r.op = jstr(ev, "op");
-    r.kms_request_id = jstr(ev, "kms_request_id");
-    r.raw_code = jstr(ev, "error_code");
+    r.event_name = jstr(ev, ND_LOG_EVENT);
+    r.is_response = strcmp(r.event_name, ND_LOG_EVENT_RESPONSE) == 0;
+    r.request_id = jstr(ev, ND_LOG_REQUEST_ID);
+    r.trace_id = jstr(ev, ND_LOG_TRACE_ID);
+    r.op = jstr(ev, ND_LOG_OP);
+    r.kms_request_id = jstr(ev, ND_LOG_KMS_REQUEST_ID);
+    r.raw_code = jstr(ev, ND_LOG_ERROR_CODE);
     if (r.raw_code)
         nd_kmslog_normalize_code(r.raw_code, strlen(r.raw_code), r.code, sizeof r.code);
-    const json_t *okv = json_object_get(ev, "ok");
+    const json_t *okv = json_object_get(ev, ND_LOG_OK);
     r.ok = json_is_boolean(okv) ? json_is_true(okv) : -1;
-    r.duration_ms = jnum(ev, "duration_ms");
+    r.duration_ms = jnum(ev, ND_LOG_DURATION_MS);
     r.ts = event_time(ev);
     if (isnan(r.ts) && wrapped)
         r.ts = event_time(outer);
-    const json_t *m = json_object_get(ev, "metrics");
+    const json_t *m = json_object_get(ev, ND_LOG_METRICS);
     rc = accept_event(k, &r, json_is_object(m) ? m : NULL, NULL);
     json_decref(inner);
     json_decref(outer);
@@ -1539,7 +1540,7 @@ int nd_kmslog_new(const nd_kmslog_filter *f, nd_kmslog_cb cb, void *ud, nd_kmslo
     k->code_check = k->code[0] != 0;
     if (k->op) {
         /* Request lines of the op carry none of the other needles: drive with the event prefix, check the rest. */
-        needle_init(&k->drv[k->ndrv++], "kms_proxy_", 10);
+        needle_init(&k->drv[k->ndrv++], ND_LOG_EVENT_PREFIX, sizeof ND_LOG_EVENT_PREFIX - 1);
         for (int i = 0; i < nids; i++)
             k->and_[k->nand++] = ids[i];
         k->errors_check = f->errors_only;
@@ -1571,7 +1572,7 @@ int nd_kmslog_new(const nd_kmslog_filter *f, nd_kmslog_cb cb, void *ud, nd_kmslo
         for (int i = 0; i < 4; i++)
             k->drv[k->ndrv++] = k->okf[i];
     } else {
-        needle_init(&k->drv[k->ndrv++], "kms_proxy_", 10);
+        needle_init(&k->drv[k->ndrv++], ND_LOG_EVENT_PREFIX, sizeof ND_LOG_EVENT_PREFIX - 1);
     }
     *out = k;
     return 0;
