@@ -11,6 +11,7 @@ local allocator = require "nd.allocator"
 local uv = require "luv"
 
 local findings = require "nd.findings"
+local checks = require "nd.checks"
 local ALLOCATOR_UNIT = findings.ALLOCATOR_UNIT
 local VSOCK_PROXY_YAML = "/etc/nitro_enclaves/vsock-proxy.yaml"
 
@@ -160,20 +161,17 @@ return {
         end
         if #list > 0 then
           local ev = {}
-          local cpus, mib, ids = 0, 0, {}
+          local ids = {}
           for _, e in ipairs(list) do
             ids[#ids + 1] = e.EnclaveID
             local _, age = nitro.enclave_started(e)
             ev[#ev + 1] = string.format("%s %s CID %s, %s CPUs %s, %s MiB, %s%s", e.EnclaveID, e.EnclaveName or "",
               tostring(e.EnclaveCID), tostring(e.NumberOfCPUs), json.encode(e.CPUIDs or json.array()), tostring(e.MemoryMiB),
               tostring(e.Flags), age and string.format(", up %.0f s", age) or "")
-            cpus = cpus + (tonumber(e.NumberOfCPUs) or 0)
-            mib = mib + (tonumber(e.MemoryMiB) or 0)
           end
           -- A pool fully held leaves no room for another run-enclave (E29/E27): at least a warning, naming the holders.
-          local cfg = allocator.load()
-          local pool_cpus = cfg and (cfg.cpu_count or (cfg.pool_cpus and #cfg.pool_cpus))
-          local pool_mib = cfg and cfg.memory_mib
+          local use = checks.pool_use(allocator.load(), list)
+          local cpus, mib, pool_cpus, pool_mib = use.held_cpus, use.held_mib, use.cpus, use.memory_mib
           local full_cpus = pool_cpus and cpus >= pool_cpus
           local full_mib = pool_mib and mib >= pool_mib
           if full_cpus or full_mib then

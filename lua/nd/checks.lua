@@ -91,11 +91,8 @@ end
 -- The pool the allocator reserved and what the running enclaves hold of it: {cpus, memory_mib, held_cpus,
 -- held_mib, free_cpus, free_mib} (cpus/memory nil when allocator.yaml was not readable).
 local function pool_use(cfg, list)
-  local u = { held_cpus = 0, held_mib = 0 }
-  for _, e in ipairs(list) do
-    u.held_cpus = u.held_cpus + (tonumber(e.NumberOfCPUs) or 0)
-    u.held_mib = u.held_mib + (tonumber(e.MemoryMiB) or 0)
-  end
+  local held = nitro.held(list)
+  local u = { held_cpus = held.cpus, held_mib = held.memory_mib }
   if cfg then
     u.cpus = cfg.cpu_count or (cfg.pool_cpus and #cfg.pool_cpus) or nil
     u.memory_mib = cfg.memory_mib
@@ -802,5 +799,7 @@ function M.asked(run)
     return false
   end
 end
+
+M.pool_use = pool_use
 
 return M
