@@ -8,27 +8,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+int nd_grow(char **p, size_t *cap, size_t need)
+{
+    if (need == 0)
+        need = 1; /* always a valid pointer, even for zero bytes (memcpy's arguments must not be NULL) */
+    if (need <= *cap && *p)
+        return 0;
+    size_t n = *cap ? *cap : 256;
+    while (n < need)
+        n = n > SIZE_MAX / 2 ? need : n * 2;
+    char *np = realloc(*p, n);
+    if (!np)
+        return -ENOMEM;
+    *p = np;
+    *cap = n;
+    return 0;
+}
+
 int nd_buf_reserve(nd_buf *b, size_t n)
 {
     if (b->oom)
         return -ENOMEM;
-    if (n > SIZE_MAX - 1 - b->len) { /* len + n + 1 would wrap: no buffer can hold it */
+    if (n > SIZE_MAX - 1 - b->len || nd_grow(&b->p, &b->cap, b->len + n + 1) < 0) {
+        /* len + n + 1 would wrap (no buffer can hold it), or out of memory */
         b->oom = true;
         return -ENOMEM;
     }
-    size_t need = b->len + n + 1;
-    if (need <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < need)
-        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    char *np = realloc(b->p, cap);
-    if (!np) {
-        b->oom = true;
-        return -ENOMEM;
-    }
-    b->p = np;
-    b->cap = cap;
     return 0;
 }
 

@@ -21,6 +21,11 @@ typedef struct nd_buf {
 
 #define ND_BUF_INIT {NULL, 0, 0, false}
 
+/* The growth every buffer of core/ uses: makes *p (realloc'd, *cap bytes) hold at least need bytes (at least 1, so
+ * *p is never NULL afterwards), doubling from *cap (256 at first) without ever wrapping. Returns 0 or -ENOMEM (*p
+ * and *cap unchanged). For buffers that keep their own length (core/scrub.c); nd_buf below is built on it. */
+int nd_grow(char **p, size_t *cap, size_t need);
+
 /* Makes room for n more bytes (plus the NUL). Returns 0, or -ENOMEM (and sets oom) when memory ran out or the
  * size would wrap. */
 int nd_buf_reserve(nd_buf *b, size_t n);
