@@ -1203,7 +1203,7 @@ int nd_bundle_read(const char *path, nd_bundle_contents *out, nd_err *err)
                 out->report = kept;
                 kept = NULL;
             } else {
-                json_t *j = json_loadb(kept, klen, 0, NULL);
+                json_t *j = json_loadb(kept, klen, JSON_REJECT_DUPLICATES, NULL);
                 if (!strcmp(rel, "manifest.json")) {
                     json_decref(out->manifest);
                     out->manifest = j;

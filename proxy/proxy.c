@@ -662,7 +662,7 @@ static void on_kms_result(void *ud, const nd_kms_result *res)
     memset(&out, 0, sizeof out);
     out.op = q->r.op;
     snprintf(out.kms_request_id, sizeof out.kms_request_id, "%s", q->kms_request_id);
-    json_t *o = json_loadb(res->body, res->body_len, 0, NULL);
+    json_t *o = json_loadb(res->body, res->body_len, JSON_REJECT_DUPLICATES, NULL);
     const char *err = NULL;
     if (!json_is_object(o)) {
         err = "KMS returned a body that is not a JSON object";
