@@ -47,6 +47,7 @@ typedef struct trigent {
     const char *s;
     size_t len;
     int rule; /* index, or -1 for the PEM marker */
+    unsigned key; /* first two bytes: the table is sorted by it */
 } trigent;
 
 struct nd_scrub {
@@ -964,8 +965,19 @@ static int build_triggers(nd_scrub *s)
             e->len = strlen(str);
             e->rule = i < s->nrules ? (int)i : -1;
             unsigned key = ((unsigned)(unsigned char)str[0] << 8) | (unsigned char)str[1];
+            e->key = key;
             s->bigram[key >> 3] |= (unsigned char)(1u << (key & 7));
         }
+    }
+    /* sorted by key (stable in rule order within a key), so a candidate position looks only at its own triggers */
+    for (size_t i = 1; i < s->ntrigs; i++) {
+        trigent v = s->trigs[i];
+        size_t j = i;
+        while (j > 0 && s->trigs[j - 1].key > v.key) {
+            s->trigs[j] = s->trigs[j - 1];
+            j--;
+        }
+        s->trigs[j] = v;
     }
     s->table_rules = s->nrules;
     return 0;
@@ -1020,10 +1032,17 @@ static int do_block(nd_scrub *s, const char *p, size_t n)
         unsigned key = (a << 8) | b;
         if (!(s->bigram[key >> 3] & (1u << (key & 7))))
             continue;
-        for (size_t k = 0; k < s->ntrigs; k++) {
+        size_t lo = 0, hi = s->ntrigs;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (s->trigs[mid].key < key)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (size_t k = lo; k < s->ntrigs && s->trigs[k].key == key; k++) {
             const trigent *t = &s->trigs[k];
-            if ((unsigned char)t->s[0] != a || (unsigned char)t->s[1] != b || i + t->len > n ||
-                !same_lower(p + i, t->s, t->len))
+            if (i + t->len > n || !same_lower(p + i, t->s, t->len))
                 continue;
             if (t->rule < 0) {
                 pem = true;
