@@ -181,6 +181,8 @@ typedef struct builtin {
 
 static int keyed_rule(nd_scrub *s, const char *in, size_t len, size_t *outlen);
 static int b64pem_rule(nd_scrub *s, const char *in, size_t len, size_t *outlen);
+static int pemtail_rule(nd_scrub *s, const char *in, size_t len, size_t *outlen);
+static const char *find_marker(const char *p, size_t n, const char *what, size_t *mlen);
 
 /* Order matters: the IMDS document first (its fields would otherwise be counted by the generic rules), the
  * Authorization header before what it contains (credential, signature). Each replacement leaves text the later rules
@@ -188,8 +190,12 @@ static int b64pem_rule(nd_scrub *s, const char *in, size_t len, size_t *outlen);
 static const builtin builtins[] = {
     {"imds_credentials", "(\"(AccessKeyId|SecretAccessKey|Token|SessionToken)\"[[:space:]]*:[[:space:]]*\")[^\"]*\"",
      "\\1[REDACTED]\"", false, {"accesskeyid\"", "secretaccesskey\"", "token\""}, NULL},
-    {"private_key", "(-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----)[^-]*(-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----)",
-     "\\1[REDACTED]\\3", false, {"private key-----", "private key block-----"}, NULL},
+    /* the body may hold single dashes (Proc-Type, DEK-Info: AES-128-CBC) but never two */
+    {"private_key",
+     "(-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----)([^-]|-[^-])*(-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----)",
+     "\\1[REDACTED]\\4", false, {"private key-----", "private key block-----"}, NULL},
+    /* a JSON-escaped key whose BEGIN was cut: base64 and \n escapes right before the END marker */
+    {"private_key", NULL, "", false, {"private key-----", "private key block-----"}, pemtail_rule},
     {"authorization", "(authorization[\"']?[[:space:]]*[:=][[:space:]]*)(\"[^\"]*\"|'[^']*')", "\\1\"[REDACTED]\"",
      true, {"authorization"}, NULL},
     {"authorization", "(authorization[[:space:]]*[:=][[:space:]]*)[^\"'[:space:]][^\r\n]*", "\\1[REDACTED]", true,
@@ -202,13 +208,16 @@ static const builtin builtins[] = {
      "\\1[REDACTED]", true, {"token"}, NULL},
     {"aws_secret_access_key",
      "((aws_?secret_?access_?key|secret_?access_?key|aws_?secret_?key)[\"']?[[:space:]]*[:=][[:space:]]*[\"']?)"
-     "[A-Za-z0-9/+=]{20,}",
+     "[A-Za-z0-9/+=%]{20,}",
      "\\1[REDACTED]", true, {"secret"}, NULL},
     {"sigv4_signature", "((x-amz-signature|signature)[[:space:]]*=[[:space:]]*)[0-9a-fA-F]{64}", "\\1[REDACTED]", true,
      {"signature"}, NULL},
     /* the id may follow a URL-encoded separator (%3D, %253D: "Credential%253DAKIA…") */
     {"aws_access_key_id", "(^|[^A-Za-z0-9]|%(25)?[0-9A-Fa-f]{2})(AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}",
      "\\1\\3[REDACTED]", false, {"akia", "asia", "abia", "acca"}, NULL},
+    /* …and one a wrap cut inside a JSON string ("AKIAABC\nDEF…") */
+    {"aws_access_key_id", "(^|[^A-Za-z0-9])(AKIA|ASIA)[A-Z0-9]{0,15}((\\\\r)?\\\\n)+[A-Z0-9]{1,16}",
+     "\\1\\2[REDACTED]\\\\n[REDACTED]", false, {"akia", "asia"}, NULL},
     /* any spelling of a secret's name followed by a separator, in any quoting or encoding (C rule, below) */
     {"keyed_secret", NULL, "", false,
      {"secret", "token", "passw", "passphrase", "signature", "apikey", "api_key", "api-key", "privatekey",
@@ -476,8 +485,15 @@ static int keyed_rule(nd_scrub *s, const char *in, size_t len, size_t *outlen)
             while (ve > v && (ve[-1] == '\r' || ve[-1] == ' '))
                 ve--;
         }
+        bool tail = false;
         if (!ve) {
-            for (q = v; q < e;) {
+            /* an earlier rule may have redacted only the start of the value ("[REDACTED]%2FF4"): take the rest */
+            const char *from = v;
+            if ((size_t)(e - v) > MARKLEN && memcmp(v, MARK, MARKLEN) == 0) {
+                from = v + MARKLEN;
+                tail = true;
+            }
+            for (q = from; q < e;) {
                 if (*q == '\\' && q + 1 < e && q[1] == '/') { /* JSON's escaped slash is part of a base64 value */
                     q += 2;
                     continue;
@@ -489,9 +505,13 @@ static int keyed_rule(nd_scrub *s, const char *in, size_t len, size_t *outlen)
                 q++;
             }
             ve = q;
+            if (tail && ve == from)
+                tail = false;
         }
         size_t vl = (size_t)(ve - v);
-        if (vl < secret_names[k].minlen || is_literal_word(v, vl) || memmem(v, vl, MARK, MARKLEN) ||
+        if (tail) {
+            /* fall through: [v, ve) is the marker and the rest of the value */
+        } else if (vl < secret_names[k].minlen || is_literal_word(v, vl) || memmem(v, vl, MARK, MARKLEN) ||
             (vl >= 1 && *v == '[')) {
             i = j;
             continue;
@@ -501,6 +521,51 @@ static int keyed_rule(nd_scrub *s, const char *in, size_t len, size_t *outlen)
         last = (size_t)(ve - in);
         i = last;
         n++;
+    }
+    if (n == 0)
+        return 0;
+    if (out_put(s, &olen, in + last, len - last) < 0)
+        return -ENOMEM;
+    s->b[olen] = '\0';
+    *outlen = olen;
+    return n;
+}
+
+static void undecorate(const char **pp, size_t *pn);
+
+/* pemtail (counted as private_key): an END …PRIVATE KEY marker with no BEGIN before it on the line, preceded by a
+ * run of base64 and literal \n escapes (a JSON-escaped key cut above its BEGIN): the run is replaced. */
+static int pemtail_rule(nd_scrub *s, const char *in, size_t len, size_t *outlen)
+{
+    size_t olen = 0, last = 0;
+    int n = 0;
+    size_t from = 0, ml = 0;
+    const char *m;
+    while ((m = find_marker(in + from, len - from, "-----END ", &ml)) != NULL) {
+        size_t at = (size_t)(m - in);
+        size_t bl = 0;
+        if (find_marker(in + last, at - last, "-----BEGIN ", &bl)) {
+            from = at + ml;
+            continue;
+        }
+        size_t r0 = at, nb64 = 0;
+        for (;;) {
+            if (r0 >= last + 2 && in[r0 - 2] == '\\' && (in[r0 - 1] == 'n' || in[r0 - 1] == 'r')) {
+                r0 -= 2;
+            } else if (r0 > last && is_b64((unsigned char)in[r0 - 1])) {
+                r0--;
+                nb64++;
+            } else {
+                break;
+            }
+        }
+        if (nb64 >= 16) {
+            if (out_put(s, &olen, in + last, r0 - last) < 0 || out_put(s, &olen, MARK "\\n", MARKLEN + 2) < 0)
+                return -ENOMEM;
+            last = at;
+            n++;
+        }
+        from = at + ml;
     }
     if (n == 0)
         return 0;
@@ -556,8 +621,25 @@ static int b64pem_rule(nd_scrub *s, const char *in, size_t len, size_t *outlen)
             r0--;
         while (r1 < len && is_b64((unsigned char)in[r1]))
             r1++;
+        size_t first_end = r1;
+        /* JSON-escaped wrapping: more base64 after a literal \n (or \r\n) is the same key */
+        for (;;) {
+            size_t q = r1;
+            if (q + 4 <= len && in[q] == '\\' && in[q + 1] == 'r' && in[q + 2] == '\\' && in[q + 3] == 'n')
+                q += 4;
+            else if (q + 2 <= len && in[q] == '\\' && in[q + 1] == 'n')
+                q += 2;
+            else
+                break;
+            size_t q2 = q;
+            while (q2 < len && is_b64((unsigned char)in[q2]))
+                q2++;
+            if (q2 == q)
+                break;
+            r1 = q2;
+        }
         unsigned char dec[768];
-        size_t dl = b64_decode(in + r0, r1 - r0, dec, sizeof dec);
+        size_t dl = b64_decode(in + r0, first_end - r0, dec, sizeof dec);
         const unsigned char *b = memmem(dec, dl, "-----BEGIN ", 11);
         bool keep = false;
         if (b) {
@@ -570,9 +652,10 @@ static int b64pem_rule(nd_scrub *s, const char *in, size_t len, size_t *outlen)
         }
         if (out_put(s, &olen, in + last, r0 - last) < 0 || out_put(s, &olen, MARK, MARKLEN) < 0)
             return -ENOMEM;
-        size_t end = len;
-        while (end > r1 && in[end - 1] == '\r')
-            end--;
+        const char *c = in;
+        size_t cn = len;
+        undecorate(&c, &cn);
+        size_t end = (size_t)(c - in) + cn;
         if (r1 == end && in[r1 - 1] != '=')
             s->in_b64 = true;
         last = i = r1;
@@ -703,18 +786,23 @@ static int do_line(nd_scrub *s, const char *line, size_t len, bool nl, const cha
         line = m;
     }
     if (s->akid_carry) {
-        /* the rest of an access key id that a line wrap cut */
+        /* the rest of an access key id that a line wrap cut, after the line's decoration (indent, "# ", a quote) */
+        size_t d = 0;
+        while (d < len && d < 8 && strchr(" \t#\"'>*", line[d]) && line[d])
+            d++;
         size_t k = 0;
-        while (k < len && k < s->akid_carry && is_akid_char((unsigned char)line[k]))
+        while (d + k < len && k < s->akid_carry && is_akid_char((unsigned char)line[d + k]))
             k++;
         s->akid_carry = 0;
         if (k > 0) {
-            int rc = emit(s, MARK, MARKLEN);
+            int rc = emit(s, line, d);
+            if (rc == 0)
+                rc = emit(s, MARK, MARKLEN);
             if (rc < 0)
                 return rc;
-            line += k;
-            len -= k;
-            low = low ? low + k : NULL;
+            line += d + k;
+            len -= d + k;
+            low = low ? low + d + k : NULL;
         }
     }
     /* A BEGIN marker whose END is not on this line opens a block. */
@@ -780,25 +868,32 @@ static int do_line(nd_scrub *s, const char *line, size_t len, bool nl, const cha
     }
     /* an access key id prefix ending the line (AKIA + fewer than 16 characters): a line wrap cut it */
     bool cut_id = false;
-    if (nl && !beg && curlen >= 4) {
-        size_t q = curlen;
-        while (q > 0 && curlen - q < 19 && is_akid_char((unsigned char)cur[q - 1]))
+    size_t id_end = curlen, keep_to = curlen;
+    if (!beg && curlen >= 4) {
+        /* the line may end with decoration after the id (a closing quote, a comma) */
+        while (id_end > 0 && curlen - id_end < 4 && cur[id_end - 1] && strchr(" \t\r\"',;})]", cur[id_end - 1]))
+            id_end--;
+        size_t q = id_end;
+        while (q > 0 && id_end - q < 19 && is_akid_char((unsigned char)cur[q - 1]))
             q--;
         /* q: start of the trailing upper-case run (at most 15 + 4 long); look for the prefix inside it */
-        for (size_t at = q; at + 4 <= curlen; at++) {
-            if ((memcmp(cur + at, "AKIA", 4) == 0 || memcmp(cur + at, "ASIA", 4) == 0) && curlen - at - 4 < 16 &&
+        for (size_t at = q; at + 4 <= id_end; at++) {
+            if ((memcmp(cur + at, "AKIA", 4) == 0 || memcmp(cur + at, "ASIA", 4) == 0) && id_end - at - 4 < 16 &&
                 (at == 0 || !((cur[at - 1] >= 'a' && cur[at - 1] <= 'z') || is_akid_char((unsigned char)cur[at - 1])))) {
-                s->akid_carry = 16 - (curlen - at - 4);
+                s->akid_carry = 16 - (id_end - at - 4);
                 cut_id = true;
                 s->extra_count++;
-                curlen = at + 4;
+                keep_to = at + 4;
                 break;
             }
         }
     }
-    int rc = emit(s, cur, curlen);
-    if (rc == 0 && cut_id)
+    int rc = emit(s, cur, keep_to);
+    if (rc == 0 && cut_id) {
         rc = emit(s, MARK, MARKLEN);
+        if (rc == 0)
+            rc = emit(s, cur + id_end, curlen - id_end);
+    }
     if (rc == 0 && beg) {
         s->in_pem = true;
         s->pem_count++;
@@ -824,10 +919,31 @@ static bool all_b64(const char *p, size_t n)
 /* Could this line be part of a PEM/PGP key body? Base64 lines of 16+ characters; once a run is held (or at the very
  * start of a stream, which a tail cut may have started inside a key) also short base64, blank and armor header
  * lines. */
+/* The line without its decoration: leading blanks, '#', quotes, '>' and '*'; trailing blanks, CR, quotes, commas
+ * and a JSON-escaped "\n" — so a key body quoted in a YAML comment or a JSON array is still recognised. */
+static void undecorate(const char **pp, size_t *pn)
+{
+    const char *p = *pp;
+    size_t n = *pn;
+    while (n > 0 && (*p == ' ' || *p == '\t' || *p == '#' || *p == '"' || *p == '\'' || *p == '>' || *p == '*')) {
+        p++;
+        n--;
+    }
+    for (;;) {
+        if (n > 0 && strchr(" \t\r\"',", p[n - 1]) && p[n - 1])
+            n--;
+        else if (n >= 2 && p[n - 2] == '\\' && p[n - 1] == 'n')
+            n -= 2;
+        else
+            break;
+    }
+    *pp = p;
+    *pn = n;
+}
+
 static bool key_body_line(const nd_scrub *s, const char *p, size_t n)
 {
-    while (n > 0 && p[n - 1] == '\r')
-        n--;
+    undecorate(&p, &n);
     bool cont = s->hlen > 0 || s->at_start;
     if (n == 0)
         return s->hlen > 0;
@@ -858,10 +974,10 @@ static int flush_hold(nd_scrub *s)
     while (off < n && rc == 0) {
         const char *nl = memchr(h + off, '\n', n - off);
         size_t ll = nl ? (size_t)(nl - (h + off)) : n - off;
+        const char *c = h + off;
         size_t t = ll;
-        while (t > 0 && h[off + t - 1] == '\r')
-            t--;
-        if (s->in_b64 && t > 0 && all_b64(h + off, t)) {
+        undecorate(&c, &t);
+        if (s->in_b64 && t > 0 && all_b64(c, t)) {
             off += ll + (nl ? 1 : 0); /* the rest of a base64-wrapped private key */
             continue;
         }
@@ -887,10 +1003,10 @@ static int line_in(nd_scrub *s, const char *line, size_t len, bool nl, const cha
     bool start = s->at_start;
     s->at_start = false;
     if (s->in_b64) {
+        const char *c = line;
         size_t n = len;
-        while (n > 0 && line[n - 1] == '\r')
-            n--;
-        if (n > 0 && all_b64(line, n))
+        undecorate(&c, &n);
+        if (n > 0 && all_b64(c, n))
             return 0; /* the rest of a base64-wrapped private key */
         s->in_b64 = false;
     }
@@ -925,10 +1041,10 @@ static int line_in(nd_scrub *s, const char *line, size_t len, bool nl, const cha
             if (rc < 0)
                 return rc;
             if (s->in_b64) { /* the held lines opened a base64 key: this line may continue it */
+                const char *c = line;
                 size_t n = len;
-                while (n > 0 && line[n - 1] == '\r')
-                    n--;
-                if (n > 0 && all_b64(line, n))
+                undecorate(&c, &n);
+                if (n > 0 && all_b64(c, n))
                     return 0;
                 s->in_b64 = false;
             }
