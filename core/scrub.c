@@ -430,7 +430,8 @@ static int out_put(nd_scrub *s, size_t *olen, const char *p, size_t n)
  * whatever quoting the text uses — plain, JSON-escaped once or twice, URL-encoded once or twice, HTML entities,
  * XML elements, YAML/INI/env, `--flag value` — gets its value replaced. A quoted value runs to the same closing
  * quote; an unquoted one to the first delimiter (also URL-encoded ones), Authorization/Cookie to the end of the
- * line. Values already holding the marker are left alone (idempotence). */
+ * line. A value that is exactly the marker is left alone (idempotence); one that merely holds a marker (an earlier
+ * rule redacted a key id inside an Authorization value) is replaced whole. */
 static int keyed_rule(nd_scrub *s, const char *in, size_t len, size_t *outlen)
 {
     const char *e = in + len;
@@ -511,8 +512,8 @@ static int keyed_rule(nd_scrub *s, const char *in, size_t len, size_t *outlen)
         size_t vl = (size_t)(ve - v);
         if (tail) {
             /* fall through: [v, ve) is the marker and the rest of the value */
-        } else if (vl < secret_names[k].minlen || is_literal_word(v, vl) || memmem(v, vl, MARK, MARKLEN) ||
-            (vl >= 1 && *v == '[')) {
+        } else if (vl < secret_names[k].minlen || is_literal_word(v, vl) ||
+                   (vl == MARKLEN && memcmp(v, MARK, MARKLEN) == 0)) {
             i = j;
             continue;
         }
@@ -795,6 +796,7 @@ static int do_line(nd_scrub *s, const char *line, size_t len, bool nl, const cha
             k++;
         s->akid_carry = 0;
         if (k > 0) {
+            s->extra_count++;
             int rc = emit(s, line, d);
             if (rc == 0)
                 rc = emit(s, MARK, MARKLEN);
@@ -803,16 +805,6 @@ static int do_line(nd_scrub *s, const char *line, size_t len, bool nl, const cha
             line += d + k;
             len -= d + k;
             low = low ? low + d + k : NULL;
-        }
-    }
-    /* A BEGIN marker whose END is not on this line opens a block. */
-    const char *beg = NULL;
-    const char *bm = find_marker(line, len, "-----BEGIN ", &mlen);
-    if (bm) {
-        size_t dummy;
-        if (!find_marker(bm + mlen, len - (size_t)(bm - line) - mlen, "-----END ", &dummy)) {
-            beg = bm;
-            len = (size_t)(bm - line) + mlen; /* keep up to the end of the marker */
         }
     }
 
@@ -864,6 +856,24 @@ static int do_line(nd_scrub *s, const char *line, size_t len, bool nl, const cha
             cur = s->a;
             curlen = olen;
             copied = true;
+        }
+    }
+    /* The last BEGIN marker of the (scrubbed) line with no END after it opens a block: the line is kept up to the
+     * end of that marker. Decided after the rules, on what will be written, so scrubbing the output again finds the
+     * same marker. */
+    const char *beg = NULL;
+    {
+        const char *p = cur, *bm, *lastb = NULL;
+        size_t rem = curlen, lastml = 0, dummy;
+        while ((bm = find_marker(p, rem, "-----BEGIN ", &mlen)) != NULL) {
+            lastb = bm;
+            lastml = mlen;
+            rem -= (size_t)(bm + 1 - p);
+            p = bm + 1;
+        }
+        if (lastb && !find_marker(lastb + lastml, curlen - (size_t)(lastb - cur) - lastml, "-----END ", &dummy)) {
+            beg = lastb;
+            curlen = (size_t)(lastb - cur) + lastml;
         }
     }
     /* an access key id prefix ending the line (AKIA + fewer than 16 characters): a line wrap cut it */
