@@ -10,6 +10,7 @@ PKGS=(
   python3 python3-botocore
   libcbor-dev
   qemu-system-x86 cpio kmod xz-utils
+  clang libclang-rt-14-dev
 )
 # The enclave real-kernel test needs a Debian cloud kernel; it is fetched (not installed) by tests/vm/fetch-kernel.sh.
 
