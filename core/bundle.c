@@ -1011,8 +1011,11 @@ static int rename_noreplace(const char *from, char *to, size_t tosz)
     if (bl > 7 && strcmp(base + bl - 7, ".tar.gz") == 0)
         base[bl - 7] = '\0';
     for (int i = 1; i < 100; i++) {
-        if (i > 1)
-            snprintf(to, tosz, "%s-%d.tar.gz", base, i);
+        if (i > 1) {
+            int n = snprintf(to, tosz, "%s-%d.tar.gz", base, i);
+            if (n < 0 || (size_t)n >= tosz) /* a cut name could be someone else's file */
+                return -ENAMETOOLONG;
+        }
         if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
             return 0;
         if (errno == EEXIST)

@@ -124,6 +124,12 @@ static int l_describe(lua_State *L)
     nd_err_clear(&err);
     if (nd_eif_read(path, &info, &err) < 0)
         return ndl_fail_err(L, &err);
+    /* nitro-cli's EifReader reads section headers until the file ends: bytes after the last section that hold a
+     * section header (12 bytes or more; zeros are type 0) end in "Found invalid EIF section" (E35) */
+    if (info.trailing_bytes >= ND_EIF_SECTION_HEADER_SIZE) {
+        nd_eif_info_free(&info);
+        return ndl_fail(L, -EBADMSG, "Found invalid EIF section");
+    }
     char *s = nd_eif_describe_text(&info);
     nd_eif_info_free(&info);
     if (!s)
