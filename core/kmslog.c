@@ -1103,7 +1103,7 @@ static const json_t *unwrap(const json_t *outer, json_t **inner, bool *wrapped, 
         js = json_object_get(outer, "json");
     if (json_is_string(js)) {
         json_error_t je;
-        *inner = json_loadb(json_string_value(js), json_string_length(js), JSON_REJECT_DUPLICATES, &je);
+        *inner = json_loadb(json_string_value(js), json_string_length(js), 0, &je);
         if (!json_is_object(*inner)) {
             json_decref(*inner);
             *inner = NULL;
@@ -1363,7 +1363,7 @@ static int process_candidate(nd_kmslog *k, const char *line, size_t len, uint64_
         return rc;
 
     json_error_t je;
-    json_t *outer = json_loadb(brace, jlen, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &je);
+    json_t *outer = json_loadb(brace, jlen, JSON_ALLOW_NUL, &je);
     if (!json_is_object(outer)) {
         json_decref(outer);
         k->st.malformed++;
