@@ -1073,7 +1073,8 @@ static bool line_state(const nd_scrub *s)
  * (lower-case) bytes in a bitmap, so one pass over a block finds every candidate position. */
 static int build_triggers(nd_scrub *s)
 {
-    size_t n = 1;
+    static const char *const pem_trig[] = {"private key-----", "private key block-----"};
+    size_t n = 2;
     for (size_t i = 0; i < s->nrules; i++)
         n += (size_t)s->rules[i].ntrig;
     trigent *t = realloc(s->trigs, n * sizeof *t);
@@ -1083,9 +1084,9 @@ static int build_triggers(nd_scrub *s)
     s->ntrigs = 0;
     memset(s->bigram, 0, sizeof s->bigram);
     for (size_t i = 0; i <= s->nrules; i++) {
-        int cnt = i < s->nrules ? s->rules[i].ntrig : 1;
+        int cnt = i < s->nrules ? s->rules[i].ntrig : 2;
         for (int k = 0; k < cnt; k++) {
-            const char *str = i < s->nrules ? s->rules[i].trig[k] : "private key-----";
+            const char *str = i < s->nrules ? s->rules[i].trig[k] : pem_trig[k];
             trigent *e = &s->trigs[s->ntrigs++];
             e->s = str;
             e->len = strlen(str);

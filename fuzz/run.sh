@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # fuzz/run.sh — builds and runs the libFuzzer targets of fuzz/ (see fuzz/CMakeLists.txt).
 #   run.sh build BUILD_DIR [CLANG]      configure fuzz/ as its own project with clang into BUILD_DIR, build it
-#   run.sh ci BUILD_DIR TARGET          run one target for FUZZ_CI_SECONDS (default 3) on its corpus (ctest)
+#   run.sh ci BUILD_DIR TARGET          run one target deterministically for CI (ctest): a fresh corpus of the seeds
+#                                       only, -seed=1, FUZZ_CI_RUNS inputs (default 20000; at most 20 s)
 #   run.sh fuzz BUILD_DIR [SECONDS]     build, then run every target for FUZZ_SECONDS (default 60) and record
 #                                       executions and time per target in docs/fuzzing.md (`make fuzz`)
 # The corpus of a target is BUILD_DIR/corpus/TARGET: its seeds (fixtures of the repository, tests/field/ when it
@@ -22,7 +23,7 @@ do_build() {
 
 # copies seeds from the repository into the corpus (files up to 256 KiB; bigger ones cut to their first 64 KiB)
 seed() {
-  local t="$1" dir="$build/corpus/$1"
+  local t="$1" dir="${build_corpus_root:-$build/corpus}/$1"
   mkdir -p "$dir"
   local files=()
   case "$t" in
@@ -48,14 +49,24 @@ seed() {
   done
 }
 
-# runs one target; prints "TARGET EXECS SECONDS"
+# runs one target; prints "TARGET EXECS SECONDS". CI (ci=1): seeds only, fixed seed and number of runs, so the
+# same tree gives the same result.
 run_one() {
-  local t="$1" secs="$2" log
+  local t="$1" secs="$2" ci="${3:-0}" log corpus extra=()
+  if [ "$ci" = 1 ]; then
+    build_ci="$build/ci-corpus"
+    rm -rf "$build_ci/$t"
+    build_corpus_root="$build_ci"
+    extra=(-seed=1 -runs="${FUZZ_CI_RUNS:-20000}")
+  else
+    build_corpus_root="$build/corpus"
+  fi
   seed "$t"
+  corpus="$build_corpus_root/$t"
   mkdir -p "$build/crashes"
   log="$build/fuzz-$t.log"
-  if ! "$build/fuzz_$t" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -max_len=65536 \
-       -artifact_prefix="$build/crashes/$t-" -print_final_stats=1 "$build/corpus/$t" >"$log" 2>&1; then
+  if ! "$build/fuzz_$t" -max_total_time="$secs" "${extra[@]}" -timeout=20 -rss_limit_mb=2048 -max_len=65536 \
+       -artifact_prefix="$build/crashes/$t-" -print_final_stats=1 "$corpus" >"$log" 2>&1; then
     tail -n 60 "$log" >&2
     echo "fuzz_$t: FAILED (input saved in $build/crashes/)" >&2
     return 1
@@ -69,7 +80,7 @@ case "$mode" in
   build) do_build "${3:-clang}" ;;
   ci)
     [ -x "$build/fuzz_$3" ] || { echo "fuzz_$3 not built (fuzz.build failed?)" >&2; exit 1; }
-    run_one "$3" "${FUZZ_CI_SECONDS:-3}" ;;
+    run_one "$3" "${FUZZ_CI_SECONDS:-20}" 1 ;;
   fuzz)
     secs="${3:-${FUZZ_SECONDS:-60}}"
     do_build "${FUZZ_CC:-clang}"
