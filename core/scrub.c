@@ -958,8 +958,8 @@ static bool key_body_line(const nd_scrub *s, const char *p, size_t n)
     if (n == 0)
         return s->hlen > 0;
     static const char *const hdr[] = {"Proc-Type:", "DEK-Info:", "Version:", "Comment:", "Hash:", NULL};
-    for (int i = 0; hdr[i]; i++)
-        if (cont && n >= strlen(hdr[i]) && memcmp(p, hdr[i], strlen(hdr[i])) == 0)
+    for (int i = 0; hdr[i]; i++) /* armor headers only inside a held run, never to start one */
+        if (s->hlen > 0 && n >= strlen(hdr[i]) && memcmp(p, hdr[i], strlen(hdr[i])) == 0)
             return true;
     if (!all_b64(p, n))
         return false;
