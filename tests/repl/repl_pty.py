@@ -148,10 +148,22 @@ try:
 
     send("\x04")
     status = None
+    last_eof = [time.time()]
 
     def exited():
         global status
-        read_until(r"$", timeout=0.2)  # keep draining the terminal so the REPL never blocks writing
+        try:  # keep draining the terminal so the REPL never blocks writing
+            while select.select([fd], [], [], 0)[0] and os.read(fd, 4096):
+                pass
+        except OSError:
+            pass
+        if time.time() - last_eof[0] > 2:
+            # a Ctrl-D typed while the terminal was between modes can be lost: an empty line's EOF may be repeated
+            last_eof[0] = time.time()
+            try:
+                send("\x04")
+            except OSError:
+                pass
         p, st = os.waitpid(pid, os.WNOHANG)
         if p == pid:
             status = st
