@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build demo test bench asan clean compilers package package-test portable cross-test
+.PHONY: all deps build demo test bench asan fuzz clean compilers package package-test portable cross-test
 all: build
 
 deps:
@@ -38,6 +38,12 @@ bench: build
 # The whole build and test suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 asan:
 	@$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DND_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
+
+# Every libFuzzer target for FUZZ_SECONDS each (default 60), built with clang into $(BUILD)/fuzz; results are appended
+# to docs/fuzzing.md. `make test` runs each for a few seconds (the fuzz.* tests).
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@./fuzz/run.sh fuzz $(BUILD)/fuzz $(FUZZ_SECONDS)
 
 # Packages (docs/packaging.md): the .deb, the portable .rpm and tarball into dist/.
 package: deps

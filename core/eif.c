@@ -555,7 +555,8 @@ json_t *nd_eif_describe_json(const nd_eif_info *info)
     json_object_set_new(o, "Measurements", m);
     json_object_set_new(o, "IsSigned", json_boolean(info->is_signed));
     json_object_set_new(o, "CheckCRC", json_boolean(info->crc_ok));
-    json_t *meta = info->metadata ? json_loadb(info->metadata, info->metadata_len, JSON_DECODE_ANY, NULL) : NULL;
+    json_t *meta = info->metadata ? json_loadb(info->metadata, info->metadata_len,
+                                                 JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL) : NULL;
     if (json_is_object(meta)) {
         json_t *v;
         if ((v = json_object_get(meta, "ImageName")))

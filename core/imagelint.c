@@ -386,7 +386,7 @@ static int parse_exec_form(const char *args, char ***argv, size_t *argc, int *ba
     if (args[0] != '[')
         return 0;
     json_error_t je;
-    json_t *j = json_loads(args, JSON_DECODE_ANY, &je);
+    json_t *j = json_loads(args, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
     if (!j || !json_is_array(j)) {
         json_decref(j);
         *bad_json = 1;
@@ -804,7 +804,7 @@ int nd_imagelint_inspect(const char *json, size_t len, nd_imagelint **out, nd_er
 {
     *out = NULL;
     json_error_t je;
-    json_t *root = json_loadb(json, len, 0, &je);
+    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
     if (!root)
         return nd_err_set(err, -EBADMSG, "docker inspect JSON: line %d column %d: %s", je.line, je.column, je.text);
     json_t *img = json_is_array(root) ? json_array_get(root, 0) : root;

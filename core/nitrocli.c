@@ -678,7 +678,8 @@ int nd_nitro_parse_json(nd_nitro_cmd cmd, const char *text, size_t len, json_t *
         return nd_err_set(err, -EBADMSG, "unrecognised output: no JSON document in %zu bytes of %s output", len,
                           cmd_name(cmd));
     json_error_t je;
-    json_t *j = json_loadb(text + start, len - start, JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY, &je);
+    json_t *j = json_loadb(text + start, len - start,
+                           JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
     if (!j)
         return nd_err_set(err, -EBADMSG, "unrecognised output: %s JSON: %s at offset %zu", cmd_name(cmd), je.text,
                           start + (size_t)je.position);

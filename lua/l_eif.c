@@ -58,7 +58,7 @@ static void push_info(lua_State *L, const nd_eif_info *in, const char *path)
     if (in->metadata) {
         ndl_setlstr(L, "metadata_raw", in->metadata, in->metadata_len);
         json_error_t je;
-        json_t *m = json_loadb(in->metadata, in->metadata_len, JSON_DECODE_ANY, &je);
+        json_t *m = json_loadb(in->metadata, in->metadata_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
         if (m) {
             ndl_push_json(L, m);
             lua_setfield(L, -2, "metadata");

@@ -11,6 +11,7 @@ PKGS=(
   libcbor-dev
   qemu-system-x86 cpio kmod xz-utils
   help2man man-db rpm clang
+  libclang-rt-14-dev
 )
 # `make package-test` and `make cross-test` (not `make test`) need more: a Debian root maker, and the aarch64 cross
 # toolchain, Debian's arm64 library packages (multiarch) and qemu-user to run what it builds.
