@@ -1,0 +1,519 @@
+/*
+ * request.c — nitrodiag-kms-proxy: one request from its frame to its single response (policy, rate limit,
+ * in-flight cap and queue, circuit breaker, upstream attempts with timeouts, backoff and retry budget, fail-closed
+ * checks, log lines).
+ */
+#include "px_internal.h"
+
+static const char *class_error_code(nd_kms_class cls);
+static void on_req_timer_closed(uv_handle_t *h);
+static void wait_remove(preq *q);
+static void on_wait_deadline(uv_timer_t *t);
+static void dispatch_waiting(px_server *s);
+static int b64_field(json_t *o, const char *key, const nd_bytes *b);
+static char *upstream_body(const nd_kms_request *r, size_t *len);
+static int kms_blob(json_t *o, const char *key, nd_bytes *out);
+static void on_backoff_done(uv_timer_t *t);
+static void maybe_retry(preq *q);
+static void on_attempt_timeout(uv_timer_t *t);
+static void on_kms_result(void *ud, const nd_kms_result *res);
+static void start_attempt(preq *q);
+static void handle_request(conn *c, const nd_frame *f);
+
+/* ---- requests --------------------------------------------------------------------------------------------------- */
+
+static const char *class_error_code(nd_kms_class cls)
+{
+    switch (cls) {
+    case ND_KMS_THROTTLED: return "upstream_throttled";
+    case ND_KMS_TIMEOUT: return "timeout";
+    case ND_KMS_UNAVAILABLE: return "upstream_unavailable";
+    case ND_KMS_ACCESS_DENIED:
+    case ND_KMS_EXPIRED_TOKEN: return "upstream_access_denied";
+    case ND_KMS_CLIENT_ERROR: return "invalid_request";
+    default: return "internal";
+    }
+}
+
+/* Logs a request line. `refused` marks a request the proxy answers itself (bad frame or JSON, policy, rate limit):
+ * such lines of connection c are subject to its log budget (conn_log_ok). */
+void log_request(px_server *s, conn *c, const nd_kms_request *r, bool parsed, bool refused)
+{
+    if (c && refused && !conn_log_ok(c))
+        return;
+    json_t *o = json_object();
+    json_object_set_new(o, ND_LOG_EVENT, json_string(ND_LOG_EVENT_REQUEST));
+    json_object_set_new(o, ND_LOG_REQUEST_ID, jstr_or_null(r ? r->request_id : NULL));
+    json_object_set_new(o, ND_LOG_TRACE_ID, jstr_or_null(r ? r->trace_id : NULL));
+    json_object_set_new(o, ND_LOG_OP, parsed ? json_string(nd_kms_op_name(r->op)) : json_null());
+    json_object_set_new(o, "recipient", json_boolean(parsed && r->recipient.len > 0));
+    json_object_set_new(o, "ciphertext_len", json_integer(parsed ? (json_int_t)r->ciphertext_blob.len : 0));
+    json_object_set_new(o, "key_id", jstr_or_null(parsed ? r->key_id : NULL));
+    log_line(o);
+}
+
+/* Sends the single response of a request and logs it. resp is a success body (NULL for errors). */
+void respond(px_server *s, conn *c, unsigned frame_type, uint32_t seq, const char *request_id,
+                    const char *trace_id, const char *kms_request_id, const char *error_code, const char *message,
+                    const nd_kms_response *resp, int attempts, uint64_t start_ms)
+{
+    nd_kms_response e;
+    if (!resp) {
+        memset(&e, 0, sizeof e);
+        e.is_error = true;
+        snprintf(e.error_code, sizeof e.error_code, "%s", error_code);
+        snprintf(e.error_message, sizeof e.error_message, "%s", message ? message : "");
+        snprintf(e.kms_request_id, sizeof e.kms_request_id, "%s", kms_request_id ? kms_request_id : "");
+        resp = &e;
+    }
+    /* request_id/trace_id are copied into the response for the client to match. */
+    nd_kms_response *w = (nd_kms_response *)resp;
+    snprintf(w->request_id, sizeof w->request_id, "%s", request_id ? request_id : "");
+    snprintf(w->trace_id, sizeof w->trace_id, "%s", trace_id ? trace_id : "");
+    bool ok = !resp->is_error;
+    if (ok)
+        s->m.success++;
+    else
+        s->m.errors++;
+    /* an error answered without any upstream attempt is a refusal: it counts against the connection's log budget */
+    if (!ok && attempts == 0 && c && !conn_log_ok(c))
+        goto send;
+    json_t *o = json_object();
+    json_object_set_new(o, ND_LOG_EVENT, json_string(ND_LOG_EVENT_RESPONSE));
+    json_object_set_new(o, ND_LOG_REQUEST_ID, jstr_or_null(request_id));
+    json_object_set_new(o, ND_LOG_TRACE_ID, jstr_or_null(trace_id));
+    json_object_set_new(o, ND_LOG_OK, json_boolean(ok));
+    json_object_set_new(o, ND_LOG_ERROR_CODE, ok ? json_null() : json_string(resp->error_code));
+    json_object_set_new(o, ND_LOG_KMS_REQUEST_ID, jstr_or_null(resp->kms_request_id));
+    json_object_set_new(o, ND_LOG_ATTEMPTS, json_integer(attempts));
+    json_object_set_new(o, ND_LOG_DURATION_MS, json_integer((json_int_t)(uv_now(s->loop) - start_ms)));
+    if (!ok && message && message[0])
+        json_object_set_new(o, ND_LOG_MESSAGE, json_string(message));
+    json_object_set_new(o, ND_LOG_METRICS, metrics_json(s));
+    log_line(o); /* logged before it is sent, so a client that got its answer finds the line */
+send:;
+    size_t len = 0;
+    char *payload = nd_kms_response_encode(resp, &len);
+    if (c && payload)
+        conn_send(c, frame_type, seq, payload, len);
+    if (payload) {
+        OPENSSL_cleanse(payload, len);
+        free(payload);
+    }
+}
+
+static void on_req_timer_closed(uv_handle_t *h)
+{
+    preq *q = h->data;
+    px_server *s = q->srv;
+    if (q->body) {
+        OPENSSL_cleanse(q->body, q->body_len);
+        free(q->body);
+    }
+    nd_kms_request_free(&q->r);
+    conn *c = q->c;
+    free(q);
+    if (c) {
+        c->pending--;
+        if (conn_unref(c)) {
+            conn_update_reading(c);
+            conn_maybe_close(c);
+        }
+    }
+    maybe_finish_drain(s);
+}
+
+
+static void wait_remove(preq *q)
+{
+    px_server *s = q->srv;
+    if (q->wprev)
+        q->wprev->wnext = q->wnext;
+    else
+        s->wait_head = q->wnext;
+    if (q->wnext)
+        q->wnext->wprev = q->wprev;
+    else
+        s->wait_tail = q->wprev;
+    q->wprev = q->wnext = NULL;
+    q->queued = false;
+    s->queued--;
+}
+
+static void on_wait_deadline(uv_timer_t *t)
+{
+    preq *q = t->data;
+    q->last_cls = ND_KMS_TIMEOUT;
+    req_finish(q, "timeout", "no in-flight slot became free before the deadline (max_in_flight)", NULL);
+}
+
+/* Gives free in-flight slots to waiting requests, oldest first. */
+static void dispatch_waiting(px_server *s)
+{
+    while (s->wait_head && s->in_flight < s->cfg.max_in_flight) {
+        preq *q = s->wait_head;
+        wait_remove(q);
+        uv_timer_stop(&q->timer);
+        q->slot = true;
+        s->in_flight++;
+        start_attempt(q);
+    }
+}
+
+/* Ends a request that went into the upstream path: records the breaker/budget outcome, answers, frees. */
+void req_finish(preq *q, const char *error_code, const char *message, const nd_kms_response *resp)
+{
+    px_server *s = q->srv;
+    if (q->call) {
+        nd_kms_cancel(q->call);
+        q->call = NULL;
+    }
+    uv_timer_stop(&q->timer);
+    if (q->queued)
+        wait_remove(q);
+    if (q->upstream) {
+        bool err = !resp && (q->last_cls == ND_KMS_TIMEOUT || q->last_cls == ND_KMS_THROTTLED ||
+                             q->last_cls == ND_KMS_UNAVAILABLE);
+        nd_breaker_record(&s->br, uv_now(s->loop), err);
+        if (resp)
+            nd_retry_budget_success(&s->rb, q->budget_spent);
+    }
+    bool freed_slot = q->slot;
+    if (q->slot) {
+        q->slot = false;
+        s->in_flight--;
+    }
+    ND_LIST_UNLINK(s->reqs, q);
+    conn *c = q->c && !q->c->closing ? q->c : NULL;
+    respond(s, c, ND_FRAME_KMS_PROXY, q->seq, q->r.request_id, q->r.trace_id, q->kms_request_id, error_code,
+            message, resp, q->attempts, q->start_ms);
+    uv_close((uv_handle_t *)&q->timer, on_req_timer_closed);
+    if (freed_slot)
+        dispatch_waiting(s);
+}
+
+static int b64_field(json_t *o, const char *key, const nd_bytes *b)
+{
+    if (!b->data)
+        return 0;
+    char *t = NULL;
+    size_t tl = 0;
+    if (nd_b64_encode(b->data, b->len, &t, &tl, NULL) < 0)
+        return -ENOMEM;
+    int rc = json_object_set_new(o, key, json_stringn(t, tl));
+    OPENSSL_cleanse(t, tl);
+    free(t);
+    return rc;
+}
+
+/* The KMS JSON 1.1 request body for r. */
+static char *upstream_body(const nd_kms_request *r, size_t *len)
+{
+    json_t *o = json_object();
+    if (r->key_id[0])
+        json_object_set_new(o, "KeyId", json_string(r->key_id));
+    if (r->key_spec[0])
+        json_object_set_new(o, "KeySpec", json_string(r->key_spec));
+    if (r->number_of_bytes)
+        json_object_set_new(o, "NumberOfBytes", json_integer(r->number_of_bytes));
+    if (r->encryption_algorithm[0])
+        json_object_set_new(o, "EncryptionAlgorithm", json_string(r->encryption_algorithm));
+    if (r->encryption_context)
+        json_object_set(o, "EncryptionContext", r->encryption_context);
+    if (r->grant_tokens)
+        json_object_set(o, "GrantTokens", r->grant_tokens);
+    int rc = b64_field(o, "CiphertextBlob", &r->ciphertext_blob);
+    rc |= b64_field(o, "Plaintext", &r->plaintext);
+    if (r->recipient.data) {
+        json_t *rec = json_object();
+        json_object_set_new(rec, "KeyEncryptionAlgorithm", json_string(r->key_encryption_algorithm));
+        rc |= b64_field(rec, "AttestationDocument", &r->recipient);
+        json_object_set_new(o, "Recipient", rec);
+    }
+    char *out = rc ? NULL : json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (out)
+        *len = strlen(out);
+    return out;
+}
+
+/* Reads a base64 blob field of a KMS response. Returns 0 (absent or decoded) or -EBADMSG. */
+static int kms_blob(json_t *o, const char *key, nd_bytes *out)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return -EBADMSG;
+    if (json_string_length(v) == 0) {
+        out->data = malloc(1);
+        out->len = 0;
+        return out->data ? 0 : -ENOMEM;
+    }
+    return nd_b64_decode(json_string_value(v), json_string_length(v), &out->data, &out->len, NULL) < 0 ? -EBADMSG
+                                                                                                          : 0;
+}
+
+static void on_backoff_done(uv_timer_t *t)
+{
+    start_attempt((preq *)t->data);
+}
+
+/* After a retryable failure: retry when attempts, deadline and budget allow, else answer with the last error. */
+static void maybe_retry(preq *q)
+{
+    px_server *s = q->srv;
+    const px_config *cfg = &s->cfg;
+    uint64_t now = uv_now(s->loop);
+    const char *code = class_error_code(q->last_cls);
+    if (s->draining) {
+        req_finish(q, code, q->last_msg, NULL);
+        return;
+    }
+    if (q->attempts >= cfg->max_attempts) {
+        req_finish(q, code, q->last_msg, NULL);
+        return;
+    }
+    uint64_t wait = nd_backoff_ms(q->attempts, (uint64_t)cfg->backoff_base_ms, (uint64_t)cfg->backoff_cap_ms,
+                                  rand01(s));
+    /* The retry must fit in the deadline: the backoff plus at least a few ms of attempt. */
+    if (now + wait + 5 >= q->deadline_ms) {
+        char m[400];
+        snprintf(m, sizeof m, "%.250s (no time left for a retry within the %ld ms deadline)", q->last_msg,
+                 cfg->deadline_ms);
+        req_finish(q, code, m, NULL);
+        return;
+    }
+    int cost = nd_retry_budget_take(&s->rb, q->last_cls == ND_KMS_TIMEOUT);
+    if (cost == 0) {
+        char m[400];
+        snprintf(m, sizeof m, "%.250s (retry budget exhausted)", q->last_msg);
+        req_finish(q, code, m, NULL);
+        return;
+    }
+    q->budget_spent += cost;
+    q->timer_backoff = true;
+    uv_timer_start(&q->timer, on_backoff_done, wait, 0);
+}
+
+static void on_attempt_timeout(uv_timer_t *t)
+{
+    preq *q = t->data;
+    if (q->call) {
+        nd_kms_cancel(q->call);
+        q->call = NULL;
+    }
+    q->srv->m.timeouts++;
+    q->last_cls = ND_KMS_TIMEOUT;
+    snprintf(q->last_msg, sizeof q->last_msg, "KMS did not answer within the attempt timeout");
+    maybe_retry(q);
+}
+
+static void on_kms_result(void *ud, const nd_kms_result *res)
+{
+    preq *q = ud;
+    px_server *s = q->srv;
+    q->call = NULL;
+    uv_timer_stop(&q->timer);
+    q->http_attempts += res->attempts;
+    if (res->request_id && res->request_id[0])
+        snprintf(q->kms_request_id, sizeof q->kms_request_id, "%s", res->request_id);
+    q->last_cls = res->cls;
+    if (res->cls != ND_KMS_OK) {
+        snprintf(q->last_msg, sizeof q->last_msg, "KMS %.64s: %.160s", res->error_code[0] ? res->error_code : "error",
+                 res->message ? res->message : "");
+        if (res->cls == ND_KMS_THROTTLED)
+            s->m.throttled++;
+        else if (res->cls == ND_KMS_TIMEOUT)
+            s->m.timeouts++;
+        if (nd_kms_class_retryable(res->cls))
+            maybe_retry(q);
+        else
+            req_finish(q, class_error_code(res->cls), q->last_msg, NULL);
+        return;
+    }
+    /* Success: parse what KMS returned and check it fails closed for recipient requests. */
+    nd_kms_response out;
+    memset(&out, 0, sizeof out);
+    out.op = q->r.op;
+    snprintf(out.kms_request_id, sizeof out.kms_request_id, "%s", q->kms_request_id);
+    json_t *o = json_loadb(res->body, res->body_len, JSON_REJECT_DUPLICATES, NULL);
+    const char *err = NULL;
+    if (!json_is_object(o)) {
+        err = "KMS returned a body that is not a JSON object";
+    } else if (kms_blob(o, "CiphertextBlob", &out.ciphertext_blob) < 0 || kms_blob(o, "Plaintext", &out.plaintext) < 0 ||
+               kms_blob(o, "CiphertextForRecipient", &out.ciphertext_for_recipient) < 0) {
+        err = "KMS returned a blob that is not base64";
+    } else {
+        json_t *k = json_object_get(o, "KeyId");
+        if (json_is_string(k))
+            nd_frame_strfield(out.key_id, sizeof out.key_id, json_string_value(k));
+        json_t *ea = json_object_get(o, "EncryptionAlgorithm");
+        if (json_is_string(ea))
+            nd_frame_strfield(out.encryption_algorithm, sizeof out.encryption_algorithm, json_string_value(ea));
+        if (q->r.recipient.len > 0 && out.plaintext.data)
+            err = "KMS returned Plaintext for a recipient request; refused (fail closed)";
+        else if (q->r.recipient.len > 0 && !out.ciphertext_for_recipient.data)
+            err = "KMS returned no CiphertextForRecipient for a recipient request; refused (fail closed)";
+    }
+    json_decref(o); /* jansson's copies of the blobs go with it; our decoded copies are wiped below */
+    if (err)
+        req_finish(q, "internal", err, NULL);
+    else
+        req_finish(q, NULL, NULL, &out);
+    nd_kms_response_free(&out);
+}
+
+static void start_attempt(preq *q)
+{
+    px_server *s = q->srv;
+    uint64_t now = uv_now(s->loop);
+    q->timer_backoff = false;
+    if (now >= q->deadline_ms) {
+        q->srv->m.timeouts++;
+        req_finish(q, "timeout", "deadline reached before an attempt could start", NULL);
+        return;
+    }
+    uint64_t remaining = q->deadline_ms - now;
+    uint64_t t = (uint64_t)s->cfg.attempt_timeout_ms < remaining ? (uint64_t)s->cfg.attempt_timeout_ms : remaining;
+    if (q->attempts > 0)
+        s->m.retries++;
+    q->attempts++;
+    nd_err e;
+    nd_err_clear(&e);
+    /* The client's own per-request timeout is a little longer: the proxy's timer decides, deterministically. */
+    int rc = nd_kms_call(s->kms, nd_kms_op_name(q->r.op), q->body, q->body_len, (double)(t + 50) / 1000.0,
+                         on_kms_result, q, &q->call, &e);
+    if (rc < 0) {
+        q->call = NULL;
+        q->last_cls = ND_KMS_INTERNAL;
+        req_finish(q, "internal", e.msg[0] ? e.msg : "could not start the KMS call", NULL);
+        return;
+    }
+    uv_timer_start(&q->timer, on_attempt_timeout, t, 0);
+}
+
+/* Handles one KmsProxy frame. */
+static void handle_request(conn *c, const nd_frame *f)
+{
+    px_server *s = c->srv;
+    const px_config *cfg = &s->cfg;
+    uint64_t start = uv_now(s->loop);
+    s->m.requests++;
+    preq *q = calloc(1, sizeof *q);
+    if (!q) {
+        log_request(s, c, NULL, false, true);
+        respond(s, c, ND_FRAME_ERROR, f->seq, NULL, NULL, NULL, "internal", "out of memory", NULL, 0, start);
+        return;
+    }
+    nd_err e;
+    nd_err_clear(&e);
+    if (nd_kms_request_parse(f->payload, f->len, &q->r, &e) < 0) {
+        log_request(s, c, &q->r, false, true);
+        respond(s, c, ND_FRAME_ERROR, f->seq, q->r.request_id, q->r.trace_id, NULL, "invalid_request", e.msg, NULL,
+                0, start);
+        nd_kms_request_free(&q->r);
+        free(q);
+        return;
+    }
+    const char *code = NULL;
+    char msg[300] = "";
+    const char *op = nd_kms_op_name(q->r.op);
+    bool wants_recipient = q->r.op != ND_KMS_OP_ENCRYPT;
+    if (!px_config_op_allowed(cfg, op)) {
+        code = "invalid_request";
+        snprintf(msg, sizeof msg, "operation %s is not allowed by allow_ops", op);
+    } else if (cfg->require_recipient && wants_recipient && q->r.recipient.len == 0) {
+        code = "invalid_request";
+        snprintf(msg, sizeof msg, "%s without a recipient is refused (require_recipient)", op);
+    } else if (!px_config_key_allowed(cfg, q->r.key_id)) {
+        code = "invalid_request";
+        snprintf(msg, sizeof msg, "%s is not allowed by allow_keys", q->r.key_id[0] ? "key" : "a request without key_id");
+    } else if (!nd_tbucket_take(&s->tb, start)) {
+        code = "rate_limited";
+        s->m.rate_limited++;
+        snprintf(msg, sizeof msg, "rate limit of %g requests/s exceeded", cfg->rate_limit_rps);
+    } else if (s->in_flight >= cfg->max_in_flight && s->queued >= cfg->max_queue) {
+        code = "rate_limited";
+        s->m.rate_limited++;
+        snprintf(msg, sizeof msg, "%ld requests in flight and %ld waiting (max_in_flight, max_queue)",
+                 cfg->max_in_flight, cfg->max_queue);
+    } else if (!nd_breaker_allow(&s->br, start)) {
+        code = "circuit_open";
+        s->m.circuit_open++;
+        snprintf(msg, sizeof msg, "circuit breaker open after upstream errors");
+    }
+    log_request(s, c, &q->r, true, code != NULL);
+    if (code) {
+        respond(s, c, ND_FRAME_KMS_PROXY, f->seq, q->r.request_id, q->r.trace_id, NULL, code, msg, NULL, 0, start);
+        nd_kms_request_free(&q->r);
+        free(q);
+        return;
+    }
+    q->body = upstream_body(&q->r, &q->body_len);
+    q->srv = s;
+    q->c = c;
+    q->seq = f->seq;
+    q->start_ms = start;
+    q->deadline_ms = start + (uint64_t)cfg->deadline_ms;
+    q->upstream = true;
+    c->refs++;
+    c->pending++;
+    ND_LIST_PUSH(s->reqs, q);
+    uv_timer_init(s->loop, &q->timer);
+    q->timer.data = q;
+    if (!q->body) {
+        q->last_cls = ND_KMS_INTERNAL;
+        req_finish(q, "internal", "out of memory", NULL);
+        return;
+    }
+    conn_update_reading(c);
+    if (s->in_flight < cfg->max_in_flight) {
+        q->slot = true;
+        s->in_flight++;
+        start_attempt(q);
+        return;
+    }
+    /* Wait for a slot, FIFO, at most until the deadline. */
+    q->queued = true;
+    q->wprev = s->wait_tail;
+    if (s->wait_tail)
+        s->wait_tail->wnext = q;
+    else
+        s->wait_head = q;
+    s->wait_tail = q;
+    s->queued++;
+    uv_timer_start(&q->timer, on_wait_deadline, (uint64_t)cfg->deadline_ms, 0);
+}
+
+void handle_frame(conn *c, const nd_frame *f)
+{
+    px_server *s = c->srv;
+    switch (f->type) {
+    case ND_FRAME_KMS_PROXY:
+        handle_request(c, f);
+        return;
+    case ND_FRAME_HEARTBEAT:
+        conn_send(c, ND_FRAME_HEARTBEAT, f->seq, NULL, 0);
+        return;
+    case ND_FRAME_HELLO: {
+        const char *hello = "{\"server\":\"nitrodiag-kms-proxy\",\"version\":\"" ND_VERSION "\"}";
+        conn_send(c, ND_FRAME_HELLO, f->seq, hello, strlen(hello));
+        return;
+    }
+    case ND_FRAME_SHUTDOWN:
+        c->eof = true;
+        conn_update_reading(c);
+        conn_maybe_close(c);
+        return;
+    default: {
+        char m[120];
+        snprintf(m, sizeof m, "frame type %s (0x%02x) is not served by the KMS proxy", nd_frame_type_name(f->type),
+                 f->type);
+        s->m.requests++;
+        log_request(s, c, NULL, false, true);
+        respond(s, c, ND_FRAME_ERROR, f->seq, NULL, NULL, NULL, "invalid_request", m, NULL, 0, uv_now(s->loop));
+        return;
+    }
+    }
+}
