@@ -57,19 +57,21 @@ void respond(px_server *s, conn *c, unsigned frame_type, uint32_t seq, const cha
                     const char *trace_id, const char *kms_request_id, const char *error_code, const char *message,
                     const nd_kms_response *resp, int attempts, uint64_t start_ms)
 {
+    /* The answer sent: the upstream's (a shallow copy: the caller keeps what it owns) or an error made here, with
+     * request_id/trace_id copied in for the client to match. */
     nd_kms_response e;
-    if (!resp) {
+    if (resp) {
+        e = *resp;
+    } else {
         memset(&e, 0, sizeof e);
         e.is_error = true;
         snprintf(e.error_code, sizeof e.error_code, "%s", error_code);
         snprintf(e.error_message, sizeof e.error_message, "%s", message ? message : "");
         snprintf(e.kms_request_id, sizeof e.kms_request_id, "%s", kms_request_id ? kms_request_id : "");
-        resp = &e;
     }
-    /* request_id/trace_id are copied into the response for the client to match. */
-    nd_kms_response *w = (nd_kms_response *)resp;
-    snprintf(w->request_id, sizeof w->request_id, "%s", request_id ? request_id : "");
-    snprintf(w->trace_id, sizeof w->trace_id, "%s", trace_id ? trace_id : "");
+    resp = &e;
+    snprintf(e.request_id, sizeof e.request_id, "%s", request_id ? request_id : "");
+    snprintf(e.trace_id, sizeof e.trace_id, "%s", trace_id ? trace_id : "");
     bool ok = !resp->is_error;
     if (ok)
         s->m.success++;
