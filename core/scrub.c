@@ -16,6 +16,7 @@
  * Replacement is done with REG_STARTEND (glibc/BSD), so lines need no NUL terminator and can hold NUL bytes.
  */
 #include "nd_scrub.h"
+#include "nd_buf.h"
 
 #include <jansson.h>
 #include <regex.h>
@@ -94,22 +95,8 @@ const char *const *nd_scrub_builtin_names(void)
 
 /* ---- small buffers ------------------------------------------------------------------------------------------- */
 
-static int reserve(char **buf, size_t *cap, size_t need)
-{
-    if (need == 0)
-        need = 1; /* always a valid pointer, even for zero bytes (memcpy's arguments must not be NULL) */
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap : 256;
-    while (n < need)
-        n *= 2;
-    char *p = realloc(*buf, n);
-    if (!p)
-        return -ENOMEM;
-    *buf = p;
-    *cap = n;
-    return 0;
-}
+/* Room for need bytes in *buf: core's one overflow-checked growth (nd_buf.h). Returns 0 or -ENOMEM. */
+static int reserve(char **buf, size_t *cap, size_t need) { return nd_grow(buf, cap, need); }
 
 static int emit(nd_scrub *s, const void *p, size_t n)
 {
