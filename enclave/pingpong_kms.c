@@ -21,6 +21,7 @@
  */
 #include "pingpong_kms.h"
 
+#include "nd_buf.h"
 #include "nd_frame.h"
 #include "nd_vsock.h"
 
@@ -57,31 +58,10 @@ static void say(const char *fmt, ...)
 
 /* ---- minimal CBOR ---------------------------------------------------------------------------------------------- */
 
-typedef struct cbuf {
-    unsigned char *p;
-    size_t len, cap;
-    bool oom;
-} cbuf;
+/* CBOR is written into an nd_buf (core/nd_buf.h: overflow-checked growth, sticky oom). */
+typedef nd_buf cbuf;
 
-static void cb_put(cbuf *b, const void *d, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n > b->cap) {
-        size_t nc = b->cap ? b->cap * 2 : 1024;
-        while (nc < b->len + n)
-            nc *= 2;
-        unsigned char *np = realloc(b->p, nc);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->len, d, n);
-    b->len += n;
-}
+static void cb_put(cbuf *b, const void *d, size_t n) { (void)nd_buf_add(b, d, n); }
 
 /* A CBOR head: major type (0..7) and argument, in the shortest form. */
 static void cb_head(cbuf *b, unsigned major, uint64_t v)
@@ -157,7 +137,7 @@ static int cb_read_head(const unsigned char *p, size_t len, size_t *off, uint64_
 /* The development stand-in, in core/attest.c's format (nd_attest_build_dev). */
 static int dev_document(const unsigned char *spki, size_t spki_len, cbuf *out)
 {
-    cbuf pl = {0}, hd = {0};
+    cbuf pl = ND_BUF_INIT, hd = {0};
     static const unsigned char zero48[48], zsig[96];
     struct timeval tv;
     gettimeofday(&tv, NULL);
@@ -210,7 +190,7 @@ struct nsm_message {
  * "public_key":bytes}}, response {"Attestation":{"document":bytes}} (or {"Error":"..."}). */
 static int nsm_document(int fd, const unsigned char *spki, size_t spki_len, cbuf *out, char *why, size_t whysz)
 {
-    cbuf rq = {0};
+    cbuf rq = ND_BUF_INIT;
     cb_head(&rq, 5, 1);
     cb_text(&rq, "Attestation");
     cb_head(&rq, 5, 3);
@@ -227,7 +207,7 @@ static int nsm_document(int fd, const unsigned char *spki, size_t spki_len, cbuf
         snprintf(why, whysz, "out of memory");
         return -ENOMEM;
     }
-    struct nsm_message m = {{rq.p, rq.len}, {resp, NSM_RESPONSE_MAX}};
+    struct nsm_message m = {{(unsigned char *)rq.p, rq.len}, {resp, NSM_RESPONSE_MAX}};
     int rc = ioctl(fd, NSM_IOCTL_REQUEST, &m);
     free(rq.p);
     if (rc < 0) {
@@ -429,7 +409,7 @@ int pingpong_kms_main(int argc, char **argv)
     }
 
     /* 2. attestation document */
-    cbuf doc = {0};
+    cbuf doc = ND_BUF_INIT;
     char why[512] = "";
     int nfd = open(nsm, O_RDWR | O_CLOEXEC);
     int rc;
@@ -481,7 +461,7 @@ int pingpong_kms_main(int argc, char **argv)
     req.op = ND_KMS_OP_GENERATE_DATA_KEY;
     snprintf(req.key_id, sizeof req.key_id, "%s", key_id);
     snprintf(req.key_spec, sizeof req.key_spec, "AES_256");
-    req.recipient.data = doc.p;
+    req.recipient.data = (unsigned char *)doc.p;
     req.recipient.len = doc.len;
 
     /* 4. GenerateDataKey with recipient */
