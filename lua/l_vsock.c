@@ -467,8 +467,9 @@ static lsock *start_connect(lua_State *L, const char *text, int *rc_out)
     return s;
 }
 
-/* vsock.connect(addr [, {timeout = 5}]) -> conn | nil, msg, code */
-static int l_connect(lua_State *L)
+/* Connects to addr (argument 1, options at 2), then either returns the connection (OP_CONNECT) or runs the ping
+ * exchange on it (OP_PING). */
+static int connect_then(lua_State *L, int op)
 {
     const char *text = luaL_checkstring(L, 1);
     double timeout = opt_timeout(L, 2, DEFAULT_TIMEOUT_S);
@@ -479,32 +480,22 @@ static int l_connect(lua_State *L)
     if (!s)
         return 3;
     int idx = lua_gettop(L);
-    if (rc == 0)
+    if (rc == 0 && op == OP_CONNECT)
         return 1;
-    lreq *r = new_req(L, s, idx, OP_CONNECT, timeout);
-    return wait_then_step(L, r, UV_WRITABLE);
-}
-
-/* vsock.ping(addr [, {timeout = 5}]) -> {reply, rtt_ms, address} | nil, msg, code */
-static int l_ping(lua_State *L)
-{
-    const char *text = luaL_checkstring(L, 1);
-    double timeout = opt_timeout(L, 2, DEFAULT_TIMEOUT_S);
-    lua_settop(L, 2);
-    must_wait(L);
-    int rc;
-    lsock *s = start_connect(L, text, &rc);
-    if (!s)
-        return 3;
-    int idx = lua_gettop(L);
-    lreq *r = new_req(L, s, idx, OP_PING, timeout);
-    if (rc == 0) {
+    lreq *r = new_req(L, s, idx, op, timeout);
+    if (rc == 0) { /* connected at once: straight to the exchange */
         nd_vsock_pinger_init(&r->ping, s->fd, &s->addr, r->timeout_ms);
         r->phase = 1;
         return step(L, r);
     }
     return wait_then_step(L, r, UV_WRITABLE);
 }
+
+/* vsock.connect(addr [, {timeout = 5}]) -> conn | nil, msg, code */
+static int l_connect(lua_State *L) { return connect_then(L, OP_CONNECT); }
+
+/* vsock.ping(addr [, {timeout = 5}]) -> {reply, rtt_ms, address} | nil, msg, code */
+static int l_ping(lua_State *L) { return connect_then(L, OP_PING); }
 
 /* vsock.listen(addr [, {backlog = 64}]) -> listener | nil, msg, code */
 static int l_listen(lua_State *L)

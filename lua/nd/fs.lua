@@ -20,15 +20,18 @@ function M.read(path)
   return table.concat(chunks)
 end
 
--- write(path, data [, mode]) -> true | nil, msg, code   (truncates)
-function M.write(path, data, mode)
-  local fd, err, code = uv.fs_open(path, "w", mode or tonumber("644", 8))
+-- Opens path with flags ("w" truncates, "a" appends), writes data, closes. true | nil, msg, code
+local function put(path, flags, data, mode)
+  local fd, err, code = uv.fs_open(path, flags, mode or tonumber("644", 8))
   if not fd then return nil, err, code end
   local ok, werr, wcode = uv.fs_write(fd, data, -1)
   uv.fs_close(fd)
   if not ok then return nil, werr, wcode end
   return true
 end
+
+-- write(path, data [, mode]) -> true | nil, msg, code   (truncates)
+function M.write(path, data, mode) return put(path, "w", data, mode) end
 
 -- write_atomic(path, data [, mode]): writes a temporary file beside path, then renames it over path.
 function M.write_atomic(path, data, mode)
@@ -105,14 +108,7 @@ function M.list(dir)
 end
 
 -- append(path, data) -> true | nil, msg, code: adds data at the end of path (created 0644 when missing).
-function M.append(path, data)
-  local fd, err, code = uv.fs_open(path, "a", tonumber("644", 8))
-  if not fd then return nil, err, code end
-  local ok, werr, wcode = uv.fs_write(fd, data, -1)
-  uv.fs_close(fd)
-  if not ok then return nil, werr, wcode end
-  return true
-end
+function M.append(path, data) return put(path, "a", data) end
 
 -- find_lua(name, dirs [, accept]) -> path | nil, why — the one search-path lookup (runbooks, scenarios). A name
 -- with a '/' or ending in .lua is a file path (why = "missing" when it does not exist); any other name must be a
