@@ -16,6 +16,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* The line of text starting at *pos (without its '\n'; *l bytes); *pos moves past it. */
+static const char *next_line(const char *text, size_t len, size_t *pos, size_t *l)
+{
+    const char *s = text + *pos;
+    const char *nl = memchr(s, '\n', len - *pos);
+    *l = nl ? (size_t)(nl - s) : len - *pos;
+    *pos += *l + (nl ? 1 : 0);
+    return s;
+}
+
 void nd_alloc_config_free(nd_alloc_config *cfg)
 {
     if (!cfg)
@@ -386,10 +396,8 @@ int nd_alloc_edit_text(const char *text, size_t len, const nd_alloc_edit *e, cha
     }
     bool has_doc = false, done_mem = false, done_count = false, done_pool = false;
     for (size_t pos = 0; pos < len;) {
-        const char *s = text + pos;
-        const char *nl = memchr(s, '\n', len - pos);
-        size_t l = nl ? (size_t)(nl - s) : len - pos;
-        pos += l + (nl ? 1 : 0);
+        size_t l;
+        const char *s = next_line(text, len, &pos, &l);
         const char *t = s;
         size_t tl = l;
         trim(&t, &tl);
@@ -402,10 +410,8 @@ int nd_alloc_edit_text(const char *text, size_t len, const nd_alloc_edit *e, cha
     bool data = !has_doc;
     size_t insert_at = has_doc ? (size_t)-1 : b.len; /* where missing keys go: after the last data line */
     for (size_t pos = 0; pos < len;) {
-        const char *s = text + pos;
-        const char *nl = memchr(s, '\n', len - pos);
-        size_t l = nl ? (size_t)(nl - s) : len - pos;
-        pos += l + (nl ? 1 : 0);
+        size_t l;
+        const char *s = next_line(text, len, &pos, &l);
         const char *t = s;
         size_t tl = l;
         trim(&t, &tl);
