@@ -163,5 +163,16 @@ t.send(b"\x04")
 rc, out = t.finish()
 check("REPL exits on Ctrl-D", rc == 0, out[-300:])
 
+# Ctrl-D typed while a chunk runs (the terminal is in cooked mode then) still ends the REPL at the next prompt: the
+# kernel must not turn it into an EOF marker that libedit later reads as a NUL byte
+t = Term(["repl"], 100)
+t.read_until(r"> ")
+t.send(b"print('RUNNING') nd.sleep(1.5) print('SLEPT')\r")
+running = t.read_until(r"RUNNING\r\n")
+t.send(b"\x04")
+rc, out = t.finish(timeout=20)
+check("REPL: a Ctrl-D typed while a chunk runs exits at the next prompt", running and rc == 0 and "SLEPT" in out,
+      out[-300:])
+
 print("%d passed, %d failed" % (passed, failed))
 sys.exit(0 if failed == 0 else 1)
