@@ -229,7 +229,8 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         /* The stream cannot be resynchronised: answer once with an Error frame, then close after pending work. */
         s->m.requests++;
         log_request(s, c, NULL, false, true);
-        respond(s, c, ND_FRAME_ERROR, 0, NULL, NULL, NULL, "invalid_request", e.msg, NULL, 0, uv_now(s->loop));
+        respond(s, c, &(px_answer){.frame_type = ND_FRAME_ERROR, .error_code = "invalid_request", .message = e.msg,
+                                   .start_ms = uv_now(s->loop)});
         c->eof = true;
         conn_update_reading(c);
         conn_maybe_close(c);

@@ -170,9 +170,22 @@ void conn_send(conn *c, unsigned type, uint32_t seq, const void *payload, size_t
 void conn_update_reading(conn *c);
 void on_connection(uv_stream_t *server, int status);
 void log_request(px_server *s, conn *c, const nd_kms_request *r, bool parsed, bool refused);
-void respond(px_server *s, conn *c, unsigned frame_type, uint32_t seq, const char *request_id,
-                    const char *trace_id, const char *kms_request_id, const char *error_code, const char *message,
-                    const nd_kms_response *resp, int attempts, uint64_t start_ms);
+/* One answer to an enclave: the frame it goes in, the ids the client matches it by, and either the upstream's
+ * response (resp) or an error made here (error_code, message). */
+typedef struct px_answer {
+    unsigned frame_type;           /* ND_FRAME_KMS_PROXY, or ND_FRAME_ERROR for a frame that is not a request */
+    uint32_t seq;
+    const char *request_id, *trace_id, *kms_request_id; /* may be NULL */
+    const char *error_code;        /* when resp is NULL */
+    const char *message;
+    const nd_kms_response *resp;   /* NULL: an error answer */
+    int attempts;                  /* upstream attempts (0: refused before any) */
+    uint64_t start_ms;             /* loop time the request arrived, for duration_ms */
+} px_answer;
+
+/* Sends the answer on c (NULL: the connection is gone, only the log line and the counters), logs its response line
+ * and counts it as a success or an error. */
+void respond(px_server *s, conn *c, const px_answer *a);
 void req_finish(preq *q, const char *error_code, const char *message, const nd_kms_response *resp);
 void handle_frame(conn *c, const nd_frame *f);
 void mconn_close(mconn *mc);

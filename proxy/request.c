@@ -53,10 +53,15 @@ void log_request(px_server *s, conn *c, const nd_kms_request *r, bool parsed, bo
 }
 
 /* Sends the single response of a request and logs it. resp is a success body (NULL for errors). */
-void respond(px_server *s, conn *c, unsigned frame_type, uint32_t seq, const char *request_id,
-                    const char *trace_id, const char *kms_request_id, const char *error_code, const char *message,
-                    const nd_kms_response *resp, int attempts, uint64_t start_ms)
+void respond(px_server *s, conn *c, const px_answer *a)
 {
+    unsigned frame_type = a->frame_type;
+    uint32_t seq = a->seq;
+    const char *request_id = a->request_id, *trace_id = a->trace_id, *kms_request_id = a->kms_request_id;
+    const char *error_code = a->error_code, *message = a->message;
+    const nd_kms_response *resp = a->resp;
+    int attempts = a->attempts;
+    uint64_t start_ms = a->start_ms;
     /* The answer sent: the upstream's (a shallow copy: the caller keeps what it owns) or an error made here, with
      * request_id/trace_id copied in for the client to match. */
     nd_kms_response e;
@@ -187,8 +192,10 @@ void req_finish(preq *q, const char *error_code, const char *message, const nd_k
     }
     ND_LIST_UNLINK(s->reqs, q);
     conn *c = q->c && !q->c->closing ? q->c : NULL;
-    respond(s, c, ND_FRAME_KMS_PROXY, q->seq, q->r.request_id, q->r.trace_id, q->kms_request_id, error_code,
-            message, resp, q->attempts, q->start_ms);
+    respond(s, c, &(px_answer){.frame_type = ND_FRAME_KMS_PROXY, .seq = q->seq, .request_id = q->r.request_id,
+                               .trace_id = q->r.trace_id, .kms_request_id = q->kms_request_id,
+                               .error_code = error_code, .message = message, .resp = resp, .attempts = q->attempts,
+                               .start_ms = q->start_ms});
     uv_close((uv_handle_t *)&q->timer, on_req_timer_closed);
     if (freed_slot)
         dispatch_waiting(s);
@@ -405,15 +412,17 @@ static void handle_request(conn *c, const nd_frame *f)
     preq *q = calloc(1, sizeof *q);
     if (!q) {
         log_request(s, c, NULL, false, true);
-        respond(s, c, ND_FRAME_ERROR, f->seq, NULL, NULL, NULL, "internal", "out of memory", NULL, 0, start);
+        respond(s, c, &(px_answer){.frame_type = ND_FRAME_ERROR, .seq = f->seq, .error_code = "internal",
+                                   .message = "out of memory", .start_ms = start});
         return;
     }
     nd_err e;
     nd_err_clear(&e);
     if (nd_kms_request_parse(f->payload, f->len, &q->r, &e) < 0) {
         log_request(s, c, &q->r, false, true);
-        respond(s, c, ND_FRAME_ERROR, f->seq, q->r.request_id, q->r.trace_id, NULL, "invalid_request", e.msg, NULL,
-                0, start);
+        respond(s, c, &(px_answer){.frame_type = ND_FRAME_ERROR, .seq = f->seq, .request_id = q->r.request_id,
+                                   .trace_id = q->r.trace_id, .error_code = "invalid_request", .message = e.msg,
+                                   .start_ms = start});
         nd_kms_request_free(&q->r);
         free(q);
         return;
@@ -447,7 +456,8 @@ static void handle_request(conn *c, const nd_frame *f)
     }
     log_request(s, c, &q->r, true, code != NULL);
     if (code) {
-        respond(s, c, ND_FRAME_KMS_PROXY, f->seq, q->r.request_id, q->r.trace_id, NULL, code, msg, NULL, 0, start);
+        respond(s, c, &(px_answer){.frame_type = ND_FRAME_KMS_PROXY, .seq = f->seq, .request_id = q->r.request_id,
+                                   .trace_id = q->r.trace_id, .error_code = code, .message = msg, .start_ms = start});
         nd_kms_request_free(&q->r);
         free(q);
         return;
@@ -514,7 +524,8 @@ void handle_frame(conn *c, const nd_frame *f)
                  f->type);
         s->m.requests++;
         log_request(s, c, NULL, false, true);
-        respond(s, c, ND_FRAME_ERROR, f->seq, NULL, NULL, NULL, "invalid_request", m, NULL, 0, uv_now(s->loop));
+        respond(s, c, &(px_answer){.frame_type = ND_FRAME_ERROR, .seq = f->seq, .error_code = "invalid_request",
+                                   .message = m, .start_ms = uv_now(s->loop)});
         return;
     }
     }
