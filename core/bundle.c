@@ -21,6 +21,7 @@
  * summary.json and report.md in memory for the caller.
  */
 #include "nd_bundle.h"
+#include "nd_buf.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -347,28 +348,8 @@ static int ar_sink(void *ud, const void *d, size_t n)
 }
 
 /* The scrubbed text of a small item, kept from the first pass. */
-typedef struct keepbuf {
-    char *p;
-    size_t len, cap;
-} keepbuf;
-
-static int keep_sink(void *ud, const void *d, size_t n)
-{
-    keepbuf *k = ud;
-    if (k->len + n > k->cap) {
-        size_t nc = k->cap ? k->cap * 2 : 64 * 1024;
-        while (nc < k->len + n)
-            nc *= 2;
-        char *np = realloc(k->p, nc);
-        if (!np)
-            return -ENOMEM;
-        k->p = np;
-        k->cap = nc;
-    }
-    memcpy(k->p + k->len, d, n);
-    k->len += n;
-    return 0;
-}
+/* The scrubbed copy of a member kept in memory (for kept members): an nd_buf (core/nd_buf.h). */
+static int keep_sink(void *ud, const void *d, size_t n) { return nd_buf_add(ud, d, n); }
 
 /* Pass over the source through the scrubber (or raw) into sink. Returns 0, a read error (> -1000 style negative,
  * *read_err set), or the sink's error. */
@@ -418,7 +399,7 @@ static int write_member(nd_bundle *b, const char *name, src_read_fn rd, void *ud
 
     uint64_t declared = len;
     int read_err = 0;
-    keepbuf kb = {0};
+    nd_buf kb = ND_BUF_INIT;
     bool kept = false;
     if (!raw) {
         declared = 0;

@@ -10,6 +10,7 @@
  * Output is kept in a ring buffer of capture_cap bytes per stream so only the tail survives, at O(1) per byte.
  */
 #include "nd_proc.h"
+#include "nd_list.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -121,13 +122,7 @@ static void proc_unlink(nd_proc *p)
     nd_ctx *ctx = p->ctx;
     if (!ctx)
         return;
-    if (p->prev)
-        p->prev->next = p->next;
-    else if (ctx->procs == p)
-        ctx->procs = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-    p->next = p->prev = NULL;
+    ND_LIST_UNLINK(ctx->procs, p);
     ctx->live_procs--;
     p->ctx = NULL;
 }
@@ -344,10 +339,7 @@ int nd_proc_start(nd_ctx *ctx, const nd_proc_opts *opts, nd_proc_done_cb on_done
         return nd_err_set(err, -ENOMEM, "process runner: out of memory");
     p->ctx = ctx;
     p->loop = ctx->loop;
-    p->next = ctx->procs;
-    if (ctx->procs)
-        ctx->procs->prev = p;
-    ctx->procs = p;
+    ND_LIST_PUSH(ctx->procs, p);
     ctx->live_procs++;
     p->on_done = on_done;
     p->ud = ud;
