@@ -24,6 +24,8 @@ void nd_attest_free(nd_attest_doc *d)
     free(d->user_data.p);
     free(d->nonce.p);
     free(d->signature.p);
+    free(d->protected_raw.p);
+    free(d->payload_raw.p);
     free(d);
 }
 
@@ -155,9 +157,9 @@ static int parse_payload(const cbor_item_t *m, nd_attest_doc *d, nd_err *err)
         } else if (strcmp(key, "public_key") == 0) {
             rc = copy_bytes(v, "public_key", 1024, true, &d->public_key, err);
         } else if (strcmp(key, "user_data") == 0) {
-            rc = copy_bytes(v, "user_data", 512, true, &d->user_data, err);
+            rc = copy_bytes(v, "user_data", 1024, true, &d->user_data, err);
         } else if (strcmp(key, "nonce") == 0) {
-            rc = copy_bytes(v, "nonce", 512, true, &d->nonce, err);
+            rc = copy_bytes(v, "nonce", 1024, true, &d->nonce, err);
         }
         if (rc < 0)
             return rc;
@@ -229,6 +231,10 @@ int nd_attest_parse(const void *data, size_t len, nd_attest_doc **out, nd_err *e
         }
     }
     rc = copy_bytes(it[3], "signature", 1024, false, &d->signature, err);
+    if (rc == 0)
+        rc = copy_bytes(it[0], "protected header", ND_ATTEST_MAX_DOC, false, &d->protected_raw, err);
+    if (rc == 0)
+        rc = copy_bytes(it[2], "payload", ND_ATTEST_MAX_DOC, false, &d->payload_raw, err);
     if (rc < 0)
         goto done;
     payload = load(cbor_bytestring_handle(it[2]), cbor_bytestring_length(it[2]), "payload", err);
