@@ -8,6 +8,11 @@
 
 #include <stdlib.h>
 #include <cbor.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <string.h>
 
 static void dev_round_trip(void)
 {
@@ -124,8 +129,56 @@ static void fuzz(void)
     free(doc);
 }
 
+/* The embedded AWS root is the one pinned by its DER SHA-256 (AWS publishes AWS_NitroEnclaves_Root-G1.zip; the
+ * fingerprint is also in the issue), and it is byte-identical to tests/attest/aws-root-g1.pem taken from that zip. */
+static void embedded_root_pinned(void)
+{
+    BIO *b = BIO_new_mem_buf(nd_attest_aws_root_pem, -1);
+    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    CHECK(x != NULL);
+    unsigned char *der = NULL;
+    int n = x ? i2d_X509(x, &der) : 0;
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    CHECK(n > 0 && EVP_Digest(der, (size_t)n, md, &mdlen, EVP_sha256(), NULL) == 1);
+    char hex[65];
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    CHECK_EQ_STR(hex, "641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b");
+    CHECK_EQ_STR(hex, ND_ATTEST_AWS_ROOT_SHA256);
+    OPENSSL_free(der);
+    X509_free(x);
+    BIO_free(b);
+    FILE *f = fopen(ND_SOURCE_DIR "/tests/attest/aws-root-g1.pem", "rb");
+    char buf[2048];
+    size_t k = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    if (k > 0 && buf[k - 1] != '\n') /* root.pem in the zip has no final newline */
+        buf[k++] = '\n';
+    buf[k] = '\0';
+    CHECK_EQ_STR(buf, nd_attest_aws_root_pem);
+}
+
+/* PCR3/PCR4 as the AWS Nitro Enclaves User Guide computes them ("Where to get an enclave's measurements": SHA384 over
+ * 48 zero bytes then the string), with the guide's own example outputs; and PCR4 of a real NSM document
+ * (tests/fixtures/attest: instance i-0a22e5c5f24d22174). */
+static void pcr_extend_vectors(void)
+{
+    char hex[97];
+    const char *arn = "arn:aws:iam::123456789012:role/Webserver", *id = "i-1234567890abcdef0";
+    CHECK_EQ_INT(nd_attest_pcr_extend(arn, strlen(arn), hex, NULL), 0);
+    CHECK_EQ_STR(hex, "78fce75db17cd4e0a3fb8dad3ad128ca5e77edbb2b2c7f75329dccd99aa5f6ef4fc1f1a452e315b9e98f9e312e6921e6");
+    CHECK_EQ_INT(nd_attest_pcr_extend(id, strlen(id), hex, NULL), 0);
+    CHECK_EQ_STR(hex, "08f996b5d43e047a9eb51e7f548bfee7e164fd7dc8f65541f2ac09d6545ac812719327281c401a67a10fcba87ae79ce0");
+    CHECK_EQ_INT(nd_attest_pcr_extend("i-0a22e5c5f24d22174", 19, hex, NULL), 0);
+    CHECK_EQ_STR(hex, "45706d7b621e4620a332e147a5ddb000b049f73d47d3e61f6b03d2069152d4df6a4a786ad1c10102b955799a9dc96b44");
+}
+
 int main(void)
 {
+    ND_RUN(embedded_root_pinned);
+    ND_RUN(pcr_extend_vectors);
     ND_RUN(dev_round_trip);
     ND_RUN(tagged_and_errors);
     ND_RUN(fuzz);
