@@ -6,6 +6,7 @@
  */
 #include "nd_attest.h"
 #include "nd_codec.h"
+#include "nd_cbor.h"
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
@@ -235,6 +236,139 @@ static void depth_role(int d, size_t ncab, char *out, size_t outsz)
         snprintf(out, outsz, "certificate at depth %d", d);
 }
 
+/* Sig_structure ["Signature1", protected, h'', payload] as CBOR (libcbor); malloc'd, 0 length on failure. */
+static size_t sig_structure(const unsigned char *prot, size_t plen, const unsigned char *payload, size_t len,
+                            unsigned char **out)
+{
+    cbor_item_t *a = cbor_new_definite_array(4);
+    cbor_item_t *s1 = cbor_build_string("Signature1");
+    cbor_item_t *pr = cbor_build_bytestring(prot ? prot : (const unsigned char *)"", plen);
+    cbor_item_t *aad = cbor_build_bytestring((const unsigned char *)"", 0);
+    cbor_item_t *pl = cbor_build_bytestring(payload ? payload : (const unsigned char *)"", len);
+    size_t cap = 0, n = 0;
+    *out = NULL;
+    if (a && s1 && pr && aad && pl && cbor_array_push(a, s1) && cbor_array_push(a, pr) && cbor_array_push(a, aad) &&
+        cbor_array_push(a, pl))
+        n = cbor_serialize_alloc(a, out, &cap);
+    cbor_item_t *items[] = {a, s1, pr, aad, pl};
+    for (size_t i = 0; i < 5; i++)
+        if (items[i])
+            cbor_decref(&items[i]);
+    return n;
+}
+
+/* ECDSA r ‖ s (each half of sig) over tbs with md and pk: 1 valid, 0 invalid, -1 error. */
+static int ecdsa_raw_verify(EVP_PKEY *pk, const EVP_MD *md, const unsigned char *sig, size_t siglen,
+                            const unsigned char *tbs, size_t tbslen)
+{
+    ECDSA_SIG *es = ECDSA_SIG_new();
+    BIGNUM *r = BN_bin2bn(sig, (int)(siglen / 2), NULL), *s = BN_bin2bn(sig + siglen / 2, (int)(siglen / 2), NULL);
+    unsigned char *der = NULL;
+    int derlen = -1, ok = -1;
+    if (es && r && s && ECDSA_SIG_set0(es, r, s) == 1) {
+        r = s = NULL; /* owned by es */
+        derlen = i2d_ECDSA_SIG(es, &der);
+    }
+    BN_free(r);
+    BN_free(s);
+    ECDSA_SIG_free(es);
+    if (derlen > 0) {
+        EVP_MD_CTX *c = EVP_MD_CTX_new();
+        if (c && EVP_DigestVerifyInit(c, NULL, md, NULL, pk) == 1)
+            ok = EVP_DigestVerify(c, der, (size_t)derlen, tbs, tbslen) == 1 ? 1 : 0;
+        EVP_MD_CTX_free(c);
+    }
+    OPENSSL_free(der);
+    return ok;
+}
+
+int nd_cose_sign1_verify(const void *cose, size_t len, void *pkv, unsigned char **payload, size_t *plen, nd_err *err)
+{
+    EVP_PKEY *pk = pkv;
+    const unsigned char *p = cose;
+    if (payload) {
+        *payload = NULL;
+        *plen = 0;
+    }
+    if (len > 0 && p[0] == 0xd2) {
+        p++;
+        len--;
+    }
+    if (len == 0)
+        return nd_err_set(err, -EBADMSG, "COSE_Sign1: empty");
+    cbor_item_t *root = nd_cbor_load(p, len, "COSE_Sign1", err), *prot = NULL;
+    if (!root)
+        return -EBADMSG;
+    int rc = -EBADMSG;
+    cbor_item_t **it = NULL;
+    if (!cbor_isa_array(root) || !cbor_array_is_definite(root) || cbor_array_size(root) != 4 ||
+        !cbor_isa_bytestring((it = cbor_array_handle(root))[0]) || !cbor_bytestring_is_definite(it[0]) ||
+        !cbor_isa_bytestring(it[2]) || !cbor_bytestring_is_definite(it[2]) || !cbor_isa_bytestring(it[3]) ||
+        !cbor_bytestring_is_definite(it[3])) {
+        nd_err_set(err, -EBADMSG, "COSE_Sign1: not an array of 4 items of the right types");
+        goto out;
+    }
+    int64_t alg = 0;
+    if (cbor_bytestring_length(it[0]) > 0) {
+        prot = nd_cbor_load(cbor_bytestring_handle(it[0]), cbor_bytestring_length(it[0]), "COSE protected header", err);
+        if (!prot || !cbor_isa_map(prot)) {
+            nd_err_set(err, -EBADMSG, "COSE_Sign1: the protected header is not a map");
+            goto out;
+        }
+        struct cbor_pair *pp = cbor_map_handle(prot);
+        for (size_t i = 0; i < cbor_map_size(prot); i++)
+            if (cbor_isa_uint(pp[i].key) && cbor_get_int(pp[i].key) == 1 && cbor_isa_negint(pp[i].value))
+                alg = -1 - (int64_t)(cbor_get_int(pp[i].value) & 0x7fffffff);
+    }
+    const EVP_MD *md = alg == -7 ? EVP_sha256() : alg == -35 ? EVP_sha384() : alg == -36 ? EVP_sha512() : NULL;
+    if (!md) {
+        rc = 0;
+        nd_err_set(err, -EBADMSG, "COSE_Sign1: alg %lld is not ES256, ES384 or ES512", (long long)alg);
+        goto out;
+    }
+    if (!pk || EVP_PKEY_get_base_id(pk) != EVP_PKEY_EC) {
+        rc = 0;
+        nd_err_set(err, -EBADMSG, "COSE_Sign1: the key is not an EC key");
+        goto out;
+    }
+    size_t siglen = cbor_bytestring_length(it[3]), half = ((size_t)EVP_PKEY_get_bits(pk) + 7) / 8;
+    if (siglen != 2 * half) {
+        rc = 0;
+        nd_err_set(err, -EBADMSG, "COSE_Sign1: the signature is %zu bytes, the key needs %zu", siglen, 2 * half);
+        goto out;
+    }
+    unsigned char *tbs = NULL;
+    size_t tbslen = sig_structure(cbor_bytestring_handle(it[0]), cbor_bytestring_length(it[0]),
+                                  cbor_bytestring_handle(it[2]), cbor_bytestring_length(it[2]), &tbs);
+    int ok = tbslen ? ecdsa_raw_verify(pk, md, cbor_bytestring_handle(it[3]), siglen, tbs, tbslen) : -1;
+    free(tbs);
+    if (ok < 0) {
+        rc = nd_err_set(err, -ENOMEM, "COSE_Sign1: out of memory");
+        goto out;
+    }
+    if (ok == 0) {
+        rc = 0;
+        nd_err_set(err, -EBADMSG, "COSE_Sign1: the signature does not verify with the certificate's key");
+        goto out;
+    }
+    rc = 1;
+    if (payload) {
+        size_t n = cbor_bytestring_length(it[2]);
+        *payload = malloc(n ? n : 1);
+        if (!*payload) {
+            rc = nd_err_set(err, -ENOMEM, "COSE_Sign1: out of memory");
+            goto out;
+        }
+        memcpy(*payload, cbor_bytestring_handle(it[2]), n);
+        *plen = n;
+    }
+out:
+    if (prot)
+        cbor_decref(&prot);
+    cbor_decref(&root);
+    return rc;
+}
+
 /* ---- the checks ------------------------------------------------------------------------------------------------- */
 
 static void check_fields(const nd_attest_doc *d, nd_attest_verdict *v)
@@ -277,44 +411,11 @@ static void check_signature(const nd_attest_doc *d, X509 *leaf, nd_attest_verdic
         fail(v, "signature", "signature is %zu bytes, ES384 has 96 (r ‖ s)", d->signature.len);
         return;
     }
-    /* Sig_structure through libcbor */
-    cbor_item_t *a = cbor_new_definite_array(4);
-    cbor_item_t *s1 = cbor_build_string("Signature1");
-    cbor_item_t *pr = cbor_build_bytestring(d->protected_raw.p ? d->protected_raw.p : (const unsigned char *)"",
-                                            d->protected_raw.len);
-    cbor_item_t *aad = cbor_build_bytestring((const unsigned char *)"", 0);
-    cbor_item_t *pl = cbor_build_bytestring(d->payload_raw.p ? d->payload_raw.p : (const unsigned char *)"",
-                                            d->payload_raw.len);
-    unsigned char *tbs = NULL, *sigder = NULL;
-    size_t tbscap = 0, tbslen = 0;
-    bool built = a && s1 && pr && aad && pl && cbor_array_push(a, s1) && cbor_array_push(a, pr) &&
-                 cbor_array_push(a, aad) && cbor_array_push(a, pl);
-    if (built)
-        tbslen = cbor_serialize_alloc(a, &tbs, &tbscap);
-    cbor_item_t *items[] = {a, s1, pr, aad, pl};
-    for (size_t i = 0; i < 5; i++)
-        if (items[i])
-            cbor_decref(&items[i]);
-    ECDSA_SIG *es = ECDSA_SIG_new();
-    BIGNUM *r = BN_bin2bn(d->signature.p, 48, NULL), *s = BN_bin2bn(d->signature.p + 48, 48, NULL);
-    int siglen = -1;
-    if (es && r && s && ECDSA_SIG_set0(es, r, s) == 1) {
-        r = s = NULL; /* owned by es */
-        siglen = i2d_ECDSA_SIG(es, &sigder);
-    }
-    BN_free(r);
-    BN_free(s);
-    ECDSA_SIG_free(es);
-    int ok = -1;
-    if (tbslen > 0 && siglen > 0) {
-        EVP_MD_CTX *c = EVP_MD_CTX_new();
-        if (c && EVP_DigestVerifyInit(c, NULL, EVP_sha384(), NULL, pk) == 1)
-            ok = EVP_DigestVerify(c, sigder, (size_t)siglen, tbs, tbslen);
-        EVP_MD_CTX_free(c);
-    }
+    unsigned char *tbs = NULL;
+    size_t tbslen = sig_structure(d->protected_raw.p, d->protected_raw.len, d->payload_raw.p, d->payload_raw.len, &tbs);
+    int ok = tbslen ? ecdsa_raw_verify(pk, EVP_sha384(), d->signature.p, d->signature.len, tbs, tbslen) : -1;
     free(tbs);
-    OPENSSL_free(sigder);
-    if (tbslen == 0 || siglen <= 0)
+    if (ok < 0)
         fail(v, "signature", "cannot build the COSE Sig_structure or the ECDSA signature (out of memory)");
     else if (ok != 1)
         fail(v, "signature", "the ES384 signature does not verify with the key of the document's certificate "

@@ -118,6 +118,11 @@ int nd_attest_decode_input(const void *in, size_t n, unsigned char **out, size_t
  * User Guide, "Where to get an enclave's measurements"). Returns 0 or -EIO. */
 int nd_attest_pcr_extend(const void *data, size_t len, char hex[97], nd_err *err);
 
+/* Verifies a COSE_Sign1 (tag 18 or untagged) whose protected header names ES256, ES384 or ES512 with the EC public
+ * key pk (an EVP_PKEY *). Returns 1 when the signature verifies (and *payload, *plen hold a malloc'd copy of the
+ * payload when payload is non-NULL), 0 when it does not (err says why), -EBADMSG for a malformed structure, -ENOMEM. */
+int nd_cose_sign1_verify(const void *cose, size_t len, void *pk, unsigned char **payload, size_t *plen, nd_err *err);
+
 /* Short description of what PCR i measures ("enclave image file", …), or NULL for the PCRs Nitro does not assign. */
 const char *nd_attest_pcr_meaning(unsigned i);
 
