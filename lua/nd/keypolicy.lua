@@ -226,7 +226,11 @@ local function principal_matches(st, who)
   if type(p) ~= "table" then return false end
   local aws = list(p.AWS)
   if not who then
-    return #aws > 0 and true or false, nil
+    if #aws == 0 then return false end
+    for _, a in ipairs(aws) do
+      if type(a) == "string" and not (a:match("^%d+$") or a:match("^arn:aws[%w-]*:iam::%d+:root$")) then return true end
+    end
+    return true, true -- only account principals: allowed if an IAM policy of the caller allows it too
   end
   local acct = who:match("^arn:aws[%w-]*:[is][at][ms]s?::(%d+):")
   for _, a in ipairs(aws) do
@@ -251,6 +255,7 @@ function M.evaluate(pol, action, ctx, opts)
   local deny_t, deny_u, allow_t, allow_u
   local misses = {}
   for _, st in ipairs(pol.statements) do
+    st.delegated = nil
     local a = action_matches(st, action)
     local r, why, unk = false, nil, {}
     if a then
@@ -269,7 +274,7 @@ function M.evaluate(pol, action, ctx, opts)
       if r == true and not deny_t then deny_t = { st, why } end
       if r == UNKNOWN and not deny_u then deny_u = { st, unk } end
     else
-      if r == true and not allow_t then allow_t = { st } end
+      if r == true and (not allow_t or (allow_t[1].delegated and not st.delegated)) then allow_t = { st } end
       if r == UNKNOWN and not allow_u then allow_u = { st, unk } end
       if a and r == false and why then misses[#misses + 1] = st.sid .. ": " .. why end
     end
@@ -293,6 +298,14 @@ function M.evaluate(pol, action, ctx, opts)
     res.misses = misses
   end
   return res
+end
+
+-- covers(pol, action) -> true when some Allow statement's Action (or NotAction) covers action
+function M.covers(pol, action)
+  for _, st in ipairs(pol.statements) do
+    if st.effect == "Allow" and action_matches(st, action) then return true end
+  end
+  return false
 end
 
 -- ---- lint ------------------------------------------------------------------------------------------------------------
@@ -378,6 +391,7 @@ M.principal_text = principal_text
 function M.lint(pol)
   local out = {}
   for _, st in ipairs(pol.statements) do
+    local bad_key = false
     local cond = type(st.raw.Condition) == "table" and st.raw.Condition or {}
     local ops = {}
     for op in pairs(cond) do ops[#ops + 1] = op end
@@ -394,6 +408,7 @@ function M.lint(pol)
       for _, k in ipairs(keys) do
         local valid, hint, other = check_key(k)
         if not valid then
+          bad_key = true
           out[#out + 1] = { code = "KMS_POLICY_BAD_CONDITION_KEY", statement = st, vars = { key = k, sid = st.sid, hint = hint } }
         elseif not other and o and o.base ~= "Null" then
           for _, v in ipairs(list(cond[op][k])) do
@@ -416,7 +431,7 @@ function M.lint(pol)
         end
       end
     end
-    if st.effect == "Allow" and not has_attestation_condition(st) then
+    if st.effect == "Allow" and not bad_key and not has_attestation_condition(st) then
       local covers = {}
       for _, a in ipairs(M.ENCLAVE_ACTIONS) do
         if action_matches(st, a) then covers[#covers + 1] = a end

@@ -1,0 +1,129 @@
+-- `nitrodiag kms-policy` and `nitrodiag attest` through the real CLI (--json): outcomes, the deciding statement,
+-- findings, exit codes, with measurements from a real NSM document (tests/fixtures/attest) and given by hand.
+local json = require "nd.json"
+local fs = require "nd.fs"
+local attest = require "nd.attest"
+
+local FIX = os.getenv("ND_SOURCE_DIR") .. "/tests/fixtures/attest/"
+local REAL, DEBUG = FIX .. "nitrite-2024-09-07.b64", FIX .. "nitrite-debug-2024-09-07.b64"
+local ROLE = "arn:aws:iam::111122223333:role/parent"
+local PCR0 = "e72a46ca80a260fb044a125442f0c7e331813bcbaf9724d9f3857758992766f2d65710a27aa94ae3949dd54e7c9fe86a"
+local PCR4 = attest.pcr_extend("i-0a22e5c5f24d22174")
+
+local function run(args)
+  local argv = { spec.nitrodiag, "--json" }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  argv.env = { PATH = os.getenv("PATH"), HOME = "/root", NITRODIAG_PATH = "" }
+  argv.timeout = 60
+  local r = assert(spec.run(argv))
+  return json.decode(r.stdout), r
+end
+
+local function codes(res)
+  local out = {}
+  for _, f in ipairs(res.findings) do
+    if f.severity == "fail" or f.severity == "warn" then out[#out + 1] = f.code end
+  end
+  table.sort(out)
+  return out
+end
+
+local function policy(statements)
+  local path = spec.tmpdir() .. "/policy.json"
+  assert(fs.write(path, json.encode({ Version = "2012-10-17", Statement = statements })))
+  return path
+end
+
+local function enclave_statement(cond)
+  return { Sid = "Enclave", Effect = "Allow", Principal = { AWS = ROLE }, Action = { "kms:Decrypt", "kms:GenerateDataKey" },
+           Resource = "*", Condition = cond }
+end
+
+describe("kms-policy", function()
+  it("allows the real document's image and quotes the deciding statement", function()
+    local p = policy{ enclave_statement{ StringEqualsIgnoreCase = { ["kms:RecipientAttestation:ImageSha384"] = PCR0:upper(),
+                                                                    ["kms:RecipientAttestation:PCR4"] = PCR4 } } }
+    local res, r = run{ "kms-policy", p, "attest=" .. REAL, "role_arn=" .. ROLE }
+    eq(r.exit_code, 0, r.stdout)
+    eq(#res.decisions, 2)
+    eq(res.decisions[1].action, "kms:Decrypt")
+    eq(res.decisions[1].outcome, "allowed")
+    eq(res.decisions[1].statement, "Enclave")
+    match(res.decisions[1].quoted, "ImageSha384")
+    eq(res.measurements["4"], PCR4)
+  end)
+  it("a debug-mode enclave is refused, and says so", function()
+    local p = policy{ enclave_statement{ StringEqualsIgnoreCase = { ["kms:RecipientAttestation:PCR0"] = PCR0 } } }
+    local res, r = run{ "kms-policy", p, "attest=" .. DEBUG }
+    eq(r.exit_code, 1)
+    eq(res.decisions[1].outcome, "not_allowed")
+    -- one refusal and one debug-mode finding per call (Decrypt, GenerateDataKey), and the PCR0 that differs
+    eq(codes(res), { "KMS_POLICY_DEBUG_MODE", "KMS_POLICY_DEBUG_MODE", "KMS_POLICY_NOT_ALLOWED", "KMS_POLICY_NOT_ALLOWED",
+                     "KMS_POLICY_PCR_MISMATCH" })
+  end)
+  it("an explicit deny beats the allow", function()
+    local p = policy{ enclave_statement{ StringEqualsIgnoreCase = { ["kms:RecipientAttestation:ImageSha384"] = PCR0 } },
+      { Sid = "OnlyOtherImage", Effect = "Deny", Principal = "*", Action = "kms:*", Resource = "*",
+        Condition = { StringNotEqualsIgnoreCase = { ["kms:RecipientAttestation:ImageSha384"] = string.rep("1", 96) } } } }
+    local res, r = run{ "kms-policy", p, "pcr0=" .. PCR0, "action=kms:Decrypt" }
+    eq(r.exit_code, 1)
+    eq(res.decisions[1].outcome, "denied")
+    eq(res.decisions[1].statement, "OnlyOtherImage")
+    eq(codes(res), { "KMS_POLICY_EXPLICIT_DENY" })
+  end)
+  it("a Deny without attestation conditions blocks the enclave too", function()
+    local p = policy{ enclave_statement{ StringEqualsIgnoreCase = { ["kms:RecipientAttestation:ImageSha384"] = PCR0 } },
+      { Sid = "NoDecrypt", Effect = "Deny", Principal = { AWS = "*" }, Action = "kms:Decrypt", Resource = "*" } }
+    local res = run{ "kms-policy", p, "pcr0=" .. PCR0, "action=kms:Decrypt" }
+    eq(codes(res), { "KMS_POLICY_DENY_BLOCKS_ENCLAVE" })
+  end)
+  it("a policy that allows only calls without a Recipient", function()
+    local p = policy{ enclave_statement{ Null = { ["kms:RecipientAttestation:ImageSha384"] = "true" } } }
+    local res = run{ "kms-policy", p, "pcr0=" .. PCR0, "action=kms:Decrypt" }
+    eq(res.decisions[1].without_recipient, "allowed")
+    eq(codes(res), { "KMS_POLICY_ONLY_NON_RECIPIENT", "KMS_POLICY_UNCONDITIONED_ALLOW" })
+  end)
+  it("PCR3 from the role ARN: a mismatch is named", function()
+    local want = attest.pcr_extend("arn:aws:iam::111122223333:role/other")
+    local p = policy{ enclave_statement{ StringEqualsIgnoreCase = { ["kms:RecipientAttestation:PCR3"] = want } } }
+    local res, r = run{ "kms-policy", p, "role_arn=" .. ROLE, "action=kms:Decrypt" }
+    eq(r.exit_code, 1)
+    eq(codes(res), { "KMS_POLICY_NOT_ALLOWED", "KMS_POLICY_PCR_MISMATCH" })
+    local f
+    for _, x in ipairs(res.findings) do if x.code == "KMS_POLICY_PCR_MISMATCH" then f = x end end
+    match(f.message, "role_arn=arn:aws:iam::111122223333:role/parent")
+  end)
+  it("PCR3 unknown gives an unknown outcome, not a guess", function()
+    local p = policy{ enclave_statement{ StringEqualsIgnoreCase = { ["kms:RecipientAttestation:PCR3"] = PCR4 } } }
+    local res = run{ "kms-policy", p, "pcr0=" .. PCR0, "action=kms:Decrypt" }
+    eq(res.decisions[1].outcome, "unknown")
+    eq(codes(res), { "KMS_POLICY_UNKNOWN" })
+  end)
+  it("an unreadable policy is one clear error", function()
+    local path = spec.tmpdir() .. "/bad.json"
+    assert(fs.write(path, "{ not json"))
+    local res, r = run{ "kms-policy", path }
+    eq(r.exit_code, 1)
+    eq(codes(res), { "KMS_POLICY_UNREADABLE" })
+  end)
+end)
+
+describe("attest", function()
+  it("verifies the real document, reports its PCRs by index, exit 0", function()
+    local res, r = run{ "attest", REAL }
+    eq(r.exit_code, 0)
+    eq(res.attestation.verified, true)
+    eq(res.attestation.pcrs["0"], PCR0)
+    eq(res.attestation.instance_id, "i-0a22e5c5f24d22174")
+    eq(res.attestation.valid_now, false) -- its leaf lived three hours in 2024
+  end)
+  it("a wrong nonce is not verified, exit 1", function()
+    local res, r = run{ "attest", REAL, "nonce=00" }
+    eq(r.exit_code, 1)
+    eq(res.attestation.code, "nonce")
+  end)
+  it("a bad argument is a usage error, exit 2", function()
+    local _, r = run{ "attest", REAL, "now=soon" }
+    eq(r.exit_code, 2)
+  end)
+end)
