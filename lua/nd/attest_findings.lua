@@ -23,6 +23,12 @@ else
     return t
   end
   function F.get(code) return REG[code] end
+  function F.list()
+    local out = {}
+    for _, e in pairs(REG) do out[#out + 1] = e end
+    table.sort(out, function(a, b) return a.code < b.code end)
+    return out
+  end
   function F.render(template, vars)
     return (tostring(template):gsub("{([%w_]+)}", function(k)
       local v = (vars or {})[k]
