@@ -494,6 +494,9 @@ static void add_id(nd_kmslog *k, const nd_kmslog_record *r)
         return;
     }
     snprintf(id->code, sizeof id->code, "%s", r->code);
+    snprintf(id->attestation_pcr0, sizeof id->attestation_pcr0, "%s", r->attestation_pcr0 ? r->attestation_pcr0 : "");
+    snprintf(id->attestation_module_id, sizeof id->attestation_module_id, "%s",
+             r->attestation_module_id ? r->attestation_module_id : "");
     id->ts = r->ts;
     k->nids++;
     json_object_set_new(k->id_set, r->kms_request_id, json_true());
@@ -630,6 +633,8 @@ static int process_candidate(nd_kmslog *k, const char *line, size_t len, uint64_
     r.op = jstr(ev, "op");
     r.kms_request_id = jstr(ev, "kms_request_id");
     r.raw_code = jstr(ev, "error_code");
+    r.attestation_pcr0 = jstr(ev, "attestation_pcr0");
+    r.attestation_module_id = jstr(ev, "attestation_module_id");
     if (r.raw_code)
         nd_kmslog_normalize_code(r.raw_code, strlen(r.raw_code), r.code, sizeof r.code);
     const json_t *okv = json_object_get(ev, "ok");

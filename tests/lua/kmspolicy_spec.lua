@@ -108,6 +108,24 @@ describe("kms-policy", function()
   end)
 end)
 
+describe("kms-logs and triage name the refused image", function()
+  it("denied for image PCR0 …, and the kms-policy command to run", function()
+    local path = spec.tmpdir() .. "/proxy.log"
+    local line = json.encode({ event = "kms_proxy_response", request_id = "r1", ok = false,
+      error_code = "upstream_access_denied", kms_request_id = "k-1", attempts = 1, attestation_pcr0 = PCR0,
+      attestation_module_id = "i-0a22e5c5f24d22174-enc0191cceb4289903f" })
+    assert(fs.write(path, line .. "\n"))
+    for _, cmd in ipairs({ "kms-logs", "triage" }) do
+      local res = run{ cmd, path }
+      local f
+      for _, x in ipairs(res.findings) do if x.code == "KMS_ACCESS_DENIED" then f = x end end
+      truthy(f, cmd .. ": KMS_ACCESS_DENIED")
+      match(f.message, "denied for image PCR0 " .. PCR0 .. " %(module i%-0a22e5c5f24d22174%-enc0191cceb4289903f%)")
+      match(f.remediation, "nitrodiag kms%-policy POLICY%.json pcr0=" .. PCR0)
+    end
+  end)
+end)
+
 describe("attest", function()
   it("verifies the real document, reports its PCRs by index, exit 0", function()
     local res, r = run{ "attest", REAL }
