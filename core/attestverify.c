@@ -559,7 +559,7 @@ int nd_attest_verify(const nd_attest_doc *d, const nd_attest_verify_opts *o, nd_
     else
         cert_info(leaf, &d->certificate, "certificate", &v->chain[v->nchain++]);
     for (size_t k = ncab; k-- > 0;) {
-        char role[16];
+        char role[32];
         snprintf(role, sizeof role, "cabundle[%zu]", k);
         cab[k] = der_cert(&d->cabundle[k]);
         if (!cab[k])
@@ -588,7 +588,7 @@ int nd_attest_verify(const nd_attest_doc *d, const nd_attest_verify_opts *o, nd_
         X509 *issuer = cab[k - 1], *subject = k < ncab ? cab[k] : leaf;
         /* names only: whether the issuer may issue (CA, key usage, path length) is OpenSSL's check below */
         if (X509_NAME_cmp(X509_get_issuer_name(subject), X509_get_subject_name(issuer)) != 0) {
-            char sn[256], in[256], role[16];
+            char sn[256], in[256], role[32];
             name_text(X509_get_subject_name(subject), sn, sizeof sn);
             name_text(X509_get_subject_name(issuer), in, sizeof in);
             if (k < ncab)

@@ -72,7 +72,7 @@ extern const char nd_attest_aws_root_pem[];
 #define ND_ATTEST_MAX_CHAIN 18
 
 typedef struct nd_attest_cert {
-    char role[16];             /* "certificate", "cabundle[2]", … */
+    char role[32];             /* "certificate", "cabundle[2]", … */
     char subject[256];         /* RFC 2253 */
     char issuer[256];
     int64_t not_before;        /* unix seconds */
