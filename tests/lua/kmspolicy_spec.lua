@@ -99,6 +99,30 @@ describe("kms-policy", function()
     eq(res.decisions[1].outcome, "unknown")
     eq(codes(res), { "KMS_POLICY_UNKNOWN" })
   end)
+  it("measurements of a signed EIF: PCR0 from the image, PCR8 from its certificate, cert= cross-checked", function()
+    local eif = require "nd.eif"
+    local dir = spec.tmpdir()
+    local info = assert(eif.write(dir .. "/app.eif", { kernel = string.rep("k", 4096), cmdline = "console=ttyS0",
+      ramdisks = { "bootstrap", "customer" }, certificate = attest.AWS_ROOT_PEM, signature = "x" }))
+    local pcr8 = assert(eif.pcr8(attest.AWS_ROOT_PEM))
+    eq(info.Measurements.PCR8, pcr8)
+    local p = policy{ enclave_statement{ StringEqualsIgnoreCase = { ["kms:RecipientAttestation:PCR0"] = info.Measurements.PCR0,
+                                                                    ["kms:RecipientAttestation:PCR8"] = pcr8 } } }
+    local res, r = run{ "kms-policy", p, "eif=" .. dir .. "/app.eif" }
+    eq(r.exit_code, 0, r.stdout)
+    eq(res.decisions[1].outcome, "allowed")
+    eq(res.measurements["8"], pcr8)
+    -- cert= with the EIF's own certificate agrees (no PCR8_NOT_CERT)
+    local pem = dir .. "/cert.pem"
+    assert(fs.write(pem, attest.AWS_ROOT_PEM))
+    res = run{ "kms-policy", p, "eif=" .. dir .. "/app.eif", "cert=" .. pem }
+    eq(codes(res), {})
+    -- a policy written for another certificate
+    p = policy{ enclave_statement{ StringEqualsIgnoreCase = { ["kms:RecipientAttestation:PCR8"] = string.rep("0", 95) .. "1" } } }
+    res, r = run{ "kms-policy", p, "eif=" .. dir .. "/app.eif", "action=kms:Decrypt" }
+    eq(r.exit_code, 1)
+    eq(codes(res), { "KMS_POLICY_NOT_ALLOWED", "KMS_POLICY_PCR_MISMATCH" })
+  end)
   it("an unreadable policy is one clear error", function()
     local path = spec.tmpdir() .. "/bad.json"
     assert(fs.write(path, "{ not json"))

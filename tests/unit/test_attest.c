@@ -5,6 +5,7 @@
  */
 #include "ndtest.h"
 #include "nd_attest.h"
+#include "nd_codec.h"
 
 #include <stdlib.h>
 #include <cbor.h>
@@ -175,9 +176,75 @@ static void pcr_extend_vectors(void)
     CHECK_EQ_STR(hex, "45706d7b621e4620a332e147a5ddb000b049f73d47d3e61f6b03d2069152d4df6a4a786ad1c10102b955799a9dc96b44");
 }
 
+/* The real NSM document (tests/fixtures/attest) decoded from base64, verified at its own time, then mutated: every
+ * mutation either fails to parse or is verified to a one-line verdict; a flipped bit never verifies. */
+static void verify_real_and_mutated(void)
+{
+    FILE *f = fopen(ND_SOURCE_DIR "/tests/fixtures/attest/nitrite-2024-09-07.b64", "rb");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    static char text[20000];
+    size_t tn = fread(text, 1, sizeof text, f);
+    fclose(f);
+    unsigned char *doc = NULL;
+    size_t n = 0;
+    nd_err err;
+    CHECK_EQ_INT(nd_attest_decode_input(text, tn, &doc, &n, &err), 0);
+    nd_attest_doc *d = NULL;
+    CHECK_EQ_INT(nd_attest_parse(doc, n, &d, &err), 0);
+    if (!d) {
+        free(doc);
+        return;
+    }
+    nd_attest_verdict *v = calloc(1, sizeof *v);
+    nd_attest_verify_opts o = {.now = (int64_t)(d->timestamp_ms / 1000) + 60};
+    CHECK_EQ_INT(nd_attest_verify(d, &o, v, &err), 0);
+    CHECK(v->verified);
+    CHECK(v->valid_now);
+    CHECK_EQ_INT(v->nchain, 5);
+    CHECK_EQ_STR(v->chain[4].sha256, ND_ATTEST_AWS_ROOT_SHA256);
+    nd_attest_free(d);
+    /* the same document in hex decodes to the same bytes */
+    char *hex = malloc(2 * n + 1);
+    nd_hex_encode(doc, n, hex);
+    unsigned char *doc2 = NULL;
+    size_t n2 = 0;
+    CHECK_EQ_INT(nd_attest_decode_input(hex, 2 * n, &doc2, &n2, &err), 0);
+    CHECK(n2 == n && doc2 && memcmp(doc, doc2, n) == 0);
+    free(doc2);
+    free(hex);
+    srand(777);
+    unsigned char *m = malloc(n);
+    int verified = 0, ran = 0;
+    for (int i = 0; i < 400; i++) {
+        memcpy(m, doc, n);
+        size_t at = (size_t)rand() % n;
+        m[at] ^= (unsigned char)(1u << (rand() % 8));
+        d = NULL;
+        if (nd_attest_parse(m, n, &d, &err) == 0) {
+            memset(v, 0, sizeof *v);
+            CHECK_EQ_INT(nd_attest_verify(d, &o, v, &err), 0);
+            ran++;
+            if (v->verified)
+                verified++;
+            else
+                CHECK(v->reason[0] != '\0' && strchr(v->reason, '\n') == NULL);
+        }
+        nd_attest_free(d);
+    }
+    /* flips inside user_data/nonce/public_key (signed payload) must not verify either */
+    CHECK_EQ_INT(verified, 0);
+    printf("  %d mutated real documents parsed, none verified\n", ran);
+    free(m);
+    free(v);
+    free(doc);
+}
+
 int main(void)
 {
     ND_RUN(embedded_root_pinned);
+    ND_RUN(verify_real_and_mutated);
     ND_RUN(pcr_extend_vectors);
     ND_RUN(dev_round_trip);
     ND_RUN(tagged_and_errors);
