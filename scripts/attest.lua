@@ -1,5 +1,5 @@
 -- scripts/attest.lua — `nitrodiag attest FILE|-`: verifies a Nitro attestation document offline (raw CBOR, hex or
--- base64; COSE tag 18 or not): the ES384 signature of the document's certificate over the COSE Sig_structure, the
+-- base64, COSE tag 18 or not, or inside a KMS Recipient / JSON reply): the ES384 signature of the document's certificate over the COSE Sig_structure, the
 -- chain certificate → cabundle (last to first) → the pinned AWS Nitro Enclaves root, every certificate's validity at
 -- the document's own time (and whether it still holds now), CA constraints and field types and sizes (core/attest.c,
 -- core/attestverify.c with OpenSSL and libcbor). Shows module_id, the time, PCRs 0-4 and 8 with what each measures,
@@ -28,6 +28,29 @@ local function read_input(path)
   return fs.read(path)
 end
 
+-- A KMS request body or its Recipient ({"Recipient": {"AttestationDocument": "<base64>"}}) or an enclave's JSON reply
+-- ({"attestation_doc": "<base64>"}) holds the document in a field: take it from there.
+local function from_json(text)
+  if not text:match("^%s*{") then return text end
+  local doc = json.decode(text)
+  if type(doc) ~= "table" then return text end
+  local function find(t, depth)
+    for _, k in ipairs({ "AttestationDocument", "attestation_doc", "attestation_document", "attestationDocument",
+                         "document" }) do
+      if type(t[k]) == "string" then return t[k] end
+    end
+    if depth < 3 then
+      for _, v in pairs(t) do
+        if type(v) == "table" then
+          local r = find(v, depth + 1)
+          if r then return r end
+        end
+      end
+    end
+  end
+  return find(doc, 0) or text
+end
+
 local function printable(b)
   if not b then return nil end
   if b:match("^[%g ]*$") then return string.format("%q", b) end
@@ -53,7 +76,7 @@ return {
           s:finding(F.make("ATTEST_UNREADABLE", { reason = err }))
           return
         end
-        local bytes, derr = attest.decode(raw)
+        local bytes, derr = attest.decode(from_json(raw))
         if not bytes then
           s:finding(F.make("ATTEST_UNREADABLE", { reason = derr }))
           return

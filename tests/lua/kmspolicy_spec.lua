@@ -159,6 +159,23 @@ describe("attest", function()
     eq(res.attestation.instance_id, "i-0a22e5c5f24d22174")
     eq(res.attestation.valid_now, false) -- its leaf lived three hours in 2024
   end)
+  it("takes the document from a KMS Recipient in JSON", function()
+    local path = spec.tmpdir() .. "/recipient.json"
+    local b64 = fs.read(REAL):gsub("%s", "")
+    assert(fs.write(path, json.encode({ KeyId = "alias/k", Recipient = { KeyEncryptionAlgorithm = "RSAES_OAEP_SHA_256",
+                                                                        AttestationDocument = b64 } })))
+    local res, r = run{ "attest", path }
+    eq(r.exit_code, 0)
+    eq(res.attestation.verified, true)
+  end)
+  it("reads a hex document from stdin with -", function()
+    local raw = attest.decode(fs.read(REAL))
+    local argv = { spec.nitrodiag, "--json", "attest", "-", stdin = require("nd.codec").hex(raw), timeout = 60,
+                   env = { PATH = os.getenv("PATH"), HOME = "/root", NITRODIAG_PATH = "" } }
+    local r = assert(spec.run(argv))
+    eq(r.exit_code, 0, r.stderr)
+    eq(json.decode(r.stdout).attestation.module_id, "i-0a22e5c5f24d22174-enc0191cceb4289903f")
+  end)
   it("a wrong nonce is not verified, exit 1", function()
     local res, r = run{ "attest", REAL, "nonce=00" }
     eq(r.exit_code, 1)
