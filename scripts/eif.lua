@@ -179,7 +179,7 @@ return {
     result.eif = { path = info.path, file_size = info.file_size, arch = info.arch, default_mem = info.default_mem,
                    default_cpus = info.default_cpus, sections = secs, crc_stored = info.crc_stored,
                    crc_computed = info.crc_computed, min_memory_mib = info.min_memory_mib, cmdline = info.cmdline,
-                   trailing_bytes = info.trailing_bytes }
+                   trailing_bytes = info.trailing_bytes, signing_certificate = info.signing }
     local L = lines
     L[#L + 1] = string.format("%s", info.path)
     L[#L + 1] = string.format("  size            %d bytes (%s)", info.file_size, human_size(info.file_size))
