@@ -116,16 +116,15 @@ def check(name, nb, na, want_check, want_codes, tamper=False):
         failures.append(f"{name}: SigningCertificate {out.get('SigningCertificate')} != {expected_signing_certificate(cert)}")
     if out.get("SignatureCheck") is not want_check or out.get("IsSigned") is not True:
         failures.append(f"{name}: SignatureCheck {out.get('SignatureCheck')}, IsSigned {out.get('IsSigned')}")
+    sc = (out.get("eif") or {}).get("signing_certificate") or {}
+    if sc.get("not_after") != int(cert.not_valid_after.replace(tzinfo=UTC).timestamp()) or "CN=AWS" not in sc.get("subject", ""):
+        failures.append(f"{name}: eif.signing_certificate {sc}")
     codes = sorted(f["code"] for f in out.get("findings", []) if f.get("severity") in ("fail", "warn"))
     if codes != sorted(want_codes):
         failures.append(f"{name}: findings {codes}, want {sorted(want_codes)}")
     want_rc = 1 if any(c in ("SIGNING_CERT_EXPIRED", "EIF_SIGNATURE_INVALID") for c in want_codes) else 0
     if p.returncode != want_rc:
         failures.append(f"{name}: exit {p.returncode}, want {want_rc}")
-    # PCR8 from the certificate alone, as `nitro-cli pcr --signing-certificate` gives it
-    cp = os.path.join(TMP, name + ".pem")
-    with open(cp, "wb") as f:
-        f.write(cpem)
     print(f"{name:18s} SignatureCheck={out.get('SignatureCheck')} findings={codes}")
 
 
