@@ -16,6 +16,34 @@ local json = require "nd.json"
 local F = require "nd.attest_findings"
 
 local ZERO = string.rep("0", 96)
+local codec = require "nd.codec"
+
+-- Common ways of computing PCR3/PCR4/PCR8 wrongly, for a value the policy holds: a hint naming the mistake, or nil.
+-- inputs: role_arn, instance_id, cert_der, cert_pem (any may be nil).
+local function misunderstood(index, value, inputs)
+  value = value:lower()
+  local forms = {}
+  local function add(data, what) if data then forms[#forms + 1] = { data, what } end end
+  if index == 3 and inputs.role_arn then
+    add(codec.sha384(inputs.role_arn), "SHA384 of the role ARN without the 48 zero bytes first")
+    add(attest.pcr_extend(inputs.role_arn .. "\n"), "the role ARN with a trailing newline (echo without -n)")
+    local acct, name = inputs.role_arn:match("^arn:aws[%w-]*:iam::(%d+):role/(.+)$")
+    if acct then
+      add(attest.pcr_extend("arn:aws:iam::" .. acct .. ":instance-profile/" .. name), "the instance profile's ARN, not the role's")
+    end
+  elseif index == 4 and inputs.instance_id then
+    add(codec.sha384(inputs.instance_id), "SHA384 of the instance id without the 48 zero bytes first")
+    add(attest.pcr_extend(inputs.instance_id .. "\n"), "the instance id with a trailing newline (echo without -n)")
+  elseif index == 8 and inputs.cert_der then
+    add(codec.sha384(inputs.cert_der), "SHA384 of the certificate, not extended (PCR8 = SHA384(48 zero bytes ‖ SHA384(DER)))")
+    add(inputs.cert_pem and codec.sha384(inputs.cert_pem), "SHA384 of the PEM file")
+    add(inputs.cert_pem and attest.pcr_extend(codec.sha384(inputs.cert_pem):gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end)),
+      "the PEM file extended instead of the DER")
+  end
+  for _, f in ipairs(forms) do
+    if f[1] == value then return "the policy's value is " .. f[2] end
+  end
+end
 local pol, meas, decisions = nil, nil, {}
 
 local function quote(st) return json.encode(st.raw) end
@@ -133,6 +161,13 @@ return {
           end
         end
         for i = 0, 15 do if not m[i] then m.unknown[i] = true end end
+        s.data.inputs = { role_arn = a.role_arn, instance_id = a.instance_id }
+        if a.cert then
+          local pem = fs.read(a.cert)
+          s.data.inputs.cert_pem = pem
+          s.data.inputs.cert_der = pem and (pem:match("^%-%-%-%-%-BEGIN") and codec.b64decode(
+            (pem:match("%-%-%-%-%-BEGIN CERTIFICATE%-%-%-%-%-(.-)%-%-%-%-%-END") or ""):gsub("%s", "")) or pem)
+        end
         if not (m[0] or m[1] or m[2]) then
           s:log("no PCR0-2 given (eif=, attest= or pcr0=): image conditions cannot be evaluated")
         end
@@ -155,8 +190,10 @@ return {
               local pv = tostring(v)
               if (e.nocase and pv:lower() == have) or pv == have then hit = true end
             end
+            local hint
+            for _, v in ipairs(e.values) do hint = hint or misunderstood(e.index, tostring(v), s.data.inputs or {}) end
             if not hit then
-              s:finding(add_ctx_statement(F.make("KMS_POLICY_PCR_MISMATCH", { sid = e.sid, key = e.key,
+              s:finding(add_ctx_statement(F.make("KMS_POLICY_PCR_MISMATCH", { sid = e.sid, key = e.key, fix = hint,
                 expected = table.concat((function() local t = {} for _, v in ipairs(e.values) do t[#t + 1] = tostring(v) end return t end)(), " or "),
                 actual = have, source = src[e.index] and (" (from " .. src[e.index] .. ")") or "" }), e.statement))
             end

@@ -93,6 +93,25 @@ describe("kms-policy", function()
     for _, x in ipairs(res.findings) do if x.code == "KMS_POLICY_PCR_MISMATCH" then f = x end end
     match(f.message, "role_arn=arn:aws:iam::111122223333:role/parent")
   end)
+  it("PCR3 and PCR8 computed the usual wrong ways are named", function()
+    local codec = require "nd.codec"
+    local dir = spec.tmpdir()
+    local pem = dir .. "/cert.pem"
+    assert(fs.write(pem, attest.AWS_ROOT_PEM))
+    local der = codec.b64decode((attest.AWS_ROOT_PEM:match("CERTIFICATE%-%-%-%-%-(.-)%-%-%-%-%-END"):gsub("%s", "")))
+    local p = policy{ enclave_statement{ StringEqualsIgnoreCase = {
+      ["kms:RecipientAttestation:PCR3"] = codec.sha384(ROLE),
+      ["kms:RecipientAttestation:PCR8"] = codec.sha384(der) } } }
+    local res = run{ "kms-policy", p, "role_arn=" .. ROLE, "cert=" .. pem, "action=kms:Decrypt" }
+    local rems = {}
+    for _, f in ipairs(res.findings) do
+      if f.code == "KMS_POLICY_PCR_MISMATCH" then rems[#rems + 1] = f.remediation end
+    end
+    table.sort(rems)
+    eq(#rems, 2)
+    match(rems[1], "^the policy's value is SHA384 of the certificate, not extended")
+    match(rems[2], "^the policy's value is SHA384 of the role ARN without the 48 zero bytes first")
+  end)
   it("PCR3 unknown gives an unknown outcome, not a guess", function()
     local p = policy{ enclave_statement{ StringEqualsIgnoreCase = { ["kms:RecipientAttestation:PCR3"] = PCR4 } } }
     local res = run{ "kms-policy", p, "pcr0=" .. PCR0, "action=kms:Decrypt" }
