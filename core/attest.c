@@ -206,9 +206,16 @@ int nd_attest_parse(const void *data, size_t len, nd_attest_doc **out, nd_err *e
         goto done;
     }
     cbor_item_t **it = cbor_array_handle(arr);
-    if (!is_bstr(it[0]) || !cbor_isa_map(it[1]) || !is_bstr(it[2]) || !is_bstr(it[3])) {
-        rc = nd_err_set(err, -EBADMSG, "attestation: COSE_Sign1 items have the wrong types");
-        goto done;
+    static const char *const item_names[4] = {"protected header", "unprotected header", "payload", "signature"};
+    for (int i = 0; i < 4; i++) {
+        bool okt = i == 1 ? cbor_isa_map(it[i]) : is_bstr(it[i]);
+        if (!okt) {
+            rc = nd_err_set(err, -EBADMSG, "attestation: COSE_Sign1 %s (item %d) is %s, not a %s", item_names[i], i + 1,
+                            cbor_is_null(it[i]) ? "null" : cbor_isa_map(it[i]) ? "a map" : cbor_isa_array(it[i]) ? "an array"
+                            : cbor_isa_string(it[i]) ? "a text string" : cbor_isa_bytestring(it[i]) ? "a byte string"
+                            : "another type", i == 1 ? "map" : "byte string");
+            goto done;
+        }
     }
     if (cbor_bytestring_length(it[0]) > 0) {
         prot = load(cbor_bytestring_handle(it[0]), cbor_bytestring_length(it[0]), "protected header", err);

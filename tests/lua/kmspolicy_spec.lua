@@ -195,6 +195,12 @@ describe("attest", function()
     eq(r.exit_code, 0, r.stderr)
     eq(json.decode(r.stdout).attestation.module_id, "i-0a22e5c5f24d22174-enc0191cceb4289903f")
   end)
+  it("a test signer's document with a null unprotected header is refused, naming it", function()
+    local res, r = run{ "attest", FIX .. "nitrite-selfsigned-2024-04-17.b64" }
+    eq(r.exit_code, 1)
+    eq(res.findings[1].code, "ATTEST_UNREADABLE")
+    match(res.findings[1].message, "unprotected header %(item 2%) is null, not a map")
+  end)
   it("a wrong nonce is not verified, exit 1", function()
     local res, r = run{ "attest", REAL, "nonce=00" }
     eq(r.exit_code, 1)
