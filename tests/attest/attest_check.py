@@ -230,6 +230,8 @@ def main():
     case("out-of-order", document(lk, leaf, [root, i2, i1]), root, "chain_order")
     notca = cert("Zonal CA", ik2.public_key(), "Regional CA", ik1, False)
     case("intermediate-not-ca", document(lk, leaf, [root, i1, notca]), root, "ca")
+    i1p0 = cert("Regional CA", ik1.public_key(), "Test Nitro Root", rk, True, 0)  # no CA may follow it
+    case("path-length-exceeded", document(lk, leaf, [root, i1p0, i2]), root, "ca")
     leafca = cert("leaf", lk.public_key(), "Zonal CA", ik2, True, 0)
     case("leaf-is-ca", document(lk, leafca, good), root, "ca")
     forged = cert("Zonal CA", ik2.public_key(), "Regional CA", key(), True, 1)  # signed by a key that is not Regional CA's
