@@ -130,10 +130,9 @@ return {
         if a.role_arn then
           local v = attest.pcr_extend(a.role_arn)
           if m[3] and m[3] ~= v then
-            s:finding{ code = "PCR3_NOT_ROLE", severity = "warn",
-              message = string.format("PCR3 from %s is %s, but SHA384(48 zero bytes ‖ %q) is %s: %s",
-                src[3], m[3], a.role_arn, v, m[3] == ZERO and "the parent instance had no IAM role when the enclave started"
-                  or "the enclave runs on an instance with another role") }
+            s:finding(F.make("KMS_POLICY_PCR3_NOT_ROLE", { source = src[3], actual = m[3], role_arn = a.role_arn,
+              expected = v, why = m[3] == ZERO and "the parent instance had no IAM role when the enclave started"
+                or "the enclave runs on an instance with another role" }))
           elseif not m[3] then
             set(3, v, "role_arn=" .. a.role_arn)
           end
@@ -141,9 +140,8 @@ return {
         if a.instance_id then
           local v = attest.pcr_extend(a.instance_id)
           if m[4] and m[4] ~= v then
-            s:finding{ code = "PCR4_NOT_INSTANCE", severity = "warn",
-              message = string.format("PCR4 from %s is %s, but SHA384(48 zero bytes ‖ %q) is %s: the enclave runs on another instance",
-                src[4], m[4], a.instance_id, v) }
+            s:finding(F.make("KMS_POLICY_PCR4_NOT_INSTANCE", { source = src[4], actual = m[4],
+              instance_id = a.instance_id, expected = v }))
           elseif not m[4] then
             set(4, v, "instance_id=" .. a.instance_id)
           end
@@ -153,9 +151,7 @@ return {
           local v, perr = pem and eif.pcr8(pem)
           if not v then s:fail("cert: " .. tostring(perr or err)) return end
           if m[8] and m[8] ~= v then
-            s:finding{ code = "PCR8_NOT_CERT", severity = "warn",
-              message = string.format("PCR8 from %s is %s, the certificate %s gives %s: the EIF was signed with another certificate",
-                src[8], m[8], a.cert, v) }
+            s:finding(F.make("KMS_POLICY_PCR8_NOT_CERT", { source = src[8], actual = m[8], cert = a.cert, expected = v }))
           elseif not m[8] or src[8]:match("unsigned") then
             set(8, v, "cert=" .. a.cert)
           end

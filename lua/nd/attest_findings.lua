@@ -137,6 +137,19 @@ pol("KMS_POLICY_ONLY_NON_RECIPIENT", "fail", "The policy allows the call only wi
   "{action} is allowed without a Recipient but not with one: the enclave's attested calls are refused while the host's plain calls pass",
   { "move the kms:RecipientAttestation conditions into an Allow that the enclave's calls match" })
 
+F.define{ code = "KMS_POLICY_PCR3_NOT_ROLE", severity = "warn", title = "PCR3 is not the hash of the given role ARN",
+  message = "PCR3 from {source} is {actual}, but SHA384(48 zero bytes ‖ \"{role_arn}\") is {expected}: {why}",
+  remediation = { "use the role ARN of the instance profile attached to the parent instance (aws ec2 describe-iam-instance-profile-associations); the NSM measures it when the enclave starts" },
+  refs = { doc = ATT_DOC } }
+F.define{ code = "KMS_POLICY_PCR4_NOT_INSTANCE", severity = "warn", title = "PCR4 is not the hash of the given instance id",
+  message = "PCR4 from {source} is {actual}, but SHA384(48 zero bytes ‖ \"{instance_id}\") is {expected}: the enclave runs on another instance",
+  remediation = { "compare with the parent's instance id: curl -s -H \"X-aws-ec2-metadata-token: $TOKEN\" http://169.254.169.254/latest/meta-data/instance-id" },
+  refs = { doc = ATT_DOC } }
+F.define{ code = "KMS_POLICY_PCR8_NOT_CERT", severity = "warn", title = "PCR8 is not that of the given certificate",
+  message = "PCR8 from {source} is {actual}, the certificate {cert} gives {expected}: the EIF was signed with another certificate",
+  remediation = { "nitro-cli describe-eif --eif-path <eif> (SigningCertificate) and nitro-cli pcr --signing-certificate <cert.pem>" },
+  refs = { doc = ATT_DOC } }
+
 -- ---- signed EIFs -----------------------------------------------------------------------------------------------
 if not F.get("SIGNING_CERT_EXPIRED") then
   F.define{ code = "SIGNING_CERT_EXPIRED", severity = "fail", title = "The EIF's signing certificate has expired or is invalid",

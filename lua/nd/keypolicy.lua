@@ -255,18 +255,17 @@ function M.evaluate(pol, action, ctx, opts)
   local deny_t, deny_u, allow_t, allow_u
   local misses = {}
   for _, st in ipairs(pol.statements) do
-    st.delegated = nil
     local a = action_matches(st, action)
-    local r, why, unk = false, nil, {}
+    local r, why, unk, delegated = false, nil, {}, nil
     if a then
-      local p, delegated = principal_matches(st, opts.principal)
+      local p
+      p, delegated = principal_matches(st, opts.principal)
       if p == false then
         why = "Principal does not name the caller"
       else
         local c
         c, why, unk = M.eval_condition(st.raw.Condition, ctx)
         r = (p == UNKNOWN and c ~= false) and UNKNOWN or c
-        if r == true and delegated then st.delegated = true end
       end
     end
     res.applies[#res.applies + 1] = { statement = st, result = r, why = why, unknown_keys = unk }
@@ -274,7 +273,7 @@ function M.evaluate(pol, action, ctx, opts)
       if r == true and not deny_t then deny_t = { st, why } end
       if r == UNKNOWN and not deny_u then deny_u = { st, unk } end
     else
-      if r == true and (not allow_t or (allow_t[1].delegated and not st.delegated)) then allow_t = { st } end
+      if r == true and (not allow_t or (allow_t[2] and not delegated)) then allow_t = { st, delegated } end
       if r == UNKNOWN and not allow_u then allow_u = { st, unk } end
       if a and r == false and why then misses[#misses + 1] = st.sid .. ": " .. why end
     end
@@ -287,7 +286,7 @@ function M.evaluate(pol, action, ctx, opts)
     res.unknown_keys = deny_u[2]
   elseif allow_t then
     res.outcome, res.statement = "allowed", allow_t[1]
-    res.delegated = allow_t[1].delegated
+    res.delegated = allow_t[2] or nil
   elseif allow_u then
     res.outcome, res.statement = "unknown", allow_u[1]
     res.why = string.format("Allow statement %s applies only if %s match", allow_u[1].sid,

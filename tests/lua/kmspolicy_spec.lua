@@ -112,6 +112,15 @@ describe("kms-policy", function()
     match(rems[1], "^the policy's value is SHA384 of the certificate, not extended")
     match(rems[2], "^the policy's value is SHA384 of the role ARN without the 48 zero bytes first")
   end)
+  it("the document's PCR3/PCR4 against a given role ARN and instance id", function()
+    local p = policy{ enclave_statement{ StringEqualsIgnoreCase = { ["kms:RecipientAttestation:ImageSha384"] = PCR0 } } }
+    local res = run{ "kms-policy", p, "attest=" .. REAL, "role_arn=" .. ROLE, "instance_id=i-0a22e5c5f24d22174",
+                     "action=kms:Decrypt" }
+    eq(codes(res), { "KMS_POLICY_PCR3_NOT_ROLE" })
+    match(res.findings[1].message, "had no IAM role")
+    res = run{ "kms-policy", p, "attest=" .. REAL, "instance_id=i-1234567890abcdef0", "action=kms:Decrypt" }
+    eq(codes(res), { "KMS_POLICY_PCR4_NOT_INSTANCE" })
+  end)
   it("PCR3 unknown gives an unknown outcome, not a guess", function()
     local p = policy{ enclave_statement{ StringEqualsIgnoreCase = { ["kms:RecipientAttestation:PCR3"] = PCR4 } } }
     local res = run{ "kms-policy", p, "pcr0=" .. PCR0, "action=kms:Decrypt" }
