@@ -1,6 +1,11 @@
 -- nd.keypolicy against the documented IAM policy evaluation logic (IAM User Guide: "Policy evaluation logic",
 -- "IAM JSON policy elements: Condition operators", "Single-valued vs. multivalued context keys"; KMS developer guide:
--- "Condition keys for AWS Nitro Enclaves"): a table of policies, calls and expected outcomes.
+-- "Condition keys for AWS Nitro Enclaves"): a table of policies, calls and expected outcomes. The rules quoted:
+-- docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html ("If the key … is not
+-- present in the request context, the values do not match and the condition is false. If the policy condition requires
+-- that the key is not matched, such as StringNotLike …, and the right key is not present, the condition is true …
+-- except …IfExists and Null check"; StringEquals is case-sensitive, StringLike has * and ?) and
+-- …/reference_policies_multi-value-conditions.html (operators AND, keys AND, values OR, negated values NOR).
 local kp = require "nd.keypolicy"
 local json = require "nd.json"
 
