@@ -86,8 +86,8 @@ return {
         end
       end },
     { name = "signature", timeout = 10,
-      -- Signed EIFs: run-enclave (nitro-cli >= 1.2.2) refuses an EIF whose signature does not verify or whose signing
-      -- certificate is outside its validity (E59, PcrSignatureChecker::verify in aws-nitro-enclaves-image-format).
+      -- Signed EIFs: run-enclave refuses an EIF whose signature does not verify or whose signing certificate is outside
+      -- its validity (E59: src/enclave_proc/commands.rs calls PcrSignatureChecker::verify, since v1.1.0 in the source).
       when = function() return info ~= nil and info.signing ~= nil end,
       run = function(s)
         local F = require "nd.attest_findings"
@@ -101,7 +101,7 @@ return {
         if now > c.not_after or now < c.not_before then
           local f = F.make("SIGNING_CERT_EXPIRED", {}, { "NotBefore " .. day(c.not_before), "NotAfter " .. day(c.not_after) })
           f.message = string.format("the signing certificate (%s) is %s (valid %s .. %s): nitro-cli run-enclave refuses "
-            .. "this EIF with E59", c.subject, now > c.not_after and "expired" or "not yet valid", day(c.not_before),
+            .. "this EIF with E59 (the AWS user guide lists E36, E39 and E11 for older releases)", c.subject, now > c.not_after and "expired" or "not yet valid", day(c.not_before),
             day(c.not_after))
           s:finding(f)
         elseif c.not_after - now < 30 * 86400 then
