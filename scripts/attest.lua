@@ -93,10 +93,10 @@ return {
           if not n then s:fail("nonce: " .. tostring(nerr)) return end
           opts.nonce = n
         end
-        local v, verr = attest.verify(bytes, opts)
+        local v, verr, vcode = attest.verify(bytes, opts)
         if not v then
-          local code = verr and verr:match("root is not") and "ATTEST_UNREADABLE" or "ATTEST_UNREADABLE"
-          s:finding(F.make(code, { reason = verr }))
+          if vcode == "EINVAL" then s:fail("root=" .. tostring(s.args.root) .. ": " .. tostring(verr)) return end
+          s:finding(F.make("ATTEST_UNREADABLE", { reason = verr }))
           return
         end
         doc = v

@@ -215,6 +215,22 @@ describe("attest", function()
     eq(r.exit_code, 1)
     eq(res.attestation.code, "nonce")
   end)
+  it("a root that is not a PEM certificate is one clear error", function()
+    local path = spec.tmpdir() .. "/junk.pem"
+    assert(fs.write(path, "junk"))
+    local res, r = run{ "attest", REAL, "root=" .. path }
+    eq(r.exit_code, 1)
+    match(res.steps[1].message, "root=.*not a PEM certificate")
+  end)
+  it("another root than the document's: code root", function()
+    local path = spec.tmpdir() .. "/other.pem"
+    local pem = fs.read(os.getenv("ND_SOURCE_DIR") .. "/tests/fixtures/attest/../../attest/aws-root-g1.pem")
+    -- the AWS root given explicitly verifies like the embedded one
+    assert(fs.write(path, pem))
+    local res, r = run{ "attest", REAL, "root=" .. path }
+    eq(r.exit_code, 0)
+    eq(res.attestation.root_sha256, attest.AWS_ROOT_SHA256)
+  end)
   it("a bad argument is a usage error, exit 2", function()
     local _, r = run{ "attest", REAL, "now=soon" }
     eq(r.exit_code, 2)
