@@ -111,10 +111,15 @@ static int check_name(nd_bundle *b, const char *name, char *out, size_t outsz, n
     for (p = name; *p; p++)
         if ((unsigned char)*p < 32 || *p == 127)
             return nd_err_set(err, -EINVAL, "bundle: bad member name (control character)");
-    snprintf(out, outsz, "%s", name);
+    /* a host file name can hold a secret ("err…-AKIA….log"): the member name is scrubbed with the same rules as the
+     * data, and the manifest, scrubbed again later, keeps it unchanged (the scrubber is idempotent) */
+    char base[300];
+    if (nd_scrub_name(b->scrub, name, base, sizeof base) < 0)
+        snprintf(base, sizeof base, "[REDACTED]");
+    snprintf(out, outsz, "%s", base);
     /* a name used twice gets a "~2", "~3" suffix: nothing collected is ever hidden by a later member */
     for (int i = 2; json_object_get(b->names, out); i++)
-        snprintf(out, outsz, "%s~%d", name, i);
+        snprintf(out, outsz, "%s~%d", base, i);
     json_object_set_new(b->names, out, json_true());
     return 0;
 }
@@ -1006,8 +1011,11 @@ static int rename_noreplace(const char *from, char *to, size_t tosz)
     if (bl > 7 && strcmp(base + bl - 7, ".tar.gz") == 0)
         base[bl - 7] = '\0';
     for (int i = 1; i < 100; i++) {
-        if (i > 1)
-            snprintf(to, tosz, "%s-%d.tar.gz", base, i);
+        if (i > 1) {
+            int n = snprintf(to, tosz, "%s-%d.tar.gz", base, i);
+            if (n < 0 || (size_t)n >= tosz) /* a cut name could be someone else's file */
+                return -ENAMETOOLONG;
+        }
         if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
             return 0;
         if (errno == EEXIST)
@@ -1203,7 +1211,7 @@ int nd_bundle_read(const char *path, nd_bundle_contents *out, nd_err *err)
                 out->report = kept;
                 kept = NULL;
             } else {
-                json_t *j = json_loadb(kept, klen, 0, NULL);
+                json_t *j = json_loadb(kept, klen, JSON_REJECT_DUPLICATES, NULL);
                 if (!strcmp(rel, "manifest.json")) {
                     json_decref(out->manifest);
                     out->manifest = j;

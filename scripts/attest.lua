@@ -8,7 +8,7 @@ local attest = require "nd.attest"
 local codec = require "nd.codec"
 local fs = require "nd.fs"
 local json = require "nd.json"
-local F = require "nd.attest_findings"
+local F = require "nd.findings"
 
 local MAX_INPUT = 1024 * 1024
 local SHOWN = { 0, 1, 2, 3, 4, 8 }
@@ -104,8 +104,8 @@ return {
           s:finding(F.make("ATTEST_DEV_DOCUMENT", { module_id = v.module_id }))
         end
         if not v.verified then
-          local code = "ATTEST_" .. v.code:upper()
-          s:finding(F.make(F.get(code) and code or "ATTEST_CHAIN", { reason = v.reason }))
+          local key = "ATTEST_" .. v.code:upper()
+          s:finding(F.make(F.get(key) and key or "ATTEST_CHAIN", { reason = v.reason }))
           return
         end
         if not v.valid_now then

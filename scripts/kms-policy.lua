@@ -13,7 +13,7 @@ local attest = require "nd.attest"
 local eif = require "nd.eif"
 local fs = require "nd.fs"
 local json = require "nd.json"
-local F = require "nd.attest_findings"
+local F = require "nd.findings"
 
 local ZERO = string.rep("0", 96)
 local codec = require "nd.codec"

@@ -22,7 +22,8 @@ options (anywhere before `--`):
   --json              one JSON document with the result on stdout, nothing else there
   --out DIR           where bundles are written (default: the current directory)
   --root DIR          read host files under DIR instead of / (like sosreport --sysroot)
-  --sim [SCENARIO]    run against the simulated Nitro host (default scenario: healthy)
+  --sim [SCENARIO]    run against the simulated Nitro host (default scenario: healthy), in simulated time
+  --sim-realtime      with --sim: keep wall-clock pacing (console windows last as long as on a real host)
   --deadline SECONDS  hard deadline for the whole run (overrides the runbook's)
   -v, --verbose       show step logs and tracebacks
   -q, --quiet         no progress or step lines: the verdict and the warn/fail findings
@@ -89,6 +90,8 @@ function M.parse(args)
     elseif a:match("^%-%-out=") or a:match("^%-%-root=") or a:match("^%-%-deadline=") or a:match("^%-%-sim=") then
       local k, v = a:match("^%-%-(%w+)=(.*)$")
       opts[k] = v
+    elseif a == "--sim-realtime" then
+      require("nd.sim").default_time_scale = 1 -- wall-clock pacing (docs/simulator.md, "Simulated time")
     elseif a == "--sim" then
       local v = args[i + 1]
       local kind, names = "command", nil

@@ -12,7 +12,7 @@
 --   local ctx = kp.context{ [0] = pcr0_hex, [1] = …, known = { [3] = false } }  -- a call with a Recipient
 --   local r = kp.evaluate(pol, "kms:Decrypt", ctx, { principal = role_arn })
 --   -- r.outcome: "allowed" | "denied" | "not_allowed" | "unknown"; r.statement (the deciding one); r.why
---   for _, issue in ipairs(kp.lint(pol)) do … end                 -- {code, vars} for nd.attest_findings
+--   for _, issue in ipairs(kp.lint(pol)) do … end                 -- {code, vars} for nd.findings
 local json = require "nd.json"
 
 local M = {}

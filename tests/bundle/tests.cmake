@@ -2,3 +2,8 @@
 # by tar(1), sha256 via python3's hashlib — independent of nitrodiag's own reader.
 add_test(NAME bundle.cli COMMAND ${CMAKE_CURRENT_LIST_DIR}/cli.sh $<TARGET_FILE:nitrodiag> ${PROJECT_SOURCE_DIR})
 set_tests_properties(bundle.cli PROPERTIES TIMEOUT 120)
+
+# bundle.planted: secrets of every shape in tests/data/scrub-shapes.txt, planted in a fake host tree and collected
+# through every artifact kind; Python's gzip/tarfile search the archive for any 8 bytes of any of them (issue 13).
+add_test(NAME bundle.planted COMMAND python3 ${CMAKE_CURRENT_LIST_DIR}/planted.py $<TARGET_FILE:nitrodiag> ${PROJECT_SOURCE_DIR})
+set_tests_properties(bundle.planted PROPERTIES TIMEOUT 300 ENVIRONMENT "ND_TEST_TMP=${PROJECT_BINARY_DIR}/tests/tmp")

@@ -139,7 +139,8 @@ rc, out = t.finish()
 check("cleanup after yes terminates it", rc == 0 and "terminated 1 enclave(s): freed 2 CPUs and 1024 MiB" in out, out[-800:])
 
 # the REPL: --sim, nd.sleep after an idle prompt, nd.help(name)
-t = Term(["--sim", "cpu-pool-exhausted", "repl"], 100, env={"TMPDIR": tempfile.mkdtemp(prefix="nd-tty-tmp-")})
+# --sim-realtime: the REPL checks wall-clock waits (under --sim alone nd.sleep runs in simulated time)
+t = Term(["--sim-realtime", "--sim", "cpu-pool-exhausted", "repl"], 100, env={"TMPDIR": tempfile.mkdtemp(prefix="nd-tty-tmp-")})
 check("REPL starts on the simulated host", t.read_until(r"simulated host: cpu-pool-exhausted.*\n.*> "), t.out.decode())
 t.out = b""
 t.send(b"#nd.nitro.describe_enclaves()\r")
