@@ -28,6 +28,7 @@
  */
 #include "proxy.h"
 
+#include "nd_attest.h"
 #include "nd_codec.h"
 #include "nd_creds.h"
 #include "nd_frame.h"
@@ -167,6 +168,7 @@ struct px_server {
     uint64_t rng;
     char rbuf[65536];
     bool rbuf_busy;
+    json_t *log_attestation; /* extra fields for the response line being written (req_finish sets and clears it) */
 };
 
 /* ---- small helpers ---------------------------------------------------------------------------------------------- */
@@ -516,6 +518,8 @@ static void respond(px_server *s, conn *c, unsigned frame_type, uint32_t seq, co
     json_object_set_new(o, "duration_ms", json_integer((json_int_t)(uv_now(s->loop) - start_ms)));
     if (!ok && message && message[0])
         json_object_set_new(o, "message", json_string(message));
+    if (s->log_attestation)
+        json_object_update(o, s->log_attestation);
     json_object_set_new(o, "metrics", metrics_json(s));
     log_line(o); /* logged before it is sent, so a client that got its answer finds the line */
 send:;
@@ -590,6 +594,26 @@ static void dispatch_waiting(px_server *s)
 }
 
 /* Ends a request that went into the upstream path: records the breaker/budget outcome, answers, frees. */
+/* For the response line of a Recipient request KMS denied: the attestation's PCR0 and module_id (public values), so
+ * kms-logs and triage can name the image that was refused. NULL when the request had no (parsable) document. */
+static json_t *denied_attestation(const nd_kms_request *r)
+{
+    nd_attest_doc *d = NULL;
+    if (r->recipient.len == 0 || nd_attest_parse(r->recipient.data, r->recipient.len, &d, NULL) < 0)
+        return NULL;
+    json_t *o = json_object();
+    char hex[129] = "";
+    for (size_t i = 0; i < d->npcrs; i++)
+        if (d->pcrs[i].index == 0)
+            nd_hex_encode(d->pcrs[i].value, d->pcrs[i].len, hex);
+    if (o && hex[0])
+        json_object_set_new(o, "attestation_pcr0", json_string(hex));
+    if (o)
+        json_object_set_new(o, "attestation_module_id", json_string(d->module_id));
+    nd_attest_free(d);
+    return o;
+}
+
 static void req_finish(preq *q, const char *error_code, const char *message, const nd_kms_response *resp)
 {
     px_server *s = q->srv;
@@ -619,8 +643,11 @@ static void req_finish(preq *q, const char *error_code, const char *message, con
     if (q->next)
         q->next->prev = q->prev;
     conn *c = q->c && !q->c->closing ? q->c : NULL;
+    s->log_attestation = !resp && q->last_cls == ND_KMS_ACCESS_DENIED ? denied_attestation(&q->r) : NULL;
     respond(s, c, ND_FRAME_KMS_PROXY, q->seq, q->r.request_id, q->r.trace_id, q->kms_request_id, error_code,
             message, resp, q->attempts, q->start_ms);
+    json_decref(s->log_attestation);
+    s->log_attestation = NULL;
     uv_close((uv_handle_t *)&q->timer, on_req_timer_closed);
     if (freed_slot)
         dispatch_waiting(s);
