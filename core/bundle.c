@@ -33,6 +33,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define IO_BUF (256u * 1024u)
 #define READ_KEEP_MAX (64u << 20)
@@ -56,6 +57,9 @@ struct nd_bundle {
     bool closed;
     double created_at;
     char *buf;
+    z_stream z;      /* the gzip layer (ours, so that it can be flushed after every member) */
+    bool z_open;
+    unsigned char *zbuf;
 };
 
 /* ---- helpers ------------------------------------------------------------------------------------------------- */
@@ -94,29 +98,150 @@ static int archive_fail(nd_bundle *b, const char *what)
     return b->broken.code;
 }
 
-static int check_name(nd_bundle *b, const char *name, char *out, size_t outsz, nd_err *err)
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when the bytes there are not valid UTF-8.
+ * C1 controls (U+0080..U+009F) count as invalid here: a terminal acts on them like on ASCII controls. */
+static size_t utf8_len(const unsigned char *s, size_t n)
 {
-    if (!name || !name[0])
-        return nd_err_set(err, -EINVAL, "bundle: empty member name");
-    if (name[0] == '/' || strlen(name) > 255)
-        return nd_err_set(err, -EINVAL, "bundle: bad member name '%s' (must be relative, at most 255 bytes)", name);
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2;
+    else if (c >= 0xE0 && c <= 0xEF)
+        len = 3;
+    else if (c >= 0xF0 && c <= 0xF4)
+        len = 4;
+    else
+        return 0;
+    if (c == 0xE0)
+        lo = 0xA0;
+    else if (c == 0xED)
+        hi = 0x9F;
+    else if (c == 0xF0)
+        lo = 0x90;
+    else if (c == 0xF4)
+        hi = 0x8F;
+    if (n < len || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return 0;
+    if (c == 0xC2 && s[1] <= 0x9F)
+        return 0; /* C1 control */
+    return len;
+}
+
+size_t nd_bundle_escape(const char *in, bool keep_slash, char *out, size_t outsz)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const unsigned char *s = (const unsigned char *)(in ? in : "");
+    size_t n = strlen((const char *)s), i = 0, j = 0;
+    if (outsz == 0)
+        return 0;
+    while (i < n) {
+        size_t l = utf8_len(s + i, n - i);
+        bool esc = l == 0 || s[i] < 0x20 || s[i] == 0x7F || s[i] == '%' || (!keep_slash && s[i] == '/');
+        size_t need = esc ? 3 : l;
+        if (j + need + 1 > outsz)
+            break; /* cut at a character boundary, never inside an escape */
+        if (esc) {
+            out[j++] = '%';
+            out[j++] = hex[s[i] >> 4];
+            out[j++] = hex[s[i] & 15];
+            i++;
+        } else {
+            memcpy(out + j, s + i, l);
+            j += l;
+            i += l;
+        }
+    }
+    out[j] = '\0';
+    return j;
+}
+
+/* True when name is a relative path of non-empty components, none of them "." or "..". */
+static bool name_shape_ok(const char *name)
+{
+    if (!name[0] || name[0] == '/')
+        return false;
     const char *p = name;
     while (*p) {
         const char *e = strchr(p, '/');
         size_t l = e ? (size_t)(e - p) : strlen(p);
         if (l == 0 || (l == 2 && p[0] == '.' && p[1] == '.') || (l == 1 && p[0] == '.'))
-            return nd_err_set(err, -EINVAL, "bundle: bad member name '%s' (empty, '.' or '..' component)", name);
+            return false;
         p += l + (e ? 1 : 0);
+        if (e && !*p)
+            return false; /* trailing slash */
     }
-    for (p = name; *p; p++)
-        if ((unsigned char)*p < 32 || *p == 127)
-            return nd_err_set(err, -EINVAL, "bundle: bad member name (control character)");
-    snprintf(out, outsz, "%s", name);
+    return true;
+}
+
+/*
+ * The member name, decided once and used for both the archive member and the manifest entry (so they always agree):
+ * `name` (from the caller) followed by `host_part` (a base name from the host, or NULL). The bundle's scrubber runs
+ * over it (a secret in a file name is redacted like one in a file), then control characters, invalid UTF-8, C1
+ * controls and '%' are percent-escaped (nd_bundle_escape), and a name used twice gets a "~2", "~3" suffix. A host
+ * part of "." or ".." is escaped; nothing from the host can make this fail. The caller's part must give a relative
+ * path with no empty, "." or ".." component, at most 255 bytes, else -EINVAL (a programming error).
+ */
+static int check_name(nd_bundle *b, const char *name, const char *host_part, char *out, size_t outsz, nd_err *err)
+{
+    char raw[1024];
+    if (!name)
+        name = "";
+    if (host_part) {
+        if (!host_part[0])
+            host_part = "unnamed";
+        else if (!strcmp(host_part, ".") || !strcmp(host_part, ".."))
+            host_part = host_part[1] ? "%2E%2E" : "%2E";
+        snprintf(raw, sizeof raw, "%s%s", name, host_part);
+    } else {
+        snprintf(raw, sizeof raw, "%s", name);
+    }
+    if (strlen(name) > 255 || !name_shape_ok(host_part ? (name[0] ? raw : "x") : name)) {
+        char shown[300];
+        nd_bundle_escape(name, true, shown, sizeof shown);
+        return nd_err_set(err, -EINVAL,
+                          "bundle: bad member name%s '%s' (must be relative, at most 255 bytes, no empty, '.' or '..' "
+                          "component)", host_part ? " prefix" : "", shown);
+    }
+    char *scrubbed = NULL;
+    size_t slen = 0;
+    if (nd_scrub_buffer(b->scrub, raw, strlen(raw), &scrubbed, &slen) < 0 || memchr(scrubbed, 0, slen)) {
+        free(scrubbed);
+        scrubbed = NULL;
+    }
+    char esc[400];
+    nd_bundle_escape(scrubbed ? scrubbed : "[REDACTED]", true, esc, sizeof esc);
+    free(scrubbed);
+    if (!name_shape_ok(esc)) {
+        /* a custom scrub rule or a cut produced a bad path: keep it flat and visible */
+        char flat[400];
+        nd_bundle_escape(esc, false, flat, sizeof flat);
+        snprintf(esc, sizeof esc, "%s", flat[0] && name_shape_ok(flat) ? flat : "unnamed");
+    }
+    snprintf(out, outsz, "%s", esc);
     /* a name used twice gets a "~2", "~3" suffix: nothing collected is ever hidden by a later member */
     for (int i = 2; json_object_get(b->names, out); i++)
-        snprintf(out, outsz, "%s~%d", name, i);
+        snprintf(out, outsz, "%s~%d", esc, i);
     json_object_set_new(b->names, out, json_true());
     return 0;
+}
+
+/* A JSON string for text that may hold any bytes (host paths, error messages): escaped when not valid UTF-8. */
+static json_t *jstr(const char *s)
+{
+    if (!s)
+        return json_null();
+    json_t *v = json_string(s);
+    if (v)
+        return v;
+    char buf[2048];
+    nd_bundle_escape(s, true, buf, sizeof buf);
+    return json_string(buf);
 }
 
 static void sha_hex(EVP_MD_CTX *md, char hex[65])
@@ -140,7 +265,7 @@ static json_t *new_item(nd_bundle *b, const char *name, const char *kind, const 
     snprintf(path, sizeof path, "%s/%s", b->top, name);
     json_object_set_new(it, "path", json_string(path));
     json_object_set_new(it, "kind", json_string(kind));
-    json_object_set_new(it, "source", source ? json_string(source) : json_null());
+    json_object_set_new(it, "source", jstr(source));
     json_object_set_new(it, "status", json_string("ok"));
     json_object_set_new(it, "error", json_null());
     json_object_set_new(it, "started_at", json_string(nd_collect_iso_time(started, t1, sizeof t1)));
@@ -156,7 +281,7 @@ static json_t *new_item(nd_bundle *b, const char *name, const char *kind, const 
 static void item_status(json_t *it, nd_collect_status st, const char *error)
 {
     json_object_set_new(it, "status", json_string(nd_collect_status_name(st)));
-    json_object_set_new(it, "error", error ? json_string(error) : json_null());
+    json_object_set_new(it, "error", jstr(error));
 }
 
 static void item_end(json_t *it, double started)
@@ -180,6 +305,88 @@ static void join_path(char *out, size_t outsz, const char *a, const char *b, con
         j += l;
     }
     out[j] = '\0';
+}
+
+/* ---- the gzip layer ------------------------------------------------------------------------------------------ */
+
+#define ZBUF (64u * 1024u)
+
+static int write_all(int fd, const unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno;
+        if (w == 0)
+            return -EIO;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Deflates in[0..n) with `flush` and writes what zlib produced. Returns 0 or a negative code. */
+static int gz_push(nd_bundle *b, const void *in, size_t n, int flush)
+{
+    b->z.next_in = (Bytef *)(uintptr_t)in;
+    b->z.avail_in = (uInt)n;
+    for (;;) {
+        b->z.next_out = b->zbuf;
+        b->z.avail_out = ZBUF;
+        int zr = deflate(&b->z, flush);
+        if (zr == Z_STREAM_ERROR)
+            return -EIO;
+        size_t have = ZBUF - b->z.avail_out;
+        if (have > 0) {
+            int rc = write_all(b->fd, b->zbuf, have);
+            if (rc < 0)
+                return rc;
+        }
+        if (zr == Z_STREAM_END || (b->z.avail_in == 0 && b->z.avail_out != 0))
+            return 0;
+    }
+}
+
+static la_ssize_t gz_write(struct archive *a, void *ud, const void *buf, size_t n)
+{
+    nd_bundle *b = ud;
+    if (!b->z_open || b->fd < 0) {
+        archive_set_error(a, EIO, "the bundle file is closed");
+        return -1;
+    }
+    size_t done = 0;
+    while (done < n) { /* avail_in is a uInt */
+        size_t part = n - done > (1u << 30) ? (1u << 30) : n - done;
+        int rc = gz_push(b, (const char *)buf + done, part, Z_NO_FLUSH);
+        if (rc < 0) {
+            archive_set_error(a, -rc, "write");
+            return -1;
+        }
+        done += part;
+    }
+    return (la_ssize_t)n;
+}
+
+static int gz_close(struct archive *a, void *ud)
+{
+    nd_bundle *b = ud;
+    if (!b->z_open || b->fd < 0 || b->broken.code || b->closed)
+        return ARCHIVE_OK; /* discarding: nothing more is written */
+    int rc = gz_push(b, NULL, 0, Z_FINISH);
+    if (rc < 0) {
+        archive_set_error(a, -rc, "write");
+        return ARCHIVE_FATAL;
+    }
+    return ARCHIVE_OK;
+}
+
+/* Pushes everything written so far to the file (a gzip sync point after a member). */
+static int gz_flush(nd_bundle *b)
+{
+    int rc = gz_push(b, NULL, 0, Z_SYNC_FLUSH);
+    return rc < 0 ? set_broken(b, rc, "write") : 0;
 }
 
 /* ---- open ---------------------------------------------------------------------------------------------------- */
@@ -211,7 +418,9 @@ int nd_bundle_open(nd_ctx *ctx, const nd_bundle_opts *opts, nd_bundle **out, nd_
     strftime(ts, sizeof ts, "%Y%m%dT%H%M%SZ", &tm);
     snprintf(b->top, sizeof b->top, "nitrodiag-%s-%s-%s", b->runbook, b->host, ts);
     int n1 = snprintf(b->final, sizeof b->final, "%s/%s.tar.gz", b->dir, b->top);
-    int n2 = snprintf(b->tmp, sizeof b->tmp, "%s/.%s.tar.gz.XXXXXX", b->dir, b->top);
+    char tail[64];
+    snprintf(tail, sizeof tail, ".tar.gz" ND_BUNDLE_TEMP_MARK "%ld-XXXXXX", (long)getpid());
+    int n2 = snprintf(b->tmp, sizeof b->tmp, "%s/.%s%s", b->dir, b->top, tail);
     if (n1 < 0 || n2 < 0 || (size_t)n1 >= sizeof b->final || (size_t)n2 >= sizeof b->tmp) {
         free(b);
         return nd_err_set(err, -ENAMETOOLONG, "bundle: output directory path too long");
@@ -238,7 +447,7 @@ int nd_bundle_open(nd_ctx *ctx, const nd_bundle_opts *opts, nd_bundle **out, nd_
     if (realpath(b->dir, absdir) && strlen(absdir) + strlen(b->top) + 24 < sizeof b->final) {
         snprintf(b->dir, sizeof b->dir, "%s", absdir);
         join_path(b->final, sizeof b->final, absdir, "/", b->top, ".tar.gz");
-        join_path(b->tmp, sizeof b->tmp, absdir, "/.", b->top, ".tar.gz.XXXXXX");
+        join_path(b->tmp, sizeof b->tmp, absdir, "/.", b->top, tail);
     }
     b->fd = mkostemp(b->tmp, O_CLOEXEC);
     if (b->fd < 0) {
@@ -256,8 +465,17 @@ int nd_bundle_open(nd_ctx *ctx, const nd_bundle_opts *opts, nd_bundle **out, nd_
         nd_bundle_free(b);
         return nd_err_set(err, -ENOMEM, "bundle: out of memory");
     }
-    if (archive_write_add_filter_gzip(b->a) != ARCHIVE_OK || archive_write_set_format_pax_restricted(b->a) != ARCHIVE_OK ||
-        archive_write_set_bytes_in_last_block(b->a, 1) != ARCHIVE_OK || archive_write_open_fd(b->a, b->fd) != ARCHIVE_OK) {
+    b->zbuf = malloc(ZBUF);
+    if (!b->zbuf || deflateInit2(&b->z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+        nd_bundle_free(b);
+        return nd_err_set(err, -ENOMEM, "bundle: out of memory");
+    }
+    b->z_open = true;
+    /* tar blocks go straight to gz_write (no libarchive blocking or compression), so that gz_flush can push every
+     * finished member to the file: a run killed half-way leaves an archive readable up to its last member */
+    if (archive_write_set_format_pax_restricted(b->a) != ARCHIVE_OK ||
+        archive_write_set_bytes_per_block(b->a, 0) != ARCHIVE_OK ||
+        archive_write_open(b->a, b, NULL, gz_write, gz_close) != ARCHIVE_OK) {
         nd_err_set(err, -EIO, "bundle: libarchive: %s", archive_error_string(b->a));
         nd_bundle_free(b);
         return -EIO;
@@ -484,6 +702,10 @@ static int write_member(nd_bundle *b, const char *name, src_read_fn rd, void *ud
     char hex[65];
     sha_hex(w.md, hex);
     EVP_MD_CTX_free(w.md);
+    if (archive_write_finish_entry(b->a) != ARCHIVE_OK)
+        return archive_fail(b, "write");
+    if (gz_flush(b) < 0)
+        return b->broken.code;
     json_object_set_new(it, "bytes", json_integer((json_int_t)declared));
     json_object_set_new(it, "sha256", json_string(hex));
     if (changed)
@@ -511,17 +733,18 @@ static const char *base_name(const char *p)
     return s && s[1] ? s + 1 : p;
 }
 
-static int add_file_item(nd_bundle *b, const char *name, const char *host_path, const nd_collect_opts *opts,
-                         const char *kind, const char *glob_src, nd_err *err)
+/* Adds one host file as member `name`, or (name NULL) as `prefix` + its base name. */
+static int add_file_item(nd_bundle *b, const char *name, const char *prefix, const char *host_path,
+                         const nd_collect_opts *opts, const char *kind, const char *glob_src, nd_err *err)
 {
     char nm[512];
-    int rc = check_name(b, name ? name : base_name(host_path), nm, sizeof nm, err);
+    int rc = check_name(b, name ? name : prefix, name ? NULL : base_name(host_path), nm, sizeof nm, err);
     if (rc < 0)
         return rc;
     double t0 = nd_collect_now();
     json_t *it = new_item(b, nm, kind, host_path, t0, t0);
     if (glob_src)
-        json_object_set_new(it, "glob", json_string(glob_src));
+        json_object_set_new(it, "glob", jstr(glob_src));
     nd_collect_span sp;
     nd_err ferr;
     nd_err_clear(&ferr);
@@ -555,7 +778,7 @@ int nd_bundle_add_file(nd_bundle *b, const char *name, const char *host_path, co
         return rc;
     if (!host_path || !host_path[0])
         return nd_err_set(err, -EINVAL, "bundle: add_file needs a path");
-    return add_file_item(b, name, host_path, opts, "file", NULL, err);
+    return add_file_item(b, name, NULL, host_path, opts, "file", NULL, err);
 }
 
 typedef struct glob_acc {
@@ -579,39 +802,45 @@ static void glob_cb(void *ud, const char *p)
         g->n++;
 }
 
+static void record_item(nd_bundle *b, const char *nm, const nd_bundle_meta *meta);
+
 int nd_bundle_add_glob(nd_bundle *b, const char *pattern, const char *prefix, const nd_collect_opts *opts, nd_err *err)
 {
     int rc = usable(b, err);
     if (rc < 0)
         return rc;
+    if (!prefix)
+        prefix = "";
+    char probe[300];
+    snprintf(probe, sizeof probe, "%sx", prefix);
+    if (strlen(prefix) > 200 || !name_shape_ok(probe))
+        return nd_err_set(err, -EINVAL, "bundle: bad prefix for glob %s (must be relative, no '.' or '..')",
+                          pattern ? pattern : "");
     glob_acc g = {0};
     nd_err gerr;
     nd_err_clear(&gerr);
     double t0 = nd_collect_now();
     int n = nd_collect_glob(b->ctx, pattern, glob_cb, &g, &gerr);
     if (n <= 0) {
-        nd_bundle_meta m = {.kind = "glob", .source = pattern};
-        m.status = n < 0 ? nd_collect_status_of(n) : ND_COLLECT_MISSING;
-        char msg[600];
-        snprintf(msg, sizeof msg, "%s", n < 0 ? gerr.msg : "no file matches the pattern");
-        m.error = msg;
-        m.started_at = t0;
-        char nm[512];
-        snprintf(nm, sizeof nm, "%s%s", prefix ? prefix : "", base_name(pattern));
         free(g.paths);
         if (n == -EINVAL)
             return nd_err_set(err, n, "%s", gerr.msg);
-        return nd_bundle_record(b, nm, &m, err) < 0 ? b->broken.code : 0;
+        nd_bundle_meta m = {.kind = "glob", .source = pattern};
+        m.status = n < 0 ? nd_collect_status_of(n) : ND_COLLECT_MISSING;
+        m.error = n < 0 ? gerr.msg : "no file matches the pattern";
+        m.started_at = t0;
+        char nm[512];
+        if (check_name(b, prefix, base_name(pattern), nm, sizeof nm, err) < 0)
+            return -EINVAL;
+        record_item(b, nm, &m);
+        return 0;
     }
+    /* each match succeeds or fails on its own (an odd name is escaped, an unreadable file is recorded); only a
+     * bundle that can no longer be written stops the loop */
     rc = 0;
     for (size_t i = 0; i < g.n; i++) {
-        char nm[512];
-        snprintf(nm, sizeof nm, "%s%s", prefix ? prefix : "", base_name(g.paths[i]));
-        if (rc == 0) {
-            rc = add_file_item(b, nm, g.paths[i], opts, "glob", pattern, err);
-            if (rc == -EINVAL) /* a bad prefix: say so once */
-                rc = nd_err_set(err, -EINVAL, "bundle: bad prefix '%s' for glob %s", prefix ? prefix : "", pattern);
-        }
+        if (rc == 0)
+            rc = add_file_item(b, NULL, prefix, g.paths[i], opts, "glob", pattern, err);
         free(g.paths[i]);
     }
     free(g.paths);
@@ -642,7 +871,7 @@ int nd_bundle_add_data(nd_bundle *b, const char *name, const void *data, size_t 
     if (meta)
         m = *meta;
     char nm[512];
-    rc = check_name(b, name, nm, sizeof nm, err);
+    rc = check_name(b, name, NULL, nm, sizeof nm, err);
     if (rc < 0)
         return rc;
     double t0 = m.started_at > 0 ? m.started_at : nd_collect_now();
@@ -672,24 +901,30 @@ int nd_bundle_add_data(nd_bundle *b, const char *name, const void *data, size_t 
     return rc;
 }
 
-int nd_bundle_record(nd_bundle *b, const char *name, const nd_bundle_meta *meta, nd_err *err)
+/* Records an item with no member under an already decided name. */
+static void record_item(nd_bundle *b, const char *nm, const nd_bundle_meta *meta)
 {
-    int rc = usable(b, err);
-    if (rc < 0)
-        return rc;
     nd_bundle_meta m = {0};
     if (meta)
         m = *meta;
-    char nm[512];
-    rc = check_name(b, name, nm, sizeof nm, err);
-    if (rc < 0)
-        return rc;
     double t0 = m.started_at > 0 ? m.started_at : nd_collect_now();
     json_t *it = new_item(b, nm, m.kind ? m.kind : "string", m.source, t0, m.ended_at > 0 ? m.ended_at : nd_collect_now());
     json_object_set_new(it, "path", json_null());
     apply_meta(it, &m, 0);
     json_object_set_new(it, "source_bytes", json_integer((json_int_t)m.source_bytes));
     json_array_append_new(b->artifacts, it);
+}
+
+int nd_bundle_record(nd_bundle *b, const char *name, const nd_bundle_meta *meta, nd_err *err)
+{
+    int rc = usable(b, err);
+    if (rc < 0)
+        return rc;
+    char nm[512];
+    rc = check_name(b, name, NULL, nm, sizeof nm, err);
+    if (rc < 0)
+        return rc;
+    record_item(b, nm, meta);
     return 0;
 }
 
@@ -928,6 +1163,10 @@ static void close_archive(nd_bundle *b)
         archive_write_free(b->a);
         b->a = NULL;
     }
+    if (b->z_open) {
+        deflateEnd(&b->z);
+        b->z_open = false;
+    }
     if (b->fd >= 0) {
         close(b->fd);
         b->fd = -1;
@@ -998,6 +1237,27 @@ static json_t *build_manifest(nd_bundle *b, const json_t *extra)
     return m;
 }
 
+/* Scrubs the manifest copy value by value, except the member names: those were scrubbed and escaped once, when
+ * the item was added, and must stay exactly the archive's member names (scrubbing them twice could differ). */
+static void scrub_manifest(nd_bundle *b, json_t *copy, const json_t *orig)
+{
+    scrub_json(b->scrub, copy, NULL);
+    static const char *const keep_top[] = {"topdir", "not_ok", "truncated", NULL};
+    for (int i = 0; keep_top[i]; i++) {
+        json_t *v = json_object_get(orig, keep_top[i]);
+        if (v)
+            json_object_set_new(copy, keep_top[i], json_deep_copy(v));
+    }
+    const json_t *oa = json_object_get(orig, "artifacts");
+    json_t *ca = json_object_get(copy, "artifacts");
+    for (size_t i = 0; i < json_array_size(oa) && i < json_array_size(ca); i++) {
+        const json_t *o = json_array_get(oa, i);
+        json_t *c = json_array_get(ca, i);
+        json_object_set(c, "name", json_object_get(o, "name"));
+        json_object_set(c, "path", json_object_get(o, "path"));
+    }
+}
+
 static int rename_noreplace(const char *from, char *to, size_t tosz)
 {
     char base[4096];
@@ -1033,9 +1293,9 @@ int nd_bundle_finish(nd_bundle *b, const json_t *extra, nd_err *err)
     if (!b->broken.code) {
         json_t *m = build_manifest(b, extra);
         json_t *copy = json_deep_copy(m);
-        json_decref(m);
         if (copy)
-            scrub_json(b->scrub, copy, NULL);
+            scrub_manifest(b, copy, m);
+        json_decref(m);
         char *text = copy ? json_dumps(copy, JSON_INDENT(2)) : NULL;
         json_decref(copy);
         if (!text) {
@@ -1098,6 +1358,7 @@ void nd_bundle_free(nd_bundle *b)
     json_decref(b->artifacts);
     json_decref(b->names);
     free(b->buf);
+    free(b->zbuf);
     free(b);
 }
 
@@ -1112,7 +1373,18 @@ void nd_bundle_contents_free(nd_bundle_contents *c)
     json_decref(c->manifest);
     json_decref(c->summary);
     free(c->report);
+    free(c->partial_reason);
     memset(c, 0, sizeof *c);
+}
+
+static void partial_at(nd_bundle_contents *c, const char *why)
+{
+    c->partial = true;
+    char msg[600];
+    snprintf(msg, sizeof msg, "the archive ends early or is damaged after %zu member(s): %s", c->nmembers,
+             why ? why : "read error");
+    free(c->partial_reason);
+    c->partial_reason = strdup(msg);
 }
 
 int nd_bundle_read(const char *path, nd_bundle_contents *out, nd_err *err)
@@ -1145,6 +1417,10 @@ int nd_bundle_read(const char *path, nd_bundle_contents *out, nd_err *err)
         if (r == ARCHIVE_EOF)
             break;
         if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+            if (out->nmembers > 0) { /* a partial archive (a killed run): keep what is readable */
+                partial_at(out, archive_error_string(a));
+                break;
+            }
             rc = nd_err_set(err, -EBADMSG, "%s: corrupt archive: %s", path, archive_error_string(a));
             goto done;
         }
@@ -1179,6 +1455,12 @@ int nd_bundle_read(const char *path, nd_bundle_contents *out, nd_err *err)
             la_ssize_t n = archive_read_data(a, buf, IO_BUF);
             if (n < 0) {
                 free(kept);
+                if (out->nmembers > 1) { /* the archive ends inside this member: drop it, keep the others */
+                    free(m->name);
+                    out->nmembers--;
+                    partial_at(out, archive_error_string(a));
+                    goto done;
+                }
                 rc = nd_err_set(err, -EBADMSG, "%s: corrupt member %s: %s", path, name, archive_error_string(a));
                 goto done;
             }

@@ -3,12 +3,19 @@
  * `nitrodiag-<runbook>-<host>-<UTC timestamp>/`, every text artifact scrubbed of secrets before it is written, and a
  * manifest.json (jansson) that records every item — collected or not — with its outcome.
  *
- * Life cycle: nd_bundle_open creates `.<final name>.XXXXXX` (mode 0600) in the output directory and streams the
- * archive into it; the nd_bundle_add_* calls append members; nd_bundle_finish appends manifest.json, closes the
- * archive, fsyncs and renames the temporary file to its final name (never replacing an existing file). A failure at
- * any point (full disk, I/O error) makes the bundle "broken": later adds return the same error, finish removes the
- * temporary file and reports where the data was supposed to go. nd_bundle_discard drops everything (temp removed).
- * No final-named file ever exists unless it is complete.
+ * Life cycle: nd_bundle_open creates `.<final name>.p<pid>-XXXXXX` (mode 0600; the pid of the writing process, so
+ * the next run can tell a temporary file whose owner died: nd_tmp_sweep) in the output directory and streams the
+ * archive into it; the nd_bundle_add_* calls append members, and every finished member is flushed to the file (a gzip
+ * sync point), so a run killed half-way leaves an archive readable up to its last finished member; nd_bundle_finish
+ * appends manifest.json, closes the archive, fsyncs and renames the temporary file to its final name (never replacing
+ * an existing file). A failure at any point (full disk, I/O error) makes the bundle "broken": later adds return the
+ * same error, finish removes the temporary file and reports where the data was supposed to go. nd_bundle_discard
+ * drops everything (temp removed). No final-named file ever exists unless it is complete.
+ *
+ * Member names: the name a caller gives (or a host file's base name) is scrubbed by the bundle's scrubber, then
+ * control characters, C1 controls, invalid UTF-8 and '%' are percent-escaped ("%0A", "%FF", "%25"). The result is
+ * both the archive member's name and the manifest entry's name/path, so they always agree. A host file name never
+ * makes a call fail; a caller's name that is absolute or has a "." / ".." / empty component is -EINVAL.
  *
  * Collection failures (missing file, permission denied, command not found, timeout) are NOT errors of these calls:
  * they are recorded in the manifest (status, error text) and the call returns 0. Calls return a negative code only
@@ -27,6 +34,13 @@
 #include "nd_scrub.h"
 
 struct json_t;
+
+/* Temporary bundles are named `.<name>.tar.gz` ND_BUNDLE_TEMP_MARK `<pid>-XXXXXX`. */
+#define ND_BUNDLE_TEMP_MARK ".p"
+
+/* Percent-escapes control characters (< 0x20, 0x7f), C1 controls, invalid UTF-8, '%' and (unless keep_slash) '/'
+ * of `in` into out (always NUL-terminated, cut at a character boundary when it does not fit). Returns the length. */
+size_t nd_bundle_escape(const char *in, bool keep_slash, char *out, size_t outsz);
 
 typedef struct nd_bundle nd_bundle;
 
@@ -128,10 +142,13 @@ typedef struct nd_bundle_contents {
     struct json_t *manifest;  /* parsed manifest.json, or NULL when absent/invalid */
     char *report;             /* report.md, or NULL */
     struct json_t *summary;   /* summary.json, or NULL */
+    bool partial;             /* the archive ends early (a killed run's salvaged bundle): members is what was readable */
+    char *partial_reason;     /* why, when partial */
 } nd_bundle_contents;
 
-/* Reads a bundle (any tar.gz libarchive can read), hashing every member as it streams by. Returns 0, or a negative
- * code: -ENOENT, -EBADMSG "not a tar.gz: …" for a corrupt archive. Free with nd_bundle_contents_free. */
+/* Reads a bundle (any tar.gz libarchive can read), hashing every member as it streams by. An archive that ends early
+ * after at least one complete member (a killed run) is read up to there: 0 with partial set. Returns 0, or a
+ * negative code: -ENOENT, -EBADMSG "not a tar.gz: …" for a corrupt archive. Free with nd_bundle_contents_free. */
 int nd_bundle_read(const char *path, nd_bundle_contents *out, nd_err *err);
 
 void nd_bundle_contents_free(nd_bundle_contents *c);
