@@ -59,6 +59,8 @@ typedef struct nd_ctx {
     int verbosity;           /* -1 quiet, 0 normal, 1+ verbose */
     struct nd_proc *procs;   /* commands started by nd_proc_start and not yet released (owned by the runner) */
     int live_procs;
+    int watchdog_fd;         /* nd_proc_watchdog_start: our end of the watchdog's socket (valid when watchdog_pid) */
+    int watchdog_pid;        /* the watchdog process, 0 when there is none */
 } nd_ctx;
 
 /* Initialises ctx with defaults around an existing loop (not owned). Returns 0. */
