@@ -60,6 +60,7 @@ struct nd_bundle {
     z_stream z;      /* the gzip layer (ours, so that it can be flushed after every member) */
     bool z_open;
     unsigned char *zbuf;
+    nd_bundle_key *key; /* signs the manifest at finish, when set */
 };
 
 /* ---- helpers ------------------------------------------------------------------------------------------------- */
@@ -455,6 +456,15 @@ int nd_bundle_open(nd_ctx *ctx, const nd_bundle_opts *opts, nd_bundle **out, nd_
         nd_err_set(err, e, "cannot write the bundle in %s: %s", b->dir, nd_err_str(e));
         free(b);
         return e;
+    }
+    if (o.sign_key && o.sign_key[0]) {
+        int krc = nd_bundle_key_load(o.sign_key, &b->key, err);
+        if (krc < 0) {
+            close(b->fd);
+            unlink(b->tmp);
+            free(b);
+            return krc;
+        }
     }
     b->scrub = nd_scrub_new(err);
     b->artifacts = json_array();
@@ -1314,6 +1324,21 @@ int nd_bundle_finish(nd_bundle *b, const json_t *extra, nd_err *err)
             }
             memsrc ms = {text, len};
             rc = write_member(b, nm, mem_read, &ms, len, true, it);
+            if (!b->broken.code && b->key) {
+                /* the signature covers the manifest's exact bytes, hence every member's sha256 */
+                char *sig = NULL;
+                nd_err serr;
+                if (nd_bundle_key_sign(b->key, text, len, &sig, &serr) < 0) {
+                    set_broken(b, serr.code, serr.msg);
+                } else {
+                    size_t sl = strlen(sig);
+                    memsrc ss = {sig, sl};
+                    json_t *it2 = json_object();
+                    write_member(b, "manifest.sig", mem_read, &ss, sl, true, it2);
+                    json_decref(it2);
+                    free(sig);
+                }
+            }
             json_decref(it);
             free(text);
         }
@@ -1359,6 +1384,7 @@ void nd_bundle_free(nd_bundle *b)
     json_decref(b->names);
     free(b->buf);
     free(b->zbuf);
+    nd_bundle_key_free(b->key);
     free(b);
 }
 
@@ -1374,6 +1400,8 @@ void nd_bundle_contents_free(nd_bundle_contents *c)
     json_decref(c->summary);
     free(c->report);
     free(c->partial_reason);
+    free(c->manifest_raw);
+    free(c->signature);
     memset(c, 0, sizeof *c);
 }
 
@@ -1447,7 +1475,8 @@ int nd_bundle_read(const char *path, nd_bundle_contents *out, nd_err *err)
         }
         const char *rel = strchr(name, '/');
         rel = rel ? rel + 1 : name;
-        bool keep = !strcmp(rel, "manifest.json") || !strcmp(rel, "summary.json") || !strcmp(rel, "report.md");
+        bool keep = !strcmp(rel, "manifest.json") || !strcmp(rel, "summary.json") || !strcmp(rel, "report.md") ||
+                    !strcmp(rel, "manifest.sig");
         char *kept = NULL;
         size_t klen = 0;
         EVP_DigestInit_ex(md, EVP_sha256(), NULL);
@@ -1484,11 +1513,19 @@ int nd_bundle_read(const char *path, nd_bundle_contents *out, nd_err *err)
                 free(out->report);
                 out->report = kept;
                 kept = NULL;
+            } else if (!strcmp(rel, "manifest.sig")) {
+                free(out->signature);
+                out->signature = kept;
+                kept = NULL;
             } else {
                 json_t *j = json_loadb(kept, klen, 0, NULL);
                 if (!strcmp(rel, "manifest.json")) {
                     json_decref(out->manifest);
                     out->manifest = j;
+                    free(out->manifest_raw);
+                    out->manifest_raw = kept;
+                    out->manifest_len = klen;
+                    kept = NULL;
                 } else {
                     json_decref(out->summary);
                     out->summary = j;
@@ -1557,7 +1594,7 @@ int nd_bundle_verify(const nd_bundle_contents *c, void (*cb)(void *ud, const cha
         const char *n = c->members[k].name;
         const char *rel = strchr(n, '/');
         rel = rel ? rel + 1 : n;
-        if (!strcmp(rel, "manifest.json") || json_object_get(listed, n))
+        if (!strcmp(rel, "manifest.json") || !strcmp(rel, "manifest.sig") || json_object_get(listed, n))
             continue;
         problems++;
         if (cb)

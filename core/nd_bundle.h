@@ -44,11 +44,31 @@ size_t nd_bundle_escape(const char *in, bool keep_slash, char *out, size_t outsz
 
 typedef struct nd_bundle nd_bundle;
 
+/* ---- signing (optional; see docs/bundle.md "Integrity and authenticity") ----------------------------------------
+ * A signature over manifest.json (which holds every member's SHA-256) stored as the member manifest.sig. The key file
+ * is either a PEM private key (OpenSSL signature; verified with the public key, the private key or a certificate) or
+ * an HMAC-SHA256 secret (the file's bytes without trailing whitespace, >= 16 bytes; verified with the same file). */
+typedef struct nd_bundle_key nd_bundle_key;
+
+/* Loads a key file. Returns 0 and *out, or a negative code with a message (-ENOENT, -EINVAL unreadable PEM or too
+ * short a secret, -EFBIG). */
+int nd_bundle_key_load(const char *path, nd_bundle_key **out, nd_err *err);
+void nd_bundle_key_free(nd_bundle_key *k);
+/* 16 hex digits identifying the key (SHA-256 of the secret or of the DER public key). */
+const char *nd_bundle_key_id(const nd_bundle_key *k);
+/* Signs data: *sig_json receives the manifest.sig document (malloc'd). -EINVAL for a public key. */
+int nd_bundle_key_sign(const nd_bundle_key *k, const void *data, size_t len, char **sig_json, nd_err *err);
+/* Checks a manifest.sig document against data. Returns 0 when it verifies (desc: "<algorithm>, key <id>"), or
+ * -EBADMSG with why (wrong kind of key, another key, changed manifest, malformed document). */
+int nd_bundle_key_verify(const nd_bundle_key *k, const void *data, size_t len, const char *sig_json, char *desc,
+                         size_t descsz, nd_err *err);
+
 typedef struct nd_bundle_opts {
     const char *out_dir; /* where the .tar.gz goes; created (one level) when missing; NULL = "." */
     const char *runbook; /* used in the name; NULL = "run" */
     const char *host;    /* used in the name; NULL = gethostname() */
     double created_at;   /* epoch seconds for the name's timestamp; 0 = now */
+    const char *sign_key; /* a key file (see signing above): manifest.sig is added; NULL = unsigned */
 } nd_bundle_opts;
 
 /* Extra facts about an item added from memory (command output, strings). */
@@ -142,6 +162,9 @@ typedef struct nd_bundle_contents {
     struct json_t *manifest;  /* parsed manifest.json, or NULL when absent/invalid */
     char *report;             /* report.md, or NULL */
     struct json_t *summary;   /* summary.json, or NULL */
+    char *manifest_raw;       /* manifest.json's exact bytes (what a signature covers), or NULL */
+    size_t manifest_len;
+    char *signature;          /* manifest.sig, or NULL when the bundle is not signed */
     bool partial;             /* the archive ends early (a killed run's salvaged bundle): members is what was readable */
     char *partial_reason;     /* why, when partial */
 } nd_bundle_contents;

@@ -115,6 +115,7 @@ static int l_open(lua_State *L)
         o.out_dir = ndl_optfield_str(L, 1, "out_dir", NULL);
         o.runbook = ndl_optfield_str(L, 1, "runbook", NULL);
         o.host = ndl_optfield_str(L, 1, "host", NULL);
+        o.sign_key = ndl_optfield_str(L, 1, "sign_key", NULL);
     }
     lbundle *lb = lua_newuserdatauv(L, sizeof *lb, 0);
     memset(lb, 0, sizeof *lb);
@@ -838,11 +839,44 @@ static void problem_cb(void *ud, const char *name, const char *problem)
     lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
 }
 
-/* bundle.read(path) -> { members = {{name, size, sha256}}, topdir, manifest, summary, report,
- *                        verified = n, problems = {{name, problem}} } | nil, msg, code */
+/* Pushes the signature table: { present, algorithm, key_id, verified = true|false|nil, problem }. */
+static void push_signature(lua_State *L, const nd_bundle_contents *c, const char *key_path)
+{
+    lua_createtable(L, 0, 5);
+    ndl_setbool(L, "present", c->signature != NULL);
+    if (c->signature) {
+        json_t *j = json_loads(c->signature, 0, NULL);
+        ndl_setstr(L, "algorithm", json_string_value(json_object_get(j, "algorithm")));
+        ndl_setstr(L, "key_id", json_string_value(json_object_get(j, "key_id")));
+        json_decref(j);
+    }
+    if (!key_path)
+        return;
+    nd_err err;
+    nd_err_clear(&err);
+    nd_bundle_key *k = NULL;
+    int rc = nd_bundle_key_load(key_path, &k, &err);
+    if (rc == 0 && !c->signature)
+        rc = nd_err_set(&err, -ENOENT, "the bundle is not signed (no manifest.sig)");
+    else if (rc == 0 && !c->manifest_raw)
+        rc = nd_err_set(&err, -EBADMSG, "the bundle has no manifest.json to check the signature against");
+    char desc[128] = "";
+    if (rc == 0)
+        rc = nd_bundle_key_verify(k, c->manifest_raw, c->manifest_len, c->signature, desc, sizeof desc, &err);
+    nd_bundle_key_free(k);
+    ndl_setbool(L, "verified", rc == 0);
+    if (rc < 0)
+        ndl_setstr(L, "problem", err.msg);
+}
+
+/* bundle.read(path [, {key = FILE}]) -> { members = {{name, size, sha256}}, topdir, manifest, summary, report,
+ *     verified = n, problems = {{name, problem}}, partial, partial_reason,
+ *     signature = {present, algorithm, key_id, verified, problem} } | nil, msg, code
+ * With key, the signature is checked (verified = true/false); without, verified is nil. */
 static int l_read(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
+    const char *key_path = lua_istable(L, 2) ? ndl_optfield_str(L, 2, "key", NULL) : NULL;
     nd_bundle_contents c;
     nd_err err;
     nd_err_clear(&err);
@@ -883,6 +917,8 @@ static int l_read(lua_State *L)
     lua_setfield(L, -2, "problems");
     ndl_setint(L, "verified", (lua_Integer)checked);
     ndl_setbool(L, "partial", c.partial);
+    push_signature(L, &c, key_path);
+    lua_setfield(L, -2, "signature");
     ndl_setstr(L, "partial_reason", c.partial_reason);
     nd_bundle_contents_free(&c);
     return 1;

@@ -448,7 +448,9 @@ function M.execute(def, args, opts)
   if def.collect then
     local okb, bmod = pcall(require, "nd.bundle")
     if okb and bmod then
-      local b, err = bmod.open{ out_dir = opts.out or ".", runbook = def.name, host = result.host }
+      local key = opts.sign_key or os.getenv("NITRODIAG_SIGN_KEY")
+      local b, err = bmod.open{ out_dir = opts.out or ".", runbook = def.name, host = result.host,
+                                sign_key = (key and key ~= "") and key or nil }
       if b then bundle = b else result.bundle_error = tostring(err) end
     else
       result.bundle_error = "bundle support is not available in this build"
