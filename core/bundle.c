@@ -1415,20 +1415,102 @@ static void partial_at(nd_bundle_contents *c, const char *why)
     c->partial_reason = strdup(msg);
 }
 
+/* Reading gzip ourselves (zlib) rather than through libarchive's filter: a gzip stream cut short (a killed run's
+ * archive) then simply ends, and libarchive sees a tar stream that stops after the last complete member, instead of
+ * refusing the whole file. Concatenated gzip members are read in sequence, as gzip(1) does. */
+typedef struct gzin {
+    int fd;
+    z_stream z;
+    bool z_open, in_stream, cut, bad;
+    unsigned char in[64 * 1024];
+    unsigned char out[256 * 1024];
+} gzin;
+
+static la_ssize_t gzin_read(struct archive *a, void *ud, const void **buf)
+{
+    gzin *g = ud;
+    *buf = g->out;
+    g->z.next_out = g->out;
+    g->z.avail_out = sizeof g->out;
+    while (g->z.avail_out == sizeof g->out) {
+        if (g->z.avail_in == 0) {
+            ssize_t n;
+            do
+                n = read(g->fd, g->in, sizeof g->in);
+            while (n < 0 && errno == EINTR);
+            if (n < 0) {
+                archive_set_error(a, errno, "read");
+                return -1;
+            }
+            if (n == 0) {
+                if (g->in_stream)
+                    g->cut = true; /* the gzip stream stops early: end of data */
+                break;
+            }
+            g->z.next_in = g->in;
+            g->z.avail_in = (uInt)n;
+        }
+        if (!g->in_stream) {
+            inflateReset(&g->z);
+            g->in_stream = true;
+        }
+        int zr = inflate(&g->z, Z_NO_FLUSH);
+        if (zr == Z_STREAM_END) {
+            g->in_stream = false;
+        } else if (zr != Z_OK && zr != Z_BUF_ERROR) {
+            g->bad = true;
+            if (g->z.avail_out != sizeof g->out)
+                break; /* hand out what was decoded before the damage */
+            archive_set_error(a, EIO, "corrupt gzip data");
+            return -1;
+        }
+    }
+    return (la_ssize_t)(sizeof g->out - g->z.avail_out);
+}
+
 int nd_bundle_read(const char *path, nd_bundle_contents *out, nd_err *err)
 {
     memset(out, 0, sizeof *out);
     struct stat st;
     if (stat(path, &st) < 0)
         return nd_err_set(err, -errno, "%s: %s", path, strerror(errno));
+    unsigned char magic[2] = {0, 0};
+    int mfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (mfd < 0)
+        return nd_err_set(err, -errno, "%s: %s", path, strerror(errno));
+    gzin *g = NULL;
+    if (pread(mfd, magic, 2, 0) == 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
+        g = calloc(1, sizeof *g);
+        if (!g || inflateInit2(&g->z, 15 + 16) != Z_OK) {
+            free(g);
+            close(mfd);
+            return nd_err_set(err, -ENOMEM, "out of memory");
+        }
+        g->z_open = true;
+        g->fd = mfd;
+    } else {
+        close(mfd);
+    }
     struct archive *a = archive_read_new();
-    if (!a)
+    if (!a) {
+        if (g) {
+            inflateEnd(&g->z);
+            close(g->fd);
+            free(g);
+        }
         return nd_err_set(err, -ENOMEM, "out of memory");
+    }
     archive_read_support_filter_all(a);
     archive_read_support_format_tar(a);
-    if (archive_read_open_filename(a, path, 64 * 1024) != ARCHIVE_OK) {
+    int orc = g ? archive_read_open(a, g, NULL, gzin_read, NULL) : archive_read_open_filename(a, path, 64 * 1024);
+    if (orc != ARCHIVE_OK) {
         int rc = nd_err_set(err, -EBADMSG, "%s: not a readable tar.gz: %s", path, archive_error_string(a));
         archive_read_free(a);
+        if (g) {
+            inflateEnd(&g->z);
+            close(g->fd);
+            free(g);
+        }
         return rc;
     }
     size_t cap = 0;
@@ -1538,6 +1620,13 @@ done:
     free(buf);
     EVP_MD_CTX_free(md);
     archive_read_free(a);
+    if (g) {
+        if (rc == 0 && !out->partial && (g->cut || g->bad) && out->nmembers > 0)
+            partial_at(out, g->cut ? "the gzip stream is cut short" : "corrupt gzip data");
+        inflateEnd(&g->z);
+        close(g->fd);
+        free(g);
+    }
     if (rc < 0)
         nd_bundle_contents_free(out);
     return rc;

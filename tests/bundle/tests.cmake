@@ -2,3 +2,10 @@
 # by tar(1), sha256 via python3's hashlib — independent of nitrodiag's own reader.
 add_test(NAME bundle.cli COMMAND ${CMAKE_CURRENT_LIST_DIR}/cli.sh $<TARGET_FILE:nitrodiag> ${PROJECT_SOURCE_DIR})
 set_tests_properties(bundle.cli PROPERTIES TIMEOUT 120)
+
+# tests/bundle/faults.sh: collection under fault injection (issue 19), each case its own test.
+foreach(case odd_names enospc sigkill interrupted signature)
+  add_test(NAME bundle.faults.${case}
+           COMMAND ${CMAKE_CURRENT_LIST_DIR}/faults.sh ${case} $<TARGET_FILE:nitrodiag> ${PROJECT_SOURCE_DIR})
+  set_tests_properties(bundle.faults.${case} PROPERTIES TIMEOUT 180 SKIP_RETURN_CODE 77)
+endforeach()
