@@ -3,6 +3,9 @@
 #include "nd_proc.h"
 
 #include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <uv.h>
@@ -138,6 +141,79 @@ static void empty_argv_is_an_error(void)
     CHECK_EQ_INT(nd_proc_run(&o, &r, &e), -EINVAL);
 }
 
+/* True when pid is gone or a zombie (dead, waiting for a reaper that may not exist in a container). */
+static bool dead_or_zombie(int pid)
+{
+    if (kill(pid, 0) != 0)
+        return true;
+    char p[64], buf[512];
+    snprintf(p, sizeof p, "/proc/%d/stat", pid);
+    FILE *f = fopen(p, "r");
+    if (!f)
+        return true;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *rp = strrchr(buf, ')');
+    return !rp || rp[2] == 'Z' || rp[2] == 'X';
+}
+
+/* SIGKILL of the owner: the watchdog kills every command group still running (the child and its own children),
+ * and a command that ended is forgotten (its pid may be reused by another program). */
+static void watchdog_kills_orphans(void)
+{
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    pid_t owner = fork();
+    if (owner == 0) {
+        /* the "nitrodiag" process: a loop, the watchdog, one command that ends and one that would run forever */
+        close(fds[0]);
+        uv_loop_t loop;
+        uv_loop_init(&loop);
+        nd_ctx ctx;
+        nd_ctx_init(&ctx, &loop);
+        if (nd_proc_watchdog_start(&ctx, NULL) < 0)
+            _exit(2);
+        const char *quick[] = {"true", NULL};
+        nd_proc *q = NULL;
+        nd_proc_opts qo = {.argv = quick};
+        nd_proc_start(&ctx, &qo, NULL, NULL, &q, NULL);
+        while (!nd_proc_result_of(q)->duration_s && uv_run(&loop, UV_RUN_ONCE))
+            ;
+        char script[128];
+        snprintf(script, sizeof script, "sleep 300 & echo $$ $! >&%d; wait", fds[1]);
+        const char *argv[] = {"sh", "-c", script, NULL};
+        nd_proc *p = NULL;
+        nd_proc_opts o = {.argv = argv};
+        nd_proc_start(&ctx, &o, NULL, NULL, &p, NULL);
+        for (;;)
+            uv_run(&loop, UV_RUN_ONCE); /* until killed */
+    }
+    close(fds[1]);
+    char line[64] = "";
+    FILE *f = fdopen(fds[0], "r");
+    CHECK(f && fgets(line, sizeof line, f) != NULL);
+    int shpid = 0, sleeppid = 0;
+    CHECK(sscanf(line, "%d %d", &shpid, &sleeppid) == 2);
+    CHECK(shpid > 0 && sleeppid > 0 && !dead_or_zombie(shpid) && !dead_or_zombie(sleeppid));
+    kill(owner, SIGKILL);
+    waitpid(owner, NULL, 0);
+    /* wait for the condition (bounded): both must die without anyone signalling them but the watchdog */
+    bool gone = false;
+    for (int i = 0; i < 400 && !gone; i++) {
+        gone = dead_or_zombie(shpid) && dead_or_zombie(sleeppid);
+        if (!gone)
+            usleep(25000);
+    }
+    CHECK(gone);
+    if (!gone) { /* do not leave them behind in the test run */
+        kill(shpid, SIGKILL);
+        kill(sleeppid, SIGKILL);
+    }
+    if (f)
+        fclose(f);
+}
+
 int main(void)
 {
     ND_RUN(echo_and_exit_code);
@@ -148,5 +224,6 @@ int main(void)
     ND_RUN(streaming_lines);
     ND_RUN(env_and_cwd);
     ND_RUN(empty_argv_is_an_error);
+    ND_RUN(watchdog_kills_orphans);
     return nd_test_summary();
 }
