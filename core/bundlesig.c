@@ -247,3 +247,22 @@ int nd_bundle_key_verify(const nd_bundle_key *k, const void *data, size_t len, c
     json_decref(j);
     return rc;
 }
+
+int nd_bundle_check_signature(const nd_bundle_contents *c, const char *key_path, char *desc, size_t descsz,
+                              nd_err *err)
+{
+    if (descsz)
+        desc[0] = '\0';
+    nd_bundle_key *k = NULL;
+    int rc = nd_bundle_key_load(key_path, &k, err);
+    if (rc < 0)
+        return rc;
+    if (!c->signature)
+        rc = nd_err_set(err, -ENOENT, "the bundle is not signed (no manifest.sig)");
+    else if (!c->manifest_raw)
+        rc = nd_err_set(err, -EBADMSG, "the bundle has no manifest.json to check the signature against");
+    else
+        rc = nd_bundle_key_verify(k, c->manifest_raw, c->manifest_len, c->signature, desc, descsz, err);
+    nd_bundle_key_free(k);
+    return rc;
+}

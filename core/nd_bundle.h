@@ -176,6 +176,12 @@ int nd_bundle_read(const char *path, nd_bundle_contents *out, nd_err *err);
 
 void nd_bundle_contents_free(nd_bundle_contents *c);
 
+/* Checks the signature of a bundle read by nd_bundle_read with the key file at key_path (see signing). Returns 0
+ * when it verifies (desc: "<algorithm>, key <id>"), -ENOENT when the bundle is not signed, -EBADMSG when it does not
+ * verify, or the key file's error. */
+int nd_bundle_check_signature(const nd_bundle_contents *c, const char *key_path, char *desc, size_t descsz,
+                              nd_err *err);
+
 /* Checks every artifact of the manifest against the members: for each one that has a sha256, the member must exist
  * with that size and hash. Calls cb(ud, name, problem) for each problem. Returns the number of problems (0 = all
  * verified), or -EBADMSG when there is no valid manifest. *checked receives the number of members verified. */

@@ -854,16 +854,8 @@ static void push_signature(lua_State *L, const nd_bundle_contents *c, const char
         return;
     nd_err err;
     nd_err_clear(&err);
-    nd_bundle_key *k = NULL;
-    int rc = nd_bundle_key_load(key_path, &k, &err);
-    if (rc == 0 && !c->signature)
-        rc = nd_err_set(&err, -ENOENT, "the bundle is not signed (no manifest.sig)");
-    else if (rc == 0 && !c->manifest_raw)
-        rc = nd_err_set(&err, -EBADMSG, "the bundle has no manifest.json to check the signature against");
-    char desc[128] = "";
-    if (rc == 0)
-        rc = nd_bundle_key_verify(k, c->manifest_raw, c->manifest_len, c->signature, desc, sizeof desc, &err);
-    nd_bundle_key_free(k);
+    char desc[128];
+    int rc = nd_bundle_check_signature(c, key_path, desc, sizeof desc, &err);
     ndl_setbool(L, "verified", rc == 0);
     if (rc < 0)
         ndl_setstr(L, "problem", err.msg);
