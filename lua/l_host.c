@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -148,6 +149,18 @@ static int l_isatty(lua_State *L)
     return 1;
 }
 
+/* columns(fd) -> the width of the terminal on fd (default 1) | nil when fd is not a terminal or reports no size */
+static int l_columns(lua_State *L)
+{
+    struct winsize ws;
+    int fd = (int)luaL_optinteger(L, 1, 1);
+    if (isatty(fd) && ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        lua_pushinteger(L, ws.ws_col);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
 NDL_MODULE(host)
 {
     static const luaL_Reg funcs[] = {
@@ -155,7 +168,8 @@ NDL_MODULE(host)
         {"nitro_cli", l_nitro_cli}, {"set_nitro_cli", l_set_nitro_cli}, {"hostname", l_hostname},
         {"version", l_version},   {"exe", l_exe},               {"share_dir", l_share_dir},
         {"source_dir", l_source_dir}, {"setenv", l_setenv},     {"getenv", l_getenv},
-        {"verbosity", l_verbosity}, {"isatty", l_isatty},       {NULL, NULL}};
+        {"verbosity", l_verbosity}, {"isatty", l_isatty},       {"columns", l_columns},
+        {NULL, NULL}};
     luaL_newlib(L, funcs);
     return 1;
 }

@@ -192,6 +192,9 @@ static int l_run(lua_State *L)
     lua_pushvalue(L, 1);
     lua_xmove(L, co, 1);
     h->interrupted = 0;
+    /* The loop does not run while the prompt waits for a line, so its cached "now" is as old as the prompt: a timer
+     * started from it (nd.sleep, a command's timeout) would fire early by the time spent typing. */
+    uv_update_time(&h->loop);
     int live_before = h->ctx.live_procs;
     r->running = co;
     int nres = 0;

@@ -87,10 +87,15 @@ return {
         if not list then s:fail("describe-enclaves failed: " .. err) return end
         if #list > 0 then
           local ev = {}
-          for _, e in ipairs(list) do ev[#ev + 1] = e.EnclaveID .. " " .. (e.EnclaveName or "") .. " " .. e.State end
+          local ids = {}
+          for _, e in ipairs(list) do
+            ev[#ev + 1] = e.EnclaveID .. " " .. (e.EnclaveName or "") .. " " .. e.State
+            ids[#ids + 1] = "nitrodiag cleanup id=" .. e.EnclaveID
+          end
           s:finding{ code = "ENCLAVES_RUNNING", severity = "fail",
             message = #list .. " enclave(s) running: the allocator cannot change CPUs or memory under them",
-            evidence = ev, remediation = "terminate them first (nitrodiag cleanup), then run this again" }
+            evidence = ev, remediation = "stop the workloads they run, or terminate them if they are stale (" ..
+              table.concat(ids, "; ") .. "), then run this again" }
           return
         end
         s:ok("none")
@@ -116,9 +121,19 @@ return {
       run = function(s)
         local r, err = systemctl("start", UNIT)
         if not r or r.exit_code ~= 0 then
-          s:finding{ code = "ALLOCATOR_START_FAILED", severity = "fail", message = "the allocator did not start with the new values",
-            evidence = { r and (r.stderr ~= "" and r.stderr or r.stdout) or err },
-            remediation = "see journalctl -u " .. UNIT .. "; the previous file is restored by the rollback step" }
+          -- The allocator's own words: its error lines from the journal of this start (the script prints "Error: …").
+          local ev = { r and (r.stderr ~= "" and r.stderr or r.stdout):gsub("%s+$", "") or err }
+          local j = proc.run{ "journalctl", "-u", UNIT, "-o", "cat", "--no-pager", "-n", "30", timeout = 20 }
+          local own = {}
+          for line in ((j and j.stdout) or ""):gmatch("[^\n]+") do
+            if line:match("^Error") or line:match("[Ee]rror:") or line:match("[Ff]ailed") then own[#own + 1] = line end
+          end
+          for _, l in ipairs(own) do ev[#ev + 1] = "journal: " .. l end
+          s:finding{ code = "ALLOCATOR_START_FAILED", severity = "fail",
+            message = "the allocator did not start with the new values" .. (own[1] and (": " .. own[1]) or ""),
+            evidence = ev,
+            remediation = (own[1] and "fix what the allocator says above" or ("see journalctl -u " .. UNIT)) ..
+              "; the previous file is restored by the rollback step" }
           return
         end
         local e = systemctl("enable", UNIT)

@@ -4,11 +4,15 @@
 --
 -- Reads the archive once with the core reader (libarchive; nothing is extracted to disk), hashing every member.
 -- Fails (exit 1) when a member listed in the manifest is missing, has another size or hash, when the archive holds
--- a member the manifest does not list, or when there is no manifest at all. This checks INTEGRITY only: whoever can
--- change a member can change the manifest too. With key=FILE it also checks the bundle's signature (manifest.sig,
--- written with --sign-key): an HMAC secret, or the signer's PEM public key/certificate (docs/bundle.md).
--- A partial bundle (<name>.partial.tar.gz, kept from a run that was killed) is listed up to where it ends.
+-- a member the manifest does not list, or when there is no manifest at all. The verdict is about this check, and
+-- says WARN when the bundled run itself failed or was interrupted (its own verdict is shown). Given several files
+-- (a glob such as nitrodiag-diag10-*.tar.gz), it opens the newest and lists the others. This checks INTEGRITY only:
+-- whoever can change a member can change the manifest too. With key=FILE it also checks the bundle's signature
+-- (manifest.sig, written with --sign-key): an HMAC secret, or the signer's PEM public key/certificate
+-- (docs/bundle.md). A partial bundle (<name>.partial.tar.gz, kept from a run that was killed) is listed up to where
+-- it ends.
 local bundle = require "nd.bundle"
+local uv = require "luv"
 
 local text = {}
 local function out(line) text[#text + 1] = line or "" end
@@ -27,6 +31,7 @@ return {
   categories = { "bundle" },
   args = {
     { name = "file", type = "string", positional = 1, help = "the bundle (.tar.gz) to open" },
+    { name = "more", type = "rest", help = "more bundles (a glob's other matches): the newest of all is opened" },
     { name = "report", type = "boolean", default = true, help = "show report.md" },
     { name = "key", type = "string", help = "check the signature with this key file (HMAC secret, or PEM public key, certificate or private key)" },
   },
@@ -37,8 +42,26 @@ return {
       run = function(s)
         local path = s.args.file
         if not path or path == "" then
-          s:fail("no bundle given: nitrodiag bundle FILE.tar.gz")
-          return
+          s:usage("no bundle given: nitrodiag bundle FILE.tar.gz")
+        end
+        if #s.args.more > 0 then
+          -- several matches: the newest (by modification time, then by name: the names carry a UTC timestamp)
+          local all = { path }
+          for _, p in ipairs(s.args.more) do all[#all + 1] = p end
+          local function mtime(p)
+            local st = uv.fs_stat(p)
+            return st and (st.mtime.sec + st.mtime.nsec / 1e9) or -1
+          end
+          table.sort(all, function(x, y)
+            local mx, my = mtime(x), mtime(y)
+            if mx ~= my then return mx > my end
+            return x > y
+          end)
+          path = all[1]
+          s.args.file = path
+          out(string.format("%d bundles given; opening the newest: %s", #all, path))
+          for i = 2, #all do out("  also: " .. all[i]) end
+          out()
         end
         s:progress("reading and hashing " .. path)
         local c, err = bundle.read(path, { key = s.args.key })
@@ -85,7 +108,16 @@ return {
           end
         end
         out()
-        s:ok(string.format("%d members, %d not collected", #c.members, #notcollected))
+        -- The bundled run's own verdict: a FAIL or an interrupted run is not a PASS here either.
+        local v = type(m.verdict) == "string" and m.verdict or nil
+        if m.interrupted == true or v == "fail" or v == "error" or v == "timeout" then
+          s:finding{ code = "BUNDLED_RUN_FAILED", severity = "warn",
+            message = string.format("the bundled %s run's verdict: %s%s", tostring(m.runbook or "?"), (v or "?"):upper(),
+              m.interrupted == true and (" (interrupted: " .. tostring(m.interrupt_reason or "?") .. ")") or ""),
+            remediation = "its findings are in the report below (report.md)" }
+        end
+        s:ok(string.format("%d members, %d not collected; the run's verdict: %s", #c.members, #notcollected,
+          (v or "unknown"):upper()))
       end },
     { name = "report", timeout = 10,
       run = function(s)

@@ -1,23 +1,29 @@
--- cleanup: terminate every enclave (or those matching a name or CID), verify none of them remain, report what was
--- freed, and remove stale enclave-process sockets. Running it twice is safe: the second run finds nothing to do.
+-- cleanup: terminate the enclaves you name (by name, CID or ID, the stale ones, or all=true), verify none of them
+-- remain, report what was freed, and remove stale enclave-process sockets. With no selection it terminates nothing:
+-- it lists the running enclaves and, on a terminal, asks. Running it twice is safe: the second run finds nothing.
 local nd = require "nd"
 local host = require "nd.host"
 local fs = require "nd.fs"
 local nitro = require "nd.nitro"
 
 local SOCKETS_DIR = "/run/nitro_enclaves"
+-- Enclaves named nitrodiag-* are the test enclaves of nitrodiag's runbooks (diag10): one still running was left by a
+-- run that could not clean up. That is the "stale" rule (stale=true), the same as diag10's terminate=stale.
+local STALE_PREFIX = "nitrodiag-"
 
 local function glob_to_pattern(g)
   return "^" .. g:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0"):gsub("%*", ".*"):gsub("%?", ".") .. "$"
 end
 
 return {
-  description = "Terminate enclaves (all, or by name/CID), verify they are gone, report freed CPUs and memory",
+  description = "Terminate the enclaves you name (name/CID/ID, stale=true or all=true), verify they are gone, report what was freed",
   categories = { "repair" },
   args = {
-    { name = "name", type = "string", help = "only enclaves with this name (shell wildcards * and ? allowed)" },
-    { name = "cid", type = "integer", help = "only the enclave with this CID" },
-    { name = "id", type = "string", help = "only the enclave with this enclave ID" },
+    { name = "name", type = "string", help = "the enclaves with this name (shell wildcards * and ? allowed)" },
+    { name = "cid", type = "integer", help = "the enclave with this CID" },
+    { name = "id", type = "string", help = "the enclave with this enclave ID" },
+    { name = "stale", type = "boolean", default = false, help = "the enclaves named " .. STALE_PREFIX .. "* that nitrodiag's test runs left" },
+    { name = "all", type = "boolean", default = false, help = "every running enclave, production ones included" },
     { name = "dry_run", type = "boolean", default = false, help = "show what would be terminated, change nothing" },
   },
   deadline = 120,
@@ -27,17 +33,42 @@ return {
         local list, err = nitro.describe_enclaves()
         if not list then s:fail("describe-enclaves failed: " .. err) return end
         local a, targets = s.args, {}
+        local selected = a.all or a.stale or a.name or a.cid or a.id
         local pat = a.name and glob_to_pattern(a.name)
+        local lines = {}
         for _, e in ipairs(list) do
-          if (not pat or (e.EnclaveName or ""):match(pat)) and (not a.cid or e.EnclaveCID == a.cid) and
-             (not a.id or e.EnclaveID == a.id) then
+          local _, age = nitro.enclave_started(e)
+          local line = string.format("%s %s CID %s, %s, %s, %s CPUs %s, %s MiB, %s", e.EnclaveID,
+            e.EnclaveName and ("\"" .. e.EnclaveName .. "\"") or "(no name)", tostring(e.EnclaveCID),
+            e.Flags == "DEBUG_MODE" and "debug mode" or "production (not debug)",
+            age and string.format("up %.0f s", age) or "age unknown", tostring(e.NumberOfCPUs),
+            table.concat(e.CPUIDs or {}, ","), tostring(e.MemoryMiB), tostring(e.State))
+          lines[#lines + 1] = line
+          s:log(line)
+          local stale = (e.EnclaveName or ""):sub(1, #STALE_PREFIX) == STALE_PREFIX
+          if selected and (not pat or (e.EnclaveName or ""):match(pat)) and (not a.cid or e.EnclaveCID == a.cid) and
+             (not a.id or e.EnclaveID == a.id) and (not a.stale or stale) then
             targets[#targets + 1] = e
-            s:log(string.format("%s %s CID %s: %s CPUs %s, %s MiB, %s", e.EnclaveID, e.EnclaveName or "",
-              tostring(e.EnclaveCID), tostring(e.NumberOfCPUs), table.concat(e.CPUIDs or {}, ","), tostring(e.MemoryMiB), e.State))
           end
         end
         s.data.running = list
         s.data.targets = targets
+        if not selected and #list > 0 then
+          -- Nothing named: never terminate on a guess. On a terminal, ask about each one.
+          if s.interactive then
+            for i, e in ipairs(list) do
+              if s:ask("terminate " .. lines[i] .. "?") then targets[#targets + 1] = e end
+            end
+          end
+          if #targets == 0 then
+            s:finding{ code = "NOTHING_SELECTED", severity = "warn",
+              message = string.format("%d enclave(s) running; none terminated: say which ones", #list),
+              evidence = lines,
+              remediation = "nitrodiag cleanup id=<EnclaveID> (or name=, cid=, stale=true for those nitrodiag left, " ..
+                "all=true for every one)" }
+            return
+          end
+        end
         s:ok(string.format("%d running, %d to terminate", #list, #targets))
       end },
     { name = "terminate", timeout = 60,

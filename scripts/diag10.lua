@@ -1,9 +1,15 @@
 -- diag10: the full diagnosis of a Nitro Enclaves host in about three minutes — the seed runbook (an SSM bash
--- script) done right. It checks the host (nitro-cli, the device, the allocator), avoids E51, predicts E26/E27 before
--- anything runs, cleans up stale enclaves, builds the vsock-pingpong images (basic and vsock, no `/bin/sh -c`) and
--- their EIFs, runs each one with an attached console for a bounded time (pinging the vsock one while it runs), runs
--- the AWS hello enclave as the control, and analyses every console and error output into findings with the numbers.
--- Everything the old script collected goes into the bundle, plus what it lost: the full run log and the build logs.
+-- script) done right. It checks the host (nitro-cli, the device, the allocator), avoids E51, lists the enclaves
+-- already running (and leaves them alone unless told otherwise), predicts E26/E27 before anything runs, builds the
+-- vsock-pingpong images (basic and vsock, no `/bin/sh -c`) and their EIFs, runs each one with an attached console
+-- for a bounded time (pinging the vsock one while it runs), runs the AWS hello enclave as the control, and analyses
+-- every console and error output into findings with the numbers. Everything the old script collected goes into the
+-- bundle, plus what it lost: the full run log and the build logs.
+--
+-- Safety: diag10 never terminates an enclave it did not start unless asked: terminate=stale (enclaves named
+-- nitrodiag-*, which only nitrodiag's own test runs use, left by an earlier run) or terminate=all; on a terminal it
+-- asks first. The test enclaves it starts are named nitrodiag-<run> and always terminated by ID in the clean-up
+-- step, which a second Ctrl-C does not cancel; what it cannot terminate is listed as the exact commands to run.
 local nd = require "nd"
 local proc = require "nd.proc"
 local host = require "nd.host"
@@ -16,6 +22,10 @@ local errors = require "nd.nitro_errors"
 
 local ALLOCATOR_UNIT = "nitro-enclaves-allocator.service"
 local VSOCK_PORT = 5000
+-- The name prefix of the enclaves diag10 starts. Only nitrodiag uses it, so an enclave with this name that this run
+-- did not start was left by an earlier run: that is what terminate=stale terminates.
+local NAME_PREFIX = "nitrodiag-"
+local RUNS = { "basic", "vsock", "hello", "smoke" }
 local HELLO_EIF = "/usr/share/nitro_enclaves/examples/hello.eif"
 
 -- The shipped test-image build context: a directory holding enclave/Dockerfile and the sources it compiles (core/,
@@ -40,6 +50,69 @@ local function short(text, n)
   return first
 end
 
+local function terminate_cmd(id) return "nitro-cli terminate-enclave --enclave-id " .. id end
+
+local function is_stale(e, started)
+  return (e.EnclaveName or ""):sub(1, #NAME_PREFIX) == NAME_PREFIX and not started[e.EnclaveID]
+end
+
+local function human_age(secs)
+  if not secs then return "age unknown" end
+  secs = math.floor(secs)
+  if secs < 120 then return secs .. " s" end
+  if secs < 7200 then return (secs // 60) .. " min" end
+  if secs < 172800 then return string.format("%.1f h", secs / 3600) end
+  return string.format("%.1f days", secs / 86400)
+end
+
+-- One line about a running enclave: what is known about it.
+local function describe_line(e)
+  local _, age = nitro.enclave_started(e)
+  return string.format("%s %s: CID %s, %s, up %s, %s CPUs %s, %s MiB, %s", tostring(e.EnclaveID),
+    e.EnclaveName and ("\"" .. e.EnclaveName .. "\"") or "(no name)", tostring(e.EnclaveCID),
+    e.Flags == "DEBUG_MODE" and "debug mode" or "production (not debug)", human_age(age),
+    tostring(e.NumberOfCPUs), json.encode(e.CPUIDs or json.array()), tostring(e.MemoryMiB), tostring(e.State))
+end
+
+-- The pool the allocator reserved and what the running enclaves hold of it: {cpus, memory_mib, held_cpus,
+-- held_mib, free_cpus, free_mib} (cpus/memory nil when allocator.yaml was not readable).
+local function pool_use(cfg, list)
+  local u = { held_cpus = 0, held_mib = 0 }
+  for _, e in ipairs(list) do
+    u.held_cpus = u.held_cpus + (tonumber(e.NumberOfCPUs) or 0)
+    u.held_mib = u.held_mib + (tonumber(e.MemoryMiB) or 0)
+  end
+  if cfg then
+    u.cpus = cfg.cpu_count or (cfg.pool_cpus and #cfg.pool_cpus) or nil
+    u.memory_mib = cfg.memory_mib
+  end
+  if u.cpus then u.free_cpus = u.cpus - u.held_cpus end
+  if u.memory_mib then u.free_mib = u.memory_mib - u.held_mib end
+  return u
+end
+
+-- Terminates the enclaves this run started (by ID, each call bounded); returns the IDs still running.
+local function terminate_ours(s, per_call)
+  local d = s.data
+  local failed = {}
+  for _, id in ipairs(d.started_ids) do
+    if not d.terminated[id] then
+      local ok = nitro.terminate{ id = id, timeout = per_call or 10 }
+      if ok then d.terminated[id] = true else failed[#failed + 1] = id end
+    end
+  end
+  if #failed == 0 then return failed end
+  -- terminate fails for an enclave that is already gone (its application ended): only a running one is left
+  local list = nitro.describe_enclaves{ timeout = per_call or 10 }
+  if not list then return failed end
+  local running, left = {}, {}
+  for _, e in ipairs(list) do running[e.EnclaveID] = true end
+  for _, id in ipairs(failed) do
+    if running[id] then left[#left + 1] = id else d.terminated[id] = true end
+  end
+  return left
+end
+
 -- A finding for the root cause of a nitro-cli failure, with the numbers from its text (nd.diagnose).
 local function error_finding(s, record, context)
   local f = require("nd.diagnose").nitro_error(record and record.errors, context)
@@ -57,8 +130,11 @@ end
 -- Runs one EIF with an attached console for run_seconds; pings it over vsock when asked. Returns a run summary.
 local function run_one(s, name, eif, opts)
   local a = s.args
+  local d = s.data
   local console, stderr_lines = {}, {}
-  local cid
+  local cid, id
+  local ename = NAME_PREFIX .. name
+  d.started_names[ename] = true
   s:progress(string.format("%s: nitro-cli run-enclave --attach-console (%d s)", name, a.run_seconds))
   local started = nd.now()
   local ping_task
@@ -68,6 +144,13 @@ local function run_one(s, name, eif, opts)
       local c = line:match("Started enclave with enclave%-cid: (%d+)")
       if c then cid = tonumber(c) end
     else
+      -- The run-enclave JSON comes first on stdout: remember the ID at once, so that clean-up terminates this
+      -- enclave even if the run is stopped right now.
+      local eid = not id and line:match('^%s*"EnclaveID"%s*:%s*"([^"]+)"')
+      if eid then
+        id = eid
+        d.started_ids[#d.started_ids + 1] = eid
+      end
       console[#console + 1] = line
       if opts.ping and not ping_task and cid and line:find("listening on port", 1, true) then
         ping_task = nd.spawn(function()
@@ -77,9 +160,15 @@ local function run_one(s, name, eif, opts)
       end
     end
   end
-  local info, err, code, record = nitro.run_enclave{ eif = eif, memory = a.memory, cpu_count = a.cpu_count,
-    debug = true, attach_console = true, on_line = on_line, timeout = a.run_seconds }
+  -- a run may carry its own memory and CPUs (an operator's workload); the test runs use memory= and cpu_count=
+  local info, err, code, record = nitro.run_enclave{ eif = eif, memory = opts.memory or a.memory,
+    cpu_count = not opts.cpu_ids and (opts.cpu_count or a.cpu_count) or nil, cpu_ids = opts.cpu_ids,
+    name = ename, debug = true, attach_console = true, on_line = on_line, timeout = a.run_seconds }
   record = record or {}
+  if info and info.EnclaveID and not id then
+    id = info.EnclaveID
+    d.started_ids[#d.started_ids + 1] = id
+  end
   -- An attached console runs until we stop it: the timeout is how a good run ends.
   local run = { name = name, eif = eif, cid = cid or (info and info.EnclaveCID), console = console,
                 duration = nd.now() - started, exit_code = record.exit_code }
@@ -100,17 +189,35 @@ local function run_one(s, name, eif, opts)
     s.bundle:add_string("run_" .. name .. ".log", table.concat({
       "$ " .. table.concat(record.argv or { "nitro-cli", "run-enclave" }, " "),
       table.concat(stderr_lines, "\n"),
-      string.format("%s_rc=%s", name, tostring(record.exit_code)) }, "\n") .. "\n")
+      string.format("%s_rc=%s", name, tostring(record.exit_code)),
+      record.timed_out and string.format("# %s_rc=-1: nitrodiag stopped the attached console on purpose at the end of " ..
+        "its %g s window (run_seconds); that is how a good run ends, not a failure. The enclave was then terminated.",
+        name, a.run_seconds) or nil }, "\n") .. "\n")
   end
   -- The console says what happened to the enclave; a nitro-cli error after it (E45: the console closed because the
   -- enclave went away) is then a consequence, not the cause.
-  run.verdict = analyse_console(s, name, console, opts.inspect)
+  if opts.smoke then
+    -- The busybox smoke image echoes one line and exits, so the enclave reboots right after it: expected here.
+    local res = require("nd.console").analyse(console, { name = name, expect_init = false })
+    if res.facts.smoke then
+      run.verdict = "ok"
+    elseif #console == 0 then
+      run.verdict = "silent"
+    else
+      run.verdict = "no-smoke"
+      s:finding{ code = "SMOKE_SILENT", severity = "fail",
+        message = name .. ": the busybox smoke enclave never printed `[busybox-smoke] alive`",
+        evidence = { console[#console] }, remediation = "the enclave did not run its image's command: see run_smoke.console.log" }
+    end
+  else
+    run.verdict = analyse_console(s, name, console, opts.inspect)
+  end
   local root = not info and code ~= "ETIMEDOUT" and record.errors and record.errors.root
-  if root and run.verdict ~= "ok" and run.verdict ~= "silent" and (root.code == "E45" or root.code == "E36") then
+  if root and (run.verdict ~= "ok" or opts.smoke) and run.verdict ~= "silent" and (root.code == "E45" or root.code == "E36") then
     s:finding{ code = root.code, severity = "info",
       message = string.format("%s: nitro-cli then ended with %s (%s): a consequence of the enclave going away",
         name, root.code, root.title or ""), evidence = { root.headline } }
-    run.failed = run.verdict
+    if run.verdict ~= "ok" then run.failed = run.verdict end
   elseif root then
     error_finding(s, record, "running " .. name)
     run.failed = root.code
@@ -119,8 +226,18 @@ local function run_one(s, name, eif, opts)
     s:finding{ code = "RUN_FAILED", severity = "fail", message = name .. ": run-enclave failed: " .. short(err),
                evidence = stderr_lines }
   end
-  -- Terminate what this run started so the next one has the CPUs (the run may outlive its console).
-  if run.cid or info then nitro.terminate{ all = true, timeout = 30 } end
+  -- Terminate what this run started so the next one has the CPUs (the run may outlive its console): by its ID,
+  -- never --all, which would stop enclaves this run did not start.
+  if not id and (run.cid or info) then
+    for _, e in ipairs(nitro.describe_enclaves() or {}) do
+      if e.EnclaveName == ename or (run.cid and e.EnclaveCID == run.cid) then
+        id = e.EnclaveID
+        d.started_ids[#d.started_ids + 1] = id
+      end
+    end
+  end
+  if id and not d.terminated[id] then terminate_ours(s, 20) end
+  run.id = id
   return run
 end
 
@@ -132,18 +249,24 @@ return {
     { name = "memory", type = "integer", default = 1024, min = 1, help = "MiB for each run-enclave" },
     { name = "cpu_count", type = "integer", default = 2, min = 1, help = "vCPUs for each run-enclave" },
     { name = "run_seconds", type = "number", default = 20, min = 1, help = "how long each enclave runs with its console attached" },
-    { name = "runs", type = "list", default = "basic,vsock,hello", help = "which runs: basic, vsock, hello (the AWS control)" },
+    { name = "runs", type = "list", default = "basic,vsock,hello", choices = RUNS,
+      help = "which runs: basic, vsock, hello (the AWS control), smoke (the busybox image: does an enclave boot at all)" },
+    { name = "terminate", type = "string", default = "none", choices = { "none", "stale", "all" },
+      help = "enclaves this run did not start: none (list them; on a terminal, ask), stale (those named " ..
+        NAME_PREFIX .. "*, left by an earlier nitrodiag run), all (every one, production included)" },
     { name = "build", type = "boolean", default = true, help = "build the images from context (false: use the existing images)" },
     { name = "context", type = "string", help = "docker build context holding enclave/Dockerfile (default: the shipped one), or a directory with a Dockerfile" },
     { name = "image", type = "string", default = "hello-enclave", help = "image repository; runs use <image>:<mode>" },
     { name = "hello_eif", type = "string", default = HELLO_EIF, help = "EIF of the AWS hello enclave (the control run)" },
-    { name = "eifs", type = "list", default = "", help = "more EIFs to check and run (comma-separated paths)" },
+    { name = "eifs", type = "list", default = "", help = "more EIFs to check and run (comma-separated host paths, read under --root/--sim)" },
   },
   deadline = 180,
   collect = true,
   steps = {
     { name = "nitro-cli", timeout = 15, required = true, collects = { "nitro_cli_version.txt" },
       run = function(s)
+        -- what this run starts: the IDs and names of its test enclaves, and which of them are terminated
+        s.data.started_ids, s.data.started_names, s.data.terminated = {}, {}, {}
         local r, err = proc.run{ host.nitro_cli(), "--version", timeout = 10 }
         if not r then
           s:finding{ code = "NITRO_CLI_MISSING", severity = "fail", message = "nitro-cli is not available: " .. err,
@@ -218,36 +341,89 @@ return {
         s:ok("NITRO_CLI_ARTIFACTS=" .. dir)
       end },
 
-    { name = "stale enclaves", timeout = 40, collects = { "describe_enclaves.before.json" },
+    -- The enclaves already running: what they are and whether they hold what this run needs. diag10 terminates
+    -- none of them unless terminate=stale|all says so or the operator says yes at the prompt.
+    { name = "running enclaves", timeout = 90, collects = { "describe_enclaves.before.json" },
       run = function(s)
+        local a, d = s.args, s.data
         local list, err = nitro.describe_enclaves()
         if not list then s:fail("describe-enclaves failed: " .. short(err)) return end
         if s.bundle then s.bundle:add_json("describe_enclaves.before.json", list) end
         if #list == 0 then s:ok("none running") return end
-        local ev, cpus, mem = {}, 0, 0
+        local ev, line_of = {}, {}
         for _, e in ipairs(list) do
-          ev[#ev + 1] = string.format("%s %s CID %s, %s CPUs %s, %s MiB, %s", e.EnclaveID, e.EnclaveName or "",
-            tostring(e.EnclaveCID), tostring(e.NumberOfCPUs), json.encode(e.CPUIDs or json.array()), tostring(e.MemoryMiB), e.State)
-          cpus = cpus + (e.NumberOfCPUs or 0)
-          mem = mem + (e.MemoryMiB or 0)
-          local ok, terr = nitro.terminate{ id = e.EnclaveID, timeout = 30 }
-          if not ok then ev[#ev + 1] = "terminate " .. e.EnclaveID .. " failed: " .. short(terr) end
+          ev[#ev + 1] = describe_line(e)
+          line_of[e.EnclaveID] = ev[#ev]
         end
-        local left = nitro.describe_enclaves() or {}
-        s.data.freed = { cpus = cpus, memory_mib = mem, enclaves = #list }
-        s:finding{ code = "STALE_ENCLAVES", severity = #left == 0 and "warn" or "fail",
-          message = string.format("%d stale enclave(s) held %d CPUs and %d MiB%s", #list, cpus, mem,
-            #left == 0 and "; terminated them" or "; some could not be terminated"),
-          evidence = ev,
-          remediation = "stale enclaves keep the CPU pool (E29/E22/E39 \"no CPUs available\"): terminate them before a run " ..
-            "(nitrodiag cleanup), and make your deployment terminate enclaves it replaces" }
+        local use = pool_use(d.allocator, list)
+        local function blocked(u)
+          return (u.free_cpus and u.free_cpus < a.cpu_count) or (u.free_mib and u.free_mib < a.memory)
+        end
+        local function holds(u)
+          return string.format("they hold %d of %s pool CPUs and %d of %s MiB; each run needs %d CPUs and %d MiB",
+            u.held_cpus, tostring(u.cpus or "?"), u.held_mib, tostring(u.memory_mib or "?"), a.cpu_count, a.memory)
+        end
+        -- Which ones to terminate: as asked, or (on a terminal, when they are in the way) as the operator answers.
+        local targets = {}
+        for _, e in ipairs(list) do
+          if a.terminate == "all" or (a.terminate == "stale" and is_stale(e, {})) then targets[#targets + 1] = e end
+        end
+        if #targets == 0 and blocked(use) and s.interactive then
+          for _, l in ipairs(ev) do s.out:note("  running: " .. l) end
+          local yes = s:ask(string.format("%d enclave(s) hold what diag10 needs (%s). Terminate them all?", #list,
+            holds(use)))
+          if yes then targets = list end
+        end
+        local terminated, failed = {}, {}
+        for _, e in ipairs(targets) do
+          s:progress("terminate-enclave " .. e.EnclaveID)
+          local ok, terr = nitro.terminate{ id = e.EnclaveID, timeout = 20 }
+          if ok then terminated[#terminated + 1] = line_of[e.EnclaveID]
+          else failed[#failed + 1] = "terminate " .. e.EnclaveID .. " failed: " .. short(terr) end
+        end
+        if #terminated > 0 then
+          list = nitro.describe_enclaves() or list
+          use = pool_use(d.allocator, list)
+          local all_ev = {}
+          for _, l in ipairs(terminated) do all_ev[#all_ev + 1] = "terminated: " .. l end
+          for _, l in ipairs(failed) do all_ev[#all_ev + 1] = l end
+          s:finding{ code = "STALE_ENCLAVES", severity = #failed == 0 and "warn" or "fail",
+            message = string.format("terminated %d enclave(s) this run did not start (terminate=%s)", #terminated,
+              a.terminate ~= "none" and a.terminate or "confirmed at the prompt"),
+            evidence = all_ev,
+            remediation = "stale enclaves keep the CPU pool (E29/E22/E39 \"no CPUs available\"): make your deployment " ..
+              "terminate the enclaves it replaces" }
+        end
+        d.running_before = list
+        if #list == 0 then s:ok("none left running") return end
+        ev = {}
+        for _, e in ipairs(list) do ev[#ev + 1] = line_of[e.EnclaveID] or describe_line(e) end
+        if blocked(use) then
+          d.pool_blocked = string.format("%d running enclave(s) hold the CPU pool or memory this run needs", #list)
+          local cmds = {}
+          for _, e in ipairs(list) do cmds[#cmds + 1] = terminate_cmd(e.EnclaveID) end
+          s:fail(string.format("%d enclave(s) this run did not start hold the pool: test runs not started", #list))
+          s:finding{ code = "ENCLAVES_HOLD_POOL", severity = "fail",
+            message = string.format("%d enclave(s) this run did not start are running: %s, so the test runs cannot " ..
+              "start (they would fail with E29/E39); diag10 left them alone and does not run its test enclaves", #list,
+              holds(use)),
+            evidence = ev,
+            remediation = "if they are stale, rerun with terminate=stale (those named " .. NAME_PREFIX .. "*, left by " ..
+              "nitrodiag) or terminate=all, or terminate the ones you know are stale: " .. table.concat(cmds, "; ") }
+          return
+        end
+        s:finding{ code = "ENCLAVES_RUNNING", severity = "info",
+          message = string.format("%d enclave(s) this run did not start are running and were left alone; %d CPUs and " ..
+            "%s MiB of the pool stay free for the test runs", #list, use.free_cpus or 0, tostring(use.free_mib or "?")),
+          evidence = ev }
+        s:ok(string.format("%d running (left alone); the pool has room for the test runs", #list))
       end },
 
     { name = "build images", timeout = 120,
       collects = function(a)
         local out = {}
         for _, m in ipairs(a.runs) do
-          if m == "basic" or m == "vsock" then
+          if m == "basic" or m == "vsock" or m == "smoke" then
             for _, f in ipairs({ "build_%s.docker.log", "docker_inspect_%s.json", "build_%s.eif.log", "eif_%s.measurements.json" }) do
               out[#out + 1] = f:format(m)
             end
@@ -259,8 +435,8 @@ return {
         local a = s.args
         s.data.eifs = {}
         local modes = {}
-        for _, r in ipairs(a.runs) do if r == "basic" or r == "vsock" then modes[#modes + 1] = r end end
-        if #modes == 0 then s:skip("no basic/vsock run asked for") end
+        for _, r in ipairs(a.runs) do if r == "basic" or r == "vsock" or r == "smoke" then modes[#modes + 1] = r end end
+        if #modes == 0 then s:skip("no basic/vsock/smoke run asked for") end
         local ctxdir = a.context or default_context()
         if a.build and not ctxdir then
           s:fail("no image context: the shipped enclave/Dockerfile was not found; pass context=DIR or build=false")
@@ -273,8 +449,10 @@ return {
           local tag = a.image .. ":" .. mode
           if a.build then
             s:progress("docker build " .. tag)
-            local dockerfile = fs.exists(ctxdir .. "/enclave/Dockerfile") and (ctxdir .. "/enclave/Dockerfile") or (ctxdir .. "/Dockerfile")
+            local file = mode == "smoke" and "Dockerfile.smoke" or "Dockerfile"
+            local dockerfile = fs.exists(ctxdir .. "/enclave/" .. file) and (ctxdir .. "/enclave/" .. file) or (ctxdir .. "/" .. file)
             local argv = { "docker", "build", "--build-arg", "MODE=" .. mode, "-t", tag, "-f", dockerfile, ctxdir }
+            if mode == "smoke" then argv = { "docker", "build", "-t", tag, "-f", dockerfile, ctxdir } end
             argv.timeout = 90
             local r, err = proc.run(argv)
             argv.timeout = nil
@@ -339,50 +517,83 @@ return {
         end
       end },
 
+    -- One finding per cause (E26, E27, …) naming the EIFs it concerns as the operator knows them (the test EIFs by
+    -- their run, the operator's by the path given); a run predicted to fail is not started.
     { name = "predict E26/E27", timeout = 15,
       run = function(s)
         local a = s.args
         local targets = {}
-        for mode, path in pairs(s.data.eifs or {}) do targets[#targets + 1] = { name = mode, eif = path, local_file = true } end
-        for _, p in ipairs(a.eifs) do targets[#targets + 1] = { name = fs.basename(p), eif = p } end
-        if a.hello_eif and fs.exists(host.path(a.hello_eif)) then
-          targets[#targets + 1] = { name = "hello", eif = a.hello_eif }
+        s.data.predicted = {}
+        for mode, path in pairs(s.data.eifs or {}) do
+          targets[#targets + 1] = { name = mode, eif = path, label = "the " .. mode .. " test EIF", local_file = true }
+        end
+        for _, p in ipairs(a.eifs) do
+          targets[#targets + 1] = { name = (fs.basename(p):gsub("%.eif$", "")), eif = p, label = p }
+        end
+        local want_hello = false
+        for _, r in ipairs(a.runs) do if r == "hello" then want_hello = true end end
+        if want_hello and a.hello_eif and fs.exists(host.path(a.hello_eif)) then
+          targets[#targets + 1] = { name = "hello", eif = a.hello_eif, label = a.hello_eif }
         end
         if #targets == 0 then s:skip("no EIF to check") end
         table.sort(targets, function(x, y) return x.name < y.name end)
-        local problems = 0
+        local causes, order, unreadable = {}, {}, 0
         for _, t in ipairs(targets) do
           local path = t.local_file and t.eif or host.path(t.eif)
-          local res, err = preflight.check{ eif = path, memory = a.memory, cpu_count = a.cpu_count }
+          local memory = t.memory or a.memory
+          local res, err = preflight.check{ eif = path, memory = memory, cpu_ids = t.cpu_ids,
+            cpu_count = not t.cpu_ids and (t.cpu_count or a.cpu_count) or nil }
           if not res then
-            s:finding{ code = "EIF_UNREADABLE", severity = "fail", message = t.eif .. ": " .. tostring(err) }
-            problems = problems + 1
+            s:finding{ code = "EIF_UNREADABLE", severity = "fail", message = t.label .. ": " .. tostring(err) }
+            s.data.predicted[t.name] = "EIF_UNREADABLE"
+            unreadable = unreadable + 1
           else
-            s:log(string.format("%s: %d bytes, needs ≥ %d MiB; allocator %s MiB free (%s)", t.eif, res.eif_size,
+            s:log(string.format("%s: %d bytes, needs ≥ %d MiB; allocator %s MiB free (%s)", t.label, res.eif_size,
               res.min_memory_mib, tostring(res.memory_free_mib), res.memory_source))
             for _, issue in ipairs(res.issues or {}) do
-              problems = problems + 1
-              local msg, fix
-              if issue.code == "E26" then
-                msg = string.format("predicted for %s: the EIF is %.0f MiB, so run-enclave needs --memory ≥ %d; memory=%d is too little",
-                  t.eif, res.eif_size / 1048576, res.min_memory_mib, a.memory)
-                fix = string.format("run with memory=%d or more (the 4× rule), and keep allocator.yaml memory_mib ≥ %d",
-                  res.min_memory_mib, res.min_memory_mib)
-              elseif issue.code == "E27" then
-                msg = string.format("predicted for %s: memory=%d MiB is more than the %s MiB the allocator reserved",
-                  t.eif, a.memory, tostring(issue.limit))
-                fix = string.format("raise memory_mib in %s to ≥ %d and restart %s (nitrodiag allocator memory_mib=%d)",
-                  allocator.PATH, a.memory, ALLOCATOR_UNIT, a.memory)
-              else
-                msg = "predicted for " .. t.eif .. ": " .. tostring(issue.message)
-                fix = table.concat((errors.get(issue.code) or {}).remediation or {}, "; ")
+              local c = causes[issue.code]
+              if not c then
+                c = { code = issue.code, items = {}, issue = issue }
+                causes[issue.code] = c
+                order[#order + 1] = issue.code
               end
-              s:finding{ code = issue.code, severity = "fail", message = msg, evidence = { issue.headline or issue.message },
-                         remediation = fix }
+              c.items[#c.items + 1] = { t = t, res = res, issue = issue, memory = memory }
+              s.data.predicted[t.name] = s.data.predicted[t.name] or issue.code
             end
           end
         end
-        if problems == 0 then s:ok(#targets .. " EIF(s) fit memory=" .. a.memory .. " and the allocator") end
+        for _, code in ipairs(order) do
+          local c = causes[code]
+          local labels, ev, need, asked = {}, {}, 0, 0
+          for _, it in ipairs(c.items) do
+            labels[#labels + 1] = it.t.label
+            need = math.max(need, it.res.min_memory_mib or 0)
+            asked = math.max(asked, it.memory)
+            ev[#ev + 1] = string.format("%s: %.0f MiB EIF, needs --memory ≥ %d, given %d: %s", it.t.label,
+              it.res.eif_size / 1048576, it.res.min_memory_mib, it.memory, it.issue.headline or it.issue.message or code)
+          end
+          local msg, fix
+          if code == "E26" then
+            msg = string.format("predicted E26 for %s: run-enclave needs --memory ≥ %d (4 × the EIF size); memory=%d " ..
+              "is too little, so %s not started", table.concat(labels, ", "), need, asked,
+              #labels == 1 and "that run is" or "those runs are")
+            fix = string.format("run with memory=%d or more (the 4× rule), and keep allocator.yaml memory_mib ≥ %d",
+              need, need)
+          elseif code == "E27" then
+            msg = string.format("predicted E27 for %s: memory=%d MiB is more than the %s MiB the allocator reserved, " ..
+              "so %s not started", table.concat(labels, ", "), asked, tostring(c.issue.limit),
+              #labels == 1 and "that run is" or "those runs are")
+            fix = string.format("raise memory_mib in %s to ≥ %d and restart %s (nitrodiag allocator memory_mib=%d)",
+              allocator.PATH, asked, ALLOCATOR_UNIT, asked)
+          else
+            msg = string.format("predicted %s for %s: %s", code, table.concat(labels, ", "), tostring(c.issue.message))
+            fix = table.concat((errors.get(code) or {}).remediation or {}, "; ")
+          end
+          s:finding{ code = code, severity = "fail", message = msg, evidence = ev, remediation = fix }
+        end
+        if #order == 0 and unreadable == 0 then
+          s:ok(#targets .. " EIF(s) fit memory=" .. a.memory .. " and the allocator")
+        end
         s.data.targets = targets
       end },
 
@@ -390,21 +601,28 @@ return {
       collects = function(a)
         local out = {}
         for _, m in ipairs(a.runs) do
-          if m == "basic" or m == "vsock" then out[#out + 1] = "run_" .. m .. ".console.log"; out[#out + 1] = "run_" .. m .. ".log" end
+          if m == "basic" or m == "vsock" or m == "smoke" then out[#out + 1] = "run_" .. m .. ".console.log"; out[#out + 1] = "run_" .. m .. ".log" end
         end
         return out
       end,
       run = function(s)
         local a = s.args
-        local plan = {}
+        local plan, held_back = {}, {}
+        local function add(p)
+          local why = s.data.predicted and s.data.predicted[p.name]
+          if why then held_back[#held_back + 1] = p.name .. " (" .. why .. ")" else plan[#plan + 1] = p end
+        end
         for _, r in ipairs(a.runs) do
-          if (r == "basic" or r == "vsock") and s.data.eifs and s.data.eifs[r] then
-            plan[#plan + 1] = { name = r, eif = s.data.eifs[r], ping = r == "vsock", inspect = s.data["inspect_" .. r] }
+          if (r == "basic" or r == "vsock" or r == "smoke") and s.data.eifs and s.data.eifs[r] then
+            add{ name = r, eif = s.data.eifs[r], ping = r == "vsock", smoke = r == "smoke", inspect = s.data["inspect_" .. r] }
           end
         end
-        for _, p in ipairs(a.eifs) do plan[#plan + 1] = { name = fs.basename(p):gsub("%.eif$", ""), eif = p } end
-        if #plan == 0 then s:skip("nothing to run (no EIF was built)") end
-        nitro.terminate{ all = true, timeout = 30 }
+        for _, p in ipairs(a.eifs) do add{ name = (fs.basename(p):gsub("%.eif$", "")), eif = p } end
+        if s.data.pool_blocked then s:skip("not run: " .. s.data.pool_blocked .. " (see 'running enclaves')") end
+        if #plan == 0 then
+          s:skip(#held_back > 0 and ("not run: predicted to fail: " .. table.concat(held_back, ", "))
+            or "nothing to run (no EIF was built)")
+        end
         s.data.runs = {}
         local bad = 0
         for _, p in ipairs(plan) do
@@ -425,7 +643,10 @@ return {
           if verdict ~= "ok" then bad = bad + 1 end
           s:log(string.format("%s: %s, %d console lines, %.1f s", p.name, verdict, #run.console, run.duration))
         end
-        if bad == 0 then s:ok(#plan .. " run(s) came up" .. ((s.data.runs[2] or s.data.runs[1] or {}).ping and ", vsock ping answered" or "")) end
+        if bad == 0 then
+          s:ok(#plan .. " run(s) came up" .. ((s.data.runs[2] or s.data.runs[1] or {}).ping and ", vsock ping answered" or "") ..
+            (#held_back > 0 and ("; not run (predicted to fail): " .. table.concat(held_back, ", ")) or ""))
+        end
       end },
 
     { name = "hello control", timeout = 60, collects = { "run_hello.console.log", "run_hello.log" },
@@ -436,7 +657,9 @@ return {
         if not fs.exists(host.path(a.hello_eif)) then
           s:skip("the AWS hello enclave is not installed (" .. a.hello_eif .. ", from aws-nitro-enclaves-cli-devel)")
         end
-        nitro.terminate{ all = true, timeout = 30 }
+        if s.data.pool_blocked then s:skip("not run: " .. s.data.pool_blocked .. " (see 'running enclaves')") end
+        local why = s.data.predicted and s.data.predicted.hello
+        if why then s:skip("not run: predicted to fail with " .. why) end
         local run = run_one(s, "hello", a.hello_eif, {})
         if run.failed or run.verdict ~= "ok" and run.verdict ~= "silent" then return end
         if #run.console == 0 then
@@ -502,24 +725,57 @@ return {
         end
       end },
 
-    { name = "cleanup", timeout = 40, always = true,
+    -- The enclaves this run started, and only those, terminated by ID; bounded (the engine never lets a signal
+    -- cancel this step). What cannot be terminated is listed as the exact commands to run.
+    { name = "cleanup", timeout = 45, always = true,
       run = function(s)
-        local ok, err = nitro.terminate{ all = true, timeout = 30 }
-        local left = nitro.describe_enclaves() or {}
-        if s.data.eif_dir then fs.rm_rf(s.data.eif_dir) end
-        if s.data.artifacts_dir then fs.rm_rf(s.data.artifacts_dir) end
-        if #left > 0 then
-          s:fail(#left .. " enclave(s) still running after terminate-enclave --all" .. (ok and "" or (": " .. short(err))))
-        else
-          s:ok("no enclave left running")
+        local d = s.data
+        d.started_ids, d.started_names, d.terminated = d.started_ids or {}, d.started_names or {}, d.terminated or {}
+        -- An enclave whose ID was never seen (stopped between its start and its JSON): find it by its name.
+        if next(d.started_names) then
+          for _, e in ipairs(nitro.describe_enclaves{ timeout = 10 } or {}) do
+            local base = (e.EnclaveName or ""):gsub("_%d+$", "")
+            if d.started_names[base] and not d.terminated[e.EnclaveID] then
+              local known = false
+              for _, id in ipairs(d.started_ids) do if id == e.EnclaveID then known = true end end
+              local before = false
+              for _, b in ipairs(d.running_before or {}) do if b.EnclaveID == e.EnclaveID then before = true end end
+              if not known and not before then d.started_ids[#d.started_ids + 1] = e.EnclaveID end
+            end
+          end
         end
+        local left = terminate_ours(s, 10)
+        if d.eif_dir then fs.rm_rf(d.eif_dir) end
+        if d.artifacts_dir then fs.rm_rf(d.artifacts_dir) end
+        if #left > 0 then
+          local cmds = {}
+          for _, id in ipairs(left) do cmds[#cmds + 1] = terminate_cmd(id) end
+          if s.bundle then s.bundle:add_string("cleanup_commands.txt", table.concat(cmds, "\n") .. "\n") end
+          s:finding{ code = "CLEANUP_INCOMPLETE", severity = "fail",
+            message = string.format("%d test enclave(s) this run started are still running and hold their CPUs and memory",
+              #left),
+            evidence = cmds, remediation = "run: " .. table.concat(cmds, "; ") }
+          return
+        end
+        s:ok(#d.started_ids == 0 and "this run started no enclave" or
+          string.format("the %d test enclave(s) this run started are terminated", #d.started_ids))
       end },
   },
 
-  report = function(result)
+  report = function(result, data)
     local lines = {}
     for _, st in ipairs(result.steps) do
       if st.name == "run enclaves" and st.outcome == "ok" then lines[#lines + 1] = "enclaves: " .. (st.message or "") end
+    end
+    -- Whatever stopped the clean-up (its time limit, a crash), the operator gets the exact commands.
+    local left = {}
+    for _, id in ipairs(data and data.started_ids or {}) do
+      data.terminated = data.terminated or {}
+      if not data.terminated[id] then left[#left + 1] = "  " .. terminate_cmd(id) end
+    end
+    if #left > 0 then
+      lines[#lines + 1] = "test enclaves this run started may still be running; terminate them with:"
+      for _, l in ipairs(left) do lines[#lines + 1] = l end
     end
     return #lines > 0 and table.concat(lines, "\n") or nil
   end,

@@ -146,24 +146,50 @@ return {
             remediation = code == "ENOENT" and "install aws-nitro-enclaves-cli" or "see the error log it names" }
           return
         end
-        local odd = {}
+        local odd, odd_ids = {}, {}
         for _, e in ipairs(list) do
-          if e.State ~= "RUNNING" then odd[#odd + 1] = e.EnclaveID .. " " .. tostring(e.State) end
+          if e.State ~= "RUNNING" then
+            odd[#odd + 1] = e.EnclaveID .. " " .. tostring(e.State)
+            odd_ids[#odd_ids + 1] = "nitrodiag cleanup id=" .. e.EnclaveID
+          end
         end
         if #odd > 0 then
           s:finding{ code = "ENCLAVE_NOT_RUNNING", severity = "warn", message = #odd .. " enclave(s) not RUNNING", evidence = odd,
-            remediation = "terminate them: nitrodiag cleanup" }
+            remediation = "terminate them: " .. table.concat(odd_ids, "; ") }
         end
         if #list > 0 then
           local ev = {}
+          local cpus, mib, ids = 0, 0, {}
           for _, e in ipairs(list) do
-            ev[#ev + 1] = string.format("%s %s CID %s, %s CPUs, %s MiB, %s", e.EnclaveID, e.EnclaveName or "",
-              tostring(e.EnclaveCID), tostring(e.NumberOfCPUs), tostring(e.MemoryMiB), tostring(e.Flags))
+            ids[#ids + 1] = e.EnclaveID
+            local _, age = nitro.enclave_started(e)
+            ev[#ev + 1] = string.format("%s %s CID %s, %s CPUs %s, %s MiB, %s%s", e.EnclaveID, e.EnclaveName or "",
+              tostring(e.EnclaveCID), tostring(e.NumberOfCPUs), json.encode(e.CPUIDs or json.array()), tostring(e.MemoryMiB),
+              tostring(e.Flags), age and string.format(", up %.0f s", age) or "")
+            cpus = cpus + (tonumber(e.NumberOfCPUs) or 0)
+            mib = mib + (tonumber(e.MemoryMiB) or 0)
           end
-          s:finding{ code = "ENCLAVES_RUNNING", severity = "info", message = #list .. " enclave(s) running: they hold CPUs and memory",
-            evidence = ev, remediation = "if they are stale: nitrodiag cleanup" }
+          -- A pool fully held leaves no room for another run-enclave (E29/E27): at least a warning, naming the holders.
+          local cfg = allocator.load()
+          local pool_cpus = cfg and (cfg.cpu_count or (cfg.pool_cpus and #cfg.pool_cpus))
+          local pool_mib = cfg and cfg.memory_mib
+          local full_cpus = pool_cpus and cpus >= pool_cpus
+          local full_mib = pool_mib and mib >= pool_mib
+          if full_cpus or full_mib then
+            s:finding{ code = "POOL_FULL", severity = "warn",
+              message = string.format("the enclave pool is fully held: %d enclave(s) hold %d of %s CPUs and %d of %s MiB; " ..
+                "another run-enclave fails (%s) until one of them stops", #list, cpus, tostring(pool_cpus or "?"), mib,
+                tostring(pool_mib or "?"), full_cpus and "E29: no CPUs available in the pool" or "E27: not enough memory"),
+              evidence = ev,
+              remediation = "if that is expected (your workload uses the whole pool), nothing to do; if one of them is " ..
+                "stale: nitrodiag cleanup id=<its EnclaveID: " .. table.concat(ids, " | ") .. ">; otherwise grow the pool: nitrodiag allocator cpu_count=…/memory_mib=…" }
+          else
+            s:finding{ code = "ENCLAVES_RUNNING", severity = "info",
+              message = string.format("%d enclave(s) running: they hold %d CPUs and %d MiB", #list, cpus, mib),
+              evidence = ev }
+          end
         end
-        s:ok(#list .. " enclave(s)")
+        s:ok(#list .. " enclave(s)" .. (s.record.outcome == "warn" and "; the pool is fully held" or ""))
       end },
 
     { name = "IMDSv2 and role", timeout = 15,

@@ -33,6 +33,9 @@ return {
     { name = "read", timeout = 100, required = true,
       run = function(s)
         s:progress("reading and hashing " .. s.args.file)
+        local st = require("luv").fs_stat(s.args.file)
+        if not st then s:usage(s.args.file .. ": no such file") end
+        if st.type == "directory" then s:usage(s.args.file .. " is a directory: give the EIF file") end
         local r, err, code = eif.read(s.args.file)
         if not r then
           s:finding{ code = code == "EBADMSG" and "EIF_CORRUPT" or "EIF_UNREADABLE", severity = "fail", message = err,

@@ -61,12 +61,10 @@ local function code_mode(s, input)
   local code = kb.normalize(input)
   local e = kb.get(code)
   if not e then
-    add(string.format("%s is not a nitro-cli error code: nitro-cli's codes are E00–E60.", code), "",
-      "`nitro-cli explain --error-code " .. code .. "` prints: " .. kb.explain_text(code), "",
-      "Check the code in the output again (it is the number in `[ Exx ]`, also nitro-cli's exit status).")
-    s:finding{ code = code, severity = "warn", message = code .. " is not a nitro-cli error code (E00–E60)",
-               remediation = "look for the `[ Exx ]` line in nitro-cli's output, or run `nitrodiag explain -` and paste it" }
-    return
+    -- a code nitro-cli does not have is a usage error (exit 2), like any other bad argument
+    s:usage(string.format("%s is not a nitro-cli error code (nitro-cli's codes are E00–E60; `nitro-cli explain " ..
+      "--error-code %s` prints: %s): check the number in `[ Exx ]`, or paste the output with `nitrodiag explain -`",
+      code, code, kb.explain_text(code)))
   end
   describe(e)
   s:finding{ code = e.code, severity = "info", message = e.code .. " " .. e.title .. ": " .. e.meaning,
@@ -221,9 +219,11 @@ return {
           end
         end
         if not raw then
-          s:finding{ code = "UNREADABLE", severity = "fail", message = tostring(err),
-                     remediation = "give an error code (nitrodiag explain E26), a file, or - and paste the output" }
-          return
+          s:usage(tostring(err) .. ": give an error code (nitrodiag explain E26), a file, or - and paste the output")
+        end
+        if not raw:match("%S") then
+          s:usage((input == "-" and "stdin" or input) .. " is empty: nothing to explain (paste nitro-cli's output, " ..
+            "or give the code: nitrodiag explain E26)")
         end
         text_mode(s, raw, input == "-" and "stdin" or input)
       end },

@@ -181,7 +181,7 @@ return {
         for _, k in ipairs({ "since", "until" }) do
           if a[k] then
             local t, err = kmslog.parse_time(a[k])
-            if not t then s:fail(k .. ": " .. err) return end
+            if not t then s:usage(k .. ": " .. err) end
             s.data[k] = t
           end
         end

@@ -3,6 +3,11 @@
 -- `base64 -d` into a private directory on the host, checked against their SHA-256, and run with `nitrodiag run`;
 -- the output ends with NITRODIAG_BUNDLE=<path> and NITRODIAG_EXIT=<status>. The old ssm_diag10.sh did the same by
 -- hand because SSM silently truncated its long inline script. See docs/ssm-pack.md for the limits relied on.
+--
+-- A script cut short anywhere does nothing and fails loudly: the body is one shell function that only its last line
+-- calls (cut inside it, the function never closes: a syntax error; cut after it, the EXIT trap set on the first line
+-- sees that the body never started and says so, exit 3), and the EXIT trap removes the files it shipped on every
+-- exit path (and the whole working directory when the run never started).
 local codec = require "nd.codec"
 local runbook = require "nd.runbook"
 local fs = require "nd.fs"
@@ -102,7 +107,22 @@ return {
       run = function(s)
         local a, d = s.args, s.data
         local chunk = a.chunk - a.chunk % 4
+        -- Line 1: the EXIT (and TERM/INT) trap, complete in one line, so that it is in force whatever follows.
+        local shipped = {}
+        for _, f in ipairs(d.files) do
+          shipped[#shipped + 1] = string.format('"$ND_DIR/%s" "$ND_DIR/%s.b64"', f.name, f.name)
+        end
         local cmds = {
+          [[trap 'nd_rc=$?; if [ "${ND_STARTED:-0}" != 1 ]; then echo "nitrodiag-ssm: this script is incomplete (cut short in transit?): nothing was run" >&2; nd_rc=3; fi; if [ -n "${ND_DIR:-}" ]; then nd_clean; fi; exit $nd_rc' EXIT]],
+          "trap 'exit 143' TERM",
+          "trap 'exit 130' INT",
+          -- the files shipped are temporary on every path; the directory stays only when it holds the run's output
+          "nd_clean() {",
+          "rm -f " .. table.concat(shipped, " "),
+          '[ -e "$ND_DIR/nitrodiag.out" ] || rm -rf "$ND_DIR"',
+          "}",
+          "nd_main() {",
+          "ND_STARTED=1",
           "umask 077",
           'export HOME="${HOME:-/root}"',
           string.format('command -v %s >/dev/null 2>&1 || { echo "nitrodiag-ssm: %s is not installed on this host" >&2; exit 127; }',
@@ -123,6 +143,9 @@ return {
         cmds[#cmds + 1] = 'echo "NITRODIAG_BUNDLE=${ND_BUNDLE:-none}"'
         cmds[#cmds + 1] = 'echo "NITRODIAG_EXIT=$ND_RC"'
         cmds[#cmds + 1] = "exit $ND_RC"
+        cmds[#cmds + 1] = "}"
+        -- The last line, and the only one that runs the body.
+        cmds[#cmds + 1] = "nd_main"
 
         local total, longest = 0, 0
         for _, c in ipairs(cmds) do

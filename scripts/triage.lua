@@ -47,7 +47,7 @@ return {
     { name = "read", timeout = 30, required = true,
       run = function(s)
         local text, err = read_input(s.args.input)
-        if not text then s:fail(err) return end
+        if not text then s:usage(err) end
         s.data.text = text
         local kinds = s.args.kind == "auto" and kinds_of(text) or { [s.args.kind:gsub("%-", "_")] = true }
         s.data.kinds = kinds

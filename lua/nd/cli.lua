@@ -26,7 +26,7 @@ options (anywhere before `--`):
   --sign-key FILE     sign the bundle's manifest (HMAC secret or PEM private key; also $NITRODIAG_SIGN_KEY)
   --deadline SECONDS  hard deadline for the whole run (overrides the runbook's)
   -v, --verbose       show step logs and tracebacks
-  -q, --quiet         only the verdict
+  -q, --quiet         no progress or step lines: the verdict and the warn/fail findings
   --version           print the version
   -h, --help          this text
 
@@ -35,20 +35,37 @@ the first match wins, so an edited copy overrides the shipped one.
 
 exit status: 0 all steps ok or warn, 1 a step failed, 2 usage error, 3 the runbook crashed, 4 deadline hit]]
 
-local function usage_error(msg)
+-- Set by main() once the options are read: a usage error under --json still prints one JSON document on stdout.
+local json_mode = false
+
+-- A usage error: one line on stderr, exit status 2; under --json also {verdict = "error", exit_code = 2, error}.
+local function usage_error(msg, code)
   io.stderr:write("nitrodiag: ", msg, "\n")
-  return runbook.EXIT.usage
+  code = code or runbook.EXIT.usage
+  if json_mode then
+    io.stdout:write(json.encode({ verdict = "error", exit_code = code, error = msg }, { indent = 2 }), "\n")
+  end
+  return code
 end
 
-local function is_scenario(word)
+local COMMANDS = { run = true, list = true, repl = true, spec = true, help = true }
+
+local function scenario_names()
   local ok, sim = pcall(require, "nd.sim")
-  if ok and sim and sim.scenarios then
-    for _, s in ipairs(sim.scenarios()) do
-      if s.name == word then return true end
-    end
-    return false
-  end
-  return runbook.find(word) == nil
+  if not (ok and sim and sim.scenarios) then return nil end
+  local names = {}
+  for _, s in ipairs(sim.scenarios()) do names[#names + 1] = s.name end
+  return names
+end
+
+-- What the word after --sim is: "scenario", "command" (a command or runbook: the default scenario applies), or
+-- "unknown" (neither: a misspelt scenario, reported as one).
+local function sim_word(word)
+  local names = scenario_names()
+  for _, n in ipairs(names or {}) do if n == word then return "scenario" end end
+  if word:find("/") and word:match("%.lua$") and not runbook.looks_like_runbook(word) then return "scenario" end
+  if COMMANDS[word] or runbook.find(word) then return "command" end
+  return "unknown", names
 end
 
 -- parse(args) -> opts, rest | nil, msg
@@ -76,9 +93,16 @@ function M.parse(args)
       opts[k:gsub("%-", "_")] = v
     elseif a == "--sim" then
       local v = args[i + 1]
-      if v and not v:find("=") and not v:match("^%-") and is_scenario(v) then
+      local kind, names = "command", nil
+      if v and not v:find("=") and not v:match("^%-") then kind, names = sim_word(v) end
+      if kind == "scenario" then
         opts.sim = v
         i = i + 1
+      elseif kind == "unknown" then
+        local sug = names and runbook.suggest(v, names)
+        return nil, string.format("--sim: unknown scenario %s (%s)", v,
+          sug and ("did you mean " .. sug .. "?") or
+          (names and ("scenarios: " .. table.concat(names, ", ")) or "see nitrodiag sim"))
       else
         opts.sim = "healthy"
       end
@@ -97,15 +121,43 @@ function M.parse(args)
   return opts, rest
 end
 
+-- A runbook's help: the usage line with positional arguments as <name>, then each argument; a default that is empty
+-- is not shown (nothing is the default), choices are listed.
 local function print_runbook_help(def)
   print(string.format("%s — %s", def.name, def.description))
   print("file: " .. def.path)
+  local use = { "usage: nitrodiag " .. def.name }
+  local pos = {}
+  for _, a in ipairs(def.args) do if a.positional then pos[#pos + 1] = a end end
+  table.sort(pos, function(x, y) return x.positional < y.positional end)
+  for _, a in ipairs(pos) do use[#use + 1] = a.required and ("<" .. a.name .. ">") or ("[<" .. a.name .. ">]") end
+  for _, a in ipairs(def.args) do
+    if a.type == "rest" then use[#use + 1] = "[" .. a.name .. " ...]" end
+  end
+  if #def.args > #pos then use[#use + 1] = "[key=value ...]" end
+  print(table.concat(use, " "))
   if #def.args == 0 then print("arguments: none") return end
   print("arguments:")
   for _, a in ipairs(def.args) do
-    local d = a.default ~= nil and (" (default " .. tostring(a.default) .. ")") or (a.required and " (required)" or "")
-    print(string.format("  %-16s %-8s %s%s", a.name .. "=", a.type, a.help or "", d))
+    local d = ""
+    local dv = a.default
+    if type(dv) == "table" then dv = table.concat(dv, ",") end
+    if a.required then d = " (required)"
+    elseif dv ~= nil and tostring(dv) ~= "" then d = " (default " .. tostring(dv) .. ")" end
+    if a.choices then
+      local c = {}
+      for _, x in ipairs(a.choices) do c[#c + 1] = tostring(x) end
+      d = d .. " [" .. table.concat(c, "|") .. "]"
+    end
+    local label
+    if a.positional then label = "<" .. a.name .. ">"
+    elseif a.type == "rest" then label = a.name .. " ..."
+    else label = a.name .. "=" end
+    -- wrapped to the terminal (continuation under the help text); one line each when not a terminal
+    local line = string.format("  %-16s %-8s %s%s", label, a.type, a.help or "", d)
+    print(table.concat(runbook.wrap(line, host.columns(1), string.rep(" ", 28)), "\n"))
   end
+  if #pos > 0 then print("<name>: positional, given without key= (also accepted as name=value)") end
 end
 
 local function cmd_list(opts)
@@ -134,12 +186,8 @@ local function cmd_run(opts, target, words)
     local s = runbook.suggest(target, names)
     return usage_error(err .. (s and (" (did you mean " .. s .. "?)") or " (see nitrodiag list)"))
   end
-  local def, lerr, kind = runbook.load(path)
-  if not def and kind == "script" then return 0 end -- a plain Lua script: loading it ran it
-  if not def then
-    io.stderr:write("nitrodiag: cannot load runbook: ", lerr, "\n")
-    return runbook.EXIT.crashed
-  end
+  local def, lerr = runbook.load(path)
+  if not def then return usage_error("cannot load runbook: " .. lerr, runbook.EXIT.crashed) end
   if opts.help then print_runbook_help(def) return 0 end
   local args, aerr = runbook.parse_args(def, words)
   if not args then return usage_error(aerr) end
@@ -158,6 +206,10 @@ local function cmd_run(opts, target, words)
 end
 
 function M.main(_, args)
+  for _, a in ipairs(args) do
+    if a == "--" then break end
+    if a == "--json" then json_mode = true end
+  end
   local opts, rest = M.parse(args)
   if not opts then return usage_error(rest) end
   if opts.version then print("nitrodiag " .. host.version()) return 0 end

@@ -144,4 +144,33 @@ function M.read_err_log(path)
   return l
 end
 
+-- enclave_started(enclave) -> start time (epoch seconds) of an enclave from describe-enclaves (its ProcessID: the
+-- enclave process nitro-cli forks for it; json_output.rs fills ProcessID with std::process::id() of that process),
+-- and its age in seconds | nil, msg, code. Reads /proc/<pid>/stat (field 22, clock ticks since boot, USER_HZ 100)
+-- and /proc/stat's btime under the host root. A simulated host that has no such files answers from its own record.
+function M.enclave_started(e)
+  local pid = type(e) == "table" and math.tointeger(e.ProcessID) or math.tointeger(e)
+  if not pid or pid <= 0 then return nil, "enclave_started: no ProcessID", "EINVAL" end
+  local fs = require "nd.fs"
+  local stat, err, code = fs.read(host.path("/proc/" .. pid .. "/stat"))
+  local after = stat and stat:match("^%d+ %b() (.*)$")
+  local fields = {}
+  for f in (after or ""):gmatch("%S+") do fields[#fields + 1] = f end
+  local ticks = tonumber(fields[20]) -- field 22 of the whole line: the 20th after "pid (comm)"
+  local btime = tonumber((fs.read(host.path("/proc/stat")) or ""):match("\nbtime (%d+)") or "")
+  local started = ticks and btime and (btime + ticks / 100)
+  local simroot = host.getenv("NITRODIAG_SIM_ROOT")
+  if not started and type(e) == "table" and simroot and simroot ~= "" then
+    local ok, st = pcall(function() return require("nd.sim.state").load(simroot) end)
+    for _, x in ipairs(ok and type(st) == "table" and st.enclaves or {}) do
+      if x.id == e.EnclaveID then started = tonumber(x.started) end
+    end
+  end
+  if not started then
+    if not stat then return nil, "enclave process " .. pid .. ": " .. tostring(err), code end
+    return nil, "enclave process " .. pid .. ": unreadable /proc stat", "EBADMSG"
+  end
+  return started, math.max(0, os.time() - started)
+end
+
 return M

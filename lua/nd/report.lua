@@ -49,6 +49,27 @@ end
 
 local function list(t) if type(t) == "table" then return t end return {} end
 
+-- Tables stay within this many columns, so report.md reads in a terminal as well as rendered: a longer cell is cut
+-- with "…" and given in full after the table.
+M.TABLE_WIDTH = 100
+
+local function cut(text, n)
+  if (utf8.len(text) or #text) <= n then return text end
+  local stop = utf8.offset(text, n) or (n + 1)
+  return text:sub(1, stop - 1):gsub("%s+$", "") .. "…"
+end
+
+-- Words of text joined into lines of at most n columns (for long values outside tables).
+local function wrap_words(text, n)
+  local out, cur = {}, nil
+  for w in text:gmatch("%S+") do
+    if cur and (utf8.len(cur .. " " .. w) or #cur) > n then out[#out + 1] = cur cur = w
+    else cur = cur and (cur .. " " .. w) or w end
+  end
+  out[#out + 1] = cur or ""
+  return out
+end
+
 -- Markdown table with aligned columns (so it also reads raw). aligns: "l" | "r" per column.
 local function md_table(headers, rows, aligns)
   local w = {}
@@ -145,11 +166,18 @@ function M.markdown(result, info)
   }
   for i = #rows, 1, -1 do if s(rows[i][2]) == "" then table.remove(rows, i) end end
   local a = args_line(result.args)
-  if a ~= "" then rows[#rows + 1] = { "Arguments", "`" .. a .. "`" } end
   if result.sim then rows[#rows + 1] = { "Simulated host", result.sim } end
   if result.version then rows[#rows + 1] = { "nitrodiag", result.version } end
   add(md_table({ "Run", "" }, rows))
   add()
+  if a ~= "" then
+    add("Arguments:")
+    add()
+    add("```")
+    for _, l in ipairs(wrap_words(a, M.TABLE_WIDTH)) do add(l) end
+    add("```")
+    add()
+  end
   local interrupted = info.interrupted or result.interrupted
   if interrupted then
     add(string.format("> **Interrupted:** %s. This bundle holds what was collected before that; the manifest " ..
@@ -187,12 +215,25 @@ function M.markdown(result, info)
 
   add("## Steps")
   add()
-  local srows = {}
+  local srows, long = {}, {}
+  local wname = 4
+  for _, st in ipairs(list(result.steps)) do wname = math.max(wname, utf8.len(s(st.name)) or #s(st.name)) end
+  -- the message column gets what the others leave of TABLE_WIDTH ("| # | Step | Outcome | Duration | Message |")
+  local room = math.max(20, M.TABLE_WIDTH - (2 + 3 + 3 + wname + 3 + 7 + 3 + 8 + 3 + 2))
   for i, st in ipairs(list(result.steps)) do
-    srows[#srows + 1] = { tostring(i), st.name, st.outcome, dur(st.duration), st.message or "" }
+    local msg = (s(st.message):gsub("[\r\n]+", " "))
+    local shown = cut(msg, room)
+    if shown ~= msg then long[#long + 1] = string.format("%d. %s: %s", i, s(st.name), msg) end
+    srows[#srows + 1] = { tostring(i), st.name, st.outcome, dur(st.duration), shown }
   end
   if #srows > 0 then
     add(md_table({ "#", "Step", "Outcome", "Duration", "Message" }, srows, { "r", "l", "l", "r", "l" }))
+    if #long > 0 then
+      add()
+      add("In full:")
+      add()
+      for _, l in ipairs(long) do add("- " .. l) end
+    end
   else
     add("No steps ran.")
   end
@@ -230,7 +271,7 @@ function M.markdown(result, info)
   if #c.problems > 0 or #c.truncated > 0 then
     local rows2 = {}
     for _, it in ipairs(c.problems) do
-      rows2[#rows2 + 1] = { s(it.name), s(it.status), s(it.error) }
+      rows2[#rows2 + 1] = { s(it.name), s(it.status), cut(s(it.error), 60) }
     end
     for _, it in ipairs(c.truncated) do
       if it.status == "ok" then

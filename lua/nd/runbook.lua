@@ -46,7 +46,9 @@ function M.find(name)
   if not name:match("^[%w_%-%.]+$") then return nil, "not a runbook name: " .. name end
   for _, d in ipairs(M.search_path()) do
     local p = d .. "/" .. name .. ".lua"
-    if fs.exists(p) then return p end
+    -- In ./ only a file that looks like a runbook counts (any other Lua file there is not one): the same rule as
+    -- list(), so `nitrodiag list` and `nitrodiag <name>` always agree on the file, whether it loads or not.
+    if fs.exists(p) and (d ~= "." or M.looks_like_runbook(p)) then return p end
   end
   return nil, "unknown runbook: " .. name
 end
@@ -89,14 +91,13 @@ function M.list()
         if seen[name] then
           table.insert(seen[name].shadows, path)
         elseif d ~= "." or M.looks_like_runbook(path) then
+          -- Files in ./ that are not runbooks (any other Lua file) are not listed; one that looks like a runbook is
+          -- listed even when it cannot load, because it is the one `nitrodiag <name>` runs (find() has this rule).
           local def = M.load(path)
-          -- Files in ./ that are not runbooks (any other Lua file) are not listed.
-          if def or d ~= "." then
-            local e = { name = name, path = path, shadows = {},
-                        description = def and def.description or "(cannot load: see `nitrodiag run " .. name .. "`)" }
-            seen[name] = e
-            out[#out + 1] = e
-          end
+          local e = { name = name, path = path, shadows = {}, broken = def == nil or nil,
+                      description = def and def.description or "(cannot load: see `nitrodiag run " .. name .. "`)" }
+          seen[name] = e
+          out[#out + 1] = e
         end
       end
     end
@@ -120,9 +121,9 @@ function M.looks_like_runbook(path)
   return text:find("description", 1, true) ~= nil and text:find("steps", 1, true) ~= nil
 end
 
--- load(path) -> def | nil, msg, kind. The file runs in its own environment (reading globals through _G) and returns
--- the runbook table; nmap-style files that set globals (description, args, steps…) work too. A file that defines
--- neither description nor steps is a plain script: it has run, and kind is "script".
+-- load(path) -> def | nil, msg. The file runs in its own environment (reading globals through _G) and returns
+-- the runbook table; nmap-style files that set globals (description, args, steps…) work too. A file that returns
+-- nothing (or not a table) and sets neither is not a runbook: a load error, never a silent success.
 function M.load(path)
   local env = setmetatable({}, { __index = _G })
   local chunk, err = loadfile(path, "t", env)
@@ -131,7 +132,8 @@ function M.load(path)
   if not ok then return nil, path .. ": " .. tostring(def) end
   if type(def) ~= "table" then
     if rawget(env, "description") == nil and rawget(env, "steps") == nil then
-      return nil, path .. ": not a runbook (no description and no steps)", "script"
+      return nil, string.format("%s: not a runbook: the file returned %s (a runbook returns a table with a " ..
+        "description and steps)", path, def == nil and "nothing" or ("a " .. type(def)))
     end
     def = { description = rawget(env, "description"), categories = rawget(env, "categories"),
             args = rawget(env, "args"), steps = rawget(env, "steps"), deadline = rawget(env, "deadline"),
@@ -183,6 +185,25 @@ local function convert(a, raw)
   end
 end
 
+-- check_choices(def, a, val) -> nil when val is one of a.choices (every item, for a list), else the usage message
+function M.check_choices(def, a, val)
+  if not a.choices then return nil end
+  local items = a.type == "list" and val or { val }
+  for _, item in ipairs(items) do
+    local okc = false
+    for _, c in ipairs(a.choices) do if c == item then okc = true end end
+    if not okc then
+      local names = {}
+      for _, c in ipairs(a.choices) do names[#names + 1] = tostring(c) end
+      local sug = type(item) == "string" and M.suggest(item, names)
+      return string.format("%s: argument %s must be %s %s, got %q%s", def.name, a.name,
+        a.type == "list" and "a comma-separated list of" or "one of", table.concat(names, ", "), tostring(item),
+        sug and string.format(" (did you mean %s?)", sug) or "")
+    end
+  end
+  return nil
+end
+
 -- parse_args(def, words) -> args | nil, msg. words are "key=value" or positional values.
 function M.parse_args(def, words)
   local by_name, positional, names = {}, {}, {}
@@ -226,14 +247,8 @@ function M.parse_args(def, words)
     end
     local val, err = convert(a, v)
     if val == nil then return nil, def.name .. ": " .. err end
-    if a.choices then
-      local okc = false
-      for _, c in ipairs(a.choices) do if c == val then okc = true end end
-      if not okc then
-        return nil, string.format("%s: argument %s must be one of %s, got %q", def.name, a.name,
-          table.concat(a.choices, ", "), tostring(v))
-      end
-    end
+    local cerr = M.check_choices(def, a, val)
+    if cerr then return nil, cerr end
     args[a.name] = val
     ::next_word::
   end
@@ -260,32 +275,101 @@ end
 local Out = {}
 Out.__index = Out
 
+-- Display width of a string (UTF-8 characters; invalid UTF-8 counts bytes).
+local function width(text) return utf8.len(text) or #text end
+
+-- The first n characters of text (UTF-8 aware), with "…" when it was cut.
+function M.cut(text, n)
+  if width(text) <= n then return text end
+  if n <= 1 then return "" end
+  local stop = utf8.offset(text, n) or (n + 1)
+  return text:sub(1, stop - 1):gsub("%s+$", "") .. "…"
+end
+
+-- wrap(text, cols, indent) -> lines: text wrapped at spaces to cols columns, continuation lines start with indent.
+-- A word longer than a line stays whole. Without cols (not a terminal) the text is one line.
+function M.wrap(text, cols, indent)
+  indent = indent or ""
+  if not cols or width(text) <= cols then return { text } end
+  -- Words keep the spaces before them (aligned columns stay aligned); a line breaks only between words.
+  local lines, cur = {}, nil
+  for sp, word in text:gmatch("(%s*)(%S+)") do
+    if cur == nil then
+      cur = sp .. word
+    elseif width(cur .. sp .. word) > cols and cur ~= indent then
+      lines[#lines + 1] = cur
+      cur = indent .. word
+    else
+      cur = cur .. sp .. word
+    end
+  end
+  lines[#lines + 1] = cur or text
+  return lines
+end
+
 local function new_output(opts)
   local o = setmetatable({ json = opts.json, quiet = opts.quiet, verbose = opts.verbose, run_log = {} }, Out)
   o.live = not opts.json and not opts.quiet and host.isatty(2)
+  o.tty_out = not opts.json and host.isatty(1)
   return o
+end
+
+-- The terminal's width now (it may change during a run), or nil when the stream is not a terminal.
+function Out:columns(fd)
+  if fd == 2 and not self.live then return nil end
+  if fd == 1 and not self.tty_out then return nil end
+  return host.columns(fd)
 end
 
 function Out:line(text)
   self.run_log[#self.run_log + 1] = text
   if self.json or self.quiet then return end
+  if self.live then
+    -- on a terminal, wrapped to its width (continuation lines indented under the message)
+    io.stderr:write("\r\27[K")
+    text = table.concat(M.wrap(text, self:columns(2), "        "), "\n")
+  end
+  io.stderr:write(text, "\n")
+  io.stderr:flush()
+end
+
+-- A message that must reach the operator now, whatever the options (stderr; also in run.log).
+function Out:note(text)
+  self.run_log[#self.run_log + 1] = text
   if self.live then io.stderr:write("\r\27[K") end
   io.stderr:write(text, "\n")
   io.stderr:flush()
 end
 
+-- The live status line: one line, never longer than the terminal is wide (a longer one would wrap and leave a
+-- line behind at every redraw).
 function Out:status(text)
-  if not self.live then return end
-  io.stderr:write("\r\27[K", text:sub(1, 120))
+  if not self.live or self.prompting then return end
+  local cols = self:columns(2) or 80
+  io.stderr:write("\r\27[K", M.cut(text, cols - 1))
   io.stderr:flush()
 end
 
--- The closing lines (verdict, bundle, findings) go to stdout, unless --json owns stdout.
-function Out:final(text)
+-- The closing lines (verdict, bundle, findings) go to stdout, unless --json owns stdout. style "dim": quietly
+-- styled on a terminal (info findings).
+function Out:final(text, style)
   self.run_log[#self.run_log + 1] = text
   if self.json then return end
+  if style == "dim" and self.tty_out then text = "\27[2m" .. text .. "\27[0m" end
   io.stdout:write(text, "\n")
   io.stdout:flush()
+end
+
+-- A finding's closing lines, wrapped to the terminal. Info findings are shown too (dim), except with -q.
+function Out:finding(f)
+  if f.severity == "info" and self.quiet then return end
+  local cols = self:columns(1)
+  local style = f.severity == "info" and "dim" or nil
+  local head = string.format("  [%s] %s%s", f.severity, f.code and (f.code .. ": ") or "", f.message)
+  for _, l in ipairs(M.wrap(head, cols, "         ")) do self:final(l, style) end
+  if f.remediation then
+    for _, l in ipairs(M.wrap("         fix: " .. f.remediation, cols, "              ")) do self:final(l, style) end
+  end
 end
 
 function Out:clear()
@@ -322,6 +406,43 @@ function Step:fail(msg)
   self.record.outcome = worse(self.record.outcome, "fail")
   if msg then self.record.message = msg end
 end
+-- Ends the run as a usage error (exit 2): the arguments make no sense for what they name (an unknown error code, a
+-- path that is a directory, …). The step is recorded as failed with msg; the remaining steps are skipped.
+function Step:usage(msg)
+  self.record.outcome = "fail"
+  self.record.message = msg
+  self.result.usage_error = msg
+  error({ nd_usage = true }, 0)
+end
+
+-- ask(question) -> true (yes) | false (no) | nil (no one to ask: not a terminal, or --json). Waits for one line on
+-- the terminal without stopping the loop (timers, signals and the deadline still work). Only "y"/"yes" is yes.
+function Step:ask(question)
+  if not self.interactive then return nil end
+  local co = coroutine.running()
+  local tty = uv.new_tty(0, true)
+  if not tty then return nil end
+  local guard <close> = setmetatable({}, { __close = function()
+    pcall(function() tty:read_stop() end)
+    if not tty:is_closing() then tty:close() end
+  end })
+  self.out:clear()
+  self.out.prompting = true
+  io.stderr:write(question, " [y/N] ")
+  io.stderr:flush()
+  local buf, done = "", false
+  tty:read_start(function(err, data)
+    if err or not data then done = true else buf = buf .. data end
+    if buf:find("\n") then done = true end
+    if done then nd.resume(co) end
+  end)
+  repeat coroutine.yield() until done
+  self.out.prompting = false
+  local answer = (buf:match("^%s*(%S*)") or ""):lower()
+  self.out.run_log[#self.out.run_log + 1] = question .. " [y/N] " .. answer
+  return answer == "y" or answer == "yes"
+end
+
 function Step:skip(reason)
   self.record.outcome = "skipped"
   self.record.message = reason
@@ -338,6 +459,24 @@ function Step:finding(f)
   elseif sev == "warn" then self:warn(self.record.message or f.message) end
   if not self.record.message then self.record.message = f.message end
   return finding
+end
+
+-- clean_traceback(text) -> text without nitrodiag's own frames (the engine, the task runner, the spec runner, C
+-- calls into them): what is left points at the runbook or spec file.
+function M.clean_traceback(text)
+  local out = {}
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    local internal = line:match("^%s+%[C%]: in %?$") or line:match("^%s+%[C%]: in function 'xpcall'") or
+      line:match("^%s+%[C%]: in function 'pcall'") or line:match("^%s+%[C%]: in function 'error'") or
+      line:match("^%s+%[C%]: in function 'assert'") or
+      line:match("^%s+[^%s]*nd[/.]runbook[%.lua]*:") or line:match("^%s+[^%s]*nd[/.]spec[%.lua]*:") or
+      line:match("^%s+[^%s]*nd[/.]init[%.lua]*:") or line:match("^%s+%[string \"nd[%.%w_]*\"%]:") or
+      line:match("^%s+%(%.%.%.tail calls%.%.%.%)")
+    if not internal then out[#out + 1] = line end
+  end
+  while #out > 0 and out[#out] == "" do out[#out] = nil end
+  if out[#out] == "stack traceback:" then out[#out] = nil end
+  return table.concat(out, "\n")
 end
 
 local function iso(t)
@@ -413,6 +552,8 @@ function M.execute(def, args, opts)
     args = args, sim = opts.sim, interrupted = false, steps = json.array({}), findings = json.array({}),
   }
   local ctx = { root = host.root(), nitro_cli = host.nitro_cli() }
+  -- Someone to ask: a terminal on stdin and stderr, and no --json (s:ask returns nil otherwise).
+  local interactive = not opts.json and opts.interactive ~= false and host.isatty(0) and host.isatty(2)
   local data = {}
   local sim, bundle
 
@@ -467,12 +608,21 @@ function M.execute(def, args, opts)
     end
   end
 
-  -- Signals: SIGINT/SIGTERM cancel the running step and end the run with what was collected.
-  local current_task
+  -- Signals: SIGINT/SIGTERM cancel the running step and end the run with what was collected. They never cancel an
+  -- `always` step (clean-up): that one is bounded by its own timeout, so a second Ctrl-C cannot leave behind what
+  -- the run started.
+  local current_task, current_step
   local signals = {}
   local function on_signal(name)
-    result.interrupted = true
-    result.interrupt_reason = "interrupted by " .. name
+    if not result.interrupted then
+      result.interrupted = true
+      result.interrupt_reason = "interrupted by " .. name
+    end
+    if current_step and current_step.always then
+      out:note(string.format("nitrodiag: %s: finishing clean-up step '%s' first (at most %g s); the run then ends",
+        name, current_step.name, current_step.limit or 0))
+      return
+    end
     if current_task then current_task:cancel("interrupted by " .. name) end
   end
   for _, sig in ipairs({ "sigint", "sigterm" }) do
@@ -494,7 +644,8 @@ function M.execute(def, args, opts)
       record.outcome, record.message, record.duration = "skipped", st.skip_reason or "not applicable", 0
     else
       local s = setmetatable({ args = args, data = data, bundle = bundle, sim = sim, ctx = ctx, record = record,
-                               result = result, out = out, step_index = i, runbook = def, json = opts.json and true or false },
+                               result = result, out = out, step_index = i, runbook = def, json = opts.json and true or false,
+                               interactive = interactive },
                              Step)
       local remaining = deadline_at - nd.now()
       local limit = math.min(st.timeout or 60, math.max(remaining, 0))
@@ -506,6 +657,7 @@ function M.execute(def, args, opts)
       end
       local task = nd.spawn(function() return st.run(s, args, data) end)
       current_task = task
+      current_step = { name = st.name, always = st.always, limit = limit }
       local ticker = uv.new_timer()
       local timed_out = false
       local timer = uv.new_timer()
@@ -520,11 +672,13 @@ function M.execute(def, args, opts)
       local ok, err = task:join()
       timer:close()
       ticker:close()
-      current_task = nil
+      current_task, current_step = nil, nil
       out:clear()
       if not ok then
         if type(err) == "table" and err.nd_skip then
           -- s:skip() already set the outcome
+        elseif type(err) == "table" and err.nd_usage then
+          stop_reason = stop_reason or "not run: usage error"
         elseif timed_out then
           record.outcome = "timeout"
           if by_deadline then
@@ -541,7 +695,7 @@ function M.execute(def, args, opts)
           stop_reason = stop_reason or ("not run: " .. result.interrupt_reason)
         else
           record.outcome = "fail"
-          local msg = tostring(err)
+          local msg = M.clean_traceback(tostring(err))
           record.error = msg
           record.message = record.message or ("step raised an error: " .. (msg:match("^[^\n]*") or msg))
         end
@@ -550,13 +704,17 @@ function M.execute(def, args, opts)
         record_missing(bundle, st, args, string.format("step '%s' was stopped before collecting it: %s", st.name,
           record.message or record.outcome))
       end
+      if result.interrupted and not stop_reason then stop_reason = "not run: " .. result.interrupt_reason end
       if st.required and (record.outcome == "fail" or record.outcome == "timeout") and not stop_reason then
         stop_reason = "not run: required step '" .. st.name .. "' did not pass"
       end
     end
     record.duration = nd.now() - t0
     local mark = ({ ok = "ok  ", warn = "WARN", fail = "FAIL", skipped = "skip", timeout = "TIME" })[record.outcome]
-    out:line(string.format("  %s  %-28s %6.1fs  %s", mark, st.name, record.duration, record.message or ""))
+    -- after a usage error the steps it skipped say nothing useful: only the error is shown (the result keeps them)
+    if not (result.usage_error and record.outcome == "skipped") then
+      out:line(string.format("  %s  %-28s %6.1fs  %s", mark, st.name, record.duration, record.message or ""))
+    end
     if out.verbose and record.error then out:line("        " .. record.error:gsub("\n", "\n        ")) end
   end
 
@@ -565,7 +723,9 @@ function M.execute(def, args, opts)
   -- Verdict and exit status.
   local worst = "ok"
   for _, r in ipairs(result.steps) do worst = worse(worst, r.outcome) end
-  if result.deadline_hit then
+  if result.usage_error then
+    result.verdict, result.exit_code = "error", M.EXIT.usage
+  elseif result.deadline_hit then
     result.verdict, result.exit_code = "timeout", M.EXIT.deadline
   elseif result.interrupted then
     result.verdict, result.exit_code = "error", M.EXIT.failed
@@ -580,7 +740,7 @@ function M.execute(def, args, opts)
   result.duration = nd.now() - t_start
 
   if def.report then
-    local okr, extra = pcall(def.report, result)
+    local okr, extra = pcall(def.report, result, data)
     if okr and type(extra) == "string" then result.report = extra end
   end
 
@@ -614,14 +774,11 @@ function M.execute(def, args, opts)
 
   if sim then sim:close() end
 
-  out:final(string.format("verdict: %s (%d steps, %.1f s)%s", result.verdict:upper(), #result.steps, result.duration,
+  out:final(string.format("verdict: %s (%s%d steps, %.1f s)%s", result.verdict:upper(),
+    result.usage_error and "usage error, " or "", #result.steps, result.duration,
     result.bundle and ("\nbundle: " .. result.bundle) or (result.bundle_error and ("\nbundle: not written: " .. result.bundle_error) or "")))
-  for _, f in ipairs(result.findings) do
-    if f.severity ~= "info" then
-      out:final(string.format("  [%s] %s%s", f.severity, f.code and (f.code .. ": ") or "", f.message))
-      if f.remediation then out:final("         fix: " .. f.remediation) end
-    end
-  end
+  if result.usage_error then io.stderr:write("nitrodiag: ", def.name, ": ", result.usage_error, "\n") end
+  for _, f in ipairs(result.findings) do out:finding(f) end
   if result.report and not opts.json and not opts.quiet then io.stdout:write(result.report, "\n") end
   return result
 end

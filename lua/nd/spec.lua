@@ -1,6 +1,8 @@
 -- nd.spec — the spec runner behind `nitrodiag spec FILE…`: describe/it/eq… as globals, each `it` run as a task on
 -- the shared loop (so waiting primitives work), with a timeout per case. Operators can test their own runbooks
--- with it against the simulated host. Prints one line per case and ends with "N passed, N failed".
+-- with it against the simulated host. Prints one line per case and ends with "N passed, N failed". While a file loads
+-- and while its cases run, spec.file is its path and spec.dir its directory (fixtures next to the spec); a failure's
+-- traceback leaves out nitrodiag's own frames.
 local nd = require "nd"
 local fs = require "nd.fs"
 local proc = require "nd.proc"
@@ -71,7 +73,7 @@ function M.run_files(files, opts)
   end
   env.it = function(name, fn, timeout)
     local full = table.concat(stack, " ") .. (#stack > 0 and " " or "") .. name
-    table.insert(cases, { name = full, fn = fn, timeout = timeout or opts.timeout or 60,
+    table.insert(cases, { name = full, fn = fn, timeout = timeout or opts.timeout or 60, file = env.spec.file,
                           befores = { table.unpack(befores) }, afters = { table.unpack(afters) } })
   end
   env.before_each = function(fn) table.insert(befores, fn) end
@@ -91,7 +93,12 @@ function M.run_files(files, opts)
   for k, v in pairs(api) do _G[k] = v end
 
   local load_failed = 0
+  local function set_file(file)
+    env.spec.file = file
+    env.spec.dir = file and (file:match("^(.*)/[^/]*$") or ".") or nil
+  end
   for _, file in ipairs(files) do
+    set_file(file)
     local chunk, err = loadfile(file, "t", env)
     if not chunk then
       print("FAIL load " .. file .. ": " .. err)
@@ -99,14 +106,16 @@ function M.run_files(files, opts)
     else
       local ok, lerr = xpcall(chunk, debug.traceback)
       if not ok then
-        print("FAIL load " .. file .. ": " .. lerr)
+        print("FAIL load " .. file .. ": " .. clean(tostring(lerr)))
         load_failed = load_failed + 1
       end
     end
   end
 
+  local clean = require("nd.runbook").clean_traceback
   local passed, failed = 0, load_failed
   for _, c in ipairs(cases) do
+    set_file(c.file)
     local t0 = nd.now()
     local task = nd.spawn(function()
       for _, b in ipairs(c.befores) do b() end
@@ -123,7 +132,7 @@ function M.run_files(files, opts)
       print(string.format("ok   %s (%.2f s)", c.name, nd.now() - t0))
     else
       failed = failed + 1
-      print(string.format("FAIL %s\n     %s", c.name, tostring(err):gsub("\n", "\n     ")))
+      print(string.format("FAIL %s\n     %s", c.name, clean(tostring(err)):gsub("\n", "\n     ")))
     end
     io.stdout:flush()
   end

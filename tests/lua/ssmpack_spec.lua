@@ -102,6 +102,47 @@ describe("nitrodiag ssm-pack", function()
     falsy(fs.exists(dir .. "/argv"), "nitrodiag must not run")
   end)
 
+  it("cut short after any line, the script runs nothing, says so, fails and leaves no file (bash and sh)", function()
+    local dir = spec.tmpdir()
+    local doc = pack(dir, { "chunk=2000" })
+    local n = #doc.commands
+    truthy(n > 20, "commands: " .. n)
+    for _, shell in ipairs({ "bash", "sh" }) do
+      for keep = 1, n - 1 do
+        local work = spec.tmpdir()
+        local bin = fake_nitrodiag(work)
+        local cmds = {}
+        for i = 1, keep do cmds[i] = doc.commands[i]:gsub("mktemp %-d '[^']*/nitrodiag%-ssm", "mktemp -d '" .. work .. "/nitrodiag-ssm") end
+        local r = run_commands(shell, cmds, bin)
+        local what = string.format("%s, cut after line %d of %d", shell, keep, n)
+        truthy(r.exit_code ~= 0, what .. ": exit " .. r.exit_code)
+        truthy(r.stderr:match("%S"), what .. ": nothing on stderr")
+        falsy(fs.exists(work .. "/argv"), what .. ": nitrodiag ran")
+        local left = {}
+        for _, f in ipairs(fs.list(work) or {}) do if f:match("^nitrodiag%-ssm") then left[#left + 1] = f end end
+        eq(left, {}, what .. ": temporary files left")
+      end
+    end
+    -- the whole script still runs, and a failure inside it (a lost chunk) also leaves nothing behind
+    local work = spec.tmpdir()
+    local cmds = {}
+    for i, c in ipairs(doc.commands) do cmds[i] = c:gsub("mktemp %-d '[^']*/nitrodiag%-ssm", "mktemp -d '" .. work .. "/nitrodiag-ssm") end
+    local ok = run_commands("sh", cmds, fake_nitrodiag(work))
+    eq(ok.exit_code, 0, ok.stderr)
+    local bad = {}
+    local dropped = false
+    for _, c in ipairs(cmds) do
+      if not dropped and c:match("^printf '%%s' '.*' >> ") then dropped = true else bad[#bad + 1] = c end
+    end
+    local work2 = spec.tmpdir()
+    for i, c in ipairs(bad) do bad[i] = c:gsub("mktemp %-d '[^']*/nitrodiag%-ssm", "mktemp -d '" .. work2 .. "/nitrodiag-ssm") end
+    local r = run_commands("sh", bad, fake_nitrodiag(work2))
+    eq(r.exit_code, 1, r.stderr)
+    local left = {}
+    for _, f in ipairs(fs.list(work2) or {}) do if f:match("^nitrodiag%-ssm") then left[#left + 1] = f end end
+    eq(left, {}, "a failed reassembly leaves no working directory")
+  end)
+
   it("runs a packed kms-logs with the real nitrodiag and reports its exit status", function()
     local dir = spec.tmpdir()
     local bin = dir .. "/bin"
@@ -119,7 +160,9 @@ describe("nitrodiag ssm-pack", function()
   it("prints a plain script, checks the target's arguments, and refuses oversize documents", function()
     local r = nitrodiag({ "ssm-pack", "kms-logs", "format=plain", "args=mode=ids" })
     eq(r.exit_code, 0)
-    match(r.stdout, "#!/bin/sh\n# nitrodiag ssm%-pack: kms%-logs mode=ids\numask 077\n")
+    match(r.stdout, "#!/bin/sh\n# nitrodiag ssm%-pack: kms%-logs mode=ids\ntrap '")
+    match(r.stdout, "\nnd_main%(%) {\nND_STARTED=1\numask 077\n")
+    match(r.stdout, "\n}\nnd_main\n$")
     local bad = nitrodiag({ "--json", "ssm-pack", "kms-logs", "args=modee=ids" })
     eq(bad.exit_code, 1)
     match(json.decode(bad.stdout).steps[1].message, 'unknown argument "modee"')
