@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,7 +129,8 @@ static void trim(const char **s, size_t *l)
         (*s)++;
         (*l)--;
     }
-    while (*l && ((*s)[*l - 1] == ' ' || (*s)[*l - 1] == '\t' || (*s)[*l - 1] == '\r'))
+    /* bash `read` trims blanks, not a CR: a CRLF file's "---\r" is not "---" (nothing after it is ever read) */
+    while (*l && ((*s)[*l - 1] == ' ' || (*s)[*l - 1] == '\t'))
         (*l)--;
 }
 
@@ -184,40 +186,44 @@ int nd_alloc_parse(const char *text, size_t len, const char *display_path, nd_al
             k = K_COUNT;
         else if (strcmp(key, "cpu_pool") == 0)
             k = K_POOL;
-        if (k == K_NONE && kl > 0)
+        /* an unknown key — and no key at all (a blank line, bash's "bad array subscript") — fails first */
+        if (k == K_NONE)
             return nd_err_set(err, -EINVAL, "Error in %s:%d - unexpected: %s", file, count, key);
-        /* An inline comment: the script does not strip it (its value is whatever follows the LAST ':'), but the
-         * reference shows `cpu_count: 2   # or: cpu_pool: …`; cut it off here and warn. */
-        size_t el = l;
-        for (size_t i = before; i < l; i++)
-            if (s[i] == '#' && i > 0 && (s[i - 1] == ' ' || s[i - 1] == '\t')) {
-                warn(cfg, "line %d: inline comment after the value: the allocator script does not strip it (it "
-                          "reads everything after the last ':'); put comments on their own line", count);
-                el = i;
-                while (el && (s[el - 1] == ' ' || s[el - 1] == '\t'))
-                    el--;
-                break;
-            }
-        /* value: after the LAST ':' (greedy), leading blanks and one quote trimmed, a trailing quote trimmed */
+        /* value: `sed -E "s/^.+://" | sed -E "s/\s+\"?//" | sed -E "s/\"?$//"`: what follows the LAST ':' (an
+         * inline comment with a ':' replaces the value, one without stays in it), its first blank run and a quote
+         * after it removed, a trailing quote removed */
         const char *v = s;
-        size_t vl = el;
-        for (size_t i = el; i > 1; i--)
+        size_t vl = l;
+        for (size_t i = l; i > 1; i--)
             if (s[i - 1] == ':') {
                 v = s + i;
-                vl = el - i;
+                vl = l - i;
                 break;
             }
-        while (vl && (*v == ' ' || *v == '\t'))
-            v++, vl--;
-        if (vl && *v == '"')
-            v++, vl--;
-        if (vl && v[vl - 1] == '"')
-            vl--;
-        if (vl == 0)
+        char raw[256];
+        size_t rl = 0;
+        bool cut = false;
+        for (size_t i = 0; i < vl && rl < sizeof raw - 1; i++) {
+            if (!cut && (v[i] == ' ' || v[i] == '\t')) {
+                while (i < vl && (v[i] == ' ' || v[i] == '\t'))
+                    i++;
+                if (i < vl && v[i] == '"')
+                    i++;
+                cut = true;
+                i--;
+                continue;
+            }
+            raw[rl++] = v[i];
+        }
+        if (rl && raw[rl - 1] == '"')
+            rl--;
+        raw[rl] = '\0';
+        if (rl == 0)
             return nd_err_set(err, -EINVAL, "Error in %s:%d - missing value for %s", file, count, key);
-        if (k == K_NONE) /* no key at all (a blank line or ':value'): the script's key lookup fails */
-            return nd_err_set(err, -EINVAL, "Error in %s:%d - unexpected: %s", file, count, key);
-        snprintf(val, sizeof val, "%.*s", (int)(vl < 255 ? vl : 255), v);
+        if (memchr(s, '#', l))
+            warn(cfg, "line %d: a comment after the value is part of it for the allocator script (it reads everything "
+                      "after the last ':'); put comments on their own line", count);
+        snprintf(val, sizeof val, "%s", raw);
         if (k == K_MEM) {
             if (!all_digits(val) || strlen(val) > 12)
                 return nd_err_set(err, -EINVAL, "The needed memory amount (%s) is invalid. (%s:%d)", val, file, count);
@@ -228,7 +234,7 @@ int nd_alloc_parse(const char *text, size_t len, const char *display_path, nd_al
             cfg->memory_line = count;
         } else if (k == K_COUNT) {
             if (!all_digits(val) || strlen(val) > 6)
-                return nd_err_set(err, -EINVAL, "Error in %s:%d - cpu_count must be a number, not '%s'", file, count, val);
+                return nd_err_set(err, -EINVAL, "The CPU count value (%s) is invalid. (%s:%d)", val, file, count);
             if (cfg->has_cpu_count)
                 warn(cfg, "line %d: cpu_count repeated (line %d): the last one wins", count, cfg->cpu_count_line);
             cfg->has_cpu_count = true;
@@ -336,10 +342,15 @@ static void sb_put(sbuf *b, const char *s, size_t n)
 {
     if (b->oom)
         return;
-    if (b->len + n + 1 > b->cap) {
+    if (n > SIZE_MAX - 1 - b->len) { /* len + n + 1 would wrap: no buffer can hold it */
+        b->oom = true;
+        return;
+    }
+    size_t need = b->len + n + 1;
+    if (need > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
+        while (cap < need)
+            cap = cap > SIZE_MAX / 2 ? need : cap * 2;
         char *np = realloc(b->p, cap);
         if (!np) {
             b->oom = true;
@@ -368,8 +379,8 @@ static const char *line_key(const char *s, size_t l)
     return NULL;
 }
 
-/* Writes line s (without newline) with its value replaced by nv, keeping indentation, the key part up to the value
- * and a trailing " # comment". */
+/* Writes line s (without newline) with its value replaced by nv, keeping indentation and the key part up to the
+ * value. A trailing " # comment" is dropped: the allocator script would read it as part of the value. */
 static void replace_value(sbuf *b, const char *s, size_t l, const char *nv)
 {
     const char *colon = memchr(s, ':', l);
@@ -384,14 +395,6 @@ static void replace_value(sbuf *b, const char *s, size_t l, const char *nv)
     if (vs == (size_t)(colon - s) + 1)
         sb_str(b, " ");
     sb_str(b, nv);
-    for (size_t i = vs; i < l; i++)
-        if (s[i] == '#' && (s[i - 1] == ' ' || s[i - 1] == '\t')) {
-            size_t ws = i;
-            while (ws > vs && (s[ws - 1] == ' ' || s[ws - 1] == '\t'))
-                ws--;
-            sb_put(b, s + ws, l - ws);
-            break;
-        }
 }
 
 int nd_alloc_edit_text(const char *text, size_t len, const nd_alloc_edit *e, char **out, nd_err *err)

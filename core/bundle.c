@@ -209,15 +209,13 @@ static int check_name(nd_bundle *b, const char *name, const char *host_part, cha
                           "bundle: bad member name%s '%s' (must be relative, at most 255 bytes, no empty, '.' or '..' "
                           "component)", host_part ? " prefix" : "", shown);
     }
-    char *scrubbed = NULL;
-    size_t slen = 0;
-    if (nd_scrub_buffer(b->scrub, raw, strlen(raw), &scrubbed, &slen) < 0 || memchr(scrubbed, 0, slen)) {
-        free(scrubbed);
-        scrubbed = NULL;
-    }
+    /* escaped (control bytes, invalid UTF-8), then scrubbed with the same rules as the data (nd_scrub_name); never
+     * the unscrubbed name */
+    char escraw[1100];
+    nd_bundle_escape(raw, true, escraw, sizeof escraw);
     char esc[400];
-    nd_bundle_escape(scrubbed ? scrubbed : "[REDACTED]", true, esc, sizeof esc);
-    free(scrubbed);
+    if (nd_scrub_name(b->scrub, escraw, esc, sizeof esc) < 0)
+        snprintf(esc, sizeof esc, "[REDACTED]");
     if (!name_shape_ok(esc)) {
         /* a custom scrub rule or a cut produced a bad path: keep it flat and visible */
         char flat[400];
@@ -1276,8 +1274,11 @@ static int rename_noreplace(const char *from, char *to, size_t tosz)
     if (bl > 7 && strcmp(base + bl - 7, ".tar.gz") == 0)
         base[bl - 7] = '\0';
     for (int i = 1; i < 100; i++) {
-        if (i > 1)
-            snprintf(to, tosz, "%s-%d.tar.gz", base, i);
+        if (i > 1) {
+            int n = snprintf(to, tosz, "%s-%d.tar.gz", base, i);
+            if (n < 0 || (size_t)n >= tosz) /* a cut name could be someone else's file */
+                return -ENAMETOOLONG;
+        }
         if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
             return 0;
         if (errno == EEXIST)
@@ -1600,7 +1601,7 @@ int nd_bundle_read(const char *path, nd_bundle_contents *out, nd_err *err)
                 out->signature = kept;
                 kept = NULL;
             } else {
-                json_t *j = json_loadb(kept, klen, 0, NULL);
+                json_t *j = json_loadb(kept, klen, JSON_REJECT_DUPLICATES, NULL);
                 if (!strcmp(rel, "manifest.json")) {
                     json_decref(out->manifest);
                     out->manifest = j;

@@ -283,7 +283,7 @@ static void on_imds(void *ud, int status, const char *body, size_t len, const nd
         return;
     }
     json_error_t je;
-    json_t *j = json_loadb(body, len, 0, &je);
+    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
     const char *code = j ? json_string_value(json_object_get(j, "Code")) : NULL;
     const char *ak = j ? json_string_value(json_object_get(j, "AccessKeyId")) : NULL;
     const char *sk = j ? json_string_value(json_object_get(j, "SecretAccessKey")) : NULL;

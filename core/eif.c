@@ -576,21 +576,27 @@ json_t *nd_eif_describe_json(const nd_eif_info *info)
     json_object_set_new(o, "Measurements", m);
     json_object_set_new(o, "IsSigned", json_boolean(info->is_signed));
     json_object_set_new(o, "CheckCRC", json_boolean(info->crc_ok));
-    json_t *meta = info->metadata ? json_loadb(info->metadata, info->metadata_len, JSON_DECODE_ANY, NULL) : NULL;
+    json_t *meta = info->metadata ? json_loadb(info->metadata, info->metadata_len,
+                                                 JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL) : NULL;
     if (json_is_object(meta)) {
         json_t *v;
         if ((v = json_object_get(meta, "ImageName")))
             json_object_set(o, "ImageName", v);
         if ((v = json_object_get(meta, "ImageVersion")))
             json_object_set(o, "ImageVersion", v);
+        /* MetadataDescribeInfo (nitro-cli src/common/json_output.rs): the build metadata's five fields, DockerInfo,
+         * then the custom metadata's keys flattened in (nothing when it is null) */
         json_t *out = json_object();
         json_t *bm = json_object_get(meta, "BuildMetadata");
-        if (json_is_object(bm))
-            json_object_update(out, bm);
+        static const char *const bkeys[] = {"BuildTime", "BuildTool", "BuildToolVersion", "OperatingSystem",
+                                            "KernelVersion"};
+        for (size_t k = 0; json_is_object(bm) && k < sizeof bkeys / sizeof bkeys[0]; k++)
+            if ((v = json_object_get(bm, bkeys[k])))
+                json_object_set(out, bkeys[k], v);
         if ((v = json_object_get(meta, "DockerInfo")))
             json_object_set(out, "DockerInfo", v);
-        if ((v = json_object_get(meta, "CustomMetadata")))
-            json_object_set(out, "CustomMetadata", v);
+        if ((v = json_object_get(meta, "CustomMetadata")) && json_is_object(v))
+            json_object_update(out, v);
         if (json_object_size(out))
             json_object_set_new(o, "Metadata", out);
         else

@@ -562,7 +562,7 @@ int nd_kms_response_parse(const void *text, size_t n, nd_kms_response *r, nd_err
 {
     memset(r, 0, sizeof *r);
     json_error_t je;
-    json_t *root = json_loadb(text, n, 0, &je);
+    json_t *root = json_loadb(text, n, JSON_REJECT_DUPLICATES, &je);
     if (!root)
         return nd_err_set(err, -EINVAL, "bad JSON at line %d column %d: %s", je.line, je.column, je.text);
     int rc = 0;

@@ -454,8 +454,13 @@ int nd_http_start(nd_http *h, const nd_http_request *req, nd_http_cb cb, void *u
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+    /* No CA file given: SSL_CERT_FILE (OpenSSL's convention; the portable build's launcher sets it to the host's
+     * bundle when the host keeps it elsewhere than where this libcurl was built to look), else libcurl's default. */
+    const char *env_ca = getenv("SSL_CERT_FILE");
     if (h->ca_file)
         curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file);
+    else if (env_ca && env_ca[0])
+        curl_easy_setopt(e, CURLOPT_CAINFO, env_ca);
     if (h->proxy)
         curl_easy_setopt(e, CURLOPT_PROXY, h->proxy);
     bool has_body = req->body_len > 0 || strcmp(req->method, "POST") == 0 || strcmp(req->method, "PUT") == 0;

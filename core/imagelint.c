@@ -18,27 +18,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static const char RULE_SHELL_C[] =
-    "Nitro's bootstrap init execs the image's command directly; an enclave image (FROM scratch) usually has no "
-    "/bin/sh, and a command that fails or ends at once makes the enclave reboot immediately: the console shows only "
-    "`reboot: Restarting system`, with no application output. Use the exec form with a static binary: "
-    "ENTRYPOINT [\"/init\"].";
-static const char RULE_CMD_REPLACES[] =
-    "In a Nitro enclave a CMD replaces the ENTRYPOINT: the bootstrap init runs only CMD when the image has one and "
-    "uses ENTRYPOINT only when there is no CMD (Docker would pass CMD as arguments to ENTRYPOINT; Nitro does not). "
-    "Drop the CMD and pass settings through ENV (e.g. ENV VSOCK_PINGPONG_MODE=${MODE}), or put the whole command "
-    "in ENTRYPOINT.";
-static const char RULE_NO_COMMAND[] =
-    "Nitro's bootstrap init runs the image's CMD, or its ENTRYPOINT when there is no CMD; with neither there is "
-    "nothing to run and the enclave reboots at once (`reboot: Restarting system`). Add ENTRYPOINT [\"/init\"] "
-    "(exec form) to the final stage.";
-static const char RULE_INHERITED[] =
-    "The final stage inherits its command from a base image this lint cannot see; lint the built image's "
-    "`docker inspect` output instead (Nitro runs CMD when the image has one, else ENTRYPOINT).";
-static const char RULE_BAD_EXEC[] =
-    "Docker treats a [...] that is not valid JSON (single quotes, a trailing comma) as the shell form and runs it "
-    "through /bin/sh -c. Write it with double quotes: [\"/init\"].";
-static const char RULE_INFO[] = "Nitro runs CMD when the image has one, else ENTRYPOINT.";
+/* What Nitro does and what to do about each finding is knowledge, kept with every other cause in the registry of
+ * findings (lua/nd/findings.lua, by code); this file returns the codes and the facts of the image only. */
+#define RULE_SHELL_C NULL
+#define RULE_CMD_REPLACES NULL
+#define RULE_NO_COMMAND NULL
+#define RULE_INHERITED NULL
+#define RULE_BAD_EXEC NULL
+#define RULE_INFO NULL
+#define RULE_NO_INIT NULL
 
 const char *nd_lint_severity_name(nd_lint_severity s)
 {
@@ -172,6 +160,21 @@ static int is_shell_c(char **argv)
     return 0;
 }
 
+/* Is argv[0] a PID-1 wrapper that reaps, forwards signals and reports (nitrodiag-init, tini, dumb-init, …)? A bare
+ * /init counts: the test image's /init is nitrodiag-init, and initramfs-style images name their wrapper so. */
+static int is_init_wrapper(char **argv)
+{
+    if (!argv || !argv[0])
+        return 1;
+    const char *b = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+    static const char *wrappers[] = {"nitrodiag-init", "init", "tini", "tini-static", "dumb-init", "catatonit",
+                                     "s6-svscan", "supervisord", "runsvdir", "my_init", "docker-init"};
+    for (size_t k = 0; k < sizeof wrappers / sizeof wrappers[0]; k++)
+        if (strcmp(b, wrappers[k]) == 0)
+            return 1;
+    return 0;
+}
+
 /* The rules, once the image's entrypoint/cmd are known. `from` names where they came from, for messages. */
 static void apply_rules(nd_imagelint *r, const char *ep_ev, const char *cmd_ev)
 {
@@ -216,6 +219,11 @@ static void apply_rules(nd_imagelint *r, const char *ep_ev, const char *cmd_ev)
     if (r->command) {
         join_argv(r->command->argv, j, sizeof j);
         add_finding(r, ND_LINT_INFO, "IMG_COMMAND", RULE_INFO, r->command->line, j, "Nitro runs: %s", j);
+        if (r->command->known && !r->command->shell_form && !is_shell_c(r->command->argv) &&
+            !is_init_wrapper(r->command->argv))
+            add_finding(r, ND_LINT_INFO, "IMG_NO_INIT_WRAPPER", RULE_NO_INIT, r->command->line, j,
+                        "%s runs as the enclave's command with no PID-1 wrapper: when it dies the enclave reboots "
+                        "without a word; consider nitrodiag-init", r->command->argv[0]);
     }
 }
 
@@ -378,7 +386,7 @@ static int parse_exec_form(const char *args, char ***argv, size_t *argc, int *ba
     if (args[0] != '[')
         return 0;
     json_error_t je;
-    json_t *j = json_loads(args, JSON_DECODE_ANY, &je);
+    json_t *j = json_loads(args, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
     if (!j || !json_is_array(j)) {
         json_decref(j);
         *bad_json = 1;
@@ -796,7 +804,7 @@ int nd_imagelint_inspect(const char *json, size_t len, nd_imagelint **out, nd_er
 {
     *out = NULL;
     json_error_t je;
-    json_t *root = json_loadb(json, len, 0, &je);
+    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
     if (!root)
         return nd_err_set(err, -EBADMSG, "docker inspect JSON: line %d column %d: %s", je.line, je.column, je.text);
     json_t *img = json_is_array(root) ? json_array_get(root, 0) : root;

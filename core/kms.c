@@ -387,7 +387,7 @@ static void on_http(void *ud, const nd_http_response *resp, nd_http_req *hreq)
         snprintf(code, sizeof code, "%s", nd_err_name(resp->error));
         snprintf(msg, sizeof msg, "%s", resp->errmsg);
     } else if (resp->status < 200 || resp->status >= 300) {
-        json_t *j = json_loadb(resp->body, resp->body_len, 0, NULL);
+        json_t *j = json_loadb(resp->body, resp->body_len, JSON_REJECT_DUPLICATES, NULL);
         const char *type = j ? json_string_value(json_object_get(j, "__type")) : NULL;
         const char *m = j ? json_string_value(json_object_get(j, "message")) : NULL;
         if (!m && j)

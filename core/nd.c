@@ -3,9 +3,11 @@
  */
 #include "nd.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 int nd_err_set(nd_err *err, int code, const char *fmt, ...)
@@ -77,6 +79,35 @@ int nd_ctx_init(nd_ctx *ctx, struct uv_loop_s *loop)
     ctx->loop = loop;
     snprintf(ctx->nitro_cli, sizeof ctx->nitro_cli, "%s", "nitro-cli");
     return 0;
+}
+
+int nd_ctx_sim_command(const nd_ctx *ctx, const char *argv0, char *out, size_t outsz)
+{
+    if (!ctx || !ctx->sim_root[0]) {
+        if (snprintf(out, outsz, "%s", argv0) >= (int)outsz)
+            return -ENAMETOOLONG;
+        return 0;
+    }
+    if (ctx->self_exe[0] && strcmp(argv0, ctx->self_exe) == 0) /* nitrodiag itself: it inherits the simulated host */
+        return snprintf(out, outsz, "%s", argv0) >= (int)outsz ? -ENAMETOOLONG : 0;
+    const char *base = strrchr(argv0, '/');
+    base = base ? base + 1 : argv0;
+    if (!base[0] || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
+        return -EPERM;
+    if (snprintf(out, outsz, "%s/bin/%s", ctx->sim_root, base) >= (int)outsz)
+        return -ENAMETOOLONG;
+    if (access(out, X_OK) != 0)
+        return -EPERM;
+    return 0;
+}
+
+double nd_ctx_real_wait(const nd_ctx *ctx, double seconds)
+{
+    if (!ctx || ctx->time_scale <= 1.0 || seconds <= 0)
+        return seconds;
+    double w = seconds / ctx->time_scale;
+    double floor = seconds < 1.0 ? seconds : 1.0; /* a console window still lets the enclave's first lines through */
+    return w < floor ? floor : w;
 }
 
 int nd_ctx_path(const nd_ctx *ctx, const char *host_path, char *out, size_t outsz)

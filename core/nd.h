@@ -61,10 +61,26 @@ typedef struct nd_ctx {
     int live_procs;
     int watchdog_fd;         /* nd_proc_watchdog_start: our end of the watchdog's socket (valid when watchdog_pid) */
     int watchdog_pid;        /* the watchdog process, 0 when there is none */
+    char sim_root[4096];     /* non-empty while a simulated host is active (nd.sim): commands run only from its bin/
+                              * directory and vsock goes only to its enclaves — nothing reaches the real host */
+    char self_exe[4096];     /* this program (nitrodiag itself may run under a simulated host: it stays on it) */
+    double time_scale;       /* simulated seconds per real second (0 or 1: real time); nd.sleep and console
+                              * windows are divided by it (docs/simulator.md, "Simulated time") */
 } nd_ctx;
 
 /* Initialises ctx with defaults around an existing loop (not owned). Returns 0. */
 int nd_ctx_init(nd_ctx *ctx, struct uv_loop_s *loop);
+
+/* Under a simulated host (ctx->sim_root set): the command argv0 stands for, as a path of the simulated host's bin/
+ * directory, in out. argv0 may be a bare name or any path whose last component is a simulated command ("nitro-cli",
+ * "/usr/bin/systemctl"); paths already inside the bin directory pass. Returns 0, or -EPERM when it is not a command
+ * of the simulated host (nothing may run on the real host), -ENAMETOOLONG. Without a simulated host: argv0 as is. */
+int nd_ctx_sim_command(const nd_ctx *ctx, const char *argv0, char *out, size_t outsz);
+
+/* A wait of `seconds` simulated seconds in real seconds: seconds / ctx->time_scale, but never less than
+ * min(seconds, 1 s). Used by nd.sleep and by console windows (nd.nitro); command timeouts stay real (they are
+ * safety limits). */
+double nd_ctx_real_wait(const nd_ctx *ctx, double seconds);
 
 /* Joins ctx->root and an absolute host path into out (size outsz): "/etc/x" under root "/sim" -> "/sim/etc/x".
  * Returns 0, or -ENAMETOOLONG when it does not fit. */

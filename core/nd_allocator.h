@@ -59,9 +59,10 @@ typedef struct nd_alloc_edit {
     const char *cpu_pool;    /* non-NULL: sets cpu_pool and comments out cpu_count */
 } nd_alloc_edit;
 
-/* Applies an edit to the text: the value on the existing key line is replaced (indentation, key spelling and a
- * trailing comment kept), a missing key is added after the last data line, a missing `---` is added at the top, the
- * other CPU key is turned into a comment; every other line is kept byte for byte. The result is parsed again and
+/* Applies an edit to the text: the value on the existing key line is replaced (indentation and key spelling
+ * kept), a missing key is added after the last data line, a missing `---` is added at the top, the
+ * other CPU key is turned into a comment; every other line is kept byte for byte (an inline comment on an edited
+ * line is dropped: the allocator script would take it for part of the value). The result is parsed again and
  * must be valid. Returns 0 with *out (malloc'd), or -EINVAL with err. */
 int nd_alloc_edit_text(const char *text, size_t len, const nd_alloc_edit *e, char **out, nd_err *err);
 

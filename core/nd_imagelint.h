@@ -10,7 +10,8 @@
  *   IMG_CMD_REPLACES_ENTRYPOINT  an image with both CMD and ENTRYPOINT (Nitro runs the CMD alone);
  *   IMG_NO_ENTRYPOINT            no command at all;
  * and warns on IMG_INHERITED (the final stage takes its command from a base image it cannot see) and
- * IMG_BAD_EXEC_FORM (a `[...]` that is not valid JSON, which Docker silently runs as a shell command).
+ * IMG_BAD_EXEC_FORM (a `[...]` that is not valid JSON, which Docker silently runs as a shell command); it
+ * recommends (info) IMG_NO_INIT_WRAPPER when an exec-form command is not a PID-1 wrapper (nitrodiag-init, tini, …).
  * For a Dockerfile only the final stage counts (a stage built FROM an earlier stage inherits its settings); ARG and
  * ENV are followed, including ${VAR} substitution from ARG defaults.
  */
@@ -25,7 +26,7 @@ typedef struct nd_lint_finding {
     nd_lint_severity severity;
     const char *code;     /* "IMG_SHELL_C", … (static) */
     char message[640];    /* one line: what is wrong, where */
-    const char *rule;     /* the Nitro rule behind it and what to do (static) */
+    const char *rule;     /* NULL: the Nitro rule behind a code and what to do are in lua/nd/findings.lua */
     int line;             /* Dockerfile line of the instruction, 0 for inspect JSON */
     char evidence[512];   /* the instruction as written, or the JSON value */
 } nd_lint_finding;

@@ -11,8 +11,10 @@
  * filter (the request id, the error-code tail, `"ok":false`) pass, and the most selective one is searched across
  * the whole buffer first, grep-style, so lines that cannot match are never looked at twice.
  *
- * Over the matching events the scanner keeps a summary: errors by normalised code, durations for percentiles,
- * per-counter first/last/delta over the `metrics` snapshots, and the unique kms_request_id values.
+ * Over the matching events the scanner keeps a summary in bounded memory: errors by normalised code, durations for
+ * percentiles (exact, then a histogram), per-counter first/last/delta over the `metrics` snapshots, the unique
+ * kms_request_id values (up to max_ids), and request/response pairing within a time window. Candidate lines are read
+ * by a strict one-pass reader for the proxies' flat objects, and by jansson whenever that reader is not sure.
  */
 #ifndef ND_KMSLOG_H
 #define ND_KMSLOG_H
@@ -32,13 +34,17 @@ typedef struct nd_kmslog_filter {
     bool has_since, has_until;
     double since, until;     /* epoch seconds, inclusive; lines without a timestamp never match a time range */
     size_t max_ids;          /* cap on kept kms_request_id values; 0 means 100000 */
+    bool seek;               /* with since: a regular, uncompressed file is entered by binary search on the lines'
+                                timestamps instead of read from the start (line numbers then count from there) */
+    bool no_fast;            /* read every candidate with jansson (tests compare the two readers) */
 } nd_kmslog_filter;
 
 typedef struct nd_kmslog_record {
     uint64_t line_no;              /* 1-based over everything fed */
     const char *line;              /* the raw line, without its newline (not NUL-terminated) */
     size_t line_len;
-    const struct json_t *event;    /* the (unwrapped) event object; valid during the callback only */
+    const struct json_t *event;    /* the (unwrapped) event object when jansson read the line, else NULL: use
+                                      nd_kmslog_event(rec), which parses it on demand */
     const char *json;              /* the event's JSON text as logged: the unescaped fields.json string of a
                                       wrapped line, the line from its '{' otherwise (not NUL-terminated) */
     size_t json_len;
@@ -52,7 +58,12 @@ typedef struct nd_kmslog_record {
     int ok;                        /* 1, 0, or -1 when absent */
     double duration_ms;            /* NAN when absent */
     double ts;                     /* epoch seconds, NAN when the line has no timestamp */
+    const void *owner;             /* the scanner (internal) */
 } nd_kmslog_record;
+
+/* The record's event as a jansson object, parsed on first use; valid during the callback only. Returns NULL only
+ * when out of memory. */
+const struct json_t *nd_kmslog_event(const nd_kmslog_record *rec);
 
 /* Called for each matching event. Return 0 to continue; a negative value stops the scan and is returned by the
  * feeding function. */
@@ -70,6 +81,11 @@ typedef struct nd_kmslog_stats {
     uint64_t wrapped, plain, prefixed; /* forms among events */
     uint64_t matched, matched_requests, matched_responses;
     uint64_t untimed;     /* events excluded by a time range because they carry no timestamp */
+    /* Pairing over every event read (all events without a filter): a response pairs with the latest waiting request
+     * of its request_id. A request waits at most 60 s of log time (and among at most 65536 waiting ones); what
+     * leaves or ends the log without its response counts as unpaired. */
+    uint64_t paired, unpaired_requests, unpaired_responses;
+    uint64_t seek_skipped; /* bytes before since= not read (seek) */
 } nd_kmslog_stats;
 
 typedef struct nd_kmslog_counter {
@@ -115,16 +131,20 @@ int nd_kmslog_error_at(const nd_kmslog *k, size_t i, const char **code, uint64_t
 /* Number of duration_ms samples among matching responses. */
 size_t nd_kmslog_durations(const nd_kmslog *k);
 
+/* true while percentiles are exact: up to 65536 samples are kept; past that they go into a log-bucketed histogram
+ * (64 KiB) and percentiles are within 0.5 % of the exact value (min and max stay exact). */
+bool nd_kmslog_latency_exact(const nd_kmslog *k);
+
 /* Nearest-rank percentile p (0 < p <= 100) of duration_ms: the smallest sample such that at least p% of samples are
- * <= it (sorted[ceil(p/100*n) - 1]). Returns 0 and sets *out, -ENODATA when there are no samples, -EINVAL for p out
- * of range. */
+ * <= it (sorted[ceil(p/100*n) - 1]); see nd_kmslog_latency_exact. Returns 0 and sets *out, -ENODATA when there are no
+ * samples, -EINVAL for p out of range. */
 int nd_kmslog_percentile(nd_kmslog *k, double p, double *out);
 
 /* The counters seen in matching responses' metrics snapshots, in first-seen order. */
 const nd_kmslog_counter *nd_kmslog_counters(const nd_kmslog *k, size_t *n);
 
-/* Unique kms_request_id values of matching events in first-seen order; *dropped (may be NULL) counts unique values
- * beyond max_ids that were not kept. */
+/* Unique kms_request_id values of matching events in first-seen order; *dropped (may be NULL) counts values seen
+ * after max_ids were kept that are not among the kept (bounded memory: a value repeated after the cap counts again). */
 const nd_kmslog_id *nd_kmslog_ids(const nd_kmslog *k, size_t *n, uint64_t *dropped);
 
 void nd_kmslog_free(nd_kmslog *k);

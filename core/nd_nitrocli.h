@@ -61,6 +61,15 @@ void nd_nitro_errors_free(nd_nitro_errors *e);
 /* The value of a fact of a block, or NULL. */
 const char *nd_nitro_fact_get(const nd_nitro_block *b, const char *key);
 
+/* The driver's error codes as nitro-cli 1.4/1.5 words them in err logs (EnclaveHandle::do_ioctl,
+ * src/enclave_proc/resource_manager.rs): { "NE_ERR_NO_CPUS_AVAIL_IN_POOL", "The enclave cannot be created because no
+ * CPUs are available in the pool" }, …, ending with { NULL, NULL }. */
+typedef struct nd_nitro_ioctl_text {
+    const char *name;
+    const char *text;
+} nd_nitro_ioctl_text;
+extern const nd_nitro_ioctl_text nd_nitro_ioctl_texts[];
+
 /* ---- err<timestamp>.log files --------------------------------------------------------------------------------- */
 
 typedef struct nd_nitro_errlog {

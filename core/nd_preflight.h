@@ -5,9 +5,11 @@
  * host state under --root when present (hugepages in /sys/kernel/mm/hugepages/hugepages-<N>kB/{nr,free}_hugepages,
  * the CPU pool in /sys/module/nitro_enclaves/parameters/ne_cpus), and what running enclaves hold. Output: every
  * error nitro-cli would raise (E20, E21, E22, E26, E27, E29), each with its numbers and the exact text nitro-cli
- * prints, in the order nitro-cli meets them: the CPU configuration against the configured pool (E20/E21/E22), the 4x
- * EIF rule (E26), the hugepage memory (E27), then adding the vCPUs, which fails with E29
- * (NE_ERR_NO_CPUS_AVAIL_IN_POOL / NE_ERR_VCPU_ALREADY_USED) when running — often stale — enclaves hold the CPUs.
+ * prints, in the order nitro-cli 1.4/1.5 meets them (src/enclave_proc/commands.rs, cpu_info.rs, resource_manager.rs):
+ * the CPU configuration against the pool file (E20/E21/E22), the 4x EIF rule (E26, also for --memory 0), NE_CREATE_VM
+ * (E29 when running — often stale — enclaves hold every pool CPU, before "Start allocating memory..."), the hugepage
+ * memory (E27), then adding the vCPUs (E29 when too few pool CPUs are free, or a --cpu-ids CPU is held). The E29
+ * note gives nitro-cli's sub-action text with the driver's NE_ERR_* name.
  */
 #ifndef ND_PREFLIGHT_H
 #define ND_PREFLIGHT_H

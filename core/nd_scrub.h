@@ -11,7 +11,13 @@
  * The built-in rules (nd_scrub_new) cover AWS access key ids (AKIA…/ASIA…), secret access keys, session tokens,
  * X-Amz-Security-Token, Authorization headers, SigV4 signatures, PEM private keys and the credential fields of the
  * IMDS JSON document. Each rule has a name; nd_scrub_counts() reports how many replacements each made in the current
- * stream. Binary data is never scrubbed: callers check nd_scrub_looks_binary() and pass such data through as is.
+ * stream. Every byte is scrubbed, NUL bytes and binary regions included (see nd_scrub_looks_binary).
+ *
+ * Beyond names and values, the scrubber keeps state across lines: a key body whose BEGIN line was cut off (a tail
+ * collection) is held back and removed when its END line follows; an access key id cut by a line wrap loses both
+ * halves; a base64-encoded PEM private key loses its continuation lines. Properties (tested, fuzzed): idempotent
+ * (scrubbing the output again changes nothing), output at most input + 16 bytes per redaction, the same bytes
+ * whatever the chunking.
  */
 #ifndef ND_SCRUB_H
 #define ND_SCRUB_H
@@ -61,8 +67,18 @@ struct json_t *nd_scrub_counts(const nd_scrub *s);
  * of replacements (>= 0) or a negative code. */
 int nd_scrub_buffer(nd_scrub *s, const void *in, size_t n, char **out, size_t *outlen);
 
-/* True when the data looks binary (a NUL byte, or mostly control bytes, in its first 8 KiB). Binary artifacts are
- * stored unchanged: scrubbing would corrupt them. */
+/* Scrubs one member name or manifest field (a single line) with s's rules (NULL: the built-in rules) into out, so a
+ * bundle's member names and its manifest entries are scrubbed the same way: "err-AKIA….log" becomes
+ * "err-AKIA[REDACTED].log". Control bytes the scrubber would insert (a PEM marker opens a block) become '_'. Uses
+ * s's stream: call it between streams, not inside one. Returns the number of redactions (>= 0), -ENAMETOOLONG when
+ * out (outsz bytes with the NUL) is too small, or -ENOMEM. */
+int nd_scrub_name(nd_scrub *s, const char *name, char *out, size_t outsz);
+
+/* True when the data is a compressed or archive container (gzip, xz, zstd, bzip2, zip, 7z) — bytes in which no
+ * secret can be recognised and which scrubbing would only corrupt. Anything else, including text with NUL bytes or
+ * binary regions (a journal file, a core dump), is not binary as a whole: binary is a property of regions, and every
+ * region goes through the rules, which match only text shapes (binary bytes pass unchanged unless they hold text
+ * that looks like a secret). */
 bool nd_scrub_looks_binary(const void *data, size_t n);
 
 /* The names of the built-in rules, NULL-terminated (for the docs and the manifest). */

@@ -166,6 +166,29 @@ static int fact_between(nd_nitro_block *b, const char *text, const char *prefix,
     return q ? add_fact(b, key, p, (size_t)(q - p)) : 0;
 }
 
+const nd_nitro_ioctl_text nd_nitro_ioctl_texts[] = {
+    {"NE_ERR_VCPU_ALREADY_USED", "The provided vCPU is already used"},
+    {"NE_ERR_VCPU_NOT_IN_CPU_POOL", "The provided vCPU is not available in the CPU pool"},
+    {"NE_ERR_VCPU_INVALID_CPU_CORE", "The vCPU core ID is invalid for the CPU pool"},
+    {"NE_ERR_INVALID_MEM_REGION_SIZE", "The memory region's size is not a multiple of 2 MiB"},
+    {"NE_ERR_INVALID_MEM_REGION_ADDR", "The memory region's address is invalid"},
+    {"NE_ERR_UNALIGNED_MEM_REGION_ADDR", "The memory region's address is not aligned"},
+    {"NE_ERR_MEM_REGION_ALREADY_USED", "The memory region is already used"},
+    {"NE_ERR_MEM_NOT_HUGE_PAGE", "The memory region is not backed by contiguous physical huge page(s)"},
+    {"NE_ERR_MEM_DIFFERENT_NUMA_NODE", "The memory region's pages and the CPUs belong to different NUMA nodes"},
+    {"NE_ERR_MEM_MAX_REGIONS", "The maximum number of memory regions per enclave has been reached"},
+    {"NE_ERR_NO_MEM_REGIONS_ADDED", "The enclave cannot start because no memory regions have been added"},
+    {"NE_ERR_NO_VCPUS_ADDED", "The enclave cannot start because no vCPUs have been added"},
+    {"NE_ERR_ENCLAVE_MEM_MIN_SIZE", "The enclave's memory size is lower than the minimum supported"},
+    {"NE_ERR_FULL_CORES_NOT_USED", "The enclave cannot start because full CPU cores have not been set"},
+    {"NE_ERR_NOT_IN_INIT_STATE", "The enclave is in an incorrect state to set resources or start"},
+    {"NE_ERR_INVALID_VCPU", "The provided vCPU is out of range of the available CPUs"},
+    {"NE_ERR_NO_CPUS_AVAIL_IN_POOL", "The enclave cannot be created because no CPUs are available in the pool"},
+    {"NE_ERR_INVALID_PAGE_SIZE", "The memory region is not backed by page(s) multiple of 2 MiB"},
+    {"NE_ERR_INVALID_FLAG_VALUE", "The provided flags value in the ioctl arg data structure is invalid"},
+    {"NE_ERR_INVALID_ENCLAVE_CID", "The provided enclave CID is invalid, being a well-known CID or the parent VM CID"},
+    {NULL, NULL}};
+
 /* Pulls the numbers and names operators need out of a block's message and backtrace. */
 static int extract_facts(nd_nitro_block *b)
 {
@@ -226,9 +249,17 @@ static int extract_facts(nd_nitro_block *b)
             break;
         }
     }
-    /* driver errors in backtraces: NE_ERR_* */
-    const char *t = b->backtrace ? strstr(b->backtrace, "NE_ERR_") : NULL;
-    if (!t)
+    /* driver errors in backtraces: nitro-cli's English sub-action (driver_message, and its NE_ERR_* name as
+     * driver_error), or an NE_ERR_* name as older tools printed it */
+    for (const nd_nitro_ioctl_text *d = nd_nitro_ioctl_texts; d->name; d++) {
+        if ((b->backtrace && strstr(b->backtrace, d->text)) || strstr(m, d->text)) {
+            rc |= add_fact(b, "driver_error", d->name, strlen(d->name));
+            rc |= add_fact(b, "driver_message", d->text, strlen(d->text));
+            break;
+        }
+    }
+    const char *t = nd_nitro_fact_get(b, "driver_error") ? NULL : b->backtrace ? strstr(b->backtrace, "NE_ERR_") : NULL;
+    if (!t && !nd_nitro_fact_get(b, "driver_error"))
         t = strstr(m, "NE_ERR_");
     if (t) {
         size_t n = 0;
@@ -236,7 +267,8 @@ static int extract_facts(nd_nitro_block *b)
             n++;
         rc |= add_fact(b, "driver_error", t, n);
     }
-    if (strstr(m, "no CPUs available") || (b->backtrace && strstr(b->backtrace, "no CPUs available")))
+    if (strstr(m, "no CPUs available") || strstr(m, "no CPUs are available") ||
+        (b->backtrace && (strstr(b->backtrace, "no CPUs available") || strstr(b->backtrace, "no CPUs are available"))))
         rc |= add_fact(b, "cpus", "none available", 14);
     return rc ? -ENOMEM : 0;
 }
@@ -646,7 +678,8 @@ int nd_nitro_parse_json(nd_nitro_cmd cmd, const char *text, size_t len, json_t *
         return nd_err_set(err, -EBADMSG, "unrecognised output: no JSON document in %zu bytes of %s output", len,
                           cmd_name(cmd));
     json_error_t je;
-    json_t *j = json_loadb(text + start, len - start, JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY, &je);
+    json_t *j = json_loadb(text + start, len - start,
+                           JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
     if (!j)
         return nd_err_set(err, -EBADMSG, "unrecognised output: %s JSON: %s at offset %zu", cmd_name(cmd), je.text,
                           start + (size_t)je.position);

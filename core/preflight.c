@@ -100,9 +100,13 @@ static bool has_cpu(const unsigned *v, size_t n, unsigned c)
     return false;
 }
 
+/* nitro-cli >= 1.2.3 (src/common/document_errors.rs:231 at v1.5.0) */
 static const char TAIL_MEM[] = "\nYou can increase the available memory by editing the `memory_mib` value from "
-                               "'/etc/nitro_enclaves/allocator.yaml' and then enable the "
+                               "'/etc/nitro_enclaves/allocator.yaml' and then restart the "
                                "nitro-enclaves-allocator.service.";
+static const char E29_TEXT[] = "Ioctl failure. Such error is used as a general ioctl error and appears whenever an ioctl "
+                               "fails. In this case, the error backtrace provides detailed information on what "
+                               "specifically failed during the ioctl.";
 
 int nd_preflight_check(const nd_preflight_input *in, nd_preflight_result *r, nd_err *err)
 {
@@ -169,21 +173,44 @@ int nd_preflight_check(const nd_preflight_input *in, nd_preflight_result *r, nd_
     bool cpus_held = false;
     unsigned held_id = 0;
     if (in->cpu_ids) {
+        /* get_duplicate_cpus (cpu_info.rs): each ID given more than once, ascending, concatenated ("13") */
         char dups[256] = "";
-        for (size_t i = 0; i < in->n_cpu_ids; i++)
-            for (size_t j = 0; j < i; j++)
-                if (in->cpu_ids[i] == in->cpu_ids[j] && strlen(dups) < 200) {
-                    snprintf(dups + strlen(dups), sizeof dups - strlen(dups), "%s%u", dups[0] ? ", " : "",
-                             in->cpu_ids[i]);
-                    break;
+        unsigned last = 0;
+        bool have_last = false;
+        for (;;) {
+            bool found = false;
+            unsigned next = 0;
+            for (size_t i = 0; i < in->n_cpu_ids; i++) {
+                unsigned c = in->cpu_ids[i];
+                if ((!have_last || c > last) && (!found || c < next)) {
+                    next = c;
+                    found = true;
                 }
+            }
+            if (!found)
+                break;
+            size_t n = 0;
+            for (size_t i = 0; i < in->n_cpu_ids; i++)
+                n += in->cpu_ids[i] == next;
+            if (n > 1 && strlen(dups) < 200)
+                snprintf(dups + strlen(dups), sizeof dups - strlen(dups), "%u", next);
+            last = next;
+            have_last = true;
+        }
         if (dups[0])
             issue(r, "E20", in->n_cpu_ids, 0,
                   "Invalid CPU configuration. User provided `cpu-ids` contains same CPU(s) (CPU(s) %s) multiple times.",
                   dups);
         if (r->pool_known && r->n_pool) {
+            unsigned lowest_missing = 0;
+            bool missing = false;
+            for (size_t i = 0; i < in->n_cpu_ids; i++) /* nitro-cli checks the unique IDs in ascending order */
+                if (!has_cpu(r->pool, r->n_pool, in->cpu_ids[i]) && (!missing || in->cpu_ids[i] < lowest_missing)) {
+                    lowest_missing = in->cpu_ids[i];
+                    missing = true;
+                }
             for (size_t i = 0; i < in->n_cpu_ids; i++) {
-                unsigned c = in->cpu_ids[i];
+                unsigned c = missing ? lowest_missing : in->cpu_ids[i];
                 if (!has_cpu(r->pool, r->n_pool, c)) {
                     issue(r, "E21", c, 0,
                           "No such CPU available in the pool. User provided `cpu-ids` contains CPU %u, which is not "
@@ -209,8 +236,8 @@ int nd_preflight_check(const nd_preflight_input *in, nd_preflight_result *r, nd_
         cpus_held = true;
     }
 
-    /* 2. the 4x rule, checked before any memory is allocated */
-    if (in->memory_mib == 0) {
+    /* 2. the 4x rule, checked before any memory is allocated (also for --memory 0: the EIF's minimum is named) */
+    if (in->memory_mib == 0 && !in->has_eif) {
         issue(r, "E26", 0, 0,
               "Insufficient memory requested. User provided `memory` is 0 MB, and memory should be greater than 0 MB.");
     } else if (in->has_eif) {
@@ -225,7 +252,19 @@ int nd_preflight_check(const nd_preflight_input *in, nd_preflight_result *r, nd_
     if (in->has_eif && !r->min_memory_mib)
         r->min_memory_mib = nd_eif_min_memory_mib(in->eif_size);
 
-    /* 3. hugepage memory, after "Start allocating memory..." */
+    /* 3. NE_CREATE_VM: the driver refuses an enclave when no CPU of the pool is free (stale enclaves hold them all),
+     * before "Start allocating memory..." */
+    bool create_vm_fails = r->pool_known && pool_size > 0 && r->n_pool_free == 0;
+    if (create_vm_fails) {
+        issue(r, "E29", in->cpu_ids ? in->n_cpu_ids : in->cpu_count, 0, "%s", E29_TEXT);
+        snprintf(r->issues[r->n_issues - 1].note, sizeof r->issues[0].note,
+                 "Create VM ioctl failed: The enclave cannot be created because no CPUs are available in the pool "
+                 "(NE_ERR_NO_CPUS_AVAIL_IN_POOL): running enclaves hold all %zu pool CPUs",
+                 pool_size);
+        cpus_held = false;
+    }
+
+    /* 4. hugepage memory, after "Start allocating memory..." */
     if (in->memory_mib && r->memory_known) {
         uint64_t need = in->memory_mib;
         if (r->hugepage_kib >= 1024) { /* whole hugepages of the smallest useful size */
@@ -239,17 +278,18 @@ int nd_preflight_check(const nd_preflight_input *in, nd_preflight_result *r, nd_
                   (unsigned long long)in->memory_mib, TAIL_MEM);
     }
 
-    /* 4. adding the vCPUs: CPUs of the pool held by running enclaves */
+    /* 5. adding the vCPUs: CPUs of the pool held by running enclaves (nitro-cli's words for the driver's code) */
     if (cpus_held) {
-        issue(r, "E29", in->cpu_ids ? held_id : in->cpu_count, r->n_pool_free,
-              "Ioctl failure. Such error is used as a general ioctl error and appears whenever an ioctl fails. In this "
-              "case, the error backtrace provides detailed information on what specifically failed during the ioctl.");
+        issue(r, "E29", in->cpu_ids ? held_id : in->cpu_count, r->n_pool_free, "%s", E29_TEXT);
         nd_preflight_issue *i = &r->issues[r->n_issues - 1];
         if (in->cpu_ids)
-            snprintf(i->note, sizeof i->note, "NE_ERR_VCPU_ALREADY_USED: CPU %u is held by a running enclave", held_id);
+            snprintf(i->note, sizeof i->note,
+                     "Add vCPU ioctl failed: The provided vCPU is not available in the CPU pool "
+                     "(NE_ERR_VCPU_NOT_IN_CPU_POOL): CPU %u is held by a running enclave", held_id);
         else
             snprintf(i->note, sizeof i->note,
-                     "NE_ERR_NO_CPUS_AVAIL_IN_POOL: running enclaves hold %zu of the %zu pool CPUs, %zu free for %llu",
+                     "Add vCPU ioctl failed: The enclave cannot be created because no CPUs are available in the pool "
+                     "(NE_ERR_NO_CPUS_AVAIL_IN_POOL): running enclaves hold %zu of the %zu pool CPUs, %zu free for %llu",
                      pool_size - r->n_pool_free, pool_size, r->n_pool_free, (unsigned long long)in->cpu_count);
     }
     return 0;

@@ -444,6 +444,10 @@ int nd_proc_start(nd_ctx *ctx, const nd_proc_opts *opts, nd_proc_done_cb on_done
     *out = NULL;
     if (!ctx || !ctx->loop || !opts || !opts->argv || !opts->argv[0] || !opts->argv[0][0])
         return nd_err_set(err, -EINVAL, "process runner: empty command");
+    /* Under a simulated host only its commands run (nd_ctx_sim_command): never the real host's. A refused command
+     * fails like one that cannot start (spawn_error -EPERM). */
+    char file[4096 + 64];
+    int src = nd_ctx_sim_command(ctx, opts->argv[0], file, sizeof file);
     nd_proc *p = calloc(1, sizeof *p);
     if (!p)
         return nd_err_set(err, -ENOMEM, "process runner: out of memory");
@@ -495,7 +499,7 @@ int nd_proc_start(nd_ctx *ctx, const nd_proc_opts *opts, nd_proc_done_cb on_done
 
     uv_process_options_t po;
     memset(&po, 0, sizeof po);
-    po.file = opts->argv[0];
+    po.file = file;
     po.args = (char **)opts->argv;
     po.env = (char **)opts->env;
     po.cwd = opts->cwd;
@@ -505,8 +509,12 @@ int nd_proc_start(nd_ctx *ctx, const nd_proc_opts *opts, nd_proc_done_cb on_done
     po.stdio = stdio;
     p->process.data = p;
     p->t0 = uv_hrtime();
-    rc = uv_spawn(p->loop, &p->process, &po);
-    p->process_open = true; /* uv_spawn initialises the handle even when it fails */
+    if (src < 0) {
+        rc = src;
+    } else {
+        rc = uv_spawn(p->loop, &p->process, &po);
+        p->process_open = true; /* uv_spawn initialises the handle even when it fails */
+    }
     if (rc < 0) {
         p->res.spawn_error = rc;
         p->exited = true;
@@ -517,8 +525,10 @@ int nd_proc_start(nd_ctx *ctx, const nd_proc_opts *opts, nd_proc_done_cb on_done
     }
     p->res.pid = p->process.pid;
     watchdog_tell(ctx, (int32_t)p->res.pid);
-    if (opts->timeout_s > 0)
+    if (opts->timeout_s > 0) {
+        uv_update_time(p->loop); /* the loop's cached time may be old after a long synchronous stretch */
         uv_timer_start(&p->timeout_timer, on_timeout, (uint64_t)(opts->timeout_s * 1000.0), 0);
+    }
     uv_read_start((uv_stream_t *)&p->out.pipe, alloc_cb, read_cb);
     uv_read_start((uv_stream_t *)&p->err.pipe, alloc_cb, read_cb);
     if (opts->stdin_data) {
@@ -635,6 +645,9 @@ const char *nd_proc_describe(const nd_proc_result *res, const char *argv0, char 
         snprintf(buf, bufsz, "command not found: %s", argv0 ? argv0 : "?");
     else if (res->spawn_error == -EACCES)
         snprintf(buf, bufsz, "permission denied: %s", argv0 ? argv0 : "?");
+    else if (res->spawn_error == -EPERM)
+        snprintf(buf, bufsz, "%s: not a command of the simulated host (under --sim only the simulated nitro-cli, "
+                 "systemctl, docker, dmesg and journalctl run)", argv0 ? argv0 : "?");
     else if (res->spawn_error)
         snprintf(buf, bufsz, "cannot run %s: %s", argv0 ? argv0 : "?", uv_strerror(res->spawn_error));
     else if (res->timed_out)

@@ -22,12 +22,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_TRIGGERS 4
+#define MAX_TRIGGERS 16
 #define BLOCK_MAX (256u * 1024u)
+#define HOLD_MAX (64u * 1024u) /* key-body lines held back waiting for an END marker (a 16384-bit RSA key is 13 KB) */
+#define MARK "[REDACTED]"
+#define MARKLEN 10
+
+/* A rule written in C instead of a regular expression: rewrites line (in, len) into s->b (NUL-terminated) and
+ * returns the number of replacements (the result is used only when > 0), or -ENOMEM. */
+typedef int (*rule_fn)(nd_scrub *s, const char *in, size_t len, size_t *outlen);
 
 typedef struct rule {
     char *name;
     regex_t re;
+    rule_fn fn;                     /* set for C rules (no regex) */
     char *repl;
     const char *trig[MAX_TRIGGERS]; /* lower-case literals; none means "always run" */
     int ntrig;
@@ -39,6 +47,7 @@ typedef struct trigent {
     const char *s;
     size_t len;
     int rule; /* index, or -1 for the PEM marker */
+    unsigned key; /* first two bytes: the table is sorted by it */
 } trigent;
 
 struct nd_scrub {
@@ -48,7 +57,14 @@ struct nd_scrub {
     void *ud;
     int sink_err;
     bool in_pem;
+    bool in_b64;     /* inside a base64-wrapped PEM private key: base64 lines are dropped */
+    bool at_start;   /* nothing of the stream processed yet (a tail cut may start inside a key) */
+    bool force;      /* rules run whatever the block's trigger scan found (lines held from an earlier block) */
+    size_t akid_carry; /* characters of an access key id cut by a line wrap still expected at the next line start */
     size_t pem_count;
+    size_t extra_count; /* access key id halves across a line wrap */
+    char *hold;      /* complete lines that look like a key body, held until we know whether an END marker follows */
+    size_t hlen, holdcap;
     char *pend; /* partial line carried between feeds */
     size_t plen, pcap;
     char *lower; /* lower-cased copy of the block being examined */
@@ -66,7 +82,8 @@ struct nd_scrub {
 
 static const char *const builtin_names[] = {
     "imds_credentials", "private_key", "authorization", "x_amz_security_token", "aws_session_token",
-    "aws_secret_access_key", "sigv4_signature", "aws_access_key_id", NULL};
+    "aws_secret_access_key", "sigv4_signature", "aws_access_key_id", "keyed_secret", "session_token_value",
+    "jwt", "bearer_token", "url_password", "base64_private_key", NULL};
 
 const char *const *nd_scrub_builtin_names(void)
 {
@@ -115,9 +132,9 @@ static void lower_into(char *dst, const char *src, size_t n)
 /* ---- rules --------------------------------------------------------------------------------------------------- */
 
 static int add_rule(nd_scrub *s, const char *name, const char *ere, const char *repl, bool icase,
-                    const char *const *trig, nd_err *err)
+                    const char *const *trig, rule_fn fn, nd_err *err)
 {
-    if (!name || !ere || !repl)
+    if (!name || (!ere && !fn) || !repl)
         return nd_err_set(err, -EINVAL, "scrub rule: name, expression and replacement are required");
     if (s->nrules == s->rcap) {
         size_t n = s->rcap ? s->rcap * 2 : 16;
@@ -129,7 +146,8 @@ static int add_rule(nd_scrub *s, const char *name, const char *ere, const char *
     }
     rule *r = &s->rules[s->nrules];
     memset(r, 0, sizeof *r);
-    int rc = regcomp(&r->re, ere, REG_EXTENDED | (icase ? REG_ICASE : 0));
+    r->fn = fn;
+    int rc = fn ? 0 : regcomp(&r->re, ere, REG_EXTENDED | (icase ? REG_ICASE : 0));
     if (rc != 0) {
         char msg[256];
         regerror(rc, &r->re, msg, sizeof msg);
@@ -138,7 +156,8 @@ static int add_rule(nd_scrub *s, const char *name, const char *ere, const char *
     r->name = strdup(name);
     r->repl = strdup(repl);
     if (!r->name || !r->repl) {
-        regfree(&r->re);
+        if (!fn)
+            regfree(&r->re);
         free(r->name);
         free(r->repl);
         return nd_err_set(err, -ENOMEM, "scrub rule: out of memory");
@@ -150,40 +169,69 @@ static int add_rule(nd_scrub *s, const char *name, const char *ere, const char *
 
 int nd_scrub_add_rule(nd_scrub *s, const char *name, const char *ere, const char *replacement, bool icase, nd_err *err)
 {
-    return add_rule(s, name, ere, replacement, icase, NULL, err);
+    return add_rule(s, name, ere, replacement, icase, NULL, NULL, err);
 }
 
 typedef struct builtin {
     const char *name, *ere, *repl;
     bool icase;
     const char *trig[MAX_TRIGGERS];
+    rule_fn fn;
 } builtin;
+
+static int keyed_rule(nd_scrub *s, const char *in, size_t len, size_t *outlen);
+static int b64pem_rule(nd_scrub *s, const char *in, size_t len, size_t *outlen);
+static int pemtail_rule(nd_scrub *s, const char *in, size_t len, size_t *outlen);
+static const char *find_marker(const char *p, size_t n, const char *what, size_t *mlen);
 
 /* Order matters: the IMDS document first (its fields would otherwise be counted by the generic rules), the
  * Authorization header before what it contains (credential, signature). Each replacement leaves text the later rules
  * do not match again ("[REDACTED]" is outside every value class). */
 static const builtin builtins[] = {
     {"imds_credentials", "(\"(AccessKeyId|SecretAccessKey|Token|SessionToken)\"[[:space:]]*:[[:space:]]*\")[^\"]*\"",
-     "\\1[REDACTED]\"", false, {"accesskeyid\"", "secretaccesskey\"", "token\""}},
-    {"private_key", "(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)[^-]*(-----END [A-Z0-9 ]*PRIVATE KEY-----)",
-     "\\1[REDACTED]\\2", false, {"private key-----"}},
+     "\\1[REDACTED]\"", false, {"accesskeyid\"", "secretaccesskey\"", "token\""}, NULL},
+    /* the body may hold single dashes (Proc-Type, DEK-Info: AES-128-CBC) but never two */
+    {"private_key",
+     "(-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----)([^-]|-[^-])*(-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----)",
+     "\\1[REDACTED]\\4", false, {"private key-----", "private key block-----"}, NULL},
+    /* a JSON-escaped key whose BEGIN was cut: base64 and \n escapes right before the END marker */
+    {"private_key", NULL, "", false, {"private key-----", "private key block-----"}, pemtail_rule},
     {"authorization", "(authorization[\"']?[[:space:]]*[:=][[:space:]]*)(\"[^\"]*\"|'[^']*')", "\\1\"[REDACTED]\"",
-     true, {"authorization"}},
+     true, {"authorization"}, NULL},
     {"authorization", "(authorization[[:space:]]*[:=][[:space:]]*)[^\"'[:space:]][^\r\n]*", "\\1[REDACTED]", true,
-     {"authorization"}},
+     {"authorization"}, NULL},
     {"x_amz_security_token", "(x-amz-security-token[\"']?[[:space:]]*[:=][[:space:]]*[\"']?)[^[:space:]&\"',;]+",
-     "\\1[REDACTED]", true, {"x-amz-security-token"}},
+     "\\1[REDACTED]", true, {"x-amz-security-token"}, NULL},
     {"aws_session_token",
      "((aws_?session_?token|aws_?security_?token|session_?token)[\"']?[[:space:]]*[:=][[:space:]]*[\"']?)"
      "[A-Za-z0-9/+=%_-]{16,}",
-     "\\1[REDACTED]", true, {"token"}},
+     "\\1[REDACTED]", true, {"token"}, NULL},
     {"aws_secret_access_key",
      "((aws_?secret_?access_?key|secret_?access_?key|aws_?secret_?key)[\"']?[[:space:]]*[:=][[:space:]]*[\"']?)"
-     "[A-Za-z0-9/+=]{20,}",
-     "\\1[REDACTED]", true, {"secret"}},
+     "[A-Za-z0-9/+=%]{20,}",
+     "\\1[REDACTED]", true, {"secret"}, NULL},
     {"sigv4_signature", "((x-amz-signature|signature)[[:space:]]*=[[:space:]]*)[0-9a-fA-F]{64}", "\\1[REDACTED]", true,
-     {"signature"}},
-    {"aws_access_key_id", "(^|[^A-Za-z0-9])(AKIA|ASIA)[A-Z0-9]{16}", "\\1\\2[REDACTED]", false, {"akia", "asia"}},
+     {"signature"}, NULL},
+    /* the id may follow a URL-encoded separator (%3D, %253D: "Credential%253DAKIA…") */
+    {"aws_access_key_id", "(^|[^A-Za-z0-9]|%(25)?[0-9A-Fa-f]{2})(AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}",
+     "\\1\\3[REDACTED]", false, {"akia", "asia", "abia", "acca"}, NULL},
+    /* …and one a wrap cut inside a JSON string ("AKIAABC\nDEF…") */
+    {"aws_access_key_id", "(^|[^A-Za-z0-9])(AKIA|ASIA)[A-Z0-9]{0,15}((\\\\r)?\\\\n)+[A-Z0-9]{1,16}",
+     "\\1\\2[REDACTED]\\\\n[REDACTED]", false, {"akia", "asia"}, NULL},
+    /* any spelling of a secret's name followed by a separator, in any quoting or encoding (C rule, below) */
+    {"keyed_secret", NULL, "", false,
+     {"secret", "token", "passw", "passphrase", "signature", "apikey", "api_key", "api-key", "privatekey",
+      "private_key", "private-key", "plaintext", "cookie", "authorization", "credentials"},
+     keyed_rule},
+    /* values recognisable without a name: STS session tokens, JWTs, bearer tokens, passwords in URLs */
+    {"session_token_value", "(IQoJb3JpZ2lu|FwoGZXIvYXdz|FQoGZXIvYXdz)(\\\\/|[A-Za-z0-9/+=%])+", "[REDACTED]", false,
+     {"iqojb3jpz2lu", "fwogzxivyxdz", "fqogzxivyxdz"}, NULL},
+    {"jwt", "eyJ[A-Za-z0-9_-]{6,}\\.eyJ[A-Za-z0-9_-]{6,}\\.[A-Za-z0-9_-]{6,}", "[REDACTED]", false, {"eyj"}, NULL},
+    {"bearer_token", "(bearer[[:space:]]+)[A-Za-z0-9._~+/=-]{8,}", "\\1[REDACTED]", true, {"bearer"}, NULL},
+    {"url_password", "([a-zA-Z][a-zA-Z0-9+.-]*://[^/:@[:space:]\"']+:)[^/@[:space:]\"'\\[]+@", "\\1[REDACTED]@", false,
+     {"://"}, NULL},
+    /* a PEM private key in base64 (a Kubernetes secret, a user-data blob), at any of the three alignments */
+    {"base64_private_key", NULL, "", false, {"ls0tls1crudjti", "0tls0tqkvhsu4", "tls0tlujfr0lo"}, b64pem_rule},
 };
 
 nd_scrub *nd_scrub_new_empty(nd_err *err)
@@ -201,7 +249,7 @@ nd_scrub *nd_scrub_new(nd_err *err)
         return NULL;
     for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++) {
         const builtin *b = &builtins[i];
-        if (add_rule(s, b->name, b->ere, b->repl, b->icase, b->trig, err) < 0) {
+        if (add_rule(s, b->name, b->ere, b->repl, b->icase, b->trig, b->fn, err) < 0) {
             nd_scrub_free(s);
             return NULL;
         }
@@ -214,7 +262,8 @@ void nd_scrub_free(nd_scrub *s)
     if (!s)
         return;
     for (size_t i = 0; i < s->nrules; i++) {
-        regfree(&s->rules[i].re);
+        if (!s->rules[i].fn)
+            regfree(&s->rules[i].re);
         free(s->rules[i].name);
         free(s->rules[i].repl);
     }
@@ -226,7 +275,400 @@ void nd_scrub_free(nd_scrub *s)
     free(s->t);
     free(s->hits);
     free(s->trigs);
+    free(s->hold);
     free(s);
+}
+
+
+/* ---- C rules ------------------------------------------------------------------------------------------------- */
+
+static bool is_ident(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+           c == '.';
+}
+
+static bool is_b64(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '+' || c == '/' ||
+           c == '=';
+}
+
+static int hexval(unsigned char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* A byte that ends an unquoted value. */
+static bool delim_byte(unsigned char c)
+{
+    return c <= 32 || c == 127 || (c && strchr("\"'`\\&,;<>()[]{}|", c) != NULL);
+}
+
+/* The byte %XX (or, URL-encoded twice, %25XX) at p encodes, or -1. Sets *n to the length of the escape. */
+static int pct_byte(const char *p, const char *e, size_t *n)
+{
+    if (p >= e || *p != '%' || e - p < 3 || hexval((unsigned char)p[1]) < 0 || hexval((unsigned char)p[2]) < 0)
+        return -1;
+    int v = hexval((unsigned char)p[1]) * 16 + hexval((unsigned char)p[2]);
+    if (v == 0x25 && e - p >= 5 && hexval((unsigned char)p[3]) >= 0 && hexval((unsigned char)p[4]) >= 0) {
+        *n = 5;
+        return hexval((unsigned char)p[3]) * 16 + hexval((unsigned char)p[4]);
+    }
+    *n = 3;
+    return v;
+}
+
+static bool starts_icase(const char *p, const char *e, const char *lit)
+{
+    size_t n = strlen(lit);
+    if ((size_t)(e - p) < n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if ((char)((c >= 'A' && c <= 'Z') ? c + 32 : c) != lit[i])
+            return false;
+    }
+    return true;
+}
+
+/* Length of one quote-like token at p: " ' ` \ (JSON and shell escaping), %22 %27 %2522 %2527, &quot; &#34; &#39;,
+ * \u0022 \u0027 — or 0. */
+static size_t quote_at(const char *p, const char *e)
+{
+    if (p >= e)
+        return 0;
+    if (*p == '\\' && (starts_icase(p, e, "\\u0022") || starts_icase(p, e, "\\u0027")))
+        return 6;
+    if (*p == '"' || *p == '\'' || *p == '`' || *p == '\\')
+        return 1;
+    size_t n = 0;
+    int v = pct_byte(p, e, &n);
+    if (v == '"' || v == '\'')
+        return n;
+    if (starts_icase(p, e, "&quot;"))
+        return 6;
+    if (starts_icase(p, e, "&#34;") || starts_icase(p, e, "&#39;"))
+        return 5;
+    return 0;
+}
+
+/* Length of a name/value separator at p: : = := => (also URL-encoded once or twice), > after an XML tag name. */
+static size_t sep_at(const char *p, const char *e, bool xml)
+{
+    if (p >= e)
+        return 0;
+    if (*p == ':' || *p == '=')
+        return (p + 1 < e && (p[1] == '=' || p[1] == '>')) ? 2 : 1;
+    if (xml && *p == '>')
+        return 1;
+    size_t n = 0;
+    int v = pct_byte(p, e, &n);
+    return (v == ':' || v == '=') ? n : 0;
+}
+
+/* Names whose value is a secret, compared on the name's tail with '_', '-', '.' removed and lower-cased (so
+ * aws_secret_access_key, SecretAccessKey, secret-access-key, aws.secretKey and X-Amz-Security-Token all match). */
+static const struct {
+    const char *suffix;
+    unsigned minlen; /* shorter values are left alone (true, null, a port number) */
+    bool to_eol;     /* an unquoted value runs to the end of the line (it holds spaces) */
+} secret_names[] = {
+    {"secretaccesskey", 8, false}, {"secretkey", 8, false},      {"secret", 6, false},
+    {"sessiontoken", 8, false},    {"securitytoken", 8, false},  {"token", 8, false},
+    {"password", 3, false},        {"passwd", 3, false},         {"passphrase", 3, false},
+    {"apikey", 8, false},          {"privatekey", 8, false},     {"signature", 16, false},
+    {"plaintext", 8, false},       {"cookie", 4, true},          {"authorization", 4, true},
+    {"secretstring", 3, false},    {"clientsecret", 6, false},   {"credentials", 8, false},
+};
+
+/* The entry whose suffix ends the identifier p[0..n), or -1. */
+static int secret_name(const char *p, size_t n)
+{
+    char norm[64];
+    size_t m = 0;
+    for (size_t i = n; i > 0 && m < sizeof norm; i--) { /* backwards: only the tail matters */
+        unsigned char c = (unsigned char)p[i - 1];
+        if (c == '_' || c == '-' || c == '.')
+            continue;
+        norm[m++] = (char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
+    }
+    for (size_t k = 0; k < sizeof secret_names / sizeof secret_names[0]; k++) {
+        const char *suf = secret_names[k].suffix;
+        size_t l = strlen(suf);
+        if (l > m)
+            continue;
+        size_t j = 0;
+        while (j < l && norm[j] == suf[l - 1 - j])
+            j++;
+        if (j == l)
+            return (int)k;
+    }
+    return -1;
+}
+
+static bool is_literal_word(const char *v, size_t n)
+{
+    static const char *const words[] = {"null", "true", "false", "none", "nil", "undefined", NULL};
+    for (int i = 0; words[i]; i++)
+        if (n == strlen(words[i]) && starts_icase(v, v + n, words[i]))
+            return true;
+    return false;
+}
+
+static int out_put(nd_scrub *s, size_t *olen, const char *p, size_t n)
+{
+    if (reserve(&s->b, &s->bcap, *olen + n + 1) < 0)
+        return -ENOMEM;
+    if (n)
+        memcpy(s->b + *olen, p, n);
+    *olen += n;
+    return 0;
+}
+
+/* keyed_secret: every identifier whose tail names a secret, followed by (quotes) separator (quotes) and a value, in
+ * whatever quoting the text uses — plain, JSON-escaped once or twice, URL-encoded once or twice, HTML entities,
+ * XML elements, YAML/INI/env, `--flag value` — gets its value replaced. A quoted value runs to the same closing
+ * quote; an unquoted one to the first delimiter (also URL-encoded ones), Authorization/Cookie to the end of the
+ * line. A value that is exactly the marker is left alone (idempotence); one that merely holds a marker (an earlier
+ * rule redacted a key id inside an Authorization value) is replaced whole. */
+static int keyed_rule(nd_scrub *s, const char *in, size_t len, size_t *outlen)
+{
+    const char *e = in + len;
+    size_t olen = 0, last = 0;
+    int n = 0;
+    size_t i = 0;
+    while (i < len) {
+        if (!is_ident((unsigned char)in[i])) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < len && is_ident((unsigned char)in[j]))
+            j++;
+        int k = j - i >= 5 ? secret_name(in + i, j - i) : -1;
+        if (k < 0) {
+            i = j;
+            continue;
+        }
+        bool xml = i > 0 && in[i - 1] == '<';
+        bool flag = in[i] == '-';
+        const char *p = in + j, *q;
+        size_t t;
+        while ((t = quote_at(p, e)) > 0)
+            p += t;
+        while (p < e && (*p == ' ' || *p == '\t'))
+            p++;
+        size_t sl = sep_at(p, e, xml);
+        if (sl == 0 && !(flag && p > in + j && (p[-1] == ' ' || p[-1] == '\t'))) {
+            i = j;
+            continue;
+        }
+        p += sl;
+        while (p < e && (*p == ' ' || *p == '\t'))
+            p++;
+        const char *qs = p;
+        while ((t = quote_at(p, e)) > 0)
+            p += t;
+        size_t ql = (size_t)(p - qs);
+        const char *v = p, *ve = NULL;
+        if (ql > 0) {
+            /* quoted: the same quote sequence closes it, unless it is escaped by a backslash */
+            for (q = v; q + ql <= e; q++) {
+                if (memcmp(q, qs, ql) == 0 && !(ql == 1 && q > v && q[-1] == '\\')) {
+                    ve = q;
+                    break;
+                }
+            }
+        }
+        if (!ve && secret_names[k].to_eol && ql == 0) {
+            ve = e;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' '))
+                ve--;
+        }
+        bool tail = false;
+        if (!ve) {
+            /* an earlier rule may have redacted only the start of the value ("[REDACTED]%2FF4"): take the rest */
+            const char *from = v;
+            if ((size_t)(e - v) > MARKLEN && memcmp(v, MARK, MARKLEN) == 0) {
+                from = v + MARKLEN;
+                tail = true;
+            }
+            for (q = from; q < e;) {
+                if (*q == '\\' && q + 1 < e && q[1] == '/') { /* JSON's escaped slash is part of a base64 value */
+                    q += 2;
+                    continue;
+                }
+                size_t pn = 0;
+                int pv = pct_byte(q, e, &pn);
+                if (delim_byte((unsigned char)*q) || (pv >= 0 && delim_byte((unsigned char)pv)))
+                    break;
+                q++;
+            }
+            ve = q;
+            if (tail && ve == from)
+                tail = false;
+        }
+        size_t vl = (size_t)(ve - v);
+        if (tail) {
+            /* fall through: [v, ve) is the marker and the rest of the value */
+        } else if (vl < secret_names[k].minlen || is_literal_word(v, vl) ||
+                   (vl == MARKLEN && memcmp(v, MARK, MARKLEN) == 0)) {
+            i = j;
+            continue;
+        }
+        if (out_put(s, &olen, in + last, (size_t)(v - (in + last))) < 0 || out_put(s, &olen, MARK, MARKLEN) < 0)
+            return -ENOMEM;
+        last = (size_t)(ve - in);
+        i = last;
+        n++;
+    }
+    if (n == 0)
+        return 0;
+    if (out_put(s, &olen, in + last, len - last) < 0)
+        return -ENOMEM;
+    s->b[olen] = '\0';
+    *outlen = olen;
+    return n;
+}
+
+static void undecorate(const char **pp, size_t *pn);
+
+/* pemtail (counted as private_key): an END …PRIVATE KEY marker with no BEGIN before it on the line, preceded by a
+ * run of base64 and literal \n escapes (a JSON-escaped key cut above its BEGIN): the run is replaced. */
+static int pemtail_rule(nd_scrub *s, const char *in, size_t len, size_t *outlen)
+{
+    size_t olen = 0, last = 0;
+    int n = 0;
+    size_t from = 0, ml = 0;
+    const char *m;
+    while ((m = find_marker(in + from, len - from, "-----END ", &ml)) != NULL) {
+        size_t at = (size_t)(m - in);
+        size_t bl = 0;
+        if (find_marker(in + last, at - last, "-----BEGIN ", &bl)) {
+            from = at + ml;
+            continue;
+        }
+        size_t r0 = at, nb64 = 0;
+        for (;;) {
+            if (r0 >= last + 2 && in[r0 - 2] == '\\' && (in[r0 - 1] == 'n' || in[r0 - 1] == 'r')) {
+                r0 -= 2;
+            } else if (r0 > last && is_b64((unsigned char)in[r0 - 1])) {
+                r0--;
+                nb64++;
+            } else {
+                break;
+            }
+        }
+        if (nb64 >= 16) {
+            if (out_put(s, &olen, in + last, r0 - last) < 0 || out_put(s, &olen, MARK "\\n", MARKLEN + 2) < 0)
+                return -ENOMEM;
+            last = at;
+            n++;
+        }
+        from = at + ml;
+    }
+    if (n == 0)
+        return 0;
+    if (out_put(s, &olen, in + last, len - last) < 0)
+        return -ENOMEM;
+    s->b[olen] = '\0';
+    *outlen = olen;
+    return n;
+}
+
+/* Decodes standard base64 from p[0..n) (stops at the first non-alphabet byte) into out (at most outsz bytes). */
+static size_t b64_decode(const char *p, size_t n, unsigned char *out, size_t outsz)
+{
+    unsigned acc = 0;
+    int bits = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < n && o < outsz; i++) {
+        unsigned char c = (unsigned char)p[i];
+        int v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26 : c >= '0' && c <= '9' ? c - '0' + 52
+              : c == '+' ? 62 : c == '/' ? 63 : -1;
+        if (v < 0)
+            break;
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)(acc >> bits);
+        }
+    }
+    return o;
+}
+
+/* base64_private_key: a base64 run holding "-----BEGIN" (at any alignment) is a PEM in disguise. When the decoded
+ * start shows the marker line and it is not a private key (a certificate), it stays; otherwise the run is replaced,
+ * and when it reaches the end of the line without padding (wrapped base64) the following base64 lines are dropped. */
+static int b64pem_rule(nd_scrub *s, const char *in, size_t len, size_t *outlen)
+{
+    static const char *const pats[] = {"LS0tLS1CRUdJTi", "0tLS0tQkVHSU4", "tLS0tLUJFR0lO"};
+    size_t olen = 0, last = 0;
+    int n = 0;
+    size_t i = 0;
+    while (i < len) {
+        const char *hit = NULL;
+        for (int k = 0; k < 3; k++) {
+            const char *h = memmem(in + i, len - i, pats[k], strlen(pats[k]));
+            if (h && (!hit || h < hit))
+                hit = h;
+        }
+        if (!hit)
+            break;
+        size_t r0 = (size_t)(hit - in), r1 = r0;
+        while (r0 > last && is_b64((unsigned char)in[r0 - 1]))
+            r0--;
+        while (r1 < len && is_b64((unsigned char)in[r1]))
+            r1++;
+        size_t first_end = r1;
+        /* JSON-escaped wrapping: more base64 after a literal \n (or \r\n) is the same key */
+        for (;;) {
+            size_t q = r1;
+            if (q + 4 <= len && in[q] == '\\' && in[q + 1] == 'r' && in[q + 2] == '\\' && in[q + 3] == 'n')
+                q += 4;
+            else if (q + 2 <= len && in[q] == '\\' && in[q + 1] == 'n')
+                q += 2;
+            else
+                break;
+            size_t q2 = q;
+            while (q2 < len && is_b64((unsigned char)in[q2]))
+                q2++;
+            if (q2 == q)
+                break;
+            r1 = q2;
+        }
+        unsigned char dec[768];
+        size_t dl = b64_decode(in + r0, first_end - r0, dec, sizeof dec);
+        const unsigned char *b = memmem(dec, dl, "-----BEGIN ", 11);
+        bool keep = false;
+        if (b) {
+            const unsigned char *ee = memmem(b + 11, dl - (size_t)(b + 11 - dec), "-----", 5);
+            keep = ee && !memmem(b, (size_t)(ee - b), "PRIVATE", 7); /* a full marker line naming no private key */
+        }
+        if (keep) {
+            i = r1;
+            continue;
+        }
+        if (out_put(s, &olen, in + last, r0 - last) < 0 || out_put(s, &olen, MARK, MARKLEN) < 0)
+            return -ENOMEM;
+        const char *c = in;
+        size_t cn = len;
+        undecorate(&c, &cn);
+        size_t end = (size_t)(c - in) + cn;
+        if (r1 == end && in[r1 - 1] != '=')
+            s->in_b64 = true;
+        last = i = r1;
+        n++;
+    }
+    if (n == 0)
+        return 0;
+    if (out_put(s, &olen, in + last, len - last) < 0)
+        return -ENOMEM;
+    s->b[olen] = '\0';
+    *outlen = olen;
+    return n;
 }
 
 /* ---- one line ------------------------------------------------------------------------------------------------ */
@@ -259,6 +701,8 @@ static int append_repl(char **dst, size_t *dcap, size_t *dlen, const char *repl,
 /* Runs rule r over line (cur, len) into s->b; returns the number of replacements (the result is in b), or < 0. */
 static int apply_rule(nd_scrub *s, rule *r, const char *cur, size_t len, size_t *outlen)
 {
+    if (r->fn)
+        return r->fn(s, cur, len, outlen);
     regmatch_t pm[10];
     size_t pos = 0, olen = 0;
     int n = 0;
@@ -313,14 +757,20 @@ static const char *find_marker(const char *p, size_t n, const char *what, size_t
         const char *q = m + wl;
         while (q < end && ((*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') || *q == ' '))
             q++;
-        if (q - (m + wl) >= 11 && memcmp(q - 11, "PRIVATE KEY", 11) == 0 && end - q >= 5 &&
-            memcmp(q, "-----", 5) == 0) {
+        bool key = q - (m + wl) >= 11 && memcmp(q - 11, "PRIVATE KEY", 11) == 0;
+        bool block = q - (m + wl) >= 17 && memcmp(q - 17, "PRIVATE KEY BLOCK", 17) == 0; /* PGP */
+        if ((key || block) && end - q >= 5 && memcmp(q, "-----", 5) == 0) {
             *mlen = (size_t)(q + 5 - m);
             return m;
         }
         p = m + 1;
     }
     return NULL;
+}
+
+static bool is_akid_char(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
 /* Scrubs one line (without its newline) and emits it, plus the newline when nl. */
@@ -336,14 +786,25 @@ static int do_line(nd_scrub *s, const char *line, size_t len, bool nl, const cha
         low = low ? low + (m - line) : NULL;
         line = m;
     }
-    /* A BEGIN marker whose END is not on this line opens a block. */
-    const char *beg = NULL;
-    const char *bm = find_marker(line, len, "-----BEGIN ", &mlen);
-    if (bm) {
-        size_t dummy;
-        if (!find_marker(bm + mlen, len - (size_t)(bm - line) - mlen, "-----END ", &dummy)) {
-            beg = bm;
-            len = (size_t)(bm - line) + mlen; /* keep up to the end of the marker */
+    if (s->akid_carry) {
+        /* the rest of an access key id that a line wrap cut, after the line's decoration (indent, "# ", a quote) */
+        size_t d = 0;
+        while (d < len && d < 8 && strchr(" \t#\"'>*", line[d]) && line[d])
+            d++;
+        size_t k = 0;
+        while (d + k < len && k < s->akid_carry && is_akid_char((unsigned char)line[d + k]))
+            k++;
+        s->akid_carry = 0;
+        if (k > 0) {
+            s->extra_count++;
+            int rc = emit(s, line, d);
+            if (rc == 0)
+                rc = emit(s, MARK, MARKLEN);
+            if (rc < 0)
+                return rc;
+            line += d + k;
+            len -= d + k;
+            low = low ? low + d + k : NULL;
         }
     }
 
@@ -353,7 +814,7 @@ static int do_line(nd_scrub *s, const char *line, size_t len, bool nl, const cha
     for (size_t i = 0; i < s->nrules; i++) {
         rule *r = &s->rules[i];
         if (r->ntrig > 0) {
-            if (!r->found)
+            if (!r->found && !s->force)
                 continue;
             bool hit = false;
             if (!copied && low) {
@@ -397,22 +858,223 @@ static int do_line(nd_scrub *s, const char *line, size_t len, bool nl, const cha
             copied = true;
         }
     }
-    int rc = emit(s, cur, curlen);
+    /* The last BEGIN marker of the (scrubbed) line with no END after it opens a block: the line is kept up to the
+     * end of that marker. Decided after the rules, on what will be written, so scrubbing the output again finds the
+     * same marker. */
+    const char *beg = NULL;
+    {
+        const char *p = cur, *bm, *lastb = NULL;
+        size_t rem = curlen, lastml = 0, dummy;
+        while ((bm = find_marker(p, rem, "-----BEGIN ", &mlen)) != NULL) {
+            lastb = bm;
+            lastml = mlen;
+            rem -= (size_t)(bm + 1 - p);
+            p = bm + 1;
+        }
+        if (lastb && !find_marker(lastb + lastml, curlen - (size_t)(lastb - cur) - lastml, "-----END ", &dummy)) {
+            beg = lastb;
+            curlen = (size_t)(lastb - cur) + lastml;
+        }
+    }
+    /* an access key id prefix ending the line (AKIA + fewer than 16 characters): a line wrap cut it */
+    bool cut_id = false;
+    size_t id_end = curlen, keep_to = curlen;
+    if (!beg && curlen >= 4) {
+        /* the line may end with decoration after the id (a closing quote, a comma) */
+        while (id_end > 0 && curlen - id_end < 4 && cur[id_end - 1] && strchr(" \t\r\"',;})]", cur[id_end - 1]))
+            id_end--;
+        size_t q = id_end;
+        while (q > 0 && id_end - q < 19 && is_akid_char((unsigned char)cur[q - 1]))
+            q--;
+        /* q: start of the trailing upper-case run (at most 15 + 4 long); look for the prefix inside it */
+        for (size_t at = q; at + 4 <= id_end; at++) {
+            if ((memcmp(cur + at, "AKIA", 4) == 0 || memcmp(cur + at, "ASIA", 4) == 0) && id_end - at - 4 < 16 &&
+                (at == 0 || !((cur[at - 1] >= 'a' && cur[at - 1] <= 'z') || is_akid_char((unsigned char)cur[at - 1])))) {
+                s->akid_carry = 16 - (id_end - at - 4);
+                cut_id = true;
+                s->extra_count++;
+                keep_to = at + 4;
+                break;
+            }
+        }
+    }
+    int rc = emit(s, cur, keep_to);
+    if (rc == 0 && cut_id) {
+        rc = emit(s, MARK, MARKLEN);
+        if (rc == 0)
+            rc = emit(s, cur + id_end, curlen - id_end);
+    }
     if (rc == 0 && beg) {
         s->in_pem = true;
         s->pem_count++;
-        rc = emit(s, "\n[REDACTED]", 11);
+        /* the marker line always ends with a newline here, so scrubbing the output again gives the same bytes */
+        rc = emit(s, "\n[REDACTED]\n", 12);
+        return rc;
     }
     if (rc == 0 && nl)
         rc = emit(s, "\n", 1);
     return rc;
 }
 
+/* ---- key bodies without their BEGIN line, and the per-line state ------------------------------------------------ */
+
+static bool all_b64(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!is_b64((unsigned char)p[i]))
+            return false;
+    return true;
+}
+
+/* Could this line be part of a PEM/PGP key body? Base64 lines of 16+ characters; once a run is held (or at the very
+ * start of a stream, which a tail cut may have started inside a key) also short base64, blank and armor header
+ * lines. */
+/* The line without its decoration: leading blanks, '#', quotes, '>' and '*'; trailing blanks, CR, quotes, commas
+ * and a JSON-escaped "\n" — so a key body quoted in a YAML comment or a JSON array is still recognised. */
+static void undecorate(const char **pp, size_t *pn)
+{
+    const char *p = *pp;
+    size_t n = *pn;
+    while (n > 0 && (*p == ' ' || *p == '\t' || *p == '#' || *p == '"' || *p == '\'' || *p == '>' || *p == '*')) {
+        p++;
+        n--;
+    }
+    for (;;) {
+        if (n > 0 && strchr(" \t\r\"',", p[n - 1]) && p[n - 1])
+            n--;
+        else if (n >= 2 && p[n - 2] == '\\' && p[n - 1] == 'n')
+            n -= 2;
+        else
+            break;
+    }
+    *pp = p;
+    *pn = n;
+}
+
+static bool key_body_line(const nd_scrub *s, const char *p, size_t n)
+{
+    undecorate(&p, &n);
+    bool cont = s->hlen > 0 || s->at_start;
+    if (n == 0)
+        return s->hlen > 0;
+    static const char *const hdr[] = {"Proc-Type:", "DEK-Info:", "Version:", "Comment:", "Hash:", NULL};
+    for (int i = 0; hdr[i]; i++) /* armor headers only inside a held run, never to start one */
+        if (s->hlen > 0 && n >= strlen(hdr[i]) && memcmp(p, hdr[i], strlen(hdr[i])) == 0)
+            return true;
+    if (!all_b64(p, n))
+        return false;
+    return cont || n >= 16;
+}
+
+/* Writes the held lines out through the rules (all of them: the lines came from an earlier block). */
+static int flush_hold(nd_scrub *s)
+{
+    if (s->hlen == 0)
+        return 0;
+    char *h = s->hold;
+    size_t n = s->hlen;
+    s->hold = NULL;
+    s->hlen = 0;
+    size_t cap = s->holdcap;
+    s->holdcap = 0;
+    bool was = s->force;
+    s->force = true;
+    int rc = 0;
+    size_t off = 0;
+    while (off < n && rc == 0) {
+        const char *nl = memchr(h + off, '\n', n - off);
+        size_t ll = nl ? (size_t)(nl - (h + off)) : n - off;
+        const char *c = h + off;
+        size_t t = ll;
+        undecorate(&c, &t);
+        if (s->in_b64 && t > 0 && all_b64(c, t)) {
+            off += ll + (nl ? 1 : 0); /* the rest of a base64-wrapped private key */
+            continue;
+        }
+        s->in_b64 = false;
+        rc = do_line(s, h + off, ll, nl != NULL, NULL);
+        off += ll + (nl ? 1 : 0);
+    }
+    s->force = was;
+    /* give the buffer back for reuse */
+    if (!s->hold) {
+        s->hold = h;
+        s->holdcap = cap;
+    } else {
+        free(h);
+    }
+    return rc;
+}
+
+/* One line through the per-line state (key body held back, base64 key continuation, access key id cut by a wrap),
+ * then the rules. */
+static int line_in(nd_scrub *s, const char *line, size_t len, bool nl, const char *low)
+{
+    bool start = s->at_start;
+    s->at_start = false;
+    if (s->in_b64) {
+        const char *c = line;
+        size_t n = len;
+        undecorate(&c, &n);
+        if (n > 0 && all_b64(c, n))
+            return 0; /* the rest of a base64-wrapped private key */
+        s->in_b64 = false;
+    }
+    if (!s->in_pem && !s->akid_carry && nl) {
+        s->at_start = start;
+        bool body = key_body_line(s, line, len);
+        s->at_start = false;
+        if (body) {
+            if (reserve(&s->hold, &s->holdcap, s->hlen + len + 1) < 0)
+                return -ENOMEM;
+            memcpy(s->hold + s->hlen, line, len);
+            s->hold[s->hlen + len] = '\n';
+            s->hlen += len + 1;
+            return s->hlen > HOLD_MAX ? flush_hold(s) : 0;
+        }
+    }
+    if (s->hlen > 0) {
+        size_t mlen = 0, bl = 0;
+        const char *m = s->in_pem ? NULL : find_marker(line, len, "-----END ", &mlen);
+        if (m && !find_marker(line, (size_t)(m - line), "-----BEGIN ", &bl)) {
+            /* the END of a key whose BEGIN was never seen (cut above): the held lines were its body */
+            s->hlen = 0;
+            s->pem_count++;
+            int rc = emit(s, MARK "\n", MARKLEN + 1);
+            if (rc < 0)
+                return rc;
+            low = low ? low + (m - line) : NULL;
+            len -= (size_t)(m - line);
+            line = m;
+        } else {
+            int rc = flush_hold(s);
+            if (rc < 0)
+                return rc;
+            if (s->in_b64) { /* the held lines opened a base64 key: this line may continue it */
+                const char *c = line;
+                size_t n = len;
+                undecorate(&c, &n);
+                if (n > 0 && all_b64(c, n))
+                    return 0;
+                s->in_b64 = false;
+            }
+        }
+    }
+    return do_line(s, line, len, nl, low);
+}
+
+/* True while the next line must go through line_in whatever the trigger scan says. */
+static bool line_state(const nd_scrub *s)
+{
+    return s->hlen > 0 || s->in_b64 || s->akid_carry > 0 || s->in_pem;
+}
+
 /* (Re)builds the trigger table: every trigger of every rule, plus the PEM marker, indexed by its first two
  * (lower-case) bytes in a bitmap, so one pass over a block finds every candidate position. */
 static int build_triggers(nd_scrub *s)
 {
-    size_t n = 1;
+    static const char *const pem_trig[] = {"private key-----", "private key block-----"};
+    size_t n = 2;
     for (size_t i = 0; i < s->nrules; i++)
         n += (size_t)s->rules[i].ntrig;
     trigent *t = realloc(s->trigs, n * sizeof *t);
@@ -422,16 +1084,27 @@ static int build_triggers(nd_scrub *s)
     s->ntrigs = 0;
     memset(s->bigram, 0, sizeof s->bigram);
     for (size_t i = 0; i <= s->nrules; i++) {
-        int cnt = i < s->nrules ? s->rules[i].ntrig : 1;
+        int cnt = i < s->nrules ? s->rules[i].ntrig : 2;
         for (int k = 0; k < cnt; k++) {
-            const char *str = i < s->nrules ? s->rules[i].trig[k] : "private key-----";
+            const char *str = i < s->nrules ? s->rules[i].trig[k] : pem_trig[k];
             trigent *e = &s->trigs[s->ntrigs++];
             e->s = str;
             e->len = strlen(str);
             e->rule = i < s->nrules ? (int)i : -1;
             unsigned key = ((unsigned)(unsigned char)str[0] << 8) | (unsigned char)str[1];
+            e->key = key;
             s->bigram[key >> 3] |= (unsigned char)(1u << (key & 7));
         }
+    }
+    /* sorted by key (stable in rule order within a key), so a candidate position looks only at its own triggers */
+    for (size_t i = 1; i < s->ntrigs; i++) {
+        trigent v = s->trigs[i];
+        size_t j = i;
+        while (j > 0 && s->trigs[j - 1].key > v.key) {
+            s->trigs[j] = s->trigs[j - 1];
+            j--;
+        }
+        s->trigs[j] = v;
     }
     s->table_rules = s->nrules;
     return 0;
@@ -470,7 +1143,7 @@ static int do_block(nd_scrub *s, const char *p, size_t n)
         if (build_triggers(s) < 0)
             return -ENOMEM;
     }
-    bool untriggered = false, pem = s->in_pem;
+    bool untriggered = false, pem = line_state(s) || s->at_start;
     for (size_t i = 0; i < s->nrules; i++) {
         s->rules[i].found = false;
         if (s->rules[i].ntrig == 0)
@@ -486,10 +1159,17 @@ static int do_block(nd_scrub *s, const char *p, size_t n)
         unsigned key = (a << 8) | b;
         if (!(s->bigram[key >> 3] & (1u << (key & 7))))
             continue;
-        for (size_t k = 0; k < s->ntrigs; k++) {
+        size_t lo = 0, hi = s->ntrigs;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (s->trigs[mid].key < key)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (size_t k = lo; k < s->ntrigs && s->trigs[k].key == key; k++) {
             const trigent *t = &s->trigs[k];
-            if ((unsigned char)t->s[0] != a || (unsigned char)t->s[1] != b || i + t->len > n ||
-                !same_lower(p + i, t->s, t->len))
+            if (i + t->len > n || !same_lower(p + i, t->s, t->len))
                 continue;
             if (t->rule < 0) {
                 pem = true;
@@ -500,8 +1180,6 @@ static int do_block(nd_scrub *s, const char *p, size_t n)
             }
         }
     }
-    if (s->nhits == 0 && !pem && !untriggered)
-        return emit(s, p, n);
     if (pem || untriggered) {
         /* slow path: every line (PEM state machine, or rules without triggers), with a lower-cased copy */
         if (reserve(&s->lower, &s->lcap, n) < 0)
@@ -511,7 +1189,7 @@ static int do_block(nd_scrub *s, const char *p, size_t n)
         while (off < n) {
             const char *nl = memchr(p + off, '\n', n - off);
             size_t ll = nl ? (size_t)(nl - (p + off)) : n - off;
-            int rc = do_line(s, p + off, ll, nl != NULL, s->lower + off);
+            int rc = line_in(s, p + off, ll, nl != NULL, s->lower + off);
             if (rc < 0)
                 return rc;
             off += ll + (nl ? 1 : 0);
@@ -535,12 +1213,39 @@ static int do_block(nd_scrub *s, const char *p, size_t n)
         if (reserve(&s->lower, &s->lcap, end - start) < 0)
             return -ENOMEM;
         lower_into(s->lower, p + start, end - start);
-        rc = do_line(s, p + start, end - start, le != NULL, s->lower);
+        rc = line_in(s, p + start, end - start, le != NULL, s->lower);
         if (rc < 0)
             return rc;
         off = end + (le ? 1 : 0);
+        /* state the line opened (a key id cut by the wrap, a base64 key) continues on the next lines */
+        while (off < n && line_state(s)) {
+            le = memchr(p + off, '\n', n - off);
+            end = le ? (size_t)(le - p) : n;
+            rc = line_in(s, p + off, end - off, le != NULL, NULL);
+            if (rc < 0)
+                return rc;
+            off = end + (le ? 1 : 0);
+        }
     }
-    return emit(s, p + off, n - off);
+    /* lines at the end of the block that may be a key body are held: the END marker may be in the next block */
+    size_t keep = n;
+    while (keep > off) {
+        if (p[keep - 1] != '\n')
+            break;
+        const char *ls = keep - 1 > off ? memrchr(p + off, '\n', keep - 1 - off) : NULL;
+        size_t st = ls ? (size_t)(ls - p) + 1 : off;
+        if (n - st > HOLD_MAX || !key_body_line(s, p + st, keep - 1 - st))
+            break;
+        keep = st;
+    }
+    int rc = emit(s, p + off, keep - off);
+    for (size_t q = keep; rc == 0 && q < n;) {
+        const char *le = memchr(p + q, '\n', n - q);
+        size_t end = le ? (size_t)(le - p) : n;
+        rc = line_in(s, p + q, end - q, le != NULL, NULL);
+        q = end + (le ? 1 : 0);
+    }
+    return rc;
 }
 
 /* ---- stream -------------------------------------------------------------------------------------------------- */
@@ -551,7 +1256,13 @@ void nd_scrub_begin(nd_scrub *s, nd_scrub_sink sink, void *ud)
     s->ud = ud;
     s->sink_err = 0;
     s->in_pem = false;
+    s->in_b64 = false;
+    s->at_start = true;
+    s->force = false;
+    s->akid_carry = 0;
+    s->hlen = 0;
     s->pem_count = 0;
+    s->extra_count = 0;
     s->plen = 0;
     for (size_t i = 0; i < s->nrules; i++)
         s->rules[i].count = 0;
@@ -643,12 +1354,17 @@ int nd_scrub_end(nd_scrub *s)
         if (rc < 0)
             return rc;
     }
+    if (s->hlen > 0 && !s->sink_err) {
+        int rc = flush_hold(s);
+        if (rc < 0)
+            return rc;
+    }
     return s->sink_err;
 }
 
 size_t nd_scrub_total(const nd_scrub *s)
 {
-    size_t t = s->pem_count;
+    size_t t = s->pem_count + s->extra_count;
     for (size_t i = 0; i < s->nrules; i++)
         t += s->rules[i].count;
     return t;
@@ -665,6 +1381,11 @@ json_t *nd_scrub_counts(const nd_scrub *s)
         json_t *c = json_object_get(o, s->rules[i].name);
         json_int_t v = (c ? json_integer_value(c) : 0) + (json_int_t)s->rules[i].count;
         json_object_set_new(o, s->rules[i].name, json_integer(v));
+    }
+    if (s->extra_count) {
+        json_t *c = json_object_get(o, "aws_access_key_id");
+        json_int_t v = (c ? json_integer_value(c) : 0) + (json_int_t)s->extra_count;
+        json_object_set_new(o, "aws_access_key_id", json_integer(v));
     }
     if (s->pem_count) {
         json_t *c = json_object_get(o, PEM_RULE);
@@ -711,13 +1432,47 @@ int nd_scrub_buffer(nd_scrub *s, const void *in, size_t n, char **out, size_t *o
 
 bool nd_scrub_looks_binary(const void *data, size_t n)
 {
+    static const struct {
+        const char *magic;
+        size_t len;
+    } magics[] = {
+        {"\x1f\x8b", 2},                        /* gzip */
+        {"\xfd" "7zXZ\x00", 6},                 /* xz */
+        {"\x28\xb5\x2f\xfd", 4},                /* zstd */
+        {"BZh", 3},                               /* bzip2 */
+        {"PK\x03\x04", 4},                       /* zip */
+        {"7z\xbc\xaf\x27\x1c", 6},                /* 7z */
+    };
     const unsigned char *p = data;
-    size_t lim = n < 8192 ? n : 8192, ctl = 0;
-    for (size_t i = 0; i < lim; i++) {
-        if (p[i] == 0)
+    for (size_t i = 0; i < sizeof magics / sizeof magics[0]; i++)
+        if (n >= magics[i].len && memcmp(p, magics[i].magic, magics[i].len) == 0)
             return true;
-        if (p[i] < 8 || (p[i] > 13 && p[i] < 32 && p[i] != 27))
-            ctl++;
+    return false;
+}
+
+int nd_scrub_name(nd_scrub *s, const char *name, char *out, size_t outsz)
+{
+    nd_scrub *own = NULL;
+    if (!s) {
+        own = s = nd_scrub_new(NULL);
+        if (!s)
+            return -ENOMEM;
     }
-    return lim > 0 && ctl * 10 > lim; /* more than 10% control bytes */
+    char *o = NULL;
+    size_t ol = 0;
+    int n = nd_scrub_buffer(s, name, strlen(name), &o, &ol);
+    nd_scrub_free(own);
+    if (n < 0)
+        return n;
+    while (ol > 0 && o[ol - 1] == '\n')
+        ol--; /* a PEM marker's "\n[REDACTED]\n" */
+    if (ol + 1 > outsz) {
+        free(o);
+        return -ENAMETOOLONG;
+    }
+    for (size_t i = 0; i < ol; i++)
+        out[i] = ((unsigned char)o[i] < 32 || o[i] == 127) ? '_' : o[i];
+    out[ol] = '\0';
+    free(o);
+    return n;
 }

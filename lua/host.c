@@ -398,6 +398,21 @@ int ndl_host_init(ndl_host *h)
     const char *cli = getenv("NITRODIAG_NITRO_CLI");
     if (cli && *cli)
         snprintf(h->ctx.nitro_cli, sizeof h->ctx.nitro_cli, "%s", cli);
+    size_t exelen = sizeof h->ctx.self_exe;
+    if (uv_exepath(h->ctx.self_exe, &exelen) != 0)
+        h->ctx.self_exe[0] = '\0';
+    /* Started inside a simulated host (a runbook ran nitrodiag, or a shell under `nitrodiag --sim`): stay on it —
+     * its commands only, its nitro-cli whatever NITRODIAG_NITRO_CLI says, its host root, its clock. */
+    const char *sim = getenv("NITRODIAG_SIM_ROOT");
+    if (sim && sim[0] == '/' && strlen(sim) + sizeof "/bin/nitro-cli" <= sizeof h->ctx.sim_root) {
+        snprintf(h->ctx.sim_root, sizeof h->ctx.sim_root, "%s", sim);
+        snprintf(h->ctx.nitro_cli, sizeof h->ctx.nitro_cli, "%s/bin/nitro-cli", sim);
+        snprintf(h->ctx.root, sizeof h->ctx.root, "%s", sim);
+        const char *clock = getenv("NITRODIAG_SIM_CLOCK");
+        const char *colon = clock ? strchr(clock, ':') : NULL;
+        double scale = colon ? strtod(colon + 1, NULL) : 1.0;
+        h->ctx.time_scale = scale >= 1.0 && scale <= 10000.0 ? scale : 1.0;
+    }
     lua_State *L = luaL_newstate();
     if (!L) {
         uv_loop_close(&h->loop);

@@ -193,7 +193,7 @@ static json_t *to_json(lua_State *L, int idx)
     size_t len;
     const char *s = lua_tolstring(L, -1, &len);
     json_error_t je;
-    json_t *v = s ? json_loadb(s, len, JSON_DECODE_ANY, &je) : NULL;
+    json_t *v = s ? json_loadb(s, len, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &je) : NULL;
     lua_pop(L, 2);
     if (!v)
         luaL_error(L, "nd.bundle: cannot encode the value as JSON");

@@ -58,7 +58,7 @@ static void push_info(lua_State *L, const nd_eif_info *in, const char *path)
     if (in->metadata) {
         ndl_setlstr(L, "metadata_raw", in->metadata, in->metadata_len);
         json_error_t je;
-        json_t *m = json_loadb(in->metadata, in->metadata_len, JSON_DECODE_ANY, &je);
+        json_t *m = json_loadb(in->metadata, in->metadata_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
         if (m) {
             ndl_push_json(L, m);
             lua_setfield(L, -2, "metadata");
@@ -124,6 +124,12 @@ static int l_describe(lua_State *L)
     nd_err_clear(&err);
     if (nd_eif_read(path, &info, &err) < 0)
         return ndl_fail_err(L, &err);
+    /* nitro-cli's EifReader reads section headers until the file ends: bytes after the last section that hold a
+     * section header (12 bytes or more; zeros are type 0) end in "Found invalid EIF section" (E35) */
+    if (info.trailing_bytes >= ND_EIF_SECTION_HEADER_SIZE) {
+        nd_eif_info_free(&info);
+        return ndl_fail(L, -EBADMSG, "Found invalid EIF section");
+    }
     char *s = nd_eif_describe_text(&info);
     nd_eif_info_free(&info);
     if (!s)

@@ -3,7 +3,7 @@
  * runbook and by diag10 on the docker inspect it records).
  *
  *   local r = assert(imagelint.file("enclave/Dockerfile"))      -- or imagelint.dockerfile(text) / .inspect(json)
- *   r.ok, r.command, r.findings[i].code / .severity / .message / .rule / .line / .evidence
+ *   r.ok, r.command, r.findings[i].code / .severity / .message / .rule (the registry's text, nd.findings) / .line / .evidence
  */
 #include "ndlua.h"
 #include "nd_imagelint.h"
@@ -30,6 +30,8 @@ static void set_argv(lua_State *L, const char *key, const nd_lint_argv *a)
         ndl_setint(L, "line", a->line);
     lua_setfield(L, -2, key);
 }
+
+static void set_rule(lua_State *L, const char *code);
 
 static int push_result(lua_State *L, const nd_imagelint *r)
 {
@@ -63,7 +65,7 @@ static int push_result(lua_State *L, const nd_imagelint *r)
         ndl_setstr(L, "severity", nd_lint_severity_name(f->severity));
         ndl_setstr(L, "code", f->code);
         ndl_setstr(L, "message", f->message);
-        ndl_setstr(L, "rule", f->rule);
+        set_rule(L, f->code);
         if (f->line)
             ndl_setint(L, "line", f->line);
         ndl_setstr(L, "evidence", f->evidence);
@@ -74,6 +76,27 @@ static int push_result(lua_State *L, const nd_imagelint *r)
     ndl_setint(L, "warns", r->warns);
     ndl_setbool(L, "ok", r->fails == 0);
     return 1;
+}
+
+/* Sets field "rule" of the table on top to the registry's knowledge for code (nd.findings), when it has any. */
+static void set_rule(lua_State *L, const char *code)
+{
+    int top = lua_gettop(L);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "nd.findings");
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1)) {
+        lua_getfield(L, -1, "get");
+        lua_pushstring(L, code);
+        if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1)) {
+            lua_getfield(L, -1, "remediation");
+            if (lua_istable(L, -1)) {
+                lua_rawgeti(L, -1, 1);
+                if (lua_isstring(L, -1))
+                    lua_setfield(L, top, "rule");
+            }
+        }
+    }
+    lua_settop(L, top);
 }
 
 static int finish(lua_State *L, int rc, nd_imagelint *r, const nd_err *err)

@@ -199,7 +199,7 @@ static int push_call_result(lua_State *L, lcall *k)
     ndl_setint(L, "status", k->status);
     ndl_setbool(L, "ok", k->cls == ND_KMS_OK);
     ndl_setlstr(L, "body", k->body ? k->body : "", k->body ? k->body_len : 0);
-    json_t *j = k->body ? json_loadb(k->body, k->body_len, 0, NULL) : NULL;
+    json_t *j = k->body ? json_loadb(k->body, k->body_len, JSON_REJECT_DUPLICATES, NULL) : NULL;
     if (j) {
         ndl_push_json(L, j);
         lua_setfield(L, -2, "json");

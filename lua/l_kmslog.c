@@ -7,7 +7,8 @@
  *   sc:feed(chunk) ... sc:finish()            -- stdin / journalctl output
  *   local r = sc:result()   -- stats, errors, latency, counters, ids, records
  *
- * Scanning is synchronous (it does not wait on the loop): a 1 GiB file takes about a second.
+ * Scanning is synchronous (it does not wait on the loop): a 1 GiB file takes about 0.3 s filtered, 2 s of CPU for
+ * a summary of every event.
  */
 #include "ndlua.h"
 #include "nd_kmslog.h"
@@ -28,6 +29,7 @@ typedef struct lkms {
     lua_Integer kept, dropped;
     int cb_failed;
     int events;        /* kept records carry the event as a table */
+    int has_fn;        /* an on_record function was given */
     FILE *out;         /* print = file handle: matches are written there as "label:line: json" */
     lua_Integer print_limit, printed, print_dropped;
     char label[512];
@@ -78,7 +80,11 @@ static void push_record(lua_State *L, const nd_kmslog_record *r, int events)
     ndl_setlstr(L, "raw", r->line, r->line_len);
     ndl_setlstr(L, "json", r->json, r->json_len);
     if (events) {
-        ndl_push_json(L, r->event);
+        const json_t *ev = nd_kmslog_event(r);
+        if (ev)
+            ndl_push_json(L, ev);
+        else
+            lua_pushnil(L);
         lua_setfield(L, -2, "event");
     }
 }
@@ -87,6 +93,10 @@ static int on_record(void *ud, const nd_kmslog_record *r)
 {
     lkms *lk = ud;
     lua_State *L = lk->L;
+    if (!lk->out && !lk->has_fn && lk->kept >= lk->keep) {
+        lk->dropped++; /* nothing to do in Lua (a summary of a big log) */
+        return 0;
+    }
     if (lk->out) {
         if (lk->printed < lk->print_limit) {
             lk->printed++;
@@ -202,6 +212,10 @@ static int l_result(lua_State *L)
     set_u64(L, "matched_requests", st->matched_requests);
     set_u64(L, "matched_responses", st->matched_responses);
     set_u64(L, "untimed", st->untimed);
+    set_u64(L, "paired", st->paired);
+    set_u64(L, "unpaired_requests", st->unpaired_requests);
+    set_u64(L, "unpaired_responses", st->unpaired_responses);
+    set_u64(L, "seek_skipped", st->seek_skipped);
     lua_setfield(L, -2, "stats");
 
     size_t nerr = nd_kmslog_error_codes(k);
@@ -220,6 +234,8 @@ static int l_result(lua_State *L)
     size_t nd = nd_kmslog_durations(k);
     lua_createtable(L, 0, 8);
     ndl_setint(L, "count", (lua_Integer)nd);
+    if (!nd_kmslog_latency_exact(k))
+        ndl_setbool(L, "approx", 1); /* percentiles from the histogram: within 0.5 % */
     if (nd) {
         static const struct { const char *name; double p; } ps[] = {
             {"p50", 50}, {"p90", 90}, {"p95", 95}, {"p99", 99}, {"max", 100}};
@@ -350,6 +366,7 @@ static int l_new(lua_State *L)
     f.throttled = ndl_optfield_bool(L, 1, "throttled", 0);
     double max_ids = ndl_optfield_num(L, 1, "max_ids", 0);
     f.max_ids = max_ids > 0 ? (size_t)max_ids : 0;
+    f.seek = ndl_optfield_bool(L, 1, "seek", 0);
     if (opt_time(L, 1, "since", &f.has_since, &f.since) < 0 || opt_time(L, 1, "until", &f.has_until, &f.until) < 0)
         return ndl_fail(L, -EINVAL, lua_tostring(L, -1));
     double keep = ndl_optfield_num(L, 1, "keep", 1000);
@@ -375,6 +392,7 @@ static int l_new(lua_State *L)
     lua_getfield(L, 1, "on_record");
     if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
         return luaL_error(L, "nd.kmslog: on_record must be a function");
+    lk->has_fn = lua_isfunction(L, -1);
     lua_setiuservalue(L, -2, 2);
     nd_err err;
     nd_err_clear(&err);

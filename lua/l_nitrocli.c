@@ -258,5 +258,11 @@ NDL_MODULE(nitrocli)
                                      {"argv", l_argv},                     {"err_log_time", l_err_log_time},
                                      {NULL, NULL}};
     luaL_newlib(L, funcs);
+    lua_newtable(L); /* IOCTL: NE_ERR_* name -> nitro-cli's text */
+    for (const nd_nitro_ioctl_text *d = nd_nitro_ioctl_texts; d->name; d++) {
+        lua_pushstring(L, d->text);
+        lua_setfield(L, -2, d->name);
+    }
+    lua_setfield(L, -2, "IOCTL");
     return 1;
 }

@@ -1,6 +1,7 @@
 /*
- * l_preflight.c — `nd.preflight`: predicts run-enclave's E20/E21/E22/E26/E27 with their numbers (core/preflight.c).
+ * l_preflight.c — `nd.preflight`: predicts run-enclave's E20/E21/E22/E26/E27/E29 with their numbers (core/preflight.c).
  *
+ *   Issues come in nitro-cli 1.4/1.5's order of checks (core/nd_preflight.h); `note` carries the E29 sub-action.
  *   preflight.check{ eif = path | eif_size = bytes, memory = MiB, cpu_count = n | cpu_ids = {1,3} | "1,3",
  *                    allocator = cfg (from nd.allocator) | false (do not use it) | nil (load it under the root),
  *                    host = true (read hugepages and ne_cpus under the root; default true),

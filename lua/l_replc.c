@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
+#include <unistd.h>
 
 /* A signal handler can only reach the REPL through a static: this is the one piece of state outside nd_ctx, as in
  * lua.c. It points at the REPL of this process while one runs. */
@@ -24,6 +26,8 @@ static struct repl_state {
     uv_async_t wake;
     int wake_open;
     int completer_ref;
+    struct termios saved_tty; /* the terminal as the REPL found it, restored at the end */
+    int tty_saved;
 } *the_repl;
 
 static void interrupt_hook(lua_State *L, lua_Debug *ar)
@@ -240,6 +244,10 @@ static int repl_gc(lua_State *L)
         uv_close((uv_handle_t *)&r->wake, NULL);
         r->wake_open = 0;
     }
+    if (r->tty_saved) {
+        tcsetattr(STDIN_FILENO, TCSANOW, &r->saved_tty);
+        r->tty_saved = 0;
+    }
     return 0;
 }
 
@@ -264,6 +272,17 @@ static int l_start(lua_State *L)
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL); /* no SA_RESTART: readline returns at Ctrl-C */
+    /* A Ctrl-D typed while a chunk runs reaches a terminal in cooked mode, where the kernel turns the EOF character
+     * into an empty marker; once libedit switches to raw mode that marker arrives as a NUL byte, so the line is no
+     * longer empty and every later Ctrl-D only deletes. With VEOF disabled outside readline() the byte stays 0x04 and
+     * libedit sees the Ctrl-D the operator typed. Restored when the REPL ends. */
+    struct termios t;
+    if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &t) == 0) {
+        r->saved_tty = t;
+        r->tty_saved = 1;
+        t.c_cc[VEOF] = _POSIX_VDISABLE;
+        tcsetattr(STDIN_FILENO, TCSANOW, &t);
+    }
     rl_catch_signals = 0;
     rl_attempted_completion_function = complete;
     rl_completer_word_break_characters = " \t\n\"\\'`@$><=;|&{(,+-*/%^#~[]";

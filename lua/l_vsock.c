@@ -22,6 +22,9 @@
 #include <unistd.h>
 #include <uv.h>
 
+/* What ping() writes; the peer (enclave/pingpong.c) answers "pong". */
+static const char PING[] = "ping";
+
 #define SOCK_MT "nd.vsock.socket"
 #define REQ_MT "nd.vsock.request"
 #define DEFAULT_TIMEOUT_S 5.0
@@ -290,12 +293,12 @@ static int step(lua_State *L, lreq *r)
         if (r->phase == 1) { /* sending "ping" */
             if (r->status < 0)
                 return fail_close(L, r, r->status, "write");
-            ssize_t w = send(s->fd, "ping" + r->woff, 4 - r->woff, MSG_DONTWAIT | MSG_NOSIGNAL);
+            ssize_t w = send(s->fd, &PING[r->woff], sizeof PING - 1 - r->woff, MSG_DONTWAIT | MSG_NOSIGNAL);
             if (w < 0 && errno != EAGAIN && errno != EINTR)
                 return fail_close(L, r, -errno, "write");
             if (w > 0)
                 r->woff += (size_t)w;
-            if (r->woff < 4)
+            if (r->woff < sizeof PING - 1)
                 return wait_then_step(L, r, UV_WRITABLE);
             r->phase = 2;
             r->status = 0;
@@ -416,6 +419,52 @@ static int must_wait(lua_State *L)
     return 0;
 }
 
+/* The simulated host's vsock router (nd.sim.vsock), kept in the registry: under a simulated host every vsock
+ * address goes through it, whatever the Lua module table holds. */
+static const char SIM_ROUTER_KEY = 'r';
+
+/* vsock.set_sim_router(fn | nil): fn(addr) -> "unix:…" | nil, msg, code. Returns true. */
+static int l_set_sim_router(lua_State *L)
+{
+    if (!lua_isnoneornil(L, 1))
+        luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &SIM_ROUTER_KEY);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* Under a simulated host: a vsock address becomes the router's unix address (a->text keeps the vsock address, so
+ * results and messages name it). Returns 0, or -1 after pushing nil, msg, code. */
+static int sim_route(lua_State *L, const char *text, nd_sockaddr *a)
+{
+    if (a->kind != ND_ADDR_VSOCK || !ndl_ctx(L)->sim_root[0])
+        return 0;
+    char shown[sizeof a->text];
+    snprintf(shown, sizeof shown, "%s", a->text);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &SIM_ROUTER_KEY);
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        lua_pushfstring(L, "connect %s: the simulated host has no vsock router (nothing listens) (ECONNRESET)", text);
+        lua_pushstring(L, "ECONNRESET");
+        return -1;
+    }
+    lua_pushstring(L, text);
+    lua_call(L, 1, 3);
+    if (!lua_isstring(L, -3))
+        return -1; /* the router's nil, msg, code */
+    nd_err err;
+    if (nd_vsock_parse(lua_tostring(L, -3), a, &err) < 0) {
+        lua_pop(L, 3);
+        ndl_fail_err(L, &err);
+        return -1;
+    }
+    lua_pop(L, 3);
+    snprintf(a->text, sizeof a->text, "%s", shown);
+    return 0;
+}
+
 /* Parses addr and opens a socket that starts connecting; pushes the socket userdata. Returns it or NULL after
  * pushing nil, msg, code (3 values). */
 static lsock *start_connect(lua_State *L, const char *text, int *rc_out)
@@ -425,6 +474,10 @@ static lsock *start_connect(lua_State *L, const char *text, int *rc_out)
     *rc_out = nd_vsock_parse(text, &a, &err);
     if (*rc_out < 0) {
         ndl_fail_err(L, &err);
+        return NULL;
+    }
+    if (sim_route(L, text, &a) < 0) {
+        *rc_out = -ECONNRESET;
         return NULL;
     }
     lsock *s = lua_newuserdatauv(L, sizeof *s, 0);
@@ -634,7 +687,7 @@ NDL_MODULE(vsock)
     static const luaL_Reg req_meta[] = {{"__gc", req_gc}, {"__close", req_gc}, {NULL, NULL}};
     ndl_newclass(L, REQ_MT, NULL, req_meta);
     static const luaL_Reg funcs[] = {{"connect", l_connect}, {"listen", l_listen}, {"ping", l_ping},
-                                     {"parse", l_parse},     {NULL, NULL}};
+                                     {"parse", l_parse},     {"set_sim_router", l_set_sim_router}, {NULL, NULL}};
     luaL_newlib(L, funcs);
     lua_pushinteger(L, ND_VSOCK_PINGPONG_PORT);
     lua_setfield(L, -2, "PINGPONG_PORT");

@@ -18,6 +18,10 @@ typedef struct px_config {
     long max_frame;
     long max_connections;
     long max_pending_per_conn;
+    long max_unsent_per_conn;      /* bytes of answers queued to one connection before reading it pauses */
+    long unsent_timeout_ms;        /* a connection above max_unsent_per_conn for this long is closed */
+    double conn_log_rate;          /* rejection log lines per second per connection (token bucket) */
+    double conn_log_burst;         /* ... and its bucket size */
     /* upstream */
     char region[64];
     char endpoint[PX_STR];

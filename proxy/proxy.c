@@ -18,6 +18,11 @@
  * attempt starts; throttled_total / timeouts_total when an attempt ends throttled / timed out; rate_limited_total
  * when the token bucket or the in-flight cap refuses a request; circuit_open_total when the open breaker refuses one.
  *
+ * Hostile clients: reading a connection pauses while it has max_pending_per_conn requests outstanding or more than
+ * max_unsent_per_conn bytes of answers it has not read; a timer closes a connection that stays above the byte limit
+ * for unsent_timeout_ms. Log lines about refused requests pass a per-connection token bucket; what it drops is
+ * counted and reported in one kms_proxy_log_suppressed line.
+ *
  * Secrets: Plaintext, CiphertextForRecipient, credentials and attestation documents are never logged; buffers that
  * held them are wiped (OPENSSL_cleanse) when freed. Log lines are built with jansson, one compact object per line.
  */
@@ -82,6 +87,12 @@ struct conn {
     bool closing;      /* uv_close called */
     bool reading;
     bool eof;          /* peer finished sending (or Shutdown frame, or framing error): close when idle */
+    size_t unsent;     /* bytes of frames queued to the peer and not yet written (a client that does not read) */
+    uint64_t over_since; /* loop time unsent went above max_unsent_per_conn, 0 when below */
+    uint64_t id;       /* for log lines about this connection */
+    double log_tokens; /* per-connection budget of rejection log lines (token bucket) */
+    uint64_t log_last_ms;
+    uint64_t suppressed; /* rejection log lines not written since the last kms_proxy_log_suppressed line */
     conn *prev, *next;
 };
 
@@ -149,6 +160,9 @@ struct px_server {
     nd_breaker br;
     uv_signal_t sig_hup, sig_term, sig_int;
     uv_timer_t drain_timer;
+    uv_timer_t unsent_timer; /* runs while some connection is above max_unsent_per_conn */
+    bool unsent_timer_on;
+    uint64_t next_conn_id;
     bool draining, stopped;
     uint64_t rng;
     char rbuf[65536];
@@ -236,6 +250,42 @@ static void maybe_finish_drain(px_server *s);
 
 /* ---- connections ------------------------------------------------------------------------------------------------ */
 
+/* Per-connection log budget: lines about requests the proxy refused (bad frames, policy, rate limit) are what a
+ * hostile enclave can produce at will, so each connection gets a token bucket of conn_log_rate lines/s (burst
+ * conn_log_burst). Lines over budget are counted; the count goes out in one kms_proxy_log_suppressed line before the
+ * next line the connection may write, and when the connection ends. Returns true when the line may be written. */
+static void log_suppressed(conn *c)
+{
+    if (!c->suppressed)
+        return;
+    json_t *o = json_object();
+    json_object_set_new(o, "event", json_string("kms_proxy_log_suppressed"));
+    json_object_set_new(o, "conn", json_integer((json_int_t)c->id));
+    json_object_set_new(o, "suppressed", json_integer((json_int_t)c->suppressed));
+    json_object_set_new(o, "message", json_string("log lines about refused requests of this connection not written "
+                                                  "(conn_log_rate, conn_log_burst)"));
+    log_line(o);
+    c->suppressed = 0;
+}
+
+static bool conn_log_ok(conn *c)
+{
+    px_server *s = c->srv;
+    uint64_t now = uv_now(s->loop);
+    double rate = s->cfg.conn_log_rate, burst = s->cfg.conn_log_burst;
+    c->log_tokens += (double)(now - c->log_last_ms) / 1000.0 * rate;
+    if (c->log_tokens > burst)
+        c->log_tokens = burst;
+    c->log_last_ms = now;
+    if (c->log_tokens < 1.0) {
+        c->suppressed++;
+        return false;
+    }
+    c->log_tokens -= 1.0;
+    log_suppressed(c);
+    return true;
+}
+
 /* Drops one reference; returns false when that freed the connection. */
 static bool conn_unref(conn *c)
 {
@@ -249,6 +299,7 @@ static bool conn_unref(conn *c)
     if (c->next)
         c->next->prev = c->prev;
     s->nconns--;
+    log_suppressed(c);
     nd_frame_decoder_free(&c->dec);
     free(c);
     maybe_finish_drain(s);
@@ -283,18 +334,26 @@ typedef struct wreq {
     size_t len;
 } wreq;
 
+static void conn_update_reading(conn *c);
+static void on_unsent_timer(uv_timer_t *t);
+
 static void on_written(uv_write_t *w, int status)
 {
     wreq *wr = (wreq *)w;
     conn *c = wr->c;
+    c->unsent -= wr->len;
+    if (c->unsent <= (size_t)c->srv->cfg.max_unsent_per_conn)
+        c->over_since = 0;
     OPENSSL_cleanse(wr->buf, wr->len);
     free(wr->buf);
     free(wr);
     if (status < 0 && !c->closing)
         conn_close(c);
     px_server *s = c->srv;
-    if (conn_unref(c))
+    if (conn_unref(c)) {
+        conn_update_reading(c);
         conn_maybe_close(c);
+    }
     maybe_finish_drain(s);
 }
 
@@ -319,6 +378,47 @@ static void conn_send(conn *c, unsigned type, uint32_t seq, const void *payload,
         free(wr);
         c->refs--;
         conn_close(c);
+        return;
+    }
+    /* Output the peer has not read yet is bounded: above max_unsent_per_conn, reading pauses (on_read's caller
+     * updates it) and a timer closes the connection if it stays there for unsent_timeout_ms. */
+    c->unsent += wr->len;
+    px_server *s = c->srv;
+    if (c->unsent > (size_t)s->cfg.max_unsent_per_conn && !c->over_since) {
+        c->over_since = uv_now(s->loop) ? uv_now(s->loop) : 1;
+        if (!s->unsent_timer_on && !s->stopped) {
+            uint64_t every = (uint64_t)s->cfg.unsent_timeout_ms / 4;
+            uv_timer_start(&s->unsent_timer, on_unsent_timer, every ? every : 1, every ? every : 1);
+            s->unsent_timer_on = true;
+        }
+    }
+}
+
+/* Closes the connections that stayed above max_unsent_per_conn for unsent_timeout_ms; stops when none is above. */
+static void on_unsent_timer(uv_timer_t *t)
+{
+    px_server *s = t->data;
+    uint64_t now = uv_now(s->loop);
+    bool any = false;
+    for (conn *c = s->conns; c; c = c->next) {
+        if (c->closing || !c->over_since)
+            continue;
+        if (now - c->over_since >= (uint64_t)s->cfg.unsent_timeout_ms) {
+            json_t *o = json_object();
+            json_object_set_new(o, "event", json_string("kms_proxy_connection_closed"));
+            json_object_set_new(o, "conn", json_integer((json_int_t)c->id));
+            json_object_set_new(o, "unsent_bytes", json_integer((json_int_t)c->unsent));
+            json_object_set_new(o, "message", json_string("the client did not read its answers: more than "
+                                                          "max_unsent_per_conn bytes queued for unsent_timeout_ms"));
+            log_line(o);
+            conn_close(c);
+        } else {
+            any = true;
+        }
+    }
+    if (!any) {
+        uv_timer_stop(t);
+        s->unsent_timer_on = false;
     }
 }
 
@@ -336,7 +436,8 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 static void conn_update_reading(conn *c)
 {
     px_server *s = c->srv;
-    bool want = !c->closing && !c->eof && !s->draining && c->pending < s->cfg.max_pending_per_conn;
+    bool want = !c->closing && !c->eof && !s->draining && c->pending < s->cfg.max_pending_per_conn &&
+                c->unsent <= (size_t)s->cfg.max_unsent_per_conn;
     if (want && !c->reading) {
         if (uv_read_start(&c->u.s, on_alloc, on_read) == 0)
             c->reading = true;
@@ -361,8 +462,12 @@ static const char *class_error_code(nd_kms_class cls)
     }
 }
 
-static void log_request(px_server *s, const nd_kms_request *r, bool parsed)
+/* Logs a request line. `refused` marks a request the proxy answers itself (bad frame or JSON, policy, rate limit):
+ * such lines of connection c are subject to its log budget (conn_log_ok). */
+static void log_request(px_server *s, conn *c, const nd_kms_request *r, bool parsed, bool refused)
 {
+    if (c && refused && !conn_log_ok(c))
+        return;
     json_t *o = json_object();
     json_object_set_new(o, "event", json_string("kms_proxy_request"));
     json_object_set_new(o, "request_id", jstr_or_null(r ? r->request_id : NULL));
@@ -397,6 +502,9 @@ static void respond(px_server *s, conn *c, unsigned frame_type, uint32_t seq, co
         s->m.success++;
     else
         s->m.errors++;
+    /* an error answered without any upstream attempt is a refusal: it counts against the connection's log budget */
+    if (!ok && attempts == 0 && c && !conn_log_ok(c))
+        goto send;
     json_t *o = json_object();
     json_object_set_new(o, "event", json_string("kms_proxy_response"));
     json_object_set_new(o, "request_id", jstr_or_null(request_id));
@@ -410,6 +518,7 @@ static void respond(px_server *s, conn *c, unsigned frame_type, uint32_t seq, co
         json_object_set_new(o, "message", json_string(message));
     json_object_set_new(o, "metrics", metrics_json(s));
     log_line(o); /* logged before it is sent, so a client that got its answer finds the line */
+send:;
     size_t len = 0;
     char *payload = nd_kms_response_encode(resp, &len);
     if (c && payload)
@@ -662,7 +771,7 @@ static void on_kms_result(void *ud, const nd_kms_result *res)
     memset(&out, 0, sizeof out);
     out.op = q->r.op;
     snprintf(out.kms_request_id, sizeof out.kms_request_id, "%s", q->kms_request_id);
-    json_t *o = json_loadb(res->body, res->body_len, 0, NULL);
+    json_t *o = json_loadb(res->body, res->body_len, JSON_REJECT_DUPLICATES, NULL);
     const char *err = NULL;
     if (!json_is_object(o)) {
         err = "KMS returned a body that is not a JSON object";
@@ -727,21 +836,20 @@ static void handle_request(conn *c, const nd_frame *f)
     s->m.requests++;
     preq *q = calloc(1, sizeof *q);
     if (!q) {
-        log_request(s, NULL, false);
+        log_request(s, c, NULL, false, true);
         respond(s, c, ND_FRAME_ERROR, f->seq, NULL, NULL, NULL, "internal", "out of memory", NULL, 0, start);
         return;
     }
     nd_err e;
     nd_err_clear(&e);
     if (nd_kms_request_parse(f->payload, f->len, &q->r, &e) < 0) {
-        log_request(s, &q->r, false);
+        log_request(s, c, &q->r, false, true);
         respond(s, c, ND_FRAME_ERROR, f->seq, q->r.request_id, q->r.trace_id, NULL, "invalid_request", e.msg, NULL,
                 0, start);
         nd_kms_request_free(&q->r);
         free(q);
         return;
     }
-    log_request(s, &q->r, true);
     const char *code = NULL;
     char msg[300] = "";
     const char *op = nd_kms_op_name(q->r.op);
@@ -769,6 +877,7 @@ static void handle_request(conn *c, const nd_frame *f)
         s->m.circuit_open++;
         snprintf(msg, sizeof msg, "circuit breaker open after upstream errors");
     }
+    log_request(s, c, &q->r, true, code != NULL);
     if (code) {
         respond(s, c, ND_FRAME_KMS_PROXY, f->seq, q->r.request_id, q->r.trace_id, NULL, code, msg, NULL, 0, start);
         nd_kms_request_free(&q->r);
@@ -839,7 +948,7 @@ static void handle_frame(conn *c, const nd_frame *f)
         snprintf(m, sizeof m, "frame type %s (0x%02x) is not served by the KMS proxy", nd_frame_type_name(f->type),
                  f->type);
         s->m.requests++;
-        log_request(s, NULL, false);
+        log_request(s, c, NULL, false, true);
         respond(s, c, ND_FRAME_ERROR, f->seq, NULL, NULL, NULL, "invalid_request", m, NULL, 0, uv_now(s->loop));
         return;
     }
@@ -872,7 +981,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     if (rc < 0 && !c->closing) {
         /* The stream cannot be resynchronised: answer once with an Error frame, then close after pending work. */
         s->m.requests++;
-        log_request(s, NULL, false);
+        log_request(s, c, NULL, false, true);
         respond(s, c, ND_FRAME_ERROR, 0, NULL, NULL, NULL, "invalid_request", e.msg, NULL, 0, uv_now(s->loop));
         c->eof = true;
         conn_update_reading(c);
@@ -896,6 +1005,9 @@ static void on_connection(uv_stream_t *server, int status)
     c->u.h.data = c;
     c->srv = s;
     c->refs = 1;
+    c->id = ++s->next_conn_id;
+    c->log_tokens = s->cfg.conn_log_burst;
+    c->log_last_ms = uv_now(s->loop);
     nd_frame_decoder_init(&c->dec, (size_t)s->cfg.max_frame);
     c->next = s->conns;
     if (s->conns)
@@ -1269,6 +1381,7 @@ static void stop_everything(px_server *s)
     uv_close((uv_handle_t *)&s->sig_term, NULL);
     uv_close((uv_handle_t *)&s->sig_int, NULL);
     uv_close((uv_handle_t *)&s->drain_timer, NULL);
+    uv_close((uv_handle_t *)&s->unsent_timer, NULL);
     nd_kms_client_free(s->kms);
     s->kms = NULL;
     nd_creds_provider_free(s->creds);
@@ -1386,6 +1499,8 @@ int px_server_start(uv_loop_t *loop, const px_config *cfg, const char *config_pa
     uv_signal_start(&s->sig_int, on_sigterm, SIGINT);
     uv_timer_init(loop, &s->drain_timer);
     s->drain_timer.data = s;
+    uv_timer_init(loop, &s->unsent_timer);
+    s->unsent_timer.data = s;
 
     json_t *o = json_object();
     json_object_set_new(o, "event", json_string("kms_proxy_start"));

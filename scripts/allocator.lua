@@ -7,7 +7,7 @@ local fs = require "nd.fs"
 local nitro = require "nd.nitro"
 local allocator = require "nd.allocator"
 
-local UNIT = "nitro-enclaves-allocator.service"
+local UNIT = require("nd.findings").ALLOCATOR_UNIT
 
 local function systemctl(...)
   local argv = { "systemctl", ... }

@@ -20,12 +20,13 @@ local allocator = require "nd.allocator"
 local preflight = require "nd.preflight"
 local errors = require "nd.nitro_errors"
 
-local ALLOCATOR_UNIT = "nitro-enclaves-allocator.service"
+local findings = require "nd.findings"
+local ALLOCATOR_UNIT = findings.ALLOCATOR_UNIT
 local VSOCK_PORT = 5000
 -- The name prefix of the enclaves diag10 starts. Only nitrodiag uses it, so an enclave with this name that this run
 -- did not start was left by an earlier run: that is what terminate=stale terminates.
 local NAME_PREFIX = "nitrodiag-"
-local RUNS = { "basic", "vsock", "hello", "smoke" }
+local RUNS = { "basic", "vsock", "hello", "smoke", "workload" }
 local HELLO_EIF = "/usr/share/nitro_enclaves/examples/hello.eif"
 
 -- The shipped test-image build context: a directory holding enclave/Dockerfile and the sources it compiles (core/,
@@ -125,6 +126,58 @@ local function analyse_console(s, name, console, inspect)
   local res = require("nd.console").analyse(console, { name = name, inspect = inspect, expect_init = name ~= "hello" })
   for _, f in ipairs(res.findings) do s:finding(f) end
   return res.verdict
+end
+
+-- The operator's workload — what this host runs, beside diag10's own test images: nitro-cli `run-enclave --config`
+-- JSON files (eif_path, memory_mib, cpu_count | cpu_ids, debug_mode, enclave_name; docker_uri/docker_dir for its
+-- image), given as workload=FILE,… or found in /etc/nitrodiag/workload.d/*.json on the host (docs/runbooks.md).
+-- Returns a list of { name, eif, memory, cpu_count, cpu_ids, source } (cached for the run).
+local WORKLOAD_DIR = "/etc/nitrodiag/workload.d"
+local function discover_workload(s)
+  if s.data.workload then return s.data.workload end
+  local wanted = false
+  for _, r in ipairs(s.args.runs or {}) do if r == "workload" then wanted = true end end
+  if not wanted then s.data.workload = {} return s.data.workload end
+  local given = {}
+  for _, p in ipairs(s.args.eifs or {}) do given[p] = true end
+  local files = {}
+  for _, p in ipairs(s.args.workload or {}) do files[#files + 1] = p end
+  if #files == 0 then
+    for _, f in ipairs(fs.list(host.path(WORKLOAD_DIR)) or {}) do
+      if f:match("%.json$") then files[#files + 1] = WORKLOAD_DIR .. "/" .. f end
+    end
+  end
+  local out = {}
+  for _, f in ipairs(files) do
+    local doc = json.decode(fs.read(host.path(f)) or "")
+    if type(doc) == "table" and type(doc.eif_path) == "string" and given[doc.eif_path] then
+      s:log(string.format("workload %s: %s is already given as eifs=", f, doc.eif_path))
+    elseif type(doc) == "table" and type(doc.eif_path) == "string" then
+      local ids = type(doc.cpu_ids) == "table" and doc.cpu_ids or nil
+      out[#out + 1] = { name = doc.enclave_name or (fs.basename(doc.eif_path):gsub("%.eif$", "")), eif = doc.eif_path,
+        memory = math.tointeger(doc.memory_mib), cpu_count = math.tointeger(doc.cpu_count), cpu_ids = ids, source = f }
+      s:log(string.format("workload %s: %s (memory %s, %s)", f, doc.eif_path, tostring(doc.memory_mib),
+        ids and ("cpu_ids " .. table.concat(ids, ",")) or ("cpu_count " .. tostring(doc.cpu_count))))
+      -- its build context: the Dockerfile says what command the enclave will run (nd.imagelint)
+      local dockerfile = type(doc.docker_dir) == "string" and host.path(doc.docker_dir .. "/Dockerfile")
+      local okl, lint = pcall(require, "nd.imagelint")
+      if dockerfile and okl and fs.exists(dockerfile) then
+        local res = lint.file(dockerfile)
+        for _, lf in ipairs(res and res.findings or {}) do
+          if lf.severity ~= "info" then
+            s:finding{ code = lf.code, severity = lf.severity, message = "workload " .. out[#out].name .. " ("
+              .. doc.docker_dir .. "/Dockerfile): " .. lf.message, evidence = lf.evidence and { lf.evidence } or nil,
+              remediation = lf.rule }
+          end
+        end
+      end
+    else
+      s:finding{ code = "WORKLOAD_UNREADABLE", severity = "warn",
+        message = f .. ": not a nitro-cli run-enclave --config JSON with eif_path" }
+    end
+  end
+  s.data.workload = out
+  return out
 end
 
 -- Runs one EIF with an attached console for run_seconds; pings it over vsock when asked. Returns a run summary.
@@ -249,8 +302,8 @@ return {
     { name = "memory", type = "integer", default = 1024, min = 1, help = "MiB for each run-enclave" },
     { name = "cpu_count", type = "integer", default = 2, min = 1, help = "vCPUs for each run-enclave" },
     { name = "run_seconds", type = "number", default = 20, min = 1, help = "how long each enclave runs with its console attached" },
-    { name = "runs", type = "list", default = "basic,vsock,hello", choices = RUNS,
-      help = "which runs: basic, vsock, hello (the AWS control), smoke (the busybox image: does an enclave boot at all)" },
+    { name = "runs", type = "list", default = "basic,vsock,hello,workload", choices = RUNS,
+      help = "which runs: basic, vsock, hello (the AWS control), smoke (the busybox image: does an enclave boot at all), workload (the host's own enclaves, see workload=)" },
     { name = "terminate", type = "string", default = "none", choices = { "none", "stale", "all" },
       help = "enclaves this run did not start: none (list them; on a terminal, ask), stale (those named " ..
         NAME_PREFIX .. "*, left by an earlier nitrodiag run), all (every one, production included)" },
@@ -259,6 +312,7 @@ return {
     { name = "image", type = "string", default = "hello-enclave", help = "image repository; runs use <image>:<mode>" },
     { name = "hello_eif", type = "string", default = HELLO_EIF, help = "EIF of the AWS hello enclave (the control run)" },
     { name = "eifs", type = "list", default = "", help = "more EIFs to check and run (comma-separated host paths, read under --root/--sim)" },
+    { name = "workload", type = "list", default = "", help = "the host's own enclaves: run-enclave --config JSON files (default: /etc/nitrodiag/workload.d/*.json)" },
   },
   deadline = 180,
   collect = true,
@@ -284,7 +338,7 @@ return {
         local path = host.path("/dev/nitro_enclaves")
         local st = require("luv").fs_stat(path)
         if not st then
-          s:finding{ code = "E19", severity = "fail", message = "/dev/nitro_enclaves is missing: the Nitro Enclaves driver is not loaded",
+          s:finding{ code = "DEVICE_MISSING", severity = "fail", message = "/dev/nitro_enclaves is missing: the Nitro Enclaves driver is not loaded",
             evidence = { "stat /dev/nitro_enclaves: no such file" },
             remediation = "load the driver (modprobe nitro_enclaves) on an instance type with enclave support enabled " ..
               "(EnclaveOptions.Enabled=true at launch)" }
@@ -334,7 +388,7 @@ return {
         host.setenv("NITRO_CLI_ARTIFACTS", dir)
         s.data.artifacts_dir = dir
         if not host.getenv("HOME") then
-          s:finding{ code = "E51", severity = "info",
+          s:finding{ code = "ARTIFACTS_PATH_UNSET", severity = "info",
             message = "HOME is not set (as under SSM): set NITRO_CLI_ARTIFACTS=" .. dir .. " so build-enclave cannot fail with E51",
             remediation = "in your own scripts: export NITRO_CLI_ARTIFACTS=/tmp/nitro-cli-artifacts (or HOME=/root)" }
         end
@@ -391,7 +445,7 @@ return {
             message = string.format("terminated %d enclave(s) this run did not start (terminate=%s)", #terminated,
               a.terminate ~= "none" and a.terminate or "confirmed at the prompt"),
             evidence = all_ev,
-            remediation = "stale enclaves keep the CPU pool (E29/E22/E39 \"no CPUs available\"): make your deployment " ..
+            remediation = "stale enclaves keep the CPU pool (E29 \"no CPUs are available in the pool\", then E39): make your deployment " ..
               "terminate the enclaves it replaces" }
         end
         d.running_before = list
@@ -417,6 +471,15 @@ return {
             "%s MiB of the pool stay free for the test runs", #list, use.free_cpus or 0, tostring(use.free_mib or "?")),
           evidence = ev }
         s:ok(string.format("%d running (left alone); the pool has room for the test runs", #list))
+      end },
+
+    { name = "workload", timeout = 15,
+      run = function(s)
+        local w = discover_workload(s)
+        if #w == 0 then s:skip("none on this host (" .. WORKLOAD_DIR .. "/*.json or workload=)") end
+        local names = {}
+        for _, x in ipairs(w) do names[#names + 1] = x.name end
+        s:ok(#w .. " enclave(s) of this host to run: " .. table.concat(names, ", "))
       end },
 
     { name = "build images", timeout = 120,
@@ -461,7 +524,7 @@ return {
                 (r and (r.stdout .. r.stderr .. "\nexit " .. r.exit_code) or tostring(err)) .. "\n")
             end
             if not r or r.exit_code ~= 0 then
-              s:finding{ code = "E49", severity = "fail", message = "docker build of " .. tag .. " failed",
+              s:finding{ code = "DOCKER_BUILD_FAILED", severity = "fail", message = "docker build of " .. tag .. " failed",
                 evidence = lines_of(r and r.stderr or err), remediation = "see build_" .. mode .. ".docker.log in the bundle" }
               goto continue
             end
@@ -482,13 +545,12 @@ return {
                 for _, f in ipairs(res and res.findings or {}) do
                   if f.severity ~= "info" then
                     lint_failed = lint_failed or f.severity == "fail"
-                    s:finding{ code = f.code, severity = f.severity, message = tag .. ": " .. f.message,
-                               evidence = f.evidence and { f.evidence } or nil, remediation = f.rule }
+                    s:finding(findings.lint(f, tag .. ": "))
                   end
                 end
               end
             else
-              s:finding{ code = "IMAGE_MISSING", severity = "fail", message = "docker inspect " .. tag .. " failed",
+              s:finding{ code = "DOCKER_IMAGE_NOT_FOUND", severity = "fail", message = "docker inspect " .. tag .. " failed",
                          evidence = lines_of(r and r.stderr or "") }
               goto continue
             end
@@ -500,7 +562,7 @@ return {
             if s.bundle then s.bundle:add_string("build_" .. mode .. ".eif.log", table.concat(blog, "\n") .. "\n") end
             if not m then
               if not error_finding(s, record, "building the " .. mode .. " EIF") then
-                s:finding{ code = code or "E48", severity = "fail", message = "build-enclave " .. tag .. " failed: " .. short(err) }
+                s:finding{ code = findings.get(code or "") and code or "E48", severity = "fail", message = "build-enclave " .. tag .. " failed: " .. short(err) }
               end
             else
               s.data.eifs[mode] = eif
@@ -529,6 +591,10 @@ return {
         end
         for _, p in ipairs(a.eifs) do
           targets[#targets + 1] = { name = (fs.basename(p):gsub("%.eif$", "")), eif = p, label = p }
+        end
+        for _, w in ipairs(discover_workload(s)) do
+          targets[#targets + 1] = { name = w.name, eif = w.eif, label = w.eif .. " (workload " .. w.source .. ")",
+            memory = w.memory, cpu_count = w.cpu_count, cpu_ids = w.cpu_ids }
         end
         local want_hello = false
         for _, r in ipairs(a.runs) do if r == "hello" then want_hello = true end end
@@ -589,7 +655,11 @@ return {
             msg = string.format("predicted %s for %s: %s", code, table.concat(labels, ", "), tostring(c.issue.message))
             fix = table.concat((errors.get(code) or {}).remediation or {}, "; ")
           end
-          s:finding{ code = code, severity = "fail", message = msg, evidence = ev, remediation = fix }
+          -- the cause's registry code (E26 -> ENCLAVE_MEMORY_BELOW_EIF …), this run's numbers in the message
+          local pf = findings.preflight(c.issue)
+          pf.message, pf.severity, pf.evidence = msg, "fail", ev
+          pf.remediation = fix .. (pf.remediation and ("; " .. pf.remediation) or "")
+          s:finding(pf)
         end
         if #order == 0 and unreadable == 0 then
           s:ok(#targets .. " EIF(s) fit memory=" .. a.memory .. " and the allocator")
@@ -618,6 +688,9 @@ return {
           end
         end
         for _, p in ipairs(a.eifs) do add{ name = (fs.basename(p):gsub("%.eif$", "")), eif = p } end
+        for _, w in ipairs(discover_workload(s)) do
+          add{ name = w.name, eif = w.eif, memory = w.memory, cpu_count = w.cpu_count, cpu_ids = w.cpu_ids }
+        end
         if s.data.pool_blocked then s:skip("not run: " .. s.data.pool_blocked .. " (see 'running enclaves')") end
         if #plan == 0 then
           s:skip(#held_back > 0 and ("not run: predicted to fail: " .. table.concat(held_back, ", "))
@@ -707,6 +780,11 @@ return {
                                                  error = "describe-enclaves failed: " .. short(derr) })
           end
         end)
+        -- what enclaves said over the log channel (nitrodiag-init --log → nitrodiag-logd), debug mode or not
+        each("enclave_logs/*.log", function()
+          b:add_glob("/var/log/nitrodiag/enclaves/*.log", { prefix = "enclave_logs/", tail_lines = 2000 })
+        end)
+        each("journal_nitrodiag-logd.log", function() b:add_journal("nitrodiag-logd", { lines = 500 }) end)
         -- err logs written during this run: their root cause, read back
         local roots = {}
         for _, p in ipairs(list) do

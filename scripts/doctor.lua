@@ -10,7 +10,8 @@ local nitro = require "nd.nitro"
 local allocator = require "nd.allocator"
 local uv = require "luv"
 
-local ALLOCATOR_UNIT = "nitro-enclaves-allocator.service"
+local findings = require "nd.findings"
+local ALLOCATOR_UNIT = findings.ALLOCATOR_UNIT
 local VSOCK_PROXY_YAML = "/etc/nitro_enclaves/vsock-proxy.yaml"
 
 -- /etc/group under the root: name -> {gid, members}
@@ -86,7 +87,7 @@ return {
           s:finding{ code = "GROUP_NE_MISSING", severity = "warn", message = "there is no `ne` group: only root can use /dev/nitro_enclaves",
             remediation = "install aws-nitro-enclaves-cli (it creates the group), then: usermod -aG ne <user>" }
         elseif not member then
-          s:finding{ code = "USER_NOT_IN_NE", severity = "fail",
+          s:finding{ code = "NOT_IN_NE_GROUP", severity = "fail",
             message = string.format("user %s is not in group ne: nitro-cli fails with E19 on /dev/nitro_enclaves", username),
             remediation = "sudo usermod -aG ne " .. username .. " and log in again" }
         end
@@ -103,7 +104,7 @@ return {
         end
         local cfg, err = allocator.load()
         if not cfg then
-          s:finding{ code = "ALLOCATOR_CONFIG_INVALID", severity = "fail", message = allocator.PATH .. ": " .. tostring(err),
+          s:finding{ code = "ALLOCATOR_CONFIG", severity = "fail", message = allocator.PATH .. ": " .. tostring(err),
             remediation = "fix it with `nitrodiag allocator memory_mib=… cpu_count=…`" }
           return
         end
@@ -154,7 +155,7 @@ return {
           end
         end
         if #odd > 0 then
-          s:finding{ code = "ENCLAVE_NOT_RUNNING", severity = "warn", message = #odd .. " enclave(s) not RUNNING", evidence = odd,
+          s:finding{ code = "ENCLAVES_NOT_RUNNING", severity = "warn", message = #odd .. " enclave(s) not RUNNING", evidence = odd,
             remediation = "terminate them: " .. table.concat(odd_ids, "; ") }
         end
         if #list > 0 then
@@ -176,10 +177,10 @@ return {
           local full_cpus = pool_cpus and cpus >= pool_cpus
           local full_mib = pool_mib and mib >= pool_mib
           if full_cpus or full_mib then
-            s:finding{ code = "POOL_FULL", severity = "warn",
+            s:finding{ code = "ENCLAVES_HOLD_POOL", severity = "warn",
               message = string.format("the enclave pool is fully held: %d enclave(s) hold %d of %s CPUs and %d of %s MiB; " ..
                 "another run-enclave fails (%s) until one of them stops", #list, cpus, tostring(pool_cpus or "?"), mib,
-                tostring(pool_mib or "?"), full_cpus and "E29: no CPUs available in the pool" or "E27: not enough memory"),
+                tostring(pool_mib or "?"), full_cpus and "E29: no CPUs are available in the pool" or "E27: not enough memory"),
               evidence = ev,
               remediation = "if that is expected (your workload uses the whole pool), nothing to do; if one of them is " ..
                 "stale: nitrodiag cleanup id=<its EnclaveID: " .. table.concat(ids, " | ") .. ">; otherwise grow the pool: nitrodiag allocator cpu_count=…/memory_mib=…" }
@@ -285,7 +286,7 @@ return {
           if (want and (a == want or a == ("kms-fips." .. region .. ".amazonaws.com"))) or (not want and a:match("^kms")) then found = true end
         end
         if not found then
-          s:finding{ code = "VSOCK_PROXY_NO_KMS", severity = "fail",
+          s:finding{ code = "VSOCK_PROXY_NOT_ALLOWED", severity = "fail",
             message = (want or "no KMS endpoint") .. " is not in the vsock-proxy allowlist",
             evidence = { VSOCK_PROXY_YAML .. ": " .. table.concat(allowed, ", ") },
             remediation = "add `- {address: " .. (want or "kms.<region>.amazonaws.com") .. ", port: 443}` to the allowlist and restart nitro-enclaves-vsock-proxy" }

@@ -5,6 +5,7 @@
 -- --json the result carries the describe-eif fields at its top level (and `eif` with the details). Works without
 -- nitro-cli (core/eif.c computes the PCRs with OpenSSL).
 local eif = require "nd.eif"
+local findings = require "nd.findings"
 local allocator = require "nd.allocator"
 local json = require "nd.json"
 
@@ -74,7 +75,13 @@ return {
                      message = string.format("%d ramdisk section(s): nitro-cli images have the bootstrap ramdisk (init, "
                        .. "nsm.ko) and at least one customer ramdisk", count.ramdisk or 0) }
         end
-        if info.trailing_bytes > 0 then
+        if info.trailing_bytes >= 12 then
+          -- nitro-cli reads section headers until the file ends: the tail is read as a section (zeros: type 0)
+          s:finding{ code = "EIF_TRAILING", severity = "fail",
+                     message = string.format("%d bytes after the last section: nitro-cli's EIF reader takes them for "
+                       .. "another section and fails (describe-eif: E35 \"Found invalid EIF section\")", info.trailing_bytes),
+                     remediation = "rebuild the EIF with nitro-cli build-enclave, or cut the file at the end of its last section" }
+        elseif info.trailing_bytes > 0 then
           s:finding{ code = "EIF_TRAILING", severity = "warn",
                      message = string.format("%d bytes after the last section (they count for the 4x memory rule)",
                        info.trailing_bytes) }
@@ -122,20 +129,19 @@ return {
         local min = info.min_memory_mib
         s:log(string.format("minimum --memory: %d MiB (ceil(%d B / 1 MiB) x 4)", min, info.file_size))
         if s.args.memory and s.args.memory < min then
-          s:finding{ code = "E26", severity = "fail",
-                     message = string.format("--memory %d is below this EIF's minimum %d MiB: run-enclave would fail "
-                       .. "with E26", s.args.memory, min),
-                     remediation = string.format("run with --memory %d or more", min) }
+          local f = findings.make("ENCLAVE_MEMORY_BELOW_EIF", { memory_mib = s.args.memory, min_memory_mib = min })
+          f.message = f.message .. ": run-enclave would fail with E26"
+          s:finding(f)
         end
         local cfg, err = allocator.load()
         if cfg and cfg.memory_mib then
           s.data.allocator_memory = cfg.memory_mib
           if cfg.memory_mib < min then
-            s:finding{ code = "E27", severity = "warn",
-                       message = string.format("allocator.yaml reserves memory_mib %d, less than this EIF's minimum %d "
-                         .. "MiB: any run that passes the 4x rule fails with E27", cfg.memory_mib, min),
-                       remediation = string.format("set memory_mib: %d (or more) and restart nitro-enclaves-allocator.service",
-                         math.max(min, s.args.memory or 0)) }
+            local f = findings.make("ALLOCATOR_MEMORY_TOO_SMALL",
+              { memory_mib = math.max(min, s.args.memory or 0), severity = "warn" })
+            f.message = string.format("allocator.yaml reserves memory_mib %d, less than this EIF's minimum %d "
+              .. "MiB: any run that passes the 4x rule fails with E27", cfg.memory_mib, min)
+            s:finding(f)
           end
         elseif err then
           s:log("allocator.yaml: " .. tostring(err))

@@ -1,10 +1,12 @@
 -- scripts/explain.lua — `nitrodiag explain E26 | 26 | FILE | -`: explains a nitro-cli error code, or finds the error
 -- blocks in pasted nitro-cli output (a file, or stdin with -) and explains the ROOT cause with the numbers from the
 -- text (E26: the requested and the minimum memory; E27: the request against allocator.yaml; E19: the file and the
--- operation …). Knowledge comes from nd.nitro_errors; parsing from nd.nitro. E57–E59 (which `nitro-cli explain`
--- does not know) and codes nitro-cli never had are answered honestly.
+-- operation …). The cause comes from the cause rules and the registry (nd.diagnose, nd.findings), the code's text from
+-- nd.nitro_errors, parsing from nd.nitro. E57–E59 (which `nitro-cli explain` does not know) and codes nitro-cli never
+-- had are answered honestly.
 local kb = require "nd.nitro_errors"
 local nitro = require "nd.nitro"
+local diagnose = require "nd.diagnose"
 local fs = require "nd.fs"
 
 local text = {} -- the human report, built by the step
@@ -57,6 +59,26 @@ local function describe(e)
   end
 end
 
+-- The best cause the rules find in the text, rendered; returns the diagnose result.
+local function cause_section(raw)
+  local res = diagnose.run(raw)
+  local top = res.top
+  if not top then return res end
+  add(string.format("Most likely cause: %s  [%s]", top.title, top.code))
+  add(wrap(top.message, "  "))
+  for _, e in ipairs(top.evidence or {}) do add(wrap(e, "    > ", "      ")) end
+  if #top.remediation_list > 0 then
+    add("  Fix:")
+    for _, r in ipairs(top.remediation_list) do add(wrap(r, "    - ", "      ")) end
+  end
+  for i = 2, math.min(#res.causes, 3) do
+    local c = res.causes[i]
+    if c.confidence >= 0.5 then add("  Also possible: " .. c.title .. " [" .. c.code .. "]") end
+  end
+  add("")
+  return res
+end
+
 local function code_mode(s, input)
   local code = kb.normalize(input)
   local e = kb.get(code)
@@ -97,9 +119,9 @@ local function specifics(b)
     fix = string.format("set memory_mib: %d (or more) in /etc/nitro_enclaves/allocator.yaml and restart "
       .. "nitro-enclaves-allocator.service", f.memory_mib)
   elseif b.code == "E22" and f.cpu_count then
-    lines[#lines + 1] = string.format("run-enclave asked for %d CPUs; the enclave CPU pool has fewer free. A stale "
-      .. "enclave may hold them: check `nitro-cli describe-enclaves`.", f.cpu_count)
-    fix = string.format("terminate stale enclaves, or raise cpu_count to %d in allocator.yaml and restart the allocator",
+    lines[#lines + 1] = string.format("run-enclave asked for %d CPUs; the enclave CPU pool (ne_cpus) has fewer. nitro-cli "
+      .. "compares the request with the pool's size only: CPUs held by another enclave give E29, not E22.", f.cpu_count)
+    fix = string.format("raise cpu_count to %d in allocator.yaml and restart the allocator (or ask for fewer CPUs)",
       f.cpu_count)
   elseif b.code == "E21" and f.cpu_id then
     lines[#lines + 1] = string.format("CPU %d is not in the enclave CPU pool (cat /sys/module/nitro_enclaves/parameters/ne_cpus).",
@@ -121,7 +143,7 @@ local function specifics(b)
   elseif b.code == "E36" and f.boot_error then
     lines[#lines + 1] = "Boot error: " .. f.boot_error .. " — the enclave did not send its heartbeat in time."
   elseif b.code == "E29" and f.driver_error then
-    lines[#lines + 1] = "The driver said " .. f.driver_error .. "."
+    lines[#lines + 1] = "The driver said: " .. (f.driver_message or f.driver_error) .. "."
   end
   return lines, fix
 end
@@ -135,11 +157,25 @@ local function text_mode(s, raw, source)
       for _, sa in ipairs(log.subactions) do add("    " .. sa) end
       if log.root_file then add(string.format("  Root error: %s:%s", log.root_file, tostring(log.root_line or "?"))) end
       if log.version then add("  nitro-cli version: " .. log.version) end
-      add("", "An err log has no error code: explain the `[ Exx ]` block nitro-cli printed with it.")
-      s:finding{ code = "ERRLOG", severity = "info", message = "nitro-cli err log: " .. log.action }
+      add("", "An err log has no error code: explain the `[ Exx ]` block nitro-cli printed with it.", "")
+      local res = cause_section(raw)
+      if res.top then
+        s:finding{ code = res.top.code, severity = "warn", message = "nitro-cli err log (" .. tostring(log.action) .. "): " .. res.top.title,
+                   evidence = res.top.evidence, remediation = res.top.remediation }
+      else
+        s:finding{ code = "ERR_LOG", severity = "info", message = "nitro-cli err log: " .. tostring(log.action) }
+      end
       return
     end
     add("No nitro-cli error block (`[ Exx ] …`) found in " .. source .. " (" .. #raw .. " bytes).")
+    local res = diagnose.run(raw)
+    if res.top then
+      add("")
+      cause_section(raw)
+      s:finding{ code = res.top.code, severity = res.top.severity == "fail" and "warn" or res.top.severity,
+                 message = res.top.title .. ": " .. res.top.message, evidence = res.top.evidence, remediation = res.top.remediation }
+      return
+    end
     local first = raw:match("^%s*([^\n]*)")
     if first and first ~= "" then add("It starts with: " .. first:sub(1, 200)) end
     s:finding{ code = "NO_ERROR_BLOCK", severity = "warn", message = parsed.reason,
@@ -156,6 +192,7 @@ local function text_mode(s, raw, source)
   local lines, fix = specifics(root)
   for _, l in ipairs(lines) do add(wrap(l, "  ")) end
   if #lines > 0 then add("") end
+  local res = cause_section(raw)
   if root.err_log_path then
     add("  Error log: " .. root.err_log_path)
     local log = nitro.read_err_log(root.err_log_path)
@@ -176,8 +213,10 @@ local function text_mode(s, raw, source)
   local evidence = { root.headline }
   for _, d in ipairs(root.details) do evidence[#evidence + 1] = d end
   if root.err_log_path then evidence[#evidence + 1] = "err log: " .. root.err_log_path end
-  s:finding{ code = root.code, severity = "warn", message = "root cause: " .. root.headline,
-             evidence = evidence, remediation = fix or (e and e.remediation[1]) }
+  local top = res.top
+  s:finding{ code = top and top.code or root.code, severity = "warn",
+             message = "root cause: " .. root.headline .. (top and (" — " .. top.title) or ""),
+             evidence = evidence, remediation = fix or (top and top.remediation) or (e and e.remediation[1]) }
   for i = 2, #parsed.blocks do
     local b = parsed.blocks[i]
     add("")

@@ -3,6 +3,7 @@
 -- ENTRYPOINT, an entry point at all. Takes a Dockerfile (only the final stage counts) or `docker inspect` JSON.
 -- The lint itself is nd.imagelint (core/imagelint.c); diag10 runs the same check on its docker_inspect_* files.
 local imagelint = require "nd.imagelint"
+local findings = require "nd.findings"
 
 local function show(argv)
   if not argv then return "(none)" end
@@ -38,11 +39,18 @@ return {
         if #env > 0 then s:log("ENV: " .. table.concat(env, " ")) end
         for _, f in ipairs(r.findings) do
           local where = f.line and string.format("%s:%d: ", s.args.input, f.line) or ""
-          s:finding{ code = f.code, severity = f.severity, message = f.message,
-                     evidence = { where .. f.evidence }, remediation = f.severity ~= "info" and f.rule or nil }
+          local fd = findings.lint(f)
+          fd.evidence = { where .. f.evidence }
+          s:finding(fd)
         end
         if r.ok then
-          s:ok(string.format("Nitro runs %s: no shell, no CMD over ENTRYPOINT", show(r.command)))
+          local wrapper = ""
+          for _, f in ipairs(r.findings) do
+            if f.code == "IMG_NO_INIT_WRAPPER" then
+              wrapper = "; no PID-1 wrapper: if it dies the enclave reboots without a word (consider nitrodiag-init)"
+            end
+          end
+          s:ok(string.format("Nitro runs %s: no shell, no CMD over ENTRYPOINT%s", show(r.command), wrapper))
         end
       end },
   },

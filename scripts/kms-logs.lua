@@ -194,6 +194,8 @@ return {
           request_id = a.request_id, trace_id = a.trace_id, op = a.op, code = a.code,
           errors = a.errors, throttled = a.throttled, since = s.data.since, ["until"] = s.data["until"],
           keep = (a.mode == "lines" and json_out) and limit or 64, events = json_out and true or false,
+          -- the ids are listed in mode=ids; elsewhere a few are enough for the JSON output (bounded memory)
+          max_ids = a.mode == "ids" and 100000 or 1000, seek = a.mode ~= "lines",
           print = stream and io.stdout or nil, print_limit = limit }
         if not sc then s:fail(err) return end
         local sources = resolve_sources(a.source)

@@ -21,6 +21,48 @@ function M.parse(text)
   return { memory_mib = cfg.memory_mib, cpu_count = cfg.cpu_count, cpu_pool = cfg.pool_cpus }
 end
 
+-- script_parse(text) -> config | nil, message: allocator.yaml read the way the real script reads it
+-- (bootstrap/nitro-enclaves-allocator, parse_config, v1.5.0 lines 99-131): `while read line` (leading/trailing
+-- blanks trimmed, a last line without newline never read, a CRLF "---\r" never equals "---" so nothing after it is
+-- read), comment lines skipped, lines before "---" skipped, key = the leading [-_a-z0-9] run (any case) before the
+-- first ':', value = the text after the LAST ':' with its first blank run and a leading quote removed and a trailing
+-- quote dropped (so "512 # note: x" gives "x"); an unknown key — a blank line's empty key too — fails with
+-- "Error in FILE:N - unexpected: KEY". Values stay strings, as in bash.
+function M.script_parse(text)
+  local cfg = {}
+  local count, skip = 0, true
+  local pos = 1
+  while true do
+    local nl = text:find("\n", pos, true)
+    if not nl then break end -- `read` fails on a last line without newline: the loop ends
+    local line = text:sub(pos, nl - 1)
+    pos = nl + 1
+    count = count + 1
+    line = line:gsub("\\(.)", "%1"):gsub("^[ \t]+", ""):gsub("[ \t]+$", "")
+    if line:match("^%s*#") then goto next end
+    if line == "---" then skip = false goto next end
+    if skip then goto next end
+    do
+      local key = (line:match("^([^:]*)") or ""):match("^[-_%w]+") or ""
+      if key:find("[^-_%w]") then key = "" end
+      if key ~= "memory_mib" and key ~= "cpu_count" and key ~= "cpu_pool" then
+        return nil, string.format("Error in %s:%d - unexpected: %s", M.FILE, count, key)
+      end
+      local value = line:match("^.+:(.*)$") or line
+      value = value:gsub("%s+\"?", "", 1):gsub("\"$", "")
+      if value == "" then return nil, string.format("Error in %s:%d - missing value for %s", M.FILE, count, key) end
+      cfg[key] = value
+    end
+    ::next::
+  end
+  if not cfg.memory_mib then return nil, "Config error: missing memory reservation (`memory_mib`)." end
+  if not cfg.cpu_count and not cfg.cpu_pool then
+    return nil, "Config error: missing CPU reservation (either `cpu_count` or `cpu_pool`)."
+  end
+  if cfg.cpu_count and cfg.cpu_pool then return nil, "Config error: `cpu_count` conflicts with `cpu_pool`." end
+  return cfg
+end
+
 -- The sibling threads of cpu on this host (Linux numbering on EC2: core c = {c, c + cores, …}).
 local function core_of(h, cpu)
   local cores = h.cpus // h.threads_per_core
@@ -84,7 +126,7 @@ function M.pool(h, cfg)
 end
 
 local function running(st)
-  local now = os.time()
+  local now = math.floor(require("nd.sim.util").time())
   for _, e in ipairs(st.enclaves) do
     if not (e.plan and e.plan.stops_after and now >= e.started + e.plan.stops_after + 1) then return true end
   end
@@ -104,15 +146,20 @@ function M.write_sys(root, st)
     fs.write(root .. "/sys/module/nitro_enclaves/parameters/ne_cpus",
       (#st.allocator.cpus > 0 and table.concat(st.allocator.cpus, ",") or "") .. "\n")
   end
-  local pages = st.allocator.memory_mib // 2
+  local gp = (st.allocator.pages or {})["1048576kB"] or 0
+  local pages = st.allocator.pages and (st.allocator.pages["2048kB"] or 0) or st.allocator.memory_mib // 2
   fs.write(root .. "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", pages .. "\n")
   local used = 0
   for _, e in ipairs(st.enclaves) do used = used + e.memory_mib end
-  fs.write(root .. "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", math.max(0, (st.allocator.memory_mib - used) // 2) .. "\n")
-  fs.write(root .. "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages", "0\n")
+  -- enclaves take the large pages first (nitro-cli's ResourceAllocator)
+  local used_g = math.min(gp, used // 1024)
+  local used_small = math.max(0, used - used_g * 1024)
+  fs.write(root .. "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", math.max(0, pages - (used_small + 1) // 2) .. "\n")
+  fs.write(root .. "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages", gp .. "\n")
+  fs.write(root .. "/sys/kernel/mm/hugepages/hugepages-1048576kB/free_hugepages", (gp - used_g) .. "\n")
   -- /proc/meminfo as the kernel prints it (the lines runbooks grep)
   local total = h.memory_mib * 1024
-  local free_pages = math.max(0, (st.allocator.memory_mib - used) // 2)
+  local free_pages = math.max(0, pages - (used_small + 1) // 2)
   local lines = {
     string.format("%-16s%8d kB", "MemTotal:", total),
     string.format("%-16s%8d kB", "MemFree:", math.max(0, total - st.allocator.memory_mib * 1024 - 1433600)),
@@ -132,22 +179,51 @@ function M.write_sys(root, st)
 end
 
 local function finish(st, svc, ok, msg, pid)
-  svc.since = os.time()
+  svc.since = math.floor(require("nd.sim.util").time())
   svc.pid = pid
   svc.active = ok and "active" or "failed"
   svc.result = ok and "success" or "exit-code"
   return { ok = ok, message = msg }
 end
 
--- start(root, st) -> { ok, message }: runs the allocator with the current allocator.yaml (state st is modified;
--- the caller saves it).
+-- Hugepage reservation as set_required_hugepages does it: the largest page size first, as many pages as fit without
+-- exceeding the request, the smallest size for the rest; free_mib (the NUMA node's free memory) limits what the
+-- kernel grants. Returns { {key, pages}, … }, reserved MiB, the journal lines.
+local PAGE_SIZES = { { key = "1048576kB", mib = 1024 }, { key = "2048kB", mib = 2 } }
+local function reserve(h, memory, free_mib)
+  local remaining = ((memory + 1) // 2) * 2 -- a multiple of the smallest page size
+  local lines, pages, got = {}, {}, 0
+  local avail = free_mib
+  for _, ps in ipairs(PAGE_SIZES) do
+    if ps.key ~= "1048576kB" or h.gigantic_pages ~= false then
+      local want = remaining // ps.mib
+      local n = math.min(want, avail // ps.mib)
+      if n > 0 then lines[#lines + 1] = string.format("- Reserved %d pages of type: %s.", n, ps.key) end
+      pages[#pages + 1] = { key = ps.key, pages = n }
+      remaining = remaining - n * ps.mib
+      avail = avail - n * ps.mib
+      got = got + n * ps.mib
+      if remaining == 0 then break end
+    end
+  end
+  return pages, got, lines, remaining
+end
+
+-- start(root, st) -> { ok, message }: runs the allocator script with the current allocator.yaml (state st is
+-- modified; the caller saves it). Its journal carries the script's own lines in its order (v1.5.0): "Auto-generating
+-- the enclave CPU pool by using the CPU count...", "Will try to reserve N MB of memory on node 0.", "Configuring the
+-- huge page memory...", "- Reserved N pages of type: 2048kB.", "Done.", "Auto-generated the enclave CPU pool: 1,3.",
+-- "Configuring the enclave CPU pool...", "Done.", "Successfully allocated Nitro Enclaves resources: 512 MiB, 2 CPUs"
+-- (cpu_pool: the pool first, then the memory, "…: 1024 MiB, CPU pool: 1,3"); failures "Error: …". A host with
+-- `allocator_script = "2021"` (before aws-nitro-enclaves-cli PR #315) reports success after reserving only part.
 function M.start(root, st)
   local svc = st.services[M.UNIT]
+  local h = st.host
   local pid = st_mod.pid(st)
   local log = function(m) st_mod.journal(st, M.UNIT, "nitro-enclaves-allocator", pid, m) end
   st_mod.journal(st, M.UNIT, "systemd", 1, "Starting Nitro Enclaves Resource Allocator...")
-  if not st.host.driver then
-    local m = "Error: the nitro_enclaves driver is not loaded (modprobe nitro_enclaves failed)."
+  local function failed(m, klines)
+    for _, l in ipairs(klines or {}) do st_mod.dmesg(st, l) end
     log(m)
     st_mod.journal(st, M.UNIT, "systemd", 1, M.UNIT .. ": Main process exited, code=exited, status=1/FAILURE")
     st_mod.journal(st, M.UNIT, "systemd", 1, M.UNIT .. ": Failed with result 'exit-code'.")
@@ -155,32 +231,80 @@ function M.start(root, st)
     return finish(st, svc, false, m, pid)
   end
   local text = fs.read(root .. M.FILE)
-  local cfg, err
-  if not text then err = "Error: cannot read " .. M.FILE else cfg, err = M.parse(text) end
-  local cpus, klines
-  if cfg then cpus, err, klines = M.pool(st.host, cfg) end
-  if cfg and cpus and cfg.memory_mib > st.host.memory_mib - 512 then
-    cpus, err = nil, string.format("Error: cannot reserve %d MiB of hugepage memory: the instance has %d MiB.",
-      cfg.memory_mib, st.host.memory_mib)
+  if not text then return failed("/usr/bin/nitro-enclaves-allocator: line 122: " .. M.FILE .. ": No such file or directory") end
+  local cfg, perr = M.script_parse(text)
+  if not cfg then return failed("Error: " .. perr) end
+  -- enable_offline_cpus: the driver refuses to re-online CPUs an enclave uses
+  if running(st) then
+    return failed("Error: Could not re-online CPUs because there is at least one enclave currently running. Make sure "
+      .. "you stop all enclaves prior to re-starting the nitro-enclaves-allocator.service.",
+      { "nitro_enclaves: The CPU pool is used by enclave(s)" })
   end
-  if cpus and running(st) and (not same(cpus, st.allocator.cpus) or cfg.memory_mib < st.allocator.memory_mib) then
-    cpus, err = nil, "Error: an enclave is running; its CPUs and memory cannot be released (terminate it first: nitro-cli terminate-enclave --all)."
-    klines = { "nitro_enclaves: The CPU pool is used by enclave(s)" }
-  elseif not cpus and klines then
-    klines[#klines + 1] = "nitro_enclaves: Error in setup CPU pool [rc=-22]"
+  local pool_file = h.driver
+  local memory = tonumber(cfg.memory_mib) and cfg.memory_mib:match("^%d+$") and math.tointeger(tonumber(cfg.memory_mib))
+  local cpus, cpu_msg, pool_text
+  local free_mib = h.numa_free_mib or math.max(0, h.memory_mib - 1536)
+  local reserved, pages, rest
+  local function hugepages()
+    log("Configuring the huge page memory...")
+    if not memory then return "Error: The needed memory amount (" .. cfg.memory_mib .. ") is invalid." end
+    local plines
+    pages, reserved, plines, rest = reserve(h, memory, free_mib)
+    for _, l in ipairs(plines) do log(l) end
+    if rest > 0 and h.allocator_script ~= "2021" then
+      log("Memory configuration failed, rolling back memory reservations...")
+      return "Error: Failed to configure entire amount of requested memory. This indicates insufficient system resources."
+    end
+    log("Done.")
   end
-  for _, l in ipairs(klines or {}) do st_mod.dmesg(st, l) end
-  if not cpus then
-    log(err)
-    st_mod.journal(st, M.UNIT, "systemd", 1, M.UNIT .. ": Main process exited, code=exited, status=1/FAILURE")
-    st_mod.journal(st, M.UNIT, "systemd", 1, M.UNIT .. ": Failed with result 'exit-code'.")
-    st_mod.journal(st, M.UNIT, "systemd", 1, "Failed to start Nitro Enclaves Resource Allocator.")
-    return finish(st, svc, false, err, pid)
+  if cfg.cpu_count then
+    if not pool_file then return failed("Error: The CPU pool file is missing. Please make sure the Nitro Enclaves driver is inserted.") end
+    log("Auto-generating the enclave CPU pool by using the CPU count...")
+    local n = cfg.cpu_count:match("^%d+$") and math.tointeger(tonumber(cfg.cpu_count))
+    if not n then return failed("Error: The CPU count value (" .. cfg.cpu_count .. ") is invalid.") end
+    if n <= 0 then return failed("Error: Provided CPU count is not higher than 0.") end
+    if n > h.cpus then return failed(string.format("Error: Provided CPU count is higher than available CPUs - %d.", h.cpus)) end
+    if n % h.threads_per_core ~= 0 then
+      return failed(string.format("Error: The CPU count is not multiple of %d (threads per core).", h.threads_per_core))
+    end
+    local ids, perr2 = M.pool(h, { cpu_count = n })
+    if not ids then
+      return failed("Error: Failed to find suitable CPUs for the Nitro Enclaves CPU pool after checking all NUMA nodes.")
+    end
+    log(string.format("Will try to reserve %s MB of memory on node 0.", cfg.memory_mib))
+    local herr = hugepages()
+    if herr then return failed(herr) end
+    cpus = ids
+    pool_text = table.concat(ids, ",")
+    log("Auto-generated the enclave CPU pool: " .. pool_text .. ".")
+    log("Configuring the enclave CPU pool...")
+    log("Done.")
+    cpu_msg = n .. " CPUs"
+    local _ = perr2
+  else
+    if not pool_file then return failed("Error: The CPU pool file is missing. Please make sure the Nitro Enclaves driver is inserted.") end
+    log("Configuring the enclave CPU pool...")
+    local list = require("nd.allocator").parse_cpu_list and require("nd.allocator").parse_cpu_list(cfg.cpu_pool)
+    local ids, perr3, klines
+    if list then ids, perr3, klines = M.pool(h, { cpu_pool = list }) end
+    if not ids then
+      local kl = klines or { "nitro_enclaves: Error in cpulist parse [rc=-22]" }
+      kl[#kl + 1] = "nitro_enclaves: Error in setup CPU pool [rc=-22]"
+      local _ = perr3
+      return failed("/usr/bin/nitro-enclaves-allocator: line 150: echo: write error: Invalid argument\nError: Failed to configure the CPU pool.", kl)
+    end
+    log("Done.")
+    local herr = hugepages()
+    if herr then return failed(herr) end
+    cpus = ids
+    cpu_msg = "CPU pool: " .. cfg.cpu_pool
   end
-  st.allocator.memory_mib = cfg.memory_mib
+  st.allocator.memory_mib = reserved
+  st.allocator.pages = {}
+  for _, p in ipairs(pages) do st.allocator.pages[p.key] = p.pages end
   st.allocator.cpus = cpus
   M.write_sys(root, st)
-  local m = string.format("Successfully allocated Nitro Enclaves resources: %d MiB, %d CPUs", cfg.memory_mib, #cpus)
+  local m = string.format("Successfully allocated Nitro Enclaves resources: %s MiB, %s", cfg.memory_mib, cpu_msg)
   log(m)
   st_mod.journal(st, M.UNIT, "systemd", 1, "Finished Nitro Enclaves Resource Allocator.")
   return finish(st, svc, true, m, pid)
@@ -205,7 +329,7 @@ function M.stop(root, st)
   st_mod.journal(st, M.UNIT, "systemd", 1, "Stopped Nitro Enclaves Resource Allocator.")
   svc.active = "inactive"
   svc.result = "success"
-  svc.since = os.time()
+  svc.since = math.floor(require("nd.sim.util").time())
   return { ok = true, message = "" }
 end
 

@@ -141,6 +141,23 @@ Standin.__index = Standin
 
 function Standin:boot(b)
   local plan = { lines = kernel_lines(b) }
+  local img = b.image or {}
+  if img.InitramfsMiB and b.memory_mib and b.memory_mib < img.InitramfsMiB + 64 then
+    -- the customer ramdisk does not fit when unpacked: /env and /cmd are missing, init crashes, the kernel panics
+    -- and (panic=30) restarts the enclave 30 s later
+    local t = 0.9
+    for _, text in ipairs({ stamp(0.874651) .. "Initramfs unpacking failed: write error",
+      "Could not open /env file: No such file or directory",
+      stamp(0.912388) .. "init[1]: segfault at 0 ip 00000000004016f2 sp 00007ffc2d8a1e40 error 4 in init[401000+8e000]",
+      stamp(0.913002) .. "Kernel panic - not syncing: Attempted to kill init! exitcode=0x0000000b",
+      stamp(0.913650) .. "Rebooting in 30 seconds.." }) do
+      t = t + 0.001
+      plan.lines[#plan.lines + 1] = { t = t, text = text }
+    end
+    plan.stops_after = t + 30
+    plan.why = "the initramfs did not fit in the enclave's memory"
+    return plan
+  end
   local a = app(b.image or {})
   local t = 0.08
   for _, text in ipairs(a.lines or {}) do

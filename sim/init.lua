@@ -24,12 +24,37 @@ local M = {}
 
 M.TOOLS = { "nitro-cli", "systemctl", "docker", "dmesg", "journalctl" }
 
+-- simulated seconds per real second for new hosts (`--sim-realtime` sets 1; NITRODIAG_SIM_SPEED overrides)
+M.default_time_scale = 20
+
 local SCENARIO_KEYS = {
   name = "string", description = "string", host = "table", allocator_yaml = "string", allocator = "table",
   files = "table",
   env = "table", images = "table", eifs = "table", enclaves = "table", services = "table", dmesg = "table",
-  backend = "string",
+  backend = "string", extends = "string", workload = "table",
 }
+
+-- Where the operator's workload is described on a host (simulated or real): one nitro-cli `run-enclave --config`
+-- JSON per enclave (eif_path, memory_mib, cpu_count | cpu_ids, debug_mode, enclave_name), optionally with
+-- docker_uri and docker_dir (the image and its build context). diag10 runs what it finds there (workload=).
+M.WORKLOAD_DIR = "/etc/nitrodiag/workload.d"
+
+-- merge(base, over): maps merge key by key (over wins), lists append (base first), other values: over wins
+local function merge(base, over)
+  if type(base) ~= "table" or type(over) ~= "table" then
+    if over == nil then return base end
+    return over
+  end
+  local out = {}
+  local blist, olist = #base > 0, #over > 0
+  if blist or olist then
+    for _, v in ipairs(base) do out[#out + 1] = v end
+    for _, v in ipairs(over) do out[#out + 1] = v end
+  end
+  for k, v in pairs(base) do if type(k) ~= "number" then out[k] = v end end
+  for k, v in pairs(over) do if type(k) ~= "number" then out[k] = merge(base[k], v) end end
+  return out
+end
 
 -- Directories where scenarios are looked up by name, in order.
 function M.scenario_dirs()
@@ -58,10 +83,14 @@ function M.find(name)
     .. table.concat(M.scenario_dirs(), ", ") .. ")"
 end
 
--- load(name_or_path) -> scenario table (validated, with .name and .path) | nil, err
-function M.load(name)
+-- load(name_or_path) -> scenario table (validated, with .name and .path; `extends` resolved) | nil, err
+function M.load(name, seen)
   local path, err = M.find(name)
   if not path then return nil, err end
+  seen = seen or {}
+  local real = uv.fs_realpath(path) or path
+  if seen[real] then return nil, "scenario " .. path .. ": extends itself (a cycle)" end
+  seen[real] = true
   local chunk, lerr = loadfile(path, "t", {})
   if not chunk then return nil, "scenario " .. path .. ": " .. lerr end
   local ok, sc = pcall(chunk)
@@ -74,7 +103,25 @@ function M.load(name)
     end
   end
   if not sc.description then return nil, "scenario " .. path .. ": missing 'description'" end
-  sc.name = sc.name or fs.basename(path):gsub("%.lua$", "")
+  if sc.workload and #sc.workload == 0 then sc.workload = { sc.workload } end
+  for i, w in ipairs(sc.workload or {}) do
+    if type(w) ~= "table" or type(w.eif) ~= "string" or not w.eif:match("^/") then
+      return nil, string.format("scenario %s: workload %d needs eif = an absolute host path", path, i)
+    end
+  end
+  local own_name = sc.name or fs.basename(path):gsub("%.lua$", "")
+  if sc.extends then
+    -- a scenario extends another (looked up like any scenario, relative paths beside this file)
+    local base_name = sc.extends
+    if base_name:match("%.lua$") and not base_name:match("^/") then base_name = fs.dirname(path) .. "/" .. base_name end
+    local base, berr = M.load(base_name, seen)
+    if not base then return nil, "scenario " .. path .. ": extends " .. sc.extends .. ": " .. tostring(berr) end
+    local description, own_workload = sc.description, sc.workload
+    sc = merge(base, sc)
+    sc.description, sc.extends = description, nil
+    if own_workload then sc.workload = own_workload end -- a workload replaces the base's (it is the operator's)
+  end
+  sc.name = own_name
   sc.path = path
   return sc
 end
@@ -182,6 +229,23 @@ local function build(root, sc, opts)
     local eok, eerr = nitro.preload_enclave(root, st, e)
     if not eok then return nil, eerr end
   end
+  -- The operator's workload: its EIF (from its image) and its run description where diag10 looks for it.
+  for i, w in ipairs(sc.workload or {}) do
+    if w.image and not fs.exists(root .. w.eif) then
+      local wok, werr = nitro.make_eif(root, st, { path = w.eif, image = w.image, size_mib = w.size_mib })
+      if not wok then return nil, "workload: " .. tostring(werr) end
+    end
+    local name = w.name or fs.basename(w.eif):gsub("%.eif$", "")
+    local kv = { "eif_path", w.eif, "memory_mib", w.memory or 1024 }
+    if w.cpu_ids then kv[#kv + 1] = "cpu_ids" kv[#kv + 1] = w.cpu_ids else kv[#kv + 1] = "cpu_count" kv[#kv + 1] = w.cpu_count or 2 end
+    for _, k in ipairs({ { "debug_mode", w.debug }, { "enclave_name", w.enclave_name }, { "enclave_cid", w.cid },
+      { "docker_uri", w.image }, { "docker_dir", w.context } }) do
+      if k[2] ~= nil then kv[#kv + 1] = k[1] kv[#kv + 1] = k[2] end
+    end
+    local util = require "nd.sim.util"
+    fs.mkdir_p(root .. M.WORKLOAD_DIR)
+    fs.write(string.format("%s%s/%02d-%s.json", root, M.WORKLOAD_DIR, i, name), util.json(util.obj(kv)) .. "\n")
+  end
   state.save(root, st)
   return true
 end
@@ -202,13 +266,22 @@ function M.activate(name, opts)
     root, err = fs.tmpdir("nitrodiag-sim")
     if not root then return nil, "cannot create the simulated host: " .. tostring(err) end
   end
+  -- simulated time (docs/simulator.md): stand-ins read the clock from the environment, nd.sleep and command
+  -- timeouts of this process from the host context. The clock starts before the host is built.
+  local scale = tonumber(opts.time_scale or os.getenv("NITRODIAG_SIM_SPEED") or M.default_time_scale) or 20
+  if scale < 1 then scale = 1 end
+  local saved_clock = os.getenv("NITRODIAG_SIM_CLOCK")
+  local sec, usec = uv.gettimeofday()
+  host.setenv("NITRODIAG_SIM_CLOCK", string.format("%.6f:%g", sec + usec / 1e6, scale))
   local ok, r1, r2 = pcall(build, root, sc, opts)
   if not ok or not r1 then
+    host.setenv("NITRODIAG_SIM_CLOCK", saved_clock)
     if not opts.keep and not opts.root then fs.rm_rf(root) end
     return nil, "simulated host (" .. sc.name .. "): " .. tostring(ok and r2 or r1)
   end
   local self = setmetatable({ root = root, bin = root .. "/bin", scenario = sc.name, description = sc.description,
-    scenario_path = sc.path, keep = opts.keep, saved = {} }, Sim)
+    scenario_path = sc.path, keep = opts.keep, saved = { NITRODIAG_SIM_CLOCK = { value = saved_clock } },
+    time_scale = scale }, Sim)
   local function set(k, v)
     if self.saved[k] == nil then self.saved[k] = { value = os.getenv(k) } end
     host.setenv(k, v)
@@ -220,6 +293,9 @@ function M.activate(name, opts)
   end
   self.saved_root = host.root()
   host.set_root(root)
+  -- nothing reaches the real host: commands run only from <root>/bin, nitro-cli is the simulated one
+  self.saved_nitro_cli = host.nitro_cli()
+  host.set_sim(root, scale)
   self.vsock_uninstall = require("nd.sim.vsock").install(root)
   self.eifs = {}
   for _, e in ipairs(sc.eifs or {}) do self.eifs[#self.eifs + 1] = root .. e.path end
@@ -241,6 +317,8 @@ function Sim:close()
   if self.closed then return end
   self.closed = true
   if self.vsock_uninstall then self.vsock_uninstall() end
+  host.set_sim(nil)
+  if self.saved_nitro_cli then host.set_nitro_cli(self.saved_nitro_cli) end
   for k, s in pairs(self.saved) do host.setenv(k, s.value) end
   if self.saved_root then host.set_root(self.saved_root) end
   if not self.keep then fs.rm_rf(self.root) end

@@ -65,29 +65,36 @@ function Ctx:log(level, where, msg, id)
     level, util.millis(sec, ns), where, msg))
 end
 
--- The first line of an error block for code (title + detail, or the generic text nitro-cli uses).
-local function headline(code, detail, suffix)
-  if detail then return NE.headline(code, detail) end
-  local text = NE.explain_text(code)
-  text = text:match("^[^\n]*")
-  return "[ " .. code .. " ] " .. text .. (suffix or "")
-end
+-- Root error lines are v1.5.0's; nitro-cli 1.4.x has these at other lines (the same invocations found in v1.4.2's
+-- source): "file:line in 1.5.0" -> line in 1.4.2.
+local ROOT_LINES_1_4 = {
+  ["src/enclave_proc/resource_manager.rs:300"] = 304, ["src/enclave_proc/resource_manager.rs:397"] = 400,
+  ["src/enclave_proc/resource_manager.rs:488"] = 491, ["src/enclave_proc/resource_manager.rs:510"] = 513,
+  ["src/enclave_proc/resource_manager.rs:559"] = 562, ["src/enclave_proc/resource_manager.rs:594"] = 597,
+  ["src/enclave_proc/resource_manager.rs:859"] = 862, ["src/common/commands_parser.rs:402"] = 402,
+  ["src/common/commands_parser.rs:409"] = 412, ["src/common/commands_parser.rs:417"] = 423,
+  ["src/common/commands_parser.rs:427"] = 434, ["src/common/commands_parser.rs:487"] = 495,
+  ["src/common/commands_parser.rs:504"] = 512, ["src/common/commands_parser.rs:468"] = 477,
+}
+M.ROOT_LINES_1_4 = ROOT_LINES_1_4
 
--- Prints one error block and writes its err log. f = { code, detail | suffix, action, subactions (outermost
--- first, root message last), file, line, log_id }.
+-- Prints one error block and writes its err log. f = { code, info (nitro-cli's add_info values), action,
+-- subactions (outermost first, root message last: the order nitro-cli prints them), file, line, log_id }.
 function Ctx:fail(f)
   local version = self.version or "1.4.2"
+  local line = f.line
+  if version:match("^1%.4%.") then line = ROOT_LINES_1_4[f.file .. ":" .. tostring(f.line)] or line end
   local bt = string.format("  Action: %s\n  Subactions:%s\n  Root error file: %s\n  Root error line: %d\n  Version: %s",
     f.action, (function()
       local s = ""
       for _, a in ipairs(f.subactions) do s = s .. "\n    " .. a end
       return s
-    end)(), f.file, f.line, version)
+    end)(), f.file, line, version)
   local shown, real = self:logs_dir()
   local sec, ns = self:stamp()
   local name = "/err" .. util.rfc3339(sec, ns) .. ".log"
   local wrote = fs.is_dir(real) and fs.write(real .. name, bt)
-  local text = headline(f.code, f.detail, f.suffix) .. "\n\nFor more details, please visit " .. NE.doc_url(f.code)
+  local text = NE.detailed(f.code, f.info) .. "\n\nFor more details, please visit " .. NE.doc_url(f.code)
   if os.getenv("BACKTRACE") == "1" then text = text .. "\n\nBacktrace:\n" .. bt end
   if wrote then text = text .. "\n\nIf you open a support ticket, please provide the error log found at \"" .. shown .. name .. "\"" end
   self:stderr(text)
@@ -101,7 +108,7 @@ function Ctx:fail_enclave_proc(f)
   self:stderr("Failed connections: 1")
   return self:fail{ code = "E39", action = "Run Enclave",
     subactions = { "Failed to handle all enclave process replies", "Failed to connect to 1 enclave processes" },
-    file = "src/enclave_proc_comm.rs", line = 431 }
+    file = "src/enclave_proc_comm.rs", line = 358 }
 end
 
 -- ---- EIF files --------------------------------------------------------------------------------------------------
@@ -138,21 +145,38 @@ local function bootstrap_blob() return ("init nsm.ko (simulated bootstrap ramdis
 
 -- Writes an EIF for the image `tag` (config cfg) at path with nd.eif.write; returns the measurements table or
 -- nil, err. pad_mib > 0 extends the file (sparse) to that many MiB (a large image without the disk cost).
-function write_eif(path, tag, cfg, pad_mib)
+-- The EIF's architecture as nitro-cli sets it (enclave_build/src/lib.rs: the Docker image's architecture, arm64 ->
+-- EIF_HDR_ARCH_ARM64, amd64 -> 0): the image's Architecture when it has one, else the simulated host's.
+local function eif_arch(st, cfg)
+  local a = cfg and cfg.Architecture
+  if a == "arm64" then return "aarch64" elseif a == "amd64" then return "x86_64" end
+  return (st and st.host and st.host.arch) or "x86_64"
+end
+
+function write_eif(path, tag, cfg, pad_mib, arch)
   local lib = eif_lib()
   if not lib or not lib.write then return nil, "the EIF writer (nd.eif) is not built into this nitrodiag" end
-  local name, version = tostring(tag):match("^(.-):([^:/]+)$")
-  name, version = name or tag, version or "latest"
+  -- EifIdentityInfo as nitro-cli writes it (enclave_build/src/lib.rs generate_identity_info, serde_json compact in
+  -- field order): ImageName = the URI before ':', ImageVersion = the image ID without "sha256:" (nitro-cli's default
+  -- when --version is not given), BuildMetadata, DockerInfo = `docker inspect` (serde_json sorts its keys), and
+  -- CustomMetadata (null without --metadata; nitro-cli refuses an EIF whose metadata lacks it)
+  local json = require "nd.json"
   local cj = require "cjson"
+  local name = tostring(tag):match("^([^:]*)") or tag
+  local id = require("nd.sim.tools").image_id(tag, cfg)
   local rootfs = cj.encode({ cmd = backend.command(cfg), env = cfg.Env or {} })
-  local metadata = cj.encode({
-    ImageName = name, ImageVersion = version,
-    BuildMetadata = { BuildTime = os.date("!%Y-%m-%dT%H:%M:%S.000000000+00:00"), BuildTool = "nitro-cli",
-      BuildToolVersion = "1.4.2", OperatingSystem = "Linux", KernelVersion = "4.14" },
-    DockerInfo = { RepoTags = { tag }, Config = { Entrypoint = cfg.Entrypoint, Cmd = cfg.Cmd, Env = cfg.Env } },
-  })
+  local docker_info = { Id = id, RepoTags = json.array({ tag }),
+    Config = { Entrypoint = cfg.Entrypoint or json.null, Cmd = cfg.Cmd or json.null, Env = json.array(cfg.Env or {}) } }
+  local metadata = json.encode(json.ordered({
+    ImageName = name, ImageVersion = id:gsub("^sha256:", ""),
+    BuildMetadata = json.ordered({ BuildTime = os.date("!%Y-%m-%dT%H:%M:%S.000000000+00:00", math.floor(util.time())),
+      BuildTool = "nitro-cli", BuildToolVersion = "1.4.2", OperatingSystem = "Linux", KernelVersion = "4.14" },
+      { "BuildTime", "BuildTool", "BuildToolVersion", "OperatingSystem", "KernelVersion" }),
+    DockerInfo = docker_info, CustomMetadata = json.null,
+  }, { "ImageName", "ImageVersion", "BuildMetadata", "DockerInfo", "CustomMetadata" }))
   local res, err = lib.write(path, { kernel = kernel_blob(), cmdline = backend.CMDLINE,
-    ramdisks = { bootstrap_blob(), "rootfs/\ncmd\nenv\n" .. rootfs }, metadata = metadata, default_mem = 0, default_cpus = 0 })
+    ramdisks = { bootstrap_blob(), "rootfs/\ncmd\nenv\n" .. rootfs }, metadata = metadata, default_mem = 0, default_cpus = 0,
+    arch = arch or "x86_64" })
   if not res then return nil, err end
   if pad_mib and pad_mib > 0 then
     local fd = uv.fs_open(path, "r+", 0)
@@ -172,11 +196,11 @@ end
 function image_of(st, info, path)
   local img = info.image
   if not img then return eif_image(st, path) end
-  local known = info.tag and st.images[info.tag]
-  if not known and info.name then known = st.images[info.name .. ":" .. (info.version or "latest")] end
+  local known = info.tag and (st.images[info.tag] or (not info.tag:find(":") and st.images[info.tag .. ":latest"]))
+  if not known and info.name then known = st.images[info.name .. ":latest"] end
   local out = { Entrypoint = img.Entrypoint, Cmd = img.Cmd, Env = img.Env }
   if known then
-    for _, k in ipairs({ "Shell", "App", "Console", "Exits" }) do out[k] = known[k] end
+    for _, k in ipairs({ "Shell", "App", "Console", "Exits", "InitramfsMiB", "Boots" }) do out[k] = known[k] end
   end
   return out
 end
@@ -193,7 +217,11 @@ function M.make_eif(root, st, e)
   local cfg = st.images[e.image]
   if not cfg then return nil, "eif " .. tostring(e.path) .. ": unknown image " .. tostring(e.image) end
   fs.mkdir_p(fs.dirname(root .. e.path))
-  local pcrs, err = write_eif(root .. e.path, e.image, cfg, e.size_mib)
+  local pcrs, err = write_eif(root .. e.path, e.image, cfg, e.size_mib, eif_arch(st, cfg))
+  if e.signature then
+    st.eif_flags = st.eif_flags or {}
+    st.eif_flags[uv.fs_realpath(root .. e.path) or (root .. e.path)] = { signature = e.signature }
+  end
   if not pcrs then
     -- without the EIF writer the file still exists with the right size (run-enclave's memory rules need it)
     local fd = uv.fs_open(root .. e.path, "w", tonumber("644", 8))
@@ -208,16 +236,24 @@ end
 
 -- ---- argument parsing -----------------------------------------------------------------------------------------
 
--- spec: name -> "flag" | "value" | "list". Returns opts | nil, code, detail
+-- clap's parsing of a subcommand's options. spec: { {name, "flag"|"value"|"list"}, … } or { name = kind }.
+-- Returns opts (o._pos[name] = position) | nil, clap's error message (without "error: ").
 local function parse_args(args, spec)
-  local o = { _order = {} }
+  local kinds = {}
+  for k, v in pairs(spec) do
+    if type(k) == "number" then kinds[v[1]] = v[2] else kinds[k] = v end
+  end
+  local o = { _order = {}, _pos = {} }
   local i = 1
   while i <= #args do
     local a = args[i]
     local name, inline = a:match("^%-%-([%w-]+)=(.*)$")
     name = name or a:match("^%-%-([%w-]+)$")
-    local kind = name and spec[name]
-    if not kind then return nil, "usage", a end
+    local kind = name and kinds[name]
+    if not kind then return nil, string.format("unexpected argument '%s' found", a) end
+    if o[name] ~= nil and kind ~= "list" then
+      return nil, string.format("the argument '--%s%s' cannot be used multiple times", name, kind == "flag" and "" or (" <" .. name .. ">"))
+    end
     if kind == "flag" then
       o[name] = true
     elseif kind == "list" then
@@ -225,22 +261,27 @@ local function parse_args(args, spec)
       i = i + 1
       while i <= #args and not args[i]:match("^%-%-") do o[name][#o[name] + 1] = args[i] i = i + 1 end
       i = i - 1
+      if #o[name] == 0 then
+        return nil, string.format("a value is required for '--%s <%s>...' but none was supplied", name, name)
+      end
     else
       local v = inline
       if not v then i = i + 1 v = args[i] end
-      if v == nil then return nil, "usage", a end
+      if v == nil or (not inline and v:match("^%-%-")) then
+        return nil, string.format("a value is required for '--%s <%s>' but none was supplied", name, name)
+      end
       o[name] = v
     end
     o._order[#o._order + 1] = name
+    o._pos[name] = i
     i = i + 1
   end
   return o
 end
 
-local function usage(ctx, sub, bad)
-  ctx:stderr(string.format("error: Found argument '%s' which wasn't expected, or isn't valid in this context\n\n"
-    .. "USAGE:\n    nitro-cli %s [OPTIONS]\n\nFor more information try --help", tostring(bad), sub))
-  return 1
+local function usage(ctx, sub, msg)
+  ctx:stderr("error: " .. tostring(msg) .. "\n\nUsage: nitro-cli " .. sub .. " [OPTIONS]\n\nFor more information, try '--help'.")
+  return 2
 end
 
 -- ---- enclave bookkeeping ----------------------------------------------------------------------------------------
@@ -251,9 +292,10 @@ local function reap(ctx, st)
   local keep = {}
   for _, e in ipairs(st.enclaves) do
     if e.plan and e.plan.stops_after and now >= e.started + e.plan.stops_after then
-      ctx:log("INFO", "src/enclave_proc/mod.rs:314", "Received hang-up event from the enclave. Enclave process will shut down.",
+      ctx:log("WARN", "src/enclave_proc/mod.rs:207", "Received hang-up event from the enclave. Enclave process will shut down.",
         string.format("enc-%s:%d", e.slot, e.pid))
       uv.fs_unlink(ctx.root .. "/var/run/nitro_enclaves/" .. e.slot .. ".sock")
+      st.cpus_released_at = e.started + e.plan.stops_after
     else
       keep[#keep + 1] = e
     end
@@ -266,14 +308,23 @@ local function find_enclave(st, id)
   return nil
 end
 
-local function describe_obj(e)
-  return util.obj{
+-- one describe-enclaves entry (EnclaveDescribeInfo's serde order; with --metadata: ImageName, ImageVersion and
+-- Metadata when the EIF has them)
+local function describe_obj(e, with_metadata)
+  local o = util.obj{
     "EnclaveName", e.name, "EnclaveID", e.id, "ProcessID", e.pid, "EnclaveCID", e.cid,
     "NumberOfCPUs", #e.cpus, "CPUIDs", util.array(e.cpus), "MemoryMiB", e.memory_mib, "State", "RUNNING",
     "Flags", e.debug and "DEBUG_MODE" or "NONE",
     "Measurements", util.obj{ "HashAlgorithm", "Sha384 { ... }", "PCR0", e.pcrs.PCR0 or ("0"):rep(96),
       "PCR1", e.pcrs.PCR1 or ("0"):rep(96), "PCR2", e.pcrs.PCR2 or ("0"):rep(96) },
   }
+  if with_metadata then
+    local extra = {}
+    if e.image_name then extra[#extra + 1] = "ImageName" extra[#extra + 1] = e.image_name end
+    if e.image_version then extra[#extra + 1] = "ImageVersion" extra[#extra + 1] = e.image_version end
+    for i = 1, #extra, 2 do util.add_key(o, extra[i], extra[i + 1]) end
+  end
+  return o
 end
 
 local function used_cpus(st)
@@ -288,6 +339,46 @@ local function used_memory(st)
   return m
 end
 
+-- Hugepages for an enclave as nitro-cli's ResourceAllocator::allocate takes them (resource_manager.rs): the largest
+-- pages first while they fit in what is still needed, then the smallest upwards for the rest; surplus regions are
+-- given back, smallest first. Returns MiB, { [key] = pages } | nil, MiB still missing.
+local PAGES = { { key = "1048576kB", mib = 1024 }, { key = "2048kB", mib = 2 } }
+local function take_pages(st, memory)
+  local reserved = st.allocator.pages or { ["2048kB"] = st.allocator.memory_mib // 2 }
+  local avail = {}
+  for _, p in ipairs(PAGES) do avail[p.key] = reserved[p.key] or 0 end
+  for _, e in ipairs(st.enclaves) do
+    for k, n in pairs(e.pages or { ["2048kB"] = (e.memory_mib + 1) // 2 }) do avail[k] = (avail[k] or 0) - n end
+  end
+  local needed, regions = memory, {}
+  for _, p in ipairs(PAGES) do
+    while needed >= p.mib and avail[p.key] > 0 do
+      avail[p.key] = avail[p.key] - 1
+      regions[#regions + 1] = p
+      needed = needed - p.mib
+    end
+  end
+  for i = #PAGES, 1, -1 do
+    local p = PAGES[i]
+    while needed > 0 and avail[p.key] > 0 do
+      avail[p.key] = avail[p.key] - 1
+      regions[#regions + 1] = p
+      needed = needed - p.mib
+    end
+  end
+  if needed > 0 then return nil, needed end
+  table.sort(regions, function(x, y) return x.mib > y.mib end)
+  local keep, left, total = {}, memory, 0
+  for _, r in ipairs(regions) do
+    if left <= 0 then break end
+    left = left - r.mib
+    keep[r.key] = (keep[r.key] or 0) + 1
+    total = total + r.mib
+  end
+  return total, keep
+end
+M.take_pages = take_pages
+
 local function new_slot()
   local sec, usec = uv.gettimeofday()
   local ms = sec * 1000 + usec // 1000
@@ -300,15 +391,27 @@ local function start_enclave(ctx, st, p)
   local slot = new_slot()
   local e = { id = st.host.instance_id .. "-enc" .. slot, slot = slot, name = p.name, pid = state.pid(st),
     cid = p.cid, cpus = p.cpus, memory_mib = p.memory_mib, debug = p.debug, eif = p.eif, pcrs = p.pcrs or {},
-    started = util.time() }
+    started = util.time(), image_name = p.image_name, image_version = p.image_version, pages = p.pages }
   e.plan = b:boot{ image = p.image, cmdline = p.cmdline, memory_mib = p.memory_mib, debug = p.debug, cid = p.cid }
   st.enclaves[#st.enclaves + 1] = e
+  M.write_proc_stat(ctx.root, st, e)
   fs.write(ctx.root .. "/var/run/nitro_enclaves/" .. slot .. ".sock", "")
   local id = string.format("enc-%s:%d", slot, e.pid)
   ctx:log("INFO", "src/enclave_proc/mod.rs:512", "Enclave process started.", id)
   ctx:log("INFO", "src/enclave_proc/resource_manager.rs:1012",
     string.format("Enclave ID = %s, CID = %d, CPUs = %d, memory = %d MiB", e.id, e.cid, #e.cpus, e.memory_mib), id)
   return e
+end
+
+-- The enclave process's /proc/<pid>/stat (comm nitro-cli, starttime = field 22 in clock ticks since boot, USER_HZ
+-- 100) and /proc/stat's btime: what nd.nitro.enclave_started reads on a real host too.
+function M.write_proc_stat(root, st, e)
+  fs.mkdir_p(root .. "/proc/" .. e.pid)
+  local ticks = math.max(0, math.floor((e.started - st.host.boot_time) * 100))
+  fs.write(root .. "/proc/" .. e.pid .. "/stat", string.format("%d (nitro-cli) S 1 %d %d 0 -1 4194368 312 0 0 0 3 1 0 0 "
+    .. "20 0 3 0 %d 1163264 420 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
+    e.pid, e.pid, e.pid, ticks))
+  fs.write(root .. "/proc/stat", string.format("cpu  0 0 0 0 0 0 0 0 0 0\nbtime %d\nprocesses %d\n", st.host.boot_time, st.next_pid))
 end
 
 local function next_cid(st)
@@ -328,9 +431,11 @@ function M.preload_enclave(root, st, s)
   local eif = s.eif and (root .. s.eif)
   local info = eif and read_eif(eif) or { pcrs = {} }
   local image = image_of(st, info, eif) or (s.image and st.images[s.image])
+  local mib, pages = take_pages(st, s.memory or 1024)
   local e = start_enclave(ctx, st, { name = s.name or "stale", cid = s.cid or next_cid(st), cpus = cpus,
-    memory_mib = s.memory or 1024, debug = s.debug == true, eif = s.eif, pcrs = info.pcrs, image = image or {} })
+    memory_mib = mib or s.memory or 1024, pages = mib and pages or nil, debug = s.debug == true, eif = s.eif, pcrs = info.pcrs, image = image or {} })
   e.started = e.started - (s.age or 86400)
+  M.write_proc_stat(root, st, e)
   return true
 end
 
@@ -391,23 +496,6 @@ end
 
 -- ---- subcommands --------------------------------------------------------------------------------------------------
 
-local RUN_SPEC = { ["eif-path"] = "value", memory = "value", ["cpu-count"] = "value", ["cpu-ids"] = "list",
-  ["enclave-cid"] = "value", ["debug-mode"] = "flag", ["attach-console"] = "flag", ["enclave-name"] = "value",
-  config = "value" }
-
-local function int_arg(ctx, o, name)
-  local v = o[name]
-  if v == nil then return nil end
-  local n = tostring(v):match("^%d+$") and math.tointeger(tonumber(v))
-  if not n then
-    return false, ctx:fail{ code = "E03", detail = string.format("The parameter `%s` is not a valid integer (`%s`)", name, v),
-      action = "Run Enclave", subactions = { "Failed to construct RunEnclave arguments",
-        string.format("Failed to parse %s: invalid digit found in string", name) },
-      file = "src/common/commands_parser.rs", line = 196 }
-  end
-  return n
-end
-
 local function resolve(ctx, p)
   if not p then return nil end
   if p:sub(1, 1) == "/" and not fs.exists(p) and fs.exists(ctx.root .. p) then return ctx.root .. p end
@@ -419,224 +507,364 @@ local function file_size(p)
   return st and st.size
 end
 
-function run_enclave(ctx, args)
-  local o, _, bad = parse_args(args, RUN_SPEC)
-  if not o then return usage(ctx, "run-enclave", bad) end
-  if o.config then
-    local cj = require "cjson.safe"
-    local cfg = cj.decode(fs.read(resolve(ctx, o.config)) or "")
-    if type(cfg) ~= "table" then
-      return ctx:fail{ code = "E19", suffix = string.format("\nFile: '%s', failing operation: 'Read'.", o.config),
-        action = "Run Enclave", subactions = { "Failed to construct RunEnclave arguments", "Invalid JSON format for config file" },
-        file = "src/common/commands_parser.rs", line = 97 }
-    end
-    o["eif-path"] = o["eif-path"] or cfg.eif_path
-    o.memory = o.memory or (cfg.memory_mib and tostring(cfg.memory_mib))
-    o["cpu-count"] = o["cpu-count"] or (cfg.cpu_count and tostring(cfg.cpu_count))
-    o["enclave-cid"] = o["enclave-cid"] or (cfg.enclave_cid and tostring(cfg.enclave_cid))
-    o["debug-mode"] = o["debug-mode"] or cfg.debug_mode
-    o["enclave-name"] = o["enclave-name"] or cfg.enclave_name
-  end
-  for _, req in ipairs({ "eif-path", "memory" }) do
-    if not o[req] then
-      return ctx:fail{ code = "E01", detail = string.format("User did not provide the `%s` argument.", req),
-        action = "Run Enclave", subactions = { "Failed to construct RunEnclave arguments", "`" .. req .. "` argument not found" },
-        file = "src/common/commands_parser.rs", line = 228 }
-    end
-  end
-  if o["cpu-count"] and o["cpu-ids"] then
-    return ctx:fail{ code = "E02", detail = "User provided both `cpu-count` and `cpu-ids`.", action = "Run Enclave",
-      subactions = { "Failed to construct RunEnclave arguments", "Both `cpu-count` and `cpu-ids` were provided" },
-      file = "src/common/commands_parser.rs", line = 251 }
-  end
-  if not o["cpu-count"] and not o["cpu-ids"] then
-    return ctx:fail{ code = "E01", detail = "User did not provide the `cpu-count` argument.", action = "Run Enclave",
-      subactions = { "Failed to construct RunEnclave arguments", "`cpu-count` or `cpu-ids` argument not found" },
-      file = "src/common/commands_parser.rs", line = 244 }
-  end
-  local memory, rc = int_arg(ctx, o, "memory")
-  if memory == false then return rc end
-  local cpu_count
-  cpu_count, rc = int_arg(ctx, o, "cpu-count")
-  if cpu_count == false then return rc end
-  local cid
-  cid, rc = int_arg(ctx, o, "enclave-cid")
-  if cid == false then return rc end
-  if cid and (cid == 1 or cid == 2 or cid == 3 or cid >= 4294967295) then
-    return ctx:fail{ code = "E03", detail = string.format("The parameter `enclave-cid` is not a valid integer (`%d`)", cid),
-      action = "Run Enclave", subactions = { "Failed to construct RunEnclave arguments",
-        string.format("CID %d is reserved or invalid: use 4 <= CID < 4294967295 (or none)", cid) },
-      file = "src/common/commands_parser.rs", line = 302 }
-  end
-  if cid == 0 then cid = nil end
-  local cpu_ids
-  if o["cpu-ids"] then
-    cpu_ids = {}
-    for _, s in ipairs(o["cpu-ids"]) do
-      local n = s:match("^%d+$") and tonumber(s)
-      if not n then
-        return ctx:fail{ code = "E03", detail = string.format("The parameter `cpu-ids` is not a valid integer (`%s`)", s),
-          action = "Run Enclave", subactions = { "Failed to construct RunEnclave arguments", "Failed to parse cpu-ids" },
-          file = "src/common/commands_parser.rs", line = 211 }
-      end
-      cpu_ids[#cpu_ids + 1] = math.tointeger(n)
-    end
-  end
-  local eif_arg = o["eif-path"]
-  local eif = resolve(ctx, eif_arg)
-  local debug = o["debug-mode"] == true
+-- ---- run-enclave ---------------------------------------------------------------------------------------------------
+-- nitro-cli 1.4/1.5, in its order (src/main.rs, src/common/commands_parser.rs, src/enclave_proc/commands.rs,
+-- cpu_info.rs, resource_manager.rs): clap (usage errors, exit 2, no block) → RunEnclavesArgs (E01/E02/E03/E17/E19,
+-- one block, in the CLI) → the enclave process (its block, then `Failed connections: 1` and E39): open the EIF (E19)
+-- → open ne_cpus (E19) → CPU checks against the pool file (E20/E21/E22) → the 4× rule (E26, also for --memory 0) →
+-- open /dev/nitro_enclaves (E19) → NE_CREATE_VM (E29 when no CPU of the pool is free) → the signature (E59) →
+-- `Start allocating memory...` → hugepages (E27) → vCPUs (E29) → heartbeat bind (E36) → start (E29) → boot (E36).
 
+local RUN_ARGS = {
+  { "cpu-ids", "list" }, { "cpu-count", "value" }, { "memory", "value" }, { "eif-path", "value" },
+  { "enclave-cid", "value" }, { "debug-mode", "flag" }, { "attach-console", "flag" }, { "enclave-name", "value" },
+  { "config", "value", "json-config" },
+}
+
+-- the `nitro-cli run-enclave` usage errors clap 4 prints (exit status 2, no [ Exx ] block)
+local function clap_error(ctx, sub, msg)
+  ctx:stderr("error: " .. msg .. "\n\nUsage: nitro-cli " .. sub .. " [OPTIONS]\n\nFor more information, try '--help'.")
+  return 2
+end
+
+-- What a run-enclave argument failure (in the CLI process) prints: one block, exit = the code.
+local function arg_fail(ctx, code, info, parse_step, root_msg, line)
+  local sub = { "Failed to construct RunEnclave arguments" }
+  if parse_step then sub[#sub + 1] = parse_step end
+  sub[#sub + 1] = root_msg
+  return ctx:fail{ code = code, info = info, action = "Run Enclave", subactions = sub,
+    file = "src/common/commands_parser.rs", line = line }
+end
+
+-- parse_memory: digits, then M/m/"" (MiB), G/g, T/t
+local function parse_memory(v)
+  local num, unit = tostring(v):match("^(%d*)(.-)$")
+  if num == "" or #num > 19 or not math.tointeger(tonumber(num)) then return nil, "number" end
+  local mul = ({ M = 1, m = 1, [""] = 1, G = 1024, g = 1024, T = 1048576, t = 1048576 })[unit]
+  if not mul then return nil, "unit" end
+  return math.tointeger(tonumber(num)) * mul
+end
+
+local function u_arg(v, max)
+  local n = tostring(v):match("^%d+$") and #tostring(v) <= 20 and math.tointeger(tonumber(v))
+  if not n or n < 0 or (max and n > max) then return nil end
+  return n
+end
+
+-- RunEnclavesArgs::new_with: returns args | nil, exit status
+local function run_args(ctx, o)
+  local a = {}
+  if o.config then
+    local path = o.config
+    local text = fs.read(resolve(ctx, path))
+    if not text then
+      return nil, arg_fail(ctx, "E19", { path, "Open" }, nil,
+        "Failed to open config file: Os { code: 2, kind: NotFound, message: \"No such file or directory\" }", 47)
+    end
+    local cfg = require("cjson.safe").decode(text)
+    if type(cfg) ~= "table" or type(cfg.eif_path) ~= "string" or type(cfg.memory_mib) ~= "number" then
+      return nil, arg_fail(ctx, "E17", nil, nil, "Invalid JSON format for config file: Error(\"missing field or invalid value\", line: 1, column: 1)", 55)
+    end
+    if cfg.cpu_count == nil and cfg.cpu_ids == nil then
+      return nil, arg_fail(ctx, "E01", nil, nil, "Missing both `cpu-count` and `cpu-ids`", 61)
+    end
+    if cfg.cpu_count ~= nil and cfg.cpu_ids ~= nil then
+      return nil, arg_fail(ctx, "E02", nil, nil, "`cpu-count` and `cpu-ids` cannot be used together", 67)
+    end
+    a.eif_path, a.memory = cfg.eif_path, math.tointeger(cfg.memory_mib)
+    a.cpu_count = cfg.cpu_count and math.tointeger(cfg.cpu_count)
+    if type(cfg.cpu_ids) == "table" then
+      a.cpu_ids = {}
+      for _, c in ipairs(cfg.cpu_ids) do a.cpu_ids[#a.cpu_ids + 1] = math.tointeger(c) end
+    end
+    a.cid = cfg.enclave_cid and math.tointeger(cfg.enclave_cid)
+    if a.cid == 0 then a.cid = nil end
+    a.attach = cfg.attach_console == true
+    a.debug = cfg.debug_mode == true or a.attach -- "attach_console implies debug_mode"
+    a.name = cfg.enclave_name
+    return a
+  end
+  if o["cpu-count"] then
+    a.cpu_count = u_arg(o["cpu-count"], 4294967295)
+    if not a.cpu_count then
+      return nil, arg_fail(ctx, "E03", { "cpu-count", o["cpu-count"] }, "Parse CPU count", "`cpu-count` is not a number", 504)
+    end
+  end
+  a.eif_path = o["eif-path"]
+  if o["enclave-cid"] then
+    local v = o["enclave-cid"]
+    local cid = u_arg(v)
+    if not cid then
+      return nil, arg_fail(ctx, "E03", { "enclave-cid", v }, "Parse enclave CID", "`enclave-cid` is not a number", 383)
+    end
+    if cid == 0 then ctx:stderr("The enclave CID will be auto-generated as the provided CID is 0") end
+    if cid == 1 or cid == 2 or cid == 4294967295 then
+      return nil, arg_fail(ctx, "E03", nil, "Parse enclave CID",
+        string.format("CID %d is a well-known CID, not to be used for enclaves", cid), cid == 4294967295 and 409 or 402)
+    end
+    if cid == 3 then
+      return nil, arg_fail(ctx, "E03", nil, "Parse enclave CID",
+        string.format("CID %d is the CID of the parent VM, not to be used for enclaves", cid), 417)
+    end
+    if cid > 4294967295 then
+      return nil, arg_fail(ctx, "E03", nil, "Parse enclave CID",
+        string.format("CID %d is higher than the maximum supported (u32 max) for a vsock device", cid), 427)
+    end
+    if cid ~= 0 then a.cid = cid end
+  end
+  local mem, why = parse_memory(o.memory)
+  if not mem then
+    return nil, arg_fail(ctx, "E03", { "memory", o.memory }, "Parse memory", why == "number"
+      and "`memory` argument does not contain a number" or "`memory` argument does not contain a valid size indicator",
+      why == "number" and 352 or 360)
+  end
+  a.memory = mem
+  if o["cpu-ids"] then
+    a.cpu_ids = {}
+    for _, s in ipairs(o["cpu-ids"]) do
+      local n = u_arg(s, 4294967295)
+      if not n then
+        return nil, arg_fail(ctx, "E03", { "cpu-id", s }, "Parse CPU IDs", "`cpu-id` is not a number", 487)
+      end
+      a.cpu_ids[#a.cpu_ids + 1] = n
+    end
+  end
+  a.attach = o["attach-console"] == true
+  a.debug = o["debug-mode"] == true or a.attach -- debug_mode(): get_flag("debug-mode") || get_flag("attach-console")
+  a.name = o["enclave-name"]
+  return a
+end
+
+-- clap: required_unless_present / conflicts_with as create_app! declares them for run-enclave
+local function run_clap(ctx, args)
+  local o, err = parse_args(args, RUN_ARGS)
+  if not o then return nil, clap_error(ctx, "run-enclave", err) end
+  local function shown(name)
+    for _, d in ipairs(RUN_ARGS) do
+      if d[1] == name then
+        return "--" .. name .. (d[2] == "flag" and "" or (" <" .. (d[3] or name) .. ">" .. (d[2] == "list" and "..." or "")))
+      end
+    end
+  end
+  local conflicts = { { "cpu-ids", "cpu-count" }, { "cpu-ids", "config" }, { "cpu-count", "config" }, { "memory", "config" },
+    { "eif-path", "config" }, { "enclave-cid", "config" }, { "debug-mode", "config" }, { "enclave-name", "config" } }
+  for _, c in ipairs(conflicts) do
+    if o[c[1]] ~= nil and o[c[2]] ~= nil then
+      local first, second = c[1], c[2]
+      if o._pos[second] < o._pos[first] then first, second = second, first end
+      return nil, clap_error(ctx, "run-enclave", string.format("the argument '%s' cannot be used with '%s'", shown(second), shown(first)))
+    end
+  end
+  if not o.config then
+    local missing = {}
+    if not o["cpu-ids"] and not o["cpu-count"] then missing[#missing + 1] = shown("cpu-ids"); missing[#missing + 1] = shown("cpu-count") end
+    if not o.memory then missing[#missing + 1] = shown("memory") end
+    if not o["eif-path"] then missing[#missing + 1] = shown("eif-path") end
+    if #missing > 0 then
+      return nil, clap_error(ctx, "run-enclave", "the following required arguments were not provided:\n  " .. table.concat(missing, "\n  "))
+    end
+  end
+  return o
+end
+
+-- an enclave-process failure: subactions innermost first as nitro-cli adds them (root message first)
+local function proc_fail(ctx, code, info, chain, file, line, log_id)
+  local sub = {}
+  for i = #chain, 1, -1 do sub[#sub + 1] = chain[i] end
+  return ctx:fail_enclave_proc{ code = code, info = info, action = "Run Enclave", subactions = sub, file = file,
+    line = line, log_id = log_id }
+end
+
+local EXEC = { "Failed to trigger enclave run", "Failed to execute command `Run`" }
+local function chain(...)
+  local t = { ... }
+  for _, x in ipairs(EXEC) do t[#t + 1] = x end
+  return t
+end
+local ENOENT = "Os { code: 2, kind: NotFound, message: \"No such file or directory\" }"
+
+function run_enclave(ctx, args)
+  local o, rc = run_clap(ctx, args)
+  if not o then return rc end
+  local a
+  a, rc = run_args(ctx, o)
+  if not a then return rc end
+  local eif_arg = a.eif_path
+  local eif = resolve(ctx, eif_arg)
   local e, unbootable, boot_wait
   local rc2 = state.update(ctx.root, function(st)
     ctx.version = st.host.nitro_cli_version
-    local sub = { "Failed to execute command `Run`", "Failed to run enclave" }
-    local function sa(...) local t = { table.unpack(sub) } for _, x in ipairs({ ... }) do t[#t + 1] = x end return t end
     ctx:log("INFO", "src/main.rs:64", "Start Nitro CLI")
-    -- The enclave process: the device first, then the EIF, the 4x rule, CPU configuration, memory, vCPUs, boot.
-    if not st.host.driver or not fs.exists(ctx.root .. "/dev/nitro_enclaves") then
-      return ctx:fail_enclave_proc{ code = "E19", suffix = "\nFile: '/dev/nitro_enclaves', failing operation: 'Open'.",
-        action = "Run Enclave", subactions = sa("Failed to create enclave handle",
-          "Failed to open device file: No such file or directory (os error 2)"),
-        file = "src/enclave_proc/resource_manager.rs", line = 754 }
-    end
+    local pre_id = "enc-xxxxxxx:" .. state.pid(st) -- the enclave process logs under this id until it has an enclave
+    local function fail(code, info, ch, file, line) return proc_fail(ctx, code, info, ch, file, line, pre_id) end
+    -- 1. the EIF
     local size = eif and file_size(eif)
     if not size then
-      return ctx:fail_enclave_proc{ code = "E19", suffix = string.format("\nFile: '%s', failing operation: 'Open'.", eif_arg),
-        action = "Run Enclave", subactions = sa("Failed to open the EIF file",
-          "Failed to open EIF file: No such file or directory (os error 2)"),
-        file = "src/enclave_proc/resource_manager.rs", line = 1069 }
+      return fail("E19", { eif_arg, "Open" }, chain("Failed to open the EIF file: " .. ENOENT), "src/enclave_proc/commands.rs", 53)
     end
-    if memory == 0 then
-      return ctx:fail_enclave_proc{ code = "E26", detail = "User provided `memory` is 0 MB, and memory should be greater than 0 MB.",
-        action = "Run Enclave", subactions = sa("Failed to create enclave", "Cannot start an enclave with no memory"),
-        file = "src/enclave_proc/resource_manager.rs", line = 417 }
+    -- 2. the CPU pool the allocator left in ne_cpus
+    local pool_text = fs.read(ctx.root .. "/sys/module/nitro_enclaves/parameters/ne_cpus")
+    if not pool_text then
+      return fail("E19", { "/sys/module/nitro_enclaves/parameters/ne_cpus", "Open" },
+        chain("Failed to open CPU pool file: No such file or directory (os error 2)", "Failed to construct CPU information"),
+        "src/enclave_proc/cpu_info.rs", 43)
     end
-    local MiB = 1048576
-    if 4 * size > memory * MiB then
-      local min = ((size + MiB - 1) // MiB) * 4
-      return ctx:fail_enclave_proc{ code = "E26",
-        detail = string.format("User provided `memory` is %d MB, but based on the EIF file size, the minimum memory should be %d MB", memory, min),
-        action = "Run Enclave", subactions = sa("Failed to create enclave", string.format(
-          "Insufficient memory requested: EIF file size is %d bytes, %d MiB requested", size, memory)),
-        file = "src/enclave_proc/resource_manager.rs", line = 572 }
+    local pool, inpool = {}, {}
+    for id in pool_text:gmatch("%d+") do
+      local c = math.tointeger(tonumber(id))
+      pool[#pool + 1] = c
+      inpool[c] = true
     end
-    -- CPU configuration against the pool the allocator left in ne_cpus
-    local pool = {}
-    for id in (fs.read(ctx.root .. "/sys/module/nitro_enclaves/parameters/ne_cpus") or ""):gmatch("%d+") do
-      pool[#pool + 1] = math.tointeger(tonumber(id))
-    end
-    if cpu_ids then
-      local inpool = {}
-      for _, c in ipairs(pool) do inpool[c] = true end
-      local seen = {}
-      for _, c in ipairs(cpu_ids) do
-        if seen[c] then
-          return ctx:fail_enclave_proc{ code = "E20", detail = string.format("User provided `cpu-ids` contains same CPU(s) (CPU(s) %d) multiple times.", c),
-            action = "Run Enclave", subactions = sa("Failed to get CPU configuration", "Failed to check whether CPU list is valid", "CPU ID list contains duplicates"),
-            file = "src/enclave_proc/cpu_info.rs", line = 96 }
-        end
-        seen[c] = true
+    -- 3. the CPU configuration against that file only
+    local cpu_count = a.cpu_count
+    if a.cpu_ids then
+      local seen, uniq = {}, {}
+      for _, c in ipairs(a.cpu_ids) do
+        if not seen[c] then uniq[#uniq + 1] = c end
+        seen[c] = (seen[c] or 0) + 1
+      end
+      table.sort(uniq)
+      if #uniq < #a.cpu_ids then
+        -- get_duplicate_cpus: the IDs given more than once, ascending, concatenated without separator ("13")
+        local ds = {}
+        for _, c in ipairs(uniq) do if seen[c] > 1 then ds[#ds + 1] = tostring(c) end end
+        return fail("E20", { "cpu-ids", table.concat(ds) }, chain(string.format("CPU IDs list contains %d duplicate(s)", #a.cpu_ids - #uniq),
+          "Failed to check whether CPU list is valid", "Failed to get CPU configuration"), "src/enclave_proc/cpu_info.rs", 102)
+      end
+      for _, c in ipairs(uniq) do
         if not inpool[c] then
-          return ctx:fail_enclave_proc{ code = "E21",
-            detail = string.format("User provided `cpu-ids` contains CPU %d, which is not available in the pool.\nYou can add a specific CPU to the CPU pool by editing the `cpu_pool` value from '/etc/nitro_enclaves/allocator.yaml' and then enable the nitro-enclaves-allocator.service.", c),
-            action = "Run Enclave", subactions = sa("Failed to get CPU configuration", "Failed to check whether CPU list is valid", string.format("CPU %d is not in the CPU pool", c)),
-            file = "src/enclave_proc/cpu_info.rs", line = 110 }
+          return fail("E21", { "cpu-ids", c }, chain(string.format("The CPU with ID %d is not available in the NE CPU pool", c),
+            "Failed to check whether CPU list is valid", "Failed to get CPU configuration"), "src/enclave_proc/cpu_info.rs", 115)
         end
       end
-      cpu_count = #cpu_ids
+      cpu_count = #a.cpu_ids
     elseif #pool < cpu_count then
-      return ctx:fail_enclave_proc{ code = "E22",
-        detail = string.format("User provided `cpu-count` is %d, which is more than the configured CPU pool size.\nYou can increase the CPU pool size by editing the `cpu_count` value from '/etc/nitro_enclaves/allocator.yaml' and then enable the nitro-enclaves-allocator.service.", cpu_count),
-        action = "Run Enclave", subactions = sa("Failed to get CPU configuration",
-          string.format("Insufficient CPUs available (requested %d, but maximum is %d)", cpu_count, #pool)),
-        file = "src/enclave_proc/cpu_info.rs", line = 67 }
+      return fail("E22", { "cpu-count", cpu_count }, chain(string.format("Insufficient CPUs available (requested %d, but maximum is %d)",
+        cpu_count, #pool), "Failed to get CPU configuration"), "src/enclave_proc/cpu_info.rs", 70)
     end
-    -- memory: whole hugepages, from what the allocator reserved minus what running enclaves hold
-    ctx:stderr("Start allocating memory...")
-    local hp = st.host.hugepage_mib or 2
-    local alloc_mib = ((memory + hp - 1) // hp) * hp
+    -- 4. the 4x rule (--memory 0 too: it reports the EIF-based minimum)
+    local MiB = 1048576
+    local memory = a.memory
+    if 4 * size > memory * MiB then
+      local min = ((((size + 1023) // 1024) + 1023) // 1024) * 4
+      return fail("E26", { "memory", memory, min }, chain(string.format("At least %d MB must be allocated (which is 4 times the EIF file size)", min),
+        "Failed to create enclave handle", "Failed to construct EnclaveManager with given arguments"),
+        "src/enclave_proc/resource_manager.rs", 488)
+    end
+    -- 5. the device
+    if not st.host.driver or not fs.exists(ctx.root .. "/dev/nitro_enclaves") then
+      return fail("E19", { "/dev/nitro_enclaves", "Open" }, chain("Failed to open device file: " .. ENOENT,
+        "Failed to create enclave handle", "Failed to construct EnclaveManager with given arguments"),
+        "src/enclave_proc/resource_manager.rs", 510)
+    end
+    -- 6. NE_CREATE_VM: the driver refuses when no CPU of the pool is free (a stale enclave holds them all)
     reap(ctx, st)
-    local free = st.allocator.memory_mib - used_memory(st)
-    if alloc_mib > free then
-      return ctx:fail_enclave_proc{ code = "E27",
-        detail = string.format("User provided `memory` is %d MB, which is more than the available hugepage memory.\nYou can increase the available memory by editing the `memory_mib` value from '/etc/nitro_enclaves/allocator.yaml' and then enable the nitro-enclaves-allocator.service.", memory),
-        action = "Run Enclave", subactions = sa("Failed to create enclave", "Failed to allocate enclave memory", "Could not allocate enclave memory"),
-        file = "src/enclave_proc/resource_manager.rs", line = 317 }
-    end
-    -- vCPUs: the driver hands out free CPUs of the pool (a stale enclave may hold them all)
     local used = used_cpus(st)
+    local free = {}
+    for _, c in ipairs(pool) do if not used[c] then free[#free + 1] = c end end
+    -- CPUs an enclave just gave back are offline for a moment more (relaunching right after an exit)
+    local delay = st.host.cpu_release_delay
+    if delay and st.cpus_released_at and util.time() < st.cpus_released_at + delay then free = {} end
+    if #free == 0 then
+      state.dmesg(st, "nitro_enclaves: No CPUs available in CPU pool")
+      return fail("E29", nil, chain(NE.IOCTL.NE_ERR_NO_CPUS_AVAIL_IN_POOL, "Create VM ioctl failed", "Failed to create enclave handle",
+        "Failed to construct EnclaveManager with given arguments"), "src/enclave_proc/resource_manager.rs", 859)
+    end
+    -- 7. a signed EIF: its certificate must be valid now (the scenario marks an EIF `signature = "expired"`)
+    local info = read_eif(eif)
+    local flags = (st.eif_flags or {})[uv.fs_realpath(eif) or eif] or {}
+    if flags.signature == "expired" then
+      return fail("E59", nil, chain("Invalid signing certificate: CertificateExpired"), "src/enclave_proc/commands.rs", 97)
+    end
+    -- 8. memory: whole hugepages, from what the allocator reserved minus what running enclaves hold
+    ctx:stderr("Start allocating memory...")
+    local alloc_mib, pages = take_pages(st, memory)
+    if not alloc_mib then
+      return fail("E27", { "memory", memory }, chain(string.format("Failed to allocate entire memory (%d MB remained)", pages),
+        "Failed to allocate enclave memory", "Memory initialization issue", "Failed to create enclave", "Failed to run enclave"),
+        "src/enclave_proc/resource_manager.rs", 397)
+    end
+    -- inside a container without the host's hugepages, the regions cannot be filled from the EIF (E35)
+    if st.host.hugepages_usable == false then
+      return fail("E35", nil, chain("Error while reading from enclave image: Os { code: 14, kind: Uncategorized, message: \"Bad address\" }",
+        "Write EIF to enclave memory regions", "Memory initialization issue", "Failed to create enclave", "Failed to run enclave"),
+        "src/enclave_proc/resource_manager.rs", 300)
+    end
+    -- 9. vCPUs: the driver hands out free CPUs of the pool
     local cpus = {}
-    if cpu_ids then
-      for _, c in ipairs(cpu_ids) do
+    if a.cpu_ids then
+      for _, c in ipairs(a.cpu_ids) do
         if used[c] then
-          local id = "enc-" .. new_slot() .. ":" .. state.pid(st)
-          state.dmesg(st, "misc nitro_enclaves: CPU " .. c .. " already used")
-          return ctx:fail_enclave_proc{ code = "E29", action = "Run Enclave", log_id = id,
-            subactions = sa("Failed to create enclave", "Failed to add vCPUs", string.format("Failed to add vCPU %d: NE_ERR_VCPU_ALREADY_USED", c)),
-            file = "src/enclave_proc/resource_manager.rs", line = 896 }
+          state.dmesg(st, string.format("nitro_enclaves: CPU %d is not in NE CPU pool", c))
+          return fail("E29", nil, chain(NE.IOCTL.NE_ERR_VCPU_NOT_IN_CPU_POOL, "Add vCPU ioctl failed", string.format("Failed to add CPU with ID %d", c),
+            "vCPUs initialization issue", "Failed to create enclave", "Failed to run enclave"), "src/enclave_proc/resource_manager.rs", 859)
         end
         cpus[#cpus + 1] = c
       end
     else
-      for _, c in ipairs(pool) do if #cpus < cpu_count and not used[c] then cpus[#cpus + 1] = c end end
+      for _, c in ipairs(free) do if #cpus < cpu_count then cpus[#cpus + 1] = c end end
       if #cpus < cpu_count then
-        state.dmesg(st, "misc nitro_enclaves: No CPUs available in CPU pool")
-        return ctx:fail_enclave_proc{ code = "E29", action = "Run Enclave",
-          subactions = sa("Failed to create enclave", "Failed to add vCPUs", "Failed to add vCPU: NE_ERR_NO_CPUS_AVAIL_IN_POOL"),
-          file = "src/enclave_proc/resource_manager.rs", line = 896 }
+        state.dmesg(st, "nitro_enclaves: No CPUs available in NE CPU pool")
+        return fail("E29", nil, chain(NE.IOCTL.NE_ERR_NO_CPUS_AVAIL_IN_POOL, "Add vCPU ioctl failed",
+          "vCPUs initialization issue", "Failed to create enclave", "Failed to run enclave"), "src/enclave_proc/resource_manager.rs", 859)
       end
     end
-    table.sort(cpus)
+    -- 10. the heartbeat listener (CID 3, port 9000): a concurrent run-enclave holds it while it waits for its boot
+    if st.host.heartbeat_busy or (st.heartbeat_busy_until and util.time() < st.heartbeat_busy_until) then
+      return fail("E36", nil, chain("Enclave boot heartbeat vsock connection - vsock bind error", "Failed to create enclave",
+        "Failed to run enclave"), "src/enclave_proc/resource_manager.rs", 559)
+    end
+    -- 11. start: a CID in use
+    local cid = a.cid
     if cid then
-      for _, e in ipairs(st.enclaves) do
-        if e.cid == cid then
-          state.dmesg(st, string.format("misc nitro_enclaves: Enclave CID %d is already in use", cid))
-          return ctx:fail_enclave_proc{ code = "E29", action = "Run Enclave",
-            subactions = sa("Failed to start enclave", "Failed to start enclave: NE_ERR_INVALID_ENCLAVE_CID"),
-            file = "src/enclave_proc/resource_manager.rs", line = 931 }
+      for _, x in ipairs(st.enclaves) do
+        if x.cid == cid then
+          state.dmesg(st, string.format("nitro_enclaves: Enclave CID %d is already in use", cid))
+          return fail("E29", nil, chain(NE.IOCTL.NE_ERR_INVALID_ENCLAVE_CID, "Start enclave ioctl failed", "Enclave start issue",
+            "Failed to create enclave", "Failed to run enclave"), "src/enclave_proc/resource_manager.rs", 859)
         end
       end
     end
     cid = cid or next_cid(st)
-    local info = read_eif(eif)
-    -- an EIF the enclave cannot boot (not an EIF, or built for the other architecture) never sends the heartbeat:
-    -- nitro-cli reports the start, waits for the boot timeout, then fails with E36
+    local started = string.format("Started enclave with enclave-cid: %d, memory: %d MiB, cpu-ids: [%s]", cid, alloc_mib,
+      table.concat(cpus, ", "))
+    -- 12. boot: an EIF the enclave cannot boot (not an EIF, built for the other architecture, the scenario's
+    -- `Boots = false`) never sends the heartbeat: nitro-cli waits for the boot timeout, then E36
     local host_arch = st.host.arch or "x86_64"
-    if info.bad or (info.arch and info.arch ~= host_arch) then
-      unbootable = info.bad and ("EIF: " .. info.bad) or string.format("the EIF is built for %s, this host is %s", info.arch, host_arch)
+    local image = image_of(st, info, eif) or {}
+    if info.bad or (info.arch and info.arch ~= host_arch) or image.Boots == false then
+      unbootable = true
       local GiB = 1073741824
       boot_wait = st.host.boot_timeout or math.max(180, 90 * ((size + 6 * GiB - 1) // (6 * GiB)) + 90 * ((alloc_mib + 102399) // 102400))
-      ctx:stderr(string.format("Started enclave with enclave-cid: %d, memory: %d MiB, cpu-ids: [%s]", cid, alloc_mib,
-        table.concat(cpus, ", ")))
+      st.heartbeat_busy_until = util.time() + boot_wait
+      ctx:stderr(started)
+      e = { log_id = pre_id }
       return "boot"
     end
-    local image = image_of(st, info, eif) or {}
     -- the enclave name: --enclave-name, else the EIF file name without .eif; duplicates get _1, _2 …
-    local base = o["enclave-name"] or eif_arg:match("([^/]*)$"):gsub("%.eif$", "")
+    local base = a.name or eif_arg:match("([^/]*)$"):gsub("%.eif$", "")
     local name, n = base, 0
     local names = {}
-    for _, e in ipairs(st.enclaves) do names[e.name] = true end
+    for _, x in ipairs(st.enclaves) do names[x.name] = true end
     while names[name] do n = n + 1 name = base .. "_" .. n end
-    e = start_enclave(ctx, st, { name = name, cid = cid, cpus = cpus, memory_mib = alloc_mib, debug = debug,
-      eif = eif_arg, pcrs = info.pcrs, image = image, cmdline = info.cmdline })
+    e = start_enclave(ctx, st, { name = name, cid = cid, cpus = cpus, memory_mib = alloc_mib, pages = pages, debug = a.debug,
+      eif = eif_arg, pcrs = info.pcrs, image = image, cmdline = info.cmdline, image_name = info.name,
+      image_version = info.version })
     require("nd.sim.allocator").write_sys(ctx.root, st)
-    local slot_id = string.format("enc-%s:%d", e.slot, e.pid)
-    ctx:stderr(string.format("Started enclave with enclave-cid: %d, memory: %d MiB, cpu-ids: [%s]", cid, alloc_mib,
-      table.concat(cpus, ", ")))
-    ctx:log("INFO", "src/enclave_proc/resource_manager.rs:1135", "Enclave started.", slot_id)
+    ctx:stderr(started)
+    ctx:log("INFO", "src/enclave_proc/mod.rs:281", "Enclave ID = " .. e.id, string.format("enc-%s:%d", e.slot, e.pid))
     ctx:stdout(util.json(util.obj{ "EnclaveName", e.name, "EnclaveID", e.id, "ProcessID", e.pid, "EnclaveCID", cid,
       "NumberOfCPUs", #cpus, "CPUIDs", util.array(cpus), "MemoryMiB", alloc_mib }))
     return 0
   end)
   if rc2 == "boot" then
     util.sleep(boot_wait)
-    return ctx:fail_enclave_proc{ code = "E36", action = "Run Enclave",
-      subactions = { "Failed to execute command `Run`", "Failed to run enclave", "Failed to start enclave",
-        "Waiting on enclave to boot failed with error VsockTimeoutError", unbootable },
-      file = "src/enclave_proc/resource_manager.rs", line = 1163 }
+    state.update(ctx.root, function(st) st.heartbeat_busy_until = nil end)
+    return proc_fail(ctx, "E36", nil, chain("Waiting on enclave to boot failed with error VsockTimeoutError", "Failed to create enclave",
+      "Failed to run enclave"), "src/enclave_proc/resource_manager.rs", 594, e.log_id)
   end
   if rc2 ~= 0 then return rc2 end
-  if o["attach-console"] then
+  if a.attach then
     local crc = console_connect(ctx, e, nil, "Enclave Console")
     if crc ~= 0 then return crc end
   end
@@ -652,12 +880,12 @@ local function with_state(ctx, fn)
 end
 
 function describe_enclaves(ctx, args)
-  local o, _, bad = parse_args(args, { metadata = "flag" })
+  local o, bad = parse_args(args, { metadata = "flag" })
   if not o then return usage(ctx, "describe-enclaves", bad) end
   return with_state(ctx, function(st)
     ctx:log("INFO", "src/main.rs:64", "Start Nitro CLI")
     local list = {}
-    for _, e in ipairs(st.enclaves) do list[#list + 1] = describe_obj(e) end
+    for _, e in ipairs(st.enclaves) do list[#list + 1] = describe_obj(e, o.metadata) end
     ctx:stdout(util.json(list))
     return 0
   end)
@@ -672,8 +900,16 @@ local function unknown_enclave(ctx, id, action)
 end
 
 function terminate_enclave(ctx, args)
-  local o, _, bad = parse_args(args, { ["enclave-id"] = "value", ["enclave-name"] = "value", all = "flag" })
+  local o, bad = parse_args(args, { ["enclave-id"] = "value", ["enclave-name"] = "value", all = "flag" })
   if not o then return usage(ctx, "terminate-enclave", bad) end
+  local given = {}
+  for _, k in ipairs({ "enclave-id", "all", "enclave-name" }) do if o[k] ~= nil then given[#given + 1] = k end end
+  if #given == 0 then
+    return usage(ctx, "terminate-enclave", "the following required arguments were not provided:\n  --enclave-id <enclave-id>\n  --all\n  --enclave-name <enclave-name>")
+  elseif #given > 1 then
+    local function shown(k) return k == "all" and "--all" or ("--" .. k .. " <" .. k .. ">") end
+    return usage(ctx, "terminate-enclave", string.format("the argument '%s' cannot be used with '%s'", shown(given[1]), shown(given[2])))
+  end
   return with_state(ctx, function(st)
     ctx:log("INFO", "src/main.rs:64", "Start Nitro CLI")
     local targets = {}
@@ -684,15 +920,10 @@ function terminate_enclave(ctx, args)
       if o["enclave-name"] then
         for _, x in ipairs(st.enclaves) do if x.name == o["enclave-name"] then e = x end end
         if not e then
-          return ctx:fail{ code = "E58", action = "Terminate Enclave", subactions = { "Failed to get enclave ID by name", "No enclave matched the given name." },
-            file = "src/lib.rs", line = 552 }
+          return ctx:fail{ code = "E58", action = "Terminate Enclave", subactions = { "Failed to construct TerminateEnclave arguments",
+            "Get ID by Name", "No enclave matched the given name." }, file = "src/lib.rs", line = 547 }
         end
       else
-        if not o["enclave-id"] then
-          return ctx:fail{ code = "E01", detail = "User did not provide the `enclave-id` argument.", action = "Terminate Enclave",
-            subactions = { "Failed to construct TerminateEnclave arguments", "`enclave-id` argument not found" },
-            file = "src/common/commands_parser.rs", line = 340 }
-        end
         e = find_enclave(st, o["enclave-id"])
         if not e then return unknown_enclave(ctx, o["enclave-id"], "Terminate Enclave") end
       end
@@ -710,6 +941,7 @@ function terminate_enclave(ctx, args)
     local keep = {}
     for _, e in ipairs(st.enclaves) do if not gone[e.id] then keep[#keep + 1] = e end end
     st.enclaves = keep
+    if #targets > 0 then st.cpus_released_at = util.time() end
     require("nd.sim.allocator").write_sys(ctx.root, st)
     if o.all then ctx:stdout(util.json(out)) else ctx:stdout(util.json(out[1])) end
     return 0
@@ -717,42 +949,61 @@ function terminate_enclave(ctx, args)
 end
 
 function console(ctx, args)
-  local o, _, bad = parse_args(args, { ["enclave-id"] = "value", ["enclave-name"] = "value", ["disconnect-timeout"] = "value" })
+  local o, bad = parse_args(args, { ["enclave-id"] = "value", ["enclave-name"] = "value", ["disconnect-timeout"] = "value" })
   if not o then return usage(ctx, "console", bad) end
+  if o["enclave-id"] and o["enclave-name"] then
+    return usage(ctx, "console", "the argument '--enclave-id <enclave-id>' cannot be used with '--enclave-name <enclave-name>'")
+  elseif not o["enclave-id"] and not o["enclave-name"] then
+    return usage(ctx, "console", "the following required arguments were not provided:\n  --enclave-id <enclave-id>\n  --enclave-name <enclave-name>")
+  end
   local e = with_state(ctx, function(st)
     for _, x in ipairs(st.enclaves) do
       if x.id == o["enclave-id"] or (o["enclave-name"] and x.name == o["enclave-name"]) then return x end
     end
   end)
-  if not e then return unknown_enclave(ctx, o["enclave-id"] or o["enclave-name"], "Enclave Console") end
+  if not e and o["enclave-name"] then
+    return ctx:fail{ code = "E58", action = "Enclave Console", subactions = { "Failed to construct Console arguments",
+      "Get ID by Name", "No enclave matched the given name." }, file = "src/lib.rs", line = 547 }
+  end
+  if not e then return unknown_enclave(ctx, o["enclave-id"], "Enclave Console") end
+  local timeout
+  if o["disconnect-timeout"] then
+    timeout = u_arg(o["disconnect-timeout"])
+    if not timeout then
+      return ctx:fail{ code = "E03", info = { "disconnect-timeout", o["disconnect-timeout"] }, action = "Enclave Console",
+        subactions = { "Failed to construct Console arguments", "Parse disconnect timeout",
+          "`disconnect-timeout` argument can't be parsed as a number" }, file = "src/common/commands_parser.rs", line = 468 }
+    end
+  end
   if not e.debug then
     return ctx:fail{ code = "E44", action = "Enclave Console",
       subactions = { "Failed to connect to enclave console",
         "The enclave was not started with the debug flag set, include '--debug-mode' in the run-enclave command" },
       file = "src/main.rs", line = 265 }
   end
-  local timeout = o["disconnect-timeout"] and tonumber(o["disconnect-timeout"])
   return console_connect(ctx, e, timeout, "Enclave Console")
 end
 
 function describe_eif(ctx, args)
-  local o, _, bad = parse_args(args, { ["eif-path"] = "value" })
-  if not o or not o["eif-path"] then return usage(ctx, "describe-eif", bad or "") end
+  local o, bad = parse_args(args, { ["eif-path"] = "value" })
+  if not o then return usage(ctx, "describe-eif", bad) end
+  if not o["eif-path"] then return usage(ctx, "describe-eif", "the following required arguments were not provided:\n  --eif-path <eif-path>") end
   local path = resolve(ctx, o["eif-path"])
   local lib = eif_lib()
   local text, err
   if lib then text, err = lib.describe(path) else err = "the EIF reader (nd.eif) is not built in" end
   if not text then
     return ctx:fail{ code = "E35", action = "Describe EIF", subactions = { "Failed to describe EIF",
-      string.format("Failed to initialize EIF reader: %q", tostring(err)) }, file = "src/lib.rs", line = 248 }
+      string.format("Failed to initialize EIF reader: %q", tostring(err)) }, file = "src/lib.rs", line = 225 }
   end
   ctx:stdout(text)
   return 0
 end
 
 function explain(ctx, args)
-  local o, _, bad = parse_args(args, { ["error-code"] = "value" })
-  if not o or not o["error-code"] then return usage(ctx, "explain", bad or "") end
+  local o, bad = parse_args(args, { ["error-code"] = "value" })
+  if not o then return usage(ctx, "explain", bad) end
+  if not o["error-code"] then return usage(ctx, "explain", "the following required arguments were not provided:\n  --error-code <error-code>") end
   local code = o["error-code"]
   local norm = code:match("^E%d%d$") and code or nil
   ctx:stderr(norm and NE.explain_text(norm) or ("No such error code " .. code))
@@ -760,14 +1011,14 @@ function explain(ctx, args)
 end
 
 function build_enclave(ctx, args)
-  local o, _, bad = parse_args(args, { ["docker-uri"] = "value", ["docker-dir"] = "value", ["output-file"] = "value",
+  local o, bad = parse_args(args, { ["docker-uri"] = "value", ["docker-dir"] = "value", ["output-file"] = "value",
     ["signing-certificate"] = "value", ["private-key"] = "value", name = "value", version = "value", metadata = "value" })
   if not o then return usage(ctx, "build-enclave", bad) end
   if not o["docker-uri"] or not o["output-file"] then
-    local miss = not o["docker-uri"] and "docker-uri" or "output-file"
-    return ctx:fail{ code = "E01", detail = string.format("User did not provide the `%s` argument.", miss),
-      action = "Build Enclave", subactions = { "Failed to construct BuildEnclave arguments", "`" .. miss .. "` argument not found" },
-      file = "src/common/commands_parser.rs", line = 377 }
+    local miss = {}
+    if not o["docker-uri"] then miss[#miss + 1] = "--docker-uri <docker-uri>" end
+    if not o["output-file"] then miss[#miss + 1] = "--output-file <output-file>" end
+    return usage(ctx, "build-enclave", "the following required arguments were not provided:\n  " .. table.concat(miss, "\n  "))
   end
   local st = state.load(ctx.root)
   ctx.version = st.host.nitro_cli_version
@@ -776,7 +1027,7 @@ function build_enclave(ctx, args)
   local out = o["output-file"]
   local fd = uv.fs_open(out, "w", tonumber("644", 8))
   if not fd then
-    return ctx:fail{ code = "E19", suffix = string.format("\nFile: '%s', failing operation: 'Open'.", out),
+    return ctx:fail{ code = "E19", info = { out, "Open" },
       action = "Build Enclave", subactions = { "Failed to build enclave", "Failed to build EIF from docker",
         "Could not create output file: Os { code: 2, kind: NotFound, message: \"No such file or directory\" }" },
       file = "src/lib.rs", line = 101 }
@@ -795,20 +1046,23 @@ function build_enclave(ctx, args)
   local real = artifacts
   if not art and artifacts:sub(1, #ctx.root) ~= ctx.root and artifacts:sub(1, 1) == "/" then real = ctx.root .. artifacts end
   if artifacts == "" or not fs.mkdir_p(real) then
-    return ctx:fail{ code = "E19", suffix = string.format("\nFile: '%s', failing operation: 'Create'.", artifacts),
+    return ctx:fail{ code = "E19", info = { artifacts, "Create" },
       action = "Build Enclave", subactions = { "Failed to build enclave", "Failed to build EIF from docker",
         string.format("Could not create artifacts path %s: Os { code: 2, kind: NotFound, message: \"No such file or directory\" }", artifacts) },
       file = "src/lib.rs", line = 334 }
   end
   local tag = o["docker-uri"]
   local cfg = st.images[tag] or (not tag:find(":") and st.images[tag .. ":latest"])
+  -- a Docker daemon whose API nitro-cli's client (shiplift) does not speak: the pull fails although the image is
+  -- there (aws/aws-nitro-enclaves-cli#537)
+  if st.host.docker_api_too_new then cfg = nil end
   if not cfg then
     ctx:stderr("Docker error: PullError")
     return ctx:fail{ code = "E50", action = "Build Enclave", subactions = { "Failed to build enclave",
       "Failed to build EIF from docker", "Failed to pull docker image: PullError" }, file = "src/lib.rs", line = 139 }
   end
   ctx:stderr("Using the locally available Docker image...")
-  local pcrs, err = write_eif(out, tag, cfg)
+  local pcrs, err = write_eif(out, tag, cfg, nil, eif_arch(st, cfg))
   if not pcrs then
     return ctx:fail{ code = "E48", action = "Build Enclave", subactions = { "Failed to build enclave",
       "Failed to build EIF from docker", "Failed to create EIF image: " .. tostring(err) }, file = "src/lib.rs", line = 147 }
@@ -819,26 +1073,26 @@ function build_enclave(ctx, args)
   return 0
 end
 
-local HELP = [[Nitro CLI %s
-Nitro CLI
+-- clap 4's help for create_app! (src/lib.rs): about, usage, the subcommands in definition order, options
+local HELP = [[CLI for enclave lifetime management
 
-USAGE:
-    nitro-cli [SUBCOMMAND]
+Usage: nitro-cli [COMMAND]
 
-FLAGS:
-    -h, --help       Prints help information
-    -V, --version    Prints version information
+Commands:
+  run-enclave        Starts a new enclave
+  terminate-enclave  Terminates an enclave
+  build-enclave      Builds an enclave image and saves it to a file
+  describe-eif       Returns information about the EIF found at a given path.
+  describe-enclaves  Returns a list of the running enclaves
+  console            Connect to the console of an enclave
+  pcr                Return the PCR hash value of the given input
+  explain            Display detailed information about an error returned by a misbehaving Nitro CLI command
+  sign-eif           Sign EIF with the given key
+  help               Print this message or the help of the given subcommand(s)
 
-SUBCOMMANDS:
-    build-enclave        Builds an enclave image and saves it to a file
-    console              Connect to the console of an enclave
-    describe-eif         Returns information about the EIF found at a given path.
-    describe-enclaves    Returns a list of the running enclaves
-    explain              Display detailed information about an error returned by a misbehaving Nitro CLI command
-    help                 Prints this message or the help of the given subcommand(s)
-    pcr                  Return the PCR hash value of the given input
-    run-enclave          Starts a new enclave
-    terminate-enclave    Terminates an enclave]]
+Options:
+  -h, --help     Print help
+  -V, --version  Print version]]
 
 local SUBS = {
   ["run-enclave"] = run_enclave, ["describe-enclaves"] = describe_enclaves,
@@ -860,15 +1114,22 @@ function M.main(args, out, err)
     ctx:stdout("Nitro CLI " .. (st and st.host.nitro_cli_version or "1.4.2"))
     return 0
   end
-  if not sub or sub == "--help" or sub == "-h" or sub == "help" then
-    local st = state.load(root)
-    ctx:stdout(string.format(HELP, st and st.host.nitro_cli_version or "1.4.2"))
-    return sub and 0 or 1
+  if not sub then -- arg_required_else_help: the help on stderr, exit 2
+    ctx:stderr(HELP)
+    return 2
+  end
+  if sub == "--help" or sub == "-h" or sub == "help" then
+    ctx:stdout(HELP)
+    return 0
   end
   local fn = SUBS[sub]
   if not fn then
-    ctx:stderr(string.format("error: The subcommand '%s' wasn't recognized\n\nUSAGE:\n    nitro-cli [SUBCOMMAND]\n\nFor more information try --help", sub))
-    return 1
+    if sub:match("^%-") then
+      ctx:stderr(string.format("error: unexpected argument '%s' found\n\nUsage: nitro-cli [COMMAND]\n\nFor more information, try '--help'.", sub))
+    else
+      ctx:stderr(string.format("error: unrecognized subcommand '%s'\n\nUsage: nitro-cli [COMMAND]\n\nFor more information, try '--help'.", sub))
+    end
+    return 2
   end
   local ok, lerr = state.load(root)
   if not ok then

@@ -12,6 +12,13 @@ local util = require "nd.sim.util"
 
 local M = {}
 
+-- The architecture nitrodiag runs on, in nitro-cli's words (x86_64 or aarch64): the simulated host's default.
+function M.native_arch()
+  local m = require("luv").os_uname().machine
+  if m == "arm64" or m == "aarch64" then return "aarch64" end
+  return "x86_64"
+end
+
 M.DIR = "/var/lib/nitrodiag-sim"
 
 local function file(root) return root .. M.DIR .. "/state.json" end
@@ -19,7 +26,7 @@ local function file(root) return root .. M.DIR .. "/state.json" end
 -- new(scenario, opts) -> a fresh state for the scenario (nothing reserved yet)
 function M.new(sc, opts)
   local h = sc.host or {}
-  local now = os.time()
+  local now = math.floor(util.time())
   local st = {
     version = 1,
     scenario = sc.name,
@@ -33,10 +40,22 @@ function M.new(sc, opts)
       memory_mib = h.memory_mib or 15524,
       driver = h.driver ~= false,
       nitro_cli_version = h.nitro_cli_version or "1.4.2",
-      kernel = h.kernel or "6.1.112-124.190.amzn2023.x86_64",
-      arch = h.arch or "x86_64",
+      kernel = h.kernel or ("6.1.112-124.190.amzn2023." .. (h.arch or M.native_arch())),
+      arch = h.arch or M.native_arch(), -- a Graviton build simulates a Graviton host unless the scenario says
       boot_timeout = h.boot_timeout,
-      boot_time = now - 3600,
+      -- field conditions (docs/simulator.md): hugepages_usable = false (a container without the host's hugepages:
+      -- E35), heartbeat_busy (port 9000 held by a concurrent run-enclave: E36), cpu_release_delay (s the CPUs of an
+      -- enclave that just exited stay unavailable: E29), numa_free_mib (memory the allocator's NUMA node can give),
+      -- allocator_script = "2021" (reports success after a partial reservation), docker_api_too_new (E50),
+      -- gigantic_pages = false (no 1 GiB pages)
+      hugepages_usable = h.hugepages_usable, heartbeat_busy = h.heartbeat_busy, cpu_release_delay = h.cpu_release_delay,
+      numa_free_mib = h.numa_free_mib, allocator_script = h.allocator_script, docker_api_too_new = h.docker_api_too_new,
+      gigantic_pages = h.gigantic_pages,
+      boot_time = now - 3600 - (function()
+        local oldest = 0 -- the host booted before its oldest enclave started
+        for _, e in ipairs(sc.enclaves or {}) do oldest = math.max(oldest, tonumber(e.age) or 86400) end
+        return oldest
+      end)(),
     },
     allocator = { memory_mib = 0, cpus = {} },
     services = {},
@@ -101,7 +120,8 @@ end
 
 -- Appends a kernel message (dmesg) with a monotonic timestamp since boot.
 function M.dmesg(st, line)
-  local t = os.time() - (st.host.boot_time or os.time())
+  local now = math.floor(util.time())
+  local t = now - (st.host.boot_time or now)
   local last = st.dmesg[#st.dmesg]
   if last and last.t >= t then t = last.t + 0.005123 end
   st.dmesg[#st.dmesg + 1] = { t = t + (#st.dmesg % 1000) / 1e6, line = line }
@@ -109,7 +129,7 @@ end
 
 -- Appends a journal entry for unit.
 function M.journal(st, unit, ident, pid, msg)
-  st.journal[#st.journal + 1] = { t = os.time(), unit = unit, ident = ident, pid = pid, msg = msg }
+  st.journal[#st.journal + 1] = { t = math.floor(util.time()), unit = unit, ident = ident, pid = pid, msg = msg }
 end
 
 -- Allocates a process id for a simulated process.

@@ -136,7 +136,7 @@ function M.systemctl(args)
           end
         else
           if svc.active ~= "active" then
-            svc.active, svc.since, svc.pid = "active", os.time(), state.pid(st)
+            svc.active, svc.since, svc.pid = "active", math.floor(require("nd.sim.util").time()), state.pid(st)
             state.journal(st, unit, "systemd", 1, "Started " .. svc.description .. ".")
           end
         end
@@ -151,7 +151,7 @@ function M.systemctl(args)
             end
           end
         elseif svc.active == "active" then
-          svc.active, svc.since = "inactive", os.time()
+          svc.active, svc.since = "inactive", math.floor(require("nd.sim.util").time())
           state.journal(st, unit, "systemd", 1, "Stopped " .. svc.description .. ".")
         end
       elseif verb == "reset-failed" then
@@ -258,8 +258,11 @@ local function parse_dockerfile(text, build_args)
   return cfg
 end
 
-local function image_id(tag, cfg)
-  local s = tag .. require("cjson").encode(cfg)
+-- A stable image ID for tag and its configuration (sorted-key JSON: the same in every process).
+local image_id
+function M.image_id(tag, cfg) return "sha256:" .. image_id(tag, cfg):rep(5):sub(1, 64) end
+function image_id(tag, cfg)
+  local s = tag .. require("nd.json").encode(cfg)
   local h = 0
   for i = 1, #s do h = (h * 31 + s:byte(i)) % 0xffffffffff end
   return string.format("%012x", h % 0xffffffffffff)

@@ -21,6 +21,13 @@ function M.obj(kv)
   return o
 end
 
+-- add_key(o, k, v): appends key k (value v) to an object made by M.obj
+function M.add_key(o, k, v)
+  o[OBJ][#o[OBJ] + 1] = k
+  o[k] = v
+  return o
+end
+
 function M.array(t)
   local c = { [ARR] = true }
   for i, v in ipairs(t or {}) do c[i] = v end
@@ -75,18 +82,34 @@ function M.json(v)
 end
 
 -- ---- time -----------------------------------------------------------------------------------------------------
--- now_ns() -> seconds, nanoseconds of the wall clock
-function M.now()
-  local sec, usec = uv.gettimeofday()
-  -- microsecond clock; add a per-call sub-microsecond part so two stamps in one call differ like the real ones
-  M._seq = ((M._seq or uv.os_getpid() % 997) * 7 + 331) % 1000
-  return sec, usec * 1000 + M._seq
+-- The simulated host runs in simulated time: NITRODIAG_SIM_CLOCK = "<epoch>:<scale>" (set by nd.sim.activate) makes
+-- its clock epoch + (wall − epoch) × scale, so console windows, boot timeouts, heartbeats and enclave ages pass
+-- `scale` times faster; the runbook's waits are divided by the same scale (nd.host.real_wait). Scale 1 (or no
+-- variable): wall-clock time.
+function M.clock()
+  local v = os.getenv("NITRODIAG_SIM_CLOCK") or ""
+  local epoch, scale = v:match("^(%d+%.?%d*):(%d+%.?%d*)$")
+  epoch, scale = tonumber(epoch), tonumber(scale)
+  if not epoch or not scale or scale <= 1 then return nil, 1 end
+  return epoch, scale
 end
 
--- time() -> wall-clock seconds as a float (microsecond resolution)
+-- time() -> the simulated host's clock in seconds (a float, microsecond resolution)
 function M.time()
   local sec, usec = uv.gettimeofday()
-  return sec + usec / 1e6
+  local w = sec + usec / 1e6
+  local epoch, scale = M.clock()
+  if epoch then return epoch + (w - epoch) * scale end
+  return w
+end
+
+-- now() -> seconds, nanoseconds of the simulated host's clock
+function M.now()
+  local t = M.time()
+  local sec = math.floor(t)
+  -- microsecond clock; add a per-call sub-microsecond part so two stamps in one call differ like the real ones
+  M._seq = ((M._seq or uv.os_getpid() % 997) * 7 + 331) % 1000
+  return sec, math.floor((t - sec) * 1e6) * 1000 + M._seq
 end
 
 -- rfc3339(sec, ns) -> "2021-06-18T21:46:43.249503129+00:00" (chrono's to_rfc3339: 0, 3, 6 or 9 digits)
@@ -117,7 +140,8 @@ end
 
 -- sleep(seconds) without a task: stand-ins are plain processes, blocking is fine there
 function M.sleep(s)
-  uv.sleep(math.floor(s * 1000 + 0.5))
+  local _, scale = M.clock()
+  uv.sleep(math.floor(s / scale * 1000 + 0.5))
 end
 
 -- with_lock(dir, fn, ...) -> fn's results. The lock is a directory (mkdir is atomic) holding the owner's pid; a lock

@@ -1,5 +1,6 @@
 -- nd.sim.vsock — vsock on the simulated host. There is no vsock loopback here, so while a simulated host is active
--- nd.vsock's connect and ping route `vsock:CID:PORT` to the simulated enclaves: when the state says an enclave with
+-- nd.vsock's connect and ping (in C, through the router registered with vsock.set_sim_router — not a Lua table a
+-- runbook could replace) route `vsock:CID:PORT` to the simulated enclaves: when the state says an enclave with
 -- that CID runs and its application listens on PORT (the vsock-pingpong test image in vsock mode listens on 5000),
 -- the call goes to a unix socket served in this process by what that application does (read up to 16 bytes,
 -- answer "pong" to "ping", "unknown" to anything else, close). Otherwise it fails the way nd.vsock words a CID
@@ -42,7 +43,6 @@ end
 function M.install(root)
   local ok, vsock = pcall(require, "nd.vsock")
   if not ok or type(vsock) ~= "table" then return nil end
-  local orig = { connect = vsock.connect, ping = vsock.ping }
   local dir = root .. "/run/vsock"
   local tmpdir
   if #dir > 80 then -- unix socket paths are short (108 bytes)
@@ -76,7 +76,7 @@ function M.install(root)
   -- vsock:CID:PORT -> unix address of a served simulated application | nil, err, code (nd.vsock's wording)
   local function route(addr)
     local a = type(addr) == "string" and vsock.parse(addr)
-    if not a or a.kind ~= "vsock" or type(a.cid) ~= "number" then return addr end
+    if not a or a.kind ~= "vsock" or type(a.cid) ~= "number" then return nil, "connect " .. tostring(addr) .. ": not a vsock address", "EINVAL" end
     local proto = listener_of(root, a.cid, a.port)
     if not proto then return nothing_listens(addr, a.cid, a.port) end
     local key = a.cid .. "_" .. a.port
@@ -89,30 +89,12 @@ function M.install(root)
     return "unix:" .. path
   end
 
-  local function renamed(addr, routed, ...)
-    local res = table.pack(...)
-    if routed ~= addr then
-      if type(res[2]) == "string" then
-        res[2] = res[2]:gsub(routed:gsub("%p", "%%%0"), addr)
-      end
-      if type(res[1]) == "table" and res[1].address then res[1].address = addr end
-    end
-    return table.unpack(res, 1, res.n)
-  end
-
-  vsock.connect = function(addr, opts)
-    local routed, err, code = route(addr)
-    if not routed then return nil, err, code end
-    return renamed(addr, routed, orig.connect(routed, opts))
-  end
-  vsock.ping = function(addr, opts)
-    local routed, err, code = route(addr)
-    if not routed then return nil, err, code end
-    return renamed(addr, routed, orig.ping(routed, opts))
-  end
+  -- The router lives in nd.vsock's C side (vsock.set_sim_router): under the simulated host every vsock connect
+  -- and ping goes through it, even through a reference to nd.vsock.connect taken before activation.
+  vsock.set_sim_router(route)
 
   return function()
-    vsock.connect, vsock.ping = orig.connect, orig.ping
+    vsock.set_sim_router(nil)
     for _, srv in pairs(servers) do
       srv.listener:close()
       srv.task:cancel("simulated host closed")

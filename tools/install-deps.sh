@@ -11,7 +11,23 @@ PKGS=(
   openssl util-linux   # tests/bundle/faults.sh: openssl dgst/pkeyutl check signatures, unshare makes a tiny tmpfs
   libcbor-dev
   qemu-system-x86 cpio kmod xz-utils
+  help2man man-db rpm clang
+  libclang-rt-14-dev
 )
+# `make package-test` and `make cross-test` (not `make test`) need more: a Debian root maker, and the aarch64 cross
+# toolchain, Debian's arm64 library packages (multiarch) and qemu-user to run what it builds.
+case "${1:-}" in
+  --package) PKGS+=(mmdebstrap bash-completion) ;;
+  --cross)
+    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+      if [ "$(id -u)" -ne 0 ]; then echo "install-deps: run as root to add the arm64 architecture" >&2; exit 1; fi
+      dpkg --add-architecture arm64
+      apt-get update -qq
+    fi
+    PKGS+=(crossbuild-essential-arm64 qemu-user-static
+      liblua5.4-dev:arm64 lua-luv-dev:arm64 lua-cjson-dev:arm64 libuv1-dev:arm64 libarchive-dev:arm64 libssl-dev:arm64
+      libedit-dev:arm64 libjansson-dev:arm64 libcurl4-openssl-dev:arm64 zlib1g-dev:arm64 libcbor-dev:arm64) ;;
+esac
 # The enclave real-kernel test needs a Debian cloud kernel; it is fetched (not installed) by tests/vm/fetch-kernel.sh.
 
 missing=()

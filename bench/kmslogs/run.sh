@@ -4,6 +4,9 @@
 # id, errors only, throttled. Reports wall time (best of 3 for nitrodiag and grep, one run for jq, warm page cache)
 # and matches against the generator's truth, so grep's false positives and jq's misses are counted.
 # Targets: nitrodiag >= 10x faster than jq and within 2x of grep. Not part of ctest (run by `make bench`).
+# Then the whole-log summary (mode=summary, no filter: every event read, every counter): against jq reading every
+# event and `wc -l` (which touches every byte: the memory-speed anchor), plain and gzip'd (against `zcat | wc -l`),
+# since= by binary search, with peak RSS; ratios are within this run.
 set -euo pipefail
 
 BUILD=${1:-build}
@@ -97,4 +100,50 @@ declare -A WANT=([rid]=$want_rid [errors]=$want_err [throttled]=$want_thr)
     echo "| $s | $w | ${ND_C[$s]} s (${ND_T[$s]}), ${ND_N[$s]} | ${GR_C[$s]} s (${GR_T[$s]}), ${GR_N[$s]} | ${JQ_C[$s]} s (${JQ_T[$s]}), ${JQ_N[$s]} | +$fp | ${vs}x | ${jqx}x |"
   done
 } | tee "$OUT"
-echo "kmslogs bench: results in $OUT"
+
+# ---- the whole-log summary -------------------------------------------------------------------------------------
+# time_rss CMD… -> "wall cpu maxrss_kib" of one run (the shell for pipelines: its children are counted).
+time_rss() {
+  /usr/bin/time -f "%e %U %S %M" -o "$TMP/time" "$@" > /dev/null 2>&1 || true
+  local wall user sys rss
+  read -r wall user sys rss < <(tail -n 1 "$TMP/time")
+  printf '%.2f %.2f %d\n' "$wall" "$(echo "$user + $sys" | bc)" "$rss"
+}
+best_of() { # RUNS CMD… -> the run with the least CPU
+  local runs=$1; shift; local best="" line
+  for _ in $(seq "$runs"); do
+    line=$(time_rss "$@")
+    if [ -z "$best" ] || [ "$(echo "$(echo "$line" | cut -d' ' -f2) < $(echo "$best" | cut -d' ' -f2)" | bc)" = 1 ]; then best=$line; fi
+  done
+  echo "$best"
+}
+GZ=$LOG.gz
+if [ ! -s "$GZ" ] || [ "$LOG" -nt "$GZ" ]; then gzip -1 -c "$LOG" > "$GZ.tmp" && mv "$GZ.tmp" "$GZ"; fi
+cat "$GZ" > /dev/null
+# since: the last quarter of the log's time (gen.py writes one pair per millisecond from 2026-01-27T00:00:00Z)
+SINCE=$(python3 -c 'import sys; print("%.3f" % (1769472000 + int(sys.argv[1]) / 2 * 0.001 * 0.75))' "$(truth lines)")
+read -r S_W S_C S_M < <(best_of 3 "$ND" kms-logs "$LOG" mode=summary)
+read -r W_W W_C W_M < <(best_of 3 wc -l "$LOG")
+read -r G_W G_C G_M < <(best_of 3 "$ND" kms-logs "$GZ" mode=summary)
+read -r Z_W Z_C Z_M < <(best_of 3 sh -c 'zcat "$1" | wc -l' sh "$GZ")
+read -r T_W T_C T_M < <(best_of 3 "$ND" kms-logs "$LOG" mode=summary "since=$SINCE")
+if [ -z "${KMSLOGS_BENCH_NO_JQ:-}" ]; then
+  read -r J_W J_C J_M < <(time_rss jq -R -c "$UNWRAP | select(.event == \"kms_proxy_response\") | [.ok, .error_code, .duration_ms]" "$LOG")
+else
+  J_W=nan; J_C=nan; J_M=0
+fi
+SUMOUT=$(dirname "$OUT")/kmslogs-summary.md
+{
+  echo "kms-logs summary of the whole $(numfmt --to=iec "$(truth bytes)") log ($(truth lines) lines), $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg), $(date -u +%Y-%m-%d)"
+  echo "(CPU = user + system seconds, best of 3 (jq: 1 run); wall time in parentheses; peak RSS)"
+  echo
+  echo "| what | CPU s (wall) | peak RSS | ratio (CPU) |"
+  echo "|---|---|---|---|"
+  echo "| \`wc -l\` | $W_C ($W_W) | $((W_M / 1024)) MiB | 1 |"
+  echo "| \`nitrodiag kms-logs FILE mode=summary\` | $S_C ($S_W) | $((S_M / 1024)) MiB | $(ratio "$S_C" "$W_C")x wc -l |"
+  echo "| jq, every response unwrapped (.ok, .error_code, .duration_ms) | $J_C ($J_W) | $((J_M / 1024)) MiB | $(ratio "$J_C" "$S_C")x nitrodiag |"
+  echo "| \`zcat FILE.gz \| wc -l\` | $Z_C ($Z_W) | $((Z_M / 1024)) MiB | 1 |"
+  echo "| \`nitrodiag kms-logs FILE.gz mode=summary\` | $G_C ($G_W) | $((G_M / 1024)) MiB | $(ratio "$G_C" "$Z_C")x zcat \| wc -l |"
+  echo "| \`nitrodiag kms-logs FILE mode=summary since=<last quarter>\` | $T_C ($T_W) | $((T_M / 1024)) MiB | $(ratio "$T_C" "$S_C")x the whole summary |"
+} | tee "$SUMOUT"
+echo "kmslogs bench: results in $OUT and $SUMOUT"

@@ -22,7 +22,8 @@ options (anywhere before `--`):
   --json              one JSON document with the result on stdout, nothing else there
   --out DIR           where bundles are written (default: the current directory)
   --root DIR          read host files under DIR instead of / (like sosreport --sysroot)
-  --sim [SCENARIO]    run against the simulated Nitro host (default scenario: healthy)
+  --sim [SCENARIO]    run against the simulated Nitro host (default scenario: healthy), in simulated time
+  --sim-realtime      with --sim: keep wall-clock pacing (console windows last as long as on a real host)
   --sign-key FILE     sign the bundle's manifest (HMAC secret or PEM private key; also $NITRODIAG_SIGN_KEY)
   --deadline SECONDS  hard deadline for the whole run (overrides the runbook's)
   -v, --verbose       show step logs and tracebacks
@@ -91,6 +92,8 @@ function M.parse(args)
         or a:match("^%-%-sign%-key=") then
       local k, v = a:match("^%-%-([%w%-]+)=(.*)$")
       opts[k:gsub("%-", "_")] = v
+    elseif a == "--sim-realtime" then
+      require("nd.sim").default_time_scale = 1 -- wall-clock pacing (docs/simulator.md, "Simulated time")
     elseif a == "--sim" then
       local v = args[i + 1]
       local kind, names = "command", nil

@@ -3,12 +3,12 @@
 -- CMD-replaces-ENTRYPOINT / `/bin/sh -c` trap), did the kernel panic (too little memory to unpack the image), did
 -- vsock-pingpong say it listens.
 local json = require "nd.json"
+local findings = require "nd.findings"
 
 local M = {}
 
-M.REBOOT_RULE = "Nitro runs only CMD when an image has one (ENTRYPOINT is then ignored), and a `/bin/sh -c` " ..
-  "command fails in an image without a shell: remove CMD, use an exec-form ENTRYPOINT [\"/init\"] and pass the mode " ..
-  "through ENV (check with `nitrodiag image-lint <Dockerfile>`)"
+-- The finding texts are the registry's (nd.findings); this module decides which cause the console shows.
+M.REBOOT_RULE = findings.get("ENCLAVE_REBOOT_NO_INIT").remediation[1]
 
 local function has(text, s) return text:find(s, 1, true) ~= nil end
 
@@ -29,7 +29,7 @@ function M.analyse(lines, opts)
     mode = text:match("%[enclave%] mode=(%w+)"),
     smoke = has(text, "[busybox-smoke] alive"),
   }
-  local findings = {}
+  local out = {}
   local verdict = "ok"
   if #lines == 0 then
     verdict = "silent"
@@ -40,28 +40,22 @@ function M.analyse(lines, opts)
       ev[#ev + 1] = "docker inspect: Entrypoint=" .. json.encode(opts.inspect.Entrypoint or json.null) ..
                     " Cmd=" .. json.encode(opts.inspect.Cmd or json.null)
     end
-    findings[#findings + 1] = { code = "ENCLAVE_REBOOT_NO_INIT", severity = "fail",
-      message = name .. ": the enclave rebooted at once without running the image's command",
-      evidence = ev, remediation = M.REBOOT_RULE }
+    out[#out + 1] = findings.make("ENCLAVE_REBOOT_NO_INIT", { name = name }, ev)
   elseif facts.panic then
     verdict = "panic"
-    local env_fail = has(text, "Could not open /env")
-    findings[#findings + 1] = { code = "ENCLAVE_PANIC", severity = "fail",
-      message = name .. ": the enclave kernel panicked" ..
-        (env_fail and " after `Could not open /env file`: too little memory to unpack the image" or ""),
-      evidence = { facts.panic },
-      remediation = "give the enclave more memory (at least 4 × the EIF size; `nitrodiag eif <file>` shows it)" }
+    if has(text, "Could not open /env") then
+      out[#out + 1] = findings.make("ENCLAVE_INIT_OUT_OF_MEMORY", { name = name }, { "Could not open /env file", facts.panic })
+    else
+      out[#out + 1] = findings.make("ENCLAVE_PANIC", { name = name, detail = facts.panic }, { facts.panic })
+    end
   elseif not facts.init and opts.expect_init ~= false then
     verdict = "no-init"
-    findings[#findings + 1] = { code = "ENCLAVE_NO_INIT", severity = "warn",
-      message = name .. ": no `[init] starting` line on the console",
-      evidence = { lines[#lines] }, remediation = "check that the image's ENTRYPOINT is [\"/init\"] and that it has no CMD" }
+    out[#out + 1] = findings.make("ENCLAVE_NO_INIT", { name = name }, { lines[#lines] })
   end
   if facts.exited and verdict == "ok" then
-    findings[#findings + 1] = { code = "ENCLAVE_APP_EXITED", severity = "warn", message = name .. ": " .. facts.exited,
-      evidence = { "[init] " .. facts.exited }, remediation = "the application ended; its console lines before this say why" }
+    out[#out + 1] = findings.make("ENCLAVE_APP_EXITED", { name = name, detail = facts.exited }, { "[init] " .. facts.exited })
   end
-  return { verdict = verdict, facts = facts, findings = findings }
+  return { verdict = verdict, facts = facts, findings = out }
 end
 
 -- looks_like(text) -> true when text reads like an enclave console log

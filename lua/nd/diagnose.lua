@@ -1,51 +1,304 @@
--- nd.diagnose — turning parsed nitro-cli outputs and KMS proxy log summaries into findings (code, severity, message with the numbers, evidence,
--- remediation), in one place for diag10, triage and operators' runbooks. Parsing is nd.nitro's; knowledge is
--- nd.nitro_errors'; this module only decides what to tell the operator.
+-- nd.diagnose — from evidence to causes. Facts are extracted from any text an enclave problem leaves behind
+-- (nitro-cli's `[ Exx ]` blocks and their numbers, err logs, the main log, allocator journal, console, vsock-proxy,
+-- KMS tools, docker/linuxkit build output) plus host state when it is known; the cause rules (lua/nd/rules/<area>.lua,
+-- then operators' rule files) read the facts and yield causes with evidence and a confidence; the causes are ranked
+-- and follow-up errors are grouped under their root. Every cause is a code of nd.findings, so it reads the same in
+-- triage, explain, diag10, doctor, eif and kms-logs. docs/diagnosis.md describes the rule format.
 local errors = require "nd.nitro_errors"
+local findings = require "nd.findings"
+local nitrocli = require "nd.nitrocli"
+local fs = require "nd.fs"
 
 local M = {}
 
-M.ALLOCATOR_UNIT = "nitro-enclaves-allocator.service"
-M.ALLOCATOR_YAML = "/etc/nitro_enclaves/allocator.yaml"
+M.ALLOCATOR_UNIT = findings.ALLOCATOR_UNIT
+M.ALLOCATOR_YAML = findings.ALLOCATOR_YAML
 
--- nitro_error(parsed, context) -> finding | nil. parsed: the result of nd.nitro.parse_errors (or a record's .errors);
--- context: what was being done ("running basic"). The root cause (the first block) is the finding; the blocks after
--- it are evidence (an E39 after another block is marked as a consequence).
-function M.nitro_error(parsed, context)
-  local root = parsed and parsed.root
-  if not root then return nil end
-  local kb = errors.get(root.code) or {}
-  local evidence = { root.headline }
-  for _, d in ipairs(root.details or {}) do evidence[#evidence + 1] = d end
-  if root.err_log_path then evidence[#evidence + 1] = "error log: " .. root.err_log_path end
-  for _, b in ipairs(parsed.blocks or {}) do
-    if b ~= root then
-      evidence[#evidence + 1] = "then " .. b.code .. (b.secondary and " (secondary: a consequence, not the cause)" or "")
+-- ---- facts ------------------------------------------------------------------------------------------------------
+
+local Facts = {}
+Facts.__index = Facts
+
+-- facts:has(s) -> true when the plain string s occurs in the text
+function Facts:has(s) return self.text:find(s, 1, true) ~= nil end
+-- facts:line(pattern) -> the first line matching the Lua pattern, and its captures
+function Facts:line(pat)
+  for _, l in ipairs(self.lines) do
+    local c = table.pack(l:match(pat))
+    if c[1] ~= nil then return l, table.unpack(c, 1, c.n) end
+  end
+end
+-- facts:all(pattern) -> every line matching the Lua pattern
+function Facts:all(pat)
+  local out = {}
+  for _, l in ipairs(self.lines) do if l:find(pat) then out[#out + 1] = l end end
+  return out
+end
+-- facts:count(s) -> how many lines hold the plain string s
+function Facts:count(s)
+  local n = 0
+  for _, l in ipairs(self.lines) do if l:find(s, 1, true) then n = n + 1 end end
+  return n
+end
+-- facts:subaction(s) -> the err-log sub-action holding the plain string s (nitro-cli prints them in English)
+function Facts:subaction(s)
+  for _, a in ipairs(self.subactions) do if a:find(s, 1, true) then return a end end
+  -- a pasted err log may have lost its indentation: look in the text too
+  return self:line("^%s*(.-" .. s:gsub("[%p]", "%%%0") .. ".*)$")
+end
+
+local function kinds_of(text)
+  local k = {}
+  if text:find("%[ ?E%d%d ?%]") then k.nitro_cli = true end
+  if text:find("Action:", 1, true) and (text:find("Subactions:", 1, true) or text:find("Root error file:", 1, true)) then
+    k.err_log = true
+  end
+  if text:find("%[nitro%-cli:%d+%]") or text:find("%[enc%-%x+:%d+%]") then k.nitro_log = true end
+  if text:find("kms_proxy_response", 1, true) or text:find("kms_proxy_request", 1, true) then k.proxy_log = true end
+  if text:find("nitro-enclaves-allocator", 1, true) or text:find("Successfully allocated Nitro Enclaves resources", 1, true)
+    or text:find("Configuring the huge page memory", 1, true) or text:find("nitro_enclaves driver", 1, true) then
+    k.allocator = true
+  end
+  if text:find("vsock-proxy", 1, true) or text:find("vsock_proxy", 1, true) or text:find("not allowed", 1, true) then
+    k.vsock_proxy = true
+  end
+  if text:find("kmstool", 1, true) or text:find("AWS_IO_", 1, true) or text:find("AWS_ERROR_", 1, true)
+    or text:find("Exception", 1, true) and text:find("[Kk][Mm][Ss]") or text:find("RecipientAttestation", 1, true) then
+    k.kms = true
+  end
+  if text:find("linuxkit", 1, true) or text:find("docker", 1, true) or text:find("Docker", 1, true)
+    or text:find("Enclave Image", 1, true) then
+    k.build = true
+  end
+  if text:find("[init]", 1, true) or text:find("reboot: Restarting system", 1, true) or text:find("Kernel panic", 1, true)
+    or text:find("%[%s*%d+%.%d+%]%s") then
+    k.console = true
+  end
+  return k
+end
+M.kinds_of = kinds_of
+
+-- facts(text [, host]) -> facts. text: anything pasted (several kinds may be mixed); host: known host state
+-- ({enclaves = describe-enclaves list, allocator = {memory_mib=, cpu_count=}, hugepages_mib=, device = bool,
+-- groups = {…}, container = bool}). Never raises on bad text.
+function M.facts(text, hoststate)
+  text = tostring(text or ""):gsub("\r\n", "\n"):gsub("\r", "\n")
+  local f = setmetatable({ text = text, lines = {}, host = hoststate or {}, subactions = {}, codes = {} }, Facts)
+  for l in text:gmatch("[^\n]+") do f.lines[#f.lines + 1] = l end
+  f.kinds = kinds_of(text)
+  if f.kinds.nitro_cli then
+    local p = nitrocli.parse_errors(text)
+    if p.recognised then
+      f.nitro = p
+      f.blocks = p.blocks
+      f.root = p.root
+      f.code = p.root and p.root.code
+      f.nf = (p.root and p.root.facts) or {}
+      for _, b in ipairs(p.blocks) do f.codes[b.code] = true end
     end
   end
-  local f = root.facts or {}
-  local where = context and (context .. ": ") or ""
-  local message, remediation
-  if root.code == "E26" and f.min_memory_mib then
-    message = string.format("%s--memory %s MiB is too little for this EIF; it needs at least %d MiB (4 × the EIF size)",
-      where, tostring(f.memory_mib or "?"), f.min_memory_mib)
-    remediation = string.format("run with memory=%d or more (and keep allocator.yaml memory_mib ≥ %d, then restart %s)",
-      f.min_memory_mib, f.min_memory_mib, M.ALLOCATOR_UNIT)
-  elseif root.code == "E27" then
-    message = string.format("%s--memory %s MiB is more than the hugepage memory the allocator reserved",
-      where, tostring(f.memory_mib or "?"))
-    remediation = string.format("raise memory_mib in %s to ≥ %s and restart the allocator: nitrodiag allocator memory_mib=%s",
-      M.ALLOCATOR_YAML, tostring(f.memory_mib or "the requested memory"), tostring(f.memory_mib or "N"))
-  elseif root.code == "E19" and f.file then
-    message = string.format("%s%s of '%s' failed", where, tostring(f.operation or "an operation"), f.file)
-    remediation = f.file == "/dev/nitro_enclaves" and
-      "load the driver (modprobe nitro_enclaves) and put the user in group ne (usermod -aG ne USER)" or
-      (kb.remediation and table.concat(kb.remediation, "; ") or nil)
-  else
-    message = string.format("%s%s", where, root.title or kb.title or "nitro-cli error")
-    remediation = kb.remediation and table.concat(kb.remediation, "; ") or nil
+  if not f.code then
+    -- a block without its brackets' spacing, or quoted: take the first code seen
+    local c = text:match("%[%s*(E%d%d)%s*%]")
+    if c then f.code = c f.codes[c] = true end
   end
-  return { code = root.code, severity = "fail", message = message, evidence = evidence, remediation = remediation }
+  f.nf = f.nf or {}
+  -- err-log names are the time of each failure: order the blocks by them (a paste may put the E39 first)
+  f.err_logs = {}
+  for _, b in ipairs(f.blocks or {}) do
+    local t = b.err_log_path and nitrocli.err_log_time(b.err_log_path)
+    if t then f.err_logs[#f.err_logs + 1] = { path = b.err_log_path, time = t, code = b.code, block = b } end
+  end
+  table.sort(f.err_logs, function(a, b) return a.time < b.time end)
+  local first = f.err_logs[1]
+  if first and f.root and f.root.code == "E39" and first.code ~= "E39" then
+    f.root, f.code, f.nf = first.block, first.code, first.block.facts or {}
+    f.reordered = true
+  end
+  if f.kinds.err_log then
+    local l = nitrocli.parse_err_log(text)
+    if l.recognised then
+      f.err_log = l
+      f.subactions = l.subactions or {}
+    end
+  end
+  if #f.subactions == 0 and f.kinds.err_log then
+    -- keep what follows "Subactions:" up to "Root error file"
+    local inside = false
+    for _, l in ipairs(f.lines) do
+      if l:find("Subactions:", 1, true) then inside = true
+      elseif l:find("Root error file", 1, true) then inside = false
+      elseif inside then f.subactions[#f.subactions + 1] = l:match("^%s*(.-)%s*$") end
+    end
+  end
+  f.root_file = f.err_log and f.err_log.root_file or text:match("Root error file:%s*(%S+)")
+  f.version = f.err_log and f.err_log.version or text:match("Version:%s*(%d+%.%d+%.%d+)")
+  f.runs = f:count("Start allocating memory...")
+  return f
+end
+
+-- ---- rules ------------------------------------------------------------------------------------------------------
+-- A rule: { id = "e19-device-missing", area = "nitro-cli", finding = "DEVICE_MISSING", confidence = 0.9,
+--           secondary = false, match = function(facts) return nil | true | { vars =, evidence =, confidence = } end }
+-- A rule file returns a list of rules (or { area =, rules = { … } }); it may define its own findings with
+-- nd.findings.define before returning.
+
+local function check_rule(r, where)
+  if type(r) ~= "table" then return nil, where .. ": a rule must be a table" end
+  if type(r.id) ~= "string" then return nil, where .. ": a rule needs an id" end
+  if type(r.match) ~= "function" then return nil, where .. ": rule " .. r.id .. " needs match = function(facts)" end
+  if r.finding ~= nil and not findings.get(r.finding) then
+    return nil, where .. ": rule " .. r.id .. " names unknown finding " .. tostring(r.finding)
+  end
+  return true
+end
+
+-- normalise(value, where) -> list of rules | nil, msg. Accepts a list of rules or { area =, rules = { … } }.
+local function normalise(v, where)
+  if type(v) ~= "table" then return nil, where .. ": a rule file must return a list of rules" end
+  local area, list = v.area, v.rules or v
+  local out = {}
+  for i, r in ipairs(list) do
+    local ok, err = check_rule(r, where .. " #" .. i)
+    if not ok then return nil, err end
+    r.area = r.area or area or where
+    r.source = where
+    out[#out + 1] = r
+  end
+  return out
+end
+
+-- load_rules(path) -> list of rules | nil, msg, "EINVAL". The file runs in a fresh environment (globals of _G
+-- readable) and must return rules.
+function M.load_rules(path)
+  local chunk, err = loadfile(path, "t", setmetatable({}, { __index = _G }))
+  if not chunk then return nil, tostring(err), "EINVAL" end
+  local ok, v = pcall(chunk)
+  if not ok then return nil, path .. ": " .. tostring(v), "EINVAL" end
+  local list, nerr = normalise(v, path)
+  if not list then return nil, nerr, "EINVAL" end
+  return list
+end
+
+-- rule_dirs() -> the directories operators' rule files are read from, in order: each $NITRODIAG_PATH directory's
+-- rules/ subdirectory, then /etc/nitrodiag/rules.
+function M.rule_dirs()
+  local dirs = {}
+  local envp = os.getenv("NITRODIAG_PATH")
+  if envp and envp ~= "" then
+    for d in envp:gmatch("[^:]+") do dirs[#dirs + 1] = d .. "/rules" end
+  end
+  dirs[#dirs + 1] = "/etc/nitrodiag/rules"
+  return dirs
+end
+
+local RULES, LOAD_ERRORS
+
+-- shipped_areas() -> the names of the shipped rule modules (nd.rules.*), sorted
+local function shipped()
+  local names = {}
+  local reg = debug.getregistry()["nd.builtin_modules"]
+  for _, n in ipairs(reg and reg() or {}) do
+    if n:match("^nd%.rules%.") then names[#names + 1] = n end
+  end
+  table.sort(names)
+  return names
+end
+
+-- rules() -> all rules (shipped ones first, then operators' files), and the list of load errors (one line each;
+-- a broken operator file is reported, never fatal). Loaded once.
+function M.rules()
+  if RULES then return RULES, LOAD_ERRORS end
+  RULES, LOAD_ERRORS = {}, {}
+  for _, name in ipairs(shipped()) do
+    local list, err = normalise(require(name), name)
+    assert(list, err) -- a broken shipped rule is a programming error
+    for _, r in ipairs(list) do RULES[#RULES + 1] = r end
+  end
+  for _, d in ipairs(M.rule_dirs()) do
+    local names = fs.is_dir(d) and fs.list(d) or {}
+    for _, n in ipairs(names) do
+      if n:match("%.lua$") then
+        local list, err = M.load_rules(d .. "/" .. n)
+        if list then
+          for _, r in ipairs(list) do RULES[#RULES + 1] = r end
+        else
+          LOAD_ERRORS[#LOAD_ERRORS + 1] = err
+        end
+      end
+    end
+  end
+  return RULES, LOAD_ERRORS
+end
+
+-- add_rules(list_or_path) -> number added | nil, msg. For `nitrodiag spec` and runbooks that test a rule.
+function M.add_rules(v)
+  M.rules()
+  local list, err
+  if type(v) == "string" then list, err = M.load_rules(v) else list, err = normalise(v, "added rules") end
+  if not list then return nil, err, "EINVAL" end
+  for _, r in ipairs(list) do RULES[#RULES + 1] = r end
+  return #list
+end
+
+-- ---- ranking ----------------------------------------------------------------------------------------------------
+
+-- run(text_or_facts [, {host =, rules =}]) -> result:
+--   { facts, causes = { finding + {confidence, rule, area}, … } best first (one per finding code), consequences =
+--     { … } (follow-up errors grouped under the root), nitro_cli = "E26" | nil (the root block's code: only what the
+--     output says), implied_nitro_cli (the top cause's usual code), top = causes[1], errors = { rule errors } }
+function M.run(input, opts)
+  opts = opts or {}
+  local f = type(input) == "table" and input or M.facts(input, opts.host)
+  local rules = opts.rules or M.rules()
+  local cands, errs = {}, {}
+  for i, r in ipairs(rules) do
+    local ok, res = pcall(r.match, f)
+    if not ok then
+      errs[#errs + 1] = "rule " .. r.id .. " (" .. tostring(r.source) .. "): " .. tostring(res)
+    elseif res then
+      if res == true then res = {} end
+      local code = res.finding or r.finding
+      if findings.get(code) then
+        local fd = findings.make(code, res.vars, res.evidence)
+        fd.confidence = res.confidence or r.confidence or 0.5
+        fd.rule, fd.area, fd.order = r.id, r.area, i
+        fd.secondary = res.secondary or r.secondary or false
+        cands[#cands + 1] = fd
+      else
+        errs[#errs + 1] = "rule " .. r.id .. ": unknown finding " .. tostring(code)
+      end
+    end
+  end
+  table.sort(cands, function(a, b)
+    if a.secondary ~= b.secondary then return not a.secondary end
+    if a.confidence ~= b.confidence then return a.confidence > b.confidence end
+    return a.order < b.order
+  end)
+  local causes, consequences, seen = {}, {}, {}
+  local has_primary = cands[1] and not cands[1].secondary
+  for _, c in ipairs(cands) do
+    if not seen[c.code] then
+      seen[c.code] = true
+      if c.secondary and has_primary then consequences[#consequences + 1] = c else causes[#causes + 1] = c end
+    end
+  end
+  local implied = causes[1] and causes[1].refs and causes[1].refs.nitro_cli or nil
+  return { facts = f, causes = causes, consequences = consequences, top = causes[1], nitro_cli = f.code,
+           implied_nitro_cli = implied, errors = errs }
+end
+
+-- nitro_error(parsed [, context]) -> finding | nil. parsed: nd.nitro.parse_errors(text) (or a record's .errors).
+-- The best-ranked cause of that output (through the rules), its message prefixed with the context ("running basic");
+-- follow-up blocks are in its evidence.
+function M.nitro_error(parsed, context)
+  if not (parsed and parsed.root) then return nil end
+  local res = M.run(parsed.raw or parsed.root.headline or "")
+  local top = res.top
+  if not top then return nil end
+  if context then top.message = context .. ": " .. top.message end
+  for _, c in ipairs(res.consequences) do top.evidence[#top.evidence + 1] = "then " .. c.code .. " (a consequence, not the cause)" end
+  return top
 end
 
 -- ---- KMS proxy logs -------------------------------------------------------------------------------------------
@@ -83,7 +336,13 @@ end
 function M.kms_logs(res, opts)
   opts = opts or {}
   local out = {}
-  local s = { finding = function(_, f) out[#out + 1] = f end }
+  -- the codes are the registry's; the message carries this log's numbers, the remediation falls back to the registry's
+  local s = { finding = function(_, f)
+    local e = assert(findings.get(f.code), "nd.diagnose.kms_logs: unregistered finding " .. f.code)
+    f.title, f.refs = e.title, e.refs
+    f.remediation = f.remediation or (e.remediation[1] and table.concat(e.remediation, "; ")) or nil
+    out[#out + 1] = f
+  end }
   local st = res.stats
   if st.events == 0 then
     local what = {}

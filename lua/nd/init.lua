@@ -31,13 +31,18 @@ local function current()
   return co
 end
 
--- Suspends the current task for seconds. Closing the task while it sleeps stops the timer.
-function M.sleep(seconds)
+-- Suspends the current task for seconds. Closing the task while it sleeps stops the timer. On a simulated host the
+-- seconds are the host's (simulated time, nd.host.real_wait); opts.real = true waits wall-clock seconds (test and
+-- framework timeouts).
+function M.sleep(seconds, opts)
   local co = current()
   local timer = uv.new_timer()
   local guard <close> = setmetatable({}, { __close = function()
     if not timer:is_closing() then timer:close() end
   end })
+  -- on a simulated host waits run in simulated time (nd.host.real_wait; docs/simulator.md)
+  if not (opts and opts.real) then seconds = require("nd.host").real_wait(seconds) end
+  uv.update_time()
   timer:start(math.max(0, math.floor(seconds * 1000 + 0.5)), 0, function() M.resume(co) end)
   coroutine.yield()
 end

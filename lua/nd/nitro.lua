@@ -83,8 +83,12 @@ end
 --   -> info, record (record.console: what followed the JSON on stdout) | nil, msg, code, record
 function M.run_enclave(o)
   assert(type(o) == "table", "nd.nitro.run_enclave: options table expected")
+  -- with an attached console the timeout is a console window: a wait on the host's clock (simulated time on the
+  -- simulated host, nd.host.real_wait)
+  local timeout = o.timeout
+  if o.attach_console and timeout then timeout = host.real_wait(timeout) end
   local v, rec, code, rec2 = json_command("run-enclave", o,
-    { timeout = o.timeout, on_line = o.on_line, env = o.env }, (not o.attach_console) and M.RUN_TIMEOUT or nil)
+    { timeout = timeout, on_line = o.on_line, env = o.env }, (not o.attach_console) and M.RUN_TIMEOUT or nil)
   if v ~= nil then rec.console = rec.rest end
   return v, rec, code, rec2
 end
@@ -114,7 +118,8 @@ function M.console(o)
   local argv, err, code = C.argv("console", o)
   if not argv then return nil, err, code end
   local rec
-  rec, err, code = invoke(argv, { timeout = o.timeout, on_line = o.on_line, env = o.env })
+  -- the timeout is a console window: a wait on the host's clock (as for an attached run-enclave)
+  rec, err, code = invoke(argv, { timeout = o.timeout and host.real_wait(o.timeout), on_line = o.on_line, env = o.env })
   if not rec then return nil, err, code end
   if rec.root or (rec.exit_code ~= 0 and not rec.timed_out) then return failure(rec, "console") end
   return rec
@@ -153,24 +158,16 @@ function M.enclave_started(e)
   if not pid or pid <= 0 then return nil, "enclave_started: no ProcessID", "EINVAL" end
   local fs = require "nd.fs"
   local stat, err, code = fs.read(host.path("/proc/" .. pid .. "/stat"))
-  local after = stat and stat:match("^%d+ %b() (.*)$")
+  if not stat then return nil, "enclave process " .. pid .. ": " .. tostring(err), code end
+  local after = stat:match("^%d+ %b() (.*)$")
   local fields = {}
   for f in (after or ""):gmatch("%S+") do fields[#fields + 1] = f end
   local ticks = tonumber(fields[20]) -- field 22 of the whole line: the 20th after "pid (comm)"
   local btime = tonumber((fs.read(host.path("/proc/stat")) or ""):match("\nbtime (%d+)") or "")
-  local started = ticks and btime and (btime + ticks / 100)
-  local simroot = host.getenv("NITRODIAG_SIM_ROOT")
-  if not started and type(e) == "table" and simroot and simroot ~= "" then
-    local ok, st = pcall(function() return require("nd.sim.state").load(simroot) end)
-    for _, x in ipairs(ok and type(st) == "table" and st.enclaves or {}) do
-      if x.id == e.EnclaveID then started = tonumber(x.started) end
-    end
-  end
-  if not started then
-    if not stat then return nil, "enclave process " .. pid .. ": " .. tostring(err), code end
-    return nil, "enclave process " .. pid .. ": unreadable /proc stat", "EBADMSG"
-  end
-  return started, math.max(0, os.time() - started)
+  if not ticks or not btime then return nil, "enclave process " .. pid .. ": unreadable /proc stat", "EBADMSG" end
+  local started = btime + ticks / 100
+  local now = host.sim() and require("nd.sim.util").time() or os.time()
+  return started, math.max(0, now - started)
 end
 
 return M

@@ -66,10 +66,10 @@ def(2, "Conflicting arguments", {
 })
 def(3, "Invalid argument provided", {
   meaning = "An option value has the wrong type or a forbidden value (not an integer, or an enclave CID that is reserved).",
-  causes = { "a non-numeric --memory/--cpu-count value", "--enclave-cid 1, 2, 3 or 4294967295 (reserved CIDs; 0 or none means automatic)",
-    "an enclave CID already used by another running enclave" },
+  causes = { "a non-numeric --memory/--cpu-count value", "--enclave-cid 1 or 2 (well-known CIDs), 3 (the parent's CID) or a value above 32 bits (0 or none means automatic) — src/common/commands_parser.rs",
+    "(a CID already used by a running enclave is not E03: the driver refuses it at enclave creation, E29)" },
   remediation = { "pass plain integers: --memory 2048 --cpu-count 2",
-    "omit --enclave-cid (automatic) or use a value >= 4 other than 4294967295 that no running enclave uses (" .. DESCRIBE .. ")" },
+    "omit --enclave-cid (automatic) or use a value >= 4 that fits in 32 bits" },
   explain = "Invalid argument provided. Such error appears when the type of at least one of the arguments provided to the Nitro CLI does not match the expected type of that parameter.\n\tExample: `nitro-cli run-enclave --cpu-count 1z --memory 80 --eif-path /path/to/my/eif`. In this case, `cpu-count` is not a valid integer value.",
 })
 def(4, "Socket pair creation failure", {
@@ -186,18 +186,18 @@ def(20, "Invalid CPU configuration", {
 def(21, "No such CPU available in the pool", {
   meaning = "A CPU requested with --cpu-ids is not in the enclave CPU pool the allocator set up (or is held by another enclave).",
   causes = { "--cpu-ids names a CPU outside cpu_pool in allocator.yaml", "the allocator service did not run after a reboot or edit",
-    "another (possibly stale) enclave already holds that CPU" },
-  remediation = { "cat /sys/module/nitro_enclaves/parameters/ne_cpus (the pool)", DESCRIBE .. " (CPUs in use)",
+    "(nitro-cli compares --cpu-ids with the pool file only; a CPU held by a running enclave is refused later by the driver: E29)" },
+  remediation = { "cat /sys/module/nitro_enclaves/parameters/ne_cpus (the pool)",
     "add the CPU to cpu_pool: " .. RESTART_ALLOCATOR },
   related = { "E22", "E20" },
   explain = "No such CPU available in the pool. Such error appears when the user requests to run an enclave with at least one CPU ID which does not exist in the CPU pool.\n\tExample: (configured CPU pool: [1,9]) `nitro-cli run-enclave --cpu-ids 1 2 --memory 80 --eif-path /path/to/my/eif`. In this case, CPU 2 is not in the configured CPU pool.",
 })
 def(22, "Insufficient CPUs available in the pool", {
   meaning = "More CPUs were requested than the enclave CPU pool has free.",
-  causes = { "--cpu-count larger than cpu_count in allocator.yaml", "a stale or forgotten enclave still holds the pool's CPUs",
-    "the allocator service failed (pool empty) while reporting success" },
-  remediation = { DESCRIBE .. " — terminate stale enclaves: nitro-cli terminate-enclave --enclave-id <id> (or --all)",
-    "cat /sys/module/nitro_enclaves/parameters/ne_cpus", "raise cpu_count: " .. RESTART_ALLOCATOR, CHECK_ALLOCATOR },
+  causes = { "--cpu-count larger than cpu_count in allocator.yaml (or the pool a Kubernetes device plugin configured)",
+    "the allocator service failed (pool empty) while reporting success",
+    "(nitro-cli compares the request with the pool file only; CPUs held by a stale enclave give E29 \"no CPUs are available in the pool\", not E22)" },
+  remediation = { "cat /sys/module/nitro_enclaves/parameters/ne_cpus", "raise cpu_count: " .. RESTART_ALLOCATOR, CHECK_ALLOCATOR },
   related = { "E21", "E29", "E39" },
   explain = "Insufficient CPUs available in the pool. Such error appears when the user requests to run an enclave with more CPUs that available in the CPU pool.\n\tExample: (configured CPU pool: [1,9]) `nitro-cli run-enclave --cpu-count 4 --memory 80 --eif-path /path/to/my/eif`. In this case, the user requested 4 CPUs, but the CPU pool contains only 2.",
 })
@@ -246,10 +246,13 @@ def(28, "Invalid enclave descriptor", {
   explain = "Invalid enclave descriptor. Such error appears when the NE_CREATE_VM ioctl returns with an error.",
 })
 def(29, "Ioctl failure", {
-  meaning = "A Nitro Enclaves driver ioctl failed; the backtrace carries the driver's NE_ERR_* reason (codes 256–275).",
-  causes = { "CPUs of the pool held by a stale enclave (\"no CPUs available\")", "hugepage memory regions not usable (NE_ERR_MEM_*)",
-    "the EIF does not fit the enclave memory layout", "old driver versus new nitro-cli" },
-  remediation = { BACKTRACE .. " and read the NE_ERR_* reason", DESCRIBE .. "; nitro-cli terminate-enclave --all if stale enclaves hold resources",
+  meaning = "A Nitro Enclaves driver ioctl failed. nitro-cli turns the driver's code into an English sub-action in the err log (e.g. \"The enclave cannot be created because no CPUs are available in the pool\"); NE_ERR_* names never appear in its output (src/enclave_proc/resource_manager.rs, do_ioctl).",
+  causes = { "before `Start allocating memory...` (Create VM): no CPU of the pool is free — a running or stale enclave holds it, or the previous enclave is still being torn down (transient)",
+    "a CPU given with --cpu-ids is held by a running enclave", "an enclave CID already in use",
+    "\"The maximum number of memory regions per enclave has been reached\": a large enclave on 2 MiB hugepages",
+    "memory regions on another NUMA node than the CPUs, or not backed by hugepages" },
+  remediation = { ERRLOG .. " — its last sub-action is the driver's reason in English",
+    DESCRIBE .. "; nitro-cli terminate-enclave --enclave-id <id> for an enclave you do not need; if none is listed, wait a few seconds and retry",
     "dmesg | grep -i nitro_enclaves", CHECK_ALLOCATOR },
   related = { "E22", "E39", "E30", "E31", "E32", "E33" },
   explain = "Ioctl failure. Such error is used as a general ioctl error and appears whenever an ioctl fails. In this case, the error backtrace provides detailed information on what specifically failed during the ioctl.",
@@ -297,7 +300,8 @@ def(36, "Enclave boot failure", {
   meaning = "The enclave did not send its ready signal (the vsock heartbeat on CID 3 port 9000) in time.",
   causes = { "VsockTimeoutError: the enclave kernel/init did not boot (bad EIF, too little memory)",
     "a heartbeat bind error: another run-enclave is starting at the same time and holds port 9000",
-    "an EIF signed with an expired signing certificate", "a custom EIF without the AWS init (no heartbeat)" },
+    "an EIF signed with an expired signing certificate — only before nitro-cli 1.2.2; since then it is E59 (#243)",
+    "a custom EIF without the AWS init (no heartbeat)" },
   remediation = { "start enclaves one at a time (serialize concurrent run-enclave)", "run with --debug-mode --attach-console to watch the boot",
     "rebuild the EIF with nitro-cli build-enclave; check the signing certificate dates (openssl x509 -noout -dates -in cert.pem)",
     "give more memory than the E26 minimum" },
@@ -449,15 +453,89 @@ def(58, "Naming error", {
 })
 def(59, "EIF signature checker error", {
   meaning = "Checking the EIF signature failed (describe-eif / run-enclave on a signed EIF).",
-  causes = { "a corrupted signature section", "a certificate/key mismatch when the EIF was signed" },
-  remediation = { "nitrodiag eif <file> (shows the signature section and PCR8)", "re-sign: nitro-cli build-enclave … --signing-certificate cert.pem --private-key key.pem" },
+  causes = { "the signing certificate has expired or is not yet valid (run-enclave: \"Invalid signing certificate\", nitro-cli ≥ 1.2.2; src/enclave_proc/commands.rs)",
+    "a corrupted signature section", "a certificate/key mismatch when the EIF was signed" },
+  remediation = { "nitrodiag eif <file> (shows the signature section and PCR8); openssl x509 -noout -dates -in cert.pem",
+    "re-sign with a valid certificate: nitro-cli build-enclave … --signing-certificate cert.pem --private-key key.pem" },
   explain_unknown = true,
 })
 def(60, "Signing error", {
   meaning = "Signing the EIF during build-enclave failed.",
   causes = { "unreadable or mismatched --signing-certificate / --private-key", "an unsupported key type" },
   remediation = { "openssl x509 -noout -text -in cert.pem; openssl pkey -in key.pem -noout", "use an EC P-384 key matching the certificate" },
+  explain = "Signing error. Such error appears if incorrect key or certificate paths are provided, or when AWS credenrials need to be refreshed to use a KMS key.",
 })
+
+-- What nitro-cli prints after "[ Exx ] " (get_detailed_info in src/common/document_errors.rs, v1.5.0 = 1.4.2):
+-- `{}` are filled in order from the failure's additional info, "MISSING_INFO" when a value is missing. E19 adds the
+-- `_2` line only with two values; E26 uses `_2` (memory 0) when it has fewer than three. The texts differ from the
+-- explain texts (E04 "attempts to open … but", E24 "for instance", E57–E60 have no explain text but a block text).
+-- tests/lua/nitro_source_spec.lua compares every entry with tests/fixtures/nitro-cli-source/strings.lua.
+M.DETAILED = {
+  E00 = "Unspecified error. This is used as a catch-all error and should not be used in the code.",
+  E01 = "Missing mandatory argument. User did not provide the `{}` argument.",
+  E02 = "Conflicting arguments. User provided both `{}` and `{}`.",
+  E03 = "Invalid argument provided. The parameter `{}` is not a valid integer (`{}`)",
+  E04 = "Socket pair creation failure. Such error appears when the Nitro CLI process attempts to open a stream pair in order to send a command to the enclave process but the stream initialization fails.",
+  E05 = "Process spawn failure. Such error appears when the main Nitro CLI process fails to spawn the enclave process, in order to complete a `run-enclave` command.",
+  E06 = "Daemonize process failure. Such error appears when the system fails to daemonize a newly spawned enclave process.",
+  E07 = "Read from disk failure. Such error appears when the Nitro CLI process fails to read the content of the enclave sockets directory (usually '/run/nitro_enclaves/') in order to perform a `describe-enclave` operation. Check that the directory exists and it has proper permissions, or run the Nitro Enclaves configuration script in order to (re)configure the environment.",
+  E08 = "Unusable connection error. Such error appears when the Nitro CLI process attempts to open a connection to a non-existing or previously closed enclave descriptor",
+  E09 = "Socket close error. Such error appears when the system fails to successfully close a communication channel.",
+  E10 = "Socket connect set timeout error. Such error appears when the system fails to configure a specific timeout for a given socket. May arise when trying to connect to an enclave's console.",
+  E11 = "Socket error. This is used as an error for catching any other socket operation errors not covered by previous custom errors.",
+  E12 = "Epoll error. Such error appears, for instance, when the system fails to register a specific enclave descriptor with epoll in order to monitor events for it.",
+  E13 = "Inotify error. Such error appears when the system fails to configure a socket for monitorization.",
+  E14 = "Invalid command. Such error appears when an unknown command and / or unknown arguments are sent through a socket.",
+  E15 = "Lock acquire failure. Such error appears when the system fails to obtain the lock for an object with concurrent access, such as a structure containing information about a running enclave.",
+  E16 = "Thread join failure. Such error appears when the system fails to successfully join a thread, after it finished executing.",
+  E17 = "Serde error. Such error appears when serializing / deserializing a command or response fails.",
+  E18 = "File permissions error. Such error appears when a user other than the owner of the logging file (usually '/var/log/nitro_enclaves/nitro_enclaves.log') attempts to change the file permissions",
+  E19 = "File operation failure. Such error appears when the system fails to perform the requested file operations, such as opening the EIF file when launching an enclave, or seeking to a specific offset in the EIF file, or writing to the log file.",
+  E19_2 = "\nFile: '{}', failing operation: '{}'.",
+  E20 = "Invalid CPU configuration. User provided `{}` contains same CPU(s) (CPU(s) {}) multiple times.",
+  E21 = "No such CPU available in the pool. User provided `{}` contains CPU {}, which is not available in the pool.\nYou can add a specific CPU to the CPU pool by editing the `cpu_pool` value from '/etc/nitro_enclaves/allocator.yaml' and then enable the nitro-enclaves-allocator.service.",
+  E22 = "Insufficient CPUs available in the pool. User provided `{}` is {}, which is more than the configured CPU pool size.\nYou can increase the CPU pool size by editing the `cpu_count` value from '/etc/nitro_enclaves/allocator.yaml' and then enable the nitro-enclaves-allocator.service.",
+  E23 = "Malformed CPU ID error. Such error appears when a `lscpu` line is malformed and reports an invalid online CPUs list.",
+  E24 = "CPU error. Such error appears when a CPU line interval is invalid (for instance, 0-3-7)",
+  E25 = "No such hugepage flag error. Such error appears when the enclave process attempts to use an invalid hugepage size (size other than the known hugepage sizes) for initializing the enclave memory.",
+  E26 = "Insufficient memory requested. User provided `{}` is {} MB, but based on the EIF file size, the minimum memory should be {} MB",
+  E26_2 = "Insufficient memory requested. User provided `{}` is {} MB, and memory should be greater than 0 MB.",
+  E27 = "Insufficient memory available. User provided `{}` is {} MB, which is more than the available hugepage memory.\nYou can increase the available memory by editing the `memory_mib` value from '/etc/nitro_enclaves/allocator.yaml' and then restart the nitro-enclaves-allocator.service.",
+  E28 = "Invalid enclave descriptor. Such error appears when the NE_CREATE_VM ioctl returns with an error.",
+  E29 = "Ioctl failure. Such error is used as a general ioctl error and appears whenever an ioctl fails. In this case, the error backtrace provides detailed information on what specifically failed during the ioctl.",
+  E30 = "Ioctl image get load info failure. Such error appears when the ioctl used for getting the memory load information fails. In this case, the error backtrace provides detailed information on what specifically failed during the ioctl.",
+  E31 = "Ioctl set memory region failure. Such error appears when the ioctl used for setting a given memory region fails. In this case, the error backtrace provides detailed information on what specifically failed during the ioctl.",
+  E32 = "Ioctl add vCPU failure. Such error appears when the ioctl used for adding a vCPU fails. In this case, the error backtrace provides detailed information on what specifically failed during the ioctl.",
+  E33 = "Ioctl start enclave failure. Such error appears when the ioctl used for starting an enclave fails. In this case, the error backtrace provides details information on what specifically failed during the ioctl.",
+  E34 = "Memory overflow. Such error may appear during loading the EIF in the memory regions which will be conceded to the future enclave, if the regions offset plus the EIF file size exceeds the maximum address of the target platform.",
+  E35 = "EIF file parsing error. Such errors appear when attempting to fill a memory region with a section of the EIF file, but reading the entire section fails. This might indicate that the required hugepages are not available.",
+  E36 = "Enclave boot failure. Such error appears when attempting to receive the `ready` signal from a freshly booted enclave. It arises in several contexts, for instance, when the enclave is booted from an invalid EIF file and the enclave process immediately exits, failing to submit the `ready` signal. In this case, the error backtrace provides detailed information on what specifically failed during the enclave boot process.",
+  E37 = "Enclave event wait error. Such error appears when monitoring an enclave descriptor for events fails.",
+  E38 = "Enclave process command not executed error. Such error appears when at least one enclave fails to provide the description information.",
+  E39 = "Enclave process connection failure. Such error appears when the enclave manager fails to connect to at least one enclave process for retrieving the description information.",
+  E40 = "Socket path not found. Such error appears when the Nitro CLI process fails to build the corresponding socket path starting from a given enclave ID.",
+  E41 = "Enclave process send reply failure. Such error appears when the enclave process fails to submit the status code to the Nitro CLI process after performing a run / describe / terminate command.",
+  E42 = "Enclave mmap error. Such error appears when allocating the enclave memory fails.",
+  E43 = "Enclave munmap error. Such error appears when unmapping the enclave memory fails.",
+  E44 = "Enclave console connection failure. Such error appears when the Nitro CLI process fails to establish a connection to a running enclave's console.",
+  E45 = "Enclave console read error. Such error appears when reading from a running enclave's console fails.",
+  E46 = "Enclave console write output error. Such error appears when writing the information retrieved from a running enclave's console (to a given stream) fails.",
+  E47 = "Integer parsing error. Such error appears when trying to connect to a running enclave's console, but the enclave CID cannot be parsed correctly.",
+  E48 = "EIF building error. Such error appears when trying to build an EIF file. In this case, the error backtrace provides detailed information on the failure reason.",
+  E49 = "Docker image build error. Such error appears when trying to build and EIF file, but building the corresponding docker image fails. In this case, the error backtrace provides detailed information on the failure reason.",
+  E50 = "Docker image pull error. Such error appears when trying to build an EIF file, but pulling the corresponding docker image fails. In this case, the error backtrace provides detailed informatino on the failure reason.",
+  E51 = "Artifacts path environment variable not set. Such error appears when trying to build an EIF file, but the artifacts path environment variable is not set.",
+  E52 = "Blobs path environment variable not set. Such error appears when trying to build an EIF file, but the blobs path environment variable is not set.",
+  E53 = "Clock skew error. Such error appears when continuously reading from a running enclave's console, but measuring the time elapsed between consecutive reads failed.",
+  E54 = "Signal masking error. Such error appears if attempting to mask specific signals before creating an enclave process fails.",
+  E55 = "Signal unmasking error. Such error appears if attempting to unmask specific signals after creating an enclave process fails.",
+  E56 = "Logger error. Such error appears when attempting to initialize the underlying logging system fails.",
+  E57 = "Hasher error. Such error appears when trying to initialize a hasher or write bytes to it, resulting in a IO error.",
+  E58 = "Naming error. Such error appears when trying to perform an enclave operation using the enclave name and the name is invalid.",
+  E59 = "EIF signature checker error. Such error appears when validation of the signing certificate fails.",
+  E60 = "Signing error. Such error appears if incorrect key or certificate paths are provided, or when AWS credenrials need to be refreshed to use a KMS key.",
+}
 
 M.codes = E
 
@@ -498,6 +576,36 @@ function M.list()
   for _, e in pairs(E) do out[#out + 1] = e end
   table.sort(out, function(a, b) return a.number < b.number end)
   return out
+end
+
+-- The driver's error codes as nitro-cli words them in err logs (one table, in core/nitrocli.c): name -> text.
+M.IOCTL = require("nd.nitrocli").IOCTL
+
+-- ioctl_name(text) -> the NE_ERR_* name whose nitro-cli text appears in text, or nil
+function M.ioctl_name(text)
+  for name, t in pairs(M.IOCTL) do
+    if type(text) == "string" and text:find(t, 1, true) then return name end
+  end
+  return nil
+end
+
+-- detailed(code, info) -> the text nitro-cli prints for an error, exactly as get_detailed_info builds it: "[ E26 ] "
+-- followed by the code's text with info (a list of strings/numbers, nitro-cli's add_info) filled in. Unknown codes
+-- give "No such error code Exx".
+function M.detailed(code, info)
+  local c = M.normalize(code) or tostring(code)
+  info = info or {}
+  local tpl = M.DETAILED[c]
+  if not tpl then return "[ " .. c .. " ] No such error code " .. c end
+  if c == "E26" and #info < 3 then tpl = M.DETAILED.E26_2 end
+  if c == "E19" and #info >= 2 then tpl = tpl .. M.DETAILED.E19_2 end
+  local i = 0
+  local text = tpl:gsub("{}", function()
+    i = i + 1
+    local v = info[i]
+    return v == nil and "MISSING_INFO" or tostring(v)
+  end)
+  return "[ " .. c .. " ] " .. text
 end
 
 -- The first line nitro-cli prints for an error: "[ E26 ] Insufficient memory requested. <detail>".

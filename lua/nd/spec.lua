@@ -123,7 +123,7 @@ function M.run_files(files, opts)
       for _, a in ipairs(c.afters) do a() end
       return ok, err
     end)
-    local timer_task = nd.spawn(function() nd.sleep(c.timeout) task:cancel("timed out after " .. c.timeout .. " s") end)
+    local timer_task = nd.spawn(function() nd.sleep(c.timeout, { real = true }) task:cancel("timed out after " .. c.timeout .. " s") end)
     local joined, ok, err = task:join()
     if not joined then ok, err = false, ok end
     timer_task:cancel()

@@ -9,3 +9,7 @@ foreach(case odd_names enospc sigkill interrupted signature)
            COMMAND ${CMAKE_CURRENT_LIST_DIR}/faults.sh ${case} $<TARGET_FILE:nitrodiag> ${PROJECT_SOURCE_DIR})
   set_tests_properties(bundle.faults.${case} PROPERTIES TIMEOUT 180 SKIP_RETURN_CODE 77)
 endforeach()
+# bundle.planted: secrets of every shape in tests/data/scrub-shapes.txt, planted in a fake host tree and collected
+# through every artifact kind; Python's gzip/tarfile search the archive for any 8 bytes of any of them (issue 13).
+add_test(NAME bundle.planted COMMAND python3 ${CMAKE_CURRENT_LIST_DIR}/planted.py $<TARGET_FILE:nitrodiag> ${PROJECT_SOURCE_DIR})
+set_tests_properties(bundle.planted PROPERTIES TIMEOUT 300 ENVIRONMENT "ND_TEST_TMP=${PROJECT_BINARY_DIR}/tests/tmp")

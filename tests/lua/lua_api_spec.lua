@@ -19,7 +19,7 @@ end
 local function public_modules()
   local out = {}
   for _, n in ipairs(debug.getregistry()["nd.builtin_modules"]()) do
-    if not internal[n] and not n:match("^nd%.sim%.") then out[#out + 1] = n end
+    if not internal[n] and not n:match("^nd%.sim%.") and not n:match("^nd%.rules%.") then out[#out + 1] = n end
   end
   table.sort(out)
   return out

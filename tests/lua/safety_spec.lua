@@ -141,7 +141,7 @@ describe("help", function()
     local d = nitrodiag({ "help", "diag10" })
     match(d.stdout, "\n  eifs=%s+list%s+[^\n]*comma%-separated[^\n]*\n")
     falsy(d.stdout:find("(default )", 1, true), "an empty default is not shown: " .. d.stdout)
-    match(d.stdout, "%[basic|vsock|hello|smoke%]")
+    match(d.stdout, "%[basic|vsock|hello|smoke|workload%]")
   end)
 end)
 

@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """Drives `nitrodiag repl` through a real pseudo-terminal, as a person would: an expression, a multi-line function,
 Ctrl-C during a busy Lua loop and during a command that waits, tab completion, and Ctrl-D to leave.
-Usage: repl_pty.py /path/to/nitrodiag. Prints one line per check and "N passed, N failed"."""
+Usage: repl_pty.py /path/to/nitrodiag. Prints one line per check and "N passed, N failed".
+
+Every wait is for a condition (a prompt, a marker, a process gone) with one generous deadline, never a fixed sleep
+that a loaded machine or an ASan build could outrun (issue 13: the old 5 s waits failed under `make asan`)."""
 import os
 import pty
 import re
@@ -34,9 +37,19 @@ if pid == 0:
     os.execv(NITRODIAG, [NITRODIAG, "repl"])
 
 buf = b""
+WAIT = float(os.environ.get("ND_REPL_WAIT", "120"))  # deadline for any one condition; only a hang reaches it
 
 
-def read_until(pattern, timeout=10.0):
+def wait_for(cond, timeout=WAIT):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def read_until(pattern, timeout=WAIT):
     """Reads the terminal until the regex matches the output seen since the last call; returns that output."""
     global buf
     deadline = time.time() + timeout
@@ -93,25 +106,32 @@ try:
 
     # Ctrl-C only once the chunk runs (it prints a marker first), so a loaded machine cannot make it race.
     send("print('busy' .. 'loop') while true do end\r")
-    read_until(r"busyloop", timeout=10)
-    time.sleep(0.2)
+    read_until(r"busyloop")
     send("\x03")
-    out = read_until(r"interrupted\r?\n> ", timeout=5)
+    out = read_until(r"interrupted\r?\n> ")
     check("Ctrl-C interrupts a busy loop and returns to the prompt", out is not None, repr(out))
 
     marker = os.path.join(home, "pid")
     send("nd.proc.run{'sh','-c','echo $$ > %s; exec sleep 100'}\r" % marker)
-    for _ in range(100):  # the command has started once it wrote its pid
-        if os.path.exists(marker) and open(marker).read().strip():
-            break
-        time.sleep(0.1)
-    time.sleep(0.2)
+    # the command has started once it wrote its pid (and exec'd sleep: its cmdline says so)
+    def started():
+        try:
+            p = int(open(marker).read().strip())
+            return b"sleep" in open("/proc/%d/cmdline" % p, "rb").read()
+        except (OSError, ValueError):
+            return False
+    wait_for(started)
     send("\x03")
-    out = read_until(r"interrupted\r?\n> ", timeout=5)
+    out = read_until(r"interrupted\r?\n> ")
     check("Ctrl-C interrupts a waiting command", out is not None, repr(out))
-    time.sleep(0.3)
     spid = int(open(marker).read().strip()) if os.path.exists(marker) else 0
-    check("the interrupted command was killed", spid > 0 and not os.path.exists("/proc/%d" % spid), str(spid))
+
+    def gone():
+        try:  # gone, or a zombie nobody reaps yet
+            return open("/proc/%d/stat" % spid).read().split(")")[-1].split()[0] == "Z"
+        except OSError:
+            return True
+    check("the interrupted command was killed", spid > 0 and wait_for(gone), str(spid))
 
     send("r = nd.proc.run{'echo','still works'}\r")
     read_until(r"\n> ")
@@ -121,14 +141,35 @@ try:
 
     # "nd.proc.ru" + TAB completes to "nd.proc.run": evaluating it prints a function.
     send("nd.proc.ru\t")
-    time.sleep(0.3)
+    read_until(r"proc\.ru(\x07|\r|\x1b\[[0-9;]*[A-Za-z])*n")  # the completion was drawn (bell, cursor move, "n")
     send("\r")
-    out = read_until(r"\n> ", timeout=5)
+    out = read_until(r"\n> ")
     check("tab completes module members", out is not None and "function: 0x" in out, repr(out))
 
     send("\x04")
-    out = read_until(r"$", timeout=3)
-    _, status = os.waitpid(pid, 0)
+    status = None
+    last_eof = [time.time()]
+
+    def exited():
+        global status
+        try:  # keep draining the terminal so the REPL never blocks writing
+            while select.select([fd], [], [], 0)[0] and os.read(fd, 4096):
+                pass
+        except OSError:
+            pass
+        if time.time() - last_eof[0] > 2:
+            # a Ctrl-D typed while the terminal was between modes can be lost: an empty line's EOF may be repeated
+            last_eof[0] = time.time()
+            try:
+                send("\x04")
+            except OSError:
+                pass
+        p, st = os.waitpid(pid, os.WNOHANG)
+        if p == pid:
+            status = st
+        return status is not None
+    wait_for(exited)
+    status = status if status is not None else -1
     check("Ctrl-D exits with status 0", os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, str(status))
     check("history file written", os.path.exists(os.path.join(home, ".nitrodiag_history")))
 finally:

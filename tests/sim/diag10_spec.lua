@@ -130,7 +130,7 @@ describe("diag10 runs", function()
   it("an unknown run name is a usage error with a suggestion; nothing runs", function()
     local r = nitrodiag({ "--sim", "healthy", "diag10", "runs=basic,vsok" })
     eq(r.exit_code, 2)
-    match(r.stderr, "argument runs must be a comma%-separated list of basic, vsock, hello, smoke, got \"vsok\" %(did you mean vsock%?%)")
+    match(r.stderr, "argument runs must be a comma%-separated list of basic, vsock, hello, smoke, workload, got \"vsok\" %(did you mean vsock%?%)")
     eq(r.stdout, "")
   end)
 
@@ -166,9 +166,11 @@ describe("diag10 runs", function()
     local res = json.decode(r.stdout)
     eq(r.exit_code, 1)
     local n = 0
-    for _, f in ipairs(res.findings) do if f.code == "E26" or f.code == "E39" then n = n + 1 end end
+    for _, f in ipairs(res.findings) do
+      if f.code == "ENCLAVE_MEMORY_BELOW_EIF" or f.code == "E26" or f.code == "E39" then n = n + 1 end
+    end
     eq(n, 1, "one finding for the cause: " .. json.encode(res.findings))
-    local f = finding(res, "E26")
+    local f = finding(res, "ENCLAVE_MEMORY_BELOW_EIF") -- the registry's code for the cause behind E26
     match(f.message, "^predicted E26 for /home/ec2%-user/data%-processing%.eif: run%-enclave needs %-%-memory ≥ 2148")
     falsy(json.encode(res.findings):find("/tmp/", 1, true), "no temporary path in the findings")
     match(step(res, "run enclaves").message, "not run %(predicted to fail%): data%-processing %(E26%)")
@@ -209,7 +211,7 @@ describe("diag10 shows and lists", function()
     local argv = { spec.nitrodiag, "--sim", "e51-no-home", "diag10", "runs=", timeout = 60, cwd = spec.tmpdir(),
       env = { PATH = os.getenv("PATH"), NITRODIAG_PATH = "", TMPDIR = spec.tmpdir() } }
     local r = assert(spec.run(argv))
-    match(r.stdout, "%[info%] E51: HOME is not set")
+    match(r.stdout, "%[info%] ARTIFACTS_PATH_UNSET: HOME is not set")
   end)
 
   it("when its clean-up could not finish, the output names the exact terminate commands", function()

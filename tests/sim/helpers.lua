@@ -23,6 +23,18 @@ function H.run(argv, opts)
   for k, v in pairs(argv) do a[k] = v end
   for k, v in pairs(opts or {}) do a[k] = v end
   a.timeout = a.timeout or 30
+  -- a shell is not a command of the simulated host (nd.proc refuses it under a simulated host): a test that drives
+  -- the host through `sh -c`, as an operator would, lifts that guard for the one call; the stand-ins still come
+  -- first on PATH
+  local host = require "nd.host"
+  local root, scale = host.sim()
+  if root and a[1] == "sh" then
+    host.set_sim(nil)
+    local res = table.pack(pcall(spec.run, a))
+    host.set_sim(root, scale)
+    assert(res[1], res[2])
+    return assert(res[2], res[3])
+  end
   return assert(spec.run(a))
 end
 
@@ -50,6 +62,17 @@ function H.seed_output(n)
     if not line:match("^<%-%-") then out[#out + 1] = line end
   end
   return (table.concat(out, "\n"):gsub("%s+$", ""))
+end
+
+-- A string of nitro-cli's source (tests/fixtures/nitro-cli-source/strings.lua, v1.5.0): H.src("ioctl",
+-- "NE_ERR_NO_CPUS_AVAIL_IN_POOL") -> text, "file:line"
+local SRC
+function H.src(kind, key)
+  SRC = SRC or dofile(spec.source_dir .. "/tests/fixtures/nitro-cli-source/strings.lua")
+  for _, e in ipairs(SRC) do
+    if e[1] == kind and e[2] == key then return e[5], e[3] .. ":" .. e[4] end
+  end
+  error("no source string " .. kind .. "/" .. key, 2)
 end
 
 -- err-log files of the simulated host (names)

@@ -139,7 +139,8 @@ rc, out = t.finish()
 check("cleanup after yes terminates it", rc == 0 and "terminated 1 enclave(s): freed 2 CPUs and 1024 MiB" in out, out[-800:])
 
 # the REPL: --sim, nd.sleep after an idle prompt, nd.help(name)
-t = Term(["--sim", "cpu-pool-exhausted", "repl"], 100, env={"TMPDIR": tempfile.mkdtemp(prefix="nd-tty-tmp-")})
+# --sim-realtime: the REPL checks wall-clock waits (under --sim alone nd.sleep runs in simulated time)
+t = Term(["--sim-realtime", "--sim", "cpu-pool-exhausted", "repl"], 100, env={"TMPDIR": tempfile.mkdtemp(prefix="nd-tty-tmp-")})
 check("REPL starts on the simulated host", t.read_until(r"simulated host: cpu-pool-exhausted.*\n.*> "), t.out.decode())
 t.out = b""
 t.send(b"#nd.nitro.describe_enclaves()\r")
@@ -161,6 +162,17 @@ check("REPL: nd.help('nd.eif') shows that module", t.read_until(r"members: .*rea
 t.send(b"\x04")
 rc, out = t.finish()
 check("REPL exits on Ctrl-D", rc == 0, out[-300:])
+
+# Ctrl-D typed while a chunk runs (the terminal is in cooked mode then) still ends the REPL at the next prompt: the
+# kernel must not turn it into an EOF marker that libedit later reads as a NUL byte
+t = Term(["repl"], 100)
+t.read_until(r"> ")
+t.send(b"print('RUNNING') nd.sleep(1.5) print('SLEPT')\r")
+running = t.read_until(r"RUNNING\r\n")
+t.send(b"\x04")
+rc, out = t.finish(timeout=20)
+check("REPL: a Ctrl-D typed while a chunk runs exits at the next prompt", running and rc == 0 and "SLEPT" in out,
+      out[-300:])
 
 print("%d passed, %d failed" % (passed, failed))
 sys.exit(0 if failed == 0 else 1)

@@ -124,8 +124,93 @@ static void fuzz(void)
     free(doc);
 }
 
+/* A dev document whose payload map gets one more pair: key `dup` again, with `value` (NULL: copy the first value).
+ * Returns the re-encoded COSE_Sign1 (malloc'd) or NULL. */
+static unsigned char *with_duplicate(const char *dup, cbor_item_t *value, size_t *outlen)
+{
+    unsigned char *doc = NULL;
+    size_t n = 0;
+    nd_err err;
+    if (nd_attest_build_dev(NULL, 0, NULL, 0, NULL, 0, 1, &doc, &n, &err) != 0)
+        return NULL;
+    struct cbor_load_result r;
+    cbor_item_t *cose = cbor_load(doc[0] == 0xd2 ? doc + 1 : doc, doc[0] == 0xd2 ? n - 1 : n, &r);
+    free(doc);
+    if (!cose)
+        return NULL;
+    cbor_item_t **items = cbor_array_handle(cose);
+    cbor_item_t *payload = cbor_load(cbor_bytestring_handle(items[2]), cbor_bytestring_length(items[2]), &r);
+    size_t np = cbor_map_size(payload);
+    cbor_item_t *m = cbor_new_definite_map(np + 1);
+    struct cbor_pair *pp = cbor_map_handle(payload);
+    cbor_item_t *first = NULL;
+    for (size_t i = 0; i < np; i++) {
+        cbor_map_add(m, (struct cbor_pair){.key = pp[i].key, .value = pp[i].value});
+        if (cbor_string_length(pp[i].key) == strlen(dup) && memcmp(cbor_string_handle(pp[i].key), dup, strlen(dup)) == 0)
+            first = pp[i].value;
+    }
+    cbor_item_t *k = cbor_build_string(dup);
+    cbor_map_add(m, (struct cbor_pair){.key = k, .value = value ? value : first});
+    cbor_decref(&k);
+    unsigned char *pb = NULL;
+    size_t pcap = 0, pl = cbor_serialize_alloc(m, &pb, &pcap);
+    cbor_item_t *nb = cbor_build_bytestring(pb, pl);
+    free(pb);
+    cbor_item_t *out = cbor_new_definite_array(4);
+    for (int i = 0; i < 4; i++)
+        cbor_array_push(out, i == 2 ? nb : items[i]);
+    unsigned char *ob = NULL;
+    size_t ocap = 0;
+    *outlen = cbor_serialize_alloc(out, &ob, &ocap);
+    cbor_decref(&nb);
+    cbor_decref(&out);
+    cbor_decref(&m);
+    cbor_decref(&payload);
+    cbor_decref(&cose);
+    return ob;
+}
+
+/* Regression (issue 13): a payload repeating `cabundle` overflowed nd_attest_free's loop (heap-buffer-overflow READ,
+ * free of a wild pointer) and a repeated `certificate` leaked. The loader (core/cbor.c) now rejects any map that
+ * repeats a key, so the parser never sees the second one. Run under ASan/LSan by `make asan`. */
+static void duplicate_keys(void)
+{
+    cbor_item_t *bundle = cbor_new_definite_array(3);
+    for (int i = 0; i < 3; i++) {
+        unsigned char cert[40];
+        memset(cert, 'A' + i, sizeof cert);
+        cbor_item_t *c = cbor_build_bytestring(cert, sizeof cert);
+        cbor_array_push(bundle, c);
+        cbor_decref(&c);
+    }
+    const char *keys[] = {"cabundle", "certificate", "module_id", "pcrs", "public_key"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        size_t n = 0;
+        unsigned char *doc = with_duplicate(keys[i], i == 0 ? bundle : NULL, &n);
+        CHECK(doc != NULL);
+        if (!doc)
+            continue;
+        nd_attest_doc *d = NULL;
+        nd_err err = {0};
+        CHECK_EQ_INT(nd_attest_parse(doc, n, &d, &err), -EBADMSG);
+        CHECK(d == NULL);
+        CHECK(strstr(err.msg, "repeats a map key") != NULL);
+        nd_attest_free(d);
+        free(doc);
+    }
+    cbor_decref(&bundle);
+    /* the same integer key written with two widths is still the same key: {1: -35, 1 (as 0x18 0x01): -35} */
+    static const unsigned char cose[] = {0x84, 0x48, 0xa2, 0x01, 0x38, 0x22, 0x18, 0x01, 0x38, 0x22, 0xa0, 0x40, 0x40};
+    nd_attest_doc *d = NULL;
+    nd_err err = {0};
+    CHECK(nd_attest_parse(cose, sizeof cose, &d, &err) < 0);
+    CHECK(strstr(err.msg, "repeats a map key") != NULL);
+    nd_attest_free(d);
+}
+
 int main(void)
 {
+    ND_RUN(duplicate_keys);
     ND_RUN(dev_round_trip);
     ND_RUN(tagged_and_errors);
     ND_RUN(fuzz);

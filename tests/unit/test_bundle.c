@@ -310,7 +310,8 @@ static void test_bundle_outcomes(void)
     big[sizeof big - 1] = '\n';
     write_file("/var/log/big.log", big, sizeof big);
     write_file("/var/log/nitro_enclaves/nitro_enclaves.log", "2026 start\nAKIAIOSFODNN7EXAMPLE used\n", 37);
-    static const unsigned char bin[] = {0x7f, 'E', 'L', 'F', 0, 1, 2, 'A', 'K', 'I', 'A', 'I', 'O', 'S', 'F', 'O',
+    /* compressed data is the one kind stored as is (nothing in it can be recognised); any other bytes are scrubbed */
+    static const unsigned char bin[] = {0x1f, 0x8b, 8, 0, 0, 1, 2, 'A', 'K', 'I', 'A', 'I', 'O', 'S', 'F', 'O',
                                         'D', 'N', 'N', '7', 'E', 'X', 'A', 'M', 'P', 'L', 'E', '\n'};
     write_file("/var/log/blob.bin", (const char *)bin, sizeof bin);
     write_file("/var/log/secret.log", "top secret\n", 11);

@@ -22,7 +22,7 @@
 
 static char tmpdir[512];
 static char self_exe[4096];
-#define INIT_BIN ND_BINARY_DIR "/enclave/init"
+#define INIT_BIN ND_BINARY_DIR "/enclave/nitrodiag-init"
 #define PP_BIN ND_BINARY_DIR "/enclave/vsock-pingpong"
 
 static void msleep(int ms)
@@ -312,7 +312,7 @@ static void init_launches_and_forwards_signals(void)
     /* SIGTERM to init reaches the app, which dies of it; init reports it and stays alive. */
     kill(init, SIGTERM);
     CHECK(wait_for(console, "[init] forwarding SIGTERM to " PP_BIN, 3000));
-    CHECK(wait_for(console, "[init] " PP_BIN " exited signal=15 (SIGTERM)\n", 3000));
+    CHECK(wait_for(console, "[init] " PP_BIN " exited signal=15 (SIGTERM) after ", 3000));
     msleep(100);
     char st = proc_state(init, NULL);
     CHECK(st == 'S' || st == 'R');
@@ -334,7 +334,7 @@ static void init_forwards_sigint_and_mode_flag(void)
     CHECK(wait_for(console, "[enclave] basic mode: alive; sleeping forever", 3000));
     CHECK_EQ_INT(count_of(console, "mounted"), 0);
     kill(init, SIGINT);
-    CHECK(wait_for(console, "[init] " PP_BIN " exited signal=2 (SIGINT)\n", 3000));
+    CHECK(wait_for(console, "[init] " PP_BIN " exited signal=2 (SIGINT) after ", 3000));
     stop(init);
 }
 
@@ -345,7 +345,7 @@ static void init_reaps_orphans(void)
     const char *argv[] = {INIT_BIN, "--mode", "orphans", "--app", self_exe, "--console", console, NULL};
     pid_t init = spawn(argv, NULL, "/dev/null");
     CHECK(wait_for(console, "[init] " , 3000));
-    CHECK(wait_for(console, " exited rc=7\n", 5000));
+    CHECK(wait_for(console, " exited rc=7 after ", 5000));
     /* 5 children left as zombies by the app plus 5 orphaned grandchildren: all reaped by init. */
     for (int i = 0; i < 100 && count_of(console, "[init] reaped pid") < 10; i++)
         msleep(20);
@@ -388,6 +388,162 @@ static int orphan_maker(void)
     return 7;
 }
 
+
+/* Waits for pid to end (up to ms); returns its wait status, or -1 (then kills it). */
+static int wait_exit(pid_t pid, int ms)
+{
+    int st;
+    for (int t = 0; t <= ms; t += 20) {
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return st;
+        msleep(20);
+    }
+    stop(pid);
+    return -1;
+}
+
+/* Writes a file with mode; returns 0. */
+static int put_file(const char *path, const void *data, size_t n, mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+    if (fd < 0)
+        return -1;
+    ssize_t w = write(fd, data, n);
+    close(fd);
+    chmod(path, mode);
+    return w == (ssize_t)n ? 0 : -1;
+}
+
+/* The command from ND_INIT_CMD, the check lines (names of variables, never their values), the exec report, the
+ * exit line with the run time, and --linger: init ends with the app's status after the linger time. */
+static void init_checks_env_command_and_linger(void)
+{
+    char console[600];
+    path_in_tmp(console, sizeof console, "init5.console");
+    const char *argv[] = {INIT_BIN, "--console", console, "--no-mount", "--linger", "0.3", NULL};
+    const char *env[] = {"ND_INIT_CMD=/bin/sh\t/nonexistent/nd-script.sh  arg", "SECRET_TOKEN=hunter2-do-not-log", NULL};
+    double t0 = nd_vsock_now_ms();
+    pid_t init = spawn(argv, env, "/dev/null");
+    int st = wait_exit(init, 10000);
+    double took = nd_vsock_now_ms() - t0;
+    /* sh cannot open the script: dash and bash both exit 127 or 2; init exits with that status */
+    CHECK(st != -1 && WIFEXITED(st) && (WEXITSTATUS(st) == 127 || WEXITSTATUS(st) == 2));
+    CHECK(took >= 300);
+    char *s = slurp(console);
+    CHECK(strstr(s, "[init] check kernel ok: Linux ") != NULL);
+    CHECK(strstr(s, "[init] check memory ") != NULL);
+    CHECK(strstr(s, "[init] check command ok: /bin/sh (ELF ") != NULL);
+    CHECK(strstr(s, "[init] check nsm ") != NULL);
+    CHECK(strstr(s, "[init] check vsock ") != NULL);
+    CHECK(strstr(s, "[init] check loopback ") != NULL);
+    CHECK(strstr(s, "[init] check ca-bundle ") != NULL);
+    CHECK(strstr(s, "[init] check clock ") != NULL);
+    CHECK(strstr(s, "[init] check env info: ") != NULL && strstr(s, " SECRET_TOKEN") != NULL);
+    CHECK(strstr(s, "hunter2") == NULL); /* values are never printed */
+    CHECK(strstr(s, "[init] check log info: console only") != NULL);
+    CHECK(strstr(s, "[init] launching /bin/sh /nonexistent/nd-script.sh arg\n") != NULL);
+    CHECK(strstr(s, "[init] started /bin/sh (pid ") != NULL);
+    CHECK(strstr(s, "[init] /bin/sh exited rc=") != NULL && strstr(s, " after ") != NULL);
+    CHECK(strstr(s, "[init] staying alive for 0.3 s so the evidence can be read, then exiting\n") != NULL);
+    free(s);
+}
+
+/* What makes execve fail although the file is there: a script whose interpreter is missing (#! and #!/usr/bin/env),
+ * a dynamically linked binary whose loader is missing (a copy of /bin/true with its PT_INTERP changed), a file that
+ * is neither ELF nor script, a file that is not executable. Each is named by the check line before the exec, and
+ * init reports the exec failure it predicted. */
+static void init_explains_exec_failures(void)
+{
+    char console[600], p1[600], p2[600], p3[600], p4[600], p5[600];
+    path_in_tmp(console, sizeof console, "init6.console");
+    path_in_tmp(p1, sizeof p1, "app-python.sh");
+    path_in_tmp(p2, sizeof p2, "app-env.sh");
+    path_in_tmp(p3, sizeof p3, "app-noloader");
+    path_in_tmp(p4, sizeof p4, "app-text");
+    path_in_tmp(p5, sizeof p5, "app-noexec");
+    CHECK_EQ_INT(put_file(p1, "#!/usr/bin/python3.99 -u\nprint(1)\n", 33, 0755), 0);
+    CHECK_EQ_INT(put_file(p2, "#!/usr/bin/env nd-no-such-interpreter\n", 38, 0755), 0);
+    CHECK_EQ_INT(put_file(p4, "just text\n", 10, 0755), 0);
+    CHECK_EQ_INT(put_file(p5, "#!/bin/sh\n", 10, 0644), 0);
+    /* /bin/true with its loader renamed: same length, so the ELF stays valid. */
+    char *elf = NULL;
+    size_t elf_len = 0;
+    FILE *f = fopen("/bin/true", "rb");
+    if (f) {
+        elf = malloc(4 << 20);
+        elf_len = fread(elf, 1, 4 << 20, f);
+        fclose(f);
+    }
+    const char *loader = "/lib64/ld-linux-x86-64.so.2";
+    char *at = elf ? memmem(elf, elf_len, loader, strlen(loader)) : NULL;
+    int have_loader_case = at != NULL;
+    if (at) {
+        memcpy(at, "/nonexistent/ld-nd-test.so", strlen(loader)); /* 27 bytes, NUL included at the end */
+        CHECK_EQ_INT(put_file(p3, elf, elf_len, 0755), 0);
+    }
+    free(elf);
+    const char *apps[] = {p1, p2, have_loader_case ? p3 : NULL, p4, p5};
+    const char *want[] = {": script; its interpreter /usr/bin/python3.99 (from #!) cannot run: /usr/bin/python3.99: No such file or directory",
+                          ": script for `/usr/bin/env nd-no-such-interpreter`, and nd-no-such-interpreter is not on PATH",
+                          ": dynamically linked, and its loader /nonexistent/ld-nd-test.so is missing from the image",
+                          ": neither an ELF binary nor a #! script (execve fails with Exec format error)",
+                          ": not executable (mode 0644)"};
+    /* NULL: the exec succeeds (/usr/bin/env exists) and env itself ends with 127 */
+    const char *exec_err[] = {"No such file or directory", NULL, "No such file or directory", "Exec format error",
+                              "Permission denied"};
+    for (size_t i = 0; i < sizeof apps / sizeof apps[0]; i++) {
+        if (!apps[i])
+            continue;
+        unlink(console);
+        const char *argv[] = {INIT_BIN, "--console", console, "--no-mount", "--linger", "0", "--", apps[i], NULL};
+        pid_t init = spawn(argv, NULL, "/dev/null");
+        int st = wait_exit(init, 10000);
+        CHECK(st != -1 && WIFEXITED(st) && (WEXITSTATUS(st) == 127 || WEXITSTATUS(st) == 126));
+        char line[1200];
+        snprintf(line, sizeof line, "[init] check command fail: %s%s", apps[i], want[i]);
+        CHECK(wait_for(console, line, 100));
+        if (exec_err[i])
+            snprintf(line, sizeof line, "[init] cannot run %s: %s\n", apps[i], exec_err[i]);
+        else
+            snprintf(line, sizeof line, "[init] %s exited rc=127 after ", apps[i]);
+        CHECK(wait_for(console, line, 100));
+    }
+    if (!have_loader_case)
+        fprintf(stderr, "  note: /bin/true has no %s; the missing-loader case was not run\n", loader);
+}
+
+/* Signals other than TERM/INT reach the app too, and usage errors exit 2 with one line. */
+static void init_forwards_usr1_and_refuses_bad_usage(void)
+{
+    char console[600], out[600];
+    path_in_tmp(console, sizeof console, "init7.console");
+    path_in_tmp(out, sizeof out, "init7.out");
+    const char *argv[] = {INIT_BIN, "--console", console, "--no-mount", "--no-checks", "--linger", "0", "--",
+                          "/bin/sleep", "30", NULL};
+    pid_t init = spawn(argv, NULL, "/dev/null");
+    CHECK(wait_for(console, "[init] started /bin/sleep", 3000));
+    char *text = slurp(console);
+    CHECK(!strstr(text, "[init] check ")); /* --no-checks */
+    free(text);
+    kill(init, SIGUSR1);
+    CHECK(wait_for(console, "[init] forwarding SIGUSR1 to /bin/sleep", 3000));
+    CHECK(wait_for(console, "[init] /bin/sleep exited signal=10 (SIGUSR1) after ", 3000));
+    int st = wait_exit(init, 5000);
+    CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGUSR1);
+    const char *bad1[] = {INIT_BIN, "--", NULL};
+    const char *bad2[] = {INIT_BIN, "--linger", "soon", "--", "/bin/true", NULL};
+    const char *bad3[] = {INIT_BIN, "--log", "vsock:3", "--", "/bin/true", NULL};
+    const char *const *bads[] = {bad1, bad2, bad3};
+    const char *msgs[] = {"[init] error: nothing after --", "[init] error: --linger wants seconds, got \"soon\"",
+                          "[init] error: --log vsock:3: bad address"};
+    for (int i = 0; i < 3; i++) {
+        unlink(out);
+        st = wait_exit(spawn(bads[i], NULL, out), 5000);
+        CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 2);
+        CHECK(wait_for(out, msgs[i], 100));
+    }
+}
+
 static void rmtree(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -423,6 +579,9 @@ int main(int argc, char **argv)
     ND_RUN(init_forwards_sigint_and_mode_flag);
     ND_RUN(init_reaps_orphans);
     ND_RUN(init_missing_app);
+    ND_RUN(init_checks_env_command_and_linger);
+    ND_RUN(init_explains_exec_failures);
+    ND_RUN(init_forwards_usr1_and_refuses_bad_usage);
     rmtree(tmpdir);
     return nd_test_summary();
 }

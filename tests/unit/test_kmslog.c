@@ -292,11 +292,74 @@ typedef struct sig {
     uint64_t sum;
 } sig;
 
+static uint64_t mix_str(uint64_t h, const char *p, size_t n)
+{
+    if (!p)
+        return h * 131 + 7;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+    return h * 131 + n;
+}
+
+static uint64_t mix_num(uint64_t h, double v)
+{
+    char b[64];
+    snprintf(b, sizeof b, "%.17g", v);
+    return mix_str(h, b, strlen(b));
+}
+
+/* A signature of everything a record carries, the event (as jansson reads it) included: the fast reader and
+ * jansson must give the same. */
 static int sign(void *ud, const nd_kmslog_record *r)
 {
     sig *s = ud;
-    s->sum = s->sum * 31 + r->line_no * 7 + r->line_len + (r->wrapped ? 1 : 0);
+    uint64_t h = s->sum * 31 + r->line_no * 7 + r->line_len + (r->wrapped ? 1 : 0) + (r->prefixed ? 2 : 0);
+    h = mix_str(h, r->json, r->json_len);
+    h = mix_str(h, r->event_name, r->event_name ? strlen(r->event_name) : 0);
+    h = mix_str(h, r->request_id, r->request_id ? strlen(r->request_id) : 0);
+    h = mix_str(h, r->trace_id, r->trace_id ? strlen(r->trace_id) : 0);
+    h = mix_str(h, r->op, r->op ? strlen(r->op) : 0);
+    h = mix_str(h, r->kms_request_id, r->kms_request_id ? strlen(r->kms_request_id) : 0);
+    h = mix_str(h, r->raw_code, r->raw_code ? strlen(r->raw_code) : 0);
+    h = mix_str(h, r->code, strlen(r->code));
+    h = mix_num(h, r->ok);
+    h = mix_num(h, r->duration_ms);
+    h = mix_num(h, r->ts);
+    const json_t *ev = nd_kmslog_event(r);
+    CHECK(ev != NULL);
+    char *d = ev ? json_dumps(ev, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
+    h = mix_str(h, d, d ? strlen(d) : 0);
+    free(d);
+    s->sum = h;
     return 0;
+}
+
+/* A signature of the summary: errors, percentiles, counters, ids. */
+static uint64_t summary_sig(nd_kmslog *k)
+{
+    uint64_t h = 0;
+    for (size_t i = 0; i < nd_kmslog_error_codes(k); i++) {
+        const char *code;
+        uint64_t n;
+        nd_kmslog_error_at(k, i, &code, &n);
+        h = mix_num(mix_str(h, code, strlen(code)), (double)n);
+    }
+    static const double ps[] = {1e-9, 50, 90, 99, 100};
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) {
+        double v = -1;
+        nd_kmslog_percentile(k, ps[i], &v);
+        h = mix_num(h, v);
+    }
+    size_t nc, ni;
+    const nd_kmslog_counter *c = nd_kmslog_counters(k, &nc);
+    for (size_t i = 0; i < nc; i++) {
+        h = mix_str(h, c[i].name, strlen(c[i].name));
+        h = mix_num(mix_num(mix_num(h, c[i].first), c[i].last), c[i].delta);
+    }
+    const nd_kmslog_id *ids = nd_kmslog_ids(k, &ni, NULL);
+    for (size_t i = 0; i < ni; i++)
+        h = mix_str(h, ids[i].kms_request_id, strlen(ids[i].kms_request_id));
+    return h;
 }
 
 /* Feeds buf in chunks of random sizes; returns the stats and a signature of the records. */
@@ -317,7 +380,7 @@ static void feed_chunked(const char *buf, size_t n, const nd_kmslog_filter *f, u
     }
     CHECK_EQ_INT(nd_kmslog_finish(k, NULL), 0);
     *st = *nd_kmslog_stats_of(k);
-    *sigsum = s.sum;
+    *sigsum = s.sum * 31 + summary_sig(k);
     nd_kmslog_free(k);
 }
 
@@ -338,6 +401,11 @@ static void chunked_equals_whole(void)
             CHECK(memcmp(&a, &b, sizeof a) == 0);
             CHECK(sa == sb);
         }
+        nd_kmslog_filter slow = fs[i];
+        slow.no_fast = true;
+        feed_chunked(buf, n, &slow, 1, &b, &sb, 0);
+        CHECK(memcmp(&a, &b, sizeof a) == 0);
+        CHECK(sa == sb);
     }
     /* no final newline: the last line still counts, via finish */
     nd_kmslog_stats st;
@@ -419,11 +487,67 @@ static void fuzz(void)
         feed_chunked(buf, len, f, (unsigned)round, &a, &sa, 0);
         feed_chunked(buf, len, f, (unsigned)round, &b, &sb, 1 + (size_t)round % 97);
         CHECK(memcmp(&a, &b, sizeof a) == 0 && sa == sb);
+        /* the fast reader and jansson read every line alike */
+        nd_kmslog_filter slow = *f;
+        slow.no_fast = true;
+        feed_chunked(buf, len, &slow, (unsigned)round, &b, &sb, 0);
+        CHECK(memcmp(&a, &b, sizeof a) == 0 && sa == sb);
         CHECK_EQ_INT(a.lines, a.blank + a.noise + a.skipped + a.parsed);
         CHECK(a.parsed >= a.malformed + a.other + a.events);
     }
     free(buf);
     free(src);
+}
+
+/* Lines at the edges of JSON that the fast reader must read exactly as jansson (or leave to it). */
+static void fast_reader_edges(void)
+{
+    static const char *const lines[] = {
+        "{\"event\":\"kms_proxy_response\",\"request_id\":\"a\\u0062\",\"ok\":false,\"error_code\":\"Timeout\"}",
+        "{\"event\":\"kms_proxy_response\",\"request_id\":\"x\",\"ok\":true,\"duration_ms\":1e400}",
+        "{\"event\":\"kms_proxy_response\",\"request_id\":\"x\",\"ok\":true,\"duration_ms\":1.5e2}",
+        "{\"event\":\"kms_proxy_response\",\"request_id\":\"x\",\"ok\":true} trailing",
+        "{\"event\":\"other\",\"event\":\"kms_proxy_request\",\"request_id\":\"d\",\"request_id\":\"e\"}",
+        "{\"event\":\"kms_proxy_request\",\"request_id\":\"\xc3\xa9\"}",
+        "{\"event\":\"kms_proxy_request\",\"request_id\":\"\xc3\"}",
+        "{ \"event\" : \"kms_proxy_request\" , \"request_id\" : \"s\" , \"op\" : \"Decrypt\" }  ",
+        "{\"fields\":{\"json\":\"{\\\"event\\\":\\\"kms_proxy_response\\\",\\\"request_id\\\":\\\"w\\\\/1\\\",\\\"ok\\\":false}\"},\"timestamp\":\"2026-01-27T10:00:00Z\"}",
+        "{\"fields\":7,\"json\":\"{\\\"event\\\":\\\"kms_proxy_request\\\",\\\"request_id\\\":\\\"t\\\"}\",\"ts\":1769508000123}",
+        "{\"fields\":{\"json\":\"[1]\"}}",
+        "{\"fields\":{\"json\":\"  {\\\"event\\\":\\\"kms_proxy_request\\\"}  \"},\"fields\":{\"x\":1}}",
+        "{\"event\":\"kms_proxy_response\",\"duration_ms\":12345678901234567890,\"ok\":true}",
+        "{\"event\":\"kms_proxy_response\",\"duration_ms\":-0.5e-3,\"ok\":null,\"error_code\":\"KMSTimeout\"}",
+        "{\"event\":\"kms_proxy_request\",\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+        "{\"event\":\"kms_proxy_request\",\"request_id\":\"tab\there\"}",
+        "{\"\":1,\"event\":\"kms_proxy_request\",\"op\":\"Decrypt\",\"request_id\":\"q\"}",
+        "{\"event\":\"kms_proxy_response\",\"duration_ms\":01}",
+        "{\"event\":\"kms_proxy_response\",\"duration_ms\":1.}",
+        "{\"event\":\"kms_proxy_response\",\"ok\":tru}",
+        "{\"event\":\"kms_proxy_response\",\"request_id\":\"q\",\"ok\":true,\"metrics\":{\"a\\\"b_total\":1,\"x\":{\"y\":1},\"c_total\":2.5,\"s\":\"v\"}}",
+        "{\"ev\\u0065nt\":\"kms_proxy_request\",\"request_id\":\"u\"}",
+        "{\"ev\\/ent\":\"kms_proxy_request\",\"request_id\":\"u\"}",
+        "{\"event\":\"kms_proxy_response\",\"request_id\":\"q\",\"ok\":false,\"time\":\"2026-01-27 10:00:00.5+02:00\",\"timestamp\":null}",
+        "Jan 27 10:00:00 host kms_proxy_host[1]: {\"event\":\"kms_proxy_response\",\"request_id\":\"s\",\"ok\":true,\"duration_ms\":3}",
+        "{\"event\":\"kms_proxy_response\",\"request_id\":\"s\",\"ok\":true,\"duration_ms\":3,}",
+        "{\"event\":\"kms_proxy_response\",\"request_id\":\"s\" \"ok\":true}",
+        "{\"event\":\"kms_proxy_\\nresponse\",\"request_id\":\"s\"}",
+    };
+    const nd_kmslog_filter fs[] = {{0}, {.errors_only = true}, {.op = "Decrypt"}, {.has_since = true, .since = 1}};
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        for (size_t j = 0; j < sizeof fs / sizeof fs[0]; j++) {
+            char buf[1024];
+            size_t len = (size_t)snprintf(buf, sizeof buf, "%s\n%s\n", lines[i], lines[(i + 1) % (sizeof lines / sizeof lines[0])]);
+            nd_kmslog_stats a, b;
+            uint64_t sa, sb;
+            nd_kmslog_filter slow = fs[j];
+            slow.no_fast = true;
+            feed_chunked(buf, len, &fs[j], 1, &a, &sa, 0);
+            feed_chunked(buf, len, &slow, 1, &b, &sb, 0);
+            if (memcmp(&a, &b, sizeof a) != 0 || sa != sb)
+                fprintf(stderr, "fast and jansson differ on line %zu, filter %zu: %s\n", i, j, lines[i]);
+            CHECK(memcmp(&a, &b, sizeof a) == 0 && sa == sb);
+        }
+    }
 }
 
 int main(void)
@@ -436,5 +560,6 @@ int main(void)
     ND_RUN(chunked_equals_whole);
     ND_RUN(callback_stops_and_files);
     ND_RUN(fuzz);
+    ND_RUN(fast_reader_edges);
     return nd_test_summary();
 }

@@ -130,6 +130,16 @@ static void variants(void)
     CHECK_EQ_STR(nd_nitro_fact_get(&e.blocks[0], "boot_error"), "VsockTimeoutError");
     nd_nitro_errors_free(&e);
 
+    /* nitro-cli's English driver reason (resource_manager.rs do_ioctl), never an NE_ERR_* name */
+    t = "[ E29 ] Ioctl failure. Such error is used as a general ioctl error.\n\nBacktrace:\n"
+        "Create VM ioctl failed\nThe enclave cannot be created because no CPUs are available in the pool\n";
+    CHECK_EQ_INT(nd_nitro_parse_errors(t, strlen(t), &e, NULL), 0);
+    CHECK_EQ_STR(nd_nitro_fact_get(&e.blocks[0], "driver_message"),
+                 "The enclave cannot be created because no CPUs are available in the pool");
+    CHECK_EQ_STR(nd_nitro_fact_get(&e.blocks[0], "driver_error"), "NE_ERR_NO_CPUS_AVAIL_IN_POOL");
+    CHECK_EQ_STR(nd_nitro_fact_get(&e.blocks[0], "cpus"), "none available");
+    nd_nitro_errors_free(&e);
+
     t = "[ E26 ] Insufficient memory requested. User provided `memory` is 0 MB, and memory should be greater than 0 MB.";
     CHECK_EQ_INT(nd_nitro_parse_errors(t, strlen(t), &e, NULL), 0);
     CHECK_EQ_STR(nd_nitro_fact_get(&e.blocks[0], "memory_mib"), "0");

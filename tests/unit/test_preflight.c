@@ -33,7 +33,12 @@ static void seed_numbers(void)
     cfg.memory_mib = 4096;
     CHECK_EQ_INT(nd_preflight_check(&in, &r, NULL), 0);
     CHECK_EQ_INT(r.n_issues, 0);
+    /* --memory 0 meets the 4x rule first (EnclaveHandle::new, resource_manager.rs:488): the EIF's minimum is named */
     in.memory_mib = 0;
+    CHECK_EQ_INT(nd_preflight_check(&in, &r, NULL), 0);
+    CHECK(r.n_issues == 1 && strstr(r.issues[0].message, "is 0 MB, but based on the EIF file size, the minimum memory "
+                                                         "should be 2148 MB"));
+    in.has_eif = false; /* without an EIF: ResourceAllocator::new's text (resource_manager.rs:332) */
     CHECK_EQ_INT(nd_preflight_check(&in, &r, NULL), 0);
     CHECK(r.n_issues == 1 && strstr(r.issues[0].message, "is 0 MB, and memory should be greater than 0 MB."));
 }
@@ -48,11 +53,28 @@ static void cpu_pool(void)
                              .n_used_cpus = 2, .used_memory_mib = 1024};
     nd_preflight_result r;
     CHECK_EQ_INT(nd_preflight_check(&in, &r, NULL), 0);
-    CHECK_EQ_INT(r.n_issues, 1); /* a stale enclave holds the pool: the vCPU ioctl fails */
+    CHECK_EQ_INT(r.n_issues, 1); /* a stale enclave holds the whole pool: NE_CREATE_VM fails */
     CHECK_EQ_STR(r.issues[0].code, "E29");
-    CHECK(strstr(r.issues[0].note, "NE_ERR_NO_CPUS_AVAIL_IN_POOL") != NULL);
+    CHECK(strstr(r.issues[0].note, "Create VM ioctl failed: The enclave cannot be created because no CPUs are available "
+                                   "in the pool (NE_ERR_NO_CPUS_AVAIL_IN_POOL)") != NULL);
     CHECK_EQ_INT(r.issues[0].limit, 0);
     CHECK_EQ_INT(r.memory_free_mib, 3072);
+    /* ... before "Start allocating memory...": with memory short too, E29 comes first, then E27 */
+    in.memory_mib = 3584;
+    CHECK_EQ_INT(nd_preflight_check(&in, &r, NULL), 0);
+    CHECK_EQ_INT(r.n_issues, 2);
+    CHECK_EQ_STR(r.issues[0].code, "E29");
+    CHECK_EQ_STR(r.issues[1].code, "E27");
+    CHECK(strstr(r.issues[1].message, "and then restart the nitro-enclaves-allocator.service.") != NULL);
+    /* one pool CPU free, two wanted: NE_CREATE_VM passes, adding vCPUs fails after memory (E27 first) */
+    in.n_used_cpus = 1;
+    CHECK_EQ_INT(nd_preflight_check(&in, &r, NULL), 0);
+    CHECK_EQ_INT(r.n_issues, 2);
+    CHECK_EQ_STR(r.issues[0].code, "E27");
+    CHECK_EQ_STR(r.issues[1].code, "E29");
+    CHECK(strstr(r.issues[1].note, "Add vCPU ioctl failed") != NULL);
+    in.n_used_cpus = 2;
+    in.memory_mib = 1024;
     in.cpu_count = 4; /* more than the pool has at all */
     CHECK_EQ_INT(nd_preflight_check(&in, &r, NULL), 0);
     CHECK_EQ_STR(r.issues[0].code, "E22");
@@ -66,6 +88,12 @@ static void cpu_pool(void)
     CHECK(strstr(r.issues[0].message, "(CPU(s) 3)") != NULL);
     CHECK_EQ_STR(r.issues[1].code, "E21");
     CHECK(strstr(r.issues[1].message, "contains CPU 5, which is not available in the pool.") != NULL);
+    /* get_duplicate_cpus (cpu_info.rs:195) concatenates the duplicated IDs without a separator */
+    unsigned ids2[] = {3, 1, 3, 1};
+    nd_preflight_input in3 = {.memory_mib = 1024, .cpu_ids = ids2, .n_cpu_ids = 4, .alloc = &cfg};
+    CHECK_EQ_INT(nd_preflight_check(&in3, &r, NULL), 0);
+    CHECK_EQ_STR(r.issues[0].code, "E20");
+    CHECK(strstr(r.issues[0].message, "(CPU(s) 13)") != NULL);
     nd_preflight_input bad = {.memory_mib = 1, .cpu_count = 2, .cpu_ids = ids, .n_cpu_ids = 1};
     CHECK_EQ_INT(nd_preflight_check(&bad, &r, NULL), -EINVAL);
 }

@@ -7,6 +7,8 @@
 #include "nd_scrub.h"
 
 #include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #define KEYID "AKIAIOSFODNN7EXAMPLE"
@@ -117,7 +119,7 @@ static void test_untouched(void)
 }
 
 typedef struct acc {
-    char buf[8192];
+    char buf[65536];
     size_t len;
 } acc;
 
@@ -161,7 +163,7 @@ static void test_sink_error(void)
     nd_scrub *s = nd_scrub_new(NULL);
     acc a = {.len = sizeof a.buf - 4};
     nd_scrub_begin(s, acc_sink, &a);
-    CHECK_EQ_INT(nd_scrub_feed(s, "0123456789\n", 11), -ENOSPC);
+    CHECK_EQ_INT(nd_scrub_feed(s, "01 3456789\n", 11), -ENOSPC);
     CHECK_EQ_INT(nd_scrub_end(s), -ENOSPC);
     nd_scrub_free(s);
 }
@@ -205,14 +207,435 @@ static void test_binary_detection(void)
 {
     static const unsigned char gz[] = {0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03};
     CHECK(nd_scrub_looks_binary(gz, sizeof gz));
-    CHECK(nd_scrub_looks_binary("ab\0cd", 5));
+    /* a NUL byte alone does not make a log binary (it is scrubbed like the rest); compressed data is binary */
+    CHECK(!nd_scrub_looks_binary("ab\0cd\n", 6));
     CHECK(!nd_scrub_looks_binary("plain text\n\twith tabs\r\n\x1b[0m colour\n", 34));
     CHECK(!nd_scrub_looks_binary("", 0));
     CHECK(!nd_scrub_looks_binary("UTF-8: ログ収集 ok\n", strlen("UTF-8: ログ収集 ok\n")));
 }
 
+/* ---- planted shapes (tests/data/scrub-shapes.txt) ----------------------------------------------------------- */
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static unsigned rnd(unsigned n)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (unsigned)(rng % n);
+}
+
+static void rand_from(char *out, size_t n, const char *alpha)
+{
+    size_t al = strlen(alpha);
+    for (size_t i = 0; i < n; i++)
+        out[i] = alpha[rnd((unsigned)al)];
+    out[n] = '\0';
+}
+
+#define UPPER_DIGITS "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+#define ALNUM "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+#define B64 ALNUM "+/"
+
+static char *b64enc(const unsigned char *in, size_t n)
+{
+    static const char t[] = ALNUM "+/";
+    char *o = malloc(n * 4 / 3 + 8), *p = o;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)in[i] << 16 | (i + 1 < n ? (unsigned)in[i + 1] << 8 : 0) | (i + 2 < n ? in[i + 2] : 0);
+        *p++ = t[v >> 18 & 63];
+        *p++ = t[v >> 12 & 63];
+        *p++ = i + 1 < n ? t[v >> 6 & 63] : '=';
+        *p++ = i + 2 < n ? t[v & 63] : '=';
+    }
+    *p = '\0';
+    return o;
+}
+
+static char *url_enc(const char *v)
+{
+    char *o = malloc(strlen(v) * 3 + 1), *p = o;
+    for (; *v; v++) {
+        if (*v == '/' || *v == '+' || *v == '=' || *v == '%' || *v == '!')
+            p += sprintf(p, "%%%02X", (unsigned char)*v);
+        else
+            *p++ = *v;
+    }
+    *p = '\0';
+    return o;
+}
+
+typedef struct planted {
+    char name[64];
+    char *text;      /* the shape with its value */
+    size_t len;
+    char *pieces[64]; /* what must not survive: the value as planted, split at line breaks */
+    int npieces;
+} planted;
+
+/* Makes a fresh value of `kind` into the shape `tmpl`. */
+static void make_planted(planted *pl, const char *name, const char *kind, const char *tmpl)
+{
+    memset(pl, 0, sizeof *pl);
+    snprintf(pl->name, sizeof pl->name, "%.63s", name);
+    char v[4096] = "";
+    char *val = NULL;
+    char k = kind[0];
+    if (k == 'K') {
+        memcpy(v, "AKIA", 4);
+        rand_from(v + 4, 16, UPPER_DIGITS);
+    } else if (k == 'S') {
+        rand_from(v, 40, B64);
+    } else if (k == 'T') {
+        strcpy(v, "IQoJb3JpZ2luX2Vj");
+        rand_from(v + 16, 150, B64);
+        strcat(v, "==");
+    } else if (k == 'H') {
+        rand_from(v, 64, "0123456789abcdef");
+    } else if (k == 'X') {
+        rand_from(v, 32, ALNUM);
+    } else if (k == 'P') {
+        rand_from(v, 14, ALNUM);
+        strcat(v, "!9");
+    } else if (k == 'J') {
+        strcpy(v, "eyJ");
+        rand_from(v + 3, 20, ALNUM "-_");
+        strcat(v, ".eyJ");
+        rand_from(v + strlen(v), 40, ALNUM "-_");
+        strcat(v, ".");
+        rand_from(v + strlen(v), 43, ALNUM "-_");
+    } else if (k == 'B' || k == 'b' || k == 'G' || k == 'W') {
+        char body[1024] = "";
+        const char *sep = k == 'b' ? "\\n" : "\n";
+        for (int i = 0; i < 3; i++) {
+            rand_from(body + strlen(body), 64, B64);
+            strcat(body, sep);
+        }
+        rand_from(body + strlen(body), 20, B64);
+        strcat(body, "==");
+        if (k == 'B' || k == 'b') {
+            strcpy(v, body);
+        } else {
+            char pem[1200];
+            snprintf(pem, sizeof pem, "-----BEGIN PRIVATE KEY-----\n%s\n-----END PRIVATE KEY-----\n", body);
+            char *e = b64enc((const unsigned char *)pem, strlen(pem));
+            if (k == 'G') {
+                strcpy(v, e);
+            } else {
+                for (size_t i = 0; i < strlen(e); i += 76) {
+                    strncat(v, e + i, 76);
+                    if (i + 76 < strlen(e))
+                        strcat(v, "\n");
+                }
+            }
+            free(e);
+        }
+    }
+    if (kind[1] == '%') {
+        val = url_enc(v);
+        if (kind[2] == '%') {
+            char *v2 = url_enc(val);
+            free(val);
+            val = v2;
+        }
+    } else if (kind[1] == '/') {
+        val = malloc(strlen(v) + 2);
+        memcpy(val, v, 10);
+        val[10] = '\n';
+        strcpy(val + 11, v + 10);
+    } else {
+        val = strdup(v);
+    }
+    /* pieces: split at real line breaks, and at the literal \n of a JSON-escaped body */
+    char *cp = strdup(val);
+    for (char *save = NULL, *t = strtok_r(cp, "\n", &save); t && pl->npieces < 64; t = strtok_r(NULL, "\n", &save)) {
+        char *q = t, *bs;
+        while ((bs = strstr(q, "\\n")) != NULL) {
+            *bs = '\0';
+            if (*q)
+                pl->pieces[pl->npieces++] = strdup(q);
+            q = bs + 2;
+        }
+        if (*q && pl->npieces < 64)
+            pl->pieces[pl->npieces++] = strdup(q);
+    }
+    free(cp);
+    /* the text: template with {V} and <NL> <CR> <TAB> <NUL> */
+    size_t cap = strlen(tmpl) + strlen(val) + 16;
+    pl->text = malloc(cap);
+    size_t o = 0;
+    for (const char *p = tmpl; *p;) {
+        if (!strncmp(p, "{V}", 3)) {
+            memcpy(pl->text + o, val, strlen(val));
+            o += strlen(val);
+            p += 3;
+        } else if (!strncmp(p, "<NL>", 4)) {
+            pl->text[o++] = '\n';
+            p += 4;
+        } else if (!strncmp(p, "<CR>", 4)) {
+            pl->text[o++] = '\r';
+            p += 4;
+        } else if (!strncmp(p, "<TAB>", 5)) {
+            pl->text[o++] = '\t';
+            p += 5;
+        } else if (!strncmp(p, "<NUL>", 5)) {
+            pl->text[o++] = '\0';
+            p += 5;
+        } else {
+            pl->text[o++] = *p++;
+        }
+    }
+    pl->text[o] = '\0';
+    pl->len = o;
+    free(val);
+}
+
+static void free_planted(planted *pl)
+{
+    free(pl->text);
+    for (int i = 0; i < pl->npieces; i++)
+        free(pl->pieces[i]);
+}
+
+static int load_shapes(planted *out, int max)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tests/data/scrub-shapes.txt", ND_SOURCE_DIR);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    if (!f)
+        return 0;
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof line, f) && n < max) {
+        line[strcspn(line, "\n")] = '\0';
+        if (line[0] == '#' || !line[0])
+            continue;
+        char *t1 = strchr(line, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+        if (!t2)
+            continue;
+        *t1 = *t2 = '\0';
+        make_planted(&out[n++], line, t1 + 1, t2 + 1);
+    }
+    fclose(f);
+    return n;
+}
+
+/* The first piece of pl found in out (whole, or any 8-byte part of it), or NULL. */
+static const char *leak(const planted *pl, const char *out, size_t olen)
+{
+    for (int i = 0; i < pl->npieces; i++) {
+        const char *pc = pl->pieces[i];
+        size_t l = strlen(pc);
+        if (l < 8) {
+            if (memmem(out, olen, pc, l))
+                return pc;
+            continue;
+        }
+        for (size_t o = 0; o + 8 <= l; o++)
+            if (memmem(out, olen, pc + o, 8))
+                return pc;
+    }
+    return NULL;
+}
+
+static char *scrub_n(nd_scrub *s, const char *in, size_t n, size_t *olen, int *total)
+{
+    char *out = NULL;
+    int t = nd_scrub_buffer(s, in, n, &out, olen);
+    if (total)
+        *total = t;
+    return out;
+}
+
+/* Prints where two outputs first differ. */
+static void show_diff(const char *label, const char *a, size_t al, const char *b, size_t bl)
+{
+    size_t i = 0;
+    while (i < al && i < bl && a[i] == b[i])
+        i++;
+    size_t from = i > 60 ? i - 60 : 0;
+    fprintf(stderr, "  %s: differ at byte %zu (%zu vs %zu bytes)\n  a: %.*s\n  b: %.*s\n", label, i, al, bl,
+            (int)((al - from) < 160 ? al - from : 160), a + from, (int)((bl - from) < 160 ? bl - from : 160), b + from);
+}
+
+static char *scrub_chunked(nd_scrub *s, const char *in, size_t n, size_t chunk, size_t *olen)
+{
+    acc *a = calloc(1, sizeof *a);
+    nd_scrub_begin(s, acc_sink, a);
+    for (size_t off = 0; off < n; off += chunk)
+        nd_scrub_feed(s, in + off, off + chunk <= n ? chunk : n - off);
+    nd_scrub_end(s);
+    char *o = malloc(a->len + 1);
+    memcpy(o, a->buf, a->len + 1);
+    *olen = a->len;
+    free(a);
+    return o;
+}
+
+/* Every property on one text: no piece survives, the context lines do, idempotent, growth bounded by the markers,
+ * and any chunking gives the same bytes. */
+static void check_text(const char *label, const planted *pls, int npl, const char *in, size_t n)
+{
+    nd_scrub *s = nd_scrub_new(NULL);
+    size_t olen = 0, o2len = 0;
+    int total = 0;
+    char *out = scrub_n(s, in, n, &olen, &total);
+    for (int i = 0; i < npl; i++) {
+        const char *l = leak(&pls[i], out, olen);
+        if (l) {
+            const char *at = memmem(out, olen, l, 8);
+            fprintf(stderr, "  %s: shape %s leaked %s\n  in:  %.300s\n  out: %.300s\n", label, pls[i].name, l, in,
+                    at && at - out > 100 ? at - 100 : out);
+            CHECK(l == NULL);
+        }
+    }
+    CHECK(memmem(out, olen, "context before", 14) != NULL);
+    if (memmem(in, n, "context after", 13))
+        CHECK(memmem(out, olen, "context after", 13) != NULL);
+    char *out2 = scrub_n(s, out, olen, &o2len, NULL);
+    if (o2len != olen || memcmp(out, out2, olen) != 0) {
+        show_diff(label, out, olen, out2, o2len);
+        fprintf(stderr, "  (%s: not idempotent)\n", label);
+        CHECK(0);
+    }
+    if (olen > n + 16 * (size_t)total) {
+        fprintf(stderr, "  %s: grew from %zu to %zu bytes with %d redactions\n", label, n, olen, total);
+        CHECK(0);
+    }
+    static const size_t chunks[] = {1, 3, 64, 4093};
+    for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
+        if (n > 20000 && chunks[c] < 64)
+            continue;
+        size_t cl = 0;
+        char *co = scrub_chunked(s, in, n, chunks[c], &cl);
+        if (cl != olen || memcmp(co, out, olen) != 0) {
+            show_diff(label, out, olen, co, cl);
+            fprintf(stderr, "  (%s: chunks of %zu differ)\n", label, chunks[c]);
+            CHECK(0);
+        }
+        free(co);
+    }
+    free(out);
+    free(out2);
+    nd_scrub_free(s);
+}
+
+static void test_planted_shapes(void)
+{
+    static planted pls[128];
+    int n = load_shapes(pls, 128);
+    CHECK(n >= 50);
+    printf("  %d shapes\n", n);
+    size_t cap = 1 << 20, len = 0;
+    char *all = malloc(cap);
+    for (int i = 0; i < n; i++) {
+        char *t = malloc(pls[i].len + 64);
+        size_t l = (size_t)sprintf(t, "context before\n");
+        memcpy(t + l, pls[i].text, pls[i].len);
+        l += pls[i].len;
+        l += (size_t)sprintf(t + l, "\ncontext after\n");
+        check_text(pls[i].name, &pls[i], 1, t, l);
+        /* the shape as the last line, without a newline, too */
+        check_text(pls[i].name, &pls[i], 1, t, l - strlen("context after\n") - 1);
+        memcpy(all + len, t, l);
+        len += l;
+        free(t);
+    }
+    check_text("all shapes", pls, n, all, len);
+    free(all);
+    for (int i = 0; i < n; i++)
+        free_planted(&pls[i]);
+}
+
+/* Found by a fuzzer checking idempotence (issue 13), and other inputs near the PEM state machine. */
+static void test_idempotent_regressions(void)
+{
+    static const struct {
+        const char *p;
+        size_t n;
+    } cases[] = {
+        {"\0{\"key\":\"-----BEGIN PRIVATE KEY-----[RE--\n\"}", 44},
+        {"-----BEGIN PRIVATE KEY-----", 27},
+        {"-----BEGIN PRIVATE KEY-----\n", 28},
+        {"x-----BEGIN RSA PRIVATE KEY----------END RSA PRIVATE KEY-----\n", 62},
+        {"AKIA\nAKIA\nAKIA\n", 15},
+        {"ABCDEFGHIJKLMNOPQRSTUVWX\n-----END PRIVATE KEY-----\n-----END PRIVATE KEY-----\n", 77},
+        {"LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0t\nLS0tLS1CRUdJTi\n", 51},
+        {"password=[REDACTED]x\ntoken=\"[REDACTED]\" secret: [REDACTED]\n", 59},
+    };
+    nd_scrub *s = nd_scrub_new(NULL);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t l1 = 0, l2 = 0;
+        int total = 0;
+        char *o1 = scrub_n(s, cases[i].p, cases[i].n, &l1, &total);
+        char *o2 = scrub_n(s, o1, l1, &l2, NULL);
+        if (l1 != l2 || memcmp(o1, o2, l1) != 0) {
+            fprintf(stderr, "  case %zu not idempotent: %zu then %zu bytes\n", i, l1, l2);
+            CHECK(0);
+        }
+        CHECK(l1 <= cases[i].n + 16 * (size_t)total);
+        free(o1);
+        free(o2);
+    }
+    nd_scrub_free(s);
+}
+
+/* Ordinary diagnostics must come through: nitro-cli output, allocator settings, prose mentioning tokens. */
+static void test_untouched_more(void)
+{
+    const char *txt =
+        "[ E26 ] Insufficient memory requested. User provided `memory` is 512 MB, but based on the EIF file size, "
+        "the minimum memory should be 2048 MB.\n"
+        "{\n  \"EnclaveName\": \"app\",\n  \"EnclaveID\": \"i-0123456789abcdef0-enc0123456789abcd\",\n"
+        "  \"ProcessID\": 4321,\n  \"EnclaveCID\": 16,\n  \"NumberOfCPUs\": 2,\n  \"MemoryMiB\": 512\n}\n"
+        "memory_mib: 512\ncpu_count: 2\n"
+        "token bucket refilled: 200 tokens\nthe password prompt timed out\nsecret: \"\"\ntoken: null\n"
+        "Token: true\nkey_id = alias/ephemeral-ml\nTokenExpiration=2026-11-22T21:00:00Z\n"
+        "https://kms.us-east-1.amazonaws.com:443/\n"
+        "-----BEGIN CERTIFICATE-----\nMIIBszCCATmgAwIBAgIUExample\n-----END CERTIFICATE-----\n";
+    expect(txt, txt, NULL, 0);
+    /* a base64 certificate is not a private key */
+    const char *cert = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJzekND\n";
+    expect(cert, cert, NULL, 0);
+}
+
+/* A text log with NUL bytes is scrubbed like any other: binary is a property of regions, not a reason to copy raw. */
+static void test_nul_in_text(void)
+{
+    const char in[] = "line\0one " KEYID " aws_secret_access_key=" SECRET "\n\xff\xfe\x00\x01 tail\n";
+    nd_scrub *s = nd_scrub_new(NULL);
+    size_t olen = 0;
+    char *out = scrub_n(s, in, sizeof in - 1, &olen, NULL);
+    CHECK(memmem(out, olen, KEYID, 20) == NULL);
+    CHECK(memmem(out, olen, SECRET, 40) == NULL);
+    CHECK(memmem(out, olen, "\xff\xfe\x00\x01 tail\n", 8) != NULL);
+    CHECK(memmem(out, olen, "line\0one ", 9) != NULL);
+    free(out);
+    nd_scrub_free(s);
+}
+
+/* Member names and manifest fields: one call, the same rules. */
+static void test_names(void)
+{
+    char out[256];
+    CHECK_EQ_INT(nd_scrub_name(NULL, "err2026-" KEYID ".log", out, sizeof out), 1);
+    CHECK_EQ_STR(out, "err2026-AKIA[REDACTED].log");
+    CHECK_EQ_INT(nd_scrub_name(NULL, "plain.log", out, sizeof out), 0);
+    CHECK_EQ_STR(out, "plain.log");
+    CHECK_EQ_INT(nd_scrub_name(NULL, "-----BEGIN PRIVATE KEY-----", out, sizeof out), 1);
+    CHECK(strchr(out, '\n') == NULL);
+    CHECK_EQ_INT(nd_scrub_name(NULL, KEYID, out, 8), -ENAMETOOLONG);
+}
+
 int main(void)
 {
+    ND_RUN(test_planted_shapes);
+    ND_RUN(test_idempotent_regressions);
+    ND_RUN(test_untouched_more);
+    ND_RUN(test_nul_in_text);
+    ND_RUN(test_names);
     ND_RUN(test_access_key_ids);
     ND_RUN(test_secret_keys);
     ND_RUN(test_session_tokens);

@@ -6,9 +6,15 @@
  * client as a child it inherited (whose exit init must reap). init mounts proc/sys, launches /vsock-pingpong in
  * vsock mode (VSOCK_PINGPONG_MODE comes from the kernel command line, like the image's ENV).
  *
+ * Before that, the failure cases of nitrodiag-init run one after another in the same VM (init as an ordinary child
+ * with --linger 0, not PID 1): an app that is missing, a script without its interpreter, an app that exits 1, one
+ * that segfaults, one that binds 127.0.0.1 with lo down (and again with --lo-up), each with `--log vsock:1:9100`
+ * to /logd (nitrodiag-logd, started first, listening on vsock:any:9100 over the loopback transport). Each case is
+ * framed on the console by `[vmtest] case NAME: begin` / `[vmtest] case NAME: end rc=N`.
+ *
  * The client talks to the server over AF_VSOCK loopback (CID 1, port 5000): pings, concurrent clients, a bad
  * client, "hello" → "unknown"; then sends SIGTERM to PID 1 (init must forward it to the app) and waits until the
- * app is gone. It ends the VM through qemu's isa-debug-exit device (I/O port 0xf4): qemu then exits with
+ * app is gone. At the end it stops /logd and prints what it received, each line as `[vmtest] log: LINE`. It ends the VM through qemu's isa-debug-exit device (I/O port 0xf4): qemu then exits with
  * (value << 1) | 1, i.e. 33 for PASS and 35 for FAIL. The host script (run-vm-test.sh) checks that exit status and
  * init's console lines.
  */
@@ -22,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/io.h>
+#include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -66,6 +73,8 @@ static void fail(const char *fmt, ...)
     say("[vmtest] FAIL: %s", msg);
     vm_exit(EXIT_FAIL);
 }
+
+static pid_t logd_pid;
 
 static void on_alarm(int sig)
 {
@@ -246,8 +255,148 @@ static void client(void)
     if (find_process("/vsock-pingpong"))
         fail("/vsock-pingpong (pid %d) still runs after SIGTERM to init", (int)app);
     msleep(200); /* let init print its exit line */
+
+    /* The log channel: stop logd (it closes its files) and show what it received. */
+    kill(logd_pid, SIGTERM);
+    char lpath[64];
+    snprintf(lpath, sizeof lpath, "/proc/%d/stat", (int)logd_pid);
+    for (int i = 0; i < 100; i++) {
+        char st[256] = "";
+        int fd = open(lpath, O_RDONLY);
+        if (fd < 0)
+            break;
+        ssize_t n = read(fd, st, sizeof st - 1);
+        close(fd);
+        char *rp = n > 0 ? strrchr(st, ')') : NULL;
+        if (rp && rp[1] == ' ' && rp[2] == 'Z')
+            break;
+        msleep(20);
+    }
+    DIR *d = opendir("/logs");
+    struct dirent *e;
+    int files = 0;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char fp[300];
+        snprintf(fp, sizeof fp, "/logs/%s", e->d_name);
+        FILE *f = fopen(fp, "r");
+        char line[1200];
+        say("[vmtest] log file %s", fp);
+        while (f && fgets(line, sizeof line, f)) {
+            line[strcspn(line, "\n")] = '\0';
+            say("[vmtest] log: %s", line);
+        }
+        if (f)
+            fclose(f);
+        files++;
+    }
+    if (d)
+        closedir(d);
+    if (!files)
+        fail("logd wrote no file in /logs");
     say("[vmtest] PASS");
     vm_exit(EXIT_PASS);
+}
+
+/* One nitrodiag-init run, as an ordinary child (not PID 1), framed by begin/end lines on the console. */
+static void run_case(const char *name, const char *const *extra, const char *const *cmd)
+{
+    const char *argv[32];
+    int k = 0;
+    argv[k++] = "/nitrodiag-init";
+    argv[k++] = "--no-mount";
+    argv[k++] = "--linger";
+    argv[k++] = "0";
+    argv[k++] = "--log";
+    argv[k++] = "vsock:1:9100";
+    for (int i = 0; extra && extra[i]; i++)
+        argv[k++] = extra[i];
+    argv[k++] = "--";
+    for (int i = 0; cmd[i]; i++)
+        argv[k++] = cmd[i];
+    argv[k] = NULL;
+    say("[vmtest] case %s: begin", name);
+    pid_t p = fork();
+    if (p == 0) {
+        execv(argv[0], (char *const *)argv);
+        _exit(126);
+    }
+    int st = 0;
+    while (waitpid(p, &st, 0) < 0 && errno == EINTR)
+        ;
+    say("[vmtest] case %s: end rc=%d", name, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+}
+
+/* Back-pressure over the real AF_VSOCK: logd is stopped (SIGSTOP: it accepts nothing more and reads nothing) while
+ * an app writes 2 MB through nitrodiag-init with a 16 KiB queue. The app must finish while logd is still stopped
+ * (init never waits for the parent), init's memory must stay bounded, and once logd runs again the newest lines —
+ * the exit line and the drop count — arrive, with the gap said by logd. */
+static void run_flood_case(void)
+{
+    say("[vmtest] case flood-stalled: begin");
+    if (mount("proc", "/proc", "proc", 0, NULL) < 0)
+        fail("mount proc: %s", strerror(errno));
+    kill(logd_pid, SIGSTOP);
+    pid_t p = fork();
+    if (p == 0) {
+        char *argv[] = {"/nitrodiag-init", "--no-mount", "--no-checks", "--console", "/dev/null", "--linger", "2",
+                        "--log-buffer", "16384", "--log", "vsock:1:9100", "--", "/vmapp", "flood", "20000", NULL};
+        execv(argv[0], argv);
+        _exit(126);
+    }
+    /* wait for the app to start, then to end, with logd stopped all along */
+    int seen = 0;
+    for (int i = 0; i < 1000 && !seen; i++) {
+        seen = find_process("/vmapp") != 0;
+        if (!seen)
+            msleep(10);
+    }
+    int gone = 0;
+    long hwm = -1;
+    for (int i = 0; i < 3000 && seen && !gone; i++) {
+        gone = find_process("/vmapp") == 0;
+        if (!gone)
+            msleep(10);
+    }
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)p);
+    FILE *f = fopen(path, "r");
+    /* VmPeak (peak virtual size), not VmHWM: this kernel (6.1) syncs the RSS counters of a small process lazily,
+     * so VmHWM reads a few kB; the virtual peak bounds the resident one and is exact. */
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmPeak:", 7) == 0)
+            hwm = strtol(line + 7, NULL, 10);
+    if (f)
+        fclose(f);
+    say("[vmtest] flood-stalled: app %s while logd was stopped; init VmPeak %ld kB", gone ? "finished" : "STALLED", hwm);
+    kill(logd_pid, SIGCONT);
+    int st = 0;
+    while (waitpid(p, &st, 0) < 0 && errno == EINTR)
+        ;
+    umount("/proc");
+    if (!seen || !gone)
+        fail("the flooding app did not finish while the parent stopped reading (seen %d, gone %d)", seen, gone);
+    if (hwm <= 0 || hwm > 4096)
+        fail("init's peak virtual size %ld kB is not bounded by its 16 KiB queue", hwm);
+    say("[vmtest] case flood-stalled: end rc=%d", WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+}
+
+static void run_cases(void)
+{
+    static const char *const missing[] = {"/app/server", NULL};
+    static const char *const script[] = {"/app/run.sh", NULL};
+    static const char *const exit1[] = {"/vmapp", "exit1", NULL};
+    static const char *const segv[] = {"/vmapp", "segv", NULL};
+    static const char *const bindlo[] = {"/vmapp", "bind-lo", NULL};
+    static const char *const lo_up[] = {"--lo-up", NULL};
+    run_case("missing", NULL, missing);
+    run_case("script", NULL, script);
+    run_case("exit1", NULL, exit1);
+    run_case("segv", NULL, segv);
+    run_case("bind-lo", NULL, bindlo);
+    run_case("bind-lo-up", lo_up, bindlo);
+    run_flood_case();
 }
 
 int main(void)
@@ -272,6 +421,31 @@ int main(void)
             fail("finit_module %s: %s", mods[i], strerror(-rc));
         say("[vmtest] loaded %s", mods[i]);
     }
+    /* /dev as in a real enclave (the AWS bootstrap init mounts devtmpfs): /dev/vsock, /dev/null… */
+    if (mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755") < 0)
+        fail("mount devtmpfs on /dev: %s", strerror(errno));
+
+    /* The host side of the log channel: nitrodiag-logd on vsock:any:9100 (the parent's CID 3 in a real enclave; here
+     * the loopback transport, CID 1). Wait until it accepts. */
+    logd_pid = fork();
+    if (logd_pid == 0) {
+        char *largv[] = {"/logd", "--listen", "vsock:any:9100", "--dir", "/logs", NULL};
+        execv("/logd", largv);
+        _exit(127);
+    }
+    nd_sockaddr la;
+    nd_vsock_parse("vsock:1:9100", &la, NULL);
+    int probe = -1;
+    for (int i = 0; i < 200 && probe < 0; i++) {
+        probe = nd_vsock_connect(&la, 1000, &err);
+        if (probe < 0)
+            msleep(20);
+    }
+    if (probe < 0)
+        fail("nitrodiag-logd does not accept on vsock:1:9100: %s", err.msg);
+    close(probe);
+    run_cases();
+
     pid_t c = fork();
     if (c == 0) {
         client();

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# bench/startup/run.sh BUILD_DIR — how long nitrodiag takes to start: `nitrodiag --version` and a one-step runbook
+# (bench/startup/one.lua, one empty step), against `/bin/true` (the cost of exec itself) in the same run. Median of
+# 20 runs after 3 warm-ups (page cache warm), measured by hyperfine (Debian's, installed here when missing and run as
+# root; bench-only, so not in tools/install-deps.sh), else a python3 fork/exec loop (which adds its own ~3 ms).
+# STARTUP_BASELINE=/path/to/older/nitrodiag adds its rows, measured in the same run (before/after ratios).
+# Targets: --version <= 8 ms, a one-step runbook <= 10 ms. Not part of ctest (run by `make bench`).
+set -euo pipefail
+BUILD=${1:-build}
+HERE=$(cd "$(dirname "$0")" && pwd)
+ND=$(cd "$BUILD" && pwd)/nitrodiag
+OUT=$(cd "$BUILD" && pwd)/bench-results/startup.md
+[ -x "$ND" ] || { echo "startup bench: $ND not built" >&2; exit 1; }
+mkdir -p "$(dirname "$OUT")"
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+if ! command -v hyperfine >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+  apt-get install -y -qq --no-install-recommends hyperfine >/dev/null 2>&1 || true
+fi
+cp "$HERE/one.lua" "$TMP/one.lua"
+cd "$TMP"
+
+median_ms() { # CMD… -> median wall ms of 20 runs
+  if command -v hyperfine >/dev/null 2>&1; then
+    hyperfine -N -w 3 -r 20 --export-json "$TMP/h.json" "$(printf '%q ' "$@")" >/dev/null 2>&1
+    python3 -c 'import json,sys; print("%.2f" % (json.load(open(sys.argv[1]))["results"][0]["median"] * 1000))' "$TMP/h.json"
+    return
+  fi
+  python3 - "$@" <<'PY'
+import os, statistics, subprocess, sys, time
+cmd = sys.argv[1:]
+def once():
+    t = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return (time.perf_counter() - t) * 1000
+for _ in range(3):
+    once()
+print("%.2f" % statistics.median(once() for _ in range(20)))
+PY
+}
+
+declare -A MS
+names=(true version runbook)
+cmds_true=(/bin/true)
+cmds_version=("$ND" --version)
+cmds_runbook=("$ND" run one.lua)
+if [ -n "${STARTUP_BASELINE:-}" ]; then
+  names+=(base_version base_runbook)
+  cmds_base_version=("$STARTUP_BASELINE" --version)
+  cmds_base_runbook=("$STARTUP_BASELINE" run one.lua)
+fi
+for n in "${names[@]}"; do
+  declare -n c="cmds_$n"
+  MS[$n]=$(median_ms "${c[@]}")
+  unset -n c
+done
+libs=$(ldd "$ND" | grep -c '=>' || true)
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
+{
+  echo "start-up, median of 20 (warm, $(command -v hyperfine >/dev/null && echo hyperfine || echo 'python3 loop')), $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg), $(date -u +%Y-%m-%d); $libs shared libraries at start"
+  echo
+  echo "| command | median ms | / \`true\` |"
+  echo "|---|---|---|"
+  echo "| \`/bin/true\` | ${MS[true]} | 1 |"
+  echo "| \`nitrodiag --version\` | ${MS[version]} | $(ratio "${MS[version]}" "${MS[true]}")x |"
+  echo "| \`nitrodiag run one.lua\` (one empty step) | ${MS[runbook]} | $(ratio "${MS[runbook]}" "${MS[true]}")x |"
+  if [ -n "${STARTUP_BASELINE:-}" ]; then
+    echo "| baseline \`--version\` ($STARTUP_BASELINE, $(ldd "$STARTUP_BASELINE" | grep -c '=>' || true) libraries) | ${MS[base_version]} | $(ratio "${MS[base_version]}" "${MS[true]}")x |"
+    echo "| baseline \`run one.lua\` | ${MS[base_runbook]} | $(ratio "${MS[base_runbook]}" "${MS[true]}")x |"
+  fi
+} | tee "$OUT"
+echo "startup bench: results in $OUT"
