@@ -317,7 +317,7 @@ return {
   deadline = 180,
   collect = true,
   steps = {
-    { name = "nitro-cli", timeout = 15, required = true,
+    { name = "nitro-cli", timeout = 15, required = true, collects = { "nitro_cli_version.txt" },
       run = function(s)
         -- what this run starts: the IDs and names of its test enclaves, and which of them are terminated
         s.data.started_ids, s.data.started_names, s.data.terminated = {}, {}, {}
@@ -348,6 +348,7 @@ return {
       end },
 
     { name = "allocator", timeout = 20,
+      collects = { "allocator.yaml", "allocator_service.status", "journal_" .. ALLOCATOR_UNIT .. ".log" },
       run = function(s)
         local cfg, text_or_err, code = allocator.load()
         if not cfg then
@@ -396,7 +397,7 @@ return {
 
     -- The enclaves already running: what they are and whether they hold what this run needs. diag10 terminates
     -- none of them unless terminate=stale|all says so or the operator says yes at the prompt.
-    { name = "running enclaves", timeout = 90,
+    { name = "running enclaves", timeout = 90, collects = { "describe_enclaves.before.json" },
       run = function(s)
         local a, d = s.args, s.data
         local list, err = nitro.describe_enclaves()
@@ -482,6 +483,17 @@ return {
       end },
 
     { name = "build images", timeout = 120,
+      collects = function(a)
+        local out = {}
+        for _, m in ipairs(a.runs) do
+          if m == "basic" or m == "vsock" or m == "smoke" then
+            for _, f in ipairs({ "build_%s.docker.log", "docker_inspect_%s.json", "build_%s.eif.log", "eif_%s.measurements.json" }) do
+              out[#out + 1] = f:format(m)
+            end
+          end
+        end
+        return out
+      end,
       run = function(s)
         local a = s.args
         s.data.eifs = {}
@@ -656,6 +668,13 @@ return {
       end },
 
     { name = "run enclaves", timeout = 150,
+      collects = function(a)
+        local out = {}
+        for _, m in ipairs(a.runs) do
+          if m == "basic" or m == "vsock" or m == "smoke" then out[#out + 1] = "run_" .. m .. ".console.log"; out[#out + 1] = "run_" .. m .. ".log" end
+        end
+        return out
+      end,
       run = function(s)
         local a = s.args
         local plan, held_back = {}, {}
@@ -703,7 +722,7 @@ return {
         end
       end },
 
-    { name = "hello control", timeout = 60,
+    { name = "hello control", timeout = 60, collects = { "run_hello.console.log", "run_hello.log" },
       when = function(args) for _, r in ipairs(args.runs) do if r == "hello" then return true end end return false end,
       skip_reason = "not asked for (runs=)",
       run = function(s)
@@ -724,35 +743,64 @@ return {
       end },
 
     { name = "collect", timeout = 40, always = true,
+      collects = { "/var/log/nitro_enclaves/err*.log", "err_logs.list", "nitro_enclaves.log.tail", "dmesg.tail",
+                   "vsock_proxy_service.status", "journal_kms-proxy-host.log", "describe_enclaves.json" },
       run = function(s)
         local b = s.bundle
         if not b then s:skip("no bundle for this run") end
-        b:add_glob("/var/log/nitro_enclaves/err*.log", { prefix = "" })
+        -- each artifact succeeds or fails on its own: one that raises is recorded with why, the others still come
+        local failed = 0
+        local function each(name, f)
+          local ok, e = pcall(f)
+          if not ok then
+            failed = failed + 1
+            b:record(name, { status = "error", error = tostring(e) })
+          end
+        end
+        each("err*.log", function() b:add_glob("/var/log/nitro_enclaves/err*.log", { prefix = "" }) end)
         local list = {}
         for _, e in ipairs(b:entries()) do
-          if e.status == "ok" and e.name and e.name:match("err[^/]*%.log$") then list[#list + 1] = e.source or e.name end
+          if e.status == "ok" and e.glob == "/var/log/nitro_enclaves/err*.log" then list[#list + 1] = e.source or e.name end
         end
-        b:add_string("err_logs.list", table.concat(list, "\n") .. "\n")
-        b:add_file("nitro_enclaves.log.tail", "/var/log/nitro_enclaves/nitro_enclaves.log", { tail_lines = 250 })
-        b:add_dmesg({ lines = 220 })
-        b:add_command("vsock_proxy_service.status", { "systemctl", "status", "--no-pager", "nitro-enclaves-vsock-proxy.service" }, { timeout = 10 })
-        b:add_journal("kms-proxy-host", { lines = 500 })
+        each("err_logs.list", function() b:add_string("err_logs.list", table.concat(list, "\n") .. "\n") end)
+        each("nitro_enclaves.log.tail", function()
+          b:add_file("nitro_enclaves.log.tail", "/var/log/nitro_enclaves/nitro_enclaves.log", { tail_lines = 250 })
+        end)
+        each("dmesg.tail", function() b:add_dmesg({ lines = 220 }) end)
+        each("vsock_proxy_service.status", function()
+          b:add_command("vsock_proxy_service.status", { "systemctl", "status", "--no-pager", "nitro-enclaves-vsock-proxy.service" }, { timeout = 10 })
+        end)
+        each("journal_kms-proxy-host.log", function() b:add_journal("kms-proxy-host", { lines = 500 }) end)
+        each("describe_enclaves.json", function()
+          local after, derr = nitro.describe_enclaves()
+          if after then
+            b:add_json("describe_enclaves.json", after)
+          else
+            b:record("describe_enclaves.json", { status = "error", kind = "command", source = "nitro-cli describe-enclaves",
+                                                 error = "describe-enclaves failed: " .. short(derr) })
+          end
+        end)
         -- what enclaves said over the log channel (nitrodiag-init --log → nitrodiag-logd), debug mode or not
-        b:add_glob("/var/log/nitrodiag/enclaves/*.log", { prefix = "enclave_logs/", tail_lines = 2000 })
-        b:add_journal("nitrodiag-logd", { lines = 500 })
-        local after = nitro.describe_enclaves()
-        if after then b:add_json("describe_enclaves.json", after) end
+        each("enclave_logs/*.log", function()
+          b:add_glob("/var/log/nitrodiag/enclaves/*.log", { prefix = "enclave_logs/", tail_lines = 2000 })
+        end)
+        each("journal_nitrodiag-logd.log", function() b:add_journal("nitrodiag-logd", { lines = 500 }) end)
         -- err logs written during this run: their root cause, read back
         local roots = {}
         for _, p in ipairs(list) do
-          local parsed = nitro.read_err_log(p)
+          local okp, parsed = pcall(nitro.read_err_log, p)
+          if not okp then parsed = nil end
           if parsed and parsed.recognised then
             roots[#roots + 1] = string.format("%s: %s (%s:%s)", fs.basename(p), parsed.action or "?", parsed.root_file or "?",
               tostring(parsed.root_line))
           end
         end
         if #roots > 0 then s:log("err logs:\n" .. table.concat(roots, "\n")) end
-        s:ok(string.format("%d err log(s), logs, dmesg and service states collected", #list))
+        if failed > 0 then
+          s:warn(string.format("%d err log(s) collected; %d artifact(s) could not be (see the manifest)", #list, failed))
+        else
+          s:ok(string.format("%d err log(s), logs, dmesg and service states collected", #list))
+        end
       end },
 
     -- The enclaves this run started, and only those, terminated by ID; bounded (the engine never lets a signal

@@ -466,6 +466,7 @@ simple("SMOKE_SILENT", "fail", "The busybox smoke enclave printed nothing", { "r
 simple("CLEANUP_INCOMPLETE", "fail", "Test enclaves this run started are still running", { "nitro-cli terminate-enclave --enclave-id <id> for each one named" })
 simple("NOTHING_SELECTED", "warn", "Nothing chosen to terminate", { "nitrodiag cleanup id=<EnclaveID> | name=<name> | cid=<CID> | stale=true | all=true" })
 simple("BUNDLED_RUN_FAILED", "warn", "The bundled run failed", { "read the bundle's report.md and the failed steps' logs" })
+simple("BUNDLE_NOT_WRITTEN", "fail", "The bundle this run was asked to write could not be written", { "free space where --out points (df -h <dir>), or choose another --out, and run again" })
 simple("HELLO_SILENT", "warn", "The hello enclave printed nothing", { "run it with --debug-mode --attach-console" })
 
 -- The causes behind the codes nd.preflight predicts (core/preflight.c returns nitro-cli's codes and the numbers).
