@@ -24,6 +24,8 @@ void nd_attest_free(nd_attest_doc *d)
     free(d->user_data.p);
     free(d->nonce.p);
     free(d->signature.p);
+    free(d->protected_raw.p);
+    free(d->payload_raw.p);
     free(d);
 }
 
@@ -155,9 +157,9 @@ static int parse_payload(const cbor_item_t *m, nd_attest_doc *d, nd_err *err)
         } else if (strcmp(key, "public_key") == 0) {
             rc = copy_bytes(v, "public_key", 1024, true, &d->public_key, err);
         } else if (strcmp(key, "user_data") == 0) {
-            rc = copy_bytes(v, "user_data", 512, true, &d->user_data, err);
+            rc = copy_bytes(v, "user_data", 1024, true, &d->user_data, err);
         } else if (strcmp(key, "nonce") == 0) {
-            rc = copy_bytes(v, "nonce", 512, true, &d->nonce, err);
+            rc = copy_bytes(v, "nonce", 1024, true, &d->nonce, err);
         }
         if (rc < 0)
             return rc;
@@ -204,9 +206,16 @@ int nd_attest_parse(const void *data, size_t len, nd_attest_doc **out, nd_err *e
         goto done;
     }
     cbor_item_t **it = cbor_array_handle(arr);
-    if (!is_bstr(it[0]) || !cbor_isa_map(it[1]) || !is_bstr(it[2]) || !is_bstr(it[3])) {
-        rc = nd_err_set(err, -EBADMSG, "attestation: COSE_Sign1 items have the wrong types");
-        goto done;
+    static const char *const item_names[4] = {"protected header", "unprotected header", "payload", "signature"};
+    for (int i = 0; i < 4; i++) {
+        bool okt = i == 1 ? cbor_isa_map(it[i]) : is_bstr(it[i]);
+        if (!okt) {
+            rc = nd_err_set(err, -EBADMSG, "attestation: COSE_Sign1 %s (item %d) is %s, not a %s", item_names[i], i + 1,
+                            cbor_is_null(it[i]) ? "null" : cbor_isa_map(it[i]) ? "a map" : cbor_isa_array(it[i]) ? "an array"
+                            : cbor_isa_string(it[i]) ? "a text string" : cbor_isa_bytestring(it[i]) ? "a byte string"
+                            : "another type", i == 1 ? "map" : "byte string");
+            goto done;
+        }
     }
     if (cbor_bytestring_length(it[0]) > 0) {
         prot = load(cbor_bytestring_handle(it[0]), cbor_bytestring_length(it[0]), "protected header", err);
@@ -229,6 +238,10 @@ int nd_attest_parse(const void *data, size_t len, nd_attest_doc **out, nd_err *e
         }
     }
     rc = copy_bytes(it[3], "signature", 1024, false, &d->signature, err);
+    if (rc == 0)
+        rc = copy_bytes(it[0], "protected header", ND_ATTEST_MAX_DOC, false, &d->protected_raw, err);
+    if (rc == 0)
+        rc = copy_bytes(it[2], "payload", ND_ATTEST_MAX_DOC, false, &d->payload_raw, err);
     if (rc < 0)
         goto done;
     payload = load(cbor_bytestring_handle(it[2]), cbor_bytestring_length(it[2]), "payload", err);

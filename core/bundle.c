@@ -34,6 +34,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define IO_BUF (256u * 1024u)
 #define READ_KEEP_MAX (64u << 20)
@@ -57,6 +58,10 @@ struct nd_bundle {
     bool closed;
     double created_at;
     char *buf;
+    z_stream z;      /* the gzip layer (ours, so that it can be flushed after every member) */
+    bool z_open;
+    unsigned char *zbuf;
+    nd_bundle_key *key; /* signs the manifest at finish, when set */
 };
 
 /* ---- helpers ------------------------------------------------------------------------------------------------- */
@@ -95,34 +100,148 @@ static int archive_fail(nd_bundle *b, const char *what)
     return b->broken.code;
 }
 
-static int check_name(nd_bundle *b, const char *name, char *out, size_t outsz, nd_err *err)
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when the bytes there are not valid UTF-8.
+ * C1 controls (U+0080..U+009F) count as invalid here: a terminal acts on them like on ASCII controls. */
+static size_t utf8_len(const unsigned char *s, size_t n)
 {
-    if (!name || !name[0])
-        return nd_err_set(err, -EINVAL, "bundle: empty member name");
-    if (name[0] == '/' || strlen(name) > 255)
-        return nd_err_set(err, -EINVAL, "bundle: bad member name '%s' (must be relative, at most 255 bytes)", name);
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2;
+    else if (c >= 0xE0 && c <= 0xEF)
+        len = 3;
+    else if (c >= 0xF0 && c <= 0xF4)
+        len = 4;
+    else
+        return 0;
+    if (c == 0xE0)
+        lo = 0xA0;
+    else if (c == 0xED)
+        hi = 0x9F;
+    else if (c == 0xF0)
+        lo = 0x90;
+    else if (c == 0xF4)
+        hi = 0x8F;
+    if (n < len || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return 0;
+    if (c == 0xC2 && s[1] <= 0x9F)
+        return 0; /* C1 control */
+    return len;
+}
+
+size_t nd_bundle_escape(const char *in, bool keep_slash, char *out, size_t outsz)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const unsigned char *s = (const unsigned char *)(in ? in : "");
+    size_t n = strlen((const char *)s), i = 0, j = 0;
+    if (outsz == 0)
+        return 0;
+    while (i < n) {
+        size_t l = utf8_len(s + i, n - i);
+        bool esc = l == 0 || s[i] < 0x20 || s[i] == 0x7F || s[i] == '%' || (!keep_slash && s[i] == '/');
+        size_t need = esc ? 3 : l;
+        if (j + need + 1 > outsz)
+            break; /* cut at a character boundary, never inside an escape */
+        if (esc) {
+            out[j++] = '%';
+            out[j++] = hex[s[i] >> 4];
+            out[j++] = hex[s[i] & 15];
+            i++;
+        } else {
+            memcpy(out + j, s + i, l);
+            j += l;
+            i += l;
+        }
+    }
+    out[j] = '\0';
+    return j;
+}
+
+/* True when name is a relative path of non-empty components, none of them "." or "..". */
+static bool name_shape_ok(const char *name)
+{
+    if (!name[0] || name[0] == '/')
+        return false;
     const char *p = name;
     while (*p) {
         const char *e = strchr(p, '/');
         size_t l = e ? (size_t)(e - p) : strlen(p);
         if (l == 0 || (l == 2 && p[0] == '.' && p[1] == '.') || (l == 1 && p[0] == '.'))
-            return nd_err_set(err, -EINVAL, "bundle: bad member name '%s' (empty, '.' or '..' component)", name);
+            return false;
         p += l + (e ? 1 : 0);
+        if (e && !*p)
+            return false; /* trailing slash */
     }
-    for (p = name; *p; p++)
-        if ((unsigned char)*p < 32 || *p == 127)
-            return nd_err_set(err, -EINVAL, "bundle: bad member name (control character)");
-    /* a host file name can hold a secret ("err…-AKIA….log"): the member name is scrubbed with the same rules as the
-     * data, and the manifest, scrubbed again later, keeps it unchanged (the scrubber is idempotent) */
-    char base[300];
-    if (nd_scrub_name(b->scrub, name, base, sizeof base) < 0)
-        snprintf(base, sizeof base, "[REDACTED]");
-    snprintf(out, outsz, "%s", base);
+    return true;
+}
+
+/*
+ * The member name, decided once and used for both the archive member and the manifest entry (so they always agree):
+ * `name` (from the caller) followed by `host_part` (a base name from the host, or NULL). The bundle's scrubber runs
+ * over it (a secret in a file name is redacted like one in a file), then control characters, invalid UTF-8, C1
+ * controls and '%' are percent-escaped (nd_bundle_escape), and a name used twice gets a "~2", "~3" suffix. A host
+ * part of "." or ".." is escaped; nothing from the host can make this fail. The caller's part must give a relative
+ * path with no empty, "." or ".." component, at most 255 bytes, else -EINVAL (a programming error).
+ */
+static int check_name(nd_bundle *b, const char *name, const char *host_part, char *out, size_t outsz, nd_err *err)
+{
+    char raw[1024];
+    if (!name)
+        name = "";
+    if (host_part) {
+        if (!host_part[0])
+            host_part = "unnamed";
+        else if (!strcmp(host_part, ".") || !strcmp(host_part, ".."))
+            host_part = host_part[1] ? "%2E%2E" : "%2E";
+        snprintf(raw, sizeof raw, "%s%s", name, host_part);
+    } else {
+        snprintf(raw, sizeof raw, "%s", name);
+    }
+    if (strlen(name) > 255 || !name_shape_ok(host_part ? (name[0] ? raw : "x") : name)) {
+        char shown[300];
+        nd_bundle_escape(name, true, shown, sizeof shown);
+        return nd_err_set(err, -EINVAL,
+                          "bundle: bad member name%s '%s' (must be relative, at most 255 bytes, no empty, '.' or '..' "
+                          "component)", host_part ? " prefix" : "", shown);
+    }
+    /* escaped (control bytes, invalid UTF-8), then scrubbed with the same rules as the data (nd_scrub_name); never
+     * the unscrubbed name */
+    char escraw[1100];
+    nd_bundle_escape(raw, true, escraw, sizeof escraw);
+    char esc[400];
+    if (nd_scrub_name(b->scrub, escraw, esc, sizeof esc) < 0)
+        snprintf(esc, sizeof esc, "[REDACTED]");
+    if (!name_shape_ok(esc)) {
+        /* a custom scrub rule or a cut produced a bad path: keep it flat and visible */
+        char flat[400];
+        nd_bundle_escape(esc, false, flat, sizeof flat);
+        snprintf(esc, sizeof esc, "%s", flat[0] && name_shape_ok(flat) ? flat : "unnamed");
+    }
+    snprintf(out, outsz, "%s", esc);
     /* a name used twice gets a "~2", "~3" suffix: nothing collected is ever hidden by a later member */
     for (int i = 2; json_object_get(b->names, out); i++)
-        snprintf(out, outsz, "%s~%d", base, i);
+        snprintf(out, outsz, "%s~%d", esc, i);
     json_object_set_new(b->names, out, json_true());
     return 0;
+}
+
+/* A JSON string for text that may hold any bytes (host paths, error messages): escaped when not valid UTF-8. */
+static json_t *jstr(const char *s)
+{
+    if (!s)
+        return json_null();
+    json_t *v = json_string(s);
+    if (v)
+        return v;
+    char buf[2048];
+    nd_bundle_escape(s, true, buf, sizeof buf);
+    return json_string(buf);
 }
 
 static void sha_hex(EVP_MD_CTX *md, char hex[65])
@@ -146,7 +265,7 @@ static json_t *new_item(nd_bundle *b, const char *name, const char *kind, const 
     snprintf(path, sizeof path, "%s/%s", b->top, name);
     json_object_set_new(it, "path", json_string(path));
     json_object_set_new(it, "kind", json_string(kind));
-    json_object_set_new(it, "source", source ? json_string(source) : json_null());
+    json_object_set_new(it, "source", jstr(source));
     json_object_set_new(it, "status", json_string("ok"));
     json_object_set_new(it, "error", json_null());
     json_object_set_new(it, "started_at", json_string(nd_collect_iso_time(started, t1, sizeof t1)));
@@ -162,7 +281,7 @@ static json_t *new_item(nd_bundle *b, const char *name, const char *kind, const 
 static void item_status(json_t *it, nd_collect_status st, const char *error)
 {
     json_object_set_new(it, "status", json_string(nd_collect_status_name(st)));
-    json_object_set_new(it, "error", error ? json_string(error) : json_null());
+    json_object_set_new(it, "error", jstr(error));
 }
 
 static void item_end(json_t *it, double started)
@@ -186,6 +305,88 @@ static void join_path(char *out, size_t outsz, const char *a, const char *b, con
         j += l;
     }
     out[j] = '\0';
+}
+
+/* ---- the gzip layer ------------------------------------------------------------------------------------------ */
+
+#define ZBUF (64u * 1024u)
+
+static int write_all(int fd, const unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno;
+        if (w == 0)
+            return -EIO;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Deflates in[0..n) with `flush` and writes what zlib produced. Returns 0 or a negative code. */
+static int gz_push(nd_bundle *b, const void *in, size_t n, int flush)
+{
+    b->z.next_in = (Bytef *)(uintptr_t)in;
+    b->z.avail_in = (uInt)n;
+    for (;;) {
+        b->z.next_out = b->zbuf;
+        b->z.avail_out = ZBUF;
+        int zr = deflate(&b->z, flush);
+        if (zr == Z_STREAM_ERROR)
+            return -EIO;
+        size_t have = ZBUF - b->z.avail_out;
+        if (have > 0) {
+            int rc = write_all(b->fd, b->zbuf, have);
+            if (rc < 0)
+                return rc;
+        }
+        if (zr == Z_STREAM_END || (b->z.avail_in == 0 && b->z.avail_out != 0))
+            return 0;
+    }
+}
+
+static la_ssize_t gz_write(struct archive *a, void *ud, const void *buf, size_t n)
+{
+    nd_bundle *b = ud;
+    if (!b->z_open || b->fd < 0) {
+        archive_set_error(a, EIO, "the bundle file is closed");
+        return -1;
+    }
+    size_t done = 0;
+    while (done < n) { /* avail_in is a uInt */
+        size_t part = n - done > (1u << 30) ? (1u << 30) : n - done;
+        int rc = gz_push(b, (const char *)buf + done, part, Z_NO_FLUSH);
+        if (rc < 0) {
+            archive_set_error(a, -rc, "write");
+            return -1;
+        }
+        done += part;
+    }
+    return (la_ssize_t)n;
+}
+
+static int gz_close(struct archive *a, void *ud)
+{
+    nd_bundle *b = ud;
+    if (!b->z_open || b->fd < 0 || b->broken.code || b->closed)
+        return ARCHIVE_OK; /* discarding: nothing more is written */
+    int rc = gz_push(b, NULL, 0, Z_FINISH);
+    if (rc < 0) {
+        archive_set_error(a, -rc, "write");
+        return ARCHIVE_FATAL;
+    }
+    return ARCHIVE_OK;
+}
+
+/* Pushes everything written so far to the file (a gzip sync point after a member). */
+static int gz_flush(nd_bundle *b)
+{
+    int rc = gz_push(b, NULL, 0, Z_SYNC_FLUSH);
+    return rc < 0 ? set_broken(b, rc, "write") : 0;
 }
 
 /* ---- open ---------------------------------------------------------------------------------------------------- */
@@ -217,7 +418,9 @@ int nd_bundle_open(nd_ctx *ctx, const nd_bundle_opts *opts, nd_bundle **out, nd_
     strftime(ts, sizeof ts, "%Y%m%dT%H%M%SZ", &tm);
     snprintf(b->top, sizeof b->top, "nitrodiag-%s-%s-%s", b->runbook, b->host, ts);
     int n1 = snprintf(b->final, sizeof b->final, "%s/%s.tar.gz", b->dir, b->top);
-    int n2 = snprintf(b->tmp, sizeof b->tmp, "%s/.%s.tar.gz.XXXXXX", b->dir, b->top);
+    char tail[64];
+    snprintf(tail, sizeof tail, ".tar.gz" ND_BUNDLE_TEMP_MARK "%ld-XXXXXX", (long)getpid());
+    int n2 = snprintf(b->tmp, sizeof b->tmp, "%s/.%s%s", b->dir, b->top, tail);
     if (n1 < 0 || n2 < 0 || (size_t)n1 >= sizeof b->final || (size_t)n2 >= sizeof b->tmp) {
         free(b);
         return nd_err_set(err, -ENAMETOOLONG, "bundle: output directory path too long");
@@ -244,7 +447,7 @@ int nd_bundle_open(nd_ctx *ctx, const nd_bundle_opts *opts, nd_bundle **out, nd_
     if (realpath(b->dir, absdir) && strlen(absdir) + strlen(b->top) + 24 < sizeof b->final) {
         snprintf(b->dir, sizeof b->dir, "%s", absdir);
         join_path(b->final, sizeof b->final, absdir, "/", b->top, ".tar.gz");
-        join_path(b->tmp, sizeof b->tmp, absdir, "/.", b->top, ".tar.gz.XXXXXX");
+        join_path(b->tmp, sizeof b->tmp, absdir, "/.", b->top, tail);
     }
     b->fd = mkostemp(b->tmp, O_CLOEXEC);
     if (b->fd < 0) {
@@ -252,6 +455,15 @@ int nd_bundle_open(nd_ctx *ctx, const nd_bundle_opts *opts, nd_bundle **out, nd_
         nd_err_set(err, e, "cannot write the bundle in %s: %s", b->dir, nd_err_str(e));
         free(b);
         return e;
+    }
+    if (o.sign_key && o.sign_key[0]) {
+        int krc = nd_bundle_key_load(o.sign_key, &b->key, err);
+        if (krc < 0) {
+            close(b->fd);
+            unlink(b->tmp);
+            free(b);
+            return krc;
+        }
     }
     b->scrub = nd_scrub_new(err);
     b->artifacts = json_array();
@@ -262,8 +474,17 @@ int nd_bundle_open(nd_ctx *ctx, const nd_bundle_opts *opts, nd_bundle **out, nd_
         nd_bundle_free(b);
         return nd_err_set(err, -ENOMEM, "bundle: out of memory");
     }
-    if (archive_write_add_filter_gzip(b->a) != ARCHIVE_OK || archive_write_set_format_pax_restricted(b->a) != ARCHIVE_OK ||
-        archive_write_set_bytes_in_last_block(b->a, 1) != ARCHIVE_OK || archive_write_open_fd(b->a, b->fd) != ARCHIVE_OK) {
+    b->zbuf = malloc(ZBUF);
+    if (!b->zbuf || deflateInit2(&b->z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+        nd_bundle_free(b);
+        return nd_err_set(err, -ENOMEM, "bundle: out of memory");
+    }
+    b->z_open = true;
+    /* tar blocks go straight to gz_write (no libarchive blocking or compression), so that gz_flush can push every
+     * finished member to the file: a run killed half-way leaves an archive readable up to its last member */
+    if (archive_write_set_format_pax_restricted(b->a) != ARCHIVE_OK ||
+        archive_write_set_bytes_per_block(b->a, 0) != ARCHIVE_OK ||
+        archive_write_open(b->a, b, NULL, gz_write, gz_close) != ARCHIVE_OK) {
         nd_err_set(err, -EIO, "bundle: libarchive: %s", archive_error_string(b->a));
         nd_bundle_free(b);
         return -EIO;
@@ -470,6 +691,10 @@ static int write_member(nd_bundle *b, const char *name, src_read_fn rd, void *ud
     char hex[65];
     sha_hex(w.md, hex);
     EVP_MD_CTX_free(w.md);
+    if (archive_write_finish_entry(b->a) != ARCHIVE_OK)
+        return archive_fail(b, "write");
+    if (gz_flush(b) < 0)
+        return b->broken.code;
     json_object_set_new(it, "bytes", json_integer((json_int_t)declared));
     json_object_set_new(it, "sha256", json_string(hex));
     if (changed)
@@ -497,17 +722,18 @@ static const char *base_name(const char *p)
     return s && s[1] ? s + 1 : p;
 }
 
-static int add_file_item(nd_bundle *b, const char *name, const char *host_path, const nd_collect_opts *opts,
-                         const char *kind, const char *glob_src, nd_err *err)
+/* Adds one host file as member `name`, or (name NULL) as `prefix` + its base name. */
+static int add_file_item(nd_bundle *b, const char *name, const char *prefix, const char *host_path,
+                         const nd_collect_opts *opts, const char *kind, const char *glob_src, nd_err *err)
 {
     char nm[512];
-    int rc = check_name(b, name ? name : base_name(host_path), nm, sizeof nm, err);
+    int rc = check_name(b, name ? name : prefix, name ? NULL : base_name(host_path), nm, sizeof nm, err);
     if (rc < 0)
         return rc;
     double t0 = nd_collect_now();
     json_t *it = new_item(b, nm, kind, host_path, t0, t0);
     if (glob_src)
-        json_object_set_new(it, "glob", json_string(glob_src));
+        json_object_set_new(it, "glob", jstr(glob_src));
     nd_collect_span sp;
     nd_err ferr;
     nd_err_clear(&ferr);
@@ -541,7 +767,7 @@ int nd_bundle_add_file(nd_bundle *b, const char *name, const char *host_path, co
         return rc;
     if (!host_path || !host_path[0])
         return nd_err_set(err, -EINVAL, "bundle: add_file needs a path");
-    return add_file_item(b, name, host_path, opts, "file", NULL, err);
+    return add_file_item(b, name, NULL, host_path, opts, "file", NULL, err);
 }
 
 typedef struct glob_acc {
@@ -565,39 +791,45 @@ static void glob_cb(void *ud, const char *p)
         g->n++;
 }
 
+static void record_item(nd_bundle *b, const char *nm, const nd_bundle_meta *meta);
+
 int nd_bundle_add_glob(nd_bundle *b, const char *pattern, const char *prefix, const nd_collect_opts *opts, nd_err *err)
 {
     int rc = usable(b, err);
     if (rc < 0)
         return rc;
+    if (!prefix)
+        prefix = "";
+    char probe[300];
+    snprintf(probe, sizeof probe, "%sx", prefix);
+    if (strlen(prefix) > 200 || !name_shape_ok(probe))
+        return nd_err_set(err, -EINVAL, "bundle: bad prefix for glob %s (must be relative, no '.' or '..')",
+                          pattern ? pattern : "");
     glob_acc g = {0};
     nd_err gerr;
     nd_err_clear(&gerr);
     double t0 = nd_collect_now();
     int n = nd_collect_glob(b->ctx, pattern, glob_cb, &g, &gerr);
     if (n <= 0) {
-        nd_bundle_meta m = {.kind = "glob", .source = pattern};
-        m.status = n < 0 ? nd_collect_status_of(n) : ND_COLLECT_MISSING;
-        char msg[600];
-        snprintf(msg, sizeof msg, "%s", n < 0 ? gerr.msg : "no file matches the pattern");
-        m.error = msg;
-        m.started_at = t0;
-        char nm[512];
-        snprintf(nm, sizeof nm, "%s%s", prefix ? prefix : "", base_name(pattern));
         free(g.paths);
         if (n == -EINVAL)
             return nd_err_set(err, n, "%s", gerr.msg);
-        return nd_bundle_record(b, nm, &m, err) < 0 ? b->broken.code : 0;
+        nd_bundle_meta m = {.kind = "glob", .source = pattern};
+        m.status = n < 0 ? nd_collect_status_of(n) : ND_COLLECT_MISSING;
+        m.error = n < 0 ? gerr.msg : "no file matches the pattern";
+        m.started_at = t0;
+        char nm[512];
+        if (check_name(b, prefix, base_name(pattern), nm, sizeof nm, err) < 0)
+            return -EINVAL;
+        record_item(b, nm, &m);
+        return 0;
     }
+    /* each match succeeds or fails on its own (an odd name is escaped, an unreadable file is recorded); only a
+     * bundle that can no longer be written stops the loop */
     rc = 0;
     for (size_t i = 0; i < g.n; i++) {
-        char nm[512];
-        snprintf(nm, sizeof nm, "%s%s", prefix ? prefix : "", base_name(g.paths[i]));
-        if (rc == 0) {
-            rc = add_file_item(b, nm, g.paths[i], opts, "glob", pattern, err);
-            if (rc == -EINVAL) /* a bad prefix: say so once */
-                rc = nd_err_set(err, -EINVAL, "bundle: bad prefix '%s' for glob %s", prefix ? prefix : "", pattern);
-        }
+        if (rc == 0)
+            rc = add_file_item(b, NULL, prefix, g.paths[i], opts, "glob", pattern, err);
         free(g.paths[i]);
     }
     free(g.paths);
@@ -628,7 +860,7 @@ int nd_bundle_add_data(nd_bundle *b, const char *name, const void *data, size_t 
     if (meta)
         m = *meta;
     char nm[512];
-    rc = check_name(b, name, nm, sizeof nm, err);
+    rc = check_name(b, name, NULL, nm, sizeof nm, err);
     if (rc < 0)
         return rc;
     double t0 = m.started_at > 0 ? m.started_at : nd_collect_now();
@@ -658,24 +890,30 @@ int nd_bundle_add_data(nd_bundle *b, const char *name, const void *data, size_t 
     return rc;
 }
 
-int nd_bundle_record(nd_bundle *b, const char *name, const nd_bundle_meta *meta, nd_err *err)
+/* Records an item with no member under an already decided name. */
+static void record_item(nd_bundle *b, const char *nm, const nd_bundle_meta *meta)
 {
-    int rc = usable(b, err);
-    if (rc < 0)
-        return rc;
     nd_bundle_meta m = {0};
     if (meta)
         m = *meta;
-    char nm[512];
-    rc = check_name(b, name, nm, sizeof nm, err);
-    if (rc < 0)
-        return rc;
     double t0 = m.started_at > 0 ? m.started_at : nd_collect_now();
     json_t *it = new_item(b, nm, m.kind ? m.kind : "string", m.source, t0, m.ended_at > 0 ? m.ended_at : nd_collect_now());
     json_object_set_new(it, "path", json_null());
     apply_meta(it, &m, 0);
     json_object_set_new(it, "source_bytes", json_integer((json_int_t)m.source_bytes));
     json_array_append_new(b->artifacts, it);
+}
+
+int nd_bundle_record(nd_bundle *b, const char *name, const nd_bundle_meta *meta, nd_err *err)
+{
+    int rc = usable(b, err);
+    if (rc < 0)
+        return rc;
+    char nm[512];
+    rc = check_name(b, name, NULL, nm, sizeof nm, err);
+    if (rc < 0)
+        return rc;
+    record_item(b, nm, meta);
     return 0;
 }
 
@@ -914,6 +1152,10 @@ static void close_archive(nd_bundle *b)
         archive_write_free(b->a);
         b->a = NULL;
     }
+    if (b->z_open) {
+        deflateEnd(&b->z);
+        b->z_open = false;
+    }
     if (b->fd >= 0) {
         close(b->fd);
         b->fd = -1;
@@ -984,6 +1226,27 @@ static json_t *build_manifest(nd_bundle *b, const json_t *extra)
     return m;
 }
 
+/* Scrubs the manifest copy value by value, except the member names: those were scrubbed and escaped once, when
+ * the item was added, and must stay exactly the archive's member names (scrubbing them twice could differ). */
+static void scrub_manifest(nd_bundle *b, json_t *copy, const json_t *orig)
+{
+    scrub_json(b->scrub, copy, NULL);
+    static const char *const keep_top[] = {"topdir", "not_ok", "truncated", NULL};
+    for (int i = 0; keep_top[i]; i++) {
+        json_t *v = json_object_get(orig, keep_top[i]);
+        if (v)
+            json_object_set_new(copy, keep_top[i], json_deep_copy(v));
+    }
+    const json_t *oa = json_object_get(orig, "artifacts");
+    json_t *ca = json_object_get(copy, "artifacts");
+    for (size_t i = 0; i < json_array_size(oa) && i < json_array_size(ca); i++) {
+        const json_t *o = json_array_get(oa, i);
+        json_t *c = json_array_get(ca, i);
+        json_object_set(c, "name", json_object_get(o, "name"));
+        json_object_set(c, "path", json_object_get(o, "path"));
+    }
+}
+
 static int rename_noreplace(const char *from, char *to, size_t tosz)
 {
     char base[4096];
@@ -1022,9 +1285,9 @@ int nd_bundle_finish(nd_bundle *b, const json_t *extra, nd_err *err)
     if (!b->broken.code) {
         json_t *m = build_manifest(b, extra);
         json_t *copy = json_deep_copy(m);
-        json_decref(m);
         if (copy)
-            scrub_json(b->scrub, copy, NULL);
+            scrub_manifest(b, copy, m);
+        json_decref(m);
         char *text = copy ? json_dumps(copy, JSON_INDENT(2)) : NULL;
         json_decref(copy);
         if (!text) {
@@ -1043,6 +1306,21 @@ int nd_bundle_finish(nd_bundle *b, const json_t *extra, nd_err *err)
             }
             memsrc ms = {text, len};
             rc = write_member(b, nm, mem_read, &ms, len, true, it);
+            if (!b->broken.code && b->key) {
+                /* the signature covers the manifest's exact bytes, hence every member's sha256 */
+                char *sig = NULL;
+                nd_err serr;
+                if (nd_bundle_key_sign(b->key, text, len, &sig, &serr) < 0) {
+                    set_broken(b, serr.code, serr.msg);
+                } else {
+                    size_t sl = strlen(sig);
+                    memsrc ss = {sig, sl};
+                    json_t *it2 = json_object();
+                    write_member(b, "manifest.sig", mem_read, &ss, sl, true, it2);
+                    json_decref(it2);
+                    free(sig);
+                }
+            }
             json_decref(it);
             free(text);
         }
@@ -1087,6 +1365,8 @@ void nd_bundle_free(nd_bundle *b)
     json_decref(b->artifacts);
     json_decref(b->names);
     free(b->buf);
+    free(b->zbuf);
+    nd_bundle_key_free(b->key);
     free(b);
 }
 
@@ -1101,7 +1381,73 @@ void nd_bundle_contents_free(nd_bundle_contents *c)
     json_decref(c->manifest);
     json_decref(c->summary);
     free(c->report);
+    free(c->partial_reason);
+    free(c->manifest_raw);
+    free(c->signature);
     memset(c, 0, sizeof *c);
+}
+
+static void partial_at(nd_bundle_contents *c, const char *why)
+{
+    c->partial = true;
+    char msg[600];
+    snprintf(msg, sizeof msg, "the archive ends early or is damaged after %zu member(s): %s", c->nmembers,
+             why ? why : "read error");
+    free(c->partial_reason);
+    c->partial_reason = strdup(msg);
+}
+
+/* Reading gzip ourselves (zlib) rather than through libarchive's filter: a gzip stream cut short (a killed run's
+ * archive) then simply ends, and libarchive sees a tar stream that stops after the last complete member, instead of
+ * refusing the whole file. Concatenated gzip members are read in sequence, as gzip(1) does. */
+typedef struct gzin {
+    int fd;
+    z_stream z;
+    bool z_open, in_stream, cut, bad;
+    unsigned char in[64 * 1024];
+    unsigned char out[256 * 1024];
+} gzin;
+
+static la_ssize_t gzin_read(struct archive *a, void *ud, const void **buf)
+{
+    gzin *g = ud;
+    *buf = g->out;
+    g->z.next_out = g->out;
+    g->z.avail_out = sizeof g->out;
+    while (g->z.avail_out == sizeof g->out) {
+        if (g->z.avail_in == 0) {
+            ssize_t n;
+            do
+                n = read(g->fd, g->in, sizeof g->in);
+            while (n < 0 && errno == EINTR);
+            if (n < 0) {
+                archive_set_error(a, errno, "read");
+                return -1;
+            }
+            if (n == 0) {
+                if (g->in_stream)
+                    g->cut = true; /* the gzip stream stops early: end of data */
+                break;
+            }
+            g->z.next_in = g->in;
+            g->z.avail_in = (uInt)n;
+        }
+        if (!g->in_stream) {
+            inflateReset(&g->z);
+            g->in_stream = true;
+        }
+        int zr = inflate(&g->z, Z_NO_FLUSH);
+        if (zr == Z_STREAM_END) {
+            g->in_stream = false;
+        } else if (zr != Z_OK && zr != Z_BUF_ERROR) {
+            g->bad = true;
+            if (g->z.avail_out != sizeof g->out)
+                break; /* hand out what was decoded before the damage */
+            archive_set_error(a, EIO, "corrupt gzip data");
+            return -1;
+        }
+    }
+    return (la_ssize_t)(sizeof g->out - g->z.avail_out);
 }
 
 int nd_bundle_read(const char *path, nd_bundle_contents *out, nd_err *err)
@@ -1110,14 +1456,43 @@ int nd_bundle_read(const char *path, nd_bundle_contents *out, nd_err *err)
     struct stat st;
     if (stat(path, &st) < 0)
         return nd_err_set(err, -errno, "%s: %s", path, strerror(errno));
+    unsigned char magic[2] = {0, 0};
+    int mfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (mfd < 0)
+        return nd_err_set(err, -errno, "%s: %s", path, strerror(errno));
+    gzin *g = NULL;
+    if (pread(mfd, magic, 2, 0) == 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
+        g = calloc(1, sizeof *g);
+        if (!g || inflateInit2(&g->z, 15 + 16) != Z_OK) {
+            free(g);
+            close(mfd);
+            return nd_err_set(err, -ENOMEM, "out of memory");
+        }
+        g->z_open = true;
+        g->fd = mfd;
+    } else {
+        close(mfd);
+    }
     struct archive *a = archive_read_new();
-    if (!a)
+    if (!a) {
+        if (g) {
+            inflateEnd(&g->z);
+            close(g->fd);
+            free(g);
+        }
         return nd_err_set(err, -ENOMEM, "out of memory");
+    }
     archive_read_support_filter_all(a);
     archive_read_support_format_tar(a);
-    if (archive_read_open_filename(a, path, 64 * 1024) != ARCHIVE_OK) {
+    int orc = g ? archive_read_open(a, g, NULL, gzin_read, NULL) : archive_read_open_filename(a, path, 64 * 1024);
+    if (orc != ARCHIVE_OK) {
         int rc = nd_err_set(err, -EBADMSG, "%s: not a readable tar.gz: %s", path, archive_error_string(a));
         archive_read_free(a);
+        if (g) {
+            inflateEnd(&g->z);
+            close(g->fd);
+            free(g);
+        }
         return rc;
     }
     size_t cap = 0;
@@ -1134,6 +1509,10 @@ int nd_bundle_read(const char *path, nd_bundle_contents *out, nd_err *err)
         if (r == ARCHIVE_EOF)
             break;
         if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+            if (out->nmembers > 0) { /* a partial archive (a killed run): keep what is readable */
+                partial_at(out, archive_error_string(a));
+                break;
+            }
             rc = nd_err_set(err, -EBADMSG, "%s: corrupt archive: %s", path, archive_error_string(a));
             goto done;
         }
@@ -1160,7 +1539,8 @@ int nd_bundle_read(const char *path, nd_bundle_contents *out, nd_err *err)
         }
         const char *rel = strchr(name, '/');
         rel = rel ? rel + 1 : name;
-        bool keep = !strcmp(rel, "manifest.json") || !strcmp(rel, "summary.json") || !strcmp(rel, "report.md");
+        bool keep = !strcmp(rel, "manifest.json") || !strcmp(rel, "summary.json") || !strcmp(rel, "report.md") ||
+                    !strcmp(rel, "manifest.sig");
         char *kept = NULL;
         size_t klen = 0;
         EVP_DigestInit_ex(md, EVP_sha256(), NULL);
@@ -1168,6 +1548,12 @@ int nd_bundle_read(const char *path, nd_bundle_contents *out, nd_err *err)
             la_ssize_t n = archive_read_data(a, buf, IO_BUF);
             if (n < 0) {
                 free(kept);
+                if (out->nmembers > 1) { /* the archive ends inside this member: drop it, keep the others */
+                    free(m->name);
+                    out->nmembers--;
+                    partial_at(out, archive_error_string(a));
+                    goto done;
+                }
                 rc = nd_err_set(err, -EBADMSG, "%s: corrupt member %s: %s", path, name, archive_error_string(a));
                 goto done;
             }
@@ -1191,11 +1577,19 @@ int nd_bundle_read(const char *path, nd_bundle_contents *out, nd_err *err)
                 free(out->report);
                 out->report = kept;
                 kept = NULL;
+            } else if (!strcmp(rel, "manifest.sig")) {
+                free(out->signature);
+                out->signature = kept;
+                kept = NULL;
             } else {
                 json_t *j = json_loadb(kept, klen, JSON_REJECT_DUPLICATES, NULL);
                 if (!strcmp(rel, "manifest.json")) {
                     json_decref(out->manifest);
                     out->manifest = j;
+                    free(out->manifest_raw);
+                    out->manifest_raw = kept;
+                    out->manifest_len = klen;
+                    kept = NULL;
                 } else {
                     json_decref(out->summary);
                     out->summary = j;
@@ -1208,6 +1602,13 @@ done:
     free(buf);
     EVP_MD_CTX_free(md);
     archive_read_free(a);
+    if (g) {
+        if (rc == 0 && !out->partial && (g->cut || g->bad) && out->nmembers > 0)
+            partial_at(out, g->cut ? "the gzip stream is cut short" : "corrupt gzip data");
+        inflateEnd(&g->z);
+        close(g->fd);
+        free(g);
+    }
     if (rc < 0)
         nd_bundle_contents_free(out);
     return rc;
@@ -1264,7 +1665,7 @@ int nd_bundle_verify(const nd_bundle_contents *c, void (*cb)(void *ud, const cha
         const char *n = c->members[k].name;
         const char *rel = strchr(n, '/');
         rel = rel ? rel + 1 : n;
-        if (!strcmp(rel, "manifest.json") || json_object_get(listed, n))
+        if (!strcmp(rel, "manifest.json") || !strcmp(rel, "manifest.sig") || json_object_get(listed, n))
             continue;
         problems++;
         if (cb)

@@ -35,6 +35,7 @@ const char *nd_collect_status_name(nd_collect_status st)
     case ND_COLLECT_MISSING: return "missing";
     case ND_COLLECT_DENIED: return "denied";
     case ND_COLLECT_TIMEOUT: return "timeout";
+    case ND_COLLECT_SKIPPED: return "skipped";
     default: return "error";
     }
 }

@@ -9,6 +9,8 @@
 #include "nd_eif.h"
 #include "nd_buf.h"
 #include "nd_cbor.h"
+#include "nd_attest.h"
+#include "nd_codec.h"
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MIB (1024ULL * 1024ULL)
@@ -59,7 +62,9 @@ void nd_eif_info_free(nd_eif_info *info)
         return;
     free(info->metadata);
     free(info->cmdline);
+    free(info->signing_cert);
     info->metadata = info->cmdline = NULL;
+    info->signing_cert = NULL;
 }
 
 /* ---- measurements --------------------------------------------------------------------------------------------- */
@@ -111,9 +116,10 @@ static int measure_final(measure *m, nd_eif_info *info)
     return 0;
 }
 
-/* Finds the first signing_certificate in the signature section (a CBOR array of maps, byte fields as serde's
- * Vec<u8>). Returns 0 with a malloc'd copy, or -1. */
-static int find_certificate(const unsigned char *data, size_t len, unsigned char **cert, size_t *certlen)
+/* Finds the first signing_certificate and its signature (a COSE_Sign1) in the signature section (a CBOR array of
+ * maps, byte fields as serde's Vec<u8>). Returns 0 with malloc'd copies (*sig may stay NULL), or -1. */
+static int find_certificate(const unsigned char *data, size_t len, unsigned char **cert, size_t *certlen,
+                            unsigned char **sig, size_t *siglen)
 {
     cbor_item_t *root = nd_cbor_load(data, len, "EIF signature section", NULL);
     if (!root)
@@ -123,6 +129,9 @@ static int find_certificate(const unsigned char *data, size_t len, unsigned char
         cbor_item_t *v = nd_cbor_map_get(cbor_array_handle(root)[0], "signing_certificate");
         if (v && nd_cbor_u8_bytes(v, cert, certlen) == 0)
             rc = 0;
+        v = nd_cbor_map_get(cbor_array_handle(root)[0], "signature");
+        if (rc == 0 && v && nd_cbor_u8_bytes(v, sig, siglen) < 0)
+            *sig = NULL;
     }
     cbor_decref(&root);
     return rc;
@@ -159,18 +168,107 @@ static int cert_to_der(const unsigned char *cert, size_t len, unsigned char **de
     return 0;
 }
 
+int nd_eif_pcr8_cert(const void *cert, size_t len, char hex[ND_EIF_PCR_HEX], nd_err *err)
+{
+    unsigned char *der = NULL, d[EVP_MAX_MD_SIZE];
+    size_t derlen = 0;
+    unsigned int n = 0;
+    if (cert_to_der(cert, len, &der, &derlen) < 0)
+        return nd_err_set(err, -EBADMSG, "PCR8: not a PEM or DER X.509 certificate");
+    int rc = EVP_Digest(der, derlen, d, &n, EVP_sha384(), NULL) == 1 && n == 48 && pcr_extend_hex(d, hex) == 0
+                 ? 0 : nd_err_set(err, -EIO, "PCR8: SHA-384 failed");
+    free(der);
+    return rc;
+}
+
+/* An X.509 name in RFC 2253 form ("CN=AWS,OU=AWS,O=Amazon,…"), as nitrodiag attest shows names. */
+static void name_rfc2253(const X509_NAME *n, char *out, size_t outsz)
+{
+    out[0] = '\0';
+    BIO *b = BIO_new(BIO_s_mem());
+    if (b && X509_NAME_print_ex(b, n, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0) {
+        char *p = NULL;
+        long len = BIO_get_mem_data(b, &p);
+        if (len > 0) {
+            size_t k = (size_t)len < outsz - 1 ? (size_t)len : outsz - 1;
+            memcpy(out, p, k);
+            out[k] = '\0';
+        }
+    }
+    BIO_free(b);
+}
+
+/* SignatureCheck as aws-nitro-enclaves-image-format's EifReader::get_certificate_info computes it: the COSE_Sign1
+ * verifies with the certificate's key and its payload is PcrInfo {register_index: 0, register_value: PCR0}. */
+static void check_eif_signature(const unsigned char *cose, size_t coselen, nd_eif_info *info)
+{
+    info->signature_check = 0;
+    const unsigned char *p = info->signing_cert;
+    X509 *x = d2i_X509(NULL, &p, (long)info->signing_cert_len);
+    if (x) {
+        struct tm tm;
+        name_rfc2253(X509_get_subject_name(x), info->cert_subject, sizeof info->cert_subject);
+        name_rfc2253(X509_get_issuer_name(x), info->cert_issuer, sizeof info->cert_issuer);
+        memset(&tm, 0, sizeof tm);
+        if (ASN1_TIME_to_tm(X509_get0_notBefore(x), &tm) == 1)
+            info->cert_not_before = (int64_t)timegm(&tm);
+        memset(&tm, 0, sizeof tm);
+        if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1)
+            info->cert_not_after = (int64_t)timegm(&tm);
+    }
+    unsigned char *payload = NULL;
+    size_t plen = 0;
+    nd_err e;
+    nd_err_clear(&e);
+    int ok = x && cose ? nd_cose_sign1_verify(cose, coselen, X509_get0_pubkey(x), &payload, &plen, &e) : 0;
+    X509_free(x);
+    if (ok != 1) {
+        snprintf(info->signature_error, sizeof info->signature_error, "%s",
+                 !cose ? "the signature section has no signature" : e.msg[0] ? e.msg : "the signature does not verify");
+        return;
+    }
+    cbor_item_t *m = nd_cbor_load(payload, plen, "EIF signature payload", NULL);
+    unsigned char *val = NULL, pcr0[48];
+    size_t vlen = 0;
+    cbor_item_t *idx = m ? nd_cbor_map_get(m, "register_index") : NULL;
+    cbor_item_t *reg = m ? nd_cbor_map_get(m, "register_value") : NULL;
+    if (!idx || !cbor_isa_uint(idx) || cbor_get_int(idx) != 0 || !reg || nd_cbor_u8_bytes(reg, &val, &vlen) < 0) {
+        snprintf(info->signature_error, sizeof info->signature_error,
+                 "the signed payload is not {register_index: 0, register_value: PCR0}");
+    } else if (vlen != 48 || nd_hex_decode(info->pcr0, 96, pcr0, sizeof pcr0, NULL) != 48 ||
+               memcmp(val, pcr0, 48) != 0) {
+        snprintf(info->signature_error, sizeof info->signature_error,
+                 "the signature is for another PCR0: the image changed after it was signed");
+    } else {
+        info->signature_check = 1;
+    }
+    free(val);
+    if (m)
+        cbor_decref(&m);
+    free(payload);
+}
+
 static void pcr8_from_signature(const unsigned char *sig, size_t len, nd_eif_info *info)
 {
-    unsigned char *cert = NULL, *der = NULL;
-    size_t certlen = 0, derlen = 0;
-    if (find_certificate(sig, len, &cert, &certlen) == 0 && cert_to_der(cert, certlen, &der, &derlen) == 0) {
+    unsigned char *cert = NULL, *der = NULL, *cose = NULL;
+    size_t certlen = 0, derlen = 0, coselen = 0;
+    info->signature_check = 0;
+    snprintf(info->signature_error, sizeof info->signature_error, "no signing certificate could be read");
+    if (find_certificate(sig, len, &cert, &certlen, &cose, &coselen) == 0 &&
+        cert_to_der(cert, certlen, &der, &derlen) == 0) {
         unsigned char d[EVP_MAX_MD_SIZE];
         unsigned int n = 0;
         if (EVP_Digest(der, derlen, d, &n, EVP_sha384(), NULL) == 1 && n == 48 && pcr_extend_hex(d, info->pcr8) == 0)
             info->has_pcr8 = true;
+        info->signing_cert = der;
+        info->signing_cert_len = derlen;
+        der = NULL;
+        info->signature_error[0] = '\0';
+        check_eif_signature(cose, coselen, info);
     }
     free(cert);
     free(der);
+    free(cose);
 }
 
 /* ---- reader --------------------------------------------------------------------------------------------------- */
@@ -350,6 +448,7 @@ static int read_stream(FILE *f, uint64_t fsize, nd_eif_info *info, nd_err *err)
         rc = nd_err_set(err, -EIO, "EIF: SHA-384 failed");
         goto out;
     }
+    info->signature_check = -1;
     if (sigdata)
         pcr8_from_signature((const unsigned char *)sigdata, siglen, info);
     rc = 0;
@@ -537,6 +636,114 @@ out:
 
 #include <jansson.h>
 
+/* Appends a Rust `{:?}` rendering of a string with its quotes then removed, as image-format's IssuerName does. */
+static void rust_debug_unquoted(const unsigned char *s, int n, char *out, size_t outsz)
+{
+    size_t k = 0;
+    for (int i = 0; i < n && k + 3 < outsz; i++) {
+        unsigned char c = s[i];
+        if (c == '"') {
+            out[k++] = '\\'; /* Debug writes \" and the quote is removed */
+        } else if (c == '\\') {
+            out[k++] = '\\';
+            out[k++] = '\\';
+        } else if (c == '\n' || c == '\t' || c == '\r') {
+            out[k++] = '\\';
+            out[k++] = c == '\n' ? 'n' : c == '\t' ? 't' : 'r';
+        } else {
+            out[k++] = (char)c;
+        }
+    }
+    out[k] = '\0';
+}
+
+static void asn1_time_text(const ASN1_TIME *t, char *out, size_t outsz)
+{
+    out[0] = '\0';
+    BIO *b = BIO_new(BIO_s_mem());
+    if (b && ASN1_TIME_print(b, t) == 1) {
+        char *p = NULL;
+        long n = BIO_get_mem_data(b, &p);
+        if (n > 0) {
+            size_t k = (size_t)n < outsz - 1 ? (size_t)n : outsz - 1;
+            memcpy(out, p, k);
+            out[k] = '\0';
+        }
+    }
+    BIO_free(b);
+}
+
+json_t *nd_eif_signing_certificate_json(const nd_eif_info *info)
+{
+    const unsigned char *p = info->signing_cert;
+    X509 *x = p ? d2i_X509(NULL, &p, (long)info->signing_cert_len) : NULL;
+    if (!x)
+        return NULL;
+    json_t *o = json_object(), *iss = json_object();
+    /* IssuerName: a BTreeMap of the entries' long names (sorted, the last of a repeated name wins) */
+    const X509_NAME *name = X509_get_issuer_name(x);
+    int n = X509_NAME_entry_count(name);
+    for (int i = 0; i < n; i++) {
+        const X509_NAME_ENTRY *e = X509_NAME_get_entry(name, i);
+        char k[80];
+        OBJ_obj2txt(k, sizeof k, X509_NAME_ENTRY_get_object(e), 0);
+        unsigned char *u = NULL;
+        int ul = ASN1_STRING_to_UTF8(&u, X509_NAME_ENTRY_get_data(e));
+        char v[256];
+        if (ul >= 0)
+            rust_debug_unquoted(u, ul, v, sizeof v);
+        else
+            snprintf(v, sizeof v, "error");
+        OPENSSL_free(u);
+        json_object_set_new(iss, k, json_string(v));
+    }
+    /* sorted key order, as serde_json writes a BTreeMap */
+    const char *names[64];
+    size_t cnt = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(iss, k, v) {
+        if (cnt < 64)
+            names[cnt++] = k;
+    }
+    for (size_t i = 1; i < cnt; i++)
+        for (size_t j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
+            const char *t = names[j];
+            names[j] = names[j - 1];
+            names[j - 1] = t;
+        }
+    json_t *sorted = json_object();
+    for (size_t i = 0; i < cnt; i++)
+        json_object_set(sorted, names[i], json_object_get(iss, names[i]));
+    json_decref(iss);
+    json_object_set_new(o, "IssuerName", sorted);
+    char buf[128];
+    const X509_ALGOR *alg = NULL;
+    const ASN1_BIT_STRING *sig = NULL;
+    X509_get0_signature(&sig, &alg, x);
+    const ASN1_OBJECT *aobj = NULL;
+    X509_ALGOR_get0(&aobj, NULL, NULL, alg);
+    OBJ_obj2txt(buf, sizeof buf, aobj, 0);
+    json_object_set_new(o, "Algorithm", json_string(buf));
+    asn1_time_text(X509_get0_notBefore(x), buf, sizeof buf);
+    json_object_set_new(o, "NotBefore", json_string(buf));
+    asn1_time_text(X509_get0_notAfter(x), buf, sizeof buf);
+    json_object_set_new(o, "NotAfter", json_string(buf));
+    /* Signature: the bytes as upper-case hex joined by ':' */
+    int sl = sig ? ASN1_STRING_length(sig) : 0;
+    const unsigned char *sd = sig ? ASN1_STRING_get0_data(sig) : NULL;
+    char *hex = malloc((size_t)sl * 3 + 1);
+    if (hex) {
+        hex[0] = '\0';
+        for (int i = 0; i < sl; i++)
+            snprintf(hex + 3 * i, 4, i + 1 < sl ? "%02X:" : "%02X", sd[i]);
+        json_object_set_new(o, "Signature", json_string(hex));
+        free(hex);
+    }
+    X509_free(x);
+    return o;
+}
+
 json_t *nd_eif_describe_json(const nd_eif_info *info)
 {
     json_t *o = json_object(), *m = json_object();
@@ -554,7 +761,12 @@ json_t *nd_eif_describe_json(const nd_eif_info *info)
         json_object_set_new(m, "PCR8", json_string(info->pcr8));
     json_object_set_new(o, "Measurements", m);
     json_object_set_new(o, "IsSigned", json_boolean(info->is_signed));
+    json_t *sc = info->has_pcr8 ? nd_eif_signing_certificate_json(info) : NULL;
+    if (sc)
+        json_object_set_new(o, "SigningCertificate", sc);
     json_object_set_new(o, "CheckCRC", json_boolean(info->crc_ok));
+    if (info->has_pcr8 && info->signature_check >= 0)
+        json_object_set_new(o, "SignatureCheck", json_boolean(info->signature_check == 1));
     json_t *meta = info->metadata ? json_loadb(info->metadata, info->metadata_len,
                                                  JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL) : NULL;
     if (json_is_object(meta)) {

@@ -434,7 +434,7 @@ static bool code_ok(const nd_kmslog *k, const char *line, size_t len)
  * common line is read about ten times faster (one pass, no tree, no allocation). */
 enum { FT_NONE, FT_STR, FT_NUM, FT_TRUE, FT_FALSE, FT_NULL, FT_OBJ, FT_ARR };
 enum { FK_EVENT, FK_REQUEST_ID, FK_TRACE_ID, FK_OP, FK_KMS_REQUEST_ID, FK_ERROR_CODE, FK_OK, FK_DURATION,
-       FK_TIMESTAMP, FK_TS, FK_TIME, FK_ATTS, FK_METRICS, FK_FIELDS, FK_JSON, FK_COUNT };
+       FK_TIMESTAMP, FK_TS, FK_TIME, FK_ATTS, FK_METRICS, FK_FIELDS, FK_JSON, FK_ATT_PCR0, FK_ATT_MODULE, FK_COUNT };
 
 typedef struct fval {
     const char *p; /* string: its content between the quotes; others: the value's text */
@@ -461,6 +461,8 @@ static int fast_key(const char *p, size_t n)
     case 10: FK_IS(ND_LOG_REQUEST_ID, FK_REQUEST_ID); FK_IS(ND_LOG_ERROR_CODE, FK_ERROR_CODE); FK_IS("@timestamp", FK_ATTS); break;
     case 11: FK_IS(ND_LOG_DURATION_MS, FK_DURATION); break;
     case 14: FK_IS(ND_LOG_KMS_REQUEST_ID, FK_KMS_REQUEST_ID); break;
+    case 16: FK_IS(ND_LOG_ATTESTATION_PCR0, FK_ATT_PCR0); break;
+    case 21: FK_IS(ND_LOG_ATTESTATION_MODULE_ID, FK_ATT_MODULE); break;
     default: break;
     }
     if (n == 2 && p[0] == 'o' && p[1] == 'k')
@@ -976,6 +978,9 @@ static void add_id(nd_kmslog *k, const nd_kmslog_record *r)
         return;
     }
     snprintf(id->code, sizeof id->code, "%s", r->code);
+    snprintf(id->attestation_pcr0, sizeof id->attestation_pcr0, "%s", r->attestation_pcr0 ? r->attestation_pcr0 : "");
+    snprintf(id->attestation_module_id, sizeof id->attestation_module_id, "%s",
+             r->attestation_module_id ? r->attestation_module_id : "");
     id->ts = r->ts;
     k->nids++;
     id_seen(k, h, true);
@@ -1312,6 +1317,8 @@ static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *
     r.trace_id = FSTR(FK_TRACE_ID);
     r.op = FSTR(FK_OP);
     r.kms_request_id = FSTR(FK_KMS_REQUEST_ID);
+    r.attestation_pcr0 = FSTR(FK_ATT_PCR0);
+    r.attestation_module_id = FSTR(FK_ATT_MODULE);
     r.raw_code = FSTR(FK_ERROR_CODE);
 #undef FSTR
     if (full)
@@ -1406,6 +1413,8 @@ static int process_candidate(nd_kmslog *k, const char *line, size_t len, uint64_
     r.op = jstr(ev, ND_LOG_OP);
     r.kms_request_id = jstr(ev, ND_LOG_KMS_REQUEST_ID);
     r.raw_code = jstr(ev, ND_LOG_ERROR_CODE);
+    r.attestation_pcr0 = jstr(ev, ND_LOG_ATTESTATION_PCR0);
+    r.attestation_module_id = jstr(ev, ND_LOG_ATTESTATION_MODULE_ID);
     if (r.raw_code)
         nd_kmslog_normalize_code(r.raw_code, strlen(r.raw_code), r.code, sizeof r.code);
     const json_t *okv = json_object_get(ev, ND_LOG_OK);

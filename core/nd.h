@@ -59,6 +59,8 @@ typedef struct nd_ctx {
     int verbosity;           /* -1 quiet, 0 normal, 1+ verbose */
     struct nd_proc *procs;   /* commands started by nd_proc_start and not yet released (owned by the runner) */
     int live_procs;
+    int watchdog_fd;         /* nd_proc_watchdog_start: our end of the watchdog's socket (valid when watchdog_pid) */
+    int watchdog_pid;        /* the watchdog process, 0 when there is none */
     char sim_root[4096];     /* non-empty while a simulated host is active (nd.sim): commands run only from its bin/
                               * directory and vsock goes only to its enclaves — nothing reaches the real host */
     char self_exe[4096];     /* this program (nitrodiag itself may run under a simulated host: it stays on it) */

@@ -3,12 +3,19 @@
  * `nitrodiag-<runbook>-<host>-<UTC timestamp>/`, every text artifact scrubbed of secrets before it is written, and a
  * manifest.json (jansson) that records every item — collected or not — with its outcome.
  *
- * Life cycle: nd_bundle_open creates `.<final name>.XXXXXX` (mode 0600) in the output directory and streams the
- * archive into it; the nd_bundle_add_* calls append members; nd_bundle_finish appends manifest.json, closes the
- * archive, fsyncs and renames the temporary file to its final name (never replacing an existing file). A failure at
- * any point (full disk, I/O error) makes the bundle "broken": later adds return the same error, finish removes the
- * temporary file and reports where the data was supposed to go. nd_bundle_discard drops everything (temp removed).
- * No final-named file ever exists unless it is complete.
+ * Life cycle: nd_bundle_open creates `.<final name>.p<pid>-XXXXXX` (mode 0600; the pid of the writing process, so
+ * the next run can tell a temporary file whose owner died: nd_tmp_sweep) in the output directory and streams the
+ * archive into it; the nd_bundle_add_* calls append members, and every finished member is flushed to the file (a gzip
+ * sync point), so a run killed half-way leaves an archive readable up to its last finished member; nd_bundle_finish
+ * appends manifest.json, closes the archive, fsyncs and renames the temporary file to its final name (never replacing
+ * an existing file). A failure at any point (full disk, I/O error) makes the bundle "broken": later adds return the
+ * same error, finish removes the temporary file and reports where the data was supposed to go. nd_bundle_discard
+ * drops everything (temp removed). No final-named file ever exists unless it is complete.
+ *
+ * Member names: the name a caller gives (or a host file's base name) is scrubbed by the bundle's scrubber, then
+ * control characters, C1 controls, invalid UTF-8 and '%' are percent-escaped ("%0A", "%FF", "%25"). The result is
+ * both the archive member's name and the manifest entry's name/path, so they always agree. A host file name never
+ * makes a call fail; a caller's name that is absolute or has a "." / ".." / empty component is -EINVAL.
  *
  * Collection failures (missing file, permission denied, command not found, timeout) are NOT errors of these calls:
  * they are recorded in the manifest (status, error text) and the call returns 0. Calls return a negative code only
@@ -28,13 +35,40 @@
 
 struct json_t;
 
+/* Temporary bundles are named `.<name>.tar.gz` ND_BUNDLE_TEMP_MARK `<pid>-XXXXXX`. */
+#define ND_BUNDLE_TEMP_MARK ".p"
+
+/* Percent-escapes control characters (< 0x20, 0x7f), C1 controls, invalid UTF-8, '%' and (unless keep_slash) '/'
+ * of `in` into out (always NUL-terminated, cut at a character boundary when it does not fit). Returns the length. */
+size_t nd_bundle_escape(const char *in, bool keep_slash, char *out, size_t outsz);
+
 typedef struct nd_bundle nd_bundle;
+
+/* ---- signing (optional; see docs/bundle.md "Integrity and authenticity") ----------------------------------------
+ * A signature over manifest.json (which holds every member's SHA-256) stored as the member manifest.sig. The key file
+ * is either a PEM private key (OpenSSL signature; verified with the public key, the private key or a certificate) or
+ * an HMAC-SHA256 secret (the file's bytes without trailing whitespace, >= 16 bytes; verified with the same file). */
+typedef struct nd_bundle_key nd_bundle_key;
+
+/* Loads a key file. Returns 0 and *out, or a negative code with a message (-ENOENT, -EINVAL unreadable PEM or too
+ * short a secret, -EFBIG). */
+int nd_bundle_key_load(const char *path, nd_bundle_key **out, nd_err *err);
+void nd_bundle_key_free(nd_bundle_key *k);
+/* 16 hex digits identifying the key (SHA-256 of the secret or of the DER public key). */
+const char *nd_bundle_key_id(const nd_bundle_key *k);
+/* Signs data: *sig_json receives the manifest.sig document (malloc'd). -EINVAL for a public key. */
+int nd_bundle_key_sign(const nd_bundle_key *k, const void *data, size_t len, char **sig_json, nd_err *err);
+/* Checks a manifest.sig document against data. Returns 0 when it verifies (desc: "<algorithm>, key <id>"), or
+ * -EBADMSG with why (wrong kind of key, another key, changed manifest, malformed document). */
+int nd_bundle_key_verify(const nd_bundle_key *k, const void *data, size_t len, const char *sig_json, char *desc,
+                         size_t descsz, nd_err *err);
 
 typedef struct nd_bundle_opts {
     const char *out_dir; /* where the .tar.gz goes; created (one level) when missing; NULL = "." */
     const char *runbook; /* used in the name; NULL = "run" */
     const char *host;    /* used in the name; NULL = gethostname() */
     double created_at;   /* epoch seconds for the name's timestamp; 0 = now */
+    const char *sign_key; /* a key file (see signing above): manifest.sig is added; NULL = unsigned */
 } nd_bundle_opts;
 
 /* Extra facts about an item added from memory (command output, strings). */
@@ -128,13 +162,25 @@ typedef struct nd_bundle_contents {
     struct json_t *manifest;  /* parsed manifest.json, or NULL when absent/invalid */
     char *report;             /* report.md, or NULL */
     struct json_t *summary;   /* summary.json, or NULL */
+    char *manifest_raw;       /* manifest.json's exact bytes (what a signature covers), or NULL */
+    size_t manifest_len;
+    char *signature;          /* manifest.sig, or NULL when the bundle is not signed */
+    bool partial;             /* the archive ends early (a killed run's salvaged bundle): members is what was readable */
+    char *partial_reason;     /* why, when partial */
 } nd_bundle_contents;
 
-/* Reads a bundle (any tar.gz libarchive can read), hashing every member as it streams by. Returns 0, or a negative
- * code: -ENOENT, -EBADMSG "not a tar.gz: …" for a corrupt archive. Free with nd_bundle_contents_free. */
+/* Reads a bundle (any tar.gz libarchive can read), hashing every member as it streams by. An archive that ends early
+ * after at least one complete member (a killed run) is read up to there: 0 with partial set. Returns 0, or a
+ * negative code: -ENOENT, -EBADMSG "not a tar.gz: …" for a corrupt archive. Free with nd_bundle_contents_free. */
 int nd_bundle_read(const char *path, nd_bundle_contents *out, nd_err *err);
 
 void nd_bundle_contents_free(nd_bundle_contents *c);
+
+/* Checks the signature of a bundle read by nd_bundle_read with the key file at key_path (see signing). Returns 0
+ * when it verifies (desc: "<algorithm>, key <id>"), -ENOENT when the bundle is not signed, -EBADMSG when it does not
+ * verify, or the key file's error. */
+int nd_bundle_check_signature(const nd_bundle_contents *c, const char *key_path, char *desc, size_t descsz,
+                              nd_err *err);
 
 /* Checks every artifact of the manifest against the members: for each one that has a sha256, the member must exist
  * with that size and hash. Calls cb(ud, name, problem) for each problem. Returns the number of problems (0 = all

@@ -21,9 +21,10 @@ typedef enum nd_collect_status {
     ND_COLLECT_DENIED,  /* permission denied */
     ND_COLLECT_TIMEOUT, /* the command hit its timeout (what it printed is kept) */
     ND_COLLECT_ERROR,   /* anything else, with the error text */
+    ND_COLLECT_SKIPPED, /* never attempted: the step that collects it did not run (interrupted, deadline, …) */
 } nd_collect_status;
 
-/* "ok", "missing", "denied", "timeout", "error". Never NULL. */
+/* "ok", "missing", "denied", "timeout", "error", "skipped". Never NULL. */
 const char *nd_collect_status_name(nd_collect_status st);
 
 /* Maps a negative errno-style code to a status: -ENOENT/-ENOTDIR → missing, -EACCES/-EPERM → denied,

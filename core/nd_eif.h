@@ -47,6 +47,14 @@ typedef struct nd_eif_info {
     char pcr0[ND_EIF_PCR_HEX], pcr1[ND_EIF_PCR_HEX], pcr2[ND_EIF_PCR_HEX], pcr8[ND_EIF_PCR_HEX];
     bool is_signed;            /* a signature section is present */
     bool has_pcr8;             /* ... and it holds a certificate that parsed */
+    unsigned char *signing_cert; /* that certificate as DER (owned), NULL when unsigned */
+    size_t signing_cert_len;
+    int signature_check;       /* SignatureCheck: 1 the COSE_Sign1 verifies with the certificate's key and signs
+                                * {register_index: 0, register_value: PCR0}; 0 it does not; -1 unsigned */
+    char signature_error[512]; /* why signature_check is 0 */
+    char cert_subject[256];    /* the signing certificate's subject and issuer (RFC 2253) and validity (unix s) */
+    char cert_issuer[256];
+    int64_t cert_not_before, cert_not_after;
     char *metadata;            /* metadata section as text (JSON), NUL-terminated, or NULL (owned) */
     size_t metadata_len;
     char *cmdline;             /* kernel command line, NUL-terminated, or NULL (owned) */
@@ -96,11 +104,22 @@ typedef struct nd_eif_input {
  * the file system). */
 int nd_eif_write(const char *path, const nd_eif_input *in, nd_eif_info *info, nd_err *err);
 
+/* PCR8 of a signing certificate (PEM or DER), as `nitro-cli pcr --signing-certificate` computes it:
+ * SHA384(48 zero bytes ‖ SHA384(DER)). Returns 0 with 96 hex digits in hex, or -EBADMSG when it is not a certificate. */
+int nd_eif_pcr8_cert(const void *cert, size_t len, char hex[ND_EIF_PCR_HEX], nd_err *err);
+
 /* What `nitro-cli describe-eif` prints for this EIF: a jansson object with its key order (EifVersion, Measurements
- * {HashAlgorithm, PCR0, PCR1, PCR2[, PCR8]}, IsSigned, CheckCRC, then ImageName, ImageVersion and Metadata when the
+ * {HashAlgorithm, PCR0, PCR1, PCR2[, PCR8]}, IsSigned, [SigningCertificate {IssuerName, Algorithm, NotBefore, NotAfter,
+ * Signature},] CheckCRC, [SignatureCheck,] then ImageName, ImageVersion and Metadata when the
  * metadata section is JSON in nitro-cli's layout). Returns a new reference (json_decref it), or NULL without memory. */
 struct json_t;
 struct json_t *nd_eif_describe_json(const nd_eif_info *info);
+
+/* describe-eif's SigningCertificate for a signed EIF, as aws-nitro-enclaves-image-format's SignCertificateInfo
+ * serialises it: IssuerName (a map of the issuer's attribute long names, sorted), Algorithm (the signature algorithm's
+ * long name), NotBefore/NotAfter (OpenSSL's ASN1_TIME_print text, "Mar  1 12:00:00 2025 GMT"), Signature (upper-case
+ * hex bytes joined by ':'). New reference, or NULL when the EIF carries no readable certificate. */
+struct json_t *nd_eif_signing_certificate_json(const nd_eif_info *info);
 
 /* The same, pretty-printed like nitro-cli (2-space indent, no trailing newline). malloc'd; NULL without memory. */
 char *nd_eif_describe_text(const nd_eif_info *info);

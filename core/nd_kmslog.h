@@ -54,6 +54,8 @@ typedef struct nd_kmslog_record {
     const char *event_name;        /* "kms_proxy_request" / "kms_proxy_response" */
     const char *request_id, *trace_id, *op, *kms_request_id; /* NULL when absent or null */
     const char *raw_code;          /* error_code as logged, NULL when none */
+    const char *attestation_pcr0;  /* a denied Recipient request's attestation PCR0 and module_id, NULL when absent */
+    const char *attestation_module_id;
     char code[64];                 /* normalised snake_case error code, "" when none */
     int ok;                        /* 1, 0, or -1 when absent */
     double duration_ms;            /* NAN when absent */
@@ -102,6 +104,8 @@ typedef struct nd_kmslog_id {
     char *request_id;     /* may be NULL */
     char code[64];        /* normalised error code, "" when the call succeeded */
     double ts;            /* NAN when unknown */
+    char attestation_pcr0[97];       /* from an access-denied Recipient response line, "" otherwise */
+    char attestation_module_id[64];
 } nd_kmslog_id;
 
 typedef struct nd_kmslog nd_kmslog;

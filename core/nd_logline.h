@@ -29,5 +29,7 @@
 #define ND_LOG_ATTEMPTS "attempts"
 #define ND_LOG_DURATION_MS "duration_ms"
 #define ND_LOG_METRICS "metrics"            /* counter snapshot: name -> integer */
+#define ND_LOG_ATTESTATION_PCR0 "attestation_pcr0"           /* a denied Recipient request: its image's PCR0 (hex) */
+#define ND_LOG_ATTESTATION_MODULE_ID "attestation_module_id" /* … and the NSM module id */
 
 #endif

@@ -78,6 +78,20 @@ void nd_proc_free(nd_proc *proc);
  * Their completion still arrives through the loop; ctx->live_procs reaches 0 once all are reaped and released. */
 int nd_proc_kill_all(nd_ctx *ctx);
 
+/* Starts the watchdog of ctx: a small process (forked now, before any command) that is told the process group of
+ * every command nd_proc_start spawns and of every one that ends. When this process dies, however it dies (SIGKILL
+ * included: the kernel closes our end of the watchdog's socket), the watchdog kills every group still registered
+ * with SIGKILL and exits, so no command outlives nitrodiag. It ignores SIGINT/SIGTERM/SIGHUP (a Ctrl-C reaches the
+ * whole foreground group: the watchdog must outlive us to do its work) and holds no other file descriptor.
+ * Returns 0 (also when already started) or a negative code (fork/socketpair failed). Limits: a command that detaches
+ * into a new session of its own escapes (as it escapes a timeout), and a kill in the microseconds between a spawn
+ * and its registration is not covered. */
+int nd_proc_watchdog_start(nd_ctx *ctx, nd_err *err);
+
+/* Stops the watchdog as our death would: it kills the groups still registered (commands whose end was never seen)
+ * and exits; then it is reaped. Safe when none runs. */
+void nd_proc_watchdog_stop(nd_ctx *ctx);
+
 /* Runs a command to completion on a private loop (usable from any thread that is not inside a loop callback).
  * Returns 0 and fills *res (free with nd_proc_result_free), or a negative code for bad options. */
 int nd_proc_run(const nd_proc_opts *opts, nd_proc_result *res, nd_err *err);

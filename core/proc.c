@@ -12,7 +12,12 @@
 #include "nd_proc.h"
 #include "nd_list.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,6 +214,109 @@ static void on_drain_timeout(uv_timer_t *t)
     maybe_finish(t->data, true);
 }
 
+/* ---- the watchdog ---------------------------------------------------------------------------------------------- */
+
+#define WD_MAX 4096
+
+/* The watchdog's body, in the forked child: async-signal-safe calls only (the parent may have threads). */
+static void __attribute__((noreturn)) watchdog_main(int fd)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGQUIT, &sa, NULL);
+    sigaction(SIGPIPE, &sa, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    prctl(PR_SET_NAME, "nitrodiag-wd", 0, 0, 0);
+    /* hold nothing of the parent's: stdio to /dev/null, every other descriptor closed */
+    int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (nul >= 0) {
+        dup2(nul, 0);
+        dup2(nul, 1);
+        dup2(nul, 2);
+    }
+    if (fd != 3) {
+        dup2(fd, 3);
+        fd = 3;
+    }
+    if (close_range(4, ~0U, 0) < 0)
+        for (int i = 4; i < 1024; i++)
+            close(i);
+    static int32_t groups[WD_MAX];
+    int n = 0;
+    for (;;) {
+        int32_t msg;
+        ssize_t r = recv(fd, &msg, sizeof msg, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r != (ssize_t)sizeof msg)
+            break; /* the parent is gone (EOF) */
+        if (msg > 0) {
+            if (n < WD_MAX)
+                groups[n++] = msg;
+        } else {
+            for (int i = 0; i < n; i++) {
+                if (groups[i] == -msg) {
+                    groups[i] = groups[--n];
+                    break;
+                }
+            }
+        }
+    }
+    for (int i = 0; i < n; i++)
+        kill(-groups[i], SIGKILL);
+    _exit(0);
+}
+
+int nd_proc_watchdog_start(nd_ctx *ctx, nd_err *err)
+{
+    if (ctx->watchdog_pid > 0)
+        return 0;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return nd_err_set(err, -errno, "process watchdog: socketpair: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(sv[0]);
+        close(sv[1]);
+        return nd_err_set(err, -e, "process watchdog: fork: %s", strerror(e));
+    }
+    if (pid == 0) {
+        close(sv[0]);
+        watchdog_main(sv[1]);
+    }
+    close(sv[1]);
+    ctx->watchdog_fd = sv[0];
+    ctx->watchdog_pid = (int)pid;
+    return 0;
+}
+
+static void watchdog_tell(nd_ctx *ctx, int32_t msg)
+{
+    if (!ctx || ctx->watchdog_pid <= 0)
+        return;
+    while (send(ctx->watchdog_fd, &msg, sizeof msg, MSG_NOSIGNAL) < 0 && errno == EINTR)
+        ;
+}
+
+void nd_proc_watchdog_stop(nd_ctx *ctx)
+{
+    if (!ctx || ctx->watchdog_pid <= 0)
+        return;
+    close(ctx->watchdog_fd); /* to the watchdog, exactly as if we had died */
+    /* it exits at once; reap it so no zombie is left (libuv reaps only its own children) */
+    while (waitpid(ctx->watchdog_pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    ctx->watchdog_fd = -1;
+    ctx->watchdog_pid = 0;
+}
+
 static void on_exit_cb(uv_process_t *proc, int64_t exit_status, int term_signal)
 {
     nd_proc *p = proc->data;
@@ -218,6 +326,7 @@ static void on_exit_cb(uv_process_t *proc, int64_t exit_status, int term_signal)
     p->res.exit_code = term_signal ? -1 : (int)exit_status;
     /* Whatever the command left in its process group dies with it: no orphans. */
     kill(-p->res.pid, SIGKILL);
+    watchdog_tell(p->ctx, -(int32_t)p->res.pid);
     uv_timer_stop(&p->timeout_timer);
     uv_timer_stop(&p->grace_timer);
     /* A daemon that setsid()'d away may still hold our pipes: give them a short window, then cut them off. */
@@ -407,6 +516,7 @@ int nd_proc_start(nd_ctx *ctx, const nd_proc_opts *opts, nd_proc_done_cb on_done
         return 0;
     }
     p->res.pid = p->process.pid;
+    watchdog_tell(ctx, (int32_t)p->res.pid);
     if (opts->timeout_s > 0) {
         uv_update_time(p->loop); /* the loop's cached time may be old after a long synchronous stretch */
         uv_timer_start(&p->timeout_timer, on_timeout, (uint64_t)(opts->timeout_s * 1000.0), 0);

@@ -393,6 +393,8 @@ int ndl_host_init(ndl_host *h)
     if (rc < 0)
         return rc;
     nd_ctx_init(&h->ctx, &h->loop);
+    /* no command may outlive nitrodiag, even a SIGKILLed one (a failure to start it is not fatal) */
+    nd_proc_watchdog_start(&h->ctx, NULL);
     const char *cli = getenv("NITRODIAG_NITRO_CLI");
     if (cli && *cli)
         snprintf(h->ctx.nitro_cli, sizeof h->ctx.nitro_cli, "%s", cli);
@@ -512,4 +514,5 @@ void ndl_host_close(ndl_host *h)
         lua_close(h->L);
         h->L = NULL;
     }
+    nd_proc_watchdog_stop(&h->ctx);
 }

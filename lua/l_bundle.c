@@ -22,6 +22,7 @@
  */
 #include "ndlua.h"
 #include "nd_bundle.h"
+#include "nd_tmp.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -114,6 +115,7 @@ static int l_open(lua_State *L)
         o.out_dir = ndl_optfield_str(L, 1, "out_dir", NULL);
         o.runbook = ndl_optfield_str(L, 1, "runbook", NULL);
         o.host = ndl_optfield_str(L, 1, "host", NULL);
+        o.sign_key = ndl_optfield_str(L, 1, "sign_key", NULL);
     }
     lbundle *lb = lua_newuserdatauv(L, sizeof *lb, 0);
     memset(lb, 0, sizeof *lb);
@@ -211,6 +213,23 @@ static int b_add_json(lua_State *L)
     int rc = nd_bundle_add_json(lb->b, name, v, &m, &err);
     json_decref(v);
     return add_result(L, lb, rc, &err);
+}
+
+/* b:record(name, {status=, error=, kind=, source=}) -> entry   (an item with no member: not collected, and why) */
+static int b_record(lua_State *L)
+{
+    lbundle *lb = open_bundle(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    static const char *const names[] = {"ok", "missing", "denied", "timeout", "error", "skipped", NULL};
+    lua_getfield(L, 3, "status");
+    int st = luaL_checkoption(L, -1, "error", names);
+    lua_pop(L, 1);
+    nd_bundle_meta m = {.kind = ndl_optfield_str(L, 3, "kind", NULL), .source = ndl_optfield_str(L, 3, "source", NULL),
+                        .status = (nd_collect_status)st, .error = ndl_optfield_str(L, 3, "error", NULL)};
+    nd_err err;
+    nd_err_clear(&err);
+    return add_result(L, lb, nd_bundle_record(lb->b, name, &m, &err), &err);
 }
 
 /* ---- commands ------------------------------------------------------------------------------------------------ */
@@ -820,11 +839,36 @@ static void problem_cb(void *ud, const char *name, const char *problem)
     lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
 }
 
-/* bundle.read(path) -> { members = {{name, size, sha256}}, topdir, manifest, summary, report,
- *                        verified = n, problems = {{name, problem}} } | nil, msg, code */
+/* Pushes the signature table: { present, algorithm, key_id, verified = true|false|nil, problem }. */
+static void push_signature(lua_State *L, const nd_bundle_contents *c, const char *key_path)
+{
+    lua_createtable(L, 0, 5);
+    ndl_setbool(L, "present", c->signature != NULL);
+    if (c->signature) {
+        json_t *j = json_loads(c->signature, 0, NULL);
+        ndl_setstr(L, "algorithm", json_string_value(json_object_get(j, "algorithm")));
+        ndl_setstr(L, "key_id", json_string_value(json_object_get(j, "key_id")));
+        json_decref(j);
+    }
+    if (!key_path)
+        return;
+    nd_err err;
+    nd_err_clear(&err);
+    char desc[128];
+    int rc = nd_bundle_check_signature(c, key_path, desc, sizeof desc, &err);
+    ndl_setbool(L, "verified", rc == 0);
+    if (rc < 0)
+        ndl_setstr(L, "problem", err.msg);
+}
+
+/* bundle.read(path [, {key = FILE}]) -> { members = {{name, size, sha256}}, topdir, manifest, summary, report,
+ *     verified = n, problems = {{name, problem}}, partial, partial_reason,
+ *     signature = {present, algorithm, key_id, verified, problem} } | nil, msg, code
+ * With key, the signature is checked (verified = true/false); without, verified is nil. */
 static int l_read(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
+    const char *key_path = lua_istable(L, 2) ? ndl_optfield_str(L, 2, "key", NULL) : NULL;
     nd_bundle_contents c;
     nd_err err;
     nd_err_clear(&err);
@@ -864,7 +908,36 @@ static int l_read(lua_State *L)
     }
     lua_setfield(L, -2, "problems");
     ndl_setint(L, "verified", (lua_Integer)checked);
+    ndl_setbool(L, "partial", c.partial);
+    push_signature(L, &c, key_path);
+    lua_setfield(L, -2, "signature");
+    ndl_setstr(L, "partial_reason", c.partial_reason);
     nd_bundle_contents_free(&c);
+    return 1;
+}
+
+static void sweep_cb(void *ud, const char *path, const char *action, const char *detail)
+{
+    lua_State *L = ud;
+    lua_createtable(L, 0, 3);
+    ndl_setstr(L, "path", path);
+    ndl_setstr(L, "action", action);
+    if (detail && detail[0])
+        ndl_setstr(L, "detail", detail);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+}
+
+/* bundle.sweep(dir) -> { {path, action = "removed"|"salvaged"|"failed", detail} } | nil, msg, code
+ * (core/nd_tmp.h: the stale temporaries of killed runs in dir) */
+static int l_sweep(lua_State *L)
+{
+    const char *dir = luaL_checkstring(L, 1);
+    lua_newtable(L);
+    nd_err err;
+    nd_err_clear(&err);
+    int rc = nd_tmp_sweep(dir, sweep_cb, L, &err);
+    if (rc < 0)
+        return ndl_fail_err(L, &err);
     return 1;
 }
 
@@ -901,12 +974,13 @@ NDL_MODULE(bundle)
         {"add_string", b_add_string},   {"add_json", b_add_json},   {"add_journal", b_add_journal},
         {"add_dmesg", b_add_dmesg},     {"add_rule", b_add_rule},   {"finish", b_finish},
         {"abort", b_abort},             {"path", b_path},           {"entries", b_entries},
-        {"close", b_gc},                {NULL, NULL}};
+        {"close", b_gc},                {"record", b_record},       {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", b_gc}, {"__close", b_gc}, {"__tostring", b_tostring}, {NULL, NULL}};
     ndl_newclass(L, BUNDLE_MT, methods, meta);
     static const luaL_Reg cmeta[] = {{"__gc", cmd_gc}, {"__close", cmd_gc}, {NULL, NULL}};
     ndl_newclass(L, CMD_MT, NULL, cmeta);
-    static const luaL_Reg funcs[] = {{"open", l_open}, {"read", l_read}, {"scrub", l_scrub}, {NULL, NULL}};
+    static const luaL_Reg funcs[] = {{"open", l_open}, {"read", l_read}, {"scrub", l_scrub}, {"sweep", l_sweep},
+                                     {NULL, NULL}};
     luaL_newlib(L, funcs);
     return 1;
 }

@@ -5,6 +5,7 @@
  *   local text = eif.describe(path)            -- exactly what `nitro-cli describe-eif` prints (JSON text)
  *   local info = eif.write(path, { kernel = k, cmdline = c, ramdisks = { r1, r2 }, metadata = { … } })
  *   eif.min_memory_mib(path_or_size)           -- ceil(size / MiB) * 4
+ *   eif.pcr8(cert_pem_or_der)                  -- PCR8 of a signing certificate (nitro-cli pcr --signing-certificate)
  */
 #include "ndlua.h"
 #include "nd_eif.h"
@@ -53,6 +54,17 @@ static void push_info(lua_State *L, const nd_eif_info *in, const char *path)
     if (in->has_pcr8)
         ndl_setstr(L, "PCR8", in->pcr8);
     lua_setfield(L, -2, "pcrs");
+    if (in->signing_cert) {
+        lua_createtable(L, 0, 7);
+        ndl_setstr(L, "subject", in->cert_subject);
+        ndl_setstr(L, "issuer", in->cert_issuer);
+        ndl_setint(L, "not_before", in->cert_not_before);
+        ndl_setint(L, "not_after", in->cert_not_after);
+        ndl_setbool(L, "signature_ok", in->signature_check == 1);
+        if (in->signature_error[0])
+            ndl_setstr(L, "signature_error", in->signature_error);
+        lua_setfield(L, -2, "signing");
+    }
     if (in->cmdline)
         ndl_setstr(L, "cmdline", in->cmdline);
     if (in->metadata) {
@@ -112,6 +124,20 @@ static int l_read_string(lua_State *L)
         return ndl_fail_err(L, &err);
     push_info(L, &info, NULL);
     nd_eif_info_free(&info);
+    return 1;
+}
+
+/* eif.pcr8(certificate PEM or DER) -> 96 hex digits | nil, msg, code */
+static int l_pcr8(lua_State *L)
+{
+    size_t n;
+    const char *c = luaL_checklstring(L, 1, &n);
+    char hex[ND_EIF_PCR_HEX];
+    nd_err err;
+    nd_err_clear(&err);
+    if (nd_eif_pcr8_cert(c, n, hex, &err) < 0)
+        return ndl_fail_err(L, &err);
+    lua_pushstring(L, hex);
     return 1;
 }
 
@@ -240,6 +266,7 @@ NDL_MODULE(eif)
     static const luaL_Reg funcs[] = {{"read", l_read},
                                      {"read_string", l_read_string},
                                      {"describe", l_describe},
+                                     {"pcr8", l_pcr8},
                                      {"write", l_write},
                                      {"min_memory_mib", l_min_memory},
                                      {"section_name", l_section_name},

@@ -69,6 +69,10 @@ static void push_record(lua_State *L, const nd_kmslog_record *r, int events)
         ndl_setstr(L, "kms_request_id", r->kms_request_id);
     if (r->raw_code)
         ndl_setstr(L, "raw_code", r->raw_code);
+    if (r->attestation_pcr0)
+        ndl_setstr(L, "attestation_pcr0", r->attestation_pcr0);
+    if (r->attestation_module_id)
+        ndl_setstr(L, "attestation_module_id", r->attestation_module_id);
     if (r->code[0])
         ndl_setstr(L, "code", r->code);
     if (r->ok >= 0)
@@ -278,6 +282,10 @@ static int l_result(lua_State *L)
             ndl_setstr(L, "request_id", ids[i].request_id);
         if (ids[i].code[0])
             ndl_setstr(L, "code", ids[i].code);
+        if (ids[i].attestation_pcr0[0])
+            ndl_setstr(L, "attestation_pcr0", ids[i].attestation_pcr0);
+        if (ids[i].attestation_module_id[0])
+            ndl_setstr(L, "attestation_module_id", ids[i].attestation_module_id);
         push_time(L, ids[i].ts);
         lua_setfield(L, -2, "ts");
         lua_rawseti(L, -2, (lua_Integer)i + 1);

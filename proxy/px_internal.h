@@ -14,6 +14,7 @@
 #include "nd_list.h"
 #include "nd_logline.h"
 
+#include "nd_attest.h"
 #include "nd_codec.h"
 #include "nd_creds.h"
 #include "nd_frame.h"
@@ -181,6 +182,7 @@ typedef struct px_answer {
     const nd_kms_response *resp;   /* NULL: an error answer */
     int attempts;                  /* upstream attempts (0: refused before any) */
     uint64_t start_ms;             /* loop time the request arrived, for duration_ms */
+    json_t *log_extra;             /* more fields for the response line (e.g. a denied request's attestation), or NULL */
 } px_answer;
 
 /* Sends the answer on c (NULL: the connection is gone, only the log line and the counters), logs its response line

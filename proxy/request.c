@@ -96,6 +96,8 @@ void respond(px_server *s, conn *c, const px_answer *a)
     json_object_set_new(o, ND_LOG_DURATION_MS, json_integer((json_int_t)(uv_now(s->loop) - start_ms)));
     if (!ok && message && message[0])
         json_object_set_new(o, ND_LOG_MESSAGE, json_string(message));
+    if (a->log_extra)
+        json_object_update(o, a->log_extra);
     json_object_set_new(o, ND_LOG_METRICS, metrics_json(s));
     log_line(o); /* logged before it is sent, so a client that got its answer finds the line */
 send:;
@@ -167,6 +169,26 @@ static void dispatch_waiting(px_server *s)
     }
 }
 
+/* For the response line of a Recipient request KMS denied: the attestation's PCR0 and module_id (public values), so
+ * kms-logs and triage can name the image that was refused. NULL when the request had no (parsable) document. */
+static json_t *denied_attestation(const nd_kms_request *r)
+{
+    nd_attest_doc *d = NULL;
+    if (r->recipient.len == 0 || nd_attest_parse(r->recipient.data, r->recipient.len, &d, NULL) < 0)
+        return NULL;
+    json_t *o = json_object();
+    char hex[129] = "";
+    for (size_t i = 0; i < d->npcrs; i++)
+        if (d->pcrs[i].index == 0)
+            nd_hex_encode(d->pcrs[i].value, d->pcrs[i].len, hex);
+    if (o && hex[0])
+        json_object_set_new(o, ND_LOG_ATTESTATION_PCR0, json_string(hex));
+    if (o)
+        json_object_set_new(o, ND_LOG_ATTESTATION_MODULE_ID, json_string(d->module_id));
+    nd_attest_free(d);
+    return o;
+}
+
 /* Ends a request that went into the upstream path: records the breaker/budget outcome, answers, frees. */
 void req_finish(preq *q, const char *error_code, const char *message, const nd_kms_response *resp)
 {
@@ -192,10 +214,12 @@ void req_finish(preq *q, const char *error_code, const char *message, const nd_k
     }
     ND_LIST_UNLINK(s->reqs, q);
     conn *c = q->c && !q->c->closing ? q->c : NULL;
+    json_t *extra = !resp && q->last_cls == ND_KMS_ACCESS_DENIED ? denied_attestation(&q->r) : NULL;
     respond(s, c, &(px_answer){.frame_type = ND_FRAME_KMS_PROXY, .seq = q->seq, .request_id = q->r.request_id,
                                .trace_id = q->r.trace_id, .kms_request_id = q->kms_request_id,
                                .error_code = error_code, .message = message, .resp = resp, .attempts = q->attempts,
-                               .start_ms = q->start_ms});
+                               .start_ms = q->start_ms, .log_extra = extra});
+    json_decref(extra);
     uv_close((uv_handle_t *)&q->timer, on_req_timer_closed);
     if (freed_slot)
         dispatch_waiting(s);

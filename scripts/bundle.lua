@@ -6,7 +6,11 @@
 -- Fails (exit 1) when a member listed in the manifest is missing, has another size or hash, when the archive holds
 -- a member the manifest does not list, or when there is no manifest at all. The verdict is about this check, and
 -- says WARN when the bundled run itself failed or was interrupted (its own verdict is shown). Given several files
--- (a glob such as nitrodiag-diag10-*.tar.gz), it opens the newest and lists the others.
+-- (a glob such as nitrodiag-diag10-*.tar.gz), it opens the newest and lists the others. This checks INTEGRITY only:
+-- whoever can change a member can change the manifest too. With key=FILE it also checks the bundle's signature
+-- (manifest.sig, written with --sign-key): an HMAC secret, or the signer's PEM public key/certificate
+-- (docs/bundle.md). A partial bundle (<name>.partial.tar.gz, kept from a run that was killed) is listed up to where
+-- it ends.
 local bundle = require "nd.bundle"
 local uv = require "luv"
 
@@ -29,6 +33,7 @@ return {
     { name = "file", type = "string", positional = 1, help = "the bundle (.tar.gz) to open" },
     { name = "more", type = "rest", help = "more bundles (a glob's other matches): the newest of all is opened" },
     { name = "report", type = "boolean", default = true, help = "show report.md" },
+    { name = "key", type = "string", help = "check the signature with this key file (HMAC secret, or PEM public key, certificate or private key)" },
   },
   deadline = 600,
   collect = false,
@@ -59,7 +64,7 @@ return {
           out()
         end
         s:progress("reading and hashing " .. path)
-        local c, err = bundle.read(path)
+        local c, err = bundle.read(path, { key = s.args.key })
         if not c then
           s:finding{ code = "BUNDLE-UNREADABLE", severity = "fail", message = err,
                      remediation = "check the path; a truncated download or a copy of a half-written file cannot be read" }
@@ -67,7 +72,12 @@ return {
           return
         end
         s.data.c = c
-        s:ok(string.format("%d members in %s/", #c.members, c.topdir or "?"))
+        if c.partial then
+          s:finding{ code = "BUNDLE-PARTIAL", severity = "warn",
+                     message = "a partial bundle (a run that was killed): " .. tostring(c.partial_reason),
+                     remediation = "what is listed was collected before the kill; it has no manifest, so nothing can be verified" }
+        end
+        s:ok(string.format("%d members in %s/%s", #c.members, c.topdir or "?", c.partial and " (partial)" or ""))
       end },
     { name = "list", timeout = 10,
       run = function(s)
@@ -121,6 +131,11 @@ return {
     { name = "verify", timeout = 10,
       run = function(s)
         local c = s.data.c
+        if c.partial and not c.manifest then
+          out("not verified: a partial bundle has no manifest")
+          s:warn("not verifiable: partial bundle without a manifest")
+          return
+        end
         if #c.problems > 0 then
           local ev = {}
           for _, p in ipairs(c.problems) do ev[#ev + 1] = p.name .. ": " .. p.problem end
@@ -134,6 +149,26 @@ return {
         end
         out(string.format("verified: all %d members match the SHA-256 in manifest.json", c.verified))
         s:ok(string.format("%d sha256 verified", c.verified))
+      end },
+    { name = "signature", timeout = 10,
+      run = function(s)
+        local sig = s.data.c.signature or {}
+        local what = sig.present and string.format("%s, key %s", tostring(sig.algorithm), tostring(sig.key_id)) or nil
+        if sig.verified == true then
+          out("signature: verified (" .. what .. "): the manifest, hence every member, is as the key holder wrote it")
+          s:ok("signature verified (" .. what .. ")")
+        elseif sig.verified == false then
+          s:finding{ code = "BUNDLE-SIGNATURE", severity = "fail", message = "signature check failed: " .. tostring(sig.problem),
+                     remediation = "use the key the bundle was signed with; otherwise do not trust its contents" }
+          out("signature: FAILED: " .. tostring(sig.problem))
+          s:fail(tostring(sig.problem))
+        elseif sig.present then
+          out("signature: present (" .. what .. "), not checked: pass key=FILE (integrity only so far)")
+          s:ok("signed (" .. what .. "), not checked (no key= given)")
+        else
+          out("signature: none (integrity only: a changed member with its manifest updated would pass)")
+          s:ok("unsigned: integrity only")
+        end
       end },
   },
   report = function() return #text > 0 and table.concat(text, "\n") or nil end,

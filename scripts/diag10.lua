@@ -37,23 +37,25 @@ return {
   deadline = 180,
   collect = true,
   steps = {
-    { name = "nitro-cli", timeout = 15, required = true, run = checks.nitro_cli },
+    { name = "nitro-cli", timeout = 15, required = true, collects = { "nitro_cli_version.txt" },
+      run = checks.nitro_cli },
     { name = "device", timeout = 5, run = checks.device },
-    { name = "allocator", timeout = 20, run = checks.allocator },
+    { name = "allocator", timeout = 20, collects = checks.ALLOCATOR_COLLECTS, run = checks.allocator },
     { name = "artifacts path (E51)", timeout = 5, run = checks.artifacts_env },
     -- The enclaves already running: what they are and whether they hold what this run needs. diag10 terminates
     -- none of them unless terminate=stale|all says so or the operator says yes at the prompt.
-    { name = "running enclaves", timeout = 90, run = checks.running_enclaves },
+    { name = "running enclaves", timeout = 90, collects = { "describe_enclaves.before.json" },
+      run = checks.running_enclaves },
     { name = "workload", timeout = 15, run = checks.workload },
-    { name = "build images", timeout = 120, run = checks.build_images },
+    { name = "build images", timeout = 120, collects = checks.build_collects, run = checks.build_images },
     -- One finding per cause (E26, E27, …) naming the EIFs it concerns as the operator knows them (the test EIFs by
     -- their run, the operator's by the path given); a run predicted to fail is not started.
     { name = "predict E26/E27", timeout = 15, run = checks.predict },
-    { name = "run enclaves", timeout = 150, run = checks.run_enclaves },
-    { name = "hello control", timeout = 60,
+    { name = "run enclaves", timeout = 150, collects = checks.run_collects, run = checks.run_enclaves },
+    { name = "hello control", timeout = 60, collects = { "run_hello.console.log", "run_hello.log" },
       when = checks.asked("hello"), skip_reason = "not asked for (runs=)",
       run = checks.hello },
-    { name = "collect", timeout = 40, always = true, run = checks.collect },
+    { name = "collect", timeout = 40, always = true, collects = checks.COLLECT_COLLECTS, run = checks.collect },
     -- The enclaves this run started, and only those, terminated by ID; bounded (the engine never lets a signal
     -- cancel this step). What cannot be terminated is listed as the exact commands to run.
     { name = "cleanup", timeout = 45, always = true, run = checks.cleanup },

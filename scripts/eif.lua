@@ -19,7 +19,8 @@ local function human_size(n)
   return n .. " B"
 end
 
-local DESCRIBE_KEYS = { "EifVersion", "Measurements", "IsSigned", "CheckCRC", "ImageName", "ImageVersion", "Metadata" }
+local DESCRIBE_KEYS = { "EifVersion", "Measurements", "IsSigned", "SigningCertificate", "CheckCRC", "SignatureCheck",
+                        "ImageName", "ImageVersion", "Metadata" }
 
 return {
   name = "eif",
@@ -94,6 +95,30 @@ return {
                      message = "signature section present but no signing certificate could be read from it (no PCR8)" }
         end
       end },
+    { name = "signature", timeout = 10,
+      -- Signed EIFs: run-enclave refuses an EIF whose signature does not verify or whose signing certificate is outside
+      -- its validity (E59: src/enclave_proc/commands.rs calls PcrSignatureChecker::verify, since v1.1.0 in the source).
+      when = function() return info ~= nil and info.signing ~= nil end,
+      run = function(s)
+        local F = require "nd.findings"
+        local c, now = info.signing, os.time()
+        local function day(t) return os.date("!%Y-%m-%d %H:%M:%S UTC", t) end
+        s:log(string.format("signing certificate %s, issuer %s, valid %s .. %s, PCR8 %s", c.subject, c.issuer,
+          day(c.not_before), day(c.not_after), tostring(info.Measurements.PCR8)))
+        if not c.signature_ok then
+          s:finding(F.make("EIF_SIGNATURE_INVALID", { reason = c.signature_error or "?" }, { "SignatureCheck: false" }))
+        end
+        if now > c.not_after or now < c.not_before then
+          local f = F.make("SIGNING_CERT_EXPIRED", {}, { "NotBefore " .. day(c.not_before), "NotAfter " .. day(c.not_after) })
+          f.message = string.format("the signing certificate (%s) is %s (valid %s .. %s): nitro-cli run-enclave refuses "
+            .. "this EIF with E59 (the AWS user guide lists E36, E39 and E11 for older releases)", c.subject, now > c.not_after and "expired" or "not yet valid", day(c.not_before),
+            day(c.not_after))
+          s:finding(f)
+        elseif c.not_after - now < 30 * 86400 then
+          s:finding(F.make("SIGNING_CERT_EXPIRES_SOON", { subject = c.subject, not_after = day(c.not_after) }))
+        end
+        s:ok(string.format("signed by %s until %s, SignatureCheck %s", c.subject, day(c.not_after), tostring(c.signature_ok)))
+      end },
     { name = "nitro-cli", timeout = 60,
       when = function() return info ~= nil end,
       run = function(s)
@@ -163,7 +188,7 @@ return {
     result.eif = { path = info.path, file_size = info.file_size, arch = info.arch, default_mem = info.default_mem,
                    default_cpus = info.default_cpus, sections = secs, crc_stored = info.crc_stored,
                    crc_computed = info.crc_computed, min_memory_mib = info.min_memory_mib, cmdline = info.cmdline,
-                   trailing_bytes = info.trailing_bytes }
+                   trailing_bytes = info.trailing_bytes, signing_certificate = info.signing }
     local L = lines
     L[#L + 1] = string.format("%s", info.path)
     L[#L + 1] = string.format("  size            %d bytes (%s)", info.file_size, human_size(info.file_size))
@@ -172,6 +197,11 @@ return {
     L[#L + 1] = string.format("  CRC32           %s (%s)", info.crc_stored, info.crc_ok and "matches: CheckCRC true"
       or ("MISMATCH: content gives " .. info.crc_computed))
     L[#L + 1] = string.format("  signed          %s", info.is_signed and "yes" or "no")
+    if info.signing then
+      local c = info.signing
+      L[#L + 1] = string.format("  signing cert    %s (issuer %s), valid %s .. %s, SignatureCheck %s", c.subject, c.issuer,
+        os.date("!%Y-%m-%d", c.not_before), os.date("!%Y-%m-%d", c.not_after), tostring(c.signature_ok))
+    end
     L[#L + 1] = "  sections:"
     for _, sec in ipairs(info.sections) do
       L[#L + 1] = string.format("    %2d  %-9s at %-10d %12d bytes (%s)", sec.index, sec.name, sec.offset, sec.size,

@@ -8,7 +8,8 @@ PKGS=(
   liblua5.4-dev lua-luv-dev lua-cjson-dev libuv1-dev
   libarchive-dev libssl-dev libedit-dev libjansson-dev libcurl4-openssl-dev zlib1g-dev
   python3 python3-botocore
-  libcbor-dev
+  openssl util-linux   # tests/bundle/faults.sh: openssl dgst/pkeyutl check signatures, unshare makes a tiny tmpfs
+  libcbor-dev python3-cbor2 python3-cryptography
   qemu-system-x86 cpio kmod xz-utils
   help2man man-db rpm clang
   libclang-rt-14-dev

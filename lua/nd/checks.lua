@@ -724,37 +724,82 @@ function M.hello(s)
   end
 end
 
--- step "collect"
+-- step "collect": each artifact succeeds or fails on its own (one that raises is recorded with why, the others
+-- still come).
 function M.collect(s)
   local b = s.bundle
   if not s.collecting then s:skip("no bundle for this run") end
-  b:add_glob("/var/log/nitro_enclaves/err*.log", { prefix = "" })
+  local failed = 0
+  local function each(name, f)
+    local ok, e = pcall(f)
+    if not ok then
+      failed = failed + 1
+      b:record(name, { status = "error", error = tostring(e) })
+    end
+  end
+  each("err*.log", function() b:add_glob("/var/log/nitro_enclaves/err*.log", { prefix = "" }) end)
   local list = {}
   for _, e in ipairs(b:entries()) do
-    if e.status == "ok" and e.name and e.name:match("err[^/]*%.log$") then list[#list + 1] = e.source or e.name end
+    if e.status == "ok" and e.glob == "/var/log/nitro_enclaves/err*.log" then list[#list + 1] = e.source or e.name end
   end
-  b:add_string("err_logs.list", table.concat(list, "\n") .. "\n")
-  b:add_file("nitro_enclaves.log.tail", "/var/log/nitro_enclaves/nitro_enclaves.log", { tail_lines = 250 })
-  b:add_dmesg({ lines = 220 })
-  b:add_command("vsock_proxy_service.status", { "systemctl", "status", "--no-pager", "nitro-enclaves-vsock-proxy.service" }, { timeout = 10 })
-  b:add_journal("kms-proxy-host", { lines = 500 })
+  each("err_logs.list", function() b:add_string("err_logs.list", table.concat(list, "\n") .. "\n") end)
+  each("nitro_enclaves.log.tail", function()
+    b:add_file("nitro_enclaves.log.tail", "/var/log/nitro_enclaves/nitro_enclaves.log", { tail_lines = 250 })
+  end)
+  each("dmesg.tail", function() b:add_dmesg({ lines = 220 }) end)
+  each("vsock_proxy_service.status", function()
+    b:add_command("vsock_proxy_service.status", { "systemctl", "status", "--no-pager", "nitro-enclaves-vsock-proxy.service" }, { timeout = 10 })
+  end)
+  each("journal_kms-proxy-host.log", function() b:add_journal("kms-proxy-host", { lines = 500 }) end)
+  each("describe_enclaves.json", function()
+    local after, derr = nitro.describe_enclaves()
+    if after then
+      b:add_json("describe_enclaves.json", after)
+    else
+      b:record("describe_enclaves.json", { status = "error", kind = "command", source = "nitro-cli describe-enclaves",
+                                           error = "describe-enclaves failed: " .. short(derr) })
+    end
+  end)
   -- what enclaves said over the log channel (nitrodiag-init --log → nitrodiag-logd), debug mode or not
-  b:add_glob("/var/log/nitrodiag/enclaves/*.log", { prefix = "enclave_logs/", tail_lines = 2000 })
-  b:add_journal("nitrodiag-logd", { lines = 500 })
-  local after = nitro.describe_enclaves()
-  if after then b:add_json("describe_enclaves.json", after) end
+  each("enclave_logs/*.log", function()
+    b:add_glob("/var/log/nitrodiag/enclaves/*.log", { prefix = "enclave_logs/", tail_lines = 2000 })
+  end)
+  each("journal_nitrodiag-logd.log", function() b:add_journal("nitrodiag-logd", { lines = 500 }) end)
   -- err logs written during this run: their root cause, read back
   local roots = {}
   for _, p in ipairs(list) do
-    local parsed = nitro.read_err_log(p)
+    local okp, parsed = pcall(nitro.read_err_log, p)
+    if not okp then parsed = nil end
     if parsed and parsed.recognised then
       roots[#roots + 1] = string.format("%s: %s (%s:%s)", fs.basename(p), parsed.action or "?", parsed.root_file or "?",
         tostring(parsed.root_line))
     end
   end
   if #roots > 0 then s:log("err logs:\n" .. table.concat(roots, "\n")) end
-  s:ok(string.format("%d err log(s), logs, dmesg and service states collected", #list))
+  if failed > 0 then
+    s:warn(string.format("%d err log(s) collected; %d artifact(s) could not be (see the manifest)", #list, failed))
+  else
+    s:ok(string.format("%d err log(s), logs, dmesg and service states collected", #list))
+  end
 end
+
+-- What the steps collect (a step's `collects`: what an interrupted run's manifest lists as never collected).
+M.ALLOCATOR_COLLECTS = { "allocator.yaml", "allocator_service.status", "journal_" .. ALLOCATOR_UNIT .. ".log" }
+M.COLLECT_COLLECTS = { "/var/log/nitro_enclaves/err*.log", "err_logs.list", "nitro_enclaves.log.tail", "dmesg.tail",
+  "vsock_proxy_service.status", "journal_kms-proxy-host.log", "describe_enclaves.json" }
+local function per_mode(a, files)
+  local out = {}
+  for _, m in ipairs(a.runs) do
+    if m == "basic" or m == "vsock" or m == "smoke" then
+      for _, f in ipairs(files) do out[#out + 1] = f:format(m) end
+    end
+  end
+  return out
+end
+function M.build_collects(a)
+  return per_mode(a, { "build_%s.docker.log", "docker_inspect_%s.json", "build_%s.eif.log", "eif_%s.measurements.json" })
+end
+function M.run_collects(a) return per_mode(a, { "run_%s.console.log", "run_%s.log" }) end
 
 -- The enclaves this run started, and only those, terminated by ID; bounded (the engine never lets a signal
 -- cancel this step). What cannot be terminated is listed as the exact commands to run.

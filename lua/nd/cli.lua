@@ -24,6 +24,7 @@ options (anywhere before `--`):
   --root DIR          read host files under DIR instead of / (like sosreport --sysroot)
   --sim [SCENARIO]    run against the simulated Nitro host (default scenario: healthy), in simulated time
   --sim-realtime      with --sim: keep wall-clock pacing (console windows last as long as on a real host)
+  --sign-key FILE     sign the bundle's manifest (HMAC secret or PEM private key; also $NITRODIAG_SIGN_KEY)
   --deadline SECONDS  hard deadline for the whole run (overrides the runbook's)
   -v, --verbose       show step logs and tracebacks
   -q, --quiet         no progress or step lines: the verdict and the warn/fail findings
@@ -82,14 +83,15 @@ function M.parse(args)
     elseif a == "-v" or a == "--verbose" then opts.verbose = true
     elseif a == "-h" or a == "--help" then opts.help = true
     elseif a == "--version" then opts.version = true
-    elseif a == "--out" or a == "--root" or a == "--deadline" then
+    elseif a == "--out" or a == "--root" or a == "--deadline" or a == "--sign-key" then
       local v = args[i + 1]
       if not v then return nil, a .. " needs a value" end
-      opts[a:sub(3)] = v
+      opts[a:sub(3):gsub("%-", "_")] = v
       i = i + 1
-    elseif a:match("^%-%-out=") or a:match("^%-%-root=") or a:match("^%-%-deadline=") or a:match("^%-%-sim=") then
-      local k, v = a:match("^%-%-(%w+)=(.*)$")
-      opts[k] = v
+    elseif a:match("^%-%-out=") or a:match("^%-%-root=") or a:match("^%-%-deadline=") or a:match("^%-%-sim=")
+        or a:match("^%-%-sign%-key=") then
+      local k, v = a:match("^%-%-([%w%-]+)=(.*)$")
+      opts[k:gsub("%-", "_")] = v
     elseif a == "--sim-realtime" then
       require("nd.sim").default_time_scale = 1 -- wall-clock pacing (docs/simulator.md, "Simulated time")
     elseif a == "--sim" then

@@ -408,10 +408,26 @@ function M.kms_logs(res, opts)
   local denied = errors_of(res, "upstream_access_denied")
   if denied > 0 then
     local ev = ids_with(res, "upstream_access_denied")
+    -- the proxy records a denied Recipient request's attestation PCR0 and module_id: name the refused image
+    local images, order = {}, {}
+    for _, id in ipairs(res.ids) do
+      if id.code == "upstream_access_denied" and id.attestation_pcr0 and not images[id.attestation_pcr0] then
+        images[id.attestation_pcr0] = id.attestation_module_id or "?"
+        order[#order + 1] = id.attestation_pcr0
+      end
+    end
+    local image = ""
+    for i, p in ipairs(order) do
+      if i <= 3 then
+        image = image .. string.format("%s PCR0 %s (module %s)", i == 1 and "; denied for image" or ",", p, images[p])
+      end
+    end
     s:finding{ code = "KMS_ACCESS_DENIED", severity = "fail",
-      message = string.format("%d request%s denied by KMS (IAM or key policy); these are never retried", denied, denied == 1 and "" or "s"),
+      message = string.format("%d request%s denied by KMS (IAM or key policy); these are never retried%s", denied, denied == 1 and "" or "s", image),
       evidence = ev,
-      remediation = "fix the instance role's IAM policy or the KMS key policy (kms:Decrypt/GenerateDataKey for the role, kms:RecipientAttestation conditions matching the enclave's PCRs); look the kms_request_ids up in CloudTrail (mode=ids)" }
+      remediation = "fix the instance role's IAM policy or the KMS key policy (kms:Decrypt/GenerateDataKey for the role, kms:RecipientAttestation conditions matching the enclave's PCRs); look the kms_request_ids up in CloudTrail (mode=ids)"
+        .. (order[1] and ("; check the key policy against this image: nitrodiag kms-policy POLICY.json pcr0=" .. order[1]
+          .. " role_arn=<the instance role ARN>") or "") }
   end
 
   local unavailable = errors_of(res, "upstream_unavailable")

@@ -68,10 +68,12 @@ function M.mkdir_p(path, mode)
   return true
 end
 
--- tmpdir([prefix]) -> path of a new private directory under $TMPDIR or /tmp
+-- tmpdir([prefix]) -> path of a new private directory under $TMPDIR or /tmp, named <prefix>-p<pid>-XXXXXX: the pid
+-- of its owner lets the next run remove it when this one was killed (bundle.sweep, core/nd_tmp.h).
 function M.tmpdir(prefix)
-  local base = os.getenv("TMPDIR") or "/tmp"
-  return uv.fs_mkdtemp(base .. "/" .. (prefix or "nitrodiag") .. "-XXXXXX")
+  local base = os.getenv("TMPDIR")
+  if not base or base == "" then base = "/tmp" end
+  return uv.fs_mkdtemp(string.format("%s/%s-p%d-XXXXXX", base, prefix or "nitrodiag", uv.os_getpid()))
 end
 
 -- rm_rf(path): removes a file or a directory tree; never follows symlinks. Returns true | nil, msg, code.

@@ -262,7 +262,7 @@ function M.markdown(result, info)
   add("## Collection")
   add()
   local parts = {}
-  for _, k in ipairs({ "ok", "missing", "denied", "timeout", "error" }) do
+  for _, k in ipairs({ "ok", "missing", "denied", "timeout", "error", "skipped" }) do
     if c.by_status[k] then parts[#parts + 1] = string.format("%d %s", c.by_status[k], k) end
   end
   add(string.format("%d artifacts%s; %d truncated; %d secrets redacted.", c.total,

@@ -494,6 +494,57 @@ local function wallclock()
   return s + us / 1e6
 end
 
+-- sweep_stale(dirs, out) -> list of what was done: the temporaries a killed earlier run left in each directory are
+-- removed (their owner pid is gone; core/nd_tmp.h), a half-written bundle holding complete members is kept as
+-- <name>.partial.tar.gz. Says so on `out` (an Out) when given.
+function M.sweep_stale(dirs, out)
+  local okb, bmod = pcall(require, "nd.bundle")
+  local done = {}
+  if not okb or not bmod.sweep then return done end
+  for _, d in ipairs(dirs) do
+    for _, e in ipairs(bmod.sweep(d) or {}) do
+      done[#done + 1] = e
+      if out then
+        if e.action == "salvaged" then
+          out:line("note: a killed earlier run left a partial bundle: kept as " .. e.detail)
+        elseif e.action == "removed" then
+          out:line("note: removed " .. e.path .. " (left by a killed earlier run)")
+        else
+          out:line("note: cannot clean " .. e.path .. " (left by a killed earlier run): " .. tostring(e.detail))
+        end
+      end
+    end
+  end
+  return done
+end
+
+-- The artifacts a step declares (st.collects: a list, or a function(args) returning one) that the bundle has no
+-- entry for are recorded as "skipped" with `why`, so the manifest of an interrupted run lists what is missing.
+-- A declared name starting with "/" is a host file or glob (matched against the entries' source/glob).
+local function record_missing(bundle, st, args, why)
+  if not bundle or not st.collects then return end
+  local okn, names = pcall(function()
+    if type(st.collects) == "function" then return st.collects(args) end
+    return st.collects
+  end)
+  if not okn or type(names) ~= "table" then return end
+  local okl, entries = pcall(bundle.entries, bundle)
+  if not okl then return end
+  local have = {}
+  for _, e in ipairs(entries) do
+    if e.name then have[e.name] = true end
+    if e.glob then have[e.glob] = true end
+    if e.source then have[e.source] = true end
+  end
+  for _, n in ipairs(names) do
+    if not have[n] then
+      local name = n:sub(1, 1) == "/" and (n:match("[^/]+$") or n) or n
+      pcall(bundle.record, bundle, name, { status = "skipped", error = why, kind = "planned",
+                                           source = n:sub(1, 1) == "/" and n or nil })
+    end
+  end
+end
+
 -- The simulated host for --sim: the sim object (closed by the caller, <close>) | nil after setting result.error.
 local function start_sim(opts, result, ctx)
   local ok, simmod = pcall(require, "nd.sim")
@@ -520,7 +571,9 @@ local function open_bundle(def, opts, result)
     result.bundle_error = "bundle support is not available in this build"
     return nil
   end
-  local b, err = bmod.open{ out_dir = opts.out or ".", runbook = def.name, host = result.host }
+  local key = opts.sign_key or os.getenv("NITRODIAG_SIGN_KEY")
+  local b, err = bmod.open{ out_dir = opts.out or ".", runbook = def.name, host = result.host,
+                            sign_key = (key and key ~= "") and key or nil }
   if not b then result.bundle_error = tostring(err) end
   return b
 end
@@ -562,6 +615,7 @@ local function run_step(run, i, st)
   local t0 = nd.now()
   if run.stop_reason and not st.always then
     record.outcome, record.message, record.duration = "skipped", run.stop_reason, 0
+    record_missing(run.bundle, st, args, string.format("step '%s' %s", st.name, run.stop_reason))
   elseif st.when and not st.when(args, data) then
     record.outcome, record.message, record.duration = "skipped", st.skip_reason or "not applicable", 0
   else
@@ -622,6 +676,10 @@ local function run_step(run, i, st)
         record.message = record.message or ("step raised an error: " .. (msg:match("^[^\n]*") or msg))
       end
     end
+    if not ok and not (type(err) == "table" and err.nd_skip) then
+      record_missing(run.bundle, st, args, string.format("step '%s' was stopped before collecting it: %s", st.name,
+        record.message or record.outcome))
+    end
     if result.interrupted and not run.stop_reason then run.stop_reason = "not run: " .. result.interrupt_reason end
     if st.required and (record.outcome == "fail" or record.outcome == "timeout") and not run.stop_reason then
       run.stop_reason = "not run: required step '" .. st.name .. "' did not pass"
@@ -671,7 +729,17 @@ local function write_bundle(bundle, result, out)
   else
     path, err = bundle:finish(result)
   end
-  if path then result.bundle = path else result.bundle_error = tostring(err) end
+  if path then
+    result.bundle = path
+  else
+    -- a run asked to collect that could not write its bundle fails (terminal, --json and the exit status SSM sees)
+    result.bundle_error = tostring(err)
+    local finding = { code = "BUNDLE_NOT_WRITTEN", severity = "fail", step = "bundle",
+      message = "the bundle was not written: " .. result.bundle_error, evidence = json.array({}),
+      remediation = "free space where --out points (or choose another --out) and run again" }
+    table.insert(result.findings, finding)
+    if result.exit_code == M.EXIT.ok then result.verdict, result.exit_code = "fail", M.EXIT.failed end
+  end
 end
 
 -- The closing lines: verdict, bundle, findings, the runbook's report.
@@ -712,7 +780,23 @@ function M.execute(def, args, opts)
       return result
     end
     run.sim = sim
+    -- What a killed earlier run left behind (TMPDIR, the output directory) is cleaned up first.
+    local tmp = os.getenv("TMPDIR")
+    local sweep_dirs = { (tmp and tmp ~= "") and tmp or "/tmp" }
+    if def.collect then sweep_dirs[#sweep_dirs + 1] = opts.out or "." end
+    result.cleaned = M.sweep_stale(sweep_dirs, out)
+    -- A run asked to collect that cannot write its bundle fails; when the bundle cannot even be created, nothing
+    -- is run (the host is not touched for a report that cannot be kept).
     run.bundle = open_bundle(def, opts, result)
+    if def.collect and not run.bundle then
+      result.verdict, result.exit_code = "error", M.EXIT.failed
+      result.error = "cannot collect: " .. result.bundle_error
+      result.ended_at = iso(wallclock())
+      result.duration = nd.now() - t_start
+      out:line("error: " .. result.error .. " (nothing was run; choose a writable --out)")
+      out:final("verdict: ERROR\nbundle: not written: " .. result.bundle_error)
+      return result
+    end
     do
       local _signals <close> = watch_signals(run)
       for i, st in ipairs(def.steps) do run_step(run, i, st) end

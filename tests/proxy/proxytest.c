@@ -687,6 +687,14 @@ static void run_fcase(const fcase *fc)
         if (fc->code && !strcmp(rs[i].code, fc->code))
             EXPECT(!strcmp(json_string_value(json_object_get(last, "error_code")), fc->code), "%s: logged code",
                    fc->name);
+        /* a denied Recipient request names the image: the attestation's PCR0 and module_id (public values) */
+        const char *p0 = json_string_value(json_object_get(last, "attestation_pcr0"));
+        const char *mid = json_string_value(json_object_get(last, "attestation_module_id"));
+        if (fc->code && !strcmp(fc->code, "upstream_access_denied") && fc->t->recipient)
+            EXPECT(p0 && strlen(p0) == 96 && mid && mid[0], "%s: attestation_pcr0/module_id on the denied line",
+                   fc->name);
+        else
+            EXPECT(!p0 && !mid, "%s: attestation fields only on access-denied lines", fc->name);
         json_decref(last);
     }
     int want = fc->count_code ? fc->count_code : fc->n;

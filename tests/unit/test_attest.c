@@ -5,9 +5,15 @@
  */
 #include "ndtest.h"
 #include "nd_attest.h"
+#include "nd_codec.h"
 
 #include <stdlib.h>
 #include <cbor.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <string.h>
 
 static void dev_round_trip(void)
 {
@@ -124,6 +130,117 @@ static void fuzz(void)
     free(doc);
 }
 
+/* The embedded AWS root is the one pinned by its DER SHA-256 (AWS publishes AWS_NitroEnclaves_Root-G1.zip; the
+ * fingerprint is also in the issue), and it is byte-identical to tests/attest/aws-root-g1.pem taken from that zip. */
+static void embedded_root_pinned(void)
+{
+    BIO *b = BIO_new_mem_buf(nd_attest_aws_root_pem, -1);
+    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    CHECK(x != NULL);
+    unsigned char *der = NULL;
+    int n = x ? i2d_X509(x, &der) : 0;
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    CHECK(n > 0 && EVP_Digest(der, (size_t)n, md, &mdlen, EVP_sha256(), NULL) == 1);
+    char hex[65];
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    CHECK_EQ_STR(hex, "641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b");
+    CHECK_EQ_STR(hex, ND_ATTEST_AWS_ROOT_SHA256);
+    OPENSSL_free(der);
+    X509_free(x);
+    BIO_free(b);
+    FILE *f = fopen(ND_SOURCE_DIR "/tests/attest/aws-root-g1.pem", "rb");
+    char buf[2048];
+    size_t k = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    if (k > 0 && buf[k - 1] != '\n') /* root.pem in the zip has no final newline */
+        buf[k++] = '\n';
+    buf[k] = '\0';
+    CHECK_EQ_STR(buf, nd_attest_aws_root_pem);
+}
+
+/* PCR3/PCR4 as the AWS Nitro Enclaves User Guide computes them ("Where to get an enclave's measurements": SHA384 over
+ * 48 zero bytes then the string), with the guide's own example outputs; and PCR4 of a real NSM document
+ * (tests/fixtures/attest: instance i-0a22e5c5f24d22174). */
+static void pcr_extend_vectors(void)
+{
+    char hex[97];
+    const char *arn = "arn:aws:iam::123456789012:role/Webserver", *id = "i-1234567890abcdef0";
+    CHECK_EQ_INT(nd_attest_pcr_extend(arn, strlen(arn), hex, NULL), 0);
+    CHECK_EQ_STR(hex, "78fce75db17cd4e0a3fb8dad3ad128ca5e77edbb2b2c7f75329dccd99aa5f6ef4fc1f1a452e315b9e98f9e312e6921e6");
+    CHECK_EQ_INT(nd_attest_pcr_extend(id, strlen(id), hex, NULL), 0);
+    CHECK_EQ_STR(hex, "08f996b5d43e047a9eb51e7f548bfee7e164fd7dc8f65541f2ac09d6545ac812719327281c401a67a10fcba87ae79ce0");
+    CHECK_EQ_INT(nd_attest_pcr_extend("i-0a22e5c5f24d22174", 19, hex, NULL), 0);
+    CHECK_EQ_STR(hex, "45706d7b621e4620a332e147a5ddb000b049f73d47d3e61f6b03d2069152d4df6a4a786ad1c10102b955799a9dc96b44");
+}
+
+/* The real NSM document (tests/fixtures/attest) decoded from base64, verified at its own time, then mutated: every
+ * mutation either fails to parse or is verified to a one-line verdict; a flipped bit never verifies. */
+static void verify_real_and_mutated(void)
+{
+    FILE *f = fopen(ND_SOURCE_DIR "/tests/fixtures/attest/nitrite-2024-09-07.b64", "rb");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    static char text[20000];
+    size_t tn = fread(text, 1, sizeof text, f);
+    fclose(f);
+    unsigned char *doc = NULL;
+    size_t n = 0;
+    nd_err err;
+    CHECK_EQ_INT(nd_attest_decode_input(text, tn, &doc, &n, &err), 0);
+    nd_attest_doc *d = NULL;
+    CHECK_EQ_INT(nd_attest_parse(doc, n, &d, &err), 0);
+    if (!d) {
+        free(doc);
+        return;
+    }
+    nd_attest_verdict *v = calloc(1, sizeof *v);
+    nd_attest_verify_opts o = {.now = (int64_t)(d->timestamp_ms / 1000) + 60};
+    CHECK_EQ_INT(nd_attest_verify(d, &o, v, &err), 0);
+    CHECK(v->verified);
+    CHECK(v->valid_now);
+    CHECK_EQ_INT(v->nchain, 5);
+    CHECK_EQ_STR(v->chain[4].sha256, ND_ATTEST_AWS_ROOT_SHA256);
+    nd_attest_free(d);
+    /* the same document in hex decodes to the same bytes */
+    char *hex = malloc(2 * n + 1);
+    nd_hex_encode(doc, n, hex);
+    unsigned char *doc2 = NULL;
+    size_t n2 = 0;
+    CHECK_EQ_INT(nd_attest_decode_input(hex, 2 * n, &doc2, &n2, &err), 0);
+    CHECK(n2 == n && doc2 && memcmp(doc, doc2, n) == 0);
+    free(doc2);
+    free(hex);
+    srand(777);
+    unsigned char *m = malloc(n);
+    int verified = 0, ran = 0;
+    for (int i = 0; i < 400; i++) {
+        memcpy(m, doc, n);
+        size_t at = (size_t)rand() % n;
+        m[at] ^= (unsigned char)(1u << (rand() % 8));
+        d = NULL;
+        if (nd_attest_parse(m, n, &d, &err) == 0) {
+            memset(v, 0, sizeof *v);
+            CHECK_EQ_INT(nd_attest_verify(d, &o, v, &err), 0);
+            ran++;
+            if (v->verified)
+                verified++;
+            else
+                CHECK(v->reason[0] != '\0' && strchr(v->reason, '\n') == NULL);
+        }
+        nd_attest_free(d);
+    }
+    /* flips inside user_data/nonce/public_key (signed payload) must not verify either */
+    CHECK_EQ_INT(verified, 0);
+    printf("  %d mutated real documents parsed, none verified\n", ran);
+    free(m);
+    free(v);
+    free(doc);
+}
+
 /* A dev document whose payload map gets one more pair: key `dup` again, with `value` (NULL: copy the first value).
  * Returns the re-encoded COSE_Sign1 (malloc'd) or NULL. */
 static unsigned char *with_duplicate(const char *dup, cbor_item_t *value, size_t *outlen)
@@ -210,6 +327,9 @@ static void duplicate_keys(void)
 
 int main(void)
 {
+    ND_RUN(embedded_root_pinned);
+    ND_RUN(verify_real_and_mutated);
+    ND_RUN(pcr_extend_vectors);
     ND_RUN(duplicate_keys);
     ND_RUN(dev_round_trip);
     ND_RUN(tagged_and_errors);

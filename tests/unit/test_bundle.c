@@ -5,6 +5,7 @@
  */
 #include "ndtest.h"
 #include "nd_bundle.h"
+#include "nd_tmp.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -17,6 +18,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char tmpdir[512];
@@ -543,6 +545,157 @@ static void test_read_errors(void)
     unlink(p);
 }
 
+/* Percent-escaping: control characters, C1 controls, invalid UTF-8 and '%' become %XX; valid UTF-8 stays. */
+static void test_escape(void)
+{
+    char out[256];
+    nd_bundle_escape("plain-name_1.log", true, out, sizeof out);
+    CHECK_EQ_STR(out, "plain-name_1.log");
+    nd_bundle_escape("a\x01" "b\nc\x7f" "d", true, out, sizeof out);
+    CHECK_EQ_STR(out, "a%01b%0Ac%7Fd");
+    nd_bundle_escape("100%", true, out, sizeof out);
+    CHECK_EQ_STR(out, "100%25");
+    nd_bundle_escape("bad\xff\xfe", true, out, sizeof out);
+    CHECK_EQ_STR(out, "bad%FF%FE");
+    nd_bundle_escape("csi\xc2\x9b" "x", true, out, sizeof out); /* U+009B, a C1 control */
+    CHECK_EQ_STR(out, "csi%C2%9Bx");
+    nd_bundle_escape("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x99\x82", true, out, sizeof out); /* é € 🙂 */
+    CHECK_EQ_STR(out, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x99\x82");
+    nd_bundle_escape("over\xc0\xaf" "long \xed\xa0\x80" "sur", true, out, sizeof out); /* overlong '/', surrogate */
+    CHECK_EQ_STR(out, "over%C0%AFlong %ED%A0%80sur");
+    nd_bundle_escape("a/b", false, out, sizeof out);
+    CHECK_EQ_STR(out, "a%2Fb");
+    nd_bundle_escape("a/b", true, out, sizeof out);
+    CHECK_EQ_STR(out, "a/b");
+    /* cut at a character boundary, never inside an escape */
+    char small[6];
+    CHECK_EQ_INT(nd_bundle_escape("ab\x01z", true, small, sizeof small), 5);
+    CHECK_EQ_STR(small, "ab%01");
+    CHECK_EQ_INT(nd_bundle_escape("abc\x01", true, small, sizeof small), 3);
+    CHECK_EQ_STR(small, "abc");
+}
+
+/* Odd host file names: every match is collected on its own, member names equal manifest names, secrets redacted. */
+static void test_odd_names(void)
+{
+    static const char *const names[] = {"/var/log/odd/err\x01.log", "/var/log/odd/err\n.log",
+                                        "/var/log/odd/err\xff.log",
+                                        "/var/log/odd/err-AKIAIOSFODNN7EXAMPLE.log",
+                                        "/var/log/odd/err-ok.log", NULL};
+    char d[1024];
+    snprintf(d, sizeof d, "%s/var/log/odd", rootdir);
+    mkdir(d, 0755);
+    for (int i = 0; names[i]; i++)
+        write_file(names[i], "x\n", 2);
+    nd_bundle *b = NULL;
+    nd_err err;
+    CHECK_EQ_INT(nd_bundle_open(&ctx, &(nd_bundle_opts){.out_dir = outdir, .runbook = "odd"}, &b, &err), 0);
+    CHECK_EQ_INT(nd_bundle_add_glob(b, "/var/log/odd/err*.log", "", NULL, &err), 5);
+    /* a caller's odd name is escaped too; a structurally bad one is refused */
+    CHECK_EQ_INT(nd_bundle_add_data(b, "tab\there", "y", 1, NULL, &err), 0);
+    CHECK_EQ_INT(nd_bundle_add_data(b, "../up", "y", 1, NULL, &err), -EINVAL);
+    CHECK_EQ_INT(nd_bundle_add_glob(b, "/var/log/*.log", "../", NULL, &err), -EINVAL);
+    CHECK_EQ_INT(nd_bundle_finish(b, NULL, &err), 0);
+    const char *path = nd_bundle_path(b);
+    nd_bundle_contents c;
+    CHECK_EQ_INT(nd_bundle_read(path, &c, &err), 0);
+    size_t checked = 0;
+    CHECK_EQ_INT(nd_bundle_verify(&c, NULL, NULL, &checked, &err), 0);
+    CHECK_EQ_INT(checked, 6);
+    const char *want[] = {"err%01.log", "err%0A.log", "err%FF.log", "err-AKIA[REDACTED].log", "err-ok.log",
+                          "tab%09here", NULL};
+    for (int i = 0; want[i]; i++) {
+        json_t *it = artifact(c.manifest, want[i]);
+        CHECK(it != NULL);
+        if (!it)
+            printf("# missing %s\n", want[i]);
+        else
+            CHECK_EQ_STR(sfield(it, "status"), "ok");
+    }
+    for (size_t i = 0; i < c.nmembers; i++)
+        CHECK(strstr(c.members[i].name, "AKIAIOSFODNN7EXAMPLE") == NULL);
+    nd_bundle_contents_free(&c);
+    nd_bundle_free(b);
+    unlink(path);
+}
+
+/* A run killed half-way: the temporary file is readable up to its last finished member; the sweep keeps it as
+ * .partial.tar.gz when its owner is dead, and never touches a live owner's files. */
+static void test_partial_and_sweep(void)
+{
+    /* a dead pid: a child that exited and was reaped */
+    pid_t dead = fork();
+    if (dead == 0)
+        _exit(0);
+    waitpid(dead, NULL, 0);
+
+    nd_bundle *b = NULL;
+    nd_err err;
+    CHECK_EQ_INT(nd_bundle_open(&ctx, &(nd_bundle_opts){.out_dir = outdir, .runbook = "killed"}, &b, &err), 0);
+    CHECK_EQ_INT(nd_bundle_add_data(b, "one.txt", "first\n", 6, NULL, &err), 0);
+    CHECK_EQ_INT(nd_bundle_add_data(b, "two.txt", "second\n", 7, NULL, &err), 0);
+    /* copy the temporary file as it is now, under a name owned by the dead pid: what a SIGKILL leaves */
+    char stale[1200], live_dir[1200], stale_dir[1200];
+    snprintf(stale, sizeof stale, "%s/.nitrodiag-killed-h-20261206T000000Z.tar.gz.p%ld-AbCdEf", outdir, (long)dead);
+    {
+        FILE *in = fopen(nd_bundle_temp_path(b), "rb"), *out = fopen(stale, "wb");
+        char buf[65536];
+        size_t n;
+        while (in && out && (n = fread(buf, 1, sizeof buf, in)) > 0)
+            fwrite(buf, 1, n, out);
+        if (in)
+            fclose(in);
+        if (out)
+            fclose(out);
+    }
+    nd_bundle_contents c;
+    CHECK_EQ_INT(nd_bundle_read(stale, &c, &err), 0);
+    CHECK_EQ_INT(c.nmembers, 2);
+    CHECK(c.partial);
+    CHECK(c.manifest == NULL);
+    nd_bundle_contents_free(&c);
+
+    snprintf(stale_dir, sizeof stale_dir, "%s/nitrodiag-eif-p%ld-XyZ123", outdir, (long)dead);
+    snprintf(live_dir, sizeof live_dir, "%s/nitrodiag-eif-p%ld-LiVe12", outdir, (long)getpid());
+    mkdir(stale_dir, 0700);
+    mkdir(live_dir, 0700);
+    char inner[1300];
+    snprintf(inner, sizeof inner, "%s/sub", stale_dir);
+    mkdir(inner, 0700);
+    snprintf(inner, sizeof inner, "%s/sub/link", stale_dir);
+    CHECK(symlink("/etc/passwd", inner) == 0); /* removed, never followed */
+    bool is_bundle;
+    CHECK_EQ_INT(nd_tmp_owner_of("nitrodiag-eif-p123-AbCdEf", &is_bundle), 123);
+    CHECK(!is_bundle);
+    CHECK_EQ_INT(nd_tmp_owner_of(".nitrodiag-x.tar.gz.p77-AbCdEf", &is_bundle), 77);
+    CHECK(is_bundle);
+    CHECK_EQ_INT(nd_tmp_owner_of("nitrodiag-eif-AbCdEf", NULL), 0);
+    CHECK_EQ_INT(nd_tmp_owner_of("other-p12-AbCdEf", NULL), 0);
+    CHECK(!nd_tmp_owner_gone(getpid()));
+    CHECK(nd_tmp_owner_gone(dead));
+
+    CHECK_EQ_INT(nd_tmp_sweep(outdir, NULL, NULL, &err), 2);
+    CHECK(access(stale, F_OK) != 0);
+    CHECK(access(stale_dir, F_OK) != 0);
+    CHECK(access("/etc/passwd", F_OK) == 0);
+    CHECK(access(live_dir, F_OK) == 0);                 /* our own: alive */
+    CHECK(access(nd_bundle_temp_path(b), F_OK) == 0);   /* our own bundle in progress */
+    char salvaged[1200];
+    snprintf(salvaged, sizeof salvaged, "%s/nitrodiag-killed-h-20261206T000000Z.partial.tar.gz", outdir);
+    CHECK_EQ_INT(nd_bundle_read(salvaged, &c, &err), 0);
+    CHECK_EQ_INT(c.nmembers, 2);
+    nd_bundle_contents_free(&c);
+    unlink(salvaged);
+    rmdir(live_dir);
+    /* an empty stale temporary (killed before the first member) is removed, not kept */
+    snprintf(stale, sizeof stale, "%s/.nitrodiag-empty.tar.gz.p%ld-AbCdEf", outdir, (long)dead);
+    fclose(fopen(stale, "w"));
+    CHECK_EQ_INT(nd_tmp_sweep(outdir, NULL, NULL, &err), 1);
+    CHECK(access(stale, F_OK) != 0);
+    nd_bundle_free(b);
+    CHECK_EQ_INT(count_files(outdir), 0);
+}
+
 int main(void)
 {
     setup();
@@ -556,6 +709,9 @@ int main(void)
     ND_RUN(test_full_disk);
     ND_RUN(test_discard);
     ND_RUN(test_read_errors);
+    ND_RUN(test_escape);
+    ND_RUN(test_odd_names);
+    ND_RUN(test_partial_and_sweep);
     rmrf(tmpdir);
     return nd_test_summary();
 }
