@@ -37,6 +37,14 @@
 #include <linux/vm_sockets.h>
 
 
+/* The handle of a listener or a connection: TCP or a unix/vsock pipe, used as a stream. */
+typedef union px_stream {
+    uv_handle_t h;
+    uv_stream_t s;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+} px_stream;
+
 typedef struct counters {
     uint64_t requests, success, errors, retries, throttled, timeouts, rate_limited, circuit_open;
 } counters;
@@ -44,12 +52,7 @@ typedef struct counters {
 enum { K_TCP = 1, K_PIPE = 2 };
 
 typedef struct listener {
-    union {
-        uv_handle_t h;
-        uv_stream_t s;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } u;
+    px_stream u;
     int kind;
     bool open;
     char addr[PX_STR];
@@ -60,12 +63,7 @@ typedef struct listener {
 
 typedef struct conn conn;
 struct conn {
-    union {
-        uv_handle_t h;
-        uv_stream_t s;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } u;
+    px_stream u;
     px_server *srv;
     nd_frame_decoder dec;
     int refs;          /* 1 for the handle until its close callback, +1 per request and per write in flight */
@@ -83,12 +81,7 @@ struct conn {
 };
 
 typedef struct mconn { /* a /metrics client */
-    union {
-        uv_handle_t h;
-        uv_stream_t s;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } u;
+    px_stream u;
     px_server *srv;
     char buf[4096];
     size_t len;
