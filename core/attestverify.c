@@ -155,7 +155,7 @@ static int fail(nd_attest_verdict *v, const char *code, const char *fmt, ...)
     return 0;
 }
 
-static void name_text(const X509_NAME *n, char *out, size_t outsz)
+void nd_x509_name_text(const X509_NAME *n, char *out, size_t outsz)
 {
     out[0] = '\0';
     BIO *b = BIO_new(BIO_s_mem());
@@ -217,8 +217,8 @@ static void cert_info(X509 *x, const nd_attest_bytes *der, const char *role, nd_
 {
     memset(c, 0, sizeof *c);
     snprintf(c->role, sizeof c->role, "%s", role);
-    name_text(X509_get_subject_name(x), c->subject, sizeof c->subject);
-    name_text(X509_get_issuer_name(x), c->issuer, sizeof c->issuer);
+    nd_x509_name_text(X509_get_subject_name(x), c->subject, sizeof c->subject);
+    nd_x509_name_text(X509_get_issuer_name(x), c->issuer, sizeof c->issuer);
     c->not_before = asn1_time_unix(X509_get0_notBefore(x));
     c->not_after = asn1_time_unix(X509_get0_notAfter(x));
     c->is_ca = X509_check_ca(x) != 0;
@@ -447,7 +447,7 @@ static int verify_chain_at(X509 *leaf, STACK_OF(X509) *untrusted, X509 *anchor, 
     if (cur && cur == anchor)
         snprintf(role, sizeof role, "root");
     if (cur)
-        name_text(X509_get_subject_name(cur), subj, sizeof subj);
+        nd_x509_name_text(X509_get_subject_name(cur), subj, sizeof subj);
     fmt_utc(t, when, sizeof when);
     switch (e) {
     case X509_V_ERR_CERT_HAS_EXPIRED:
@@ -576,7 +576,7 @@ int nd_attest_verify(const nd_attest_doc *d, const nd_attest_verify_opts *o, nd_
 
     /* cabundle[0] is the root: it must be the trust anchor itself */
     char anchor_subject[256];
-    name_text(X509_get_subject_name(anchor), anchor_subject, sizeof anchor_subject);
+    nd_x509_name_text(X509_get_subject_name(anchor), anchor_subject, sizeof anchor_subject);
     if (X509_cmp(cab[0], anchor) != 0) {
         fail(v, "root", "cabundle[0] (%s, SHA-256 %.16s…) is not the trusted root (%s, SHA-256 %.16s…)%s",
              v->chain[v->nchain - 1].subject, v->chain[v->nchain - 1].sha256, anchor_subject, v->root_sha256,
@@ -589,8 +589,8 @@ int nd_attest_verify(const nd_attest_doc *d, const nd_attest_verify_opts *o, nd_
         /* names only: whether the issuer may issue (CA, key usage, path length) is OpenSSL's check below */
         if (X509_NAME_cmp(X509_get_issuer_name(subject), X509_get_subject_name(issuer)) != 0) {
             char sn[256], in[256], role[32];
-            name_text(X509_get_subject_name(subject), sn, sizeof sn);
-            name_text(X509_get_subject_name(issuer), in, sizeof in);
+            nd_x509_name_text(X509_get_subject_name(subject), sn, sizeof sn);
+            nd_x509_name_text(X509_get_subject_name(issuer), in, sizeof in);
             if (k < ncab)
                 snprintf(role, sizeof role, "cabundle[%zu]", k);
             else

@@ -181,23 +181,6 @@ int nd_eif_pcr8_cert(const void *cert, size_t len, char hex[ND_EIF_PCR_HEX], nd_
     return rc;
 }
 
-/* An X.509 name in RFC 2253 form ("CN=AWS,OU=AWS,O=Amazon,…"), as nitrodiag attest shows names. */
-static void name_rfc2253(const X509_NAME *n, char *out, size_t outsz)
-{
-    out[0] = '\0';
-    BIO *b = BIO_new(BIO_s_mem());
-    if (b && X509_NAME_print_ex(b, n, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0) {
-        char *p = NULL;
-        long len = BIO_get_mem_data(b, &p);
-        if (len > 0) {
-            size_t k = (size_t)len < outsz - 1 ? (size_t)len : outsz - 1;
-            memcpy(out, p, k);
-            out[k] = '\0';
-        }
-    }
-    BIO_free(b);
-}
-
 /* SignatureCheck as aws-nitro-enclaves-image-format's EifReader::get_certificate_info computes it: the COSE_Sign1
  * verifies with the certificate's key and its payload is PcrInfo {register_index: 0, register_value: PCR0}. */
 static void check_eif_signature(const unsigned char *cose, size_t coselen, nd_eif_info *info)
@@ -207,8 +190,8 @@ static void check_eif_signature(const unsigned char *cose, size_t coselen, nd_ei
     X509 *x = d2i_X509(NULL, &p, (long)info->signing_cert_len);
     if (x) {
         struct tm tm;
-        name_rfc2253(X509_get_subject_name(x), info->cert_subject, sizeof info->cert_subject);
-        name_rfc2253(X509_get_issuer_name(x), info->cert_issuer, sizeof info->cert_issuer);
+        nd_x509_name_text(X509_get_subject_name(x), info->cert_subject, sizeof info->cert_subject);
+        nd_x509_name_text(X509_get_issuer_name(x), info->cert_issuer, sizeof info->cert_issuer);
         memset(&tm, 0, sizeof tm);
         if (ASN1_TIME_to_tm(X509_get0_notBefore(x), &tm) == 1)
             info->cert_not_before = (int64_t)timegm(&tm);

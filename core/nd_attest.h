@@ -126,4 +126,9 @@ int nd_cose_sign1_verify(const void *cose, size_t len, void *pk, unsigned char *
 /* Short description of what PCR i measures ("enclave image file", …), or NULL for the PCRs Nitro does not assign. */
 const char *nd_attest_pcr_meaning(unsigned i);
 
+/* Writes an X.509 name in RFC 2253 form ("CN=aws.nitro-enclaves,O=Amazon,…"), the form nitrodiag shows names in
+ * (attest's chain, describe-eif's SigningCertificate), cut to outsz - 1 bytes; an empty string when it cannot. */
+typedef struct X509_name_st X509_NAME;
+void nd_x509_name_text(const X509_NAME *n, char *out, size_t outsz);
+
 #endif
