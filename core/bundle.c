@@ -21,6 +21,7 @@
  * summary.json and report.md in memory for the caller.
  */
 #include "nd_bundle.h"
+#include "nd_tmp.h"
 #include "nd_buf.h"
 
 #include <archive.h>
@@ -1260,19 +1261,9 @@ static int rename_noreplace(const char *from, char *to, size_t tosz)
             if (n < 0 || (size_t)n >= tosz) /* a cut name could be someone else's file */
                 return -ENAMETOOLONG;
         }
-        if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
-            return 0;
-        if (errno == EEXIST)
-            continue;
-        if (errno == EINVAL || errno == ENOSYS) { /* the filesystem cannot: link + unlink never overwrites either */
-            if (link(from, to) == 0) {
-                unlink(from);
-                return 0;
-            }
-            if (errno == EEXIST)
-                continue;
-        }
-        return -errno;
+        int rc = nd_rename_noreplace(from, to);
+        if (rc != -EEXIST)
+            return rc;
     }
     return -EEXIST;
 }

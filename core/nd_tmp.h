@@ -32,4 +32,8 @@ typedef void (*nd_tmp_cb)(void *ud, const char *path, const char *action, const 
  * a missing directory). */
 int nd_tmp_sweep(const char *dir, nd_tmp_cb cb, void *ud, nd_err *err);
 
+/* Renames from to to without ever replacing an existing file: renameat2(RENAME_NOREPLACE), or link + unlink where
+ * the filesystem cannot. Returns 0, -EEXIST when to exists (try another name), or another negative errno. */
+int nd_rename_noreplace(const char *from, const char *to);
+
 #endif

@@ -104,25 +104,28 @@ static int salvage(const char *dir, const char *base, const char *from, char *to
     const char *m = strstr(base, ".tar.gz" ND_BUNDLE_TEMP_MARK);
     int len = (int)(m - base) - 1;
     for (int i = 1; i < 100; i++) {
-        if (i == 1)
-            snprintf(to, tosz, "%s/%.*s.partial.tar.gz", dir, len, base + 1);
-        else
-            snprintf(to, tosz, "%s/%.*s.partial-%d.tar.gz", dir, len, base + 1, i);
-        if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
-            return 0;
-        if (errno == EEXIST)
-            continue;
-        if (errno == EINVAL || errno == ENOSYS) {
-            if (link(from, to) == 0) {
-                unlink(from);
-                return 0;
-            }
-            if (errno == EEXIST)
-                continue;
-        }
-        return -errno;
+        int n = i == 1 ? snprintf(to, tosz, "%s/%.*s.partial.tar.gz", dir, len, base + 1)
+                       : snprintf(to, tosz, "%s/%.*s.partial-%d.tar.gz", dir, len, base + 1, i);
+        if (n < 0 || (size_t)n >= tosz) /* a cut name could be someone else's file */
+            return -ENAMETOOLONG;
+        int rc = nd_rename_noreplace(from, to);
+        if (rc != -EEXIST)
+            return rc;
     }
     return -EEXIST;
+}
+
+int nd_rename_noreplace(const char *from, const char *to)
+{
+    if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno == EINVAL || errno == ENOSYS) { /* the filesystem cannot: link + unlink never overwrites either */
+        if (link(from, to) != 0)
+            return -errno;
+        unlink(from);
+        return 0;
+    }
+    return -errno;
 }
 
 int nd_tmp_sweep(const char *dir, nd_tmp_cb cb, void *ud, nd_err *err)
