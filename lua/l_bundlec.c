@@ -1,5 +1,8 @@
 /*
- * l_bundle.c — `nd.bundle`: the diagnostic bundle (core/bundle.c, core/collect.c, core/scrub.c) for Lua.
+ * l_bundlec.c — `nd.bundlec`: the binding of the diagnostic bundle (core/bundle.c, core/collect.c, core/scrub.c).
+ * Runbooks use `nd.bundle` (lua/nd/bundle.lua), which wraps this binding and keeps the policy in Lua: JSON encoding
+ * through nd.json, report.md/summary.json rendered by nd.report and the manifest fields taken from a runbook result.
+ * Here: marshalling only (add_json and finish/abort take JSON text, which jansson parses).
  *
  *   local b = assert(bundle.open{ out_dir = "/tmp", runbook = "diag10", host = host.hostname() })
  *   b:add_file("nitro_enclaves.log.tail", "/var/log/nitro_enclaves/nitro_enclaves.log", { tail_lines = 1000 })
@@ -174,40 +177,44 @@ static int b_add_string(lua_State *L)
     size_t len;
     const char *text = luaL_checklstring(L, 3, &len);
     nd_bundle_meta m = {.kind = "string", .source = "lua"};
+    if (lua_istable(L, 4)) {
+        const char *k = ndl_optfield_str(L, 4, "kind", NULL), *src = ndl_optfield_str(L, 4, "source", NULL);
+        if (k)
+            m.kind = k;
+        if (src)
+            m.source = src;
+    }
     nd_err err;
     nd_err_clear(&err);
     return add_result(L, lb, nd_bundle_add_data(lb->b, name, text, len, &m, &err), &err);
 }
 
-/* Converts the Lua value at idx to jansson through nd.json.encode (arrays, nulls and key order as nd.json does). */
+/* Parses the JSON text at idx (made by nd.json in lua/nd/bundle.lua); raises when it is not JSON. */
 static json_t *to_json(lua_State *L, int idx)
 {
-    idx = lua_absindex(L, idx);
-    lua_getglobal(L, "require");
-    lua_pushstring(L, "nd.json");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "encode");
-    lua_pushvalue(L, idx);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
-        luaL_error(L, "nd.bundle: cannot encode the value as JSON: %s", lua_tostring(L, -1));
     size_t len;
-    const char *s = lua_tolstring(L, -1, &len);
+    const char *s = luaL_checklstring(L, idx, &len);
     json_error_t je;
-    json_t *v = s ? json_loadb(s, len, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &je) : NULL;
-    lua_pop(L, 2);
+    json_t *v = json_loadb(s, len, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &je);
     if (!v)
-        luaL_error(L, "nd.bundle: cannot encode the value as JSON");
+        luaL_error(L, "nd.bundle: cannot encode the value as JSON: %s", je.text);
     return v;
 }
 
-/* b:add_json(name, value) -> entry */
+/* b:add_json(name, json_text [, {kind=, source=}]) -> entry */
 static int b_add_json(lua_State *L)
 {
     lbundle *lb = open_bundle(L, 1);
     const char *name = luaL_checkstring(L, 2);
-    luaL_checkany(L, 3);
     json_t *v = to_json(L, 3);
     nd_bundle_meta m = {.kind = "json", .source = "lua"};
+    if (lua_istable(L, 4)) {
+        const char *k = ndl_optfield_str(L, 4, "kind", NULL), *src = ndl_optfield_str(L, 4, "source", NULL);
+        if (k)
+            m.kind = k;
+        if (src)
+            m.source = src;
+    }
     nd_err err;
     nd_err_clear(&err);
     int rc = nd_bundle_add_json(lb->b, name, v, &m, &err);
@@ -667,72 +674,31 @@ static void stop_pending(lbundle *lb, const char *reason)
     }
 }
 
-/* Adds summary.json and report.md made by nd.report from the result at ridx (if a table). */
-static void add_reports(lua_State *L, lbundle *lb, int ridx, int interrupted, const char *reason)
+/* b:_settle([reason]) -> true when the bundle is open and unbroken (its commands now stopped and recorded with
+ * reason), false otherwise: lua/nd/bundle.lua adds the reports only then. */
+static int b_settle(lua_State *L)
 {
-    if (!lua_istable(L, ridx))
-        return;
-    lua_getglobal(L, "require");
-    lua_pushstring(L, "nd.report");
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-        lua_pop(L, 1);
-        return;
+    lbundle *lb = check_bundle(L, 1);
+    const char *reason = luaL_optstring(L, 2, NULL);
+    if (!lb->b || nd_bundle_closed(lb->b)) {
+        lua_pushboolean(L, 0);
+        return 1;
     }
-    lua_getfield(L, -1, "render");
-    lua_pushvalue(L, ridx);
-    lua_createtable(L, 0, 4);
-    ndl_setbool(L, "interrupted", interrupted);
-    ndl_setstr(L, "interrupt_reason", reason);
-    ndl_setstr(L, "topdir", nd_bundle_topdir(lb->b));
-    ndl_push_json(L, nd_bundle_artifacts(lb->b));
-    lua_setfield(L, -2, "artifacts");
-    if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
-        /* a report that cannot be rendered must not cost the bundle: record why */
-        const char *msg = lua_tostring(L, -1);
-        nd_bundle_meta m = {.kind = "report", .status = ND_COLLECT_ERROR, .error = msg ? msg : "error"};
-        nd_bundle_record(lb->b, "report.md", &m, NULL);
-        lua_pop(L, 2);
-        return;
-    }
-    /* stack: report module, markdown, summary */
-    nd_err err;
-    if (lua_istable(L, -1)) {
-        json_t *v = to_json(L, -1);
-        nd_bundle_meta m = {.kind = "report", .source = "nd.report"};
-        nd_bundle_add_json(lb->b, "summary.json", v, &m, &err);
-        json_decref(v);
-    }
-    if (lua_isstring(L, -2)) {
-        size_t len;
-        const char *md = lua_tolstring(L, -2, &len);
-        nd_bundle_meta m = {.kind = "report", .source = "nd.report"};
-        nd_bundle_add_data(lb->b, "report.md", md, len, &m, &err);
-    }
-    lua_pop(L, 3);
+    stop_pending(lb, reason ? reason : "the bundle was finished while the command was running");
+    lua_pushboolean(L, !nd_bundle_error(lb->b)->code);
+    return 1;
 }
 
-static json_t *result_extra(lua_State *L, int ridx, int interrupted, const char *reason)
+/* b:_topdir() -> the directory every member is under */
+static int b_topdir(lua_State *L)
 {
-    json_t *extra = json_object();
-    json_object_set_new(extra, "interrupted", json_boolean(interrupted));
-    json_object_set_new(extra, "interrupt_reason", reason ? json_string(reason) : json_null());
-    if (lua_istable(L, ridx)) {
-        static const char *const keys[] = {"verdict", "runbook", "started_at", "ended_at", "sim", NULL};
-        for (int i = 0; keys[i]; i++) {
-            lua_getfield(L, ridx, keys[i]);
-            if (lua_type(L, -1) == LUA_TSTRING)
-                json_object_set_new(extra, keys[i] == keys[1] ? "runbook_name" : keys[i], json_string(lua_tostring(L, -1)));
-            lua_pop(L, 1);
-        }
-        lua_getfield(L, ridx, "exit_code");
-        if (lua_isinteger(L, -1))
-            json_object_set_new(extra, "exit_code", json_integer(lua_tointeger(L, -1)));
-        lua_pop(L, 1);
-    }
-    return extra;
+    lbundle *lb = open_bundle(L, 1);
+    lua_pushstring(L, nd_bundle_topdir(lb->b));
+    return 1;
 }
 
-static int do_finish(lua_State *L, int interrupted, const char *reason, int ridx)
+/* Finishes with the manifest fields in the JSON object text at xidx (or none). */
+static int do_finish(lua_State *L, int interrupted, const char *reason, int xidx)
 {
     lbundle *lb = check_bundle(L, 1);
     if (!lb->b)
@@ -748,9 +714,11 @@ static int do_finish(lua_State *L, int interrupted, const char *reason, int ridx
         stop_pending(lb, reason);
     else
         stop_pending(lb, "the bundle was finished while the command was running");
-    if (!nd_bundle_error(lb->b)->code)
-        add_reports(L, lb, ridx, interrupted, reason);
-    json_t *extra = result_extra(L, ridx, interrupted, reason);
+    json_t *extra = lua_isnoneornil(L, xidx) ? NULL : to_json(L, xidx);
+    if (extra && !json_is_object(extra)) {
+        json_decref(extra);
+        return luaL_error(L, "nd.bundle: the manifest fields must be a JSON object");
+    }
     nd_err err;
     nd_err_clear(&err);
     int rc = nd_bundle_finish(lb->b, extra, &err);
@@ -762,14 +730,14 @@ static int do_finish(lua_State *L, int interrupted, const char *reason, int ridx
     return 1;
 }
 
-/* b:finish([result]) -> path | nil, msg, code */
+/* b:finish([fields_json]) -> path | nil, msg, code */
 static int b_finish(lua_State *L)
 {
     check_bundle(L, 1);
     return do_finish(L, 0, NULL, 2);
 }
 
-/* b:abort(reason, [result]) -> path | nil, msg, code   (a valid bundle marked interrupted) */
+/* b:abort(reason, [fields_json]) -> path | nil, msg, code   (a valid bundle marked interrupted) */
 static int b_abort(lua_State *L)
 {
     check_bundle(L, 1);
@@ -967,14 +935,15 @@ static int l_scrub(lua_State *L)
     return 3;
 }
 
-NDL_MODULE(bundle)
+NDL_MODULE(bundlec)
 {
     static const luaL_Reg methods[] = {
         {"add_file", b_add_file},       {"add_glob", b_add_glob},   {"add_command", b_add_command},
         {"add_string", b_add_string},   {"add_json", b_add_json},   {"add_journal", b_add_journal},
         {"add_dmesg", b_add_dmesg},     {"add_rule", b_add_rule},   {"finish", b_finish},
         {"abort", b_abort},             {"path", b_path},           {"entries", b_entries},
-        {"close", b_gc},                {"record", b_record},       {NULL, NULL}};
+        {"close", b_gc},                {"record", b_record},       {"_settle", b_settle},
+        {"_topdir", b_topdir},          {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", b_gc}, {"__close", b_gc}, {"__tostring", b_tostring}, {NULL, NULL}};
     ndl_newclass(L, BUNDLE_MT, methods, meta);
     static const luaL_Reg cmeta[] = {{"__gc", cmd_gc}, {"__close", cmd_gc}, {NULL, NULL}};
@@ -982,5 +951,9 @@ NDL_MODULE(bundle)
     static const luaL_Reg funcs[] = {{"open", l_open}, {"read", l_read}, {"scrub", l_scrub}, {"sweep", l_sweep},
                                      {NULL, NULL}};
     luaL_newlib(L, funcs);
+    luaL_getmetatable(L, BUNDLE_MT);
+    lua_getfield(L, -1, "__index");
+    lua_setfield(L, -3, "_methods"); /* lua/nd/bundle.lua wraps add_json, finish and abort here */
+    lua_pop(L, 1);
     return 1;
 }
