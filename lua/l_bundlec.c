@@ -34,7 +34,6 @@
 #define BUNDLE_MT "nd.bundle"
 #define CMD_MT "nd.bundle.command"
 #define DEFAULT_CMD_TIMEOUT 30.0
-#define DEFAULT_LINES 1000
 
 typedef struct lcmd lcmd;
 
@@ -335,7 +334,8 @@ static int cmd_k(lua_State *L, int status, lua_KContext kctx)
     return cmd_finish(L, c);
 }
 
-/* Starts argv (strings, owned by c) and waits for it; the shared body of add_command/add_journal/add_dmesg. */
+/* Starts argv (strings, owned by c) and waits for it: the body of add_command (lua/nd/bundle.lua's add_journal and
+ * add_dmesg run through it). */
 static int run_command(lua_State *L, int bidx, lcmd *c, double timeout, uint64_t cap)
 {
     lbundle *lb = check_bundle(L, bidx);
@@ -416,57 +416,6 @@ static int b_add_command(lua_State *L)
     c->lines = lines > 0 ? (uint64_t)lines : 0;
     lua_toclose(L, -1);
     return run_command(L, 1, c, timeout, cap > 0 ? (uint64_t)cap : 0);
-}
-
-static char **argv_list(const char *const *items)
-{
-    size_t n = 0;
-    while (items[n])
-        n++;
-    char **argv = calloc(n + 1, sizeof *argv);
-    for (size_t i = 0; argv && i < n; i++)
-        argv[i] = strdup(items[i]);
-    return argv;
-}
-
-/* b:add_journal(unit, {lines=1000, timeout=30}) -> entry   (journalctl -u UNIT -o cat --no-pager -n LINES) */
-static int b_add_journal(lua_State *L)
-{
-    open_bundle(L, 1);
-    const char *unit = luaL_checkstring(L, 2);
-    double lines = DEFAULT_LINES, timeout = DEFAULT_CMD_TIMEOUT;
-    if (lua_istable(L, 3)) {
-        lines = ndl_optfield_num(L, 3, "lines", DEFAULT_LINES);
-        timeout = ndl_optfield_num(L, 3, "timeout", DEFAULT_CMD_TIMEOUT);
-    }
-    char n[32], name[300];
-    snprintf(n, sizeof n, "%lld", (long long)(lines > 0 ? lines : DEFAULT_LINES));
-    snprintf(name, sizeof name, "journal_%s.log", unit);
-    for (char *p = name; *p; p++)
-        if (*p == '/')
-            *p = '_';
-    const char *argv[] = {"journalctl", "-u", unit, "-o", "cat", "--no-pager", "-n", n, NULL};
-    lcmd *c = new_cmd(L, 1, name);
-    c->argv = argv_list(argv);
-    lua_toclose(L, -1);
-    return run_command(L, 1, c, timeout, 0);
-}
-
-/* b:add_dmesg({lines=1000, timeout=30}) -> entry   (dmesg, last LINES lines, as dmesg.tail) */
-static int b_add_dmesg(lua_State *L)
-{
-    open_bundle(L, 1);
-    double lines = DEFAULT_LINES, timeout = DEFAULT_CMD_TIMEOUT;
-    if (lua_istable(L, 2)) {
-        lines = ndl_optfield_num(L, 2, "lines", DEFAULT_LINES);
-        timeout = ndl_optfield_num(L, 2, "timeout", DEFAULT_CMD_TIMEOUT);
-    }
-    const char *argv[] = {"dmesg", NULL};
-    lcmd *c = new_cmd(L, 1, "dmesg.tail");
-    c->argv = argv_list(argv);
-    c->lines = lines > 0 ? (uint64_t)lines : DEFAULT_LINES;
-    lua_toclose(L, -1);
-    return run_command(L, 1, c, timeout, 0);
 }
 
 /* ---- rules --------------------------------------------------------------------------------------------------- */
@@ -939,8 +888,8 @@ NDL_MODULE(bundlec)
 {
     static const luaL_Reg methods[] = {
         {"add_file", b_add_file},       {"add_glob", b_add_glob},   {"add_command", b_add_command},
-        {"add_string", b_add_string},   {"add_json", b_add_json},   {"add_journal", b_add_journal},
-        {"add_dmesg", b_add_dmesg},     {"add_rule", b_add_rule},   {"finish", b_finish},
+        {"add_string", b_add_string},   {"add_json", b_add_json},   {"add_rule", b_add_rule},
+        {"finish", b_finish},
         {"abort", b_abort},             {"path", b_path},           {"entries", b_entries},
         {"close", b_gc},                {"record", b_record},       {"_settle", b_settle},
         {"_topdir", b_topdir},          {NULL, NULL}};

@@ -1,12 +1,42 @@
 -- nd.bundle: the diagnostic bundle for runbooks. The binding (nd.bundlec, lua/l_bundlec.c) only writes members and
 -- the manifest; the policy is here: values become JSON through nd.json, and finish/abort of a runbook result render
 -- report.md and summary.json with nd.report and put the result's verdict, runbook, times, sim and exit code into the
--- manifest. The methods of a bundle are the binding's, with add_json, finish and abort replaced by the ones below.
+-- manifest; which commands give the journal and the kernel log (and with which arguments) is decided here too. The
+-- methods of a bundle are the binding's, with add_json, finish and abort replaced and add_journal/add_dmesg added.
 local C = require "nd.bundlec"
 local json = require "nd.json"
 
 local methods = C._methods
 local raw_add_json, raw_finish, raw_abort = methods.add_json, methods.finish, methods.abort
+
+local DEFAULT_LINES, DEFAULT_TIMEOUT = 1000, 30
+
+local function opt_num(opts, key, def, argn)
+  if type(opts) ~= "table" or opts[key] == nil then return def end
+  local v = tonumber(opts[key])
+  if not v then error(string.format("bad argument #%d (field '%s' is not a number)", argn, key), 3) end
+  return v
+end
+
+-- b:add_journal(unit [, {lines = 1000, timeout = 30}]) -> entry   (journalctl -u UNIT -o cat --no-pager -n LINES)
+function methods.add_journal(b, unit, opts)
+  if type(unit) ~= "string" and type(unit) ~= "number" then
+    error("bad argument #1 to 'add_journal' (string expected, got " .. type(unit) .. ")", 2)
+  end
+  unit = tostring(unit)
+  local lines, timeout = opt_num(opts, "lines", DEFAULT_LINES, 2), opt_num(opts, "timeout", DEFAULT_TIMEOUT, 2)
+  if lines <= 0 then lines = DEFAULT_LINES end
+  local n = string.format("%d", math.floor(lines))
+  local name = ("journal_" .. unit .. ".log"):gsub("/", "_")
+  return b:add_command(name, { "journalctl", "-u", unit, "-o", "cat", "--no-pager", "-n", n }, { timeout = timeout })
+end
+
+-- b:add_dmesg([{lines = 1000, timeout = 30}]) -> entry   (dmesg, its last LINES lines, as dmesg.tail)
+function methods.add_dmesg(b, opts)
+  local lines, timeout = opt_num(opts, "lines", DEFAULT_LINES, 1), opt_num(opts, "timeout", DEFAULT_TIMEOUT, 1)
+  if lines <= 0 then lines = DEFAULT_LINES end
+  return b:add_command("dmesg.tail", { "dmesg" }, { timeout = timeout, lines = lines })
+end
 
 local REPORT = { kind = "report", source = "nd.report" }
 
