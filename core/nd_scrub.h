@@ -47,6 +47,15 @@ void nd_scrub_free(nd_scrub *s);
  * expression. Rules apply in the order they were added, after the built-in ones. */
 int nd_scrub_add_rule(nd_scrub *s, const char *name, const char *ere, const char *replacement, bool icase, nd_err *err);
 
+/* A caller's rule on one line (in, len; not NUL-terminated): returns the number of replacements and sets *out and *outlen
+ * to the rewritten line (memory the caller keeps valid until its next call), 0 when nothing matched, or a negative
+ * errno-style code that stops the stream. */
+typedef int (*nd_scrub_line_fn)(void *ud, const char *in, size_t len, const char **out, size_t *outlen);
+
+/* Adds a rule done by fn(ud, …) (e.g. a Lua pattern matched by Lua itself), counted under `name`, applied like
+ * nd_scrub_add_rule's. ud must outlive the scrubber's use. Returns the rule's index, or -EINVAL / -ENOMEM. */
+int nd_scrub_add_rule_fn(nd_scrub *s, const char *name, nd_scrub_line_fn fn, void *ud, nd_err *err);
+
 /* Starts a stream that writes to sink(ud, …) and resets the counts. */
 void nd_scrub_begin(nd_scrub *s, nd_scrub_sink sink, void *ud);
 

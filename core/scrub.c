@@ -37,6 +37,8 @@ typedef struct rule {
     char *name;
     regex_t re;
     rule_fn fn;                     /* set for C rules (no regex) */
+    nd_scrub_line_fn ufn;           /* set for a caller's rule (no regex): nd_scrub_add_rule_fn */
+    void *uud;
     char *repl;
     const char *trig[MAX_TRIGGERS]; /* lower-case literals; none means "always run" */
     int ntrig;
@@ -52,6 +54,7 @@ typedef struct trigent {
 } trigent;
 
 struct nd_scrub {
+    bool adding_ufn; /* add_rule is adding a caller's rule (no expression) */
     rule *rules;
     size_t nrules, rcap;
     nd_scrub_sink sink;
@@ -121,7 +124,7 @@ static void lower_into(char *dst, const char *src, size_t n)
 static int add_rule(nd_scrub *s, const char *name, const char *ere, const char *repl, bool icase,
                     const char *const *trig, rule_fn fn, nd_err *err)
 {
-    if (!name || (!ere && !fn) || !repl)
+    if (!name || (!ere && !fn && !s->adding_ufn) || !repl)
         return nd_err_set(err, -EINVAL, "scrub rule: name, expression and replacement are required");
     if (s->nrules == s->rcap) {
         size_t n = s->rcap ? s->rcap * 2 : 16;
@@ -134,7 +137,7 @@ static int add_rule(nd_scrub *s, const char *name, const char *ere, const char *
     rule *r = &s->rules[s->nrules];
     memset(r, 0, sizeof *r);
     r->fn = fn;
-    int rc = fn ? 0 : regcomp(&r->re, ere, REG_EXTENDED | (icase ? REG_ICASE : 0));
+    int rc = fn || !ere ? 0 : regcomp(&r->re, ere, REG_EXTENDED | (icase ? REG_ICASE : 0));
     if (rc != 0) {
         char msg[256];
         regerror(rc, &r->re, msg, sizeof msg);
@@ -143,7 +146,7 @@ static int add_rule(nd_scrub *s, const char *name, const char *ere, const char *
     r->name = strdup(name);
     r->repl = strdup(repl);
     if (!r->name || !r->repl) {
-        if (!fn)
+        if (!fn && ere)
             regfree(&r->re);
         free(r->name);
         free(r->repl);
@@ -156,7 +159,23 @@ static int add_rule(nd_scrub *s, const char *name, const char *ere, const char *
 
 int nd_scrub_add_rule(nd_scrub *s, const char *name, const char *ere, const char *replacement, bool icase, nd_err *err)
 {
+    if (!ere)
+        return nd_err_set(err, -EINVAL, "scrub rule: name, expression and replacement are required");
     return add_rule(s, name, ere, replacement, icase, NULL, NULL, err);
+}
+
+int nd_scrub_add_rule_fn(nd_scrub *s, const char *name, nd_scrub_line_fn fn, void *ud, nd_err *err)
+{
+    if (!fn)
+        return nd_err_set(err, -EINVAL, "scrub rule: name and function are required");
+    s->adding_ufn = true;
+    int rc = add_rule(s, name, NULL, "", false, NULL, NULL, err);
+    s->adding_ufn = false;
+    if (rc >= 0) {
+        s->rules[rc].ufn = fn;
+        s->rules[rc].uud = ud;
+    }
+    return rc;
 }
 
 typedef struct builtin {
@@ -249,7 +268,7 @@ void nd_scrub_free(nd_scrub *s)
     if (!s)
         return;
     for (size_t i = 0; i < s->nrules; i++) {
-        if (!s->rules[i].fn)
+        if (!s->rules[i].fn && !s->rules[i].ufn)
             regfree(&s->rules[i].re);
         free(s->rules[i].name);
         free(s->rules[i].repl);
@@ -690,6 +709,19 @@ static int apply_rule(nd_scrub *s, rule *r, const char *cur, size_t len, size_t 
 {
     if (r->fn)
         return r->fn(s, cur, len, outlen);
+    if (r->ufn) {
+        const char *out = NULL;
+        size_t n_out = 0;
+        int n = r->ufn(r->uud, cur, len, &out, &n_out);
+        if (n <= 0)
+            return n;
+        if (reserve(&s->b, &s->bcap, n_out + 1) < 0)
+            return -ENOMEM;
+        memcpy(s->b, out, n_out);
+        s->b[n_out] = '\0';
+        *outlen = n_out;
+        return n;
+    }
     regmatch_t pm[10];
     size_t pos = 0, olen = 0;
     int n = 0;

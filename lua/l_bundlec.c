@@ -28,6 +28,7 @@
 #include "nd_tmp.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,10 +38,20 @@
 
 typedef struct lcmd lcmd;
 
+/* A scrub rule written as a Lua pattern: matched by Lua's own string.gsub on a thread of its own (anchored in the
+ * bundle's user value), which holds gsub, the pattern and the replacement at stack slots 1..3. */
+typedef struct lrule {
+    lua_State *T;
+    const char *in; /* the line being scrubbed (for the protected call) */
+    size_t len;
+    struct lrule *next;
+} lrule;
+
 typedef struct lbundle {
     nd_bundle *b;
     char *path;  /* final path once finished */
     lcmd *pending; /* commands in flight (linked list) */
+    lrule *rules;  /* Lua-pattern scrub rules (the scrubber points at them until the bundle is freed) */
 } lbundle;
 
 struct lcmd {
@@ -119,7 +130,7 @@ static int l_open(lua_State *L)
         o.host = ndl_optfield_str(L, 1, "host", NULL);
         o.sign_key = ndl_optfield_str(L, 1, "sign_key", NULL);
     }
-    lbundle *lb = lua_newuserdatauv(L, sizeof *lb, 0);
+    lbundle *lb = lua_newuserdatauv(L, sizeof *lb, 1);
     memset(lb, 0, sizeof *lb);
     luaL_setmetatable(L, BUNDLE_MT);
     nd_err err;
@@ -420,143 +431,102 @@ static int b_add_command(lua_State *L)
 
 /* ---- rules --------------------------------------------------------------------------------------------------- */
 
-static const char *lua_class(char c, bool *neg)
+/* In the rule's thread: gsub(line, pattern, replacement) -> text, count (protected: the line is pushed here). */
+static int lua_rule_call(lua_State *T)
 {
-    *neg = c >= 'A' && c <= 'Z';
-    switch (c | 0x20) {
-    case 'a': return "[:alpha:]";
-    case 'd': return "[:digit:]";
-    case 'l': return "[:lower:]";
-    case 's': return "[:space:]";
-    case 'u': return "[:upper:]";
-    case 'w': return "[:alnum:]";
-    case 'x': return "[:xdigit:]";
-    case 'p': return "[:punct:]";
-    case 'c': return "[:cntrl:]";
-    case 'g': return "[:graph:]";
-    default: return NULL;
-    }
+    lrule *r = lua_touserdata(T, 1);
+    lua_pushvalue(T, lua_upvalueindex(1));
+    lua_pushlstring(T, r->in, r->len);
+    lua_pushvalue(T, lua_upvalueindex(2));
+    lua_pushvalue(T, lua_upvalueindex(3));
+    lua_call(T, 3, 2);
+    return 2;
 }
 
-/* Translates a Lua pattern to a POSIX extended regular expression (luaL_Buffer on the stack). The lazy '-' becomes
- * the greedy '*'; %b, %f and back-references are refused. */
-static void lua_pattern_to_ere(lua_State *L, const char *p, luaL_Buffer *B)
+/* nd_scrub_line_fn of a Lua-pattern rule: the rewritten line stays on the thread's stack until the next call. */
+static int lua_rule_line(void *ud, const char *in, size_t len, const char **out, size_t *outlen)
 {
-    size_t n = strlen(p);
-    for (size_t i = 0; i < n; i++) {
-        char c = p[i];
-        if (c == '%') {
-            if (i + 1 >= n)
-                luaL_error(L, "nd.bundle: malformed pattern (ends with '%%')");
-            char d = p[++i];
-            bool neg;
-            const char *cls = lua_class(d, &neg);
-            if (cls) {
-                luaL_addstring(B, neg ? "[^" : "[");
-                luaL_addstring(B, cls);
-                luaL_addchar(B, ']');
-            } else if ((d >= 'a' && d <= 'z') || (d >= 'A' && d <= 'Z') || (d >= '0' && d <= '9')) {
-                luaL_error(L, "nd.bundle: pattern item %%%c is not supported in scrub rules", d);
-            } else {
-                if (strchr(".[]()*+?{}|^$\\", d))
-                    luaL_addchar(B, '\\');
-                luaL_addchar(B, d);
-            }
-        } else if (c == '[') {
-            /* a set: collect its items, then emit with ']' first and '-' last as POSIX wants */
-            size_t j = i + 1;
-            bool negset = false;
-            if (j < n && p[j] == '^') {
-                negset = true;
-                j++;
-            }
-            luaL_Buffer items;
-            bool rb = false, dash = false, caret = false;
-            luaL_buffinit(L, &items);
-            bool first = true;
-            while (j < n && (p[j] != ']' || first)) {
-                first = false;
-                char e = p[j];
-                if (e == '%' && j + 1 < n) {
-                    char d = p[j + 1];
-                    bool neg;
-                    const char *cls = lua_class(d, &neg);
-                    if (cls && !neg)
-                        luaL_addstring(&items, cls);
-                    else if (cls)
-                        luaL_error(L, "nd.bundle: negated class %%%c inside a set is not supported", d);
-                    else if (d == ']')
-                        rb = true;
-                    else if (d == '-')
-                        dash = true;
-                    else if (d == '^')
-                        caret = true;
-                    else
-                        luaL_addchar(&items, d);
-                    j += 2;
-                } else if (e == ']') {
-                    rb = true;
-                    j++;
-                } else if (e == '^') {
-                    caret = true;
-                    j++;
-                } else if (e == '-' && (j + 1 >= n || p[j + 1] == ']')) {
-                    dash = true;
-                    j++;
-                } else {
-                    luaL_addchar(&items, e);
-                    j++;
-                }
-            }
-            if (j >= n)
-                luaL_error(L, "nd.bundle: malformed pattern (missing ']')");
-            luaL_pushresult(&items);
-            size_t il;
-            const char *is = lua_tolstring(L, -1, &il);
-            /* emit after the set's own buffer is popped into a local copy */
-            char *copy = malloc(il + 1);
-            if (!copy)
-                luaL_error(L, "nd.bundle: out of memory");
-            memcpy(copy, is, il + 1);
-            lua_pop(L, 1);
-            luaL_addchar(B, '[');
-            if (negset)
-                luaL_addchar(B, '^');
-            if (rb)
-                luaL_addchar(B, ']');
-            luaL_addlstring(B, copy, il);
-            free(copy);
-            if (caret)
-                luaL_addchar(B, '^');
-            if (dash)
-                luaL_addchar(B, '-');
-            luaL_addchar(B, ']');
-            i = j;
-        } else if (c == '-') {
-            luaL_addchar(B, '*');
-        } else if (c == '^' && i != 0) {
-            luaL_addstring(B, "\\^");
-        } else if (c == '$' && i != n - 1) {
-            luaL_addstring(B, "\\$");
-        } else if (c == '(' && i + 1 < n && p[i + 1] == ')') {
-            luaL_error(L, "nd.bundle: position captures () are not supported in scrub rules");
-        } else if (strchr("{}|\\", c)) {
-            luaL_addchar(B, '\\');
-            luaL_addchar(B, c);
-        } else {
-            luaL_addchar(B, c);
+    lrule *r = ud;
+    lua_State *T = r->T;
+    lua_settop(T, 1); /* slot 1: the protected caller (a closure over gsub, pattern, replacement) */
+    r->in = in;
+    r->len = len;
+    lua_pushvalue(T, 1);
+    lua_pushlightuserdata(T, r);
+    if (lua_pcall(T, 1, 2, 0) != LUA_OK) {
+        lua_settop(T, 1);
+        return -ENOMEM;
+    }
+    lua_Integer n = lua_tointeger(T, -1);
+    if (n <= 0)
+        return 0;
+    *out = lua_tolstring(T, -2, outlen);
+    return n > INT_MAX ? INT_MAX : (int)n;
+}
+
+/* Adds a Lua-pattern rule matched by Lua itself (so '-' is lazy, %b and %f work); raises on a malformed pattern or
+ * replacement. */
+static void add_lua_rule(lua_State *L, lbundle *lb, const char *name, int pidx, int ridx)
+{
+    const char *repl = lua_tostring(L, ridx);
+    for (const char *q = repl; *q; q++) {
+        if (*q == '%') {
+            q++;
+            if (!(*q == '%' || (*q >= '0' && *q <= '9')))
+                luaL_error(L, "nd.bundle: invalid use of '%%' in the replacement (%%0..%%9 or %%%%)");
         }
     }
+    /* the pattern is checked by Lua on an empty subject (a malformed one raises "malformed pattern …") */
+    lua_getglobal(L, "string");
+    lua_getfield(L, -1, "gsub");
+    lua_remove(L, -2);
+    int gidx = lua_gettop(L);
+    lua_pushvalue(L, gidx);
+    lua_pushliteral(L, "");
+    lua_pushvalue(L, pidx);
+    lua_pushvalue(L, ridx);
+    if (lua_pcall(L, 3, 0, 0) != LUA_OK)
+        luaL_error(L, "nd.bundle: %s", lua_tostring(L, -1));
+    lrule *r = calloc(1, sizeof *r);
+    if (!r)
+        luaL_error(L, "nd.bundle: out of memory");
+    r->next = lb->rules;
+    lb->rules = r;
+    if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, 1, 1);
+    }
+    r->T = lua_newthread(L);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1); /* anchored by the bundle */
+    lua_pop(L, 1);
+    lua_pushvalue(L, gidx);
+    lua_pushvalue(L, pidx);
+    lua_pushvalue(L, ridx);
+    lua_pushcclosure(L, lua_rule_call, 3);
+    lua_xmove(L, r->T, 1);
+    lua_pop(L, 1); /* gsub */
+    nd_err err;
+    nd_err_clear(&err);
+    if (nd_scrub_add_rule_fn(nd_bundle_scrubber(lb->b), name, lua_rule_line, r, &err) < 0)
+        luaL_error(L, "nd.bundle: %s", err.msg);
 }
 
 /* b:add_rule(pattern, replacement [, {regex=false, name="custom", icase=false}]) -> true
- * pattern is a Lua pattern (translated), or a POSIX ERE when opts.regex or it starts with "re:". In the replacement,
- * %1..%9 (Lua) or \1..\9 (ERE) insert captures. Raises on a malformed pattern. */
+ * pattern is a Lua pattern matched by Lua (string.gsub, %1..%9 in the replacement), or a POSIX ERE when opts.regex
+ * or it starts with "re:" (\1..\9). Raises on a malformed pattern. */
 static int b_add_rule(lua_State *L)
 {
     lbundle *lb = open_bundle(L, 1);
-    const char *pat = luaL_checkstring(L, 2);
-    const char *repl = luaL_optstring(L, 3, "[REDACTED]");
+    luaL_checkstring(L, 2);
+    if (lua_isnoneornil(L, 3)) {
+        lua_settop(L, 4);
+        lua_pushliteral(L, "[REDACTED]");
+        lua_replace(L, 3);
+    }
+    const char *repl = luaL_checkstring(L, 3);
+    const char *pat = lua_tostring(L, 2);
     bool regex = false, icase = false;
     const char *name = "custom";
     if (lua_istable(L, 4)) {
@@ -572,36 +542,18 @@ static int b_add_rule(lua_State *L)
     }
     if (!pat[0])
         return luaL_error(L, "nd.bundle: empty scrub pattern");
-    luaL_Buffer B;
-    luaL_buffinit(L, &B);
-    if (regex) {
-        luaL_addstring(&B, pat);
-    } else {
-        lua_pattern_to_ere(L, pat, &B);
+    if (!regex) {
+        if (icase)
+            return luaL_error(L, "nd.bundle: icase needs a regular expression (regex = true or \"re:\")");
+        add_lua_rule(L, lb, name, 2, 3);
+        lua_pushboolean(L, 1);
+        return 1;
     }
-    luaL_pushresult(&B);
-    const char *ere = lua_tostring(L, -1);
-    /* replacement: Lua's %N becomes \N, a literal backslash is doubled */
-    luaL_Buffer R;
-    luaL_buffinit(L, &R);
-    for (const char *q = repl; *q; q++) {
-        if (!regex && *q == '%' && q[1] >= '0' && q[1] <= '9') {
-            luaL_addchar(&R, '\\');
-            luaL_addchar(&R, *++q);
-        } else if (!regex && *q == '%' && q[1] == '%') {
-            luaL_addchar(&R, *++q);
-        } else if (!regex && *q == '\\') {
-            luaL_addstring(&R, "\\\\");
-        } else {
-            luaL_addchar(&R, *q);
-        }
-    }
-    luaL_pushresult(&R);
     nd_err err;
     nd_err_clear(&err);
-    int rc = nd_scrub_add_rule(nd_bundle_scrubber(lb->b), name, ere, lua_tostring(L, -1), icase, &err);
+    int rc = nd_scrub_add_rule(nd_bundle_scrubber(lb->b), name, pat, repl, icase, &err);
     if (rc < 0)
-        return luaL_error(L, "nd.bundle: %s (pattern translated to %s)", err.msg, ere);
+        return luaL_error(L, "nd.bundle: %s", err.msg);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -731,6 +683,11 @@ static int b_gc(lua_State *L)
         }
         nd_bundle_free(lb->b); /* discards (removes the temporary file) unless finished */
         lb->b = NULL;
+    }
+    while (lb->rules) {
+        lrule *r = lb->rules;
+        lb->rules = r->next;
+        free(r);
     }
     free(lb->path);
     lb->path = NULL;
