@@ -187,7 +187,8 @@ static const char *find_marker(const char *p, size_t n, const char *what, size_t
 
 /* Order matters: the IMDS document first (its fields would otherwise be counted by the generic rules), the
  * Authorization header before what it contains (credential, signature). Each replacement leaves text the later rules
- * do not match again ("[REDACTED]" is outside every value class). */
+ * do not match again ("[REDACTED]" is outside every value class); do_line repeats the list while a round changes
+ * the line, for a marker that lets an earlier rule match. */
 static const builtin builtins[] = {
     {"imds_credentials", "(\"(AccessKeyId|SecretAccessKey|Token|SessionToken)\"[[:space:]]*:[[:space:]]*\")[^\"]*\"",
      "\\1[REDACTED]\"", false, {"accesskeyid\"", "secretaccesskey\"", "token\""}, NULL},
