@@ -80,7 +80,7 @@ case "$mode" in
   build) do_build "${3:-clang}" ;;
   ci)
     [ -x "$build/fuzz_$3" ] || { echo "fuzz_$3 not built (fuzz.build failed?)" >&2; exit 1; }
-    run_one "$3" "${FUZZ_CI_SECONDS:-20}" 1 ;;
+    ND_FUZZ_CI=1 run_one "$3" "${FUZZ_CI_SECONDS:-20}" 1 ;;
   fuzz)
     secs="${3:-${FUZZ_SECONDS:-60}}"
     do_build "${FUZZ_CC:-clang}"
