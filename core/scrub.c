@@ -28,6 +28,7 @@
 #define HOLD_MAX (64u * 1024u) /* key-body lines held back waiting for an END marker (a 16384-bit RSA key is 13 KB) */
 #define MARK "[REDACTED]"
 #define MARKLEN 10
+#define ND_RULE_ROUNDS 4 /* rounds of the rules over one line (do_line) */
 
 /* A rule written in C instead of a regular expression: rewrites line (in, len) into s->b (NUL-terminated) and
  * returns the number of replacements (the result is used only when > 0), or -ENOMEM. */
@@ -192,7 +193,8 @@ static const char *find_marker(const char *p, size_t n, const char *what, size_t
 
 /* Order matters: the IMDS document first (its fields would otherwise be counted by the generic rules), the
  * Authorization header before what it contains (credential, signature). Each replacement leaves text the later rules
- * do not match again ("[REDACTED]" is outside every value class). */
+ * do not match again ("[REDACTED]" is outside every value class); do_line repeats the list while a round changes
+ * the line, for a marker that lets an earlier rule match. */
 static const builtin builtins[] = {
     {"imds_credentials", "(\"(AccessKeyId|SecretAccessKey|Token|SessionToken)\"[[:space:]]*:[[:space:]]*\")[^\"]*\"",
      "\\1[REDACTED]\"", false, {"accesskeyid\"", "secretaccesskey\"", "token\""}, NULL},
@@ -224,20 +226,24 @@ static const builtin builtins[] = {
     /* …and one a wrap cut inside a JSON string ("AKIAABC\nDEF…") */
     {"aws_access_key_id", "(^|[^A-Za-z0-9])(AKIA|ASIA)[A-Z0-9]{0,15}((\\\\r)?\\\\n)+[A-Z0-9]{1,16}",
      "\\1\\2[REDACTED]\\\\n[REDACTED]", false, {"akia", "asia"}, NULL},
+    /* Value rules that replace a run of letters and digits wherever it starts run before keyed_secret: such a run
+     * may be the start of an identifier ("tLS0t…U4n---api_key", "IQoJb3Jp…-password"), and replacing it after
+     * keyed_secret left "[REDACTED]---api_key" for the next pass, which keyed_secret then read as a --flag followed
+     * by its value — scrubbing the output again redacted more (fuzz/regressions/scrub/scrub-crash-14ab84…). */
+    {"session_token_value", "(IQoJb3JpZ2lu|FwoGZXIvYXdz|FQoGZXIvYXdz)(\\\\/|[A-Za-z0-9/+=%])+", "[REDACTED]", false,
+     {"iqojb3jpz2lu", "fwogzxivyxdz", "fqogzxivyxdz"}, NULL},
+    /* a PEM private key in base64 (a Kubernetes secret, a user-data blob), at any of the three alignments */
+    {"base64_private_key", NULL, "", false, {"ls0tls1crudjti", "0tls0tqkvhsu4", "tls0tlujfr0lo"}, b64pem_rule},
     /* any spelling of a secret's name followed by a separator, in any quoting or encoding (C rule, below) */
     {"keyed_secret", NULL, "", false,
      {"secret", "token", "passw", "passphrase", "signature", "apikey", "api_key", "api-key", "privatekey",
       "private_key", "private-key", "plaintext", "cookie", "authorization", "credentials"},
      keyed_rule},
-    /* values recognisable without a name: STS session tokens, JWTs, bearer tokens, passwords in URLs */
-    {"session_token_value", "(IQoJb3JpZ2lu|FwoGZXIvYXdz|FQoGZXIvYXdz)(\\\\/|[A-Za-z0-9/+=%])+", "[REDACTED]", false,
-     {"iqojb3jpz2lu", "fwogzxivyxdz", "fqogzxivyxdz"}, NULL},
+    /* more values recognisable without a name: JWTs, bearer tokens, passwords in URLs */
     {"jwt", "eyJ[A-Za-z0-9_-]{6,}\\.eyJ[A-Za-z0-9_-]{6,}\\.[A-Za-z0-9_-]{6,}", "[REDACTED]", false, {"eyj"}, NULL},
     {"bearer_token", "(bearer[[:space:]]+)[A-Za-z0-9._~+/=-]{8,}", "\\1[REDACTED]", true, {"bearer"}, NULL},
     {"url_password", "([a-zA-Z][a-zA-Z0-9+.-]*://[^/:@[:space:]\"']+:)[^/@[:space:]\"'\\[]+@", "\\1[REDACTED]@", false,
      {"://"}, NULL},
-    /* a PEM private key in base64 (a Kubernetes secret, a user-data blob), at any of the three alignments */
-    {"base64_private_key", NULL, "", false, {"ls0tls1crudjti", "0tls0tqkvhsu4", "tls0tlujfr0lo"}, b64pem_rule},
 };
 
 nd_scrub *nd_scrub_new_empty(nd_err *err)
@@ -830,52 +836,64 @@ static int do_line(nd_scrub *s, const char *line, size_t len, bool nl, const cha
     const char *cur = line;
     size_t curlen = len;
     bool copied = false;
-    for (size_t i = 0; i < s->nrules; i++) {
-        rule *r = &s->rules[i];
-        if (r->ntrig > 0) {
-            if (!r->found && !s->force)
-                continue;
-            bool hit = false;
-            if (!copied && low) {
-                for (int t = 0; t < r->ntrig && !hit; t++)
-                    hit = memmem(low, len, r->trig[t], strlen(r->trig[t])) != NULL;
-            } else {
-                /* the line was rewritten by an earlier rule: look at the current text */
-                if (reserve(&s->t, &s->tcap, curlen ? curlen : 1) < 0)
-                    return -ENOMEM;
-                lower_into(s->t, cur, curlen);
-                for (int t = 0; t < r->ntrig && !hit; t++)
-                    hit = memmem(s->t, curlen, r->trig[t], strlen(r->trig[t])) != NULL;
+    /* The rules run until the line stops changing (at most ND_RULE_ROUNDS rounds): one rule's marker can let an
+     * earlier rule match (a redacted value that held "--" between a BEGIN and an END marker leaves a body the PEM
+     * rule matches), and the next scrub of the output would make that change — not idempotent. */
+    for (int round = 0; round < ND_RULE_ROUNDS; round++) {
+        bool changed = false;
+        for (size_t i = 0; i < s->nrules; i++) {
+            rule *r = &s->rules[i];
+            if (r->ntrig > 0) {
+                if (!r->found && !s->force)
+                    continue;
+                bool hit = false;
+                if (!copied && low) {
+                    for (int t = 0; t < r->ntrig && !hit; t++)
+                        hit = memmem(low, len, r->trig[t], strlen(r->trig[t])) != NULL;
+                } else {
+                    /* the line was rewritten by an earlier rule: look at the current text */
+                    if (reserve(&s->t, &s->tcap, curlen ? curlen : 1) < 0)
+                        return -ENOMEM;
+                    lower_into(s->t, cur, curlen);
+                    for (int t = 0; t < r->ntrig && !hit; t++)
+                        hit = memmem(s->t, curlen, r->trig[t], strlen(r->trig[t])) != NULL;
+                }
+                if (!hit)
+                    continue;
             }
-            if (!hit)
-                continue;
+            if (cur != s->a) {
+                /* regexec gets a NUL-terminated copy: REG_STARTEND bounds the match, but sanitizers' interceptors and
+                 * other libcs still read up to a NUL */
+                if (reserve(&s->a, &s->acap, curlen + 1) < 0)
+                    return -ENOMEM;
+                memcpy(s->a, cur, curlen);
+                s->a[curlen] = '\0';
+                cur = s->a;
+            }
+            size_t olen = 0;
+            int n = apply_rule(s, r, cur, curlen, &olen);
+            if (n < 0)
+                return n;
+            /* a rule whose marker it matches again (imds_credentials, private_key) leaves the text as it was: that is
+             * no change, and after the first round no replacement */
+            bool same = n > 0 && olen == curlen && memcmp(s->b, cur, curlen) == 0;
+            if (n > 0 && !(round > 0 && same)) {
+                r->count += (size_t)n;
+                /* result in b: swap into a so the next rule reads it */
+                char *t = s->a;
+                size_t tc = s->acap;
+                s->a = s->b;
+                s->acap = s->bcap;
+                s->b = t;
+                s->bcap = tc;
+                cur = s->a;
+                curlen = olen;
+                copied = true;
+                changed = changed || !same;
+            }
         }
-        if (cur != s->a) {
-            /* regexec gets a NUL-terminated copy: REG_STARTEND bounds the match, but sanitizers' interceptors and
-             * other libcs still read up to a NUL */
-            if (reserve(&s->a, &s->acap, curlen + 1) < 0)
-                return -ENOMEM;
-            memcpy(s->a, cur, curlen);
-            s->a[curlen] = '\0';
-            cur = s->a;
-        }
-        size_t olen = 0;
-        int n = apply_rule(s, r, cur, curlen, &olen);
-        if (n < 0)
-            return n;
-        if (n > 0) {
-            r->count += (size_t)n;
-            /* result in b: swap into a so the next rule reads it */
-            char *t = s->a;
-            size_t tc = s->acap;
-            s->a = s->b;
-            s->acap = s->bcap;
-            s->b = t;
-            s->bcap = tc;
-            cur = s->a;
-            curlen = olen;
-            copied = true;
-        }
+        if (!changed)
+            break;
     }
     /* The last BEGIN marker of the (scrubbed) line with no END after it opens a block: the line is kept up to the
      * end of that marker. Decided after the rules, on what will be written, so scrubbing the output again finds the

@@ -582,6 +582,62 @@ static void test_idempotent_regressions(void)
     nd_scrub_free(s);
 }
 
+/* Scrubbing o1 again gives o1; o1 is at most the input plus 16 bytes per redaction. */
+static void check_idempotent(nd_scrub *s, const char *label, const char *in, size_t n)
+{
+    size_t l1 = 0, l2 = 0;
+    int total = 0;
+    char *o1 = scrub_n(s, in, n, &l1, &total);
+    char *o2 = scrub_n(s, o1, l1, &l2, NULL);
+    if (l1 != l2 || memcmp(o1, o2, l1) != 0) {
+        fprintf(stderr, "  %s: not idempotent: %zu then %zu bytes\n", label, l1, l2);
+        CHECK(0);
+    }
+    CHECK(total >= 0);
+    CHECK(l1 <= n + 16 * (size_t)total);
+    free(o1);
+    free(o2);
+}
+
+/* Inputs the fuzzer found (kept in fuzz/regressions/scrub/). 14ab84: a value rule that ran after keyed_secret
+ * replaced the start of an identifier ("tLS0tQkVHSU4n---api_key") and the second pass read the rest
+ * ("[REDACTED]---api_key") as a --flag with a value; the shapes below are that case alone, and each must lose its
+ * value on the first pass. 614134: keyed_secret redacted a value holding "--" between a BEGIN and an END marker,
+ * which let the PEM rule (an earlier rule) match only on the second pass. */
+static void test_fuzz_known(void)
+{
+    static const char *const files[] = {"scrub-crash-14ab84f4b96032c57ded7a6f7d834410e32117f2",
+                                        "scrub-crash-38c6b1c75c46c4694494680e4c6a37cf0824443e",
+                                        "scrub-crash-61413416db0bdd0b50f5246a749f2ce9829ebe24"};
+    nd_scrub *s = nd_scrub_new(NULL);
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/fuzz/regressions/scrub/%s", ND_SOURCE_DIR, files[i]);
+        FILE *f = fopen(path, "rb");
+        CHECK(f != NULL);
+        if (!f)
+            continue;
+        static char buf[1 << 16];
+        size_t n = fread(buf, 1, sizeof buf, f);
+        fclose(f);
+        CHECK(n > 0);
+        check_idempotent(s, files[i], buf, n);
+    }
+    static const char *const shapes[] = {
+        "x \\0tLS0tQkVHSU4n---api_key \"hunter2hunter2 y\n",
+        "IQoJb3JpZ2luX2VjEJr-password hunter2hunter2\n",
+        "tLS0tLUJFR0lOIFBSSVZBVEUgS0VZ-secret s3cr3tv4lue\n",
+        "{\"k\": \"-----BEGIN PRIVATE KEY-----\\nMIIE password: 'hunter2--hunter2' \\n-----END PRIVATE KEY-----\"}\n",
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        check_idempotent(s, shapes[i], shapes[i], strlen(shapes[i]));
+        char *o = scrub(s, shapes[i], NULL);
+        CHECK(o && !strstr(o, "hunter2") && !strstr(o, "s3cr3t"));
+        free(o);
+    }
+    nd_scrub_free(s);
+}
+
 /* Ordinary diagnostics must come through: nitro-cli output, allocator settings, prose mentioning tokens. */
 static void test_untouched_more(void)
 {
@@ -633,6 +689,7 @@ int main(void)
 {
     ND_RUN(test_planted_shapes);
     ND_RUN(test_idempotent_regressions);
+    ND_RUN(test_fuzz_known);
     ND_RUN(test_untouched_more);
     ND_RUN(test_nul_in_text);
     ND_RUN(test_names);
