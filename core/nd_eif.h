@@ -95,9 +95,12 @@ typedef struct nd_eif_input {
     uint64_t default_mem;         /* header fields (0 by default, as nitro-cli writes) */
     uint64_t default_cpus;
     uint16_t flags;
+    uint64_t pad_zeros;           /* zero bytes appended to the last ramdisk (its size covers them), written as a
+                                   * sparse hole: a large image (E26's 4x rule) without the disk cost */
 } nd_eif_input;
 
 /* Writes an EIF (version 4) with sections in the usual order: kernel, cmdline, metadata, ramdisks, signature. The
+ * last ramdisk ends with in->pad_zeros zero bytes (a hole in the file; the CRC is combined without reading them). The
  * signature section is what nitro-cli writes: a CBOR array of one {signing_certificate, signature} map with the bytes
  * as integer arrays. Written to a temporary file next to path, then renamed. When info is non-NULL the written file
  * is read back into it. Returns 0, or a negative code with err (-EINVAL: no kernel, too many sections; -errno from

@@ -208,6 +208,25 @@ describe("7. EIFs", function()
     fs.write(dir .. "/short.eif", src .. ("\0"):rep(8)) -- less than a section header: the reader stops there
     eq(run("describe-eif", "--eif-path", dir .. "/short.eif").exit_code, 0)
   end)
+  it("a padded scenario EIF (e26's 537 MiB) is valid: the zeros are inside the customer ramdisk, not after it", function()
+    local s = H.activate("e26-small-memory")
+    local path = eif(s, "data-processing.eif")
+    local info = assert(require("nd.eif").read(path))
+    eq(info.file_size, 537 * 1048576)
+    eq(info.trailing_bytes, 0)
+    truthy(info.crc_ok)
+    local last = info.sections[#info.sections]
+    eq(last.name, "ramdisk")
+    eq(last.offset + 12 + last.size, info.file_size) -- sections back to back up to the end of the file
+    local r = run("describe-eif", "--eif-path", path)
+    eq(r.exit_code, 0, r.stderr)
+    local d = cjson.decode(r.stdout)
+    eq(d.CheckCRC, true)
+    eq(d.Measurements.PCR0, info.pcrs.PCR0) -- what the simulator measured when it wrote it (cached) = a fresh read
+    eq(d.Measurements.PCR2, info.pcrs.PCR2)
+    eq(assert(preflight.check{ eif = path, memory = 512, cpu_count = 2, host = false,
+      allocator = { memory_mib = 4096, cpu_count = 2 } }).first.code, "E26")
+  end)
   it("the simulator's EIFs carry nitro-cli's metadata: CustomMetadata, ImageVersion = image ID, no trailing bytes", function()
     local s = H.activate("healthy")
     local info = assert(require("nd.eif").read(eif(s, "hello-vsock.eif")))
