@@ -313,7 +313,7 @@ static int cmp_sections(const void *a, const void *b)
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
-static int read_stream(FILE *f, uint64_t fsize, nd_eif_info *info, nd_err *err)
+static int read_stream(FILE *f, uint64_t fsize, bool do_measure, nd_eif_info *info, nd_err *err)
 {
     unsigned char h[ND_EIF_HEADER_SIZE];
     memset(info, 0, sizeof *info);
@@ -438,7 +438,7 @@ static int read_stream(FILE *f, uint64_t fsize, nd_eif_info *info, nd_err *err)
             if (hole) {
                 /* zeros: CRC combined, SHA-384 fed from a zero buffer, nothing read */
                 crc = crc_zeros(crc, hole);
-                if (which >= 0) {
+                if (which >= 0 && do_measure) {
                     memset(buf, 0, 1 << 20);
                     for (uint64_t z = hole; z;) {
                         size_t k = z > (1 << 20) ? (1 << 20) : (size_t)z;
@@ -460,7 +460,7 @@ static int read_stream(FILE *f, uint64_t fsize, nd_eif_info *info, nd_err *err)
                 goto out;
             }
             crc = crc32(crc, buf, (uInt)n);
-            if (which >= 0) {
+            if (which >= 0 && do_measure) {
                 EVP_DigestUpdate(m.pcr[0], buf, n);
                 EVP_DigestUpdate(m.pcr[which == 2 ? 2 : 1], buf, n);
             }
@@ -488,7 +488,7 @@ static int read_stream(FILE *f, uint64_t fsize, nd_eif_info *info, nd_err *err)
     info->trailing_bytes = fsize - pos;
     info->crc_computed = (uint32_t)crc;
     info->crc_ok = info->crc_computed == info->crc_stored;
-    if (measure_final(&m, info) < 0) {
+    if (do_measure && measure_final(&m, info) < 0) {
         rc = nd_err_set(err, -EIO, "EIF: SHA-384 failed");
         goto out;
     }
@@ -505,7 +505,7 @@ out:
     return rc;
 }
 
-int nd_eif_read(const char *path, nd_eif_info *info, nd_err *err)
+static int read_path(const char *path, bool do_measure, nd_eif_info *info, nd_err *err)
 {
     memset(info, 0, sizeof *info);
     FILE *f = fopen(path, "rb");
@@ -521,9 +521,16 @@ int nd_eif_read(const char *path, nd_eif_info *info, nd_err *err)
         fclose(f);
         return nd_err_set(err, -e, "EIF: %s: %s", path, strerror(e));
     }
-    int rc = read_stream(f, (uint64_t)size, info, err);
+    int rc = read_stream(f, (uint64_t)size, do_measure, info, err);
     fclose(f);
     return rc;
+}
+
+int nd_eif_read(const char *path, nd_eif_info *info, nd_err *err) { return read_path(path, true, info, err); }
+
+int nd_eif_read_unmeasured(const char *path, nd_eif_info *info, nd_err *err)
+{
+    return read_path(path, false, info, err);
 }
 
 int nd_eif_read_mem(const void *data, size_t len, nd_eif_info *info, nd_err *err)
@@ -534,7 +541,7 @@ int nd_eif_read_mem(const void *data, size_t len, nd_eif_info *info, nd_err *err
     FILE *f = fmemopen((void *)data, len, "rb");
     if (!f)
         return nd_err_set(err, -ENOMEM, "EIF: cannot open the buffer");
-    int rc = read_stream(f, len, info, err);
+    int rc = read_stream(f, len, true, info, err);
     fclose(f);
     return rc;
 }

@@ -74,6 +74,10 @@ uint64_t nd_eif_min_memory_mib(uint64_t size);
  * unknown section type), -EIO. A CRC mismatch is NOT an error: info->crc_ok is false (describe-eif's CheckCRC). */
 int nd_eif_read(const char *path, nd_eif_info *info, nd_err *err);
 
+/* nd_eif_read without the SHA-384 passes (pcr0..pcr2 are empty strings): the same validation, CRC and metadata, for a
+ * caller that already knows the measurements (a padded image whose PCRs cost hundreds of MiB of hashing). */
+int nd_eif_read_unmeasured(const char *path, nd_eif_info *info, nd_err *err);
+
 /* Same for an EIF held in memory. */
 int nd_eif_read_mem(const void *data, size_t len, nd_eif_info *info, nd_err *err);
 

@@ -98,14 +98,20 @@ static void push_info(lua_State *L, const nd_eif_info *in, const char *path)
     lua_setfield(L, -2, "sections");
 }
 
-/* eif.read(path) -> info | nil, msg, code */
+/* eif.read(path [, {measure=false}]) -> info | nil, msg, code (measure=false: PCRs not computed, empty) */
 static int l_read(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
+    bool measure = true;
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "measure");
+        measure = lua_isnil(L, -1) || lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
     nd_eif_info info;
     nd_err err;
     nd_err_clear(&err);
-    if (nd_eif_read(path, &info, &err) < 0)
+    if ((measure ? nd_eif_read(path, &info, &err) : nd_eif_read_unmeasured(path, &info, &err)) < 0)
         return ndl_fail_err(L, &err);
     push_info(L, &info, path);
     nd_eif_info_free(&info);
@@ -145,10 +151,16 @@ static int l_pcr8(lua_State *L)
 static int l_describe(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
+    bool measure = true;
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "measure");
+        measure = lua_isnil(L, -1) || lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
     nd_eif_info info;
     nd_err err;
     nd_err_clear(&err);
-    if (nd_eif_read(path, &info, &err) < 0)
+    if ((measure ? nd_eif_read(path, &info, &err) : nd_eif_read_unmeasured(path, &info, &err)) < 0)
         return ndl_fail_err(L, &err);
     /* nitro-cli's EifReader reads section headers until the file ends: bytes after the last section that hold a
      * section header (12 bytes or more; zeros are type 0) end in "Found invalid EIF section" (E35) */

@@ -121,13 +121,18 @@ end
 
 -- Reads the image configuration and PCRs of an EIF: { pcrs = {PCR0…}, image = cfg, cmdline = s, name, version }.
 -- Unknown or unreadable EIFs give empty measurements and no image (the enclave then runs silently).
-function read_eif(path)
+function read_eif(path, st)
   local lib = eif_lib()
   local info = { pcrs = {}, image = nil }
   if not lib or not path then return info end
-  local d, err = lib.read(path)
+  -- a scenario EIF the simulator wrote and nobody changed since: its PCRs are known (no SHA-384 over the padding)
+  local rec = st and st.eif_pcrs and st.eif_pcrs[uv.fs_realpath(path) or path]
+  local now = rec and uv.fs_stat(path)
+  local known = now and now.size == rec.size and now.mtime.sec == rec.sec and now.mtime.nsec == rec.nsec
+    and now.ino == rec.ino and rec.pcrs
+  local d, err = lib.read(path, { measure = not known })
   if type(d) ~= "table" then info.bad = tostring(err or "unreadable EIF") return info end
-  info.pcrs = d.pcrs or {}
+  info.pcrs = known or d.pcrs or {}
   info.arch = d.arch
   local md = d.metadata
   if type(md) == "table" then
@@ -269,6 +274,12 @@ function M.make_eif(root, st, e)
   if not cfg then return nil, "eif " .. tostring(e.path) .. ": unknown image " .. tostring(e.image) end
   fs.mkdir_p(fs.dirname(root .. e.path))
   local pcrs, err = write_eif(root .. e.path, e.image, cfg, e.size_mib, eif_arch(st, cfg))
+  local written = pcrs and uv.fs_stat(root .. e.path)
+  if written then
+    st.eif_pcrs = st.eif_pcrs or {}
+    st.eif_pcrs[uv.fs_realpath(root .. e.path) or (root .. e.path)] = { size = written.size, sec = written.mtime.sec,
+      nsec = written.mtime.nsec, ino = written.ino, pcrs = { PCR0 = pcrs.PCR0, PCR1 = pcrs.PCR1, PCR2 = pcrs.PCR2 } }
+  end
   if e.signature then
     st.eif_flags = st.eif_flags or {}
     st.eif_flags[uv.fs_realpath(root .. e.path) or (root .. e.path)] = { signature = e.signature }
@@ -480,7 +491,7 @@ function M.preload_enclave(root, st, s)
     if #cpus < (s.cpu_count or 2) and not u[c] then cpus[#cpus + 1] = c end
   end
   local eif = s.eif and (root .. s.eif)
-  local info = eif and read_eif(eif) or { pcrs = {} }
+  local info = eif and read_eif(eif, st) or { pcrs = {} }
   local image = image_of(st, info, eif) or (s.image and st.images[s.image])
   local mib, pages = take_pages(st, s.memory or 1024)
   local e = start_enclave(ctx, st, { name = s.name or "stale", cid = s.cid or next_cid(st), cpus = cpus,
@@ -822,7 +833,7 @@ function run_enclave(ctx, args)
         "Failed to construct EnclaveManager with given arguments"), "src/enclave_proc/resource_manager.rs", 859)
     end
     -- 7. a signed EIF: its certificate must be valid now (the scenario marks an EIF `signature = "expired"`)
-    local info = read_eif(eif)
+    local info = read_eif(eif, st)
     local flags = (st.eif_flags or {})[uv.fs_realpath(eif) or eif] or {}
     if flags.signature == "expired" then
       return fail("E59", nil, chain("Invalid signing certificate: CertificateExpired"), "src/enclave_proc/commands.rs", 97)
