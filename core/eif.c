@@ -17,6 +17,7 @@
 #include <openssl/x509.h>
 #include <zlib.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,7 +255,50 @@ static void pcr8_from_signature(const unsigned char *sig, size_t len, nd_eif_inf
     free(cose);
 }
 
+/* CRC-32 of n zero bytes following `crc`, without reading them: the CRC of n zeros is built by doubling with zlib's
+ * crc32_combine (O(log n) steps), then combined with crc. */
+static uLong crc_zeros(uLong crc, uint64_t n)
+{
+    static const unsigned char zero = 0;
+    uLong z = crc32(0L, Z_NULL, 0), one = crc32(0L, &zero, 1);
+    uint64_t len = 0;
+    for (int bit = 63; bit >= 0; bit--) {
+        if (len) {
+            z = crc32_combine(z, z, (z_off_t)len);
+            len *= 2;
+        }
+        if ((n >> bit) & 1) {
+            z = crc32_combine(z, one, 1);
+            len++;
+        }
+    }
+    return n ? crc32_combine(crc, z, (z_off_t)n) : crc;
+}
+
 /* ---- reader --------------------------------------------------------------------------------------------------- */
+
+/* Bytes from off that are a hole in the file (0 when off holds data or the stream is not a file): they read as zeros,
+ * so the reader feeds zeros to the hashes without reading them. */
+static uint64_t hole_at(int fd, uint64_t off, uint64_t limit)
+{
+    if (fd < 0)
+        return 0;
+    off_t d = lseek(fd, (off_t)off, SEEK_DATA);
+    if (d < 0)
+        return errno == ENXIO ? limit : 0; /* ENXIO: no data after off (a hole up to the end) */
+    return (uint64_t)d > off ? ((uint64_t)d - off < limit ? (uint64_t)d - off : limit) : 0;
+}
+
+/* Bytes of data from off before the next hole (limit when unknown). */
+static uint64_t data_at(int fd, uint64_t off, uint64_t limit)
+{
+    if (fd < 0)
+        return limit;
+    off_t h = lseek(fd, (off_t)off, SEEK_HOLE);
+    if (h < 0 || (uint64_t)h <= off)
+        return limit;
+    return (uint64_t)h - off < limit ? (uint64_t)h - off : limit;
+}
 
 static int read_at(FILE *f, uint64_t off, void *buf, size_t n)
 {
@@ -269,7 +313,7 @@ static int cmp_sections(const void *a, const void *b)
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
-static int read_stream(FILE *f, uint64_t fsize, nd_eif_info *info, nd_err *err)
+static int read_stream(FILE *f, uint64_t fsize, bool do_measure, nd_eif_info *info, nd_err *err)
 {
     unsigned char h[ND_EIF_HEADER_SIZE];
     memset(info, 0, sizeof *info);
@@ -327,6 +371,7 @@ static int read_stream(FILE *f, uint64_t fsize, nd_eif_info *info, nd_err *err)
         return nd_err_set(err, rc, "EIF: cannot initialise SHA-384");
     }
     unsigned char *buf = malloc(1 << 20);
+    int fd = fileno(f); /* -1 for a buffer: no holes */
     char *sigdata = NULL;
     size_t siglen = 0;
     unsigned ramdisks = 0;
@@ -387,19 +432,35 @@ static int read_stream(FILE *f, uint64_t fsize, nd_eif_info *info, nd_err *err)
             keep = NULL;
         }
         uint64_t left = s->size, done = 0;
-        if (fseeko(f, (off_t)(s->offset + ND_EIF_SECTION_HEADER_SIZE), SEEK_SET) != 0) {
-            rc = nd_err_set(err, -EIO, "EIF: cannot seek to offset %llu", (unsigned long long)s->offset + 12);
-            goto out;
-        }
+        uint64_t base = s->offset + ND_EIF_SECTION_HEADER_SIZE;
         while (left) {
+            uint64_t hole = keep ? 0 : hole_at(fd, base + done, left);
+            if (hole) {
+                /* zeros: CRC combined, SHA-384 fed from a zero buffer, nothing read */
+                crc = crc_zeros(crc, hole);
+                if (which >= 0 && do_measure) {
+                    memset(buf, 0, 1 << 20);
+                    for (uint64_t z = hole; z;) {
+                        size_t k = z > (1 << 20) ? (1 << 20) : (size_t)z;
+                        EVP_DigestUpdate(m.pcr[0], buf, k);
+                        EVP_DigestUpdate(m.pcr[which == 2 ? 2 : 1], buf, k);
+                        z -= k;
+                    }
+                }
+                left -= hole;
+                done += hole;
+                continue;
+            }
             size_t n = left > (1 << 20) ? (1 << 20) : (size_t)left;
-            if (fread(buf, 1, n, f) != n) {
+            if (!keep)
+                n = (size_t)data_at(fd, base + done, n);
+            if (fseeko(f, (off_t)(base + done), SEEK_SET) != 0 || fread(buf, 1, n, f) != n) {
                 rc = nd_err_set(err, -EIO, "EIF: read error in the %s section at offset %llu",
                                 nd_eif_section_name(type), (unsigned long long)(s->offset + 12 + done));
                 goto out;
             }
             crc = crc32(crc, buf, (uInt)n);
-            if (which >= 0) {
+            if (which >= 0 && do_measure) {
                 EVP_DigestUpdate(m.pcr[0], buf, n);
                 EVP_DigestUpdate(m.pcr[which == 2 ? 2 : 1], buf, n);
             }
@@ -427,7 +488,7 @@ static int read_stream(FILE *f, uint64_t fsize, nd_eif_info *info, nd_err *err)
     info->trailing_bytes = fsize - pos;
     info->crc_computed = (uint32_t)crc;
     info->crc_ok = info->crc_computed == info->crc_stored;
-    if (measure_final(&m, info) < 0) {
+    if (do_measure && measure_final(&m, info) < 0) {
         rc = nd_err_set(err, -EIO, "EIF: SHA-384 failed");
         goto out;
     }
@@ -444,7 +505,7 @@ out:
     return rc;
 }
 
-int nd_eif_read(const char *path, nd_eif_info *info, nd_err *err)
+static int read_path(const char *path, bool do_measure, nd_eif_info *info, nd_err *err)
 {
     memset(info, 0, sizeof *info);
     FILE *f = fopen(path, "rb");
@@ -460,9 +521,16 @@ int nd_eif_read(const char *path, nd_eif_info *info, nd_err *err)
         fclose(f);
         return nd_err_set(err, -e, "EIF: %s: %s", path, strerror(e));
     }
-    int rc = read_stream(f, (uint64_t)size, info, err);
+    int rc = read_stream(f, (uint64_t)size, do_measure, info, err);
     fclose(f);
     return rc;
+}
+
+int nd_eif_read(const char *path, nd_eif_info *info, nd_err *err) { return read_path(path, true, info, err); }
+
+int nd_eif_read_unmeasured(const char *path, nd_eif_info *info, nd_err *err)
+{
+    return read_path(path, false, info, err);
 }
 
 int nd_eif_read_mem(const void *data, size_t len, nd_eif_info *info, nd_err *err)
@@ -473,7 +541,7 @@ int nd_eif_read_mem(const void *data, size_t len, nd_eif_info *info, nd_err *err
     FILE *f = fmemopen((void *)data, len, "rb");
     if (!f)
         return nd_err_set(err, -ENOMEM, "EIF: cannot open the buffer");
-    int rc = read_stream(f, len, info, err);
+    int rc = read_stream(f, len, true, info, err);
     fclose(f);
     return rc;
 }
@@ -528,9 +596,15 @@ int nd_eif_write(const char *path, const nd_eif_input *in, nd_eif_info *info, nd
     if (in->n_ramdisks + n + (in->certificate.len ? 1 : 0) > ND_EIF_MAX_SECTIONS)
         return nd_err_set(err, -EINVAL, "EIF writer: %zu ramdisks do not fit in %d sections", in->n_ramdisks,
                           ND_EIF_MAX_SECTIONS);
+    int padded = -1; /* the section that ends with in->pad_zeros zeros */
     for (size_t i = 0; i < in->n_ramdisks; i++)
         secs[n++] = (wsec){ND_EIF_SEC_RAMDISK, in->ramdisks[i].data ? in->ramdisks[i].data : "",
                                       in->ramdisks[i].len};
+    if (in->pad_zeros) {
+        if (!in->n_ramdisks)
+            return nd_err_set(err, -EINVAL, "EIF writer: padding needs a ramdisk to hold it");
+        padded = (int)n - 1;
+    }
     if (in->certificate.len) {
         if (build_signature(in, &sig) < 0) {
             free(sig.p);
@@ -550,8 +624,9 @@ int nd_eif_write(const char *path, const nd_eif_input *in, nd_eif_info *info, nd
     uint64_t off = ND_EIF_HEADER_SIZE;
     for (unsigned i = 0; i < n; i++) {
         put64(h + 28 + 8 * i, off);
-        put64(h + 284 + 8 * i, secs[i].len);
-        off += ND_EIF_SECTION_HEADER_SIZE + secs[i].len;
+        uint64_t len = secs[i].len + ((int)i == padded ? in->pad_zeros : 0);
+        put64(h + 284 + 8 * i, len);
+        off += ND_EIF_SECTION_HEADER_SIZE + len;
     }
     uLong crc = crc32(0L, Z_NULL, 0);
     crc = crc32(crc, h, ND_EIF_HEADER_SIZE - 4);
@@ -559,7 +634,7 @@ int nd_eif_write(const char *path, const nd_eif_input *in, nd_eif_info *info, nd
     for (unsigned i = 0; i < n; i++) {
         put16(shs[i], secs[i].type);
         put16(shs[i] + 2, 0);
-        put64(shs[i] + 4, secs[i].len);
+        put64(shs[i] + 4, secs[i].len + ((int)i == padded ? in->pad_zeros : 0));
         crc = crc32(crc, shs[i], ND_EIF_SECTION_HEADER_SIZE);
         /* crc32 takes uInt lengths: feed big sections in pieces */
         const unsigned char *d = secs[i].data;
@@ -569,6 +644,8 @@ int nd_eif_write(const char *path, const nd_eif_input *in, nd_eif_info *info, nd
             d += k;
             left -= k;
         }
+        if ((int)i == padded)
+            crc = crc_zeros(crc, in->pad_zeros);
     }
     put32(h + 544, (uint32_t)crc);
 
@@ -590,7 +667,11 @@ int nd_eif_write(const char *path, const nd_eif_input *in, nd_eif_info *info, nd
         ok = fwrite(shs[i], 1, ND_EIF_SECTION_HEADER_SIZE, f) == ND_EIF_SECTION_HEADER_SIZE;
         if (ok && secs[i].len)
             ok = fwrite(secs[i].data, 1, secs[i].len, f) == secs[i].len;
+        if (ok && (int)i == padded) /* the zeros are a hole: seek over them (ftruncate below sets the size) */
+            ok = fseeko(f, (off_t)in->pad_zeros, SEEK_CUR) == 0;
     }
+    if (ok && padded >= 0)
+        ok = fflush(f) == 0 && ftruncate(fileno(f), (off_t)off) == 0;
     int e = errno;
     if (fclose(f) != 0 && ok) {
         ok = false;

@@ -74,6 +74,10 @@ uint64_t nd_eif_min_memory_mib(uint64_t size);
  * unknown section type), -EIO. A CRC mismatch is NOT an error: info->crc_ok is false (describe-eif's CheckCRC). */
 int nd_eif_read(const char *path, nd_eif_info *info, nd_err *err);
 
+/* nd_eif_read without the SHA-384 passes (pcr0..pcr2 are empty strings): the same validation, CRC and metadata, for a
+ * caller that already knows the measurements (a padded image whose PCRs cost hundreds of MiB of hashing). */
+int nd_eif_read_unmeasured(const char *path, nd_eif_info *info, nd_err *err);
+
 /* Same for an EIF held in memory. */
 int nd_eif_read_mem(const void *data, size_t len, nd_eif_info *info, nd_err *err);
 
@@ -95,9 +99,12 @@ typedef struct nd_eif_input {
     uint64_t default_mem;         /* header fields (0 by default, as nitro-cli writes) */
     uint64_t default_cpus;
     uint16_t flags;
+    uint64_t pad_zeros;           /* zero bytes appended to the last ramdisk (its size covers them), written as a
+                                   * sparse hole: a large image (E26's 4x rule) without the disk cost */
 } nd_eif_input;
 
 /* Writes an EIF (version 4) with sections in the usual order: kernel, cmdline, metadata, ramdisks, signature. The
+ * last ramdisk ends with in->pad_zeros zero bytes (a hole in the file; the CRC is combined without reading them). The
  * signature section is what nitro-cli writes: a CBOR array of one {signing_certificate, signature} map with the bytes
  * as integer arrays. Written to a temporary file next to path, then renamed. When info is non-NULL the written file
  * is read back into it. Returns 0, or a negative code with err (-EINVAL: no kernel, too many sections; -errno from

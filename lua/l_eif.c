@@ -98,14 +98,20 @@ static void push_info(lua_State *L, const nd_eif_info *in, const char *path)
     lua_setfield(L, -2, "sections");
 }
 
-/* eif.read(path) -> info | nil, msg, code */
+/* eif.read(path [, {measure=false}]) -> info | nil, msg, code (measure=false: PCRs not computed, empty) */
 static int l_read(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
+    bool measure = true;
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "measure");
+        measure = lua_isnil(L, -1) || lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
     nd_eif_info info;
     nd_err err;
     nd_err_clear(&err);
-    if (nd_eif_read(path, &info, &err) < 0)
+    if ((measure ? nd_eif_read(path, &info, &err) : nd_eif_read_unmeasured(path, &info, &err)) < 0)
         return ndl_fail_err(L, &err);
     push_info(L, &info, path);
     nd_eif_info_free(&info);
@@ -145,10 +151,16 @@ static int l_pcr8(lua_State *L)
 static int l_describe(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
+    bool measure = true;
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "measure");
+        measure = lua_isnil(L, -1) || lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
     nd_eif_info info;
     nd_err err;
     nd_err_clear(&err);
-    if (nd_eif_read(path, &info, &err) < 0)
+    if ((measure ? nd_eif_read(path, &info, &err) : nd_eif_read_unmeasured(path, &info, &err)) < 0)
         return ndl_fail_err(L, &err);
     /* nitro-cli's EifReader reads section headers until the file ends: bytes after the last section that hold a
      * section header (12 bytes or more; zeros are type 0) end in "Found invalid EIF section" (E35) */
@@ -173,7 +185,9 @@ static nd_eif_blob field_blob(lua_State *L, int idx, const char *key)
 }
 
 /* eif.write(path, {kernel=, cmdline=, ramdisks={…}, metadata=table|string, certificate=, signature=,
- *                  default_mem=, default_cpus=, arch="x86_64"|"aarch64"}) -> info | nil, msg, code */
+ *                  default_mem=, default_cpus=, arch="x86_64"|"aarch64", pad_zeros=n}) -> info | nil, msg, code
+ * pad_zeros: zero bytes ending the last ramdisk, written as a sparse hole; measure=false: true instead of the info
+ * (the file is not read back) */
 static int l_write(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
@@ -188,6 +202,10 @@ static int l_write(lua_State *L)
     in.signature = field_blob(L, 2, "signature");
     in.default_mem = (uint64_t)ndl_optfield_num(L, 2, "default_mem", 0);
     in.default_cpus = (uint64_t)ndl_optfield_num(L, 2, "default_cpus", 0);
+    lua_Number pad = ndl_optfield_num(L, 2, "pad_zeros", 0);
+    if (pad < 0 || pad > 64.0 * 1024 * 1024 * 1024)
+        return luaL_argerror(L, 2, "pad_zeros must be between 0 and 64 GiB");
+    in.pad_zeros = (uint64_t)pad;
     const char *arch = ndl_optfield_str(L, 2, "arch", NULL);
     if (arch && strcmp(arch, "aarch64") == 0)
         in.flags = 1;
@@ -225,6 +243,15 @@ static int l_write(lua_State *L)
     nd_eif_info info;
     nd_err err;
     nd_err_clear(&err);
+    lua_getfield(L, 2, "measure");
+    bool measure = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (!measure) { /* the caller knows the PCRs: skip reading the file back (a large padded image) */
+        if (nd_eif_write(path, &in, NULL, &err) < 0)
+            return ndl_fail_err(L, &err);
+        lua_pushboolean(L, 1);
+        return 1;
+    }
     if (nd_eif_write(path, &in, &info, &err) < 0)
         return ndl_fail_err(L, &err);
     push_info(L, &info, path);

@@ -208,6 +208,29 @@ describe("7. EIFs", function()
     fs.write(dir .. "/short.eif", src .. ("\0"):rep(8)) -- less than a section header: the reader stops there
     eq(run("describe-eif", "--eif-path", dir .. "/short.eif").exit_code, 0)
   end)
+  it("a padded scenario EIF (e26's 537 MiB) is valid: the zeros are inside the customer ramdisk, not after it", function()
+    local s = H.activate("e26-small-memory")
+    local path = eif(s, "data-processing.eif")
+    local info = assert(require("nd.eif").read(path, { measure = false })) -- the structure; describe-eif measures
+    eq(info.file_size, 537 * 1048576)
+    eq(info.trailing_bytes, 0)
+    truthy(info.crc_ok)
+    local last = info.sections[#info.sections]
+    eq(last.name, "ramdisk")
+    eq(last.offset + 12 + last.size, info.file_size) -- sections back to back up to the end of the file
+    local r = run("describe-eif", "--eif-path", path)
+    eq(r.exit_code, 0, r.stderr)
+    local d = cjson.decode(r.stdout)
+    eq(d.CheckCRC, true)
+    match(d.Measurements.PCR0, "^%x+$")
+    -- run-enclave takes the PCRs the simulator recorded (cached) when it wrote the file: the same as a fresh read
+    eq(run("run-enclave", "--cpu-count", "2", "--memory", "3072", "--eif-path", path).exit_code, 0)
+    local m = cjson.decode(run("describe-enclaves").stdout)[1].Measurements
+    eq(m.PCR0, d.Measurements.PCR0)
+    eq(m.PCR2, d.Measurements.PCR2)
+    eq(assert(preflight.check{ eif = path, memory = 512, cpu_count = 2, host = false,
+      allocator = { memory_mib = 4096, cpu_count = 2 } }).first.code, "E26")
+  end)
   it("the simulator's EIFs carry nitro-cli's metadata: CustomMetadata, ImageVersion = image ID, no trailing bytes", function()
     local s = H.activate("healthy")
     local info = assert(require("nd.eif").read(eif(s, "hello-vsock.eif")))
