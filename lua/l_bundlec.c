@@ -179,6 +179,18 @@ static int b_add_glob(lua_State *L)
     return 1;
 }
 
+/* An optional {kind=, source=} table at idx overrides the member's manifest fields. */
+static void opt_meta(lua_State *L, int idx, nd_bundle_meta *m)
+{
+    if (!lua_istable(L, idx))
+        return;
+    const char *k = ndl_optfield_str(L, idx, "kind", NULL), *src = ndl_optfield_str(L, idx, "source", NULL);
+    if (k)
+        m->kind = k;
+    if (src)
+        m->source = src;
+}
+
 /* b:add_string(name, text) -> entry */
 static int b_add_string(lua_State *L)
 {
@@ -187,13 +199,7 @@ static int b_add_string(lua_State *L)
     size_t len;
     const char *text = luaL_checklstring(L, 3, &len);
     nd_bundle_meta m = {.kind = "string", .source = "lua"};
-    if (lua_istable(L, 4)) {
-        const char *k = ndl_optfield_str(L, 4, "kind", NULL), *src = ndl_optfield_str(L, 4, "source", NULL);
-        if (k)
-            m.kind = k;
-        if (src)
-            m.source = src;
-    }
+    opt_meta(L, 4, &m);
     nd_err err;
     nd_err_clear(&err);
     return add_result(L, lb, nd_bundle_add_data(lb->b, name, text, len, &m, &err), &err);
@@ -216,15 +222,9 @@ static int b_add_json(lua_State *L)
 {
     lbundle *lb = open_bundle(L, 1);
     const char *name = luaL_checkstring(L, 2);
-    json_t *v = to_json(L, 3);
     nd_bundle_meta m = {.kind = "json", .source = "lua"};
-    if (lua_istable(L, 4)) {
-        const char *k = ndl_optfield_str(L, 4, "kind", NULL), *src = ndl_optfield_str(L, 4, "source", NULL);
-        if (k)
-            m.kind = k;
-        if (src)
-            m.source = src;
-    }
+    opt_meta(L, 4, &m); /* before the JSON is parsed: a bad option raises with nothing to free */
+    json_t *v = to_json(L, 3);
     nd_err err;
     nd_err_clear(&err);
     int rc = nd_bundle_add_json(lb->b, name, v, &m, &err);
