@@ -367,6 +367,9 @@ int vs_tx(vs_dev *v, const vs_hdr *h, const uint8_t *payload, nd_err *err)
     c->peer_fwd_cnt = h->fwd_cnt;
     switch (h->op) {
     case VS_OP_RST:
+        if (c->state == S_GUEST_CONNECTING)
+            vlog(v, "host port %u -> guest port %u: refused by the guest (RST); closing the host socket",
+                 c->host_port, c->guest_port);
         conn_free(v, c);
         return 0;
     case VS_OP_RESPONSE:

@@ -1,0 +1,2 @@
+#include "vhost.h"
+int main(void){return 0;}
