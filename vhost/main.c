@@ -22,7 +22,6 @@
 #include <unistd.h>
 
 #define MAX_POLL (8 + VS_MAX_CONNS)
-#define TX_BATCH 256   /* packets taken per loop turn, so one busy guest cannot starve the rest of the loop */
 
 typedef struct app {
     const char *sock_path, *prefix;
@@ -216,76 +215,6 @@ static void drain_eventfd(int fd)
     (void)n;
 }
 
-/* Takes packets from the tx ring. Returns 1 when more may be waiting. */
-static int service_tx(app *a)
-{
-    vu_vq *q = &a->dev.vq[VQ_TX];
-    vq_elem e;
-    nd_err err;
-    int done = 0, rc = 0;
-    for (; done < TX_BATCH; done++) {
-        nd_err_clear(&err);
-        rc = vq_pop(q, &a->dev.mem, &e, &err);
-        if (rc < 0)
-            lg(a, "tx %s", err.msg);
-        if (rc <= 0)
-            break;
-        vs_hdr h;
-        if (e.in_len < VS_HDR_SIZE) {
-            lg(a, "tx: a %zu-byte buffer holds no packet header; dropped", e.in_len);
-        } else {
-            iov_read(e.in, e.nin, 0, a->pkt, VS_HDR_SIZE);
-            vs_hdr_decode(a->pkt, &h);
-            if (h.len > VS_MAX_PKT || h.len > e.in_len - VS_HDR_SIZE) {
-                lg(a, "tx: packet says %u payload bytes, its buffer holds %zu; dropped", h.len,
-                   e.in_len - VS_HDR_SIZE);
-            } else {
-                iov_read(e.in, e.nin, VS_HDR_SIZE, a->pkt + VS_HDR_SIZE, h.len);
-                if (vs_tx(&a->vs, &h, a->pkt + VS_HDR_SIZE, &err) < 0)
-                    lg(a, "%s", err.msg);
-            }
-        }
-        vq_push(q, e.head, 0);
-    }
-    if (done)
-        vq_notify(q);
-    return done == TX_BATCH;
-}
-
-/* Fills rx buffers with what the connections have for the guest. */
-static void service_rx(app *a)
-{
-    vu_vq *q = &a->dev.vq[VQ_RX];
-    vq_elem e;
-    nd_err err;
-    int done = 0;
-    while (vs_rx_pending(&a->vs)) {
-        nd_err_clear(&err);
-        int rc = vq_pop(q, &a->dev.mem, &e, &err);
-        if (rc < 0)
-            lg(a, "rx %s", err.msg);
-        if (rc <= 0)
-            break;
-        size_t room = e.out_len < sizeof a->pkt ? e.out_len : sizeof a->pkt;
-        size_t n = vs_rx(&a->vs, a->pkt, room);
-        if (!n) {
-            if (room < VS_HDR_SIZE) {
-                lg(a, "rx: a %zu-byte buffer cannot hold a packet header; returned empty", e.out_len);
-                vq_push(q, e.head, 0);
-                done++;
-                continue;
-            }
-            vq_unpop(q);
-            break;
-        }
-        iov_write(e.out, e.nout, 0, a->pkt, n);
-        vq_push(q, e.head, (uint32_t)n);
-        done++;
-    }
-    if (done)
-        vq_notify(q);
-}
-
 static void check_stops(app *a)
 {
     if (a->dev.stops != a->seen_stops) {
@@ -360,8 +289,8 @@ static int run(app *a)
             if (pfd[i].revents)
                 vs_on_fd(&a->vs, who[i], pfd[i].revents);
         if (a->client_fd >= 0) {
-            more = service_tx(a);
-            service_rx(a);
+            more = vs_service_tx(&a->vs, &a->dev.vq[VQ_TX], &a->dev.mem, a->pkt);
+            vs_service_rx(&a->vs, &a->dev.vq[VQ_RX], &a->dev.mem, a->pkt);
         } else {
             more = 0;
         }

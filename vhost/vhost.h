@@ -278,6 +278,11 @@ void vs_on_fd(vs_dev *v, vs_conn *c, short revents);
 /* Drops connections whose CONNECT line, REQUEST answer or close did not come in time; returns the ms until the next
  * deadline (-1 when there is none). now_ms: a monotonic clock. */
 int vs_timers(vs_dev *v, int64_t now_ms);
+/* Takes up to 256 packets from the tx ring q (in guest memory m) and handles them; scratch holds VS_HDR_SIZE +
+ * VS_MAX_PKT bytes. Malformed packets are logged and returned to the guest. Returns 1 when more may be waiting. */
+int vs_service_tx(vs_dev *v, vu_vq *q, const vu_mem *m, uint8_t *scratch);
+/* Fills the rx ring q with what the connections have for the guest (scratch as above), and signals the guest. */
+void vs_service_rx(vs_dev *v, vu_vq *q, const vu_mem *m, uint8_t *scratch);
 /* Monotonic milliseconds. */
 int64_t vs_now_ms(void);
 

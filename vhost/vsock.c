@@ -756,3 +756,72 @@ size_t vs_rx(vs_dev *v, uint8_t *buf, size_t room)
     }
     return 0;
 }
+
+/* ---- the rings ---- */
+#define TX_BATCH 256 /* packets taken per call, so one busy guest cannot starve the rest of the loop */
+
+int vs_service_tx(vs_dev *v, vu_vq *q, const vu_mem *mem, uint8_t *pkt)
+{
+    vq_elem e;
+    nd_err err;
+    int done = 0, rc = 0;
+    for (; done < TX_BATCH; done++) {
+        nd_err_clear(&err);
+        rc = vq_pop(q, mem, &e, &err);
+        if (rc < 0)
+            vlog(v, "tx %s", err.msg);
+        if (rc <= 0)
+            break;
+        vs_hdr h;
+        if (e.in_len < VS_HDR_SIZE) {
+            vlog(v, "tx: a %zu-byte buffer holds no packet header; dropped", e.in_len);
+        } else {
+            iov_read(e.in, e.nin, 0, pkt, VS_HDR_SIZE);
+            vs_hdr_decode(pkt, &h);
+            if (h.len > VS_MAX_PKT || h.len > e.in_len - VS_HDR_SIZE) {
+                vlog(v, "tx: packet says %u payload bytes, its buffer holds %zu; dropped", h.len,
+                   e.in_len - VS_HDR_SIZE);
+            } else {
+                iov_read(e.in, e.nin, VS_HDR_SIZE, pkt + VS_HDR_SIZE, h.len);
+                if (vs_tx(v, &h, pkt + VS_HDR_SIZE, &err) < 0)
+                    vlog(v, "%s", err.msg);
+            }
+        }
+        vq_push(q, e.head, 0);
+    }
+    if (done)
+        vq_notify(q);
+    return done == TX_BATCH;
+}
+
+void vs_service_rx(vs_dev *v, vu_vq *q, const vu_mem *mem, uint8_t *pkt)
+{
+    vq_elem e;
+    nd_err err;
+    int done = 0;
+    while (vs_rx_pending(v)) {
+        nd_err_clear(&err);
+        int rc = vq_pop(q, mem, &e, &err);
+        if (rc < 0)
+            vlog(v, "rx %s", err.msg);
+        if (rc <= 0)
+            break;
+        size_t room = e.out_len < (size_t)(VS_HDR_SIZE + VS_MAX_PKT) ? e.out_len : (size_t)(VS_HDR_SIZE + VS_MAX_PKT);
+        size_t n = vs_rx(v, pkt, room);
+        if (!n) {
+            if (room < VS_HDR_SIZE) {
+                vlog(v, "rx: a %zu-byte buffer cannot hold a packet header; returned empty", e.out_len);
+                vq_push(q, e.head, 0);
+                done++;
+                continue;
+            }
+            vq_unpop(q);
+            break;
+        }
+        iov_write(e.out, e.nout, 0, pkt, n);
+        vq_push(q, e.head, (uint32_t)n);
+        done++;
+    }
+    if (done)
+        vq_notify(q);
+}

@@ -229,6 +229,15 @@ static void test_mem_table_errors(void)
     m.nfds = 1;
     CHECK_EQ_INT(handle(&d, &m, &elen, &err), -EINVAL);
     CHECK_EQ_INT(d.mem.n, 0);
+    /* a region larger than its file (1 MiB memfd, 2 MiB claimed): refused rather than SIGBUS later */
+    uint64_t rl[4] = {GPA, 2 * MEMSZ, UVA, 0};
+    memcpy(mt + 8, rl, 32);
+    msg(&m, VU_SET_MEM_TABLE, 1, mt, 40);
+    m.fds[0] = memfd();
+    m.nfds = 1;
+    CHECK_EQ_INT(handle(&d, &m, &elen, &err), -EINVAL);
+    CHECK(strstr(err.msg, "its file has only 0x100000 bytes") != NULL);
+    CHECK_EQ_INT(d.mem.n, 0);
     /* two overlapping regions */
     uint8_t mt2[8 + 64] = {2};
     uint64_t r2[8] = {GPA, 0x10000, UVA, 0, GPA + 0x8000, 0x10000, UVA + 0x100000, 0};
