@@ -24,6 +24,7 @@
 #include <sys/io.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/reboot.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -51,11 +52,15 @@ static void say(const char *fmt, ...)
         return;
 }
 
+/* Ends the VM: isa-debug-exit when the machine has one (qemu exits with (value << 1) | 1), else power-off (QEMU's
+ * nitro-enclave machine has no such device; the console's PASS/FAIL line is then the result). */
 static void vm_exit(int value)
 {
     if (ioperm(0xf4, 4, 1) == 0)
         outl((unsigned)value, 0xf4);
-    say("[guest] cannot reach isa-debug-exit (ioperm: %s)", strerror(errno));
+    sync();
+    reboot(RB_POWER_OFF);
+    say("[guest] cannot power off: %s", strerror(errno));
     _exit(1);
 }
 
@@ -176,14 +181,16 @@ int main(void)
     alarm(90);
     if (mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755") < 0 && errno != EBUSY)
         fail("mount devtmpfs: %s", strerror(errno));
-    static const char *const mods[] = {"virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev",
-                                       "virtio_pci", "vsock", "vmw_vsock_virtio_transport_common",
-                                       "vmw_vsock_virtio_transport"};
+    /* in dependency order; a module the image does not carry is built into that kernel (or not needed: virtio_pci
+     * under vhost-user-vsock-pci, virtio_mmio under the nitro-enclave machine) */
+    static const char *const mods[] = {"virtio_ring", "virtio", "virtio_mmio", "virtio_pci_legacy_dev",
+                                       "virtio_pci_modern_dev", "virtio_pci", "vsock",
+                                       "vmw_vsock_virtio_transport_common", "vmw_vsock_virtio_transport"};
     for (size_t i = 0; i < sizeof mods / sizeof mods[0]; i++) {
         char path[128];
         snprintf(path, sizeof path, "/lib/modules/%s.ko", mods[i]);
         int rc = load_module(path);
-        if (rc < 0)
+        if (rc < 0 && rc != -ENOENT)
             fail("finit_module %s: %s", mods[i], strerror(-rc));
     }
     say("[guest] modules loaded");
