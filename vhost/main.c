@@ -25,7 +25,7 @@
 
 typedef struct app {
     const char *sock_path, *prefix;
-    int once;
+    int once, trace;    /* trace: ND_VHOST_VSOCK_TRACE=1 logs every vhost-user message */
     FILE *log;
     int listen_fd, prefix_fd, client_fd, sig_fd;
     int created_sock, created_prefix;
@@ -36,6 +36,7 @@ typedef struct app {
     vu_msg msg;
     uint8_t hdr[VU_HDR_SIZE];
     size_t have;        /* bytes of header + payload read so far */
+    int fds_lost;       /* more fds came with the current message than it may carry */
     uint8_t reply[VU_HDR_SIZE + VU_MAX_PAYLOAD];
     uint8_t pkt[VS_HDR_SIZE + VS_MAX_PKT];
 } app;
@@ -110,6 +111,7 @@ static void client_close(app *a)
         close(a->msg.fds[i]);
     a->msg.nfds = 0;
     a->have = 0;
+    a->fds_lost = 0;
     vs_reset(&a->vs);
     vu_dev_reset(&a->dev);
     a->seen_stops = a->dev.stops;
@@ -145,7 +147,6 @@ static int client_read(app *a)
     ssize_t n = recvmsg(a->client_fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return 0;
-    int bad_fds = 0;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
             continue;
@@ -157,12 +158,12 @@ static int client_read(app *a)
                 m->fds[m->nfds++] = fd;
             else {
                 close(fd);
-                bad_fds = 1;
+                a->fds_lost = 1;
             }
         }
     }
     if (mh.msg_flags & MSG_CTRUNC)
-        bad_fds = 1;
+        a->fds_lost = 1;
     if (n <= 0) {
         if (n < 0)
             lg(a, "vhost-user: read: %s", strerror(errno));
@@ -183,11 +184,14 @@ static int client_read(app *a)
         return 0;
     /* a complete message */
     a->have = 0;
-    if (bad_fds) {
+    if (a->fds_lost) {
         lg(a, "vhost-user: %s came with more than %u fds; closing the connection", vu_request_name(m->request),
            VU_MAX_FDS);
         return -1;
     }
+    if (a->trace)
+        lg(a, "vhost-user: %s (flags 0x%x, %u bytes, %d fd(s))", vu_request_name(m->request), m->flags, m->size,
+           m->nfds);
     size_t err_len = 0;
     int rc = vu_dev_handle(&a->dev, m, a->reply, &err_len, &err);
     if (rc < 0) {
@@ -321,6 +325,7 @@ int main(int argc, char **argv)
     app *a = &A;
     a->log = stderr;
     a->listen_fd = a->prefix_fd = a->client_fd = a->sig_fd = -1;
+    a->trace = getenv("ND_VHOST_VSOCK_TRACE") && strcmp(getenv("ND_VHOST_VSOCK_TRACE"), "1") == 0;
     uint64_t cid = 16;
     int heartbeat = 1;
     const char *log_path = NULL;

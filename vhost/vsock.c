@@ -574,6 +574,10 @@ unsigned vs_pollfds(vs_dev *v, struct pollfd *pfd, vs_conn **who, unsigned max)
                 ev |= POLLIN;
             if (c->out_len)
                 ev |= POLLOUT;
+            /* nothing wanted (no credit, or end of stream seen): not polled at all, since poll reports POLLHUP
+             * of a closed peer whatever the events, and the loop would spin */
+            if (!ev)
+                continue;
         }
         pfd[n] = (struct pollfd){.fd = c->fd, .events = ev};
         who[n++] = c;

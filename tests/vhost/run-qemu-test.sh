@@ -65,7 +65,7 @@ if [ "$mode" = nitro ]; then
 fi
 
 sock="$work/vhost.sock" prefix="$work/v"
-"$backend" --socket "$sock" --uds-path "$prefix" --guest-cid 16 --once --log "$work/backend.log" &
+ND_VHOST_VSOCK_TRACE=1 "$backend" --socket "$sock" --uds-path "$prefix" --guest-cid 16 --once --log "$work/backend.log" &
 bpid=$!
 for _ in $(seq 100); do [ -S "$sock" ] && [ -S "$prefix" ] && break; sleep 0.05; done
 [ -S "$sock" ] || { echo "FAIL: the backend did not create $sock"; cat "$work/backend.log"; exit 1; }
