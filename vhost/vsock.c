@@ -217,8 +217,19 @@ static int finished(const vs_conn *c)
     return (c->peer_shut & VS_SHUTDOWN_SEND) && c->shut_sent && !c->stage_len;
 }
 
+/* Both directions are closed (or the guest closed both): only draining is left, and that is bounded. A half-closed
+ * connection may stream for as long as it likes. */
+static void closing_deadline(vs_conn *c)
+{
+    int both = c->peer_shut == (VS_SHUTDOWN_RCV | VS_SHUTDOWN_SEND) ||
+               ((c->peer_shut & VS_SHUTDOWN_SEND) && c->shut_sent) || (c->kind == K_HEARTBEAT && c->shut_sent);
+    if (both && !c->deadline)
+        c->deadline = vs_now_ms() + VS_TIMEOUT_MS;
+}
+
 static void check_finished(vs_dev *v, vs_conn *c)
 {
+    closing_deadline(c);
     if (finished(c) && !(c->pend & P_RST)) {
         if (c->fd >= 0) {
             close(c->fd);
@@ -406,8 +417,6 @@ int vs_tx(vs_dev *v, const vs_hdr *h, const uint8_t *payload, nd_err *err)
         }
         if (c->peer_shut & VS_SHUTDOWN_RCV)
             c->stage_len = 0; /* the guest reads no more */
-        if (!c->deadline)
-            c->deadline = vs_now_ms() + VS_TIMEOUT_MS;
         if (c->kind == K_HEARTBEAT)
             c->out_len = 0;
         return flush_out(v, c) < 0 ? 0 : 0;
@@ -731,8 +740,6 @@ static size_t conn_rx(vs_dev *v, vs_conn *c, uint8_t *buf, size_t room)
         if (c->kind == K_HEARTBEAT)
             fl |= VS_SHUTDOWN_RCV; /* nitro-cli closes the whole stream */
         size_t n = emit(v, buf, c->host_cid, c->host_port, c->guest_port, VS_OP_SHUTDOWN, fl, 0, c);
-        if (!c->deadline)
-            c->deadline = vs_now_ms() + VS_TIMEOUT_MS;
         check_finished(v, c);
         return n;
     }
