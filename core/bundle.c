@@ -39,7 +39,6 @@
 
 #define IO_BUF (256u * 1024u)
 #define READ_KEEP_MAX (64u << 20)
-#define ND_BUNDLE_COMMAND_CAP (16u << 20)
 #define SMALL_ITEM (4u << 20) /* items up to this size are scrubbed once, into memory */
 
 struct nd_bundle {
@@ -1119,29 +1118,6 @@ int nd_bundle_add_proc_result(nd_bundle *b, const char *name, const char *const 
         me.truncated_reason = res->err.truncated ? reason : NULL;
         rc = nd_bundle_add_data(b, en, res->err.data, res->err.len, &me, err);
     }
-    return rc;
-}
-
-int nd_bundle_add_command(nd_bundle *b, const char *name, const char *const *argv, double timeout_s, uint64_t cap,
-                          nd_err *err)
-{
-    int rc = usable(b, err);
-    if (rc < 0)
-        return rc;
-    if (!argv || !argv[0] || !argv[0][0])
-        return nd_err_set(err, -EINVAL, "bundle: add_command needs a command");
-    nd_proc_opts o = {0};
-    o.argv = argv;
-    o.timeout_s = timeout_s;
-    o.kill_grace_s = 1.0;
-    o.capture_cap = cap ? (size_t)cap : ND_BUNDLE_COMMAND_CAP;
-    nd_proc_result res;
-    double t0 = nd_collect_now();
-    rc = nd_proc_run(&o, &res, err);
-    if (rc < 0)
-        return rc;
-    rc = nd_bundle_add_proc_result(b, name, argv, &res, t0, 0, err);
-    nd_proc_result_free(&res);
     return rc;
 }
 

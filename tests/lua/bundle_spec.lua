@@ -278,6 +278,93 @@ describe("nd.bundle API", function()
     raises(function() b:add_string("x", "y") end, "already finished or aborted")
   end)
 
+  -- add_command runs through nd.proc (lua/nd/bundle.lua): the interruption semantics of the one runner
+  local function alive(pid)
+    local r = spec.run{ "kill", "-0", tostring(pid) }
+    return r and r.exit_code == 0
+  end
+  local function read_pid(path)
+    local t0 = nd.now()
+    while not fs.exists(path) and nd.now() - t0 < 10 do nd.sleep(0.02) end
+    local f = assert(io.open(path))
+    local pid = tonumber(f:read("l"))
+    f:close()
+    return pid
+  end
+  local function gone(pid)
+    local t0 = nd.now()
+    while alive(pid) and nd.now() - t0 < 10 do nd.sleep(0.05) end
+    return not alive(pid)
+  end
+  local function entry(entries, name)
+    for _, e in ipairs(entries) do if e.name == name then return e end end
+  end
+
+  it("a task cancelled while its command runs (SIGINT): recorded as interrupted, process group killed and reaped", function()
+    local dir = spec.tmpdir()
+    local b <close> = assert(bundle.open{ out_dir = dir .. "/out", runbook = "cancel" })
+    b:add_string("before.txt", "collected before the signal\n")
+    local pidf, kidf = dir .. "/pid", dir .. "/kid"
+    local t = nd.spawn(function()
+      return b:add_command("hang.txt", { "sh", "-c", "echo $$ > \"$0\"; sleep 30 & echo $! > \"$1\"; echo partial; wait",
+        pidf, kidf }, { timeout = 60 })
+    end)
+    local pid, kid = read_pid(pidf), read_pid(kidf)
+    truthy(alive(pid) and alive(kid), "the command and its child run")
+    t:cancel("interrupted by SIGINT")
+    local ok, err = t:join()
+    eq(ok, false)
+    match(err, "SIGINT")
+    local e = assert(entry(b:entries(), "hang.txt"), "the command is in the manifest")
+    eq(e.status, "error")
+    eq(e.kind, "command")
+    match(e.error, "^interrupted before the command finished")
+    match(e.source, "^sh %-c ")
+    truthy(gone(pid), "the command was killed and reaped (no zombie answers kill -0)")
+    truthy(gone(kid), "its process group went with it")
+    local p = assert(b:abort("interrupted by SIGINT", { runbook = "cancel", verdict = "error", steps = {}, findings = {} }))
+    local c = assert(bundle.read(p))
+    eq(#c.problems, 0)
+    eq(entry(c.manifest.artifacts, "before.txt").status, "ok", "what was collected before is kept")
+    eq(entry(c.manifest.artifacts, "hang.txt").status, "error")
+  end)
+
+  it("abort while a command runs in another task: recorded with the reason, cancelled, the task gets ECANCELED", function()
+    local dir = spec.tmpdir()
+    local b = assert(bundle.open{ out_dir = dir, runbook = "abort" })
+    local pidf = dir .. "/pid"
+    local t = nd.spawn(function()
+      return b:add_command("slow.txt", { "sh", "-c", "echo $$ > \"$0\"; exec sleep 30", pidf })
+    end)
+    local pid = read_pid(pidf)
+    local p = assert(b:abort("interrupted by SIGTERM", { runbook = "abort", verdict = "error", steps = {}, findings = {} }))
+    local ok, r, msg, code = t:join()
+    truthy(ok, tostring(r))
+    eq(r, nil)
+    match(msg, "bundle was closed")
+    eq(code, "ECANCELED")
+    truthy(gone(pid), "the command was stopped and reaped")
+    local c = assert(bundle.read(p))
+    eq(#c.problems, 0)
+    local e = assert(entry(c.manifest.artifacts, "slow.txt"))
+    eq(e.status, "error")
+    eq(e.error, "interrupted before the command finished: interrupted by SIGTERM")
+    eq(c.manifest.interrupted, true)
+    b:close()
+  end)
+
+  it("add_command raises on bad arguments and records nothing", function()
+    local dir = spec.tmpdir()
+    local b <close> = assert(bundle.open{ out_dir = dir, runbook = "args" })
+    raises(function() b:add_command("x", {}) end, "non%-empty argv")
+    raises(function() b:add_command("x", { "echo", {} }) end, "argv%[2%] is not a string")
+    raises(function() b:add_command("x", { "echo" }, { timeout = "soon" }) end, "timeout")
+    raises(function() b:add_command("../x", { "echo", "hi" }) end, "bad member name")
+    eq(#b:entries(), 0)
+    b:close()
+    raises(function() b:add_command("x", { "echo" }) end, "already finished or aborted")
+  end)
+
   it("an unwritable output directory gives nil and a message naming it", function()
     local dir = spec.tmpdir()
     write(dir .. "/file", "x")

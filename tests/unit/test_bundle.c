@@ -26,6 +26,21 @@ static char rootdir[600];
 static char outdir[600];
 static nd_ctx ctx;
 
+/* A command run to completion on a private loop (nd_proc_run), then recorded as runbooks' add_command records it. */
+static int add_command(nd_bundle *b, const char *name, const char *const *argv, double timeout_s, size_t cap,
+                       nd_err *err)
+{
+    nd_proc_opts o = {.argv = argv, .timeout_s = timeout_s, .kill_grace_s = 1.0, .capture_cap = cap};
+    nd_proc_result res;
+    double t0 = nd_collect_now();
+    int rc = nd_proc_run(&o, &res, err);
+    if (rc < 0)
+        return rc;
+    rc = nd_bundle_add_proc_result(b, name, argv, &res, t0, 0, err);
+    nd_proc_result_free(&res);
+    return rc;
+}
+
 static void write_file(const char *rel, const char *data, size_t len)
 {
     char p[1024];
@@ -335,15 +350,15 @@ static void test_bundle_outcomes(void)
     CHECK_EQ_INT(nd_bundle_add_glob(b, "/var/log/nitro_enclaves/core*.dump", NULL, NULL, &err), 0);
 
     const char *echo[] = {"sh", "-c", "echo out; echo err >&2; exit 3", NULL};
-    CHECK_EQ_INT(nd_bundle_add_command(b, "echo.txt", echo, 5, 0, &err), 0);
+    CHECK_EQ_INT(add_command(b, "echo.txt", echo, 5, 0, &err), 0);
     const char *nf[] = {"nitrodiag-no-such-command", "--x", NULL};
-    CHECK_EQ_INT(nd_bundle_add_command(b, "nf.txt", nf, 5, 0, &err), 0);
+    CHECK_EQ_INT(add_command(b, "nf.txt", nf, 5, 0, &err), 0);
     const char *slow[] = {"sh", "-c", "echo partial; exec sleep 30", NULL};
     double t0 = nd_collect_now();
-    CHECK_EQ_INT(nd_bundle_add_command(b, "slow.txt", slow, 0.3, 0, &err), 0);
+    CHECK_EQ_INT(add_command(b, "slow.txt", slow, 0.3, 0, &err), 0);
     CHECK(nd_collect_now() - t0 < 5);
     const char *loud[] = {"sh", "-c", "seq 1 100000", NULL};
-    CHECK_EQ_INT(nd_bundle_add_command(b, "seq.txt", loud, 5, 1000, &err), 0);
+    CHECK_EQ_INT(add_command(b, "seq.txt", loud, 5, 1000, &err), 0);
     CHECK_EQ_INT(nd_bundle_add_data(b, "note.txt", "hello\n", 6, NULL, &err), 0);
     CHECK_EQ_INT(nd_bundle_add_data(b, "../evil", "x", 1, NULL, &err), -EINVAL);
     CHECK_EQ_INT(nd_bundle_add_data(b, "note.txt", "again\n", 6, NULL, &err), 0);
