@@ -6,28 +6,8 @@ local host = require "nd.host"
 local fs = require "nd.fs"
 local json = require "nd.json"
 local http = require "nd.http"
-local nitro = require "nd.nitro"
-local allocator = require "nd.allocator"
-local uv = require "luv"
-
-local findings = require "nd.findings"
 local checks = require "nd.checks"
-local ALLOCATOR_UNIT = findings.ALLOCATOR_UNIT
 local VSOCK_PROXY_YAML = "/etc/nitro_enclaves/vsock-proxy.yaml"
-
--- /etc/group under the root: name -> {gid, members}
-local function read_groups()
-  local groups = {}
-  for line in (fs.read(host.path("/etc/group")) or ""):gmatch("[^\n]+") do
-    local name, gid, members = line:match("^([^:]*):[^:]*:(%d+):(.*)$")
-    if name then
-      local m = {}
-      for u in members:gmatch("[^,]+") do m[u] = true end
-      groups[name] = { gid = tonumber(gid), members = m }
-    end
-  end
-  return groups
-end
 
 local function imds_base(args)
   return (args.imds or host.getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT") or "http://169.254.169.254"):gsub("/+$", "")
@@ -50,12 +30,6 @@ local function http_date(s)
   return days * 86400 + tonumber(hh) * 3600 + tonumber(mm) * 60 + tonumber(ss)
 end
 
-local function systemctl_active(unit)
-  local r = proc.run{ "systemctl", "is-active", unit, timeout = 10 }
-  if not r then return "unknown" end
-  return r.stdout:match("^(%S+)") or "unknown"
-end
-
 return {
   description = "Check the host is ready for enclaves and KMS: device, allocator, enclaves, IMDSv2, clock, KMS proxy, vsock-proxy",
   categories = { "diagnosis", "canned" },
@@ -70,126 +44,11 @@ return {
   },
   deadline = 60,
   steps = {
-    { name = "device and group", timeout = 5,
-      run = function(s)
-        local st = uv.fs_stat(host.path("/dev/nitro_enclaves"))
-        if not st then
-          s:finding{ code = "DEVICE_MISSING", severity = "fail", message = "/dev/nitro_enclaves does not exist (nitro-cli fails with E19)",
-            remediation = "enable enclaves on the instance (EnclaveOptions) and load the driver: modprobe nitro_enclaves" }
-          return
-        end
-        local groups = read_groups()
-        local ne = groups.ne
-        local user = uv.os_get_passwd()
-        local uid = user and user.uid or -1
-        local username = user and user.username or "?"
-        local member = uid == 0 or (ne and ne.members[username]) or false
-        if not ne then
-          s:finding{ code = "GROUP_NE_MISSING", severity = "warn", message = "there is no `ne` group: only root can use /dev/nitro_enclaves",
-            remediation = "install aws-nitro-enclaves-cli (it creates the group), then: usermod -aG ne <user>" }
-        elseif not member then
-          s:finding{ code = "NOT_IN_NE_GROUP", severity = "fail",
-            message = string.format("user %s is not in group ne: nitro-cli fails with E19 on /dev/nitro_enclaves", username),
-            remediation = "sudo usermod -aG ne " .. username .. " and log in again" }
-        end
-        s:ok(string.format("/dev/nitro_enclaves present (mode %o, gid %d); user %s%s", st.mode & tonumber("777", 8),
-          st.gid, username, member and " may use it" or ""))
-      end },
-
-    { name = "allocator", timeout = 20,
-      run = function(s)
-        local state = systemctl_active(ALLOCATOR_UNIT)
-        if state ~= "active" then
-          s:finding{ code = "ALLOCATOR_INACTIVE", severity = "fail", message = ALLOCATOR_UNIT .. " is " .. state,
-            remediation = "sudo systemctl start " .. ALLOCATOR_UNIT .. " && sudo systemctl enable " .. ALLOCATOR_UNIT }
-        end
-        local cfg, err = allocator.load()
-        if not cfg then
-          s:finding{ code = "ALLOCATOR_CONFIG", severity = "fail", message = allocator.PATH .. ": " .. tostring(err),
-            remediation = "fix it with `nitrodiag allocator memory_mib=… cpu_count=…`" }
-          return
-        end
-        local cpus = cfg.cpu_count or (cfg.pool_cpus and #cfg.pool_cpus) or 0
-        if (cfg.memory_mib or 0) < s.args.min_memory then
-          s:finding{ code = "ALLOCATOR_MEMORY_LOW", severity = "warn",
-            message = string.format("allocator reserves %d MiB, less than %d MiB", cfg.memory_mib or 0, s.args.min_memory),
-            remediation = string.format("nitrodiag allocator memory_mib=%d", s.args.min_memory) }
-        end
-        if cpus < s.args.min_cpus then
-          s:finding{ code = "ALLOCATOR_CPUS_LOW", severity = "warn",
-            message = string.format("allocator reserves %d CPUs, less than %d", cpus, s.args.min_cpus),
-            remediation = string.format("nitrodiag allocator cpu_count=%d", s.args.min_cpus) }
-        end
-        -- The allocator can report success after failing to reserve: compare what the kernel really holds.
-        local total = 0
-        local dirs = fs.list(host.path("/sys/kernel/mm/hugepages")) or {}
-        for _, d in ipairs(dirs) do
-          local kb = tonumber(d:match("hugepages%-(%d+)kB"))
-          local nr = tonumber(fs.read(host.path("/sys/kernel/mm/hugepages/" .. d .. "/nr_hugepages")) or "")
-          if kb and nr then total = total + nr * kb // 1024 end
-        end
-        s.data.hugepages_mib = total
-        if #dirs > 0 and state == "active" and total < (cfg.memory_mib or 0) then
-          s:finding{ code = "HUGEPAGES_SHORT", severity = "fail",
-            message = string.format("the kernel holds %d MiB of hugepages but allocator.yaml asks for %d MiB", total, cfg.memory_mib),
-            evidence = { "sum of /sys/kernel/mm/hugepages/*/nr_hugepages" },
-            remediation = "memory is fragmented or too small: restart the allocator (or reboot), or lower memory_mib" }
-        end
-        s:ok(string.format("%s: %d MiB, %d CPUs%s", state, cfg.memory_mib or 0, cpus,
-          #dirs > 0 and string.format("; hugepages %d MiB", total) or ""))
-      end },
-
-    { name = "enclaves", timeout = 30,
-      run = function(s)
-        local list, err, code = nitro.describe_enclaves()
-        if not list then
-          s:finding{ code = code == "EBADMSG" and "DESCRIBE_NOT_JSON" or "DESCRIBE_FAILED", severity = "fail",
-            message = "nitro-cli describe-enclaves: " .. tostring(err),
-            remediation = code == "ENOENT" and "install aws-nitro-enclaves-cli" or "see the error log it names" }
-          return
-        end
-        local odd, odd_ids = {}, {}
-        for _, e in ipairs(list) do
-          if e.State ~= "RUNNING" then
-            odd[#odd + 1] = e.EnclaveID .. " " .. tostring(e.State)
-            odd_ids[#odd_ids + 1] = "nitrodiag cleanup id=" .. e.EnclaveID
-          end
-        end
-        if #odd > 0 then
-          s:finding{ code = "ENCLAVES_NOT_RUNNING", severity = "warn", message = #odd .. " enclave(s) not RUNNING", evidence = odd,
-            remediation = "terminate them: " .. table.concat(odd_ids, "; ") }
-        end
-        if #list > 0 then
-          local ev = {}
-          local ids = {}
-          for _, e in ipairs(list) do
-            ids[#ids + 1] = e.EnclaveID
-            local _, age = nitro.enclave_started(e)
-            ev[#ev + 1] = string.format("%s %s CID %s, %s CPUs %s, %s MiB, %s%s", e.EnclaveID, e.EnclaveName or "",
-              tostring(e.EnclaveCID), tostring(e.NumberOfCPUs), json.encode(e.CPUIDs or json.array()), tostring(e.MemoryMiB),
-              tostring(e.Flags), age and string.format(", up %.0f s", age) or "")
-          end
-          -- A pool fully held leaves no room for another run-enclave (E29/E27): at least a warning, naming the holders.
-          local use = checks.pool_use(allocator.load(), list)
-          local cpus, mib, pool_cpus, pool_mib = use.held_cpus, use.held_mib, use.cpus, use.memory_mib
-          local full_cpus = pool_cpus and cpus >= pool_cpus
-          local full_mib = pool_mib and mib >= pool_mib
-          if full_cpus or full_mib then
-            s:finding{ code = "ENCLAVES_HOLD_POOL", severity = "warn",
-              message = string.format("the enclave pool is fully held: %d enclave(s) hold %d of %s CPUs and %d of %s MiB; " ..
-                "another run-enclave fails (%s) until one of them stops", #list, cpus, tostring(pool_cpus or "?"), mib,
-                tostring(pool_mib or "?"), full_cpus and "E29: no CPUs are available in the pool" or "E27: not enough memory"),
-              evidence = ev,
-              remediation = "if that is expected (your workload uses the whole pool), nothing to do; if one of them is " ..
-                "stale: nitrodiag cleanup id=<its EnclaveID: " .. table.concat(ids, " | ") .. ">; otherwise grow the pool: nitrodiag allocator cpu_count=…/memory_mib=…" }
-          else
-            s:finding{ code = "ENCLAVES_RUNNING", severity = "info",
-              message = string.format("%d enclave(s) running: they hold %d CPUs and %d MiB", #list, cpus, mib),
-              evidence = ev }
-          end
-        end
-        s:ok(#list .. " enclave(s)" .. (s.record.outcome == "warn" and "; the pool is fully held" or ""))
-      end },
+    -- the host's own checks, shared with diag10 (lua/nd/checks.lua)
+    { name = "device and group", timeout = 5, run = checks.device },
+    { name = "allocator", timeout = 20, run = checks.allocator },
+    { name = "artifacts path (E51)", timeout = 5, run = checks.artifacts_env },
+    { name = "enclaves", timeout = 30, run = checks.running_enclaves },
 
     { name = "IMDSv2 and role", timeout = 15,
       run = function(s)
@@ -254,7 +113,7 @@ return {
         if st and st.exit_code == 4 then
           s:skip(s.args.proxy_unit .. " is not installed on this host (no KMS proxy)")
         end
-        local state = systemctl_active(s.args.proxy_unit)
+        local state = checks.service_state(s.args.proxy_unit)
         if state ~= "active" then
           s:finding{ code = "KMS_PROXY_NOT_RUNNING", severity = "fail", message = s.args.proxy_unit .. " is " .. state,
             remediation = "sudo systemctl enable --now " .. s.args.proxy_unit .. " (see docs/kms-proxy.md)" }
