@@ -155,15 +155,7 @@ static void on_req_timer_closed(uv_handle_t *h)
 static void wait_remove(preq *q)
 {
     px_server *s = q->srv;
-    if (q->wprev)
-        q->wprev->wnext = q->wnext;
-    else
-        s->wait_head = q->wnext;
-    if (q->wnext)
-        q->wnext->wprev = q->wprev;
-    else
-        s->wait_tail = q->wprev;
-    q->wprev = q->wnext = NULL;
+    ND_FIFO_UNLINK_F(s->wait_head, s->wait_tail, q, wprev, wnext);
     q->queued = false;
     s->queued--;
 }
@@ -528,12 +520,7 @@ static void handle_request(conn *c, const nd_frame *f)
     }
     /* Wait for a slot, FIFO, at most until the deadline. */
     q->queued = true;
-    q->wprev = s->wait_tail;
-    if (s->wait_tail)
-        s->wait_tail->wnext = q;
-    else
-        s->wait_head = q;
-    s->wait_tail = q;
+    ND_FIFO_APPEND_F(s->wait_head, s->wait_tail, q, wprev, wnext);
     s->queued++;
     uv_timer_start(&q->timer, on_wait_deadline, (uint64_t)cfg->deadline_ms, 0);
 }
