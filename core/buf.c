@@ -44,6 +44,14 @@ void *nd_grow_array(void *p, size_t *cap, size_t need, size_t elem)
     return np;
 }
 
+size_t nd_array_cap(size_t n)
+{
+    size_t c = 8;
+    while (c < n && c <= SIZE_MAX / 2)
+        c *= 2;
+    return c < n ? n : c;
+}
+
 int nd_buf_reserve(nd_buf *b, size_t n)
 {
     if (b->oom)

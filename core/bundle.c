@@ -778,14 +778,10 @@ typedef struct glob_acc {
 static void glob_cb(void *ud, const char *p)
 {
     glob_acc *g = ud;
-    if (g->n == g->cap) {
-        size_t nc = g->cap ? g->cap * 2 : 16;
-        char **np = realloc(g->paths, nc * sizeof *np);
-        if (!np)
-            return;
-        g->paths = np;
-        g->cap = nc;
-    }
+    char **np = nd_grow_array(g->paths, &g->cap, g->n + 1, sizeof *np);
+    if (!np)
+        return;
+    g->paths = np;
     g->paths[g->n] = strdup(p);
     if (g->paths[g->n])
         g->n++;
@@ -1488,15 +1484,12 @@ int nd_bundle_read(const char *path, nd_bundle_contents *out, nd_err *err)
             name = "";
         if (archive_entry_filetype(e) != AE_IFREG)
             continue;
-        if (out->nmembers == cap) {
-            cap = cap ? cap * 2 : 32;
-            nd_bundle_member *nm = realloc(out->members, cap * sizeof *nm);
-            if (!nm) {
-                rc = nd_err_set(err, -ENOMEM, "out of memory");
-                goto done;
-            }
-            out->members = nm;
+        nd_bundle_member *nm = nd_grow_array(out->members, &cap, out->nmembers + 1, sizeof *nm);
+        if (!nm) {
+            rc = nd_err_set(err, -ENOMEM, "out of memory");
+            goto done;
         }
+        out->members = nm;
         nd_bundle_member *m = &out->members[out->nmembers++];
         memset(m, 0, sizeof *m);
         m->name = strdup(name);
@@ -1508,13 +1501,12 @@ int nd_bundle_read(const char *path, nd_bundle_contents *out, nd_err *err)
         rel = rel ? rel + 1 : name;
         bool keep = !strcmp(rel, "manifest.json") || !strcmp(rel, "summary.json") || !strcmp(rel, "report.md") ||
                     !strcmp(rel, "manifest.sig");
-        char *kept = NULL;
-        size_t klen = 0;
+        nd_buf keep_buf = ND_BUF_INIT;
         EVP_DigestInit_ex(md, EVP_sha256(), NULL);
         for (;;) {
             la_ssize_t n = archive_read_data(a, buf, IO_BUF);
             if (n < 0) {
-                free(kept);
+                nd_buf_free(&keep_buf);
                 if (out->nmembers > 1) { /* the archive ends inside this member: drop it, keep the others */
                     free(m->name);
                     out->nmembers--;
@@ -1528,17 +1520,12 @@ int nd_bundle_read(const char *path, nd_bundle_contents *out, nd_err *err)
                 break;
             EVP_DigestUpdate(md, buf, (size_t)n);
             m->size += (uint64_t)n;
-            if (keep && klen + (size_t)n <= READ_KEEP_MAX) {
-                char *k2 = realloc(kept, klen + (size_t)n + 1);
-                if (k2) {
-                    kept = k2;
-                    memcpy(kept + klen, buf, (size_t)n);
-                    klen += (size_t)n;
-                    kept[klen] = '\0';
-                }
-            }
+            if (keep && keep_buf.len + (size_t)n <= READ_KEEP_MAX)
+                nd_buf_add(&keep_buf, buf, (size_t)n);
         }
         sha_hex(md, m->sha256);
+        size_t klen = keep_buf.len;
+        char *kept = keep_buf.p ? nd_buf_take(&keep_buf) : NULL; /* NULL: nothing kept, or out of memory */
         if (kept) {
             if (!strcmp(rel, "report.md")) {
                 free(out->report);

@@ -8,6 +8,7 @@
  * sequentially into memory with a tail cap, which is fine because such files are small.
  */
 #include "nd_collect.h"
+#include "nd_buf.h"
 
 #include <fcntl.h>
 #include <glob.h>
@@ -179,13 +180,10 @@ static int read_unsized(nd_collect_span *sp, uint64_t cap, nd_err *err)
     for (;;) {
         if (len == bcap) {
             if (bcap < cap * 2) {
-                char *nb = realloc(buf, bcap * 2);
-                if (!nb) {
+                if (nd_grow(&buf, &bcap, bcap + 1) < 0) { /* doubles */
                     free(buf);
                     return nd_err_set(err, -ENOMEM, "out of memory");
                 }
-                buf = nb;
-                bcap *= 2;
             } else { /* keep only the tail */
                 size_t keep = (size_t)cap;
                 memmove(buf, buf + len - keep, keep);

@@ -34,6 +34,11 @@ int nd_grow(char **p, size_t *cap, size_t need);
  *   r->findings = nf; */
 void *nd_grow_array(void *p, size_t *cap, size_t need, size_t elem);
 
+/* The capacity nd_grow_array gave an array that started empty (cap 0) and only ever grew through it to hold n
+ * elements: for the small vectors that keep a count and no capacity (NULL-terminated string lists), so they grow
+ * geometrically all the same:  size_t cap = nd_array_cap(n + 1); v = nd_grow_array(v, &cap, n + 2, sizeof *v); */
+size_t nd_array_cap(size_t n);
+
 /* Makes room for n more bytes (plus the NUL). Returns 0, or -ENOMEM (and sets oom) when memory ran out or the
  * size would wrap. */
 int nd_buf_reserve(nd_buf *b, size_t n);

@@ -68,6 +68,28 @@ static void arrays(void)
     CHECK(a[999] == 2997);
     CHECK(nd_grow_array(a, &cap, 10, sizeof(long)) == a); /* already big enough: unchanged */
     free(a);
+    /* a vector with a count and no capacity: nd_array_cap(n) is what nd_grow_array gave it, so appending one at a
+     * time reallocates only at powers of two */
+    char **v = NULL;
+    size_t n = 0;
+    int reallocs = 0;
+    for (; n < 100; n++) {
+        size_t c = nd_array_cap(n + 1);
+        char **nv = nd_grow_array(v, &c, n + 2, sizeof *nv);
+        CHECK(nv != NULL);
+        if (!nv)
+            break;
+        reallocs += nv != v || c != nd_array_cap(n + 1);
+        CHECK_EQ_INT(c, nd_array_cap(n + 2));
+        v = nv;
+        v[n] = NULL;
+        v[n + 1] = NULL;
+    }
+    CHECK(reallocs <= 6); /* 8, 16, 32, 64, 128: not one per append */
+    CHECK_EQ_INT(nd_array_cap(0), 8);
+    CHECK_EQ_INT(nd_array_cap(9), 16);
+    CHECK_EQ_INT(nd_array_cap(SIZE_MAX), SIZE_MAX);
+    free(v);
 }
 
 typedef struct node {
