@@ -770,6 +770,19 @@ int nd_bundle_add_file(nd_bundle *b, const char *name, const char *host_path, co
     return add_file_item(b, name, NULL, host_path, opts, "file", NULL, err);
 }
 
+/* Ends the JSON text *text (malloc'd, from json_dumps) with a newline, when memory allows. Returns its length. */
+static size_t end_line(char **text)
+{
+    size_t len = strlen(*text);
+    char *t = realloc(*text, len + 2);
+    if (t) {
+        *text = t;
+        t[len++] = '\n';
+        t[len] = '\0';
+    }
+    return len;
+}
+
 typedef struct glob_acc {
     char **paths;
     size_t n, cap;
@@ -1022,14 +1035,7 @@ int nd_bundle_add_json(nd_bundle *b, const char *name, const json_t *value, cons
     if (!m.kind)
         m.kind = "json";
     m.raw = true; /* already scrubbed value by value */
-    size_t len = strlen(text);
-    text[len] = '\0';
-    char *withnl = realloc(text, len + 2);
-    if (withnl) {
-        text = withnl;
-        text[len++] = '\n';
-        text[len] = '\0';
-    }
+    size_t len = end_line(&text);
     b->json_redactions = counts;
     rc = nd_bundle_add_data(b, name, text, len, &m, err);
     b->json_redactions = NULL;
@@ -1256,17 +1262,11 @@ int nd_bundle_finish(nd_bundle *b, const json_t *extra, nd_err *err)
         if (!text) {
             set_broken(b, -ENOMEM, "manifest");
         } else {
-            size_t len = strlen(text);
+            size_t len = end_line(&text);
             char nm[64];
             /* the manifest describes every other member; it is not listed in itself */
             snprintf(nm, sizeof nm, "manifest.json");
             json_t *it = json_object();
-            text[len] = '\0';
-            char *t2 = realloc(text, len + 2);
-            if (t2) {
-                text = t2;
-                text[len++] = '\n';
-            }
             memsrc ms = {text, len};
             rc = write_member(b, nm, mem_read, &ms, len, true, it);
             if (!b->broken.code && b->key) {
