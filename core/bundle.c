@@ -1063,8 +1063,9 @@ static void join_argv(const char *const *argv, char *out, size_t outsz)
     }
 }
 
-int nd_bundle_add_proc_result(nd_bundle *b, const char *name, const char *const *argv, const nd_proc_result *res,
-                              double started_at, uint64_t lines, nd_err *err)
+/* The body of nd_bundle_add_proc_result and nd_bundle_add_proc_partial (interrupted: why, else NULL). */
+static int add_proc(nd_bundle *b, const char *name, const char *const *argv, const nd_proc_result *res,
+                    double started_at, uint64_t lines, const char *interrupted, nd_err *err)
 {
     int rc = usable(b, err);
     if (rc < 0)
@@ -1074,20 +1075,25 @@ int nd_bundle_add_proc_result(nd_bundle *b, const char *name, const char *const 
     nd_proc_describe(res, argv[0], desc, sizeof desc);
     nd_bundle_meta m = {.kind = "command", .source = src, .started_at = started_at};
     m.ended_at = started_at + res->duration_s;
-    if (res->spawn_error) {
+    if (interrupted) {
+        m.status = ND_COLLECT_ERROR;
+        m.error = interrupted;
+    } else if (res->spawn_error) {
         m.status = nd_collect_status_of(res->spawn_error);
         m.error = desc;
         m.ended_at = nd_collect_now();
         return nd_bundle_record(b, name, &m, err);
     }
-    if (res->timed_out) {
+    if (interrupted) {
+        /* no exit status: it had none yet */
+    } else if (res->timed_out) {
         m.status = ND_COLLECT_TIMEOUT;
         m.error = desc;
     } else if (res->term_signal) {
         m.status = ND_COLLECT_ERROR;
         m.error = desc;
     }
-    if (!res->timed_out && !res->term_signal) {
+    if (!interrupted && !res->timed_out && !res->term_signal) {
         m.has_exit_code = true;
         m.exit_code = res->exit_code;
     }
@@ -1121,6 +1127,18 @@ int nd_bundle_add_proc_result(nd_bundle *b, const char *name, const char *const 
         rc = nd_bundle_add_data(b, en, res->err.data, res->err.len, &me, err);
     }
     return rc;
+}
+
+int nd_bundle_add_proc_result(nd_bundle *b, const char *name, const char *const *argv, const nd_proc_result *res,
+                              double started_at, uint64_t lines, nd_err *err)
+{
+    return add_proc(b, name, argv, res, started_at, lines, NULL, err);
+}
+
+int nd_bundle_add_proc_partial(nd_bundle *b, const char *name, const char *const *argv, const nd_proc_result *res,
+                               double started_at, uint64_t lines, const char *why, nd_err *err)
+{
+    return add_proc(b, name, argv, res, started_at, lines, why && why[0] ? why : "interrupted", err);
 }
 
 /* ---- finish / discard ---------------------------------------------------------------------------------------- */

@@ -125,6 +125,11 @@ int nd_bundle_record(nd_bundle *b, const char *name, const nd_bundle_meta *meta,
 int nd_bundle_add_proc_result(nd_bundle *b, const char *name, const char *const *argv, const nd_proc_result *res,
                               double started_at, uint64_t lines, nd_err *err);
 
+/* Adds what a command printed before it was interrupted (res from nd_proc_peek), the same way, with status error and
+ * error `why` ("interrupted before the command finished: …") and no exit code. */
+int nd_bundle_add_proc_partial(nd_bundle *b, const char *name, const char *const *argv, const nd_proc_result *res,
+                               double started_at, uint64_t lines, const char *why, nd_err *err);
+
 /* Completes the bundle: `extra` (may be NULL) is merged into the top level of manifest.json (e.g. interrupted,
  * interrupt_reason, verdict); then the archive is closed, synced and renamed. Returns 0 (nd_bundle_path is the
  * file), or a negative code with a message; on failure the temporary file is removed. The object must still be

@@ -248,11 +248,13 @@ static void read_stream(lua_State *L, int idx, const char *name, nd_proc_stream 
     st->total = total > (double)st->len ? (size_t)total : st->len;
 }
 
-/* b:_add_proc_result(name, argv, started_at, lines, result | nil, code) -> entry | nil, msg, code
- * result is what nd.proc's wait returned; nil with code (the errno name) when the command never started. The
+/* b:_add_proc_result(name, argv, started_at, lines, result | nil, code [, interrupted]) -> entry | nil, msg, code
+ * result is what nd.proc's wait returned; nil with code (the errno name) when the command never started. With
+ * interrupted (why), result is what the command printed before it was interrupted (nd.proc's handle:output()). The
  * commands themselves are run by lua/nd/bundle.lua (add_command). A bundle closed meanwhile gives ECANCELED. */
 static int b_add_proc_result(lua_State *L)
 {
+    lua_settop(L, 8); /* the argv vector below goes on top of the arguments */
     lbundle *lb = check_bundle(L, 1);
     const char *name = luaL_checkstring(L, 2);
     luaL_checktype(L, 3, LUA_TTABLE);
@@ -289,9 +291,12 @@ static int b_add_proc_result(lua_State *L)
         if (res.spawn_error == 0)
             res.spawn_error = -EIO;
     }
+    const char *why = luaL_optstring(L, 8, NULL);
     nd_err err;
     nd_err_clear(&err);
-    int rc = nd_bundle_add_proc_result(lb->b, name, argv, &res, started_at, lines > 0 ? (uint64_t)lines : 0, &err);
+    uint64_t keep = lines > 0 ? (uint64_t)lines : 0;
+    int rc = why ? nd_bundle_add_proc_partial(lb->b, name, argv, &res, started_at, keep, why, &err)
+                 : nd_bundle_add_proc_result(lb->b, name, argv, &res, started_at, keep, &err);
     return add_result(L, lb, rc, &err);
 }
 

@@ -31,10 +31,16 @@ local function wallclock()
   return sec + usec / 1e6
 end
 
--- Records a command that did not finish because the run was interrupted (no member: the manifest says why). Never
--- raises: it runs from __close and from finish/abort.
+-- Records a command that did not finish because the run was interrupted: what it printed so far is kept (status
+-- error, error = why, no exit code); when even that cannot be read, an entry with no member says why. Never raises:
+-- it runs from __close and from finish/abort, before the command is killed.
 local function record_interrupted(b, cmd, why)
   if b:_state() == "closed" then return end
+  local okp, out = pcall(cmd.h.output, cmd.h)
+  if okp and type(out) == "table" and
+    pcall(b._add_proc_result, b, cmd.name, cmd.argv, cmd.started_at, cmd.lines, out, nil, why) then
+    return
+  end
   pcall(b.record, b, cmd.name, { status = "error", kind = "command", error = why, started_at = cmd.started_at,
     source = table.concat(cmd.argv, " "):sub(1, 1023) })
 end
@@ -47,7 +53,8 @@ local function forget(b, cmd)
 end
 
 -- A command's guard, closed when its task is cancelled (step timeout, SIGINT/SIGTERM) before the command ended:
--- the command is recorded as interrupted; then its nd.proc handle's own __close kills and reaps its process group.
+-- the command is recorded as interrupted with what it printed so far; then its nd.proc handle's own __close kills
+-- its process group (reaped on the loop).
 local Guard = { __close = function(g)
   if g.cmd.done or g.cmd.settled then return end
   forget(g.b, g.cmd)
@@ -73,7 +80,7 @@ function methods.add_command(b, name, argv, opts)
     if type(a) ~= "string" and type(a) ~= "number" then error(string.format("nd.bundle: argv[%d] is not a string", i), 2) end
     args[i] = tostring(a)
   end
-  local cmd = { name = tostring(name), argv = args, started_at = wallclock() }
+  local cmd = { name = tostring(name), argv = args, started_at = wallclock(), lines = lines > 0 and math.min(math.floor(lines), math.maxinteger) or 0 }
   local spec = { timeout = timeout, kill_grace = KILL_GRACE, cap = cap > 0 and cap or COMMAND_CAP }
   table.move(args, 1, #args, 1, spec)
   local h <close> = proc.start(spec)
@@ -86,7 +93,7 @@ function methods.add_command(b, name, argv, opts)
   cmd.done = true
   forget(b, cmd)
   if cmd.settled then return nil, "interrupted: the bundle was closed before the command finished", "ECANCELED" end
-  return b:_add_proc_result(cmd.name, args, cmd.started_at, lines > 0 and math.floor(lines) or 0, r, code)
+  return b:_add_proc_result(cmd.name, args, cmd.started_at, cmd.lines, r, code)
 end
 
 -- Before finish/abort: the commands still running are recorded as interrupted (with reason) and cancelled (SIGTERM,
