@@ -120,6 +120,36 @@ static void ring_finish(ring *r, nd_proc_stream *s)
     r->buf = NULL;
 }
 
+/* Copies the ring into a fresh NUL-terminated string, leaving the ring as it is. Returns 0 or -ENOMEM. */
+static int ring_copy(const ring *r, nd_proc_stream *s)
+{
+    s->data = malloc(r->len + 1);
+    if (!s->data)
+        return -ENOMEM;
+    size_t first = r->cap - r->head < r->len ? r->cap - r->head : r->len;
+    if (r->len) {
+        memcpy(s->data, r->buf + r->head, first);
+        memcpy(s->data + first, r->buf, r->len - first);
+    }
+    s->data[r->len] = '\0';
+    s->len = r->len;
+    s->total = r->total;
+    s->truncated = r->total > s->len;
+    return 0;
+}
+
+static int stream_dup(const nd_proc_stream *from, nd_proc_stream *to)
+{
+    *to = *from;
+    to->data = malloc(from->len + 1);
+    if (!to->data)
+        return -ENOMEM;
+    if (from->len)
+        memcpy(to->data, from->data, from->len);
+    to->data[from->len] = '\0';
+    return 0;
+}
+
 /* ---- completion --------------------------------------------------------------------------------------------- */
 
 static void proc_unlink(nd_proc *p)
@@ -542,6 +572,27 @@ int nd_proc_start(nd_ctx *ctx, const nd_proc_opts *opts, nd_proc_done_cb on_done
 const nd_proc_result *nd_proc_result_of(const nd_proc *proc)
 {
     return &proc->res;
+}
+
+int nd_proc_peek(const nd_proc *proc, nd_proc_result *dst)
+{
+    *dst = proc->res;
+    memset(&dst->out, 0, sizeof dst->out);
+    memset(&dst->err, 0, sizeof dst->err);
+    int rc;
+    if (proc->finishing) { /* the rings are already the result's strings */
+        rc = stream_dup(&proc->res.out, &dst->out);
+        if (rc == 0)
+            rc = stream_dup(&proc->res.err, &dst->err);
+    } else {
+        dst->duration_s = (double)(uv_hrtime() - proc->t0) / 1e9;
+        rc = ring_copy(&proc->out.tail, &dst->out);
+        if (rc == 0)
+            rc = ring_copy(&proc->err.tail, &dst->err);
+    }
+    if (rc < 0)
+        nd_proc_result_free(dst);
+    return rc;
 }
 
 void nd_proc_take_result(nd_proc *proc, nd_proc_result *dst)

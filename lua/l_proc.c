@@ -5,7 +5,7 @@
  *   local r, err, code = proc.run{ "nitro-cli", "describe-enclaves", timeout = 10 }
  *   local h <close> = proc.start{ "nitro-cli", "console", "--enclave-id", id,
  *                                 on_line = function(stream, line) ... end }
- *   ... h:wait() / h:signal("TERM") / h:cancel()
+ *   ... h:wait() / h:signal("TERM") / h:cancel() / h:output() (what it printed so far)
  *
  * Options: argv in the array part; env (table name→value, replaces the environment; nil inherits), cwd, stdin
  * (string), timeout (s), kill_grace (s), cap (bytes kept per stream), on_line(stream, line) with stream
@@ -84,9 +84,8 @@ static int lproc_gc(lua_State *L)
     return 0;
 }
 
-static void push_result(lua_State *L, lproc *lp)
+static void push_result_of(lua_State *L, const nd_proc_result *r, const char *argv0)
 {
-    const nd_proc_result *r = &lp->res;
     char buf[512];
     lua_createtable(L, 0, 14);
     ndl_setint(L, "exit_code", r->exit_code);
@@ -104,7 +103,12 @@ static void push_result(lua_State *L, lproc *lp)
     ndl_setbool(L, "stderr_truncated", r->err.truncated);
     ndl_setint(L, "stdout_bytes", (lua_Integer)r->out.total);
     ndl_setint(L, "stderr_bytes", (lua_Integer)r->err.total);
-    ndl_setstr(L, "status", nd_proc_describe(r, lp->argv0, buf, sizeof buf));
+    ndl_setstr(L, "status", nd_proc_describe(r, argv0, buf, sizeof buf));
+}
+
+static void push_result(lua_State *L, lproc *lp)
+{
+    push_result_of(L, &lp->res, lp->argv0);
 }
 
 /* Pushes the results of a finished command: the table, or nil, msg, code when it never started. */
@@ -277,6 +281,30 @@ static int h_cancel(lua_State *L)
     return 0;
 }
 
+/* handle:output() -> what the command printed so far: the result table's stdout, stderr, *_bytes, *_truncated, pid
+ * and duration (running = true while it runs; the exit fields say nothing then); the result once it is done. */
+static int h_output(lua_State *L)
+{
+    lproc *lp = luaL_checkudata(L, 1, PROC_MT);
+    if (!lp->p) {
+        if (!lp->done)
+            return ndl_fail(L, -EBADF, "nd.proc: handle is closed");
+        push_result(L, lp);
+        ndl_setbool(L, "running", 0);
+        return 1;
+    }
+    nd_proc_result r;
+    int rc = nd_proc_peek(lp->p, &r);
+    if (rc < 0)
+        return ndl_fail(L, rc, "nd.proc: out of memory");
+    push_result_of(L, &r, lp->argv0);
+    ndl_setbool(L, "running", !lp->done);
+    if (!lp->done)
+        ndl_setstr(L, "status", "running");
+    nd_proc_result_free(&r);
+    return 1;
+}
+
 static int h_index_pid(lua_State *L)
 {
     lproc *lp = luaL_checkudata(L, 1, PROC_MT);
@@ -302,6 +330,7 @@ NDL_MODULE(proc)
 {
     static const luaL_Reg methods[] = {{"wait", h_wait},     {"signal", h_signal}, {"cancel", h_cancel},
                                        {"pid", h_index_pid}, {"running", h_running}, {"close", lproc_gc},
+                                       {"output", h_output},
                                        {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", lproc_gc}, {"__close", lproc_gc}, {"__tostring", h_tostring}, {NULL, NULL}};
     ndl_newclass(L, PROC_MT, methods, meta);
