@@ -199,10 +199,10 @@ static int client_read(app *a)
         if (err_len)
             return send_all(a->client_fd, a->reply, err_len);
         /* QEMU waits for the answer to a GET_*: without one it would hang, so the connection ends */
-        if (m->request == VU_GET_FEATURES || m->request == VU_GET_PROTOCOL_FEATURES ||
-            m->request == VU_GET_VRING_BASE || m->request == VU_GET_QUEUE_NUM || m->request == VU_GET_CONFIG ||
-            m->request == VU_GET_MAX_MEM_SLOTS)
+        if (vu_request_has_reply(m->request)) {
+            lg(a, "vhost-user: %s cannot be answered; closing the connection", vu_request_name(m->request));
             return -1;
+        }
         return 0;
     }
     if (rc > 0 && send_all(a->client_fd, a->reply, (size_t)rc) < 0) {
@@ -271,6 +271,11 @@ static int run(app *a)
             } else {
                 /* one message at a time; poll again for the next */
                 if (client_read(a) < 0) {
+                    /* what the guest queued before QEMU went (its memory stays mapped here) is still delivered:
+                     * an enclave that writes and powers off at once loses nothing */
+                    while (vs_service_tx(&a->vs, &a->dev.vq[VQ_TX], &a->dev.mem, a->pkt))
+                        ;
+                    vs_flush(&a->vs);
                     lg(a, "QEMU disconnected (%u heartbeat(s) answered, %llu packets in, %llu out)",
                        a->vs.heartbeats, a->vs.pkts_in, a->vs.pkts_out);
                     client_close(a);

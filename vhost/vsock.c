@@ -646,6 +646,13 @@ void vs_on_fd(vs_dev *v, vs_conn *c, short revents)
     }
 }
 
+void vs_flush(vs_dev *v)
+{
+    for (unsigned i = v->nconns; i-- > 0;)
+        if (i < v->nconns && v->conns[i]->state == S_ESTABLISHED && v->conns[i]->out_len)
+            (void)flush_out(v, v->conns[i]);
+}
+
 int vs_timers(vs_dev *v, int64_t now)
 {
     int64_t next = -1;
