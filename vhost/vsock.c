@@ -419,7 +419,8 @@ int vs_tx(vs_dev *v, const vs_hdr *h, const uint8_t *payload, nd_err *err)
             c->stage_len = 0; /* the guest reads no more */
         if (c->kind == K_HEARTBEAT)
             c->out_len = 0;
-        return flush_out(v, c) < 0 ? 0 : 0;
+        (void)flush_out(v, c); /* may end the connection */
+        return 0;
     case VS_OP_RW:
         if (c->state != S_ESTABLISHED) {
             conn_reset(v, c, 1);
@@ -827,8 +828,8 @@ void vs_service_rx(vs_dev *v, vu_vq *q, const vu_mem *mem, uint8_t *pkt)
         size_t room = e.out_len < (size_t)(VS_HDR_SIZE + VS_MAX_PKT) ? e.out_len : (size_t)(VS_HDR_SIZE + VS_MAX_PKT);
         size_t n = vs_rx(v, pkt, room);
         if (!n) {
-            if (room < VS_HDR_SIZE) {
-                vlog(v, "rx: a %zu-byte buffer cannot hold a packet header; returned empty", e.out_len);
+            if (room <= VS_HDR_SIZE) { /* no room for data either: the ring would be stuck on it */
+                vlog(v, "rx: a %zu-byte buffer cannot hold a data packet; returned empty", e.out_len);
                 vq_push(q, e.head, 0);
                 done++;
                 continue;
