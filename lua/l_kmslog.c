@@ -82,7 +82,10 @@ static void push_record(lua_State *L, const nd_kmslog_record *r, int events)
     if (!isnan(r->ts))
         ndl_setnum(L, "ts", r->ts);
     ndl_setlstr(L, "raw", r->line, r->line_len);
-    ndl_setlstr(L, "json", r->json, r->json_len);
+    size_t jn;
+    const char *js = nd_kmslog_record_json(r, &jn);
+    if (js)
+        ndl_setlstr(L, "json", js, jn);
     if (events) {
         const json_t *ev = nd_kmslog_event(r);
         if (ev)
@@ -104,8 +107,10 @@ static int on_record(void *ud, const nd_kmslog_record *r)
     if (lk->out) {
         if (lk->printed < lk->print_limit) {
             lk->printed++;
+            size_t jn;
+            const char *js = nd_kmslog_record_json(r, &jn);
             fprintf(lk->out, "%s:%llu: %.*s\n", lk->label, (unsigned long long)(r->line_no - lk->label_base),
-                    (int)r->json_len, r->json);
+                    js ? (int)jn : 0, js ? js : "");
         } else {
             lk->print_dropped++;
         }

@@ -314,7 +314,9 @@ static int sign(void *ud, const nd_kmslog_record *r)
 {
     sig *s = ud;
     uint64_t h = s->sum * 31 + r->line_no * 7 + r->line_len + (r->wrapped ? 1 : 0) + (r->prefixed ? 2 : 0);
-    h = mix_str(h, r->json, r->json_len);
+    size_t jn;
+    const char *js = nd_kmslog_record_json(r, &jn);
+    h = mix_str(h, js, jn);
     h = mix_str(h, r->event_name, r->event_name ? strlen(r->event_name) : 0);
     h = mix_str(h, r->request_id, r->request_id ? strlen(r->request_id) : 0);
     h = mix_str(h, r->trace_id, r->trace_id ? strlen(r->trace_id) : 0);
