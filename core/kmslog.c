@@ -388,10 +388,11 @@ static const char *find_any(const needle *nds, int nn, const char *p, const char
             }
             uint64_t w[2];
             memcpy(w, &any, 16);
-            if (w[0] | w[1]) {
-                for (int i = 0; i < 16; i++) {
-                    if (!any[i])
-                        continue;
+            for (int half = 0; half < 2; half++) {
+                while (w[half]) { /* the candidate positions, lowest first */
+                    int bit = __builtin_ctzll(w[half]);
+                    int i = half * 8 + bit / 8;
+                    w[half] &= ~(0xffull << (bit & ~7));
                     for (int j = 0; j < nn; j++)
                         if (m[j][i] && memcmp(h + i, nds[j].s, nds[j].n) == 0)
                             return (const char *)h + i;
