@@ -16,8 +16,11 @@ BENCH_CONCURRENCY=$conc BENCH_REQUESTS=${BENCH_REQUESTS:-2000} ND_TEST_TMP="$tmp
   > "$tmp/result.json" 2> "$tmp/stderr" || { cat "$tmp/stderr" >&2; exit 1; }
 echo "== result (concurrency $conc)"
 cat "$tmp/result.json"; echo
-echo "== samples by program (all CPUs, whole run: the direct phase, then the proxy phase)"
-perf report -i "$tmp/perf.data" --no-children --sort comm --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -12
+echo "== samples by program, among the bench's own (fake KMS, the client/driver, the proxy; whole run: the direct"
+echo "   phase, then the proxy phase; comm names are cut at 15 bytes)"
+perf report -i "$tmp/perf.data" --no-children --comms nitrodiag-fake-,nitrodiag-proxy,nitrodiag-kms-p \
+  --percentage relative --sort comm,dso --stdio 2>/dev/null | grep -E "^ +[0-9]" | head -16 || true
+[ -n "${PROFILE_KEEP:-}" ] && cp "$tmp/perf.data" "$PROFILE_KEEP" # for perf report -g by hand
 echo "== the proxy's top symbols"
-perf report -i "$tmp/perf.data" --no-children --comm nitrodiag-kms-proxy --sort dso,sym --stdio 2>/dev/null \
-  | grep -E '^ +[0-9]' | head -25
+perf report -i "$tmp/perf.data" --no-children --comms nitrodiag-kms-p --percentage relative --sort dso,sym --stdio 2>/dev/null \
+  | grep -E "^ +[0-9]" | head -25 || true
