@@ -13,8 +13,9 @@
  * and then its `json` string (jansson does the unescaping), so needles without '"' or '\' are found verbatim in
  * both forms. Files are read with read(2) in 1 MiB blocks (see nd_kmslog_scan_file).
  *
- * A candidate is read by the fast reader ("fast extraction" below: one strict pass, no allocation) and by jansson
- * only when that reader is not sure to read it exactly as jansson would. The summary is bounded whatever the log's
+ * A candidate is read through a kept line shape when it has one ("shapes" below: literal compares and a check per
+ * value), else by the fast reader ("fast extraction": one strict pass, no allocation, whose lines teach the shapes),
+ * and by jansson only when that reader is not sure to read it exactly as jansson would. The summary is bounded whatever the log's
  * size: durations exact up to DUR_EXACT then a log histogram, ids up to max_ids in a set of 64-bit hashes, pairing
  * in a ring of PAIR_CAP waiting requests with a PAIR_WINDOW of log time. since= on a plain file may start reading
  * at a binary-searched offset (seek_start).

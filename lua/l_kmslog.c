@@ -7,8 +7,8 @@
  *   sc:feed(chunk) ... sc:finish()            -- stdin / journalctl output
  *   local r = sc:result()   -- stats, errors, latency, counters, ids, records
  *
- * Scanning is synchronous (it does not wait on the loop): a 1 GiB file takes about 0.3 s filtered, 2 s of CPU for
- * a summary of every event.
+ * Scanning is synchronous (it does not wait on the loop): a 1 GiB file takes about 0.3–0.7 s filtered, 0.9 s of
+ * CPU for a summary of every event (docs/performance.md).
  */
 #include "ndlua.h"
 #include "nd_kmslog.h"
