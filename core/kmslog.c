@@ -867,7 +867,8 @@ typedef struct sitem {
     uint8_t obj;        /* SO_*: the fobj a keyed value goes to */
     int8_t key;         /* FK_* or -1 */
     uint8_t t;          /* SI_SET: the FT_ type of an object or array value */
-    uint16_t off, len;  /* SI_LIT, SI_FIX: the bytes; SI_MET: the metric's NUL-terminated name */
+    uint16_t off, len;  /* SI_FIX: the bytes; SI_MET: the metric's NUL-terminated name */
+    uint16_t loff, llen; /* the literal bytes before the item (SI_LIT: only those, at the end) */
 } sitem;
 
 typedef struct shape {
@@ -895,8 +896,10 @@ typedef struct sbuild {
     bool metrics_here;  /* this level's metrics are the event's */
     const char *js;     /* the chosen json string's content (SI_INNER there), NULL when none */
     uint32_t seen[2];   /* known keys seen per object: a duplicate refuses the shape */
+    uint16_t pend_off, pend_len; /* literal bytes waiting for the next item */
 } sbuild;
 
+/* Adds an item; the literal bytes appended since the last one are compared before it. */
 static sitem *sb_item(sbuild *b, int kind, int obj, int key)
 {
     shape *s = b->s;
@@ -909,6 +912,9 @@ static sitem *sb_item(sbuild *b, int kind, int obj, int key)
     it->kind = (uint8_t)kind;
     it->obj = (uint8_t)obj;
     it->key = (int8_t)key;
+    it->loff = b->pend_off;
+    it->llen = b->pend_len;
+    b->pend_len = 0;
     if (key >= 0 && obj != SO_NONE)
         s->mask[obj] |= 1u << key;
     return it;
@@ -920,24 +926,19 @@ static void sb_lit(sbuild *b, const char *p, size_t n)
     shape *s = b->s;
     if (b->fail || n == 0)
         return;
-    sitem *it = s->nitems ? &s->it[s->nitems - 1] : NULL;
-    if (!it || it->kind != SI_LIT) {
-        it = sb_item(b, SI_LIT, SO_NONE, -1);
-        if (!it)
-            return;
-        it->off = s->nbytes;
-    }
+    if (b->pend_len == 0)
+        b->pend_off = s->nbytes;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
         bool two = s->esc && (c == '"' || c == '\\');
-        if ((s->esc && c < 0x20) || s->nbytes + 2u > SHAPE_BYTES) {
+        if ((s->esc && c < 0x20) || s->nbytes + 2u > SHAPE_BYTES || b->pend_off + b->pend_len != s->nbytes) {
             b->fail = true;
             return;
         }
         if (two)
             s->bytes[s->nbytes++] = '\\';
         s->bytes[s->nbytes++] = (char)c;
-        it->len = (uint16_t)(it->len + (two ? 2 : 1));
+        b->pend_len = (uint16_t)(b->pend_len + (two ? 2 : 1));
     }
 }
 
@@ -1116,9 +1117,11 @@ static bool shape_build(shape *s, bool esc, const char *p, const char *end, bool
     if (!q || b.fail)
         return false;
     sb_lit(&b, q, (size_t)(end - q));
+    if (b.pend_len)
+        sb_item(&b, SI_LIT, SO_NONE, -1);
     for (int obj = 0; obj < 2; obj++)
         for (int key = 0; key < FK_COUNT; key++)
-            if (!(s->mask[obj] & (1u << key)))
+            if (!(s->mask[obj] & (1u << key)) && (obj == SO_TOP || key == FK_JSON)) /* of sub, only json is read */
                 s->clear[obj][s->nclear[obj]++] = (uint8_t)key;
     return !b.fail && fws(q, end) == end;
 }
@@ -1218,11 +1221,11 @@ static const char *shape_match(const shape *s, const char *p, const char *end, s
 {
     fobj *top = level ? m->in : m->o, *sub = level ? NULL : m->sub;
     for (const sitem *it = s->it, *e = s->it + s->nitems; it < e; it++) {
+        if ((size_t)(end - p) < it->llen || !lit_eq(p, s->bytes + it->loff, it->llen))
+            return NULL;
+        p += it->llen;
         switch (it->kind) {
         case SI_LIT:
-            if ((size_t)(end - p) < it->len || !lit_eq(p, s->bytes + it->off, it->len))
-                return NULL;
-            p += it->len;
             break;
         case SI_VAL: {
             fval v;
