@@ -18,6 +18,7 @@ local fs = require "nd.fs"
 local util = require "nd.sim.util"
 local state = require "nd.sim.state"
 local backend = require "nd.sim.backend"
+local clap = require "nd.sim.clap"
 local NE = require "nd.nitro_errors"
 
 local M = {}
@@ -298,53 +299,7 @@ end
 
 -- ---- argument parsing -----------------------------------------------------------------------------------------
 
--- clap's parsing of a subcommand's options. spec: { {name, "flag"|"value"|"list"}, … } or { name = kind }.
--- Returns opts (o._pos[name] = position) | nil, clap's error message (without "error: ").
-local function parse_args(args, spec)
-  local kinds = {}
-  for k, v in pairs(spec) do
-    if type(k) == "number" then kinds[v[1]] = v[2] else kinds[k] = v end
-  end
-  local o = { _order = {}, _pos = {} }
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    local name, inline = a:match("^%-%-([%w-]+)=(.*)$")
-    name = name or a:match("^%-%-([%w-]+)$")
-    local kind = name and kinds[name]
-    if not kind then return nil, string.format("unexpected argument '%s' found", a) end
-    if o[name] ~= nil and kind ~= "list" then
-      return nil, string.format("the argument '--%s%s' cannot be used multiple times", name, kind == "flag" and "" or (" <" .. name .. ">"))
-    end
-    if kind == "flag" then
-      o[name] = true
-    elseif kind == "list" then
-      o[name] = {}
-      i = i + 1
-      while i <= #args and not args[i]:match("^%-%-") do o[name][#o[name] + 1] = args[i] i = i + 1 end
-      i = i - 1
-      if #o[name] == 0 then
-        return nil, string.format("a value is required for '--%s <%s>...' but none was supplied", name, name)
-      end
-    else
-      local v = inline
-      if not v then i = i + 1 v = args[i] end
-      if v == nil or (not inline and v:match("^%-%-")) then
-        return nil, string.format("a value is required for '--%s <%s>' but none was supplied", name, name)
-      end
-      o[name] = v
-    end
-    o._order[#o._order + 1] = name
-    o._pos[name] = i
-    i = i + 1
-  end
-  return o
-end
-
-local function usage(ctx, sub, msg)
-  ctx:stderr("error: " .. tostring(msg) .. "\n\nUsage: nitro-cli " .. sub .. " [OPTIONS]\n\nFor more information, try '--help'.")
-  return 2
-end
+-- clap's parsing and its errors, help and version: nd.sim.clap (handlers get its opts table).
 
 -- ---- enclave bookkeeping ----------------------------------------------------------------------------------------
 
@@ -577,18 +532,6 @@ end
 -- open /dev/nitro_enclaves (E19) → NE_CREATE_VM (E29 when no CPU of the pool is free) → the signature (E59) →
 -- `Start allocating memory...` → hugepages (E27) → vCPUs (E29) → heartbeat bind (E36) → start (E29) → boot (E36).
 
-local RUN_ARGS = {
-  { "cpu-ids", "list" }, { "cpu-count", "value" }, { "memory", "value" }, { "eif-path", "value" },
-  { "enclave-cid", "value" }, { "debug-mode", "flag" }, { "attach-console", "flag" }, { "enclave-name", "value" },
-  { "config", "value", "json-config" },
-}
-
--- the `nitro-cli run-enclave` usage errors clap 4 prints (exit status 2, no [ Exx ] block)
-local function clap_error(ctx, sub, msg)
-  ctx:stderr("error: " .. msg .. "\n\nUsage: nitro-cli " .. sub .. " [OPTIONS]\n\nFor more information, try '--help'.")
-  return 2
-end
-
 -- What a run-enclave argument failure (in the CLI process) prints: one block, exit = the code.
 local function arg_fail(ctx, code, info, parse_step, root_msg, line)
   local sub = { "Failed to construct RunEnclave arguments" }
@@ -697,38 +640,6 @@ local function run_args(ctx, o)
   return a
 end
 
--- clap: required_unless_present / conflicts_with as create_app! declares them for run-enclave
-local function run_clap(ctx, args)
-  local o, err = parse_args(args, RUN_ARGS)
-  if not o then return nil, clap_error(ctx, "run-enclave", err) end
-  local function shown(name)
-    for _, d in ipairs(RUN_ARGS) do
-      if d[1] == name then
-        return "--" .. name .. (d[2] == "flag" and "" or (" <" .. (d[3] or name) .. ">" .. (d[2] == "list" and "..." or "")))
-      end
-    end
-  end
-  local conflicts = { { "cpu-ids", "cpu-count" }, { "cpu-ids", "config" }, { "cpu-count", "config" }, { "memory", "config" },
-    { "eif-path", "config" }, { "enclave-cid", "config" }, { "debug-mode", "config" }, { "enclave-name", "config" } }
-  for _, c in ipairs(conflicts) do
-    if o[c[1]] ~= nil and o[c[2]] ~= nil then
-      local first, second = c[1], c[2]
-      if o._pos[second] < o._pos[first] then first, second = second, first end
-      return nil, clap_error(ctx, "run-enclave", string.format("the argument '%s' cannot be used with '%s'", shown(second), shown(first)))
-    end
-  end
-  if not o.config then
-    local missing = {}
-    if not o["cpu-ids"] and not o["cpu-count"] then missing[#missing + 1] = shown("cpu-ids"); missing[#missing + 1] = shown("cpu-count") end
-    if not o.memory then missing[#missing + 1] = shown("memory") end
-    if not o["eif-path"] then missing[#missing + 1] = shown("eif-path") end
-    if #missing > 0 then
-      return nil, clap_error(ctx, "run-enclave", "the following required arguments were not provided:\n  " .. table.concat(missing, "\n  "))
-    end
-  end
-  return o
-end
-
 -- an enclave-process failure: subactions innermost first as nitro-cli adds them (root message first)
 local function proc_fail(ctx, code, info, chain, file, line, log_id)
   local sub = {}
@@ -745,11 +656,8 @@ local function chain(...)
 end
 local ENOENT = "Os { code: 2, kind: NotFound, message: \"No such file or directory\" }"
 
-function run_enclave(ctx, args)
-  local o, rc = run_clap(ctx, args)
-  if not o then return rc end
-  local a
-  a, rc = run_args(ctx, o)
+function run_enclave(ctx, o)
+  local a, rc = run_args(ctx, o)
   if not a then return rc end
   local eif_arg = a.eif_path
   local eif = resolve(ctx, eif_arg)
@@ -941,9 +849,7 @@ local function with_state(ctx, fn)
   end)
 end
 
-function describe_enclaves(ctx, args)
-  local o, bad = parse_args(args, { metadata = "flag" })
-  if not o then return usage(ctx, "describe-enclaves", bad) end
+function describe_enclaves(ctx, o)
   return with_state(ctx, function(st)
     ctx:log("INFO", "src/main.rs:64", "Start Nitro CLI")
     local list = {}
@@ -961,17 +867,7 @@ local function unknown_enclave(ctx, id, action)
     file = "src/enclave_proc_comm.rs", line = 121 }
 end
 
-function terminate_enclave(ctx, args)
-  local o, bad = parse_args(args, { ["enclave-id"] = "value", ["enclave-name"] = "value", all = "flag" })
-  if not o then return usage(ctx, "terminate-enclave", bad) end
-  local given = {}
-  for _, k in ipairs({ "enclave-id", "all", "enclave-name" }) do if o[k] ~= nil then given[#given + 1] = k end end
-  if #given == 0 then
-    return usage(ctx, "terminate-enclave", "the following required arguments were not provided:\n  --enclave-id <enclave-id>\n  --all\n  --enclave-name <enclave-name>")
-  elseif #given > 1 then
-    local function shown(k) return k == "all" and "--all" or ("--" .. k .. " <" .. k .. ">") end
-    return usage(ctx, "terminate-enclave", string.format("the argument '%s' cannot be used with '%s'", shown(given[1]), shown(given[2])))
-  end
+function terminate_enclave(ctx, o)
   return with_state(ctx, function(st)
     ctx:log("INFO", "src/main.rs:64", "Start Nitro CLI")
     local targets = {}
@@ -1010,14 +906,7 @@ function terminate_enclave(ctx, args)
   end)
 end
 
-function console(ctx, args)
-  local o, bad = parse_args(args, { ["enclave-id"] = "value", ["enclave-name"] = "value", ["disconnect-timeout"] = "value" })
-  if not o then return usage(ctx, "console", bad) end
-  if o["enclave-id"] and o["enclave-name"] then
-    return usage(ctx, "console", "the argument '--enclave-id <enclave-id>' cannot be used with '--enclave-name <enclave-name>'")
-  elseif not o["enclave-id"] and not o["enclave-name"] then
-    return usage(ctx, "console", "the following required arguments were not provided:\n  --enclave-id <enclave-id>\n  --enclave-name <enclave-name>")
-  end
+function console(ctx, o)
   local e = with_state(ctx, function(st)
     for _, x in ipairs(st.enclaves) do
       if x.id == o["enclave-id"] or (o["enclave-name"] and x.name == o["enclave-name"]) then return x end
@@ -1046,10 +935,7 @@ function console(ctx, args)
   return console_connect(ctx, e, timeout, "Enclave Console")
 end
 
-function describe_eif(ctx, args)
-  local o, bad = parse_args(args, { ["eif-path"] = "value" })
-  if not o then return usage(ctx, "describe-eif", bad) end
-  if not o["eif-path"] then return usage(ctx, "describe-eif", "the following required arguments were not provided:\n  --eif-path <eif-path>") end
+function describe_eif(ctx, o)
   local path = resolve(ctx, o["eif-path"])
   local lib = eif_lib()
   local text, err
@@ -1062,26 +948,14 @@ function describe_eif(ctx, args)
   return 0
 end
 
-function explain(ctx, args)
-  local o, bad = parse_args(args, { ["error-code"] = "value" })
-  if not o then return usage(ctx, "explain", bad) end
-  if not o["error-code"] then return usage(ctx, "explain", "the following required arguments were not provided:\n  --error-code <error-code>") end
+function explain(ctx, o)
   local code = o["error-code"]
   local norm = code:match("^E%d%d$") and code or nil
   ctx:stderr(norm and NE.explain_text(norm) or ("No such error code " .. code))
   return 0
 end
 
-function build_enclave(ctx, args)
-  local o, bad = parse_args(args, { ["docker-uri"] = "value", ["docker-dir"] = "value", ["output-file"] = "value",
-    ["signing-certificate"] = "value", ["private-key"] = "value", name = "value", version = "value", metadata = "value" })
-  if not o then return usage(ctx, "build-enclave", bad) end
-  if not o["docker-uri"] or not o["output-file"] then
-    local miss = {}
-    if not o["docker-uri"] then miss[#miss + 1] = "--docker-uri <docker-uri>" end
-    if not o["output-file"] then miss[#miss + 1] = "--output-file <output-file>" end
-    return usage(ctx, "build-enclave", "the following required arguments were not provided:\n  " .. table.concat(miss, "\n  "))
-  end
+function build_enclave(ctx, o)
   local st = state.load(ctx.root)
   ctx.version = st.host.nitro_cli_version
   ctx:log("INFO", "src/main.rs:64", "Start Nitro CLI")
@@ -1135,27 +1009,6 @@ function build_enclave(ctx, args)
   return 0
 end
 
--- clap 4's help for create_app! (src/lib.rs): about, usage, the subcommands in definition order, options
-local HELP = [[CLI for enclave lifetime management
-
-Usage: nitro-cli [COMMAND]
-
-Commands:
-  run-enclave        Starts a new enclave
-  terminate-enclave  Terminates an enclave
-  build-enclave      Builds an enclave image and saves it to a file
-  describe-eif       Returns information about the EIF found at a given path.
-  describe-enclaves  Returns a list of the running enclaves
-  console            Connect to the console of an enclave
-  pcr                Return the PCR hash value of the given input
-  explain            Display detailed information about an error returned by a misbehaving Nitro CLI command
-  sign-eif           Sign EIF with the given key
-  help               Print this message or the help of the given subcommand(s)
-
-Options:
-  -h, --help     Print help
-  -V, --version  Print version]]
-
 local SUBS = {
   ["run-enclave"] = run_enclave, ["describe-enclaves"] = describe_enclaves,
   ["terminate-enclave"] = terminate_enclave, ["console"] = console, ["describe-eif"] = describe_eif,
@@ -1170,35 +1023,26 @@ function M.main(args, out, err)
     ctx:stderr("nitro-cli (nitrodiag simulator): NITRODIAG_SIM_ROOT is not set; run through `nitrodiag --sim` or nd.sim.activate")
     return 1
   end
-  local sub = args[1]
-  if sub == "--version" or sub == "-V" then
-    local st = state.load(root)
-    ctx:stdout("Nitro CLI " .. (st and st.host.nitro_cli_version or "1.4.2"))
-    return 0
+  -- clap runs before anything else in nitro-cli (app.get_matches() in main): usage errors, help and --version
+  -- never read the host; the version only selects clap's suggestions and the --version line
+  local st0 = state.load(root)
+  local r = clap.parse(args, st0 and st0.host.nitro_cli_version or "1.4.2")
+  if r.text then
+    local f = r.stream == "stdout" and ctx.out or ctx.err
+    f:write(r.text) f:flush()
+    return r.exit
   end
-  if not sub then -- arg_required_else_help: the help on stderr, exit 2
-    ctx:stderr(HELP)
-    return 2
-  end
-  if sub == "--help" or sub == "-h" or sub == "help" then
-    ctx:stdout(HELP)
-    return 0
-  end
-  local fn = SUBS[sub]
+  local fn = SUBS[r.sub]
   if not fn then
-    if sub:match("^%-") then
-      ctx:stderr(string.format("error: unexpected argument '%s' found\n\nUsage: nitro-cli [COMMAND]\n\nFor more information, try '--help'.", sub))
-    else
-      ctx:stderr(string.format("error: unrecognized subcommand '%s'\n\nUsage: nitro-cli [COMMAND]\n\nFor more information, try '--help'.", sub))
-    end
-    return 2
+    ctx:stderr("nitro-cli (nitrodiag simulator): `" .. r.sub .. "` is not simulated")
+    return 1
   end
   local ok, lerr = state.load(root)
   if not ok then
     ctx:stderr("nitro-cli (nitrodiag simulator): " .. tostring(lerr))
     return 1
   end
-  return fn(ctx, { table.unpack(args, 2) })
+  return fn(ctx, r.opts)
 end
 
 return M
