@@ -743,8 +743,12 @@ function run_enclave(ctx, o)
     -- 7. a signed EIF: its certificate must be valid now (the scenario marks an EIF `signature = "expired"`)
     local info = read_eif(eif, st)
     local flags = (st.eif_flags or {})[uv.fs_realpath(eif) or eif] or {}
+    -- commands.rs formats verify()'s String error with {:?} (quoted); verify() is PcrSignatureChecker::verify of
+    -- aws-nitro-enclaves-image-format (src/utils/mod.rs; 0.5.0 for nitro-cli 1.4.2), whose expiry error is
+    -- "The signing certificate is expired" (checked after the COSE signature itself verifies)
     if flags.signature == "expired" then
-      return fail("E59", nil, chain("Invalid signing certificate: CertificateExpired"), "src/enclave_proc/commands.rs", 97)
+      return fail("E59", nil, chain("Invalid signing certificate: \"The signing certificate is expired\""),
+        "src/enclave_proc/commands.rs", 97)
     end
     -- 8. memory: whole hugepages, from what the allocator reserved minus what running enclaves hold
     ctx:stderr("Start allocating memory...")
@@ -755,9 +759,12 @@ function run_enclave(ctx, o)
         "src/enclave_proc/resource_manager.rs", 397)
     end
     -- inside a container without the host's hugepages, the regions cannot be filled from the EIF (E35)
+    -- The chain is nitro-cli's (fill_from_file → write_eif_to_regions → init_memory → create_enclave); the io::Error
+    -- after the colon is the kernel's answer to read(2) into the unbacked mapping, printed with {:?}: EFAULT is
+    -- assumed (a short read would print `Error { kind: UnexpectedEof, message: "failed to fill whole buffer" }`).
     if st.host.hugepages_usable == false then
       return fail("E35", nil, chain("Error while reading from enclave image: Os { code: 14, kind: Uncategorized, message: \"Bad address\" }",
-        "Write EIF to enclave memory regions", "Memory initialization issue", "Failed to create enclave", "Failed to run enclave"),
+        "Failed to fill region with file content", "Write EIF to enclave memory regions", "Memory initialization issue", "Failed to create enclave", "Failed to run enclave"),
         "src/enclave_proc/resource_manager.rs", 300)
     end
     -- 9. vCPUs: the driver hands out free CPUs of the pool

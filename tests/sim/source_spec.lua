@@ -243,3 +243,39 @@ describe("7. EIFs", function()
     eq(d.Metadata.CustomMetadata, nil)
   end)
 end)
+
+describe("root messages of E35 (container) and E59 (expired certificate), from the source", function()
+  -- the subactions of an err log, outermost first
+  local function subactions(log)
+    local out = {}
+    for l in (log:match("Subactions:\n(.-)\n  Root error file") .. "\n"):gmatch("    ([^\n]*)\n") do out[#out + 1] = l end
+    return out
+  end
+  it("E35: fill_from_file's message under write_eif_to_regions' chain (resource_manager.rs)", function()
+    local s = H.activate("e35-container-no-hugepages")
+    local r = run("run-enclave", "--cpu-count", "2", "--memory", "1024", "--eif-path", eif(s, "hello-vsock.eif"))
+    eq(first_line(r.stderr), H.src("resource_manager", "start_alloc"))
+    local logs = H.err_logs(s)
+    local log = assert(fs.read(s:path("/var/log/nitro_enclaves/" .. logs[#logs - 1])))
+    local sub = subactions(log)
+    local want = { H.src("enclave_proc", "execute"):gsub("{cmd:%?}", "Run"), H.src("enclave_proc", "trigger"),
+      H.src("commands", "run"), H.src("resource_manager", "create_enclave"), H.src("resource_manager", "mem_init"),
+      H.src("resource_manager", "write_eif"), (H.src("resource_manager", "fill_region")) }
+    for i, w in ipairs(want) do eq(sub[i], w) end
+    -- the root: nitro-cli's prefix; what follows is the kernel's io::Error ({:?}), not nitro-cli's text
+    local prefix = H.src("resource_manager", "read_image"):gsub("{e:%?}$", "")
+    eq(sub[#want + 1]:sub(1, #prefix), prefix)
+    eq(#sub, #want + 1)
+    match(log, "Root error file: src/enclave_proc/resource_manager.rs\n  Root error line: 304\n") -- 1.4.2's line
+  end)
+  it("E59: commands.rs formats verify()'s String with {:?}; the expiry text is image-format's", function()
+    local s = H.activate("e59-expired-certificate")
+    local r = run("run-enclave", "--cpu-count", "2", "--memory", "1024", "--eif-path", eif(s, "signed-app.eif"))
+    eq(first_line(r.stderr), block("E59"))
+    local logs = H.err_logs(s)
+    local sub = subactions(assert(fs.read(s:path("/var/log/nitro_enclaves/" .. logs[#logs - 1]))))
+    local root = H.src("commands", "invalid_cert"):gsub("{e:%?}", string.format("%q", H.src("image_format", "cert_expired")))
+    eq(sub[#sub], root)
+    eq(root, 'Invalid signing certificate: "The signing certificate is expired"')
+  end)
+end)
