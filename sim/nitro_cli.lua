@@ -19,6 +19,7 @@ local util = require "nd.sim.util"
 local state = require "nd.sim.state"
 local backend = require "nd.sim.backend"
 local clap = require "nd.sim.clap"
+local clock = require "nd.sim.clock"
 local NE = require "nd.nitro_errors"
 
 local M = {}
@@ -257,7 +258,7 @@ function image_of(st, info, path)
   if not known and info.name then known = st.images[info.name .. ":latest"] end
   local out = { Entrypoint = img.Entrypoint, Cmd = img.Cmd, Env = img.Env }
   if known then
-    for _, k in ipairs({ "Shell", "App", "Console", "Exits", "InitramfsMiB", "Boots" }) do out[k] = known[k] end
+    for _, k in ipairs({ "Shell", "App", "Console", "Exits", "InitramfsMiB", "Boots", "BootSeconds" }) do out[k] = known[k] end
   end
   return out
 end
@@ -487,7 +488,17 @@ local function stream_console(ctx, e, timeout)
     -- still there? (terminated from another process)
     local st = state.load(ctx.root)
     if not st or not find_enclave(st, e.id) then return 0 end
-    util.sleep(0.05)
+    -- wait for what is due next (a line, the enclave's end, the disconnect timeout): on an advancing clock the
+    -- clock moves there at once; with nothing due the wait lasts until the reader ends it
+    local due = math.huge
+    if printed < #plan.lines then due = e.started + plan.lines[printed + 1].t end
+    if plan.every then
+      local base = (plan.lines[#plan.lines] or { t = 0 }).t
+      due = math.min(due, e.started + base + (next_every or 0) * plan.every.period + 1e-6)
+    end
+    if plan.stops_after then due = math.min(due, e.started + plan.stops_after) end
+    if timeout then due = math.min(due, t0 + timeout) end
+    clock.wait_until(due, 0.05)
   end
 end
 
@@ -661,7 +672,7 @@ function run_enclave(ctx, o)
   if not a then return rc end
   local eif_arg = a.eif_path
   local eif = resolve(ctx, eif_arg)
-  local e, unbootable, boot_wait
+  local e, unbootable, boot_wait, booted
   local rc2 = state.update(ctx.root, function(st)
     ctx.version = st.host.nitro_cli_version
     ctx:log("INFO", "src/main.rs:64", "Start Nitro CLI")
@@ -828,12 +839,30 @@ function run_enclave(ctx, o)
       eif = eif_arg, pcrs = info.pcrs, image = image, cmdline = info.cmdline, image_name = info.name,
       image_version = info.version })
     require("nd.sim.allocator").write_sys(ctx.root, st)
-    ctx:stderr(started)
-    ctx:log("INFO", "src/enclave_proc/mod.rs:281", "Enclave ID = " .. e.id, string.format("enc-%s:%d", e.slot, e.pid))
-    ctx:stdout(util.json(util.obj{ "EnclaveName", e.name, "EnclaveID", e.id, "ProcessID", e.pid, "EnclaveCID", cid,
-      "NumberOfCPUs", #cpus, "CPUIDs", util.array(cpus), "MemoryMiB", alloc_mib }))
+    local function announce()
+      ctx:stderr(started)
+      ctx:log("INFO", "src/enclave_proc/mod.rs:281", "Enclave ID = " .. e.id, string.format("enc-%s:%d", e.slot, e.pid))
+      ctx:stdout(util.json(util.obj{ "EnclaveName", e.name, "EnclaveID", e.id, "ProcessID", e.pid, "EnclaveCID", cid,
+        "NumberOfCPUs", #cpus, "CPUIDs", util.array(cpus), "MemoryMiB", alloc_mib }))
+    end
+    -- an image that takes a while to send its heartbeat (`BootSeconds`): nitro-cli prints "Started enclave…" once
+    -- it came; meanwhile the heartbeat listener is held (a concurrent run-enclave gets the bind error)
+    local boot_s = tonumber(image.BootSeconds)
+    if boot_s and boot_s > 0 then
+      st.heartbeat_busy_until = util.time() + boot_s
+      boot_wait = boot_s
+      booted = announce
+      return "booting"
+    end
+    announce()
     return 0
   end)
+  if rc2 == "booting" then
+    util.sleep(boot_wait)
+    state.update(ctx.root, function(st) st.heartbeat_busy_until = nil end)
+    booted()
+    rc2 = 0
+  end
   if rc2 == "boot" then
     util.sleep(boot_wait)
     state.update(ctx.root, function(st) st.heartbeat_busy_until = nil end)

@@ -31,25 +31,51 @@ local function current()
   return co
 end
 
+-- The simulated host's advancing clock (nd.sim.clock) when one is active in this process, else nil.
+local function simclock()
+  local v = os.getenv("NITRODIAG_SIM_CLOCK")
+  if v and v:find("^advance:") then return require("nd.sim.clock") end
+  return nil
+end
+M.simclock = simclock
+
 -- Suspends the current task for seconds. Closing the task while it sleeps stops the timer. On a simulated host the
--- seconds are the host's (simulated time, nd.host.real_wait); opts.real = true waits wall-clock seconds (test and
--- framework timeouts).
+-- seconds are the host's: its clock (nd.sim.clock) is advanced past the wait at once, as far as the running step's
+-- limit allows (beyond it the task waits for real, until the step times out). opts.real = true waits wall-clock
+-- seconds (test and framework timeouts).
 function M.sleep(seconds, opts)
   local co = current()
   local timer = uv.new_timer()
   local guard <close> = setmetatable({}, { __close = function()
     if not timer:is_closing() then timer:close() end
   end })
-  -- on a simulated host waits run in simulated time (nd.host.real_wait; docs/simulator.md)
-  if not (opts and opts.real) then seconds = require("nd.host").real_wait(seconds) end
+  local clock = not (opts and opts.real) and simclock()
+  if clock then
+    local t = clock.time() + seconds
+    if clock.advance_to(t) < t then
+      -- past the horizon: wait for real, looking again now and then (the step's timeout ends it)
+      timer:start(50, 50, function() if clock.time() >= t then M.resume(co) end end)
+      coroutine.yield()
+      return
+    end
+    seconds = 0
+  end
   uv.update_time()
   timer:start(math.max(0, math.floor(seconds * 1000 + 0.5)), 0, function() M.resume(co) end)
   coroutine.yield()
 end
 
--- Monotonic time in seconds.
+-- Monotonic time in seconds: on a simulated host with an advancing clock, plus how far that clock is ahead (so
+-- step durations and deadlines are the host's). The offset never shrinks, so the value never goes back, also
+-- after the simulated host is gone.
+local last_offset = 0
 function M.now()
-  return uv.hrtime() / 1e9
+  local clock = simclock()
+  if clock then
+    local off = clock.offset()
+    if off > last_offset then last_offset = off end
+  end
+  return uv.hrtime() / 1e9 + last_offset
 end
 
 local Task = {}
