@@ -117,11 +117,17 @@ function M.blocked(pid)
   return tonumber(fs.read(blocked_file(pid)) or "")
 end
 
--- wait_until(t, poll) -> true when the clock has reached t, false after `poll` real seconds without reaching it.
--- For plain processes (stand-ins): blocks. In real time it sleeps (at most poll seconds); on an advancing clock it
--- advances to t when the horizon allows and returns at once, else it records itself as blocked and sleeps poll.
--- t = math.huge never advances (nothing is due: only someone else's advance or a kill ends that wait).
-function M.wait_until(t, poll)
+-- How fast a live wait (a console streamed to whoever reads it, with no time limit anyone set) may move an
+-- advancing clock when no horizon bounds it: host seconds per real second. Someone reading such a stream reads it
+-- as it comes; without this pace a periodic line would move the clock ahead as fast as the stand-in can print.
+M.LIVE_PACE = 20
+
+-- wait_until(t, poll, live) -> true when the clock has reached t, false after `poll` real seconds without reaching
+-- it. For plain processes (stand-ins): blocks. In real time it sleeps (at most poll seconds); on an advancing clock
+-- it advances to t when the horizon allows and returns at once, else it records itself as blocked (with the clock
+-- it reached: everything due until then is done) and sleeps poll. A live wait with no horizon advances at
+-- LIVE_PACE. t = math.huge never advances (nothing is due: only someone else's advance or a kill ends that wait).
+function M.wait_until(t, poll, live)
   poll = poll or 0.05
   if not M.file() then
     local d = t - wall()
@@ -129,12 +135,14 @@ function M.wait_until(t, poll)
     uv.sleep(math.floor(math.min(d, poll) * 1000 + 0.5))
     return wall() >= t
   end
-  local now = t < math.huge and M.advance_to(t) or M.time()
+  local paced = live and not M.horizon()
+  local target = paced and math.min(t, M.time() + poll * M.LIVE_PACE) or t
+  local now = target < math.huge and M.advance_to(target) or M.time()
   if now >= t then
     uv.fs_unlink(blocked_file())
     return true
   end
-  fs.write(blocked_file(), string.format("%.6f", now))
+  if not paced then fs.write(blocked_file(), string.format("%.6f", now)) end
   uv.sleep(math.floor(poll * 1000 + 0.5))
   return M.time() >= t
 end

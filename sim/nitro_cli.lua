@@ -498,7 +498,7 @@ local function stream_console(ctx, e, timeout)
     end
     if plan.stops_after then due = math.min(due, e.started + plan.stops_after) end
     if timeout then due = math.min(due, t0 + timeout) end
-    clock.wait_until(due, 0.05)
+    clock.wait_until(due, 0.05, timeout == nil)
   end
 end
 

@@ -58,7 +58,8 @@ function M.sleep(seconds, opts)
       coroutine.yield()
       return
     end
-    seconds = 0
+    -- a moment of real time still passes: a loop polling another process (a stand-in) lets it run
+    seconds = math.min(seconds, 0.01)
   end
   uv.update_time()
   timer:start(math.max(0, math.floor(seconds * 1000 + 0.5)), 0, function() M.resume(co) end)
@@ -66,16 +67,17 @@ function M.sleep(seconds, opts)
 end
 
 -- Monotonic time in seconds: on a simulated host with an advancing clock, plus how far that clock is ahead (so
--- step durations and deadlines are the host's). The offset never shrinks, so the value never goes back, also
--- after the simulated host is gone.
-local last_offset = 0
+-- step durations and deadlines are the host's). It never goes back: what a closed host's clock had advanced stays.
+local clock_file, clock_off, clock_base = nil, 0, 0
 function M.now()
   local clock = simclock()
+  local f = clock and clock.file()
+  if f ~= clock_file then clock_base, clock_file, clock_off = clock_base + clock_off, f, 0 end
   if clock then
     local off = clock.offset()
-    if off > last_offset then last_offset = off end
+    if off > clock_off then clock_off = off end
   end
-  return uv.hrtime() / 1e9 + last_offset
+  return uv.hrtime() / 1e9 + clock_base + clock_off
 end
 
 local Task = {}

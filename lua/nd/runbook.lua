@@ -776,6 +776,7 @@ end
 function M.execute(def, args, opts)
   opts = opts or {}
   local out = new_output(opts)
+  wall_offset = 0
   local t_start, wall_start = nd.now(), wallclock()
   local deadline = tonumber(opts.deadline) or def.deadline or 600
   local result = {
