@@ -140,6 +140,9 @@ function M.with_lock(dir, fn, ...)
     if owner and owner ~= uv.os_getpid() then
       local alive, _, kcode = uv.kill(owner, 0)
       dead = not alive and kcode == "ESRCH"
+      -- killed but not yet reaped (a zombie: its parent may be this very process, blocked here): dead too
+      local stat = not dead and fs.read("/proc/" .. math.tointeger(owner) .. "/stat")
+      if stat and stat:match("^%d+ %b() (%a)") == "Z" then dead = true end
     end
     if dead or (st and not owner and os.time() - st.mtime.sec > 10) then
       uv.fs_unlink(lock .. "/pid")

@@ -56,7 +56,7 @@ describe("the host's clock", function()
     local out = spec.tmpdir()
     local r0 = real()
     local r = proc.run{ host.exe(), "--sim", "slow-boot", "--json", "--out", out .. "/b.tar.gz", "diag10", "run_seconds=40",
-      cwd = out, timeout = 120, env = { PATH = os.getenv("PATH"), ND_SOURCE_DIR = spec.source_dir, TMPDIR = out, HOME = out } }
+      cwd = out, timeout = 120, env = { PATH = os.getenv("PATH"), NITRODIAG_CACHE_DIR = os.getenv("NITRODIAG_CACHE_DIR"), ND_SOURCE_DIR = spec.source_dir, TMPDIR = out, HOME = out } }
     local elapsed = real() - r0
     local res = assert(json.decode(r.stdout), r.stderr)
     eq(res.verdict, "pass")
