@@ -5,6 +5,7 @@
  */
 #include "ndtest.h"
 #include "nd_bundle.h"
+#include "nd_collect.h"
 #include "nd_tmp.h"
 
 #include <archive.h>
@@ -263,6 +264,72 @@ static void test_symlink_in_root(void)
     nd_collect_span_close(&sp);
     /* ../ past the root stays at the root: ROOT/etc/hostname does not exist */
     CHECK_EQ_INT(nd_collect_span_open(&ctx, "/var/log/escape.log", NULL, &sp, NULL), -ENOENT);
+}
+
+/* The walk used where openat2 is missing (Amazon Linux 2's 4.14 kernel) gives the same answers as RESOLVE_IN_ROOT:
+ * absolute and relative symlinks, directory symlinks, ".." past the root, loops. Compared with the real host files
+ * planted outside the root, which must never be the ones read. */
+static void read_beneath(int rfd, const char *rel, char *out, size_t outsz, int *rc)
+{
+    out[0] = '\0';
+    int fd = nd_collect_open_beneath(rfd, rel, O_RDONLY | O_CLOEXEC);
+    *rc = fd < 0 ? fd : 0;
+    if (fd >= 0) {
+        ssize_t n = read(fd, out, outsz - 1);
+        out[n > 0 ? n : 0] = '\0';
+        close(fd);
+    }
+}
+
+static void test_open_beneath_walk(void)
+{
+    char p[1024], buf[64];
+    int rc;
+    snprintf(p, sizeof p, "%s/etc", rootdir);
+    mkdir(p, 0755);
+    write_file("/etc/nd-walk-target", "inside\n", 7);
+    snprintf(p, sizeof p, "%s/var/log/walk-abs.log", rootdir);
+    CHECK_EQ_INT(symlink("/etc/nd-walk-target", p), 0);
+    snprintf(p, sizeof p, "%s/var/log/walk-rel.log", rootdir);
+    CHECK_EQ_INT(symlink("../../etc/nd-walk-target", p), 0);
+    snprintf(p, sizeof p, "%s/var/log/walk-escape.log", rootdir);
+    CHECK_EQ_INT(symlink("../../../../../../../../../etc/hostname", p), 0);
+    snprintf(p, sizeof p, "%s/var/log/walk-dir", rootdir);
+    CHECK_EQ_INT(symlink("/etc", p), 0);
+    snprintf(p, sizeof p, "%s/var/log/walk-chain", rootdir);
+    CHECK_EQ_INT(symlink("walk-dir/nd-walk-target", p), 0);
+    snprintf(p, sizeof p, "%s/var/log/walk-loop", rootdir);
+    CHECK_EQ_INT(symlink("walk-loop", p), 0);
+
+    int rfd = open(rootdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    CHECK(rfd >= 0);
+    read_beneath(rfd, "var/log/walk-abs.log", buf, sizeof buf, &rc);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_STR(buf, "inside\n");
+    read_beneath(rfd, "var/log/walk-rel.log", buf, sizeof buf, &rc);
+    CHECK_EQ_STR(buf, "inside\n");
+    read_beneath(rfd, "var/log/walk-dir/nd-walk-target", buf, sizeof buf, &rc);
+    CHECK_EQ_STR(buf, "inside\n");
+    read_beneath(rfd, "var/log/walk-chain", buf, sizeof buf, &rc);
+    CHECK_EQ_STR(buf, "inside\n");
+    read_beneath(rfd, "/../../etc/nd-walk-target", buf, sizeof buf, &rc); /* ".." at the root stays there */
+    CHECK_EQ_STR(buf, "inside\n");
+    read_beneath(rfd, "var/log/walk-escape.log", buf, sizeof buf, &rc); /* ROOT/etc/hostname does not exist */
+    CHECK_EQ_INT(rc, -ENOENT);
+    read_beneath(rfd, "var/log/walk-loop", buf, sizeof buf, &rc);
+    CHECK_EQ_INT(rc, -ELOOP);
+    read_beneath(rfd, "var/log/walk-abs.log/x", buf, sizeof buf, &rc);
+    CHECK_EQ_INT(rc, -ENOTDIR);
+    read_beneath(rfd, "var/log/none", buf, sizeof buf, &rc);
+    CHECK_EQ_INT(rc, -ENOENT);
+    int dfd = nd_collect_open_beneath(rfd, "var/log/walk-dir/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    CHECK(dfd >= 0);
+    struct stat a, b;
+    snprintf(p, sizeof p, "%s/etc", rootdir);
+    CHECK(dfd >= 0 && fstat(dfd, &a) == 0 && stat(p, &b) == 0 && a.st_ino == b.st_ino);
+    if (dfd >= 0)
+        close(dfd);
+    close(rfd);
 }
 
 static int glob_n;
@@ -704,6 +771,7 @@ int main(void)
     ND_RUN(test_open_errors);
     ND_RUN(test_glob);
     ND_RUN(test_symlink_in_root);
+    ND_RUN(test_open_beneath_walk);
     ND_RUN(test_bundle_outcomes);
     ND_RUN(test_unwritable);
     ND_RUN(test_full_disk);
