@@ -70,13 +70,13 @@ end
 -- Root error lines are v1.5.0's; nitro-cli 1.4.x has these at other lines (the same invocations found in v1.4.2's
 -- source): "file:line in 1.5.0" -> line in 1.4.2.
 local ROOT_LINES_1_4 = {
-  ["src/enclave_proc/resource_manager.rs:300"] = 304, ["src/enclave_proc/resource_manager.rs:397"] = 400,
+  ["src/enclave_proc/resource_manager.rs:301"] = 304, ["src/enclave_proc/resource_manager.rs:397"] = 400,
   ["src/enclave_proc/resource_manager.rs:488"] = 491, ["src/enclave_proc/resource_manager.rs:510"] = 513,
   ["src/enclave_proc/resource_manager.rs:559"] = 562, ["src/enclave_proc/resource_manager.rs:594"] = 597,
   ["src/enclave_proc/resource_manager.rs:859"] = 862, ["src/common/commands_parser.rs:402"] = 402,
   ["src/common/commands_parser.rs:409"] = 412, ["src/common/commands_parser.rs:417"] = 423,
   ["src/common/commands_parser.rs:427"] = 434, ["src/common/commands_parser.rs:487"] = 495,
-  ["src/common/commands_parser.rs:504"] = 512, ["src/common/commands_parser.rs:468"] = 477,
+  ["src/common/commands_parser.rs:504"] = 512, ["src/common/commands_parser.rs:469"] = 477,
 }
 M.ROOT_LINES_1_4 = ROOT_LINES_1_4
 
@@ -776,7 +776,7 @@ function run_enclave(ctx, o)
     if st.host.hugepages_usable == false then
       return fail("E35", nil, chain("Error while reading from enclave image: Os { code: 14, kind: Uncategorized, message: \"Bad address\" }",
         "Failed to fill region with file content", "Write EIF to enclave memory regions", "Memory initialization issue", "Failed to create enclave", "Failed to run enclave"),
-        "src/enclave_proc/resource_manager.rs", 300)
+        "src/enclave_proc/resource_manager.rs", 301)
     end
     -- 9. vCPUs: the driver hands out free CPUs of the pool
     local cpus = {}
@@ -959,14 +959,14 @@ function console(ctx, o)
     if not timeout then
       return ctx:fail{ code = "E03", info = { "disconnect-timeout", o["disconnect-timeout"] }, action = "Enclave Console",
         subactions = { "Failed to construct Console arguments", "Parse disconnect timeout",
-          "`disconnect-timeout` argument can't be parsed as a number" }, file = "src/common/commands_parser.rs", line = 468 }
+          "`disconnect-timeout` argument can't be parsed as a number" }, file = "src/common/commands_parser.rs", line = 469 }
     end
   end
   if not e.debug then
     return ctx:fail{ code = "E44", action = "Enclave Console",
       subactions = { "Failed to connect to enclave console",
         "The enclave was not started with the debug flag set, include '--debug-mode' in the run-enclave command" },
-      file = "src/main.rs", line = 265 }
+      file = "src/main.rs", line = 263 }
   end
   return console_connect(ctx, e, timeout, "Enclave Console")
 end
@@ -1002,7 +1002,7 @@ function build_enclave(ctx, o)
     return ctx:fail{ code = "E19", info = { out, "Open" },
       action = "Build Enclave", subactions = { "Failed to build enclave", "Failed to build EIF from docker",
         "Could not create output file: Os { code: 2, kind: NotFound, message: \"No such file or directory\" }" },
-      file = "src/lib.rs", line = 101 }
+      file = "src/lib.rs", line = 109 }
   end
   uv.fs_close(fd)
   local art = os.getenv("NITRO_CLI_ARTIFACTS")
@@ -1010,7 +1010,7 @@ function build_enclave(ctx, o)
   if not art and not home then
     return ctx:fail{ code = "E51", action = "Build Enclave", subactions = { "Failed to build enclave",
       "Failed to build EIF from docker", "Could not find a folder for the CLI artifacts, set either HOME or NITRO_CLI_ARTIFACTS" },
-      file = "src/lib.rs", line = 355 }
+      file = "src/lib.rs", line = 394 }
   end
   -- nitro-cli creates the artifacts folder (NITRO_CLI_ARTIFACTS, else $HOME/.nitro_cli/); an empty value cannot be
   -- created (E19). $HOME/.nitro_cli is made inside the simulated root: the simulation never touches the real home.
@@ -1021,7 +1021,7 @@ function build_enclave(ctx, o)
     return ctx:fail{ code = "E19", info = { artifacts, "Create" },
       action = "Build Enclave", subactions = { "Failed to build enclave", "Failed to build EIF from docker",
         string.format("Could not create artifacts path %s: Os { code: 2, kind: NotFound, message: \"No such file or directory\" }", artifacts) },
-      file = "src/lib.rs", line = 334 }
+      file = "src/lib.rs", line = art and 376 or 386 }
   end
   local tag = o["docker-uri"]
   local cfg = st.images[tag] or (not tag:find(":") and st.images[tag .. ":latest"])
@@ -1031,7 +1031,7 @@ function build_enclave(ctx, o)
   if not cfg then
     ctx:stderr("Docker error: PullError")
     return ctx:fail{ code = "E50", action = "Build Enclave", subactions = { "Failed to build enclave",
-      "Failed to build EIF from docker", "Failed to pull docker image: PullError" }, file = "src/lib.rs", line = 139 }
+      "Failed to build EIF from docker", "Failed to pull docker image: PullError" }, file = "src/lib.rs", line = 164 }
   end
   ctx:stderr("Using the locally available Docker image...")
   local pcrs, err = write_eif(out, tag, cfg, nil, eif_arch(st, cfg))
