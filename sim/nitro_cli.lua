@@ -62,6 +62,11 @@ end
 -- Appends one nitro_enclaves.log line: [id][LEVEL][time][file:line] message
 function Ctx:log(level, where, msg, id)
   local _, real = self:logs_dir()
+  if (self.version or "1.4.2"):match("^1%.4%.") then
+    local f = where:match("^(.*):%d+$")
+    local l14 = f and M.ROOT_LINES_1_4 and M.ROOT_LINES_1_4[where]
+    if l14 then where = f .. ":" .. l14 end
+  end
   local sec, ns = self:stamp()
   fs.append(real .. "/nitro_enclaves.log", string.format("[%s][%s][%s][%s] %s\n", id or ("nitro-cli:" .. self.pid),
     level, util.millis(sec, ns), where, msg))
@@ -75,7 +80,7 @@ local ROOT_LINES_1_4 = {
   ["src/enclave_proc/resource_manager.rs:559"] = 562, ["src/enclave_proc/resource_manager.rs:594"] = 597,
   ["src/enclave_proc/resource_manager.rs:859"] = 862, ["src/common/commands_parser.rs:402"] = 402,
   ["src/common/commands_parser.rs:409"] = 412, ["src/common/commands_parser.rs:417"] = 423,
-  ["src/common/commands_parser.rs:427"] = 434, ["src/common/commands_parser.rs:487"] = 495,
+  ["src/common/commands_parser.rs:427"] = 434, ["src/enclave_proc/resource_manager.rs:747"] = 750, ["src/common/commands_parser.rs:487"] = 495,
   ["src/common/commands_parser.rs:504"] = 512, ["src/common/commands_parser.rs:469"] = 477,
 }
 M.ROOT_LINES_1_4 = ROOT_LINES_1_4
@@ -414,10 +419,8 @@ local function start_enclave(ctx, st, p)
   st.enclaves[#st.enclaves + 1] = e
   M.write_proc_stat(ctx.root, st, e)
   fs.write(ctx.root .. "/var/run/nitro_enclaves/" .. slot .. ".sock", "")
-  local id = string.format("enc-%s:%d", slot, e.pid)
-  ctx:log("INFO", "src/enclave_proc/mod.rs:512", "Enclave process started.", id)
-  ctx:log("INFO", "src/enclave_proc/resource_manager.rs:1012",
-    string.format("Enclave ID = %s, CID = %d, CPUs = %d, memory = %d MiB", e.id, e.cid, #e.cpus, e.memory_mib), id)
+  -- the enclave process's first line (enclave_proc/mod.rs: before it has an enclave, under its placeholder id)
+  ctx:log("INFO", "src/enclave_proc/mod.rs:571", "Enclave process PID: " .. e.pid, "enc-xxxxxxx:" .. e.pid)
   return e
 end
 
@@ -895,12 +898,14 @@ function describe_enclaves(ctx, o)
   end)
 end
 
+-- An enclave ID without a socket: enclave_proc_connect_to_single (enclave_proc_comm.rs) cannot connect to
+-- /run/nitro_enclaves/<enc id>.sock; terminate adds "Failed to connect to enclave process" (main.rs), console gets
+-- there through enclave_proc_get_cid ("Failed to connect to enclave process", then "Failed to retrieve enclave CID").
 local function unknown_enclave(ctx, id, action)
-  return ctx:fail{ code = "E11", action = action,
-    subactions = { "Failed to connect to enclave process", string.format(
-      "Failed to connect to enclave process socket %s/%s.sock: No such file or directory (os error 2)",
-      "/run/nitro_enclaves", (id or ""):match("%-enc(.*)$") or id or "") },
-    file = "src/enclave_proc_comm.rs", line = 121 }
+  local sub = { "Failed to connect to enclave process" }
+  if action == "Enclave Console" then sub = { "Failed to retrieve enclave CID", "Failed to connect to enclave process" } end
+  sub[#sub + 1] = "Failed to connect to specific enclave process: " .. ENOENT
+  return ctx:fail{ code = "E11", action = action, subactions = sub, file = "src/enclave_proc_comm.rs", line = 134 }
 end
 
 function terminate_enclave(ctx, o)
@@ -926,7 +931,7 @@ function terminate_enclave(ctx, o)
     local out = {}
     for _, e in ipairs(targets) do
       ctx:stderr("Successfully terminated enclave " .. e.id .. ".")
-      ctx:log("INFO", "src/enclave_proc/mod.rs:208", "Enclave terminated.", string.format("enc-%s:%d", e.slot, e.pid))
+      ctx:log("INFO", "src/enclave_proc/resource_manager.rs:747", "Enclave terminated.", string.format("enc-%s:%d", e.slot, e.pid))
       uv.fs_unlink(ctx.root .. "/var/run/nitro_enclaves/" .. e.slot .. ".sock")
       out[#out + 1] = util.obj{ "EnclaveName", e.name, "EnclaveID", e.id, "Terminated", true }
     end
