@@ -28,7 +28,9 @@ typedef struct nd_proc_opts {
     double kill_grace_s;      /* SIGTERM→SIGKILL delay after a timeout or cancel; <= 0 means 2 s */
     size_t capture_cap;       /* bytes kept per stream (the tail); 0 means 1 MiB */
     nd_proc_line_cb on_line;  /* streaming mode when set (output is still captured) */
-    void *line_ud;
+    nd_proc_line_cb on_data;  /* when set: each chunk as read, not split into lines (a scanner that splits lines
+                                 itself, e.g. kms-logs over journalctl); output is still captured */
+    void *line_ud;            /* for on_line and on_data */
 } nd_proc_opts;
 
 typedef struct nd_proc_stream {

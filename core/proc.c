@@ -61,6 +61,7 @@ struct nd_proc {
     double grace_s;
     uint64_t t0;
     nd_proc_line_cb on_line;
+    nd_proc_line_cb on_data;
     void *line_ud;
     nd_proc_done_cb on_done;
     void *ud;
@@ -403,6 +404,8 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     out_pipe *o = s->data;
     if (nread > 0) {
         ring_push(&o->tail, buf->base, (size_t)nread);
+        if (o->owner->on_data && !o->owner->freed)
+            o->owner->on_data(o->owner->line_ud, o->stream, buf->base, (size_t)nread);
         if (o->owner->on_line && o->line)
             deliver_lines(o, buf->base, (size_t)nread);
     } else if (nread < 0) {
@@ -483,6 +486,7 @@ int nd_proc_start(nd_ctx *ctx, const nd_proc_opts *opts, nd_proc_done_cb on_done
     p->on_done = on_done;
     p->ud = ud;
     p->on_line = opts->on_line;
+    p->on_data = opts->on_data;
     p->line_ud = opts->line_ud;
     p->grace_s = opts->kill_grace_s > 0 ? opts->kill_grace_s : 2.0;
     p->res.exit_code = -1;

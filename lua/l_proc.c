@@ -8,7 +8,8 @@
  *   ... h:wait() / h:signal("TERM") / h:cancel() / h:output() (what it printed so far)
  *
  * Options: argv in the array part; env (table name→value, replaces the environment; nil inherits), cwd, stdin
- * (string), timeout (s), kill_grace (s), cap (bytes kept per stream), on_line(stream, line) with stream
+ * (string), timeout (s), kill_grace (s), cap (bytes kept per stream), on_data(stream, chunk) (output as read,
+ * not split), on_line(stream, line) with stream
  * "stdout"|"stderr". The result: {exit_code, signal, timed_out, cancelled, pid, duration, stdout, stderr,
  * stdout_truncated, stderr_truncated, stdout_bytes, stderr_bytes, status (one line: "exit 0", "timed out after 1.0 s")}.
  * A command that cannot start returns nil, "command not found: x" | "permission denied: x", "ENOENT" | "EACCES".
@@ -28,25 +29,38 @@ typedef struct lproc {
     ndl_wait wait;
     lua_State *L;   /* main state, for on_line callbacks */
     int on_line_ref;
+    int on_data_ref;
     int done;
     int waiting;
     char *argv0;
     nd_proc_result res;
 } lproc;
 
-static void on_line(void *ud, int stream, const char *line, size_t len)
+static void call_stream_cb(lproc *lp, int ref, int stream, const char *line, size_t len)
 {
-    lproc *lp = ud;
     lua_State *L = lp->L;
-    if (lp->on_line_ref == LUA_NOREF)
+    if (ref == LUA_NOREF)
         return;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, lp->on_line_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
     lua_pushstring(L, stream == ND_PROC_STDOUT ? "stdout" : "stderr");
     lua_pushlstring(L, line, len);
     if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
-        fprintf(stderr, "nitrodiag: error in on_line callback: %s\n", lua_tostring(L, -1));
+        fprintf(stderr, "nitrodiag: error in %s callback: %s\n", ref == lp->on_line_ref ? "on_line" : "on_data",
+                lua_tostring(L, -1));
         lua_pop(L, 1);
     }
+}
+
+static void on_line(void *ud, int stream, const char *line, size_t len)
+{
+    lproc *lp = ud;
+    call_stream_cb(lp, lp->on_line_ref, stream, line, len);
+}
+
+static void on_data(void *ud, int stream, const char *data, size_t len)
+{
+    lproc *lp = ud;
+    call_stream_cb(lp, lp->on_data_ref, stream, data, len);
 }
 
 static void on_done(nd_proc *p, void *ud)
@@ -72,6 +86,10 @@ static void lproc_release(lua_State *L, lproc *lp)
     if (lp->on_line_ref != LUA_NOREF) {
         luaL_unref(L, LUA_REGISTRYINDEX, lp->on_line_ref);
         lp->on_line_ref = LUA_NOREF;
+    }
+    if (lp->on_data_ref != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, lp->on_data_ref);
+        lp->on_data_ref = LUA_NOREF;
     }
     nd_proc_result_free(&lp->res);
     free(lp->argv0);
@@ -190,6 +208,7 @@ static lproc *start(lua_State *L, int idx)
     lproc *lp = lua_newuserdatauv(L, sizeof *lp, 0);
     memset(lp, 0, sizeof *lp);
     lp->on_line_ref = LUA_NOREF;
+    lp->on_data_ref = LUA_NOREF;
     lp->wait.co_ref = LUA_NOREF;
     lp->L = ndl_host_main(L);
     luaL_setmetatable(L, PROC_MT);
@@ -198,6 +217,14 @@ static lproc *start(lua_State *L, int idx)
     if (lua_isfunction(L, -1)) {
         lp->on_line_ref = luaL_ref(L, LUA_REGISTRYINDEX);
         o.on_line = on_line;
+        o.line_ud = lp;
+    } else {
+        lua_pop(L, 1);
+    }
+    lua_getfield(L, idx, "on_data");
+    if (lua_isfunction(L, -1)) {
+        lp->on_data_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        o.on_data = on_data;
         o.line_ud = lp;
     } else {
         lua_pop(L, 1);

@@ -1430,8 +1430,14 @@ static void scenario_bench(void)
                            "--connect_timeout_ms=20000", "--max_connections=4096", NULL};
     EXPECT(proxy_start(flags) == 0, "proxy");
     int concs[] = {1, 16, 256};
+    int nconc = 3;
+    const char *only = getenv("BENCH_CONCURRENCY"); /* one level only (bench/kms-proxy/profile.sh) */
+    if (only && atoi(only) > 0) {
+        concs[0] = atoi(only);
+        nconc = 1;
+    }
     printf("{\"results\":[");
-    for (int ci = 0; ci < 3; ci++) {
+    for (int ci = 0; ci < nconc; ci++) {
         int c = concs[ci];
         int per = per_total / c < 4 ? 4 : per_total / c;
         int n = per * c;
