@@ -7,7 +7,8 @@ Python's socket module only, independently of the backend's C code:
   - "CONNECT 5000\\n" + "ping" -> "pong" from vsock-pingpong in the guest (what diag10's vsock ping does);
   - "CONNECT 7777\\n" (nothing listens in the guest): the socket is closed without "OK";
   - a line that is not CONNECT: closed;
-  - finally "CONNECT 6001" tells the guest to finish.
+  - finally "CONNECT 6001" (the guest listens there from the start) tells the guest to finish: the guest reads
+    until the host closes, which the host does once it has its "OK", and only then powers off.
 Prints one "host: ..." line per check; exits 0 when all passed, 1 otherwise.
 Usage: host.py PREFIX CONSOLE_LOG
 """
@@ -139,7 +140,8 @@ def main():
     s.close()
     t.join()
     s, line = connect(6001)
-    check(s is not None, "CONNECT 6001 (tells the guest to finish): %r" % line)
+    check(s is not None and re.fullmatch(rb"OK \d+\n", line) is not None,
+          "CONNECT 6001 (tells the guest to finish): %r" % line)
     if s:
         s.close()
 

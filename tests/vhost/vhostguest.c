@@ -248,8 +248,13 @@ int main(void)
         execl("/vsock-pingpong", "vsock-pingpong", "--mode", "vsock", (char *)NULL);
         _exit(127);
     }
+    /* 6001 listens before 6000 does: the host's last CONNECT 6001 can never come before the listener */
+    struct sockaddr_vm sa = {.svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = 6001};
+    int l1 = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (l1 < 0 || bind(l1, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(l1, 4) < 0)
+        fail("listen on vsock port 6001: %s", strerror(errno));
+    sa.svm_port = 6000;
     int l = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_vm sa = {.svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = 6000};
     if (l < 0 || bind(l, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(l, 4) < 0)
         fail("listen on vsock port 6000: %s", strerror(errno));
     say("[guest] listening on port 6000");
@@ -266,17 +271,21 @@ int main(void)
         fail("host->guest: only %zu bytes before end of stream", n);
     say("[guest] host->guest: echoed %zu bytes", n);
 
-    /* wait for the host to say it is done (it pings pingpong meanwhile): it connects once more to 6001 */
-    l = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sa.svm_port = 6001;
-    if (l < 0 || bind(l, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(l, 4) < 0)
-        fail("listen on vsock port 6001: %s", strerror(errno));
-    say("[guest] listening on port 6001");
-    a = accept(l, NULL, NULL);
+    /* wait for the host to say it is done (it pings pingpong meanwhile): it connects once more to 6001, and
+       closes once it has its OK; powering off before that end of stream could lose the RESPONSE (the guest
+       kernel queues it for the device asynchronously), so the host would see its socket closed without OK */
+    say("[guest] waiting on port 6001");
+    a = accept(l1, NULL, NULL);
     if (a < 0)
         fail("accept 6001: %s", strerror(errno));
+    char b6001[16];
+    ssize_t r6001;
+    while ((r6001 = read(a, b6001, sizeof b6001)) > 0)
+        ;
+    if (r6001 < 0)
+        fail("6001: read until the host closes: %s", strerror(errno));
     close(a);
-    close(l);
+    close(l1);
     kill(pp, SIGTERM);
     waitpid(pp, NULL, 0);
     say("[guest] PASS");
