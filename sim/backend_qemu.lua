@@ -331,7 +331,12 @@ function M.stop(plan)
   local pgid = plan.pid
   uv.kill(pgid, "sigterm")
   local deadline = now_s() + 5
-  while pid_alive(pgid) and now_s() < deadline do uv.sleep(20) end
+  -- gone, or said it stopped (a supervisor we spawned ourselves stays a zombie until our loop reaps it)
+  local function done()
+    local st = M.status(plan)
+    return not pid_alive(pgid) or (st and st.state == "stopped")
+  end
+  while not done() and now_s() < deadline do uv.sleep(20) end
   -- the whole group (the supervisor is its leader): whatever is left
   pcall(uv.kill, -pgid, "sigkill")
   if pid_alive(pgid) then pcall(uv.kill, pgid, "sigkill") end
@@ -436,6 +441,9 @@ function M.supervise(args)
   local cjson = require "cjson"
   local spec = args[1] and read_json(args[1])
   if not spec then io.stderr:write("nd-sim-enclave: usage: nd-sim-enclave SPEC.json\n") return 2 end
+  for _, k in ipairs({ "cid", "memory_mib", "cpus", "owner" }) do -- JSON numbers come back as floats
+    if type(spec[k]) == "number" then spec[k] = math.tointeger(spec[k]) or math.floor(spec[k]) end
+  end
   local run = spec.run
   local status = { state = "booting", supervisor = uv.os_getpid(), started = os.time() }
   local function save() fs.write_atomic(run .. "/status.json", cjson.encode(status)) end

@@ -52,11 +52,11 @@ describe("real boot (qemu nitro-enclave, TCG)", function()
     local ok, why = qemu.wait_boot(plan, 240)
     assert(ok, "no heartbeat: " .. tostring(why) .. "\n" .. (fs.read(plan.run .. "/console.log") or "") ..
       (fs.read(plan.run .. "/supervisor.log") or "") .. (fs.read(plan.run .. "/qemu.log") or ""))
-    local text = console_until(plan, "listening on port 5000", 120)
+    local text = console_until(plan, "listening on vsock:any:5000", 120)
     assert(text:find("Linux version 6%.%d"), "the console is not a real kernel's:\n" .. text)
     assert(text:find("[init] starting", 1, true), "nitrodiag-init did not start:\n" .. text)
     assert(text:find("[init] launching /vsock-pingpong --mode vsock", 1, true), text)
-    assert(text:find("[enclave] vsock mode: listening on port 5000", 1, true), text)
+    assert(text:find("[enclave] vsock mode: listening on vsock:any:5000", 1, true), text)
     -- the PCRs QEMU extended from the EIF's sections, read by the guest from /dev/nsm, equal nd.eif's
     for _, k in ipairs({ "PCR0", "PCR1", "PCR2" }) do
       local got = text:match("%[bootstrap%] " .. k .. " (%x+)")

@@ -40,7 +40,7 @@ case "$mode" in
       mkdir -p "$work/b" && tar -xzf "$bundle" -C "$work/b"
       con="$(find "$work/b" -name 'run_vsock.console.log' | head -n 1)"
       [ -n "$con" ] && grep -q 'Linux version 6\.' "$con" || fail "the bundle's vsock console is not a real kernel's"
-      [ -n "$con" ] && grep -q 'vsock mode: listening on port 5000' "$con" || fail "the bundle's console lacks vsock-pingpong's line"
+      [ -n "$con" ] && grep -q 'vsock mode: listening on vsock:any:5000' "$con" || fail "the bundle's console lacks vsock-pingpong's line"
     fi
     left="$(grep -l "$work" /proc/[0-9]*/cmdline 2>/dev/null | grep -v "/proc/$$/" || true)"
     [ -z "$left" ] || fail "processes left: $left"
