@@ -227,6 +227,15 @@ end
 
 local function now_s() return uv.hrtime() / 1e9 end
 
+-- Waits s seconds (real time): yields to the loop inside a coroutine (so sockets and timers of this process go on),
+-- blocks otherwise. Either way the loop's clock is brought up to date afterwards: a libuv timer started after a
+-- blocking wait would otherwise count from a stale time and fire at once.
+local function nap(s)
+  local ok = coroutine.isyieldable() and pcall(require("nd").sleep, s, { real = true })
+  if not ok then uv.sleep(math.floor(s * 1000 + 0.5)) end
+  uv.update_time()
+end
+
 local function read_json(path)
   local text = fs.read(path)
   if not text then return nil end
@@ -320,7 +329,7 @@ function M.wait_boot(plan, timeout)
     if (s and s.state == "stopped") or not pid_alive(plan.pid) then
       return nil, "the enclave stopped before its heartbeat" .. (s and s.why and (": " .. s.why) or "")
     end
-    uv.sleep(50)
+    nap(0.05)
   end
   return nil, "no heartbeat within the boot timeout"
 end
@@ -336,7 +345,7 @@ function M.stop(plan)
     local st = M.status(plan)
     return not pid_alive(pgid) or (st and st.state == "stopped")
   end
-  while not done() and now_s() < deadline do uv.sleep(20) end
+  while not done() and now_s() < deadline do nap(0.02) end
   -- the whole group (the supervisor is its leader): whatever is left
   pcall(uv.kill, -pgid, "sigkill")
   if pid_alive(pgid) then pcall(uv.kill, pgid, "sigkill") end
@@ -384,7 +393,7 @@ function M.stream_console(out, plan, timeout, still_there)
     end
     if timeout and now_s() - t0 >= timeout then return 0 end
     if still_there and not still_there() then return 0 end
-    uv.sleep(50)
+    nap(0.05)
   end
 end
 
@@ -395,16 +404,16 @@ function M.connect(plan, port)
   local c, err, code = vsock.connect("unix:" .. plan.run .. "/v.sock", { timeout = 5 })
   if not c then return nil, err, code end
   c:write(string.format("CONNECT %d\n", port))
-  local line = ""
+  local line, rerr = "", nil
   while not line:find("\n") do
-    local d = c:read(1, { timeout = 5 })
-    if not d or d == "" then break end
+    local d, e = c:read(1, { timeout = 5 })
+    if not d or d == "" then rerr = e break end
     line = line .. d
   end
   if not line:match("^OK %d+") then
     c:close()
     return nil, string.format("vsock port %d of the enclave: nothing listens (%s)", port,
-      line ~= "" and line:gsub("%s+$", "") or "connection closed"), "ECONNRESET"
+      line ~= "" and line:gsub("%s+$", "") or tostring(rerr or "connection closed")), "ECONNRESET"
   end
   return c
 end

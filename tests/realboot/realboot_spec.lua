@@ -65,7 +65,7 @@ describe("real boot (qemu nitro-enclave, TCG)", function()
     end
     -- a host program reaches the guest's port 5000 through nd-vhost-vsock
     local c, err = qemu.connect(plan, 5000)
-    assert(c, err)
+    assert(c, tostring(err) .. "\n" .. (fs.read(plan.run .. "/vhost.log") or ""))
     assert(c:write("ping"))
     local reply = c:read(16, { timeout = 10 })
     c:close()
