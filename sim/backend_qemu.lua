@@ -248,10 +248,14 @@ function M.status(plan)
   return plan and plan.run and read_json(plan.run .. "/status.json")
 end
 
+-- whether pid runs (a zombie does not: it has exited, its parent has not reaped it yet)
 local function pid_alive(pid)
   if type(pid) ~= "number" or pid <= 1 then return false end
   local ok = uv.kill(pid, 0)
-  return ok == 0 or ok == true
+  if not (ok == 0 or ok == true) then return false end
+  local stat = fs.read("/proc/" .. math.tointeger(pid) .. "/stat")
+  local state = stat and stat:match("^%d+ %b() (%a)")
+  return state ~= "Z" and state ~= "X"
 end
 
 -- alive(plan) -> whether the enclave (its supervisor) still runs
@@ -341,10 +345,7 @@ function M.stop(plan)
   uv.kill(pgid, "sigterm")
   local deadline = now_s() + 5
   -- gone, or said it stopped (a supervisor we spawned ourselves stays a zombie until our loop reaps it)
-  local function done()
-    local st = M.status(plan)
-    return not pid_alive(pgid) or (st and st.state == "stopped")
-  end
+  local function done() return not pid_alive(pgid) end
   while not done() and now_s() < deadline do nap(0.02) end
   -- the whole group (the supervisor is its leader): whatever is left
   pcall(uv.kill, -pgid, "sigkill")
@@ -418,30 +419,63 @@ function M.connect(plan, port)
   return c
 end
 
--- splice(conn, plan, port): joins a host-side connection (nd.sim.vsock's unix server) to the guest's port, both
--- ways, until either side closes; then closes both. Runs as a task.
-function M.splice(c, plan, port)
-  local nd = require "nd"
-  local g = M.connect(plan, port)
-  if not g then c:close() return end
-  local closed = false
-  local function close_both()
-    if closed then return end
-    closed = true
-    pcall(c.close, c)
-    pcall(g.close, g)
-  end
-  local function pump(from, to)
-    pcall(function()
-      while true do
-        local d = from:read(65536, { timeout = 3600 })
-        if not d or not to:write(d) then return end
-      end
+-- relay(path, plan, port) -> server | nil, err, code: a unix socket at path whose every connection is joined, both
+-- ways, to the guest's port through nd-vhost-vsock (CONNECT <port>), until either side closes (nd.sim.vsock routes
+-- vsock:CID:PORT there). Plain luv streams: a read pending on one side never blocks a write to it.
+-- server = { listener = { close = fn }, task = { cancel = fn } } (what nd.sim.vsock keeps for its own servers).
+function M.relay(path, plan, port)
+  uv.fs_unlink(path)
+  local srv = uv.new_pipe(false)
+  local ok, err, code = srv:bind(path)
+  if not ok then srv:close() return nil, "relay " .. path .. ": " .. tostring(err), code end
+  local open = {}
+  local function close(h) if h and not h:is_closing() then h:close() end open[h] = nil end
+  srv:listen(16, function()
+    local c = uv.new_pipe(false)
+    if not srv:accept(c) then c:close() return end
+    open[c] = true
+    local g = uv.new_pipe(false)
+    open[g] = true
+    local function done() close(c) close(g) end
+    -- one side ended: the other gets what is still queued for it (shutdown waits for pending writes), then both close
+    local function ended(other)
+      if other:is_closing() then done() return end
+      local okh = pcall(other.shutdown, other, function() done() end)
+      if not okh then done() end
+    end
+    local pending = {} -- what the host sent before the guest's side was connected
+    local joined = false
+    c:read_start(function(rerr, data)
+      if rerr or not data then if joined then ended(g) else done() end return end
+      if joined then g:write(data) else pending[#pending + 1] = data end
     end)
-    close_both()
-  end
-  nd.spawn(pump, c, g)
-  pump(g, c)
+    g:connect(plan.run .. "/v.sock", function(cerr)
+      if cerr then done() return end
+      g:write(string.format("CONNECT %d\n", port))
+      local line = ""
+      g:read_start(function(rerr, data)
+        if rerr or not data then if joined then ended(c) else done() end return end
+        if joined then c:write(data) return end
+        line = line .. data
+        local nl = line:find("\n", 1, true)
+        if not nl then
+          if #line > 64 then done() end
+          return
+        end
+        if not line:match("^OK %d+") then done() return end -- the guest refused: the host sees the connection close
+        joined = true
+        local rest = line:sub(nl + 1)
+        if #rest > 0 then c:write(rest) end
+        for _, d in ipairs(pending) do g:write(d) end
+        pending = {}
+      end)
+    end)
+  end)
+  return { listener = { close = function()
+    close(srv)
+    for h in pairs(open) do close(h) end
+    uv.fs_unlink(path)
+  end }, task = { cancel = function() end } }
 end
 
 -- supervise(args) -> exit status: the body of `nd-sim-enclave SPEC.json` (see the top of this file).

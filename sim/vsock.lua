@@ -56,7 +56,7 @@ function M.install(root)
   end
   local servers = {}
 
-  local function serve(proto, path, enclave, port)
+  local function serve(proto, path)
     local l, err, code = vsock.listen("unix:" .. path)
     if not l then return nil, err, code end
     local srv = { listener = l }
@@ -64,15 +64,13 @@ function M.install(root)
       while true do
         local c = l:accept()
         if not c then return end
-        if proto == "qemu" then
-          nd.spawn(require("nd.sim.backend_qemu").splice, c, enclave.plan, port)
-        else nd.spawn(function()
+        nd.spawn(function()
           local data = c:read(16, { timeout = 5 })
           if data and proto == "pingpong" then
             c:write((data:gsub("%s+$", "")) == "ping" and "pong" or "unknown")
           end
           c:close()
-        end) end
+        end)
       end
     end)
     return srv
@@ -87,7 +85,13 @@ function M.install(root)
     local key = a.cid .. "_" .. a.port .. (proto == "qemu" and ("_" .. enclave.slot) or "")
     local path = dir .. "/" .. key .. ".sock"
     if not servers[key] then
-      local srv, err, code = serve(proto, path, enclave, a.port)
+      local srv, err, code
+      if proto == "qemu" then
+        -- booted for real: a relay to the guest's port through nd-vhost-vsock (nd.sim.backend_qemu)
+        srv, err, code = require("nd.sim.backend_qemu").relay(path, enclave.plan, a.port)
+      else
+        srv, err, code = serve(proto, path)
+      end
       if not srv then return nil, err, code end
       servers[key] = srv
     end

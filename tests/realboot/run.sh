@@ -26,7 +26,7 @@ case "$mode" in
     work="$(mktemp -d "${TMPDIR:-/tmp}/nd-realboot.XXXXXX")"
     trap 'rm -rf "$work"' EXIT
     cd "$work" || exit 1
-    "$nitrodiag" --sim "$here/healthy-qemu.lua" diag10 run_seconds=40 >"$work/out.txt" 2>"$work/err.txt"
+    "$nitrodiag" --sim "$here/healthy-qemu.lua" diag10 runs=vsock,hello run_seconds=30 >"$work/out.txt" 2>"$work/err.txt"
     rc=$?
     cat "$work/out.txt"; tail -n 20 "$work/err.txt"
     fails=0
@@ -42,7 +42,7 @@ case "$mode" in
       [ -n "$con" ] && grep -q 'Linux version 6\.' "$con" || fail "the bundle's vsock console is not a real kernel's"
       [ -n "$con" ] && grep -q 'vsock mode: listening on vsock:any:5000' "$con" || fail "the bundle's console lacks vsock-pingpong's line"
     fi
-    left="$(grep -l "$work" /proc/[0-9]*/cmdline 2>/dev/null | grep -v "/proc/$$/" || true)"
+    left="$(pgrep -af "nd-sim-enclave|nd-vhost-vsock|qemu-system-x86_64.*nitro-enclave" | grep -F "$work" || true)"
     [ -z "$left" ] || fail "processes left: $left"
     [ $fails -eq 0 ] && echo "PASS" && exit 0
     exit 1 ;;
