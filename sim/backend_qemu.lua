@@ -105,8 +105,10 @@ function M.qemu()
   for _, p in ipairs(cands) do
     if executable(p) then
       if qemu_cache[p] == nil then
-        local out = capture({ p, "-M", "help" }) or ""
-        qemu_cache[p] = out:find("\nnitro%-enclave ") ~= nil
+        -- `-M help` lists the machine; where commands cannot be run (a simulated host's stand-ins run only its
+        -- own tools) the binary is taken as it is: QEMU itself refuses the machine later, in one line
+        local out = capture({ p, "-M", "help" })
+        qemu_cache[p] = out == nil or out:find("\nnitro%-enclave ") ~= nil
       end
       if qemu_cache[p] then return p end
       why = p .. " has no nitro-enclave machine (QEMU >= 9.2 built with libcbor: tools/build-qemu.sh)"

@@ -453,7 +453,9 @@ end
 
 -- Starts an enclave in st (resources already checked). Returns the enclave record.
 local function start_enclave(ctx, st, p)
-  local b = assert(backend.get(st.backend))
+  local b, _, note = backend.get(st.backend)
+  b = assert(b)
+  if note then ctx:stderr("nitrodiag simulator: " .. note) end
   local slot = new_slot()
   local e = { id = st.host.instance_id .. "-enc" .. slot, slot = slot, name = p.name, pid = state.pid(st),
     cid = p.cid, cpus = p.cpus, memory_mib = p.memory_mib, debug = p.debug, eif = p.eif, pcrs = p.pcrs or {},

@@ -2,6 +2,9 @@
 # The real-boot tests (ctest realboot.*): EIFs boot under QEMU's nitro-enclave machine with nd-vhost-vsock.
 #   run.sh spec NITRODIAG VHOST   the spec (tests/realboot/realboot_spec.lua): boot, console, ping, PCRs, reboot
 #   run.sh sim  NITRODIAG VHOST   `nitrodiag --sim tests/realboot/healthy-qemu.lua diag10` booting its EIFs for real
+#                                 (the control run boots the basic test image: the rootfs of simulator-written EIFs
+#                                 holds only nitrodiag-init and vsock-pingpong, so the AWS hello sample's script
+#                                 is not there and that enclave reboots for real, as diag10 then rightly says)
 # Needs QEMU with the nitro-enclave machine (tools/build-qemu.sh), the enclave kernel (tools/fetch-enclave-kernel.sh)
 # and nd-vhost-vsock. Without them: exit 77 (ctest's skip) with the reason — except under CI (CI=true), where a
 # missing piece is a failure: `make test` builds QEMU and fetches the kernel first there.
@@ -26,7 +29,8 @@ case "$mode" in
     work="$(mktemp -d "${TMPDIR:-/tmp}/nd-realboot.XXXXXX")"
     trap 'rm -rf "$work"' EXIT
     cd "$work" || exit 1
-    "$nitrodiag" --sim "$here/healthy-qemu.lua" diag10 runs=vsock,hello run_seconds=30 >"$work/out.txt" 2>"$work/err.txt"
+    "$nitrodiag" --sim "$here/healthy-qemu.lua" diag10 runs=vsock,hello run_seconds=30 \
+      hello_eif=/home/ec2-user/hello-basic.eif >"$work/out.txt" 2>"$work/err.txt"
     rc=$?
     cat "$work/out.txt"; tail -n 20 "$work/err.txt"
     fails=0
@@ -39,6 +43,7 @@ case "$mode" in
     if [ -n "$bundle" ]; then
       mkdir -p "$work/b" && tar -xzf "$bundle" -C "$work/b"
       con="$(find "$work/b" -name 'run_vsock.console.log' | head -n 1)"
+      [ -n "$con" ] && grep -q "Linux version 6" "$con" || { echo "bundle: $con"; tar -tzf "$bundle" | head -n 50; head -c 3000 "$con"; }
       [ -n "$con" ] && grep -q 'Linux version 6\.' "$con" || fail "the bundle's vsock console is not a real kernel's"
       [ -n "$con" ] && grep -q 'vsock mode: listening on vsock:any:5000' "$con" || fail "the bundle's console lacks vsock-pingpong's line"
     fi
