@@ -100,6 +100,26 @@ describe("real boot (qemu nitro-enclave, TCG)", function()
     assert(#left == 0, "left behind: " .. table.concat(left, "; "))
   end, 400)
 
+  it("an enclave whose owner process dies stops with everything it started", function()
+    local dir = spec.tmpdir()
+    local path = build(dir, { "/init" }, { "PATH=/bin", "VSOCK_PINGPONG_MODE=basic" })
+    -- the owner: a process we kill with SIGKILL (as if nitrodiag itself had been killed)
+    local owner = uv.spawn("sleep", { args = { "300" } }, function() end)
+    local plan = assert(qemu.start{ eif = path, run = dir .. "/run", id = "i-owner-enc", cid = 22, memory_mib = 256,
+      cpus = 1, owner = owner:get_pid() })
+    local t0 = uv.hrtime()
+    while not (qemu.status(plan) or {}).qemu and uv.hrtime() - t0 < 30e9 do require("nd").sleep(0.05, { real = true }) end
+    assert((qemu.status(plan) or {}).qemu, "QEMU never started")
+    uv.kill(owner:get_pid(), "sigkill")
+    t0 = uv.hrtime()
+    while #procs_with(plan.run) > 0 and uv.hrtime() - t0 < 10e9 do require("nd").sleep(0.05, { real = true }) end
+    local left = procs_with(plan.run)
+    assert(#left == 0, "left behind: " .. table.concat(left, "; "))
+    local st = qemu.status(plan)
+    assert(st and st.state == "stopped" and tostring(st.why):find("gone", 1, true), "status: " .. tostring(st and st.why))
+    owner:close()
+  end, 120)
+
   it("nitrodiag boot reports the heartbeat, init and the application, and stops the enclave", function()
     local dir = spec.tmpdir()
     local path = build(dir, { "/init" }, { "PATH=/bin", "VSOCK_PINGPONG_MODE=vsock" })
