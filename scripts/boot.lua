@@ -53,7 +53,7 @@ return {
         if not st or st.type ~= "file" then s:usage(s.args.file .. ": no such file") end
         local r, err = eif.read(s.args.file)
         if not r then
-          s:finding{ code = "EIF_CORRUPT", severity = "fail", message = tostring(err), evidence = { s.args.file },
+          s:finding{ code = "EIF_INVALID", severity = "fail", message = tostring(err), evidence = { s.args.file },
                      remediation = "rebuild the image with nitro-cli build-enclave (`nitrodiag eif FILE` says more)" }
           return
         end
