@@ -615,6 +615,18 @@ function M.supervise(args)
       finish("nd-vhost-vsock exited")
       break
     end
+    if status.heartbeat and not status.pcrs and not status.pcrs_given_up then
+      -- the PCRs the guest read from QEMU's NSM (nitrodiag-bootstrap prints them; other inits do not)
+      local con = fs.read(run .. "/console.log") or ""
+      local p = {}
+      for n, hex in con:gmatch("%[bootstrap%] PCR(%d+) (%x+)") do p["PCR" .. n] = hex end
+      if p.PCR0 and p.PCR1 and p.PCR2 then
+        status.pcrs = p
+        save()
+      elseif con:find("[init]", 1, true) or #con > 4 * 1048576 or now_s() - (status.qemu_started or 0) > 120 then
+        status.pcrs_given_up = true -- past the bootstrap without them
+      end
+    end
     if (spec.owner and not pid_alive(spec.owner)) or not fs.is_dir(spec.root) then
       finish("the simulated host is gone")
       break

@@ -377,6 +377,9 @@ end
 -- one describe-enclaves entry (EnclaveDescribeInfo's serde order; with --metadata: ImageName, ImageVersion and
 -- Metadata when the EIF has them)
 local function describe_obj(e, with_metadata)
+  -- an enclave booted for real: the PCRs its guest read from QEMU's NSM, when it could (nd.sim.backend_qemu)
+  local live = e.plan and e.plan.live and require("nd.sim.backend_qemu").status(e.plan)
+  if live and type(live.pcrs) == "table" and live.pcrs.PCR0 then e = setmetatable({ pcrs = live.pcrs }, { __index = e }) end
   local o = util.obj{
     "EnclaveName", e.name, "EnclaveID", e.id, "ProcessID", e.pid, "EnclaveCID", e.cid,
     "NumberOfCPUs", #e.cpus, "CPUIDs", util.array(e.cpus), "MemoryMiB", e.memory_mib, "State", "RUNNING",
