@@ -242,12 +242,19 @@ static void rootfs_mounts(void)
         {"devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, NULL},
         {"sysfs", "/sys", "sysfs", MS_NODEV | MS_NOSUID | MS_NOEXEC, NULL},
     };
-    mkdir("/dev/shm", 0755);
-    mkdir("/dev/pts", 0755);
-    symlink("/proc/self/fd", "/dev/fd");
-    symlink("/proc/self/fd/0", "/dev/stdin");
-    symlink("/proc/self/fd/1", "/dev/stdout");
-    symlink("/proc/self/fd/2", "/dev/stderr");
+    static const char *const links[][2] = {
+        {"/proc/self/fd", "/dev/fd"},
+        {"/proc/self/fd/0", "/dev/stdin"},
+        {"/proc/self/fd/1", "/dev/stdout"},
+        {"/proc/self/fd/2", "/dev/stderr"},
+    };
+    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++)
+        if (symlink(links[i][0], links[i][1]) < 0 && errno != EEXIST)
+            warn2("symlink", links[i][1]);
+    if (mkdir("/dev/shm", 0755) < 0 && errno != EEXIST)
+        warn2("mkdir", "/dev/shm");
+    if (mkdir("/dev/pts", 0755) < 0 && errno != EEXIST)
+        warn2("mkdir", "/dev/pts");
     for (size_t i = 0; i < sizeof mounts / sizeof mounts[0]; i++)
         if (mount(mounts[i].src, mounts[i].dst, mounts[i].type, mounts[i].flags, mounts[i].data) < 0)
             die(mounts[i].dst);
