@@ -596,6 +596,11 @@ function M.supervise(args)
   launch(spec.kvm and "kvm" or "tcg")
   -- run until QEMU ends (the guest rebooted or powered off), we are told to stop, or the owner is gone
   while not stopping do
+    if children.vhost and children.vhost.exited and children.qemu and not children.qemu.exited then
+      -- QEMU going away ends nd-vhost-vsock (--once): give QEMU's own exit a moment to be seen first
+      local tw = now_s()
+      while not children.qemu.exited and now_s() - tw < 2 do nd.sleep(0.02, { real = true }) end
+    end
     if children.qemu and children.qemu.exited and status.accel == "kvm" and not status.heartbeat
       and now_s() - status.qemu_started < 5 then
       -- /dev/kvm opened but KVM does not work here (nested virtualization without the CPU features): TCG
