@@ -41,7 +41,7 @@ return {
       run = checks.nitro_cli },
     { name = "device", timeout = 5, run = checks.device },
     { name = "allocator", timeout = 20, collects = checks.ALLOCATOR_COLLECTS, run = checks.allocator },
-    { name = "artifacts path (E51)", timeout = 5, run = checks.artifacts_env },
+    { name = "artifacts path (E51)", timeout = 5, run = checks.artifacts_dir },
     -- The enclaves already running: what they are and whether they hold what this run needs. diag10 terminates
     -- none of them unless terminate=stale|all says so or the operator says yes at the prompt.
     { name = "running enclaves", timeout = 90, collects = { "describe_enclaves.before.json" },
