@@ -130,12 +130,19 @@ function M.kernel()
 end
 
 -- pieces() -> { qemu, vhost, kernel, bootstrap, init, pingpong } | nil, why (one line)
+local function vhost()
+  local p = find_prog("nd-vhost-vsock", "NITRODIAG_VHOST_VSOCK")
+  if p then return p end
+  if env("NITRODIAG_VHOST_VSOCK") then return nil, "NITRODIAG_VHOST_VSOCK=" .. env("NITRODIAG_VHOST_VSOCK") .. " is not an executable" end
+  return nil, "nd-vhost-vsock (the vhost-user-vsock backend) is not built or not on PATH"
+end
+
 function M.pieces()
   local p, why = {}, nil
   p.qemu, why = M.qemu()
   if not p.qemu then return nil, why end
-  p.vhost = find_prog("nd-vhost-vsock", "NITRODIAG_VHOST_VSOCK")
-  if not p.vhost then return nil, "nd-vhost-vsock (the vhost-user-vsock backend) is not built or not on PATH" end
+  p.vhost, why = vhost()
+  if not p.vhost then return nil, why end
   p.kernel, why = M.kernel()
   if not p.kernel then return nil, why end
   for k, name in pairs({ bootstrap = "nitrodiag-bootstrap", init = "nitrodiag-init", pingpong = "vsock-pingpong" }) do
@@ -276,8 +283,8 @@ Qemu.__index = Qemu
 function M.runtime()
   local q, why = M.qemu()
   if not q then return nil, why end
-  local v = find_prog("nd-vhost-vsock", "NITRODIAG_VHOST_VSOCK")
-  if not v then return nil, "nd-vhost-vsock (the vhost-user-vsock backend) is not built or not on PATH" end
+  local v, vwhy = vhost()
+  if not v then return nil, vwhy end
   return { qemu = q, vhost = v }
 end
 

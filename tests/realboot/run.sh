@@ -13,6 +13,23 @@ here="$(cd "$(dirname "$0")" && pwd)"
 src="$(cd "$here/../.." && pwd)"
 mode="$1" nitrodiag="$2" vhost="${3:-}"
 
+# The set-up scripts' own contract, before anything needs them: with an empty cache --check says so in ONE line
+# and exits 77; the cache directory follows the environment.
+if [ "$mode" = tools ]; then
+  empty="$(mktemp -d "${TMPDIR:-/tmp}/nd-rb-empty.XXXXXX")"
+  trap 'rm -rf "$empty"' EXIT
+  fails=0
+  out="$(NITRODIAG_QEMU_CACHE="$empty/q" "$src/tools/build-qemu.sh" --check 2>&1)"; rc=$?
+  [ $rc -eq 77 ] || { echo "FAIL: build-qemu.sh --check on an empty cache exited $rc"; fails=$((fails + 1)); }
+  [ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ] || { echo "FAIL: more than one line: $out"; fails=$((fails + 1)); }
+  [ "$(NITRODIAG_QEMU_CACHE="$empty/q" "$src/tools/build-qemu.sh" --print-cache)" = "$empty/q" ] || { echo "FAIL: --print-cache"; fails=$((fails + 1)); }
+  out="$(NITRODIAG_KERNEL_CACHE="$empty/k" "$src/tools/fetch-enclave-kernel.sh" --check 2>&1)"; rc=$?
+  [ $rc -eq 77 ] && [ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ] || { echo "FAIL: fetch-enclave-kernel.sh --check: $rc $out"; fails=$((fails + 1)); }
+  "$src/tools/build-qemu.sh" --bogus >/dev/null 2>&1; [ $? -eq 2 ] || { echo "FAIL: a bad option is not a usage error"; fails=$((fails + 1)); }
+  [ $fails -eq 0 ] && echo "PASS" && exit 0
+  exit 1
+fi
+
 missing() {
   if [ "${CI:-}" = true ]; then echo "FAIL: $1 (under CI the real-boot tests must run: make test prepares them)"; exit 1; fi
   echo "SKIP: $1"; exit 77

@@ -6,6 +6,7 @@ if(NOT ND_SANITIZE AND TARGET vsock-pingpong AND TARGET nitrodiag-bootstrap)
   if(TARGET nd-vhost-vsock)
     set(ND_RB_VHOST $<TARGET_FILE:nd-vhost-vsock>)
   endif()
+  add_test(NAME realboot.tools COMMAND ${CMAKE_CURRENT_LIST_DIR}/run.sh tools $<TARGET_FILE:nitrodiag>)
   foreach(mode spec sim)
     add_test(NAME realboot.qemu.${mode}
              COMMAND ${CMAKE_CURRENT_LIST_DIR}/run.sh ${mode} $<TARGET_FILE:nitrodiag> "${ND_RB_VHOST}")
