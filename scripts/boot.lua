@@ -74,7 +74,7 @@ return {
         rundir = dir
         local path = uv.fs_realpath(s.args.file) or s.args.file
         local p, err = qemu.start{ eif = path, run = dir .. "/run", id = "i-local-enc" .. uv.os_getpid(), cid = s.args.cid,
-          memory_mib = s.args.memory, cpus = s.args.cpus, owner = uv.os_getpid() }
+          memory_mib = s.args.memory, cpus = s.args.cpus, owner = uv.os_getpid(), remove = dir }
         if not p then s:fail(err) return end
         plan = p
         s:progress("booting " .. s.args.file .. " (waiting for the heartbeat)")

@@ -290,7 +290,8 @@ end
 
 -- start(o) -> plan | nil, why. Boots the EIF o.eif in the background under a detached supervisor (the enclave
 -- process). o: { eif, run (a private directory, created; unix socket paths under it must stay short), id, cid,
--- memory_mib, cpus, owner (a pid: the enclave stops when it dies), root (a directory: ditto when it disappears) }.
+-- memory_mib, cpus, owner (a pid: the enclave stops when it dies), root (a directory: ditto when it disappears),
+-- remove (a directory the supervisor removes when it stopped because the owner died) }.
 -- plan = { live = true, run, pid (the supervisor, leader of the process group), accel }.
 function M.start(o)
   local rt, why = M.runtime()
@@ -302,7 +303,7 @@ function M.start(o)
   local spec = {
     root = o.root or run, run = run, qemu = rt.qemu, vhost = rt.vhost, eif = o.eif, id = o.id or "i-enc",
     cid = o.cid or 16, memory_mib = o.memory_mib or 512, cpus = o.cpus or 1, kvm = M.kvm(), owner = o.owner,
-    append = os.getenv("NITRODIAG_QEMU_APPEND"),
+    append = os.getenv("NITRODIAG_QEMU_APPEND"), remove = o.remove,
   }
   fs.write(run .. "/spec.json", require("cjson").encode(spec))
   local link = run .. "/nd-sim-enclave"
@@ -669,6 +670,9 @@ function M.supervise(args)
   status.state = "stopped"
   save()
   log("stopped: " .. tostring(status.why))
+  if spec.remove and spec.owner and not pid_alive(spec.owner) then
+    fs.rm_rf(spec.remove) -- the owner died before it could clean up its temporary directory (e.g. nitrodiag boot)
+  end
   return 0
 end
 
