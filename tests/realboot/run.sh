@@ -4,7 +4,8 @@
 #   run.sh sim  NITRODIAG VHOST   `nitrodiag --sim tests/realboot/healthy-qemu.lua diag10` booting its EIFs for real
 #                                 (the control run boots the basic test image: the rootfs of simulator-written EIFs
 #                                 holds only nitrodiag-init and vsock-pingpong, so the AWS hello sample's script
-#                                 is not there and that enclave reboots for real, as diag10 then rightly says)
+#                                 is not there and that enclave reboots for real, as diag10 then rightly says);
+#                                 then diag10 on reboot-no-init-qemu.lua: the workload reboots for real, diagnosed
 # Needs QEMU with the nitro-enclave machine (tools/build-qemu.sh), the enclave kernel (tools/fetch-enclave-kernel.sh)
 # and nd-vhost-vsock. Without them: exit 77 (ctest's skip) with the reason — except under CI (CI=true), where a
 # missing piece is a failure: `make test` builds QEMU and fetches the kernel first there.
@@ -63,6 +64,20 @@ case "$mode" in
       [ -n "$con" ] && grep -q "Linux version 6" "$con" || { echo "bundle: $con"; tar -tzf "$bundle" | head -n 50; head -c 3000 "$con"; }
       [ -n "$con" ] && grep -q 'Linux version 6\.' "$con" || fail "the bundle's vsock console is not a real kernel's"
       [ -n "$con" ] && grep -q 'vsock mode: listening on vsock:any:5000' "$con" || fail "the bundle's console lacks vsock-pingpong's line"
+    fi
+    # the operator's workload with CMD ["/bin/sh","-c",…] and no shell: the enclave reboots for real, diag10 says why
+    mkdir -p "$work/r" && cd "$work/r" || exit 1
+    "$nitrodiag" --sim "$here/reboot-no-init-qemu.lua" diag10 runs=workload run_seconds=20 >"$work/r/out.txt" 2>"$work/r/err.txt"
+    rc=$?
+    [ $rc -eq 1 ] || fail "diag10 on reboot-no-init-qemu exited $rc, expected 1"
+    grep -q 'ENCLAVE_REBOOT_NO_INIT' "$work/r/out.txt" || { fail "no ENCLAVE_REBOOT_NO_INIT"; cat "$work/r/out.txt"; }
+    rb="$(ls "$work"/r/nitrodiag-diag10-*.tar.gz 2>/dev/null | head -n 1)"
+    if [ -n "$rb" ]; then
+      mkdir -p "$work/r/b" && tar -xzf "$rb" -C "$work/r/b"
+      grep -qh 'execvpe: /bin/sh: No such file or directory' "$work"/r/b/*/run_app.console.log || fail "the workload's console lacks the real execvpe failure"
+      grep -qh 'reboot: Restarting system' "$work"/r/b/*/run_app.console.log || fail "the workload's enclave did not reboot"
+    else
+      fail "no bundle from the reboot run"
     fi
     left="$(pgrep -af "nd-sim-enclave|nd-vhost-vsock|qemu-system-x86_64.*nitro-enclave" | grep -F "$work" || true)"
     [ -z "$left" ] || fail "processes left: $left"
