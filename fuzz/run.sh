@@ -13,7 +13,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 src="$(cd "$here/.." && pwd)"
 mode="$1"
 build="$2"
-TARGETS=(scrub attest cbor nitrocli errlog eif allocator kmslog frame kms_request kms_response imagelint)
+TARGETS=(scrub attest cbor nitrocli errlog eif allocator kmslog frame kms_request kms_response imagelint vhost)
 
 do_build() {
   local clang="${1:-clang}"

@@ -46,7 +46,7 @@ return {
     -- none of them unless terminate=stale|all says so or the operator says yes at the prompt.
     { name = "running enclaves", timeout = 90, collects = { "describe_enclaves.before.json" },
       run = checks.running_enclaves },
-    { name = "workload", timeout = 15, run = checks.workload },
+    { name = "workload", timeout = 120, run = checks.workload },
     { name = "build images", timeout = 120, collects = checks.build_collects, run = checks.build_images },
     -- One finding per cause (E26, E27, …) naming the EIFs it concerns as the operator knows them (the test EIFs by
     -- their run, the operator's by the path given); a run predicted to fail is not started.

@@ -22,11 +22,10 @@
 #include <unistd.h>
 
 #define MAX_POLL (8 + VS_MAX_CONNS)
-#define TX_BATCH 256   /* packets taken per loop turn, so one busy guest cannot starve the rest of the loop */
 
 typedef struct app {
     const char *sock_path, *prefix;
-    int once;
+    int once, trace;    /* trace: ND_VHOST_VSOCK_TRACE=1 logs every vhost-user message */
     FILE *log;
     int listen_fd, prefix_fd, client_fd, sig_fd;
     int created_sock, created_prefix;
@@ -37,6 +36,7 @@ typedef struct app {
     vu_msg msg;
     uint8_t hdr[VU_HDR_SIZE];
     size_t have;        /* bytes of header + payload read so far */
+    int fds_lost;       /* more fds came with the current message than it may carry */
     uint8_t reply[VU_HDR_SIZE + VU_MAX_PAYLOAD];
     uint8_t pkt[VS_HDR_SIZE + VS_MAX_PKT];
 } app;
@@ -111,6 +111,7 @@ static void client_close(app *a)
         close(a->msg.fds[i]);
     a->msg.nfds = 0;
     a->have = 0;
+    a->fds_lost = 0;
     vs_reset(&a->vs);
     vu_dev_reset(&a->dev);
     a->seen_stops = a->dev.stops;
@@ -146,7 +147,6 @@ static int client_read(app *a)
     ssize_t n = recvmsg(a->client_fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return 0;
-    int bad_fds = 0;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
             continue;
@@ -158,12 +158,12 @@ static int client_read(app *a)
                 m->fds[m->nfds++] = fd;
             else {
                 close(fd);
-                bad_fds = 1;
+                a->fds_lost = 1;
             }
         }
     }
     if (mh.msg_flags & MSG_CTRUNC)
-        bad_fds = 1;
+        a->fds_lost = 1;
     if (n <= 0) {
         if (n < 0)
             lg(a, "vhost-user: read: %s", strerror(errno));
@@ -184,11 +184,14 @@ static int client_read(app *a)
         return 0;
     /* a complete message */
     a->have = 0;
-    if (bad_fds) {
+    if (a->fds_lost) {
         lg(a, "vhost-user: %s came with more than %u fds; closing the connection", vu_request_name(m->request),
            VU_MAX_FDS);
         return -1;
     }
+    if (a->trace)
+        lg(a, "vhost-user: %s (flags 0x%x, %u bytes, %d fd(s))", vu_request_name(m->request), m->flags, m->size,
+           m->nfds);
     size_t err_len = 0;
     int rc = vu_dev_handle(&a->dev, m, a->reply, &err_len, &err);
     if (rc < 0) {
@@ -196,10 +199,10 @@ static int client_read(app *a)
         if (err_len)
             return send_all(a->client_fd, a->reply, err_len);
         /* QEMU waits for the answer to a GET_*: without one it would hang, so the connection ends */
-        if (m->request == VU_GET_FEATURES || m->request == VU_GET_PROTOCOL_FEATURES ||
-            m->request == VU_GET_VRING_BASE || m->request == VU_GET_QUEUE_NUM || m->request == VU_GET_CONFIG ||
-            m->request == VU_GET_MAX_MEM_SLOTS)
+        if (vu_request_has_reply(m->request)) {
+            lg(a, "vhost-user: %s cannot be answered; closing the connection", vu_request_name(m->request));
             return -1;
+        }
         return 0;
     }
     if (rc > 0 && send_all(a->client_fd, a->reply, (size_t)rc) < 0) {
@@ -214,76 +217,6 @@ static void drain_eventfd(int fd)
     uint64_t v;
     ssize_t n = read(fd, &v, sizeof v);
     (void)n;
-}
-
-/* Takes packets from the tx ring. Returns 1 when more may be waiting. */
-static int service_tx(app *a)
-{
-    vu_vq *q = &a->dev.vq[VQ_TX];
-    vq_elem e;
-    nd_err err;
-    int done = 0, rc = 0;
-    for (; done < TX_BATCH; done++) {
-        nd_err_clear(&err);
-        rc = vq_pop(q, &a->dev.mem, &e, &err);
-        if (rc < 0)
-            lg(a, "tx %s", err.msg);
-        if (rc <= 0)
-            break;
-        vs_hdr h;
-        if (e.in_len < VS_HDR_SIZE) {
-            lg(a, "tx: a %zu-byte buffer holds no packet header; dropped", e.in_len);
-        } else {
-            iov_read(e.in, e.nin, 0, a->pkt, VS_HDR_SIZE);
-            vs_hdr_decode(a->pkt, &h);
-            if (h.len > VS_MAX_PKT || h.len > e.in_len - VS_HDR_SIZE) {
-                lg(a, "tx: packet says %u payload bytes, its buffer holds %zu; dropped", h.len,
-                   e.in_len - VS_HDR_SIZE);
-            } else {
-                iov_read(e.in, e.nin, VS_HDR_SIZE, a->pkt + VS_HDR_SIZE, h.len);
-                if (vs_tx(&a->vs, &h, a->pkt + VS_HDR_SIZE, &err) < 0)
-                    lg(a, "%s", err.msg);
-            }
-        }
-        vq_push(q, e.head, 0);
-    }
-    if (done)
-        vq_notify(q);
-    return done == TX_BATCH;
-}
-
-/* Fills rx buffers with what the connections have for the guest. */
-static void service_rx(app *a)
-{
-    vu_vq *q = &a->dev.vq[VQ_RX];
-    vq_elem e;
-    nd_err err;
-    int done = 0;
-    while (vs_rx_pending(&a->vs)) {
-        nd_err_clear(&err);
-        int rc = vq_pop(q, &a->dev.mem, &e, &err);
-        if (rc < 0)
-            lg(a, "rx %s", err.msg);
-        if (rc <= 0)
-            break;
-        size_t room = e.out_len < sizeof a->pkt ? e.out_len : sizeof a->pkt;
-        size_t n = vs_rx(&a->vs, a->pkt, room);
-        if (!n) {
-            if (room < VS_HDR_SIZE) {
-                lg(a, "rx: a %zu-byte buffer cannot hold a packet header; returned empty", e.out_len);
-                vq_push(q, e.head, 0);
-                done++;
-                continue;
-            }
-            vq_unpop(q);
-            break;
-        }
-        iov_write(e.out, e.nout, 0, a->pkt, n);
-        vq_push(q, e.head, (uint32_t)n);
-        done++;
-    }
-    if (done)
-        vq_notify(q);
 }
 
 static void check_stops(app *a)
@@ -338,6 +271,11 @@ static int run(app *a)
             } else {
                 /* one message at a time; poll again for the next */
                 if (client_read(a) < 0) {
+                    /* what the guest queued before QEMU went (its memory stays mapped here) is still delivered:
+                     * an enclave that writes and powers off at once loses nothing */
+                    while (vs_service_tx(&a->vs, &a->dev.vq[VQ_TX], &a->dev.mem, a->pkt))
+                        ;
+                    vs_flush(&a->vs);
                     lg(a, "QEMU disconnected (%u heartbeat(s) answered, %llu packets in, %llu out)",
                        a->vs.heartbeats, a->vs.pkts_in, a->vs.pkts_out);
                     client_close(a);
@@ -360,8 +298,8 @@ static int run(app *a)
             if (pfd[i].revents)
                 vs_on_fd(&a->vs, who[i], pfd[i].revents);
         if (a->client_fd >= 0) {
-            more = service_tx(a);
-            service_rx(a);
+            more = vs_service_tx(&a->vs, &a->dev.vq[VQ_TX], &a->dev.mem, a->pkt);
+            vs_service_rx(&a->vs, &a->dev.vq[VQ_RX], &a->dev.mem, a->pkt);
         } else {
             more = 0;
         }
@@ -392,6 +330,7 @@ int main(int argc, char **argv)
     app *a = &A;
     a->log = stderr;
     a->listen_fd = a->prefix_fd = a->client_fd = a->sig_fd = -1;
+    a->trace = getenv("ND_VHOST_VSOCK_TRACE") && strcmp(getenv("ND_VHOST_VSOCK_TRACE"), "1") == 0;
     uint64_t cid = 16;
     int heartbeat = 1;
     const char *log_path = NULL;

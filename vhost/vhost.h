@@ -189,6 +189,10 @@ int vu_hdr_check(const uint8_t *hdr, uint32_t *request, uint32_t *flags, uint32_
  * holds the size of the error ack written into reply (else 0). reply must hold VU_HDR_SIZE + VU_MAX_PAYLOAD bytes. */
 int vu_dev_handle(vu_dev *d, vu_msg *m, uint8_t *reply, size_t *reply_len_on_error, nd_err *err);
 
+/* Whether the front-end waits for a reply payload to this request (so an error cannot be answered with an ack, and
+ * the connection has to end instead of leaving QEMU waiting). */
+int vu_request_has_reply(uint32_t request);
+
 /* The name of a request ("SET_MEM_TABLE"), or "UNKNOWN". */
 const char *vu_request_name(uint32_t request);
 
@@ -275,9 +279,16 @@ int vs_host_accept(vs_dev *v, int fd, nd_err *err);
 unsigned vs_pollfds(vs_dev *v, struct pollfd *pfd, vs_conn **who, unsigned max);
 /* Handles revents on a connection's host socket. */
 void vs_on_fd(vs_dev *v, vs_conn *c, short revents);
+/* Writes what each connection holds for its host socket, as far as the sockets take it without waiting. */
+void vs_flush(vs_dev *v);
 /* Drops connections whose CONNECT line, REQUEST answer or close did not come in time; returns the ms until the next
  * deadline (-1 when there is none). now_ms: a monotonic clock. */
 int vs_timers(vs_dev *v, int64_t now_ms);
+/* Takes up to 256 packets from the tx ring q (in guest memory m) and handles them; scratch holds VS_HDR_SIZE +
+ * VS_MAX_PKT bytes. Malformed packets are logged and returned to the guest. Returns 1 when more may be waiting. */
+int vs_service_tx(vs_dev *v, vu_vq *q, const vu_mem *m, uint8_t *scratch);
+/* Fills the rx ring q with what the connections have for the guest (scratch as above), and signals the guest. */
+void vs_service_rx(vs_dev *v, vu_vq *q, const vu_mem *m, uint8_t *scratch);
 /* Monotonic milliseconds. */
 int64_t vs_now_ms(void);
 

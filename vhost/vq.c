@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define VRING_DESC_F_NEXT 1u
@@ -37,6 +38,14 @@ int vu_mem_add(vu_mem *m, uint64_t gpa, uint64_t size, uint64_t uva, uint64_t mm
                               (unsigned long long)gpa, (unsigned long long)size);
     }
     size_t len = (size_t)(mmap_offset + size);
+    /* a file shorter than the region would turn the guest's accesses into SIGBUS here: refuse it */
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return nd_err_set(err, -errno, "memory region fd: %s", strerror(errno));
+    if (S_ISREG(st.st_mode) && (uint64_t)st.st_size < mmap_offset + size)
+        return nd_err_set(err, -EINVAL, "memory region gpa 0x%llx size 0x%llx offset 0x%llx: its file has only "
+                          "0x%llx bytes", (unsigned long long)gpa, (unsigned long long)size,
+                          (unsigned long long)mmap_offset, (unsigned long long)st.st_size);
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
     if (p == MAP_FAILED)
         return nd_err_set(err, -errno, "memory region gpa 0x%llx size 0x%llx: mmap: %s", (unsigned long long)gpa,

@@ -217,8 +217,19 @@ static int finished(const vs_conn *c)
     return (c->peer_shut & VS_SHUTDOWN_SEND) && c->shut_sent && !c->stage_len;
 }
 
+/* Both directions are closed (or the guest closed both): only draining is left, and that is bounded. A half-closed
+ * connection may stream for as long as it likes. */
+static void closing_deadline(vs_conn *c)
+{
+    int both = c->peer_shut == (VS_SHUTDOWN_RCV | VS_SHUTDOWN_SEND) ||
+               ((c->peer_shut & VS_SHUTDOWN_SEND) && c->shut_sent) || (c->kind == K_HEARTBEAT && c->shut_sent);
+    if (both && !c->deadline)
+        c->deadline = vs_now_ms() + VS_TIMEOUT_MS;
+}
+
 static void check_finished(vs_dev *v, vs_conn *c)
 {
+    closing_deadline(c);
     if (finished(c) && !(c->pend & P_RST)) {
         if (c->fd >= 0) {
             close(c->fd);
@@ -367,6 +378,9 @@ int vs_tx(vs_dev *v, const vs_hdr *h, const uint8_t *payload, nd_err *err)
     c->peer_fwd_cnt = h->fwd_cnt;
     switch (h->op) {
     case VS_OP_RST:
+        if (c->state == S_GUEST_CONNECTING)
+            vlog(v, "host port %u -> guest port %u: refused by the guest (RST); closing the host socket",
+                 c->host_port, c->guest_port);
         conn_free(v, c);
         return 0;
     case VS_OP_RESPONSE:
@@ -403,11 +417,10 @@ int vs_tx(vs_dev *v, const vs_hdr *h, const uint8_t *payload, nd_err *err)
         }
         if (c->peer_shut & VS_SHUTDOWN_RCV)
             c->stage_len = 0; /* the guest reads no more */
-        if (!c->deadline)
-            c->deadline = vs_now_ms() + VS_TIMEOUT_MS;
         if (c->kind == K_HEARTBEAT)
             c->out_len = 0;
-        return flush_out(v, c) < 0 ? 0 : 0;
+        (void)flush_out(v, c); /* may end the connection */
+        return 0;
     case VS_OP_RW:
         if (c->state != S_ESTABLISHED) {
             conn_reset(v, c, 1);
@@ -571,6 +584,10 @@ unsigned vs_pollfds(vs_dev *v, struct pollfd *pfd, vs_conn **who, unsigned max)
                 ev |= POLLIN;
             if (c->out_len)
                 ev |= POLLOUT;
+            /* nothing wanted (no credit, or end of stream seen): not polled at all, since poll reports POLLHUP
+             * of a closed peer whatever the events, and the loop would spin */
+            if (!ev)
+                continue;
         }
         pfd[n] = (struct pollfd){.fd = c->fd, .events = ev};
         who[n++] = c;
@@ -628,6 +645,13 @@ void vs_on_fd(vs_dev *v, vs_conn *c, short revents)
     else if (c->fd >= 0 && (revents & POLLERR)) {
         conn_reset(v, c, 1);
     }
+}
+
+void vs_flush(vs_dev *v)
+{
+    for (unsigned i = v->nconns; i-- > 0;)
+        if (i < v->nconns && v->conns[i]->state == S_ESTABLISHED && v->conns[i]->out_len)
+            (void)flush_out(v, v->conns[i]);
 }
 
 int vs_timers(vs_dev *v, int64_t now)
@@ -724,8 +748,6 @@ static size_t conn_rx(vs_dev *v, vs_conn *c, uint8_t *buf, size_t room)
         if (c->kind == K_HEARTBEAT)
             fl |= VS_SHUTDOWN_RCV; /* nitro-cli closes the whole stream */
         size_t n = emit(v, buf, c->host_cid, c->host_port, c->guest_port, VS_OP_SHUTDOWN, fl, 0, c);
-        if (!c->deadline)
-            c->deadline = vs_now_ms() + VS_TIMEOUT_MS;
         check_finished(v, c);
         return n;
     }
@@ -752,4 +774,73 @@ size_t vs_rx(vs_dev *v, uint8_t *buf, size_t room)
         }
     }
     return 0;
+}
+
+/* ---- the rings ---- */
+#define TX_BATCH 256 /* packets taken per call, so one busy guest cannot starve the rest of the loop */
+
+int vs_service_tx(vs_dev *v, vu_vq *q, const vu_mem *mem, uint8_t *pkt)
+{
+    vq_elem e;
+    nd_err err;
+    int done = 0, rc = 0;
+    for (; done < TX_BATCH; done++) {
+        nd_err_clear(&err);
+        rc = vq_pop(q, mem, &e, &err);
+        if (rc < 0)
+            vlog(v, "tx %s", err.msg);
+        if (rc <= 0)
+            break;
+        vs_hdr h;
+        if (e.in_len < VS_HDR_SIZE) {
+            vlog(v, "tx: a %zu-byte buffer holds no packet header; dropped", e.in_len);
+        } else {
+            iov_read(e.in, e.nin, 0, pkt, VS_HDR_SIZE);
+            vs_hdr_decode(pkt, &h);
+            if (h.len > VS_MAX_PKT || h.len > e.in_len - VS_HDR_SIZE) {
+                vlog(v, "tx: packet says %u payload bytes, its buffer holds %zu; dropped", h.len,
+                   e.in_len - VS_HDR_SIZE);
+            } else {
+                iov_read(e.in, e.nin, VS_HDR_SIZE, pkt + VS_HDR_SIZE, h.len);
+                if (vs_tx(v, &h, pkt + VS_HDR_SIZE, &err) < 0)
+                    vlog(v, "%s", err.msg);
+            }
+        }
+        vq_push(q, e.head, 0);
+    }
+    if (done)
+        vq_notify(q);
+    return done == TX_BATCH;
+}
+
+void vs_service_rx(vs_dev *v, vu_vq *q, const vu_mem *mem, uint8_t *pkt)
+{
+    vq_elem e;
+    nd_err err;
+    int done = 0;
+    while (vs_rx_pending(v)) {
+        nd_err_clear(&err);
+        int rc = vq_pop(q, mem, &e, &err);
+        if (rc < 0)
+            vlog(v, "rx %s", err.msg);
+        if (rc <= 0)
+            break;
+        size_t room = e.out_len < (size_t)(VS_HDR_SIZE + VS_MAX_PKT) ? e.out_len : (size_t)(VS_HDR_SIZE + VS_MAX_PKT);
+        size_t n = vs_rx(v, pkt, room);
+        if (!n) {
+            if (room <= VS_HDR_SIZE) { /* no room for data either: the ring would be stuck on it */
+                vlog(v, "rx: a %zu-byte buffer cannot hold a data packet; returned empty", e.out_len);
+                vq_push(q, e.head, 0);
+                done++;
+                continue;
+            }
+            vq_unpop(q);
+            break;
+        }
+        iov_write(e.out, e.nout, 0, pkt, n);
+        vq_push(q, e.head, (uint32_t)n);
+        done++;
+    }
+    if (done)
+        vq_notify(q);
 }

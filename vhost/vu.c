@@ -133,10 +133,13 @@ static int reply_u64(const vu_msg *m, uint8_t *reply, uint64_t v)
     return reply_hdr(m, reply, 8);
 }
 
-static int has_reply(uint32_t req)
+int vu_request_has_reply(uint32_t req)
 {
+    /* the GET_* requests of vhost-user.rst, and the others answered with a payload (crypto session, inflight fd,
+     * status, shared object, device state) */
     return req == VU_GET_FEATURES || req == VU_GET_PROTOCOL_FEATURES || req == VU_GET_VRING_BASE ||
-           req == VU_GET_QUEUE_NUM || req == VU_GET_CONFIG || req == VU_GET_MAX_MEM_SLOTS;
+           req == VU_GET_QUEUE_NUM || req == VU_GET_CONFIG || req == VU_GET_MAX_MEM_SLOTS || req == 26 ||
+           req == 31 || req == VU_GET_STATUS || req == 41 || req == 42 || req == 43;
 }
 
 /* Size check: exactly want bytes of payload. */
@@ -393,7 +396,7 @@ int vu_dev_handle(vu_dev *d, vu_msg *m, uint8_t *reply, size_t *reply_len_on_err
     }
     close_fds(m);
     if (rc < 0) {
-        if ((m->flags & VU_FLAG_NEED_REPLY) && !has_reply(m->request) && (d->protocol_features & VU_PF_REPLY_ACK))
+        if ((m->flags & VU_FLAG_NEED_REPLY) && !vu_request_has_reply(m->request) && (d->protocol_features & VU_PF_REPLY_ACK))
             *reply_len_on_error = (size_t)reply_u64(m, reply, 1);
         return rc;
     }

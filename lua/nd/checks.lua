@@ -170,7 +170,9 @@ local function discover_workload(s)
     elseif type(doc) == "table" and type(doc.eif_path) == "string" then
       local ids = type(doc.cpu_ids) == "table" and doc.cpu_ids or nil
       out[#out + 1] = { name = doc.enclave_name or (fs.basename(doc.eif_path):gsub("%.eif$", "")), eif = doc.eif_path,
-        memory = math.tointeger(doc.memory_mib), cpu_count = math.tointeger(doc.cpu_count), cpu_ids = ids, source = f }
+        memory = math.tointeger(doc.memory_mib), cpu_count = math.tointeger(doc.cpu_count), cpu_ids = ids, source = f,
+        docker_uri = type(doc.docker_uri) == "string" and doc.docker_uri or nil,
+        docker_dir = type(doc.docker_dir) == "string" and doc.docker_dir or nil }
       s:log(string.format("workload %s: %s (memory %s, %s)", f, doc.eif_path, tostring(doc.memory_mib),
         ids and ("cpu_ids " .. table.concat(ids, ",")) or ("cpu_count " .. tostring(doc.cpu_count))))
       -- its build context: the Dockerfile says what command the enclave will run (nd.imagelint)
@@ -205,12 +207,17 @@ local function run_one(s, name, eif, opts)
   d.started_names[ename] = true
   s:progress(string.format("%s: nitro-cli run-enclave --attach-console (%d s)", name, a.run_seconds))
   local started = nd.now()
-  local ping_task
+  local ping_task, boot_s
   local function on_line(stream, line)
     if stream == "stderr" then
       stderr_lines[#stderr_lines + 1] = line
       local c = line:match("Started enclave with enclave%-cid: (%d+)")
-      if c then cid = tonumber(c) end
+      if c then
+        cid = tonumber(c)
+        -- nitro-cli says so once the enclave's boot heartbeat came: how long the boot took on this host's clock
+        boot_s = nd.now() - started
+        s:log(string.format("%s: started (boot heartbeat) after %.1f s", name, boot_s))
+      end
     else
       -- The run-enclave JSON comes first on stdout: remember the ID at once, so that clean-up terminates this
       -- enclave even if the run is stopped right now.
@@ -239,7 +246,7 @@ local function run_one(s, name, eif, opts)
   end
   -- An attached console runs until we stop it: the timeout is how a good run ends.
   local run = { name = name, eif = eif, cid = cid or (info and info.EnclaveCID), console = console,
-                duration = nd.now() - started, exit_code = record.exit_code }
+                duration = nd.now() - started, boot_s = boot_s, exit_code = record.exit_code }
   if opts.ping and not ping_task and run.cid then
     -- The enclave never said it listens: try anyway, it tells whether anything is there.
     ping_task = nd.spawn(function()
@@ -593,13 +600,32 @@ function M.running_enclaves(s)
   s:ok(string.format("%d running (left alone); the pool has room for the test runs", #list))
 end
 
--- step "workload"
+-- step "workload": the operator's enclaves. One that names its image (docker_uri, and docker_dir for its build
+-- context) is built the way the operator builds it (nitro-cli build-enclave --docker-uri [--docker-dir]) and the
+-- EIF just built is what the later steps check and run, so diag10 sees what building that image gives today; one
+-- without an image (an EIF from elsewhere, a signed one) runs as given. build=false runs the given EIFs.
 function M.workload(s)
   local w = discover_workload(s)
   if #w == 0 then s:skip("none on this host (" .. WORKLOAD_DIR .. "/*.json or workload=)") end
-  local names = {}
-  for _, x in ipairs(w) do names[#names + 1] = x.name end
-  s:ok(#w .. " enclave(s) of this host to run: " .. table.concat(names, ", "))
+  local names, built, failed = {}, 0, 0
+  for _, x in ipairs(w) do
+    names[#names + 1] = x.name
+    if x.docker_uri and s.args.build ~= false and not x.built then
+      s.data.workload_eif_dir = s.data.workload_eif_dir or fs.tmpdir("nitrodiag-workload")
+      local eif = s.data.workload_eif_dir and M.build_eif(s, "workload-" .. x.name, x.docker_uri, s.data.workload_eif_dir,
+        x.docker_dir)
+      if eif then
+        s:log(string.format("workload %s: built %s from %s; it runs instead of %s", x.name, eif, x.docker_uri, x.eif))
+        x.given_eif, x.eif, x.local_file, x.built = x.eif, eif, true, true
+        built = built + 1
+      else
+        failed = failed + 1
+      end
+    end
+  end
+  if failed > 0 then return end -- build_eif reported the cause
+  s:ok(#w .. " enclave(s) of this host to run: " .. table.concat(names, ", ")
+    .. (built > 0 and string.format(" (%d built from its image)", built) or ""))
 end
 
 -- docker build of the test image for one mode (basic/vsock: the vsock-pingpong Dockerfile with MODE=; smoke: the
@@ -655,11 +681,11 @@ end
 
 -- nitro-cli build-enclave of one image into outdir/<mode>.eif. Returns the EIF path, or nil after a finding for
 -- the root cause of the failure.
-function M.build_eif(s, mode, tag, outdir)
+function M.build_eif(s, mode, tag, outdir, docker_dir)
   s:progress("nitro-cli build-enclave " .. tag)
   local eif = outdir .. "/" .. mode .. ".eif"
   local blog = {}
-  local m, err, code, record = nitro.build_enclave{ docker_uri = tag, output = eif, timeout = 100,
+  local m, err, code, record = nitro.build_enclave{ docker_uri = tag, docker_dir = docker_dir, output = eif, timeout = 100,
     on_line = function(_, line) blog[#blog + 1] = line end }
   s.bundle:add_string("build_" .. mode .. ".eif.log", table.concat(blog, "\n") .. "\n")
   if not m then
@@ -721,8 +747,9 @@ function M.predict(s)
     targets[#targets + 1] = { name = (fs.basename(p):gsub("%.eif$", "")), eif = p, label = p }
   end
   for _, w in ipairs(discover_workload(s)) do
-    targets[#targets + 1] = { name = w.name, eif = w.eif, label = w.eif .. " (workload " .. w.source .. ")",
-      memory = w.memory, cpu_count = w.cpu_count, cpu_ids = w.cpu_ids }
+    targets[#targets + 1] = { name = w.name, eif = w.eif, label = (w.given_eif and ("the EIF built from " .. w.docker_uri)
+      or w.eif) .. " (workload " .. w.source .. ")", memory = w.memory, cpu_count = w.cpu_count, cpu_ids = w.cpu_ids,
+      local_file = w.local_file }
   end
   local want_hello = false
   for _, r in ipairs(a.runs) do if r == "hello" then want_hello = true end end
@@ -1088,6 +1115,7 @@ function M.cleanup(s)
   end
   local left = terminate_ours(s, 10)
   if d.eif_dir then fs.rm_rf(d.eif_dir) end
+  if d.workload_eif_dir then fs.rm_rf(d.workload_eif_dir) end
   if d.artifacts_dir then fs.rm_rf(d.artifacts_dir) end
   if #left > 0 then
     local cmds = {}

@@ -11,7 +11,7 @@ local function nitrodiag(args, opts)
   opts = opts or {}
   local argv = { spec.nitrodiag }
   for _, a in ipairs(args) do argv[#argv + 1] = a end
-  argv.env = { PATH = opts.path or os.getenv("PATH"), HOME = os.getenv("HOME") or "/root", NITRODIAG_PATH = "" }
+  argv.env = { PATH = opts.path or os.getenv("PATH"), NITRODIAG_CACHE_DIR = os.getenv("NITRODIAG_CACHE_DIR"), HOME = os.getenv("HOME") or "/root", NITRODIAG_PATH = "" }
   argv.stdin = opts.stdin
   argv.timeout = 60
   return assert(spec.run(argv))

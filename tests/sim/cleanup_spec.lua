@@ -51,7 +51,7 @@ end)
 describe("doctor", function()
   local function doctor(scenario)
     local r = assert(spec.run{ spec.nitrodiag, "--json", "--sim", scenario, "doctor", timeout = 60,
-      env = { PATH = os.getenv("PATH"), HOME = os.getenv("HOME") or "/root", NITRODIAG_PATH = "", TMPDIR = spec.tmpdir() } })
+      env = { PATH = os.getenv("PATH"), NITRODIAG_CACHE_DIR = os.getenv("NITRODIAG_CACHE_DIR"), HOME = os.getenv("HOME") or "/root", NITRODIAG_PATH = "", TMPDIR = spec.tmpdir() } })
     return json.decode(r.stdout), r
   end
 
