@@ -1,7 +1,8 @@
 -- nd.sim.backend — what "booting" an enclave means on the simulated host. A backend turns a started enclave (its
 -- EIF, image configuration, debug flag) into a plan: the console lines it prints (with their time since start) and
--- when it stops by itself. nitro-cli's stand-in only talks to this interface, so a later backend can boot the EIF
--- for real (qemu -M microvm with the EIF's kernel, cmdline and ramdisks, console on a pty) without touching it.
+-- when it stops by itself. nitro-cli's stand-in only talks to this interface; the `qemu` backend
+-- (nd.sim.backend_qemu, docs/realboot.md) boots the EIF for real under QEMU's nitro-enclave machine and returns a
+-- live plan (plan.live: a running enclave behind it) instead of scripted lines.
 --
 --   backend.get(name) -> backend | nil, err
 --   backend:boot{ image = cfg, cmdline = s, memory_mib = n, debug = bool, cid = n } -> plan
