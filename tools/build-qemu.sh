@@ -22,6 +22,7 @@ UPSTREAM='10.0.2'
 CACHE="${NITRODIAG_QEMU_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nitrodiag/qemu-$UPSTREAM}"
 BIN="$CACHE/bin/qemu-system-x86_64"
 MIRROR="${NITRODIAG_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+SECURITY="${NITRODIAG_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
 
 skip() { echo "build-qemu: $*" >&2; exit 77; }
 say() { echo "build-qemu: $*" >&2; }
@@ -55,8 +56,12 @@ WORK="$CACHE.work"
 APT="$WORK/apt"
 mkdir -p "$APT/lists/partial" "$APT/cache/archives/partial" "$WORK/src"
 # A private apt configuration: the system's sources are left alone (they have no deb-src and no backports).
+# (bookworm's updates and security suites too: installed libraries may be newer than bookworm's point release, and
+# their -dev packages must match them)
 cat > "$APT/sources.list" <<EOF
 deb $MIRROR bookworm main
+deb $MIRROR bookworm-updates main
+deb $SECURITY bookworm-security main
 deb $MIRROR bookworm-backports main
 deb-src $MIRROR bookworm-backports main
 EOF
