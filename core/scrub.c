@@ -41,6 +41,7 @@ typedef struct rule {
     nd_scrub_line_fn ufn;           /* set for a caller's rule (no regex): nd_scrub_add_rule_fn */
     void *uud;
     char *repl;
+    int marks;                      /* markers one replacement writes (a regex rule's "[REDACTED]"s, at least 1) */
     const char *trig[MAX_TRIGGERS]; /* lower-case literals; none means "always run" */
     int ntrig;
     size_t count;
@@ -155,6 +156,13 @@ static int add_rule(nd_scrub *s, const char *name, const char *ere, const char *
     }
     for (int i = 0; trig && trig[i] && i < MAX_TRIGGERS; i++)
         r->trig[r->ntrig++] = trig[i];
+    /* a redaction is one marker written: a replacement with two markers counts twice, so the bound "output at most
+     * input + 16 bytes per redaction" holds for every rule (a wrap-cut key id writes one for each half) */
+    r->marks = 0;
+    for (const char *m = r->repl; (m = strstr(m, MARK)) != NULL; m += MARKLEN)
+        r->marks++;
+    if (r->marks == 0)
+        r->marks = 1;
     return (int)s->nrules++;
 }
 
@@ -757,6 +765,7 @@ static int apply_rule(nd_scrub *s, rule *r, const char *cur, size_t len, size_t 
     }
     if (n == 0)
         return 0;
+    n *= r->marks;
     if (pos < len) {
         if (reserve(&s->b, &s->bcap, olen + (len - pos)) < 0)
             return -ENOMEM;
@@ -798,47 +807,17 @@ static bool is_akid_char(unsigned char c)
     return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
-/* Scrubs one line (without its newline) and emits it, plus the newline when nl. */
-static int do_line(nd_scrub *s, const char *line, size_t len, bool nl, const char *low)
+/* Runs the rules over one line (line, len; low its lower-cased copy or NULL) until it stops changing (at most
+ * ND_RULE_ROUNDS rounds): one rule's marker can let an earlier rule match (a redacted value that held "--" between a
+ * BEGIN and an END marker leaves a body the PEM rule matches), and the next scrub of the output would make that
+ * change — not idempotent. Sets *outp and *outlen to the result (line itself, or s->a). dry: counts nothing (a look
+ * ahead). Returns 0 or -ENOMEM. */
+static int run_rules(nd_scrub *s, const char *line, size_t len, const char *low, bool dry, const char **outp,
+                     size_t *outlen)
 {
-    size_t mlen = 0;
-    if (s->in_pem) {
-        const char *m = find_marker(line, len, "-----END ", &mlen);
-        if (!m)
-            return 0; /* inside the key: drop the line */
-        s->in_pem = false;
-        len -= (size_t)(m - line);
-        low = low ? low + (m - line) : NULL;
-        line = m;
-    }
-    if (s->akid_carry) {
-        /* the rest of an access key id that a line wrap cut, after the line's decoration (indent, "# ", a quote) */
-        size_t d = 0;
-        while (d < len && d < 8 && strchr(" \t#\"'>*", line[d]) && line[d])
-            d++;
-        size_t k = 0;
-        while (d + k < len && k < s->akid_carry && is_akid_char((unsigned char)line[d + k]))
-            k++;
-        s->akid_carry = 0;
-        if (k > 0) {
-            s->extra_count++;
-            int rc = emit(s, line, d);
-            if (rc == 0)
-                rc = emit(s, MARK, MARKLEN);
-            if (rc < 0)
-                return rc;
-            line += d + k;
-            len -= d + k;
-            low = low ? low + d + k : NULL;
-        }
-    }
-
     const char *cur = line;
     size_t curlen = len;
     bool copied = false;
-    /* The rules run until the line stops changing (at most ND_RULE_ROUNDS rounds): one rule's marker can let an
-     * earlier rule match (a redacted value that held "--" between a BEGIN and an END marker leaves a body the PEM
-     * rule matches), and the next scrub of the output would make that change — not idempotent. */
     for (int round = 0; round < ND_RULE_ROUNDS; round++) {
         bool changed = false;
         for (size_t i = 0; i < s->nrules; i++) {
@@ -878,7 +857,8 @@ static int do_line(nd_scrub *s, const char *line, size_t len, bool nl, const cha
              * no change, and after the first round no replacement */
             bool same = n > 0 && olen == curlen && memcmp(s->b, cur, curlen) == 0;
             if (n > 0 && !(round > 0 && same)) {
-                r->count += (size_t)n;
+                if (!dry)
+                    r->count += (size_t)n;
                 /* result in b: swap into a so the next rule reads it */
                 char *t = s->a;
                 size_t tc = s->acap;
@@ -894,6 +874,72 @@ static int do_line(nd_scrub *s, const char *line, size_t len, bool nl, const cha
         }
         if (!changed)
             break;
+    }
+    *outp = cur;
+    *outlen = curlen;
+    return 0;
+}
+
+/* The first END marker of p[0..n) that has no BEGIN marker before it (the end of a key whose BEGIN was cut off), or
+ * NULL. */
+static const char *orphan_end(const char *p, size_t n)
+{
+    size_t ml = 0, bl = 0;
+    const char *m = find_marker(p, n, "-----END ", &ml);
+    if (m && !find_marker(p, (size_t)(m - p), "-----BEGIN ", &bl))
+        return m;
+    return NULL;
+}
+
+/* Scrubs one line (without its newline) and emits it, plus the newline when nl. cut_end: the line closes a key whose
+ * BEGIN was never seen, and only the part from its first orphan END marker (after the rules) is kept. */
+static int do_line(nd_scrub *s, const char *line, size_t len, bool nl, const char *low, bool cut_end)
+{
+    size_t mlen = 0;
+    if (s->in_pem) {
+        const char *m = find_marker(line, len, "-----END ", &mlen);
+        if (!m)
+            return 0; /* inside the key: drop the line */
+        s->in_pem = false;
+        len -= (size_t)(m - line);
+        low = low ? low + (m - line) : NULL;
+        line = m;
+    }
+    if (s->akid_carry) {
+        /* the rest of an access key id that a line wrap cut, after the line's decoration (indent, "# ", a quote) */
+        size_t d = 0;
+        while (d < len && d < 8 && strchr(" \t#\"'>*", line[d]) && line[d])
+            d++;
+        size_t k = 0;
+        while (d + k < len && k < s->akid_carry && is_akid_char((unsigned char)line[d + k]))
+            k++;
+        s->akid_carry = 0;
+        if (k > 0) {
+            s->extra_count++;
+            int rc = emit(s, line, d);
+            if (rc == 0)
+                rc = emit(s, MARK, MARKLEN);
+            if (rc < 0)
+                return rc;
+            line += d + k;
+            len -= d + k;
+            low = low ? low + d + k : NULL;
+        }
+    }
+
+    const char *cur = line;
+    size_t curlen = len;
+    int rrc = run_rules(s, line, len, low, false, &cur, &curlen);
+    if (rrc < 0)
+        return rrc;
+    if (cut_end) {
+        /* held key-body lines end here: the line is kept from its END marker on (line_in decided that on this same
+         * scrubbed text) */
+        const char *m = orphan_end(cur, curlen);
+        if (m) {
+            curlen -= (size_t)(m - cur);
+            cur = m;
+        }
     }
     /* The last BEGIN marker of the (scrubbed) line with no END after it opens a block: the line is kept up to the
      * end of that marker. Decided after the rules, on what will be written, so scrubbing the output again finds the
@@ -1029,7 +1075,7 @@ static int flush_hold(nd_scrub *s)
             continue;
         }
         s->in_b64 = false;
-        rc = do_line(s, h + off, ll, nl != NULL, NULL);
+        rc = do_line(s, h + off, ll, nl != NULL, NULL, false);
         off += ll + (nl ? 1 : 0);
     }
     s->force = was;
@@ -1070,34 +1116,41 @@ static int line_in(nd_scrub *s, const char *line, size_t len, bool nl, const cha
             return s->hlen > HOLD_MAX ? flush_hold(s) : 0;
         }
     }
-    if (s->hlen > 0) {
-        size_t mlen = 0, bl = 0;
-        const char *m = s->in_pem ? NULL : find_marker(line, len, "-----END ", &mlen);
-        if (m && !find_marker(line, (size_t)(m - line), "-----BEGIN ", &bl)) {
-            /* the END of a key whose BEGIN was never seen (cut above): the held lines were its body */
-            s->hlen = 0;
-            s->pem_count++;
-            int rc = emit(s, MARK "\n", MARKLEN + 1);
-            if (rc < 0)
-                return rc;
-            low = low ? low + (m - line) : NULL;
-            len -= (size_t)(m - line);
-            line = m;
-        } else {
-            int rc = flush_hold(s);
-            if (rc < 0)
-                return rc;
-            if (s->in_b64) { /* the held lines opened a base64 key: this line may continue it */
-                const char *c = line;
-                size_t n = len;
-                undecorate(&c, &n);
-                if (n > 0 && all_b64(c, n))
-                    return 0;
-                s->in_b64 = false;
-            }
+    bool cut_end = false;
+    if (s->hlen > 0 && !s->in_pem) {
+        /* Is this the END of a key whose BEGIN was never seen (cut above), so the held lines were its body? Decided on
+         * the line as the rules leave it — what the output will hold — so that scrubbing the output again decides
+         * the same (a BEGIN inside a value keyed_secret redacts must not count: fuzz/known/scrub/…-9dabb5…). The
+         * rules run here without side effects (counts and the base64 state are put back); do_line runs them again. */
+        bool b64 = s->in_b64;
+        const char *scrubbed = NULL;
+        size_t sl = 0;
+        int rc = run_rules(s, line, len, low, true, &scrubbed, &sl);
+        cut_end = rc == 0 && orphan_end(scrubbed, sl) != NULL;
+        s->in_b64 = b64;
+        if (rc < 0)
+            return rc;
+    }
+    if (cut_end) {
+        s->hlen = 0;
+        s->pem_count++;
+        int rc = emit(s, MARK "\n", MARKLEN + 1);
+        if (rc < 0)
+            return rc;
+    } else if (s->hlen > 0) {
+        int rc = flush_hold(s);
+        if (rc < 0)
+            return rc;
+        if (s->in_b64) { /* the held lines opened a base64 key: this line may continue it */
+            const char *c = line;
+            size_t n = len;
+            undecorate(&c, &n);
+            if (n > 0 && all_b64(c, n))
+                return 0;
+            s->in_b64 = false;
         }
     }
-    return do_line(s, line, len, nl, low);
+    return do_line(s, line, len, nl, low, cut_end);
 }
 
 /* True while the next line must go through line_in whatever the trigger scan says. */

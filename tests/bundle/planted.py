@@ -151,7 +151,10 @@ def big_file(where, size, boundaries):
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="planted-", dir=os.environ.get("ND_TEST_TMP") or None)
+    base = os.environ.get("ND_TEST_TMP") or None
+    if base:
+        os.makedirs(base, exist_ok=True)  # run alone (ctest -R bundle.planted), nothing else has made it yet
+    tmp = tempfile.mkdtemp(prefix="planted-", dir=base)
     try:
         return run(tmp)
     finally:
