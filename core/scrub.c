@@ -1120,7 +1120,7 @@ static int line_in(nd_scrub *s, const char *line, size_t len, bool nl, const cha
     if (s->hlen > 0 && !s->in_pem) {
         /* Is this the END of a key whose BEGIN was never seen (cut above), so the held lines were its body? Decided on
          * the line as the rules leave it — what the output will hold — so that scrubbing the output again decides
-         * the same (a BEGIN inside a value keyed_secret redacts must not count: fuzz/known/scrub/…-9dabb5…). The
+         * the same (a BEGIN inside a value keyed_secret redacts must not count: fuzz/regressions/scrub/scrub-crash-9dabb5…). The
          * rules run here without side effects (counts and the base64 state are put back); do_line runs them again. */
         bool b64 = s->in_b64;
         const char *scrubbed = NULL;

@@ -35,10 +35,11 @@ seed() {
     kmslog) files=("$src"/tests/data/kmslogs/*) ;;
     imagelint) files=("$src"/tests/fixtures/imagelint/*) ;;
   esac
-  # inputs that once failed (kept so CI replays them first)
-  if [ -d "$here/regressions/$t" ]; then
-    for f in "$here/regressions/$t"/*; do [ -f "$f" ] && files+=("$f"); done
-  fi
+  # inputs that once failed (kept so CI replays them first), and any in fuzz/known/ (none today): every one must pass
+  for d in "$here/regressions/$t" "$here/known/$t"; do
+    [ -d "$d" ] || continue
+    for f in "$d"/*; do [ -f "$f" ] && files+=("$f"); done
+  done
   if [ -d "$src/tests/field" ]; then
     while IFS= read -r f; do files+=("$f"); done < <(find "$src/tests/field" -type f -size -256k | head -200)
   fi
@@ -80,7 +81,7 @@ case "$mode" in
   build) do_build "${3:-clang}" ;;
   ci)
     [ -x "$build/fuzz_$3" ] || { echo "fuzz_$3 not built (fuzz.build failed?)" >&2; exit 1; }
-    ND_FUZZ_CI=1 run_one "$3" "${FUZZ_CI_SECONDS:-20}" 1 ;;
+    run_one "$3" "${FUZZ_CI_SECONDS:-20}" 1 ;;
   fuzz)
     secs="${3:-${FUZZ_SECONDS:-60}}"
     do_build "${FUZZ_CC:-clang}"
