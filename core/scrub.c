@@ -1358,15 +1358,61 @@ void nd_scrub_begin(nd_scrub *s, nd_scrub_sink sink, void *ud)
         s->rules[i].count = 0;
 }
 
-/* Where to cut an over-long line: the last separator in its final 8 KiB, else the hard limit. */
-static size_t cut_point(const char *p, size_t n)
+/* The start of the first trigger (a secret's name or shape: "secret", "token", "akia", "eyj", a PEM marker…) that
+ * begins in p[from..n), also one the end of p cuts (its first two bytes or more match); SIZE_MAX when there is none. */
+static size_t first_trigger(nd_scrub *s, const char *p, size_t from, size_t n)
+{
+    if ((s->table_rules != s->nrules || !s->trigs) && build_triggers(s) < 0)
+        return SIZE_MAX;
+    for (size_t i = from; i + 1 < n; i++) {
+        unsigned a = (unsigned char)p[i], b = (unsigned char)p[i + 1];
+        a = (a >= 'A' && a <= 'Z') ? a + 32 : a;
+        b = (b >= 'A' && b <= 'Z') ? b + 32 : b;
+        unsigned key = (a << 8) | b;
+        if (!(s->bigram[key >> 3] & (1u << (key & 7))))
+            continue;
+        for (size_t k = 0; k < s->ntrigs; k++) {
+            const trigent *t = &s->trigs[k];
+            size_t m = n - i < t->len ? n - i : t->len;
+            if (t->key == key && same_lower(p + i, t->s, m))
+                return i;
+        }
+    }
+    return SIZE_MAX;
+}
+
+static bool cut_sep(char c)
+{
+    return c == ' ' || c == '\t' || c == ',' || c == ';' || c == '&' || c == '>' || c == '<';
+}
+
+/* Where to cut an over-long line p[0..n) (n is ND_SCRUB_LINE_MAX), looking only at its final 8 KiB. A secret must
+ * not straddle the cut: its name and its value (or a value recognised by its shape) have to land in the same piece.
+ * So every trigger of the last 4 KiB goes to the next piece: the cut is before the first of them, at the last
+ * separator (blank , ; & < >) before it, else at the start of the token holding it; with no trigger there, at the
+ * last separator; else at the last byte that can end no token (not a letter, digit, _ - . + / =); else at the hard
+ * limit (a single token of more than 8 KiB). Left open (docs/bundle.md): a value of more than 4 KiB whose name is
+ * further back. Never returns 0. */
+static size_t cut_point(nd_scrub *s, const char *p, size_t n)
 {
     size_t lo = n > 8192 ? n - 8192 : 0;
-    for (size_t i = n; i > lo; i--) {
-        char c = p[i - 1];
-        if (c == ' ' || c == '\t' || c == ',' || c == ';' || c == '&' || c == '>' || c == '<')
+    size_t t = first_trigger(s, p, n > 4096 ? n - 4096 : 0, n);
+    if (t != SIZE_MAX) {
+        for (size_t i = t; i > lo; i--)
+            if (cut_sep(p[i - 1]))
+                return i;
+        size_t i = t;
+        while (i > lo && (is_ident((unsigned char)p[i - 1]) || is_b64((unsigned char)p[i - 1])))
+            i--;
+        if (i > lo)
             return i;
     }
+    for (size_t i = n; i > lo; i--)
+        if (cut_sep(p[i - 1]))
+            return i;
+    for (size_t i = n; i > lo; i--)
+        if (!is_ident((unsigned char)p[i - 1]) && !is_b64((unsigned char)p[i - 1]))
+            return i;
     return n;
 }
 
@@ -1390,7 +1436,7 @@ int nd_scrub_feed(nd_scrub *s, const void *data, size_t n)
                 if (rc < 0)
                     return rc;
             } else if (s->plen >= ND_SCRUB_LINE_MAX) {
-                size_t cut = cut_point(s->pend, s->plen);
+                size_t cut = cut_point(s, s->pend, s->plen);
                 int rc = do_block(s, s->pend, cut);
                 if (rc < 0)
                     return rc;
@@ -1417,7 +1463,7 @@ int nd_scrub_feed(nd_scrub *s, const void *data, size_t n)
             p += take;
             n -= take;
             if (s->plen >= ND_SCRUB_LINE_MAX) {
-                size_t cut = cut_point(s->pend, s->plen);
+                size_t cut = cut_point(s, s->pend, s->plen);
                 int rc = do_block(s, s->pend, cut);
                 if (rc < 0)
                     return rc;

@@ -3,8 +3,9 @@
 #   run.sh build BUILD_DIR [CLANG]      configure fuzz/ as its own project with clang into BUILD_DIR, build it
 #   run.sh ci BUILD_DIR TARGET          run one target deterministically for CI (ctest): a fresh corpus of the seeds
 #                                       only, -seed=1, FUZZ_CI_RUNS inputs (default 20000; at most 20 s)
-#   run.sh fuzz BUILD_DIR [SECONDS]     build, then run every target for FUZZ_SECONDS (default 60) and record
-#                                       executions and time per target in docs/fuzzing.md (`make fuzz`)
+#   run.sh fuzz BUILD_DIR [SECONDS]     build, then run every target (or those in FUZZ_TARGETS) for FUZZ_SECONDS
+#                                       (default 60) and record executions and time per target in docs/fuzzing.md
+#                                       (`make fuzz`)
 # The corpus of a target is BUILD_DIR/corpus/TARGET: its seeds (fixtures of the repository, tests/field/ when it
 # exists, and seeds the target writes itself) plus everything earlier runs found. A crash leaves its input in
 # BUILD_DIR/crashes/ and fails.
@@ -13,7 +14,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 src="$(cd "$here/.." && pwd)"
 mode="$1"
 build="$2"
-TARGETS=(scrub attest cbor nitrocli errlog eif allocator kmslog frame kms_request kms_response imagelint)
+ALL_TARGETS=(scrub attest cbor nitrocli errlog eif allocator kmslog frame kms_request kms_response imagelint)
+read -r -a TARGETS <<< "${FUZZ_TARGETS:-${ALL_TARGETS[*]}}"  # `make fuzz FUZZ_TARGETS="scrub kmslog"`: only those
 
 do_build() {
   local clang="${1:-clang}"
@@ -66,6 +68,7 @@ run_one() {
   corpus="$build_corpus_root/$t"
   mkdir -p "$build/crashes"
   log="$build/fuzz-$t.log"
+  local t0=$SECONDS
   if ! "$build/fuzz_$t" -max_total_time="$secs" "${extra[@]}" -timeout=20 -rss_limit_mb=2048 -max_len=65536 \
        -artifact_prefix="$build/crashes/$t-" -print_final_stats=1 "$corpus" >"$log" 2>&1; then
     tail -n 60 "$log" >&2
@@ -74,7 +77,7 @@ run_one() {
   fi
   local execs
   execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)"
-  echo "$t ${execs:-0} $secs"
+  echo "$t ${execs:-0} $((SECONDS - t0))"
 }
 
 case "$mode" in

@@ -53,8 +53,10 @@ static size_t nd_props_scrub(nd_scrub *S, const void *in, size_t n, size_t split
     nd_scrub_begin(S, nd_props_sink, out);
     if (split > n)
         split = n;
-    nd_scrub_feed(S, in, split);
-    nd_scrub_feed(S, (const char *)in + split, n - split);
+    if (n) { /* libFuzzer passes NULL for the empty input */
+        nd_scrub_feed(S, in, split);
+        nd_scrub_feed(S, (const char *)in + split, n - split);
+    }
     nd_scrub_end(S);
     return nd_scrub_total(S);
 }
@@ -146,6 +148,8 @@ static const char *nd_scrub_check_props(nd_scrub *S, const uint8_t *data, size_t
 {
     static char why[256];
     const char *fail = NULL;
+    if (!data) /* libFuzzer's empty input */
+        data = (const uint8_t *)"";
     nd_props_buf a = {0}, b = {0}, c = {0};
     size_t total = nd_props_scrub(S, data, size, size, &a);
     if (a.oom)
@@ -176,7 +180,8 @@ static const char *nd_scrub_check_props(nd_scrub *S, const uint8_t *data, size_t
         if (!memmem(data, size, sk, 40) && !memmem(data, size, id, 20)) {
             char *in = malloc(size + 200);
             if (in) {
-                memcpy(in, data, size);
+                if (size)
+                    memcpy(in, data, size);
                 size_t o = size + (size_t)sprintf(in + size, "\naws_secret_access_key = %s\nid %s\n", sk, id);
                 nd_props_buf d = {0};
                 nd_props_scrub(S, in, o, o, &d);
@@ -202,11 +207,13 @@ static const char *nd_scrub_check_props(nd_scrub *S, const uint8_t *data, size_t
         if (!in)
             goto out;
         for (int w = 0; w < ND_PROPS_NDOCS && !fail; w++) {
-            memcpy(in, data, at);
+            if (at)
+                memcpy(in, data, at);
             size_t o = at;
             in[o++] = '\n';
             o += nd_props_doc(w, in + o);
-            memcpy(in + o, data + at, ctx - at);
+            if (ctx > at)
+                memcpy(in + o, data + at, ctx - at);
             o += ctx - at;
             nd_props_buf d = {0};
             nd_props_scrub(S, in, o, o, &d);

@@ -206,6 +206,55 @@ static void test_long_line(void)
     nd_scrub_free(s);
 }
 
+/* A line longer than ND_SCRUB_LINE_MAX is cut near that length; the cut must not separate a secret's name from its
+ * value, nor split a value recognised by its shape. Each secret is placed so that it straddles the hard limit, in a
+ * line without other separators; fed whole and in 4 KiB chunks (the two paths to the cut). */
+static void test_line_cut_straddle(void)
+{
+    static const struct {
+        const char *text;  /* placed so that the byte at `at` of it falls on the limit */
+        size_t at;
+        const char *secret;
+    } cases[] = {
+        {", \"aws_secret_access_key\": \"" SECRET "\", ", 31, SECRET},       /* the value starts past the limit */
+        {", \"aws_secret_access_key\": \"" SECRET "\", ", 40, SECRET},       /* the value straddles it */
+        {", \"aws_secret_access_key\": \"" SECRET "\", ", 12, SECRET},       /* the name straddles it */
+        {"x\"" KEYID "\"x", 10, KEYID},                                      /* a key id, quotes only */
+        {"msg=\"Authorization: AWS4-HMAC-SHA256 Credential=" KEYID "/20261122/us-east-1/kms/aws4_request, "
+         "SignedHeaders=host;x-amz-date, Signature=" SIG "\"", 120, SIG},
+    };
+    nd_scrub *s = nd_scrub_new(NULL);
+    size_t n = ND_SCRUB_LINE_MAX + 4096;
+    char *in = malloc(n + 1);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        memset(in, 'x', n);
+        for (size_t i = 500; i < ND_SCRUB_LINE_MAX - 9000; i += 1000)
+            in[i] = ' '; /* separators, but none in the final 8 KiB before the limit */
+        size_t tl = strlen(cases[c].text);
+        memcpy(in + ND_SCRUB_LINE_MAX - cases[c].at, cases[c].text, tl);
+        in[n - 1] = '\n';
+        for (int chunked = 0; chunked < 2; chunked++) {
+            nd_props_buf *a = calloc(1, sizeof *a);
+            nd_scrub_begin(s, nd_props_sink, a);
+            for (size_t off = 0; off < n; off += chunked ? 4096 : n)
+                nd_scrub_feed(s, in + off, chunked && off + 4096 < n ? 4096 : n - off);
+            nd_scrub_end(s);
+            size_t sl = strlen(cases[c].secret);
+            bool leak = false;
+            for (size_t o = 0; o + 8 <= sl; o++)
+                leak = leak || memmem(a->p, a->n, cases[c].secret + o, 8) != NULL;
+            if (leak)
+                fprintf(stderr, "  case %zu (%s): a piece of the secret survived the cut\n", c, chunked ? "chunked" : "whole");
+            CHECK(!leak);
+            CHECK(a->n > ND_SCRUB_LINE_MAX - 8192); /* the line before the cut is kept */
+            free(a->p);
+            free(a);
+        }
+    }
+    free(in);
+    nd_scrub_free(s);
+}
+
 static void test_binary_detection(void)
 {
     static const unsigned char gz[] = {0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03};
@@ -727,6 +776,7 @@ int main(void)
     ND_RUN(test_sink_error);
     ND_RUN(test_runtime_rules);
     ND_RUN(test_long_line);
+    ND_RUN(test_line_cut_straddle);
     ND_RUN(test_binary_detection);
     return nd_test_summary();
 }
