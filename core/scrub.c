@@ -29,6 +29,7 @@
 #define MARK "[REDACTED]"
 #define MARKLEN 10
 #define ND_RULE_ROUNDS 4 /* rounds of the rules over one line (do_line) */
+#define JSON_SPLIT_MIN 256 /* a JSON string value a log driver cut is long (Docker's json-file: 16 KiB, journald: LineMax) */
 
 /* A rule written in C instead of a regular expression: rewrites line (in, len) into s->b (NUL-terminated) and
  * returns the number of replacements (the result is used only when > 0), or -ENOMEM. */
@@ -67,6 +68,12 @@ struct nd_scrub {
     bool at_start;   /* nothing of the stream processed yet (a tail cut may start inside a key) */
     bool force;      /* rules run whatever the block's trigger scan found (lines held from an earlier block) */
     size_t akid_carry; /* characters of an access key id cut by a line wrap still expected at the next line start */
+    size_t jneed;      /* characters of an access key id cut at the end of a long JSON string value still expected at
+                        * the start of the next line's value of the same key (jkey) */
+    char jkey[64];
+    size_t jql;        /* its quote: " (1) or \" (2) */
+    char *jl;          /* the next line with those characters replaced */
+    size_t jlcap;
     size_t pem_count;
     size_t extra_count; /* access key id halves across a line wrap */
     char *hold;      /* complete lines that look like a key body, held until we know whether an END marker follows */
@@ -296,6 +303,7 @@ void nd_scrub_free(nd_scrub *s)
     free(s->hits);
     free(s->trigs);
     free(s->hold);
+    free(s->jl);
     free(s);
 }
 
@@ -891,6 +899,93 @@ static const char *orphan_end(const char *p, size_t n)
     return NULL;
 }
 
+/* A log driver that splits a long message into records (Docker's json-file at 16 KiB, journald at LineMax) can cut an
+ * access key id between two JSON values: {"log":"… AKIAIOSF",…} then {"log":"ODNN7EXAMPLE …",…}, on two lines, or on
+ * one line when the records are themselves quoted in JSON (docker inspect, a log of logs: \"log\":\"…\"). The quote
+ * of such a value is " or \" (ql 1 or 2). */
+
+/* The first value of `key` (quoted with the ql-byte quote Q: Q key Q : Q) in p[from..n), if it starts with need
+ * access key id characters: returns the value's start, or SIZE_MAX. Only the first value of the key counts (the next
+ * record's). */
+static size_t json_key_value(const char *p, size_t n, size_t from, const char *key, size_t ql, size_t need)
+{
+    const char *qs = ql == 2 ? "\\\"" : "\"";
+    size_t kl = strlen(key);
+    for (size_t i = from; i + kl + 2 * ql < n;) {
+        const char *h = memmem(p + i, n - i, key, kl);
+        if (!h)
+            return SIZE_MAX;
+        size_t ks = (size_t)(h - p), v = ks + kl;
+        i = ks + 1;
+        if (ks < ql || memcmp(p + ks - ql, qs, ql) != 0 || n - v < ql || memcmp(p + v, qs, ql) != 0)
+            continue;
+        v += ql;
+        while (v < n && (p[v] == ' ' || p[v] == '\t'))
+            v++;
+        if (v >= n || p[v] != ':')
+            continue;
+        v++;
+        while (v < n && (p[v] == ' ' || p[v] == '\t'))
+            v++;
+        if (n - v < ql || memcmp(p + v, qs, ql) != 0)
+            return SIZE_MAX;
+        v += ql;
+        size_t k = 0;
+        while (v + k < n && k < need && is_akid_char((unsigned char)p[v + k]))
+            k++;
+        return k == need ? v : SIZE_MAX;
+    }
+    return SIZE_MAX;
+}
+
+/* Finds the last JSON string value of p[0..n) that is at least JSON_SPLIT_MIN long and ends with AKIA/ASIA + 0..15 id
+ * characters (not inside a longer word): sets *at (just after AKIA), *q (its closing quote), *ql and key (the value's
+ * key, NUL-terminated, at most keysz - 1 bytes), and returns the characters the id still needs (1..16); 0 when there
+ * is none. */
+static size_t json_cut_id(const char *p, size_t n, size_t *at, size_t *q, size_t *qlp, char *key, size_t keysz)
+{
+    for (size_t c = n; c-- > 4;) {
+        if (p[c] != '"')
+            continue;
+        size_t ql = p[c - 1] == '\\' ? 2 : 1, e = c + 1 - ql; /* the run of id characters ends at e */
+        size_t r = e;
+        while (r > 0 && e - r < 20 && is_akid_char((unsigned char)p[r - 1]))
+            r--;
+        if (e - r < 4 || e - r > 19 || (memcmp(p + r, "AKIA", 4) != 0 && memcmp(p + r, "ASIA", 4) != 0))
+            continue;
+        if (r > 0 && ((p[r - 1] >= 'a' && p[r - 1] <= 'z') || is_akid_char((unsigned char)p[r - 1])))
+            continue;
+        /* the value's opening quote: the previous quote of the same kind (" not escaped, or \") */
+        size_t o = r;
+        while (o > 0 && !(p[o - 1] == '"' && (ql == 2) == (o > 1 && p[o - 2] == '\\')))
+            o--;
+        if (o < ql || e - o < JSON_SPLIT_MIN)
+            continue;
+        size_t k = o - ql; /* before the opening quote: Q key Q : */
+        while (k > 0 && (p[k - 1] == ' ' || p[k - 1] == '\t'))
+            k--;
+        if (k == 0 || p[k - 1] != ':')
+            continue;
+        k--;
+        while (k > 0 && (p[k - 1] == ' ' || p[k - 1] == '\t'))
+            k--;
+        if (k < ql + 2 || p[k - 1] != '"' || (ql == 2 && p[k - 2] != '\\'))
+            continue;
+        size_t ke = k - ql, ks = ke;
+        while (ks > 0 && p[ks - 1] != '"' && p[ks - 1] != '\\' && ke - ks < keysz - 1)
+            ks--;
+        if (ks < ql || p[ks - 1] != '"' || (ql == 2 && p[ks - 2] != '\\') || ks == ke)
+            continue;
+        memcpy(key, p + ks, ke - ks);
+        key[ke - ks] = '\0';
+        *at = r + 4;
+        *q = e;
+        *qlp = ql;
+        return 16 - (e - r - 4);
+    }
+    return 0;
+}
+
 /* Scrubs one line (without its newline) and emits it, plus the newline when nl. cut_end: the line closes a key whose
  * BEGIN was never seen, and only the part from its first orphan END marker (after the rules) is kept. */
 static int do_line(nd_scrub *s, const char *line, size_t len, bool nl, const char *low, bool cut_end)
@@ -926,6 +1021,24 @@ static int do_line(nd_scrub *s, const char *line, size_t len, bool nl, const cha
             low = low ? low + d + k : NULL;
         }
     }
+    if (s->jneed) {
+        /* the rest of an access key id cut at the end of a JSON value: at the start of this line's value of the same
+         * key, replaced before the rules run, so they still see the whole line */
+        size_t need = s->jneed;
+        s->jneed = 0;
+        size_t v = json_key_value(line, len, 0, s->jkey, s->jql, need);
+        if (v != SIZE_MAX) {
+            if (reserve(&s->jl, &s->jlcap, len + MARKLEN + 1) < 0)
+                return -ENOMEM;
+            memcpy(s->jl, line, v);
+            memcpy(s->jl + v, MARK, MARKLEN);
+            memcpy(s->jl + v + MARKLEN, line + v + need, len - v - need);
+            len = len - need + MARKLEN;
+            line = s->jl;
+            low = NULL;
+            s->extra_count++;
+        }
+    }
 
     const char *cur = line;
     size_t curlen = len;
@@ -939,6 +1052,38 @@ static int do_line(nd_scrub *s, const char *line, size_t len, bool nl, const cha
         if (m) {
             curlen -= (size_t)(m - cur);
             cur = m;
+        }
+    }
+    if (curlen >= JSON_SPLIT_MIN && (memmem(cur, curlen, "AKIA", 4) || memmem(cur, curlen, "ASIA", 4))) {
+        /* a key id a log driver cut at the end of a JSON value: this half, and the rest at the start of the next
+         * value of the same key — later on this line, or else on the next line */
+        size_t at = 0, q = 0, ql = 1, need = json_cut_id(cur, curlen, &at, &q, &ql, s->jkey, sizeof s->jkey);
+        if (need) {
+            size_t v = json_key_value(cur, curlen, q + ql, s->jkey, ql, need);
+            /* cur is the line or s->a, never s->b */
+            if (reserve(&s->b, &s->bcap, curlen + 2 * MARKLEN + 1) < 0)
+                return -ENOMEM;
+            size_t o = 0;
+            memcpy(s->b, cur, at);
+            memcpy(s->b + at, MARK, MARKLEN);
+            o = at + MARKLEN;
+            s->extra_count++;
+            if (v != SIZE_MAX) {
+                memcpy(s->b + o, cur + q, v - q);
+                o += v - q;
+                memcpy(s->b + o, MARK, MARKLEN);
+                o += MARKLEN;
+                memcpy(s->b + o, cur + v + need, curlen - v - need);
+                o += curlen - v - need;
+                s->extra_count++;
+            } else {
+                memcpy(s->b + o, cur + q, curlen - q);
+                o += curlen - q;
+                s->jneed = need;
+                s->jql = ql;
+            }
+            curlen = o;
+            cur = s->b;
         }
     }
     /* The last BEGIN marker of the (scrubbed) line with no END after it opens a block: the line is kept up to the
@@ -1103,7 +1248,7 @@ static int line_in(nd_scrub *s, const char *line, size_t len, bool nl, const cha
             return 0; /* the rest of a base64-wrapped private key */
         s->in_b64 = false;
     }
-    if (!s->in_pem && !s->akid_carry && nl) {
+    if (!s->in_pem && !s->akid_carry && !s->jneed && nl) {
         s->at_start = start;
         bool body = key_body_line(s, line, len);
         s->at_start = false;
@@ -1156,7 +1301,7 @@ static int line_in(nd_scrub *s, const char *line, size_t len, bool nl, const cha
 /* True while the next line must go through line_in whatever the trigger scan says. */
 static bool line_state(const nd_scrub *s)
 {
-    return s->hlen > 0 || s->in_b64 || s->akid_carry > 0 || s->in_pem;
+    return s->hlen > 0 || s->in_b64 || s->akid_carry > 0 || s->jneed > 0 || s->in_pem;
 }
 
 /* (Re)builds the trigger table: every trigger of every rule, plus the PEM marker, indexed by its first two
@@ -1350,6 +1495,7 @@ void nd_scrub_begin(nd_scrub *s, nd_scrub_sink sink, void *ud)
     s->at_start = true;
     s->force = false;
     s->akid_carry = 0;
+    s->jneed = 0;
     s->hlen = 0;
     s->pem_count = 0;
     s->extra_count = 0;

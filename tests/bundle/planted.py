@@ -101,7 +101,9 @@ def plant(where, shape=None):
         v = value(kind)
         for p in pieces(v):
             SECRETS.append((where, name, p))
-        t = tmpl.replace("{V}", v).replace("<NL>", "\n").replace("<CR>", "\r").replace("<TAB>", "\t")
+        halves = v.split("\n", 1) + [""]  # {V1} {V2}: the two halves of a split value ("/" kinds)
+        t = tmpl.replace("{V1}", halves[0]).replace("{V2}", halves[1])
+        t = t.replace("{V}", v).replace("<NL>", "\n").replace("<CR>", "\r").replace("<TAB>", "\t")
         texts.append(t.replace("<NUL>", "\0"))
     return "\n".join(texts) + "\n"
 

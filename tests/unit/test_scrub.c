@@ -422,6 +422,14 @@ static void make_planted(planted *pl, const char *name, const char *kind, const 
             memcpy(pl->text + o, val, strlen(val));
             o += strlen(val);
             p += 3;
+        } else if (!strncmp(p, "{V1}", 4) || !strncmp(p, "{V2}", 4)) {
+            /* the two halves of a split value ("/" kinds), placed apart by the template */
+            const char *cut = strchr(val, '\n');
+            const char *from = p[2] == '1' ? val : cut ? cut + 1 : val + strlen(val);
+            size_t l = p[2] == '1' ? (cut ? (size_t)(cut - val) : strlen(val)) : strlen(from);
+            memcpy(pl->text + o, from, l);
+            o += l;
+            p += 4;
         } else if (!strncmp(p, "<NL>", 4)) {
             pl->text[o++] = '\n';
             p += 4;
