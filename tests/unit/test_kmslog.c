@@ -550,6 +550,54 @@ static void fast_reader_edges(void)
     }
 }
 
+/* Repeated keys (issue 13: rejected, or the last one wins and the first is freed): a log line that repeats a key
+ * reads the same through the fast reader, through jansson, and through nd_kmslog_event's lazy parse — the last value,
+ * as in jansson and Python's json. (Leaks of the first value would show under ASan.) */
+typedef struct dupseen {
+    int n;
+    char rid[8], op[16], ev_rid[8], ev_op[16];
+} dupseen;
+
+static int dup_cb(void *ud, const nd_kmslog_record *r)
+{
+    dupseen *d = ud;
+    d->n++;
+    snprintf(d->rid, sizeof d->rid, "%s", r->request_id ? r->request_id : "-");
+    snprintf(d->op, sizeof d->op, "%s", r->op ? r->op : "-");
+    const json_t *ev = nd_kmslog_event(r);
+    const char *er = json_string_value(json_object_get(ev, "request_id"));
+    const char *eo = json_string_value(json_object_get(ev, "op"));
+    snprintf(d->ev_rid, sizeof d->ev_rid, "%s", er ? er : "-");
+    snprintf(d->ev_op, sizeof d->ev_op, "%s", eo ? eo : "-");
+    return 0;
+}
+
+static void repeated_keys_last_wins(void)
+{
+    static const char *const lines[] = {
+        "{\"event\":\"kms_proxy_request\",\"request_id\":\"a\",\"op\":\"Decrypt\",\"request_id\":\"b\",\"op\":\"Encrypt\"}\n",
+        "{\"fields\":{\"json\":\"{\\\"event\\\":\\\"kms_proxy_request\\\",\\\"request_id\\\":\\\"a\\\",\\\"op\\\":"
+        "\\\"Decrypt\\\",\\\"request_id\\\":\\\"b\\\",\\\"op\\\":\\\"Encrypt\\\"}\"}}\n",
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        for (int slow = 0; slow < 2; slow++) {
+            nd_kmslog_filter f = {0};
+            f.no_fast = slow;
+            dupseen d = {0};
+            nd_kmslog *k;
+            CHECK_EQ_INT(nd_kmslog_new(&f, dup_cb, &d, &k, NULL), 0);
+            CHECK_EQ_INT(nd_kmslog_feed(k, lines[i], strlen(lines[i]), NULL), 0);
+            CHECK_EQ_INT(nd_kmslog_finish(k, NULL), 0);
+            nd_kmslog_free(k);
+            CHECK_EQ_INT(d.n, 1);
+            CHECK_EQ_STR(d.rid, "b");
+            CHECK_EQ_STR(d.op, "Encrypt");
+            CHECK_EQ_STR(d.ev_rid, "b");
+            CHECK_EQ_STR(d.ev_op, "Encrypt");
+        }
+    }
+}
+
 int main(void)
 {
     ND_RUN(whole_log_classified);
@@ -561,5 +609,6 @@ int main(void)
     ND_RUN(callback_stops_and_files);
     ND_RUN(fuzz);
     ND_RUN(fast_reader_edges);
+    ND_RUN(repeated_keys_last_wins);
     return nd_test_summary();
 }
