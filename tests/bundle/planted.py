@@ -226,6 +226,18 @@ def run(tmp):
     ex = ex[:M4 - len(tailtxt)]
     write(root, "/var/log/exact4m.log", ex + tailtxt)
     assert os.path.getsize(root + "/var/log/exact4m.log") == M4
+    # a line longer than the scrubber's 1 MiB line limit, cut near it: a secret's value straddling the limit, with its
+    # name before it and no separator in the last 8 KiB but the one between them (the cut must not part them)
+    L1 = 1024 * 1024
+    sk3 = value("S")
+    SECRETS.append(("longline.log", "secret_across_1mib_line_cut", sk3))
+    ll = list(("x" * 999 + " ") * ((L1 + 4096) // 1000))
+    for i in range(L1 - 9000, len(ll)):
+        ll[i] = "x"
+    item = ', "aws_secret_access_key": "%s", ' % sk3
+    at = L1 - item.index(sk3) - 20  # the value's 21st byte falls on the limit
+    ll[at:at + len(item)] = list(item)
+    write(root, "/var/log/longline.log", "".join(ll) + "\n")
     # fake commands: systemctl, journalctl, dmesg print planted text (stdout and stderr)
     sysd = plant("systemctl status")
     journal = plant("journal")
