@@ -899,6 +899,20 @@ static const char *orphan_end(const char *p, size_t n)
     return NULL;
 }
 
+/* How many characters of the access key id a line wrap cut (s->akid_carry expected) start this line, after its
+ * decoration (at most 8 bytes of indent, "# ", quotes, '>' or '*'; *deco gets its length). */
+static size_t akid_continues(const nd_scrub *s, const char *line, size_t len, size_t *deco)
+{
+    size_t d = 0;
+    while (d < len && d < 8 && line[d] && strchr(" \t#\"'>*", line[d]))
+        d++;
+    size_t k = 0;
+    while (d + k < len && k < s->akid_carry && is_akid_char((unsigned char)line[d + k]))
+        k++;
+    *deco = d;
+    return k;
+}
+
 /* A log driver that splits a long message into records (Docker's json-file at 16 KiB, journald at LineMax) can cut an
  * access key id between two JSON values: {"log":"… AKIAIOSF",…} then {"log":"ODNN7EXAMPLE …",…}, on two lines, or on
  * one line when the records are themselves quoted in JSON (docker inspect, a log of logs: \"log\":\"…\"). The quote
@@ -1002,12 +1016,7 @@ static int do_line(nd_scrub *s, const char *line, size_t len, bool nl, const cha
     }
     if (s->akid_carry) {
         /* the rest of an access key id that a line wrap cut, after the line's decoration (indent, "# ", a quote) */
-        size_t d = 0;
-        while (d < len && d < 8 && strchr(" \t#\"'>*", line[d]) && line[d])
-            d++;
-        size_t k = 0;
-        while (d + k < len && k < s->akid_carry && is_akid_char((unsigned char)line[d + k]))
-            k++;
+        size_t d = 0, k = akid_continues(s, line, len, &d);
         s->akid_carry = 0;
         if (k > 0) {
             s->extra_count++;
@@ -1248,6 +1257,15 @@ static int line_in(nd_scrub *s, const char *line, size_t len, bool nl, const cha
             return 0; /* the rest of a base64-wrapped private key */
         s->in_b64 = false;
     }
+    /* A pending continuation (a key id cut by a wrap or between JSON records) that this line does not continue is
+     * dropped now, so the line is judged as any other (held as a possible key body or not): the output has no
+     * pending continuation there (its first half is redacted), and scrubbing it again must judge the line the same
+     * (fuzz/regressions/scrub/scrub-crash-f1aeaef…). */
+    size_t deco = 0;
+    if (s->akid_carry && akid_continues(s, line, len, &deco) == 0)
+        s->akid_carry = 0;
+    if (s->jneed && json_key_value(line, len, 0, s->jkey, s->jql, s->jneed) == SIZE_MAX)
+        s->jneed = 0;
     if (!s->in_pem && !s->akid_carry && !s->jneed && nl) {
         s->at_start = start;
         bool body = key_body_line(s, line, len);
