@@ -68,16 +68,17 @@ run_one() {
   corpus="$build_corpus_root/$t"
   mkdir -p "$build/crashes"
   log="$build/fuzz-$t.log"
-  local t0=$SECONDS
+  local t0=$SECONDS ok=1 execs
   if ! "$build/fuzz_$t" -max_total_time="$secs" "${extra[@]}" -timeout=20 -rss_limit_mb=2048 -max_len=65536 \
        -artifact_prefix="$build/crashes/$t-" -print_final_stats=1 "$corpus" >"$log" 2>&1; then
     tail -n 60 "$log" >&2
     echo "fuzz_$t: FAILED (input saved in $build/crashes/)" >&2
-    return 1
+    ok=0
   fi
-  local execs
   execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)"
-  echo "$t ${execs:-0} $((SECONDS - t0))"
+  # one line: target, executions, seconds, and "failed" when the run stopped on a failing input
+  echo "$t ${execs:-0} $((SECONDS - t0))$([ "$ok" = 1 ] || echo " failed")"
+  [ "$ok" = 1 ]
 }
 
 case "$mode" in
@@ -91,17 +92,19 @@ case "$mode" in
     results=()
     status=0
     for t in "${TARGETS[@]}"; do
-      if r="$(run_one "$t" "$secs")"; then results+=("$r"); echo "$r"; else status=1; fi
+      r="$(run_one "$t" "$secs")" || status=1
+      results+=("$r")
+      echo "$r"
     done
     {
       echo
       echo "### $(date -u +%Y-%m-%dT%H:%MZ), FUZZ_SECONDS=$secs, $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg)"
       echo
-      echo "| target | executions | seconds | corpus files |"
-      echo "|---|---:|---:|---:|"
+      echo "| target | executions | seconds | corpus files | result |"
+      echo "|---|---:|---:|---:|---|"
       for r in "${results[@]}"; do
         set -- $r
-        echo "| $1 | $2 | $3 | $(ls "$build/corpus/$1" | wc -l) |"
+        echo "| $1 | $2 | $3 | $(ls "$build/corpus/$1" | wc -l) | ${4:-ok} |"
       done
     } >> "$src/docs/fuzzing.md"
     exit $status ;;
