@@ -33,6 +33,7 @@ compilers: deps
 	  (cd $$3 && ctest -R '^unit[.]' -j $(JOBS) --timeout 300 | tail -n 3) || exit 1; done
 
 bench: build
+	@./tools/install-deps.sh --bench
 	@./bench/run.sh $(BUILD)
 
 # The whole build and test suite under AddressSanitizer + UndefinedBehaviorSanitizer.

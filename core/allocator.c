@@ -84,8 +84,7 @@ int nd_alloc_parse_cpu_list(const char *s, unsigned **cpus, size_t *n, nd_err *e
         }
         for (unsigned long c = a; c <= b; c++) {
             if (*n == cap) {
-                cap = cap ? cap * 2 : 16;
-                unsigned *nc = realloc(*cpus, cap * sizeof *nc);
+                unsigned *nc = nd_grow_array(*cpus, &cap, *n + 1, sizeof *nc);
                 if (!nc) {
                     free(*cpus);
                     *cpus = NULL;
@@ -297,14 +296,11 @@ static int read_file(const char *path, char **out, size_t *len, nd_err *err)
         if (n + 1 >= cap) {
             if (cap >= (64u << 20))
                 break;
-            char *nb = realloc(b, cap * 2);
-            if (!nb) {
+            if (nd_grow(&b, &cap, cap * 2) < 0) {
                 free(b);
                 b = NULL;
                 break;
             }
-            b = nb;
-            cap *= 2;
         }
     }
     bool bad = ferror(f);

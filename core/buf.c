@@ -1,5 +1,6 @@
 /*
- * buf.c — the growable byte buffer of nd_buf.h: overflow-checked doubling growth, NUL-terminated, sticky oom.
+ * buf.c — the growable byte buffer of nd_buf.h: overflow-checked doubling growth, NUL-terminated, sticky oom; and
+ * the same growth for arrays (nd_grow_array).
  */
 #include "nd_buf.h"
 
@@ -23,6 +24,32 @@ int nd_grow(char **p, size_t *cap, size_t need)
     *p = np;
     *cap = n;
     return 0;
+}
+
+void *nd_grow_array(void *p, size_t *cap, size_t need, size_t elem)
+{
+    if (need == 0)
+        need = 1;
+    if (elem == 0 || need > SIZE_MAX / elem)
+        return NULL;
+    if (need <= *cap && p)
+        return p;
+    size_t n = *cap ? *cap : 8;
+    while (n < need)
+        n = n > SIZE_MAX / 2 / elem ? need : n * 2;
+    void *np = realloc(p, n * elem);
+    if (!np)
+        return NULL;
+    *cap = n;
+    return np;
+}
+
+size_t nd_array_cap(size_t n)
+{
+    size_t c = 8;
+    while (c < n && c <= SIZE_MAX / 2)
+        c *= 2;
+    return c < n ? n : c;
 }
 
 int nd_buf_reserve(nd_buf *b, size_t n)

@@ -39,7 +39,6 @@
 
 #define IO_BUF (256u * 1024u)
 #define READ_KEEP_MAX (64u << 20)
-#define ND_BUNDLE_COMMAND_CAP (16u << 20)
 #define SMALL_ITEM (4u << 20) /* items up to this size are scrubbed once, into memory */
 
 struct nd_bundle {
@@ -771,6 +770,19 @@ int nd_bundle_add_file(nd_bundle *b, const char *name, const char *host_path, co
     return add_file_item(b, name, NULL, host_path, opts, "file", NULL, err);
 }
 
+/* Ends the JSON text *text (malloc'd, from json_dumps) with a newline, when memory allows. Returns its length. */
+static size_t end_line(char **text)
+{
+    size_t len = strlen(*text);
+    char *t = realloc(*text, len + 2);
+    if (t) {
+        *text = t;
+        t[len++] = '\n';
+        t[len] = '\0';
+    }
+    return len;
+}
+
 typedef struct glob_acc {
     char **paths;
     size_t n, cap;
@@ -779,14 +791,10 @@ typedef struct glob_acc {
 static void glob_cb(void *ud, const char *p)
 {
     glob_acc *g = ud;
-    if (g->n == g->cap) {
-        size_t nc = g->cap ? g->cap * 2 : 16;
-        char **np = realloc(g->paths, nc * sizeof *np);
-        if (!np)
-            return;
-        g->paths = np;
-        g->cap = nc;
-    }
+    char **np = nd_grow_array(g->paths, &g->cap, g->n + 1, sizeof *np);
+    if (!np)
+        return;
+    g->paths = np;
     g->paths[g->n] = strdup(p);
     if (g->paths[g->n])
         g->n++;
@@ -1027,14 +1035,7 @@ int nd_bundle_add_json(nd_bundle *b, const char *name, const json_t *value, cons
     if (!m.kind)
         m.kind = "json";
     m.raw = true; /* already scrubbed value by value */
-    size_t len = strlen(text);
-    text[len] = '\0';
-    char *withnl = realloc(text, len + 2);
-    if (withnl) {
-        text = withnl;
-        text[len++] = '\n';
-        text[len] = '\0';
-    }
+    size_t len = end_line(&text);
     b->json_redactions = counts;
     rc = nd_bundle_add_data(b, name, text, len, &m, err);
     b->json_redactions = NULL;
@@ -1062,8 +1063,9 @@ static void join_argv(const char *const *argv, char *out, size_t outsz)
     }
 }
 
-int nd_bundle_add_proc_result(nd_bundle *b, const char *name, const char *const *argv, const nd_proc_result *res,
-                              double started_at, uint64_t lines, nd_err *err)
+/* The body of nd_bundle_add_proc_result and nd_bundle_add_proc_partial (interrupted: why, else NULL). */
+static int add_proc(nd_bundle *b, const char *name, const char *const *argv, const nd_proc_result *res,
+                    double started_at, uint64_t lines, const char *interrupted, nd_err *err)
 {
     int rc = usable(b, err);
     if (rc < 0)
@@ -1073,20 +1075,25 @@ int nd_bundle_add_proc_result(nd_bundle *b, const char *name, const char *const 
     nd_proc_describe(res, argv[0], desc, sizeof desc);
     nd_bundle_meta m = {.kind = "command", .source = src, .started_at = started_at};
     m.ended_at = started_at + res->duration_s;
-    if (res->spawn_error) {
+    if (interrupted) {
+        m.status = ND_COLLECT_ERROR;
+        m.error = interrupted;
+    } else if (res->spawn_error) {
         m.status = nd_collect_status_of(res->spawn_error);
         m.error = desc;
         m.ended_at = nd_collect_now();
         return nd_bundle_record(b, name, &m, err);
     }
-    if (res->timed_out) {
+    if (interrupted) {
+        /* no exit status: it had none yet */
+    } else if (res->timed_out) {
         m.status = ND_COLLECT_TIMEOUT;
         m.error = desc;
     } else if (res->term_signal) {
         m.status = ND_COLLECT_ERROR;
         m.error = desc;
     }
-    if (!res->timed_out && !res->term_signal) {
+    if (!interrupted && !res->timed_out && !res->term_signal) {
         m.has_exit_code = true;
         m.exit_code = res->exit_code;
     }
@@ -1122,27 +1129,16 @@ int nd_bundle_add_proc_result(nd_bundle *b, const char *name, const char *const 
     return rc;
 }
 
-int nd_bundle_add_command(nd_bundle *b, const char *name, const char *const *argv, double timeout_s, uint64_t cap,
-                          nd_err *err)
+int nd_bundle_add_proc_result(nd_bundle *b, const char *name, const char *const *argv, const nd_proc_result *res,
+                              double started_at, uint64_t lines, nd_err *err)
 {
-    int rc = usable(b, err);
-    if (rc < 0)
-        return rc;
-    if (!argv || !argv[0] || !argv[0][0])
-        return nd_err_set(err, -EINVAL, "bundle: add_command needs a command");
-    nd_proc_opts o = {0};
-    o.argv = argv;
-    o.timeout_s = timeout_s;
-    o.kill_grace_s = 1.0;
-    o.capture_cap = cap ? (size_t)cap : ND_BUNDLE_COMMAND_CAP;
-    nd_proc_result res;
-    double t0 = nd_collect_now();
-    rc = nd_proc_run(&o, &res, err);
-    if (rc < 0)
-        return rc;
-    rc = nd_bundle_add_proc_result(b, name, argv, &res, t0, 0, err);
-    nd_proc_result_free(&res);
-    return rc;
+    return add_proc(b, name, argv, res, started_at, lines, NULL, err);
+}
+
+int nd_bundle_add_proc_partial(nd_bundle *b, const char *name, const char *const *argv, const nd_proc_result *res,
+                               double started_at, uint64_t lines, const char *why, nd_err *err)
+{
+    return add_proc(b, name, argv, res, started_at, lines, why && why[0] ? why : "interrupted", err);
 }
 
 /* ---- finish / discard ---------------------------------------------------------------------------------------- */
@@ -1284,17 +1280,11 @@ int nd_bundle_finish(nd_bundle *b, const json_t *extra, nd_err *err)
         if (!text) {
             set_broken(b, -ENOMEM, "manifest");
         } else {
-            size_t len = strlen(text);
+            size_t len = end_line(&text);
             char nm[64];
             /* the manifest describes every other member; it is not listed in itself */
             snprintf(nm, sizeof nm, "manifest.json");
             json_t *it = json_object();
-            text[len] = '\0';
-            char *t2 = realloc(text, len + 2);
-            if (t2) {
-                text = t2;
-                text[len++] = '\n';
-            }
             memsrc ms = {text, len};
             rc = write_member(b, nm, mem_read, &ms, len, true, it);
             if (!b->broken.code && b->key) {
@@ -1512,15 +1502,12 @@ int nd_bundle_read(const char *path, nd_bundle_contents *out, nd_err *err)
             name = "";
         if (archive_entry_filetype(e) != AE_IFREG)
             continue;
-        if (out->nmembers == cap) {
-            cap = cap ? cap * 2 : 32;
-            nd_bundle_member *nm = realloc(out->members, cap * sizeof *nm);
-            if (!nm) {
-                rc = nd_err_set(err, -ENOMEM, "out of memory");
-                goto done;
-            }
-            out->members = nm;
+        nd_bundle_member *nm = nd_grow_array(out->members, &cap, out->nmembers + 1, sizeof *nm);
+        if (!nm) {
+            rc = nd_err_set(err, -ENOMEM, "out of memory");
+            goto done;
         }
+        out->members = nm;
         nd_bundle_member *m = &out->members[out->nmembers++];
         memset(m, 0, sizeof *m);
         m->name = strdup(name);
@@ -1532,13 +1519,12 @@ int nd_bundle_read(const char *path, nd_bundle_contents *out, nd_err *err)
         rel = rel ? rel + 1 : name;
         bool keep = !strcmp(rel, "manifest.json") || !strcmp(rel, "summary.json") || !strcmp(rel, "report.md") ||
                     !strcmp(rel, "manifest.sig");
-        char *kept = NULL;
-        size_t klen = 0;
+        nd_buf keep_buf = ND_BUF_INIT;
         EVP_DigestInit_ex(md, EVP_sha256(), NULL);
         for (;;) {
             la_ssize_t n = archive_read_data(a, buf, IO_BUF);
             if (n < 0) {
-                free(kept);
+                nd_buf_free(&keep_buf);
                 if (out->nmembers > 1) { /* the archive ends inside this member: drop it, keep the others */
                     free(m->name);
                     out->nmembers--;
@@ -1552,17 +1538,12 @@ int nd_bundle_read(const char *path, nd_bundle_contents *out, nd_err *err)
                 break;
             EVP_DigestUpdate(md, buf, (size_t)n);
             m->size += (uint64_t)n;
-            if (keep && klen + (size_t)n <= READ_KEEP_MAX) {
-                char *k2 = realloc(kept, klen + (size_t)n + 1);
-                if (k2) {
-                    kept = k2;
-                    memcpy(kept + klen, buf, (size_t)n);
-                    klen += (size_t)n;
-                    kept[klen] = '\0';
-                }
-            }
+            if (keep && keep_buf.len + (size_t)n <= READ_KEEP_MAX)
+                nd_buf_add(&keep_buf, buf, (size_t)n);
         }
         sha_hex(md, m->sha256);
+        size_t klen = keep_buf.len;
+        char *kept = keep_buf.p ? nd_buf_take(&keep_buf) : NULL; /* NULL: nothing kept, or out of memory */
         if (kept) {
             if (!strcmp(rel, "report.md")) {
                 free(out->report);

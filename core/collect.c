@@ -8,8 +8,10 @@
  * sequentially into memory with a tail cap, which is fine because such files are small.
  */
 #include "nd_collect.h"
+#include "nd_buf.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,36 +78,158 @@ const char *nd_collect_iso_time(double epoch_s, char *buf, size_t bufsz)
     return buf;
 }
 
-/* Opens a host path. Under a --root other than "/", symlinks are resolved inside the root (openat2 with
- * RESOLVE_IN_ROOT, like a chroot): a copied host tree whose /var/log/x links to /etc/y reads ROOT/etc/y, never the
- * real /etc/y. Falls back to a plain open of the joined path where openat2 is unavailable. */
+#define MAX_SYMLINKS 40 /* the kernel's own limit (ELOOP) */
+#define MAX_DEPTH 256
+
+int nd_collect_open_beneath(int root_fd, const char *rel, int flags)
+{
+    char *rem = malloc(2 * PATH_MAX); /* the part of the path still to walk */
+    int *stack = malloc(sizeof(int) * MAX_DEPTH); /* directory fds below the root; [depth-1] is the current one */
+    if (!rem || !stack) {
+        free(rem);
+        free(stack);
+        return -ENOMEM;
+    }
+    size_t remlen = strlen(rel);
+    int rc = 0, depth = 0, links = 0;
+    if (remlen >= 2 * PATH_MAX) {
+        rc = -ENAMETOOLONG;
+        goto out;
+    }
+    memcpy(rem, rel, remlen + 1);
+    for (;;) {
+        char *p = rem;
+        while (*p == '/')
+            p++;
+        if (!*p) { /* the path names the current directory itself */
+            int cur = depth ? stack[depth - 1] : root_fd;
+            int fd = openat(cur, ".", flags | O_NOFOLLOW);
+            rc = fd < 0 ? -errno : fd;
+            goto out;
+        }
+        char *slash = strchr(p, '/');
+        size_t clen = slash ? (size_t)(slash - p) : strlen(p);
+        char comp[NAME_MAX + 1];
+        if (clen > NAME_MAX) {
+            rc = -ENAMETOOLONG;
+            goto out;
+        }
+        memcpy(comp, p, clen);
+        comp[clen] = '\0';
+        const char *rest = p + clen;
+        bool last = true;
+        for (const char *q = rest; *q; q++)
+            if (*q != '/') {
+                last = false;
+                break;
+            }
+        remlen = strlen(rest);
+        memmove(rem, rest, remlen + 1);
+        if (strcmp(comp, ".") == 0)
+            continue; /* when it was the last one, the loop opens the current directory */
+        if (strcmp(comp, "..") == 0) { /* never above the root, as in a chroot */
+            if (depth > 0)
+                close(stack[--depth]);
+            continue;
+        }
+        int cur = depth ? stack[depth - 1] : root_fd;
+        int fd = openat(cur, comp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+            rc = -errno;
+            goto out;
+        }
+        struct stat st;
+        if (fstat(fd, &st) < 0) {
+            rc = -errno;
+            close(fd);
+            goto out;
+        }
+        if (S_ISLNK(st.st_mode)) {
+            char target[PATH_MAX];
+            ssize_t n = readlinkat(fd, "", target, sizeof target - 1);
+            close(fd);
+            if (n < 0) {
+                rc = -errno;
+                goto out;
+            }
+            if (++links > MAX_SYMLINKS) {
+                rc = -ELOOP;
+                goto out;
+            }
+            if ((size_t)n + 1 + remlen + 1 > 2 * PATH_MAX) {
+                rc = -ENAMETOOLONG;
+                goto out;
+            }
+            target[n] = '\0';
+            size_t sep = remlen ? 1 : 0; /* target "/" rest */
+            memmove(rem + n + sep, rem, remlen + 1);
+            memcpy(rem, target, (size_t)n);
+            if (sep)
+                rem[n] = '/';
+            if (target[0] == '/') /* absolute: from the root, not from the host's / */
+                while (depth > 0)
+                    close(stack[--depth]);
+            continue;
+        }
+        if (last) {
+            close(fd);
+            /* O_NOFOLLOW: a symlink swapped in since the check fails (ELOOP) rather than escapes */
+            int ffd = openat(cur, comp, flags | O_NOFOLLOW);
+            rc = ffd < 0 ? -errno : ffd;
+            goto out;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            close(fd);
+            rc = -ENOTDIR;
+            goto out;
+        }
+        if (depth == MAX_DEPTH) {
+            close(fd);
+            rc = -ENAMETOOLONG;
+            goto out;
+        }
+        stack[depth++] = fd;
+    }
+out:
+    while (depth > 0)
+        close(stack[--depth]);
+    free(stack);
+    free(rem);
+    return rc;
+}
+
+/* Opens a host path. Under a --root other than "/", symlinks are resolved inside the root, like a chroot: a copied
+ * host tree whose /var/log/x links to /etc/y reads ROOT/etc/y, never the real /etc/y. openat2 with RESOLVE_IN_ROOT
+ * does it in the kernel (Linux >= 5.6); older kernels (Amazon Linux 2's 4.14) get the same answer from
+ * nd_collect_open_beneath's walk. */
 static int open_in_root(const nd_ctx *ctx, const char *host_path, const char *joined, int flags)
 {
+    if (!ctx || !ctx->root[0] || strcmp(ctx->root, "/") == 0)
+        return open(joined, flags);
+    int rfd = open(ctx->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rfd < 0)
+        return -1;
+    const char *rel = host_path;
+    while (*rel == '/')
+        rel++;
+    int fd = -1, e = ENOSYS;
 #if defined(HAVE_OPENAT2_H) && defined(SYS_openat2)
-    if (ctx && ctx->root[0] && strcmp(ctx->root, "/") != 0) {
-        int rfd = open(ctx->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (rfd >= 0) {
-            const char *rel = host_path;
-            while (*rel == '/')
-                rel++;
-            struct open_how how;
-            memset(&how, 0, sizeof how);
-            how.flags = (uint64_t)flags;
-            how.resolve = RESOLVE_IN_ROOT;
-            int fd = (int)syscall(SYS_openat2, rfd, *rel ? rel : ".", &how, sizeof how);
-            int e = errno;
-            close(rfd);
-            if (fd >= 0 || (e != ENOSYS && e != EPERM && e != E2BIG)) {
-                errno = e;
-                return fd;
-            }
-        }
-    }
-#else
-    (void)ctx;
-    (void)host_path;
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = (uint64_t)flags;
+    how.resolve = RESOLVE_IN_ROOT;
+    fd = (int)syscall(SYS_openat2, rfd, *rel ? rel : ".", &how, sizeof how);
+    e = fd < 0 ? errno : 0;
 #endif
-    return open(joined, flags);
+    if (fd < 0 && (e == ENOSYS || e == EPERM || e == E2BIG)) { /* no openat2 (or a seccomp filter refusing it) */
+        fd = nd_collect_open_beneath(rfd, rel, flags);
+        e = fd < 0 ? -fd : 0;
+        if (fd < 0)
+            fd = -1;
+    }
+    close(rfd);
+    errno = e;
+    return fd;
 }
 
 /* Where the last `lines` lines of [floor, size) start, scanning backwards with pread. The scan never goes below
@@ -179,13 +303,10 @@ static int read_unsized(nd_collect_span *sp, uint64_t cap, nd_err *err)
     for (;;) {
         if (len == bcap) {
             if (bcap < cap * 2) {
-                char *nb = realloc(buf, bcap * 2);
-                if (!nb) {
+                if (nd_grow(&buf, &bcap, bcap + 1) < 0) { /* doubles */
                     free(buf);
                     return nd_err_set(err, -ENOMEM, "out of memory");
                 }
-                buf = nb;
-                bcap *= 2;
             } else { /* keep only the tail */
                 size_t keep = (size_t)cap;
                 memmove(buf, buf + len - keep, keep);

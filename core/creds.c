@@ -150,7 +150,7 @@ void nd_creds_provider_free(nd_creds_provider *p)
     p->freed = true;
     while (p->waiters) {
         nd_creds_req *r = p->waiters;
-        p->waiters = r->next;
+        ND_LIST_UNLINK(p->waiters, r);
         free(r);
     }
     nd_imds_cancel(p->ireq);
@@ -201,14 +201,11 @@ void nd_creds_cancel(nd_creds_req *r)
     if (!r)
         return;
     nd_creds_provider *p = r->p;
-    if (r->prev)
-        r->prev->next = r->next;
-    else if (p->waiters == r)
-        p->waiters = r->next;
-    else if (p->answering == r)
-        p->answering = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
+    /* r waits in one of two lists: the waiters of the next answer, or those dispatch() is answering now */
+    if (p->answering == r)
+        ND_LIST_UNLINK(p->answering, r);
+    else
+        ND_LIST_UNLINK(p->waiters, r);
     free(r);
 }
 
@@ -221,15 +218,13 @@ static void dispatch(nd_creds_provider *p, int status, const nd_err *err)
     nd_creds snapshot = p->cur;
     while (p->answering && !p->freed) {
         nd_creds_req *r = p->answering;
-        p->answering = r->next;
-        if (p->answering)
-            p->answering->prev = NULL;
+        ND_LIST_UNLINK(p->answering, r);
         r->cb(r->ud, status, status == 0 ? &snapshot : NULL, err);
         free(r);
     }
     while (p->answering) {
         nd_creds_req *r = p->answering;
-        p->answering = r->next;
+        ND_LIST_UNLINK(p->answering, r);
         free(r);
     }
     wipe(&snapshot);

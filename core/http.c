@@ -9,6 +9,7 @@
  * each request is freed right after its callback or on cancel.
  */
 #include "nd_http.h"
+#include "nd_buf.h"
 #include "nd_list.h"
 
 #include <pthread.h>
@@ -199,16 +200,8 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
         r->overflow = true;
         return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
     }
-    if (r->resp_len + n + 1 > r->resp_cap) {
-        size_t nc = r->resp_cap ? r->resp_cap * 2 : 4096;
-        while (nc < r->resp_len + n + 1)
-            nc *= 2;
-        char *np = realloc(r->resp, nc);
-        if (!np)
-            return 0;
-        r->resp = np;
-        r->resp_cap = nc;
-    }
+    if (nd_grow(&r->resp, &r->resp_cap, r->resp_len + n + 1) < 0)
+        return 0;
     memcpy(r->resp + r->resp_len, ptr, n);
     r->resp_len += n;
     r->resp[r->resp_len] = '\0';
@@ -230,14 +223,10 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *ud)
         n--;
     if (n == 0 || !memchr(buf, ':', n) || r->nrhdr >= 256)
         return size * nitems;
-    if (r->nrhdr == r->rhdr_cap) {
-        size_t nc = r->rhdr_cap ? r->rhdr_cap * 2 : 16;
-        char **np = realloc(r->rhdr, nc * sizeof *np);
-        if (!np)
-            return 0;
-        r->rhdr = np;
-        r->rhdr_cap = nc;
-    }
+    char **np = nd_grow_array(r->rhdr, &r->rhdr_cap, r->nrhdr + 1, sizeof *np);
+    if (!np)
+        return 0;
+    r->rhdr = np;
     char *line = strndup(buf, n);
     if (!line)
         return 0;

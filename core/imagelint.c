@@ -9,6 +9,7 @@
  * stage — or, for `docker inspect` JSON, to Config.Entrypoint/Cmd as built.
  */
 #include "nd_imagelint.h"
+#include "nd_buf.h"
 
 #include <ctype.h>
 #include <jansson.h>
@@ -37,7 +38,8 @@ const char *nd_lint_severity_name(nd_lint_severity s)
 
 static int strv_push(char ***v, size_t *n, const char *s, size_t len)
 {
-    char **nv = realloc(*v, (*n + 2) * sizeof *nv);
+    size_t cap = nd_array_cap(*n + 1); /* n strings and the NULL */
+    char **nv = nd_grow_array(*v, &cap, *n + 2, sizeof *nv);
     if (!nv)
         return -ENOMEM;
     *v = nv;
@@ -104,7 +106,7 @@ static void add_finding(nd_imagelint *r, nd_lint_severity sev, const char *code,
 static void add_finding(nd_imagelint *r, nd_lint_severity sev, const char *code, const char *rule, int line,
                         const char *evidence, const char *fmt, ...)
 {
-    nd_lint_finding *nf = realloc(r->findings, (r->n_findings + 1) * sizeof *nf);
+    nd_lint_finding *nf = nd_grow_array(r->findings, &r->cap_findings, r->n_findings + 1, sizeof *nf);
     if (!nf)
         return;
     r->findings = nf;
@@ -244,7 +246,7 @@ typedef struct stage {
     char **env; /* K=V */
     size_t n_env;
     var *vars;  /* ARG and ENV values, for substitution (later entries win) */
-    size_t n_vars;
+    size_t n_vars, cap_vars;
 } stage;
 
 static void stage_free(stage *s)
@@ -263,7 +265,7 @@ static void stage_free(stage *s)
 
 static void set_var(stage *s, const char *name, size_t nlen, const char *value)
 {
-    var *nv = realloc(s->vars, (s->n_vars + 1) * sizeof *nv);
+    var *nv = nd_grow_array(s->vars, &s->cap_vars, s->n_vars + 1, sizeof *nv);
     if (!nv)
         return;
     s->vars = nv;
@@ -415,7 +417,7 @@ static int parse_exec_form(const char *args, char ***argv, size_t *argc, int *ba
 typedef struct dparse {
     nd_imagelint *r;
     stage *stages;
-    size_t n_stages;
+    size_t n_stages, cap_stages;
     stage global; /* ARGs before the first FROM */
     char esc;
     char heredoc[64];
@@ -435,7 +437,7 @@ static void do_from(dparse *d, const char *args, int line)
     size_t i = 0;
     while (i < n && strncmp(w[i], "--", 2) == 0)
         i++;
-    stage *ns = realloc(d->stages, (d->n_stages + 1) * sizeof *ns);
+    stage *ns = nd_grow_array(d->stages, &d->cap_stages, d->n_stages + 1, sizeof *ns);
     if (!ns) {
         strv_free(w);
         return;
@@ -720,15 +722,10 @@ int nd_imagelint_dockerfile(const char *text, size_t len, nd_imagelint **out, nd
         int cont = tl > 0 && line[tl - 1] == d.esc;
         if (cont)
             tl--;
-        if (blen + tl + 2 > cap) {
-            cap = (blen + tl + 2) * 2;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
+        if (nd_grow(&buf, &cap, blen + tl + 2) < 0) {
+            free(buf);
+            buf = NULL;
+            break;
         }
         memcpy(buf + blen, line, tl);
         blen += tl;

@@ -13,8 +13,9 @@
  * and then its `json` string (jansson does the unescaping), so needles without '"' or '\' are found verbatim in
  * both forms. Files are read with read(2) in 1 MiB blocks (see nd_kmslog_scan_file).
  *
- * A candidate is read by the fast reader ("fast extraction" below: one strict pass, no allocation) and by jansson
- * only when that reader is not sure to read it exactly as jansson would. The summary is bounded whatever the log's
+ * A candidate is read through a kept line shape when it has one ("shapes" below: literal compares and a check per
+ * value), else by the fast reader ("fast extraction": one strict pass, no allocation, whose lines teach the shapes),
+ * and by jansson only when that reader is not sure to read it exactly as jansson would. The summary is bounded whatever the log's
  * size: durations exact up to DUR_EXACT then a log histogram, ids up to max_ids in a set of 64-bit hashes, pairing
  * in a ring of PAIR_CAP waiting requests with a PAIR_WINDOW of log time. since= on a plain file may start reading
  * at a binary-searched offset (seek_start).
@@ -59,6 +60,13 @@ typedef struct code_count {
     uint64_t n;
 } code_count;
 
+/* The last RFC 3339 time parsed: its first 19 bytes (to the seconds) and their value (see ftime). */
+typedef struct tcache {
+    char prefix[19];
+    bool valid;
+    double base;
+} tcache;
+
 struct nd_kmslog {
     nd_kmslog_filter f;
     char *request_id, *trace_id, *op;
@@ -87,6 +95,14 @@ struct nd_kmslog {
     char *arena;        /* the fast reader's strings for one line */
     size_t arena_cap;
     json_t *lazy;       /* the event parsed for nd_kmslog_event during one callback */
+    const char *json_esc; /* during one callback: the escaped json string of a shape-matched wrapped line */
+    size_t json_esc_len;
+    char *json_buf;     /* its unescaped copy, made by nd_kmslog_record_json */
+    size_t json_buf_cap;
+    struct shape *shapes[8], *inner_shapes[8]; /* line templates (SHAPES per level), most used first */
+    int nshapes, ninner_shapes;
+    struct shape *shape_tmp; /* where a new template is built */
+    struct tcache tc;   /* the last RFC 3339 time's first 19 bytes and their value */
 
     char *carry;        /* partial line kept between feeds */
     size_t carry_len, carry_cap;
@@ -100,6 +116,7 @@ struct nd_kmslog {
     uint64_t *hist;     /* log-bucketed histogram once the exact samples are folded in (DUR_BUCKETS counts) */
     double dur_min, dur_max;
     nd_kmslog_counter counters[MAX_COUNTERS];
+    const char *counter_src[MAX_COUNTERS]; /* the shape's name string last counted under each counter */
     size_t ncounters;
     nd_kmslog_id *ids;
     size_t nids, ids_cap;
@@ -147,6 +164,8 @@ size_t nd_kmslog_normalize_code(const char *in, size_t n, char *out, size_t outs
     return o;
 }
 
+#define ISDIGIT(c) ((unsigned char)((c) - '0') < 10)
+
 static int days_from_civil(int y, unsigned m, unsigned d)
 {
     /* Howard Hinnant's algorithm: days since 1970-01-01 for a proleptic Gregorian date (no timegm/TZ state). */
@@ -171,12 +190,47 @@ static int digits(const char **p, int n, int *out)
     return 0;
 }
 
-/* RFC 3339 (and the date-only / space-separated / no-zone variants). Returns 0 or -1. */
-static int parse_rfc3339(const char *s, double *out)
+/* The fraction and zone after the seconds (or after the minutes / the date: the zone only), to the end of the string.
+ * Returns 0 or -1. */
+static int rfc3339_tail(const char *p, bool secs, double *frac, int *off)
+{
+    *frac = 0;
+    *off = 0;
+    if (secs && (*p == '.' || *p == ',')) {
+        p++;
+        double scale = 0.1;
+        if (!ISDIGIT(*p))
+            return -1;
+        while (ISDIGIT(*p)) {
+            *frac += (*p - '0') * scale;
+            scale /= 10;
+            p++;
+        }
+    }
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int sign = *p == '-' ? -1 : 1, oh, om = 0;
+        p++;
+        if (digits(&p, 2, &oh))
+            return -1;
+        if (*p == ':')
+            p++;
+        if (ISDIGIT(*p) && digits(&p, 2, &om))
+            return -1;
+        *off = sign * (oh * 3600 + om * 60);
+    }
+    return *p ? -1 : 0;
+}
+
+/* RFC 3339 (and the date-only / space-separated / no-zone variants). Returns 0 or -1. When base is not NULL and the
+ * string has seconds, *base gets the time of its first 19 bytes (YYYY-MM-DDTHH:MM:SS), so that a later string with
+ * the same 19 bytes needs only rfc3339_tail: base + frac - off is the same double either way. */
+static int parse_rfc3339_base(const char *s, double *out, double *base)
 {
     const char *p = s;
     int y, mo, d, h = 0, mi = 0, sec = 0;
-    double frac = 0;
+    bool secs = false;
     if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' || digits(&p, 2, &d))
         return -1;
     if (mo < 1 || mo > 12 || d < 1 || d > 31)
@@ -189,40 +243,26 @@ static int parse_rfc3339(const char *s, double *out)
             p++;
             if (digits(&p, 2, &sec))
                 return -1;
-            if (*p == '.' || *p == ',') {
-                p++;
-                double scale = 0.1;
-                if (!isdigit((unsigned char)*p))
-                    return -1;
-                while (isdigit((unsigned char)*p)) {
-                    frac += (*p - '0') * scale;
-                    scale /= 10;
-                    p++;
-                }
-            }
+            secs = true;
         }
         if (h > 23 || mi > 59 || sec > 60)
             return -1;
     }
-    int off = 0;
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int sign = *p == '-' ? -1 : 1, oh, om = 0;
-        p++;
-        if (digits(&p, 2, &oh))
-            return -1;
-        if (*p == ':')
-            p++;
-        if (isdigit((unsigned char)*p) && digits(&p, 2, &om))
-            return -1;
-        off = sign * (oh * 3600 + om * 60);
-    }
-    if (*p)
+    double frac;
+    int off;
+    if (rfc3339_tail(p, secs, &frac, &off) < 0)
         return -1;
     double days = days_from_civil(y, (unsigned)mo, (unsigned)d);
-    *out = days * 86400.0 + h * 3600 + mi * 60 + sec + frac - off;
+    double b = days * 86400.0 + h * 3600 + mi * 60 + sec;
+    if (base && secs && p - s == 19)
+        *base = b;
+    *out = b + frac - off;
     return 0;
+}
+
+static int parse_rfc3339(const char *s, double *out)
+{
+    return parse_rfc3339_base(s, out, NULL);
 }
 
 int nd_kmslog_parse_time(const char *s, double now, double *out, nd_err *err)
@@ -349,10 +389,11 @@ static const char *find_any(const needle *nds, int nn, const char *p, const char
             }
             uint64_t w[2];
             memcpy(w, &any, 16);
-            if (w[0] | w[1]) {
-                for (int i = 0; i < 16; i++) {
-                    if (!any[i])
-                        continue;
+            for (int half = 0; half < 2; half++) {
+                while (w[half]) { /* the candidate positions, lowest first */
+                    int bit = __builtin_ctzll(w[half]);
+                    int i = half * 8 + bit / 8;
+                    w[half] &= ~(0xffull << (bit & ~7));
                     for (int j = 0; j < nn; j++)
                         if (m[j][i] && memcmp(h + i, nds[j].s, nds[j].n) == 0)
                             return (const char *)h + i;
@@ -478,32 +519,42 @@ static const char *fws(const char *p, const char *end)
     return p;
 }
 
+/* The first '"', '\\', control or non-ASCII byte in [p, end), or end: 16 bytes at a time. */
+static inline const char *fspecial(const char *p, const char *end)
+{
+    while (end - p >= 16) {
+        nd_v16 a;
+        memcpy(&a, p, 16);
+        nd_v16 q = {0};
+        q += '"';
+        nd_v16 b = {0};
+        b += '\\';
+        nd_v16 lo = {0};
+        lo += 0x20;
+        nd_v16 span = {0};
+        span += 0x5f;
+        nd_v16 hit = (nd_v16)(a == q) | (nd_v16)(a == b) | (nd_v16)((nd_v16)(a - lo) > span);
+        uint64_t w[2];
+        memcpy(w, &hit, 16);
+        if (w[0] | w[1])
+            return p + (w[0] ? __builtin_ctzll(w[0]) / 8 : 8 + __builtin_ctzll(w[1]) / 8);
+        p += 16;
+    }
+    while (p < end) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80)
+            return p;
+        p++;
+    }
+    return end;
+}
+
 /* p is just after the opening quote. Returns the position of the closing quote, or NULL (give up). */
 static const char *fstring(const char *p, const char *end, bool *esc)
 {
     *esc = false;
     for (;;) {
-        /* 16 bytes at a time: stop at '"', '\\', a control byte or a non-ASCII byte. */
-        while (end - p >= 16) {
-            nd_v16 a;
-            memcpy(&a, p, 16);
-            nd_v16 q = {0};
-            q += '"';
-            nd_v16 b = {0};
-            b += '\\';
-            nd_v16 lo = {0};
-            lo += 0x20;
-            nd_v16 span = {0};
-            span += 0x5f;
-            nd_v16 hit = (nd_v16)(a == q) | (nd_v16)(a == b) | (nd_v16)((nd_v16)(a - lo) > span);
-            uint64_t w[2];
-            memcpy(w, &hit, 16);
-            if (w[0] | w[1]) {
-                p += w[0] ? __builtin_ctzll(w[0]) / 8 : 8 + __builtin_ctzll(w[1]) / 8;
-                break;
-            }
-            p += 16;
-        }
+        p = fspecial(p, end);
         if (p >= end)
             return NULL;
         unsigned char c = (unsigned char)*p;
@@ -531,20 +582,20 @@ static const char *fnumber(const char *p, const char *end)
     const char *s = p;
     if (p < end && *p == '-')
         p++;
-    if (p >= end || !isdigit((unsigned char)*p))
+    if (p >= end || !ISDIGIT(*p))
         return NULL;
     if (*p == '0')
         p++;
     else
-        while (p < end && isdigit((unsigned char)*p))
+        while (p < end && ISDIGIT(*p))
             p++;
     bool integer = true;
     if (p < end && *p == '.') {
         integer = false;
         p++;
-        if (p >= end || !isdigit((unsigned char)*p))
+        if (p >= end || !ISDIGIT(*p))
             return NULL;
-        while (p < end && isdigit((unsigned char)*p))
+        while (p < end && ISDIGIT(*p))
             p++;
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
@@ -553,9 +604,9 @@ static const char *fnumber(const char *p, const char *end)
         if (p < end && (*p == '+' || *p == '-'))
             p++;
         const char *e = p;
-        if (p >= end || !isdigit((unsigned char)*p))
+        if (p >= end || !ISDIGIT(*p))
             return NULL;
-        while (p < end && isdigit((unsigned char)*p))
+        while (p < end && ISDIGIT(*p))
             p++;
         if (p - e > 2)
             return NULL; /* may overflow, which jansson rejects */
@@ -741,7 +792,7 @@ static double fnum(const fval *v)
         p++;
     uint64_t x = 0;
     const char *q = p;
-    while (q < e && isdigit((unsigned char)*q))
+    while (q < e && ISDIGIT(*q))
         x = x * 10 + (uint64_t)(*q++ - '0');
     if (q == e && q - p <= 15)
         return neg ? -(double)x : (double)x;
@@ -753,8 +804,9 @@ static double fnum(const fval *v)
     return strtod(buf, NULL);
 }
 
-/* The time of a timestamp/ts/time/@timestamp value, as json_time does. */
-static double ftime(const fval *v, char **arena, const char *aend)
+/* The time of a timestamp/ts/time/@timestamp value, as json_time does. A string sharing its first 19 bytes (up to
+ * the seconds) with the last one parsed reuses that part (tc: the cache, NULL for none). */
+static double ftime(const fval *v, char **arena, const char *aend, tcache *tc)
 {
     if (v->t == FT_NUM) {
         double t = fnum(v);
@@ -762,20 +814,540 @@ static double ftime(const fval *v, char **arena, const char *aend)
     }
     if (v->t == FT_STR) {
         char *s = fcopy(arena, aend, v, NULL);
-        double t;
-        if (s && parse_rfc3339(s, &t) == 0)
+        double t, frac;
+        int off;
+        if (!s)
+            return NAN;
+        if (tc && tc->valid && v->n >= 19 && memcmp(s, tc->prefix, 19) == 0)
+            return rfc3339_tail(s + 19, true, &frac, &off) == 0 ? tc->base + frac - off : NAN;
+        double base = NAN;
+        if (parse_rfc3339_base(s, &t, tc ? &base : NULL) == 0) {
+            if (tc && !isnan(base)) {
+                memcpy(tc->prefix, s, 19);
+                tc->base = base;
+                tc->valid = true;
+            }
             return t;
+        }
     }
     return NAN;
 }
 
-static double fevent_time(const fobj *o, char **arena, const char *aend)
+static double fevent_time(const fobj *o, char **arena, const char *aend, tcache *tc)
 {
     static const int keys[] = {FK_TIMESTAMP, FK_TS, FK_TIME, FK_ATTS};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         if (o->v[keys[i]].t != FT_NONE)
-            return ftime(&o->v[keys[i]], arena, aend);
+            return ftime(&o->v[keys[i]], arena, aend, tc);
     return NAN;
+}
+
+/* ---- shapes ----------------------------------------------------------------------------------------------------- */
+
+/* A log holds few line shapes: the same keys in the same order, only the values change. Once the strict reader has
+ * read a line, its shape is kept as a template: the exact bytes between the scalar values (braces, keys, colons,
+ * commas, whitespace) and a slot for each scalar. A later line matches a template when every literal run is equal
+ * byte for byte and every slot holds a scalar that the strict reader's own rules accept (fstring, fnumber, true,
+ * false, null). Such a line is valid JSON of the same structure, so its fields come out exactly as the strict reader
+ * (and so jansson) reads them, from a few compares instead of a walk over the grammar. The json string of a wrapped
+ * line is matched in place by an inner template kept in its escaped form (\" for "), so it is neither copied nor
+ * unescaped unless a caller asks for the event's JSON text (nd_kmslog_record_json). Anything else (a new shape, an
+ * escape inside an inner value, full tables, a duplicate known key) goes to the strict reader, as before. */
+#define SHAPES 8           /* templates kept per level (lines; wrapped json strings) */
+#define SHAPE_ITEMS 96
+#define SHAPE_BYTES 1536
+#define SHAPE_METRICS 64
+
+enum { SI_LIT, SI_VAL, SI_SET, SI_INNER, SI_MET, SI_FIX };
+enum { SO_TOP, SO_SUB, SO_NONE };
+enum { SM_TOP, SM_SUB, SM_MET, SM_NONE };
+
+typedef struct sitem {
+    uint8_t kind;
+    uint8_t obj;        /* SO_*: the fobj a keyed value goes to */
+    int8_t key;         /* FK_* or -1 */
+    uint8_t t;          /* SI_SET: the FT_ type of an object or array value */
+    uint16_t off, len;  /* SI_FIX: the bytes; SI_MET: the metric's NUL-terminated name */
+    uint16_t loff, llen; /* the literal bytes before the item (SI_LIT: only those, at the end) */
+} sitem;
+
+typedef struct shape {
+    bool esc;           /* an inner template: literals as they appear inside a JSON string */
+    uint16_t nitems, nbytes;
+    uint32_t mask[2];   /* the known keys it sets, per object (SO_TOP, SO_SUB): the others read as absent */
+    uint8_t nclear[2], clear[2][FK_COUNT]; /* the known keys it does not set, per object (made by shape_build) */
+    sitem it[SHAPE_ITEMS];
+    char bytes[SHAPE_BYTES];
+} shape;
+
+typedef struct smatch {
+    fobj *o, *sub, *in;
+    const char *inner;  /* the matched json string's content (escaped), NULL when none */
+    size_t inner_n;
+    int nmet;
+    const char *met_name[SHAPE_METRICS];
+    double met_x[SHAPE_METRICS];
+} smatch;
+
+typedef struct sbuild {
+    shape *s;
+    bool fail;
+    bool has_sub;       /* "fields" objects are read into sub (the line level) */
+    bool metrics_here;  /* this level's metrics are the event's */
+    const char *js;     /* the chosen json string's content (SI_INNER there), NULL when none */
+    uint32_t seen[2];   /* known keys seen per object: a duplicate refuses the shape */
+    uint16_t pend_off, pend_len; /* literal bytes waiting for the next item */
+} sbuild;
+
+/* Adds an item; the literal bytes appended since the last one are compared before it. */
+static sitem *sb_item(sbuild *b, int kind, int obj, int key)
+{
+    shape *s = b->s;
+    if (b->fail || s->nitems == SHAPE_ITEMS) {
+        b->fail = true;
+        return NULL;
+    }
+    sitem *it = &s->it[s->nitems++];
+    memset(it, 0, sizeof *it);
+    it->kind = (uint8_t)kind;
+    it->obj = (uint8_t)obj;
+    it->key = (int8_t)key;
+    it->loff = b->pend_off;
+    it->llen = b->pend_len;
+    b->pend_len = 0;
+    if (key >= 0 && obj != SO_NONE)
+        s->mask[obj] |= 1u << key;
+    return it;
+}
+
+/* Appends literal bytes (escaped as inside a JSON string for an inner template). */
+static void sb_lit(sbuild *b, const char *p, size_t n)
+{
+    shape *s = b->s;
+    if (b->fail || n == 0)
+        return;
+    if (b->pend_len == 0)
+        b->pend_off = s->nbytes;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        bool two = s->esc && (c == '"' || c == '\\');
+        if ((s->esc && c < 0x20) || s->nbytes + 2u > SHAPE_BYTES || b->pend_off + b->pend_len != s->nbytes) {
+            b->fail = true;
+            return;
+        }
+        if (two)
+            s->bytes[s->nbytes++] = '\\';
+        s->bytes[s->nbytes++] = (char)c;
+        b->pend_len = (uint16_t)(b->pend_len + (two ? 2 : 1));
+    }
+}
+
+static bool slot_key(sbuild *b, int obj, int key)
+{
+    if (key < 0 || obj == SO_NONE)
+        return true;
+    if (b->seen[obj] & (1u << key))
+        return false;
+    b->seen[obj] |= 1u << key;
+    return true;
+}
+
+/* The end of a scalar the strict reader accepted. */
+static const char *sb_scalar_end(const char *p, const char *end)
+{
+    bool esc;
+    switch (*p) {
+    case '"': {
+        const char *q = fstring(p + 1, end, &esc);
+        return q ? q + 1 : NULL;
+    }
+    case 't': case 'n': return p + 4;
+    case 'f': return p + 5;
+    default: return fnumber(p, end);
+    }
+}
+
+static const char *sb_value(sbuild *b, const char *p, const char *end, int mode, int obj, int key);
+
+/* An object the strict reader accepted, at p. Returns its end (NULL: no shape). */
+static const char *sb_object(sbuild *b, const char *p, const char *end, int mode)
+{
+    const char *lit = p;
+    p = fws(p + 1, end);
+    if (p < end && *p == '}') {
+        sb_lit(b, lit, (size_t)(p + 1 - lit));
+        return p + 1;
+    }
+    while (p && p < end && !b->fail) {
+        bool esc;
+        const char *q = fstring(p + 1, end, &esc);
+        if (!q)
+            return NULL;
+        const char *name = p + 1;
+        size_t name_n = (size_t)(q - name);
+        int key = -1, obj = SO_NONE;
+        if (mode == SM_TOP || mode == SM_SUB) {
+            if (esc)
+                return NULL;
+            key = fast_key(name, name_n);
+            obj = mode == SM_TOP ? SO_TOP : SO_SUB;
+            if (!slot_key(b, obj, key))
+                return NULL;
+        }
+        p = fws(fws(q + 1, end) + 1, end); /* past ':' */
+        sb_lit(b, lit, (size_t)(p - lit));
+        if (mode == SM_MET && p < end && *p != '{' && *p != '[') {
+            /* a metric: a number is counted under its name, other scalars are skipped (as fmetrics does) */
+            if (esc || name_n >= 256 || b->s->nbytes + name_n + 1 > SHAPE_BYTES)
+                return NULL;
+            sitem *it = sb_item(b, SI_MET, SO_NONE, -1);
+            if (!it)
+                return NULL;
+            it->off = b->s->nbytes;
+            memcpy(b->s->bytes + b->s->nbytes, name, name_n);
+            b->s->bytes[b->s->nbytes + name_n] = '\0';
+            b->s->nbytes = (uint16_t)(b->s->nbytes + name_n + 1);
+            p = sb_scalar_end(p, end);
+        } else {
+            p = sb_value(b, p, end, mode == SM_MET ? SM_NONE : mode, obj, key);
+        }
+        if (!p)
+            return NULL;
+        lit = p;
+        p = fws(p, end);
+        if (p < end && *p == ',') {
+            p = fws(p + 1, end);
+            continue;
+        }
+        sb_lit(b, lit, (size_t)(p + 1 - lit)); /* '}' */
+        return p + 1;
+    }
+    return NULL;
+}
+
+static const char *sb_value(sbuild *b, const char *p, const char *end, int mode, int obj, int key)
+{
+    if (*p == '{' || *p == '[') {
+        if (key >= 0) {
+            sitem *it = sb_item(b, SI_SET, obj, key);
+            if (!it)
+                return NULL;
+            it->t = *p == '{' ? FT_OBJ : FT_ARR;
+        }
+        if (*p == '{') {
+            int sub = SM_NONE;
+            if (mode == SM_TOP && key == FK_FIELDS && b->has_sub)
+                sub = SM_SUB;
+            else if (mode == SM_TOP && key == FK_METRICS && b->metrics_here)
+                sub = SM_MET;
+            return sb_object(b, p, end, sub);
+        }
+        const char *lit = p;
+        p = fws(p + 1, end);
+        if (p < end && *p == ']') {
+            sb_lit(b, lit, (size_t)(p + 1 - lit));
+            return p + 1;
+        }
+        for (;;) {
+            sb_lit(b, lit, (size_t)(p - lit));
+            p = sb_value(b, p, end, SM_NONE, SO_NONE, -1);
+            if (!p || b->fail)
+                return NULL;
+            lit = p;
+            p = fws(p, end);
+            if (p < end && *p == ',') {
+                p = fws(p + 1, end);
+                continue;
+            }
+            sb_lit(b, lit, (size_t)(p + 1 - lit)); /* ']' */
+            return p + 1;
+        }
+    }
+    if (*p == '"' && b->js && p + 1 == b->js) {
+        bool esc;
+        const char *q = fstring(p + 1, end, &esc);
+        if (!q)
+            return NULL;
+        sb_lit(b, p, 1);
+        sb_item(b, SI_INNER, obj, key);
+        sb_lit(b, q, 1);
+        return q + 1;
+    }
+    if (*p == '"' && key == FK_EVENT) {
+        /* the event name is part of the shape (a request and a response differ from the first bytes on); the
+         * value is still read as a string, the bytes compared as they appear */
+        bool esc;
+        const char *q = fstring(p + 1, end, &esc);
+        if (!q || esc)
+            return NULL;
+        sb_lit(b, p, 1);
+        uint16_t before = b->s->nbytes;
+        sitem *it = sb_item(b, SI_FIX, obj, key);
+        if (!it)
+            return NULL;
+        it->off = before;
+        size_t n = (size_t)(q - p - 1);
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)p[1 + i];
+            if ((b->s->esc && (c == '"' || c == '\\')) || c < 0x20 || b->s->nbytes + 1u > SHAPE_BYTES)
+                return NULL;
+            b->s->bytes[b->s->nbytes++] = (char)c;
+        }
+        it->len = (uint16_t)n;
+        sb_lit(b, q, 1);
+        return q + 1;
+    }
+    sb_item(b, SI_VAL, obj, key);
+    return sb_scalar_end(p, end);
+}
+
+/* Builds the template of text [p, end) (an object with optional whitespace around it, already read by the strict
+ * reader). Returns true when it holds. */
+static bool shape_build(shape *s, bool esc, const char *p, const char *end, bool has_sub, bool metrics_here,
+                        const char *js)
+{
+    memset(s, 0, offsetof(shape, it));
+    s->esc = esc;
+    sbuild b = {.s = s, .has_sub = has_sub, .metrics_here = metrics_here, .js = js};
+    const char *o = fws(p, end);
+    sb_lit(&b, p, (size_t)(o - p));
+    if (o >= end || *o != '{')
+        return false;
+    const char *q = sb_object(&b, o, end, SM_TOP);
+    if (!q || b.fail)
+        return false;
+    sb_lit(&b, q, (size_t)(end - q));
+    if (b.pend_len)
+        sb_item(&b, SI_LIT, SO_NONE, -1);
+    for (int obj = 0; obj < 2; obj++)
+        for (int key = 0; key < FK_COUNT; key++)
+            if (!(s->mask[obj] & (1u << key)) && (obj == SO_TOP || key == FK_JSON)) /* of sub, only json is read */
+                s->clear[obj][s->nclear[obj]++] = (uint8_t)key;
+    return !b.fail && fws(q, end) == end;
+}
+
+static bool shape_equal(const shape *a, const shape *b)
+{
+    return a->esc == b->esc && a->nitems == b->nitems && a->nbytes == b->nbytes &&
+           memcmp(a->it, b->it, a->nitems * sizeof a->it[0]) == 0 && memcmp(a->bytes, b->bytes, a->nbytes) == 0;
+}
+
+static inline bool lit_eq(const char *p, const char *l, size_t n)
+{
+    if (n >= 8) {
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            uint64_t a, b;
+            memcpy(&a, p + i, 8);
+            memcpy(&b, l + i, 8);
+            if (a != b)
+                return false;
+        }
+        uint64_t a, b; /* the last 8 bytes, overlapping */
+        memcpy(&a, p + n - 8, 8);
+        memcpy(&b, l + n - 8, 8);
+        return a == b;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != l[i])
+            return false;
+    return true;
+}
+
+/* A scalar at p as the strict reader reads one; esc: inside a JSON string, where a string value is \"…\" and holds no
+ * backslash. Returns its end, or NULL. */
+static inline const char *sm_scalar(const char *p, const char *end, bool esc, fval *v)
+{
+    if (p >= end)
+        return NULL;
+    const char *q;
+    v->p = p;
+    v->esc = false;
+    switch (*p) {
+    case '"':
+        if (esc)
+            return NULL;
+        q = fstring(p + 1, end, &v->esc);
+        if (!q)
+            return NULL;
+        v->p = p + 1;
+        v->n = (size_t)(q - p - 1);
+        v->t = FT_STR;
+        return q + 1;
+    case '\\':
+        if (!esc || end - p < 2 || p[1] != '"')
+            return NULL;
+        q = fspecial(p + 2, end);
+        if (end - q < 2 || q[0] != '\\' || q[1] != '"')
+            return NULL;
+        v->p = p + 2;
+        v->n = (size_t)(q - p - 2);
+        v->t = FT_STR;
+        return q + 2;
+    case 't':
+        if (end - p < 4 || memcmp(p, "true", 4) != 0)
+            return NULL;
+        v->n = 4;
+        v->t = FT_TRUE;
+        return p + 4;
+    case 'f':
+        if (end - p < 5 || memcmp(p, "false", 5) != 0)
+            return NULL;
+        v->n = 5;
+        v->t = FT_FALSE;
+        return p + 5;
+    case 'n':
+        if (end - p < 4 || memcmp(p, "null", 4) != 0)
+            return NULL;
+        v->n = 4;
+        v->t = FT_NULL;
+        return p + 4;
+    default:
+        q = fnumber(p, end);
+        if (!q)
+            return NULL;
+        v->n = (size_t)(q - p);
+        v->t = FT_NUM;
+        return q;
+    }
+}
+
+static const char *shape_match_level(shape *const *tab, int *n, const char *p, const char *end, smatch *m, int level,
+                                     shape *const *inner, int *ninner);
+
+/* Matches one template at p. Returns the end of what it covers, or NULL. */
+static const char *shape_match(const shape *s, const char *p, const char *end, smatch *m, int level,
+                               shape *const *inner, int *ninner)
+{
+    fobj *top = level ? m->in : m->o, *sub = level ? NULL : m->sub;
+    for (const sitem *it = s->it, *e = s->it + s->nitems; it < e; it++) {
+        if ((size_t)(end - p) < it->llen || !lit_eq(p, s->bytes + it->loff, it->llen))
+            return NULL;
+        p += it->llen;
+        switch (it->kind) {
+        case SI_LIT:
+            break;
+        case SI_VAL: {
+            fval v;
+            p = sm_scalar(p, end, s->esc, &v);
+            if (!p)
+                return NULL;
+            if (it->key >= 0)
+                (it->obj == SO_TOP ? top : sub)->v[it->key] = v;
+            break;
+        }
+        case SI_FIX: {
+            if ((size_t)(end - p) < it->len || !lit_eq(p, s->bytes + it->off, it->len))
+                return NULL;
+            fval *v = &(it->obj == SO_TOP ? top : sub)->v[it->key];
+            v->p = p;
+            v->n = it->len;
+            v->t = FT_STR;
+            v->esc = false;
+            p += it->len;
+            break;
+        }
+        case SI_SET: {
+            fval *v = &(it->obj == SO_TOP ? top : sub)->v[it->key];
+            v->p = p;
+            v->n = 0;
+            v->t = it->t;
+            v->esc = false;
+            break;
+        }
+        case SI_MET: {
+            /* a plain integer (the usual counter) is validated and read in one pass: what fnumber accepts and
+             * fnum reads for up to 15 digits */
+            const char *d = p;
+            uint64_t x = 0;
+            while (d < end && ISDIGIT(*d) && d - p < 16)
+                x = x * 10 + (uint64_t)(*d++ - '0');
+            if (d > p && d - p <= 15 && (*p != '0' || d - p == 1) && d < end && *d != '.' && *d != 'e' &&
+                *d != 'E' && !ISDIGIT(*d)) {
+                if (m->nmet == SHAPE_METRICS)
+                    return NULL;
+                m->met_name[m->nmet] = s->bytes + it->off;
+                m->met_x[m->nmet++] = (double)x;
+                p = d;
+                break;
+            }
+            fval v;
+            p = sm_scalar(p, end, s->esc, &v);
+            if (!p)
+                return NULL;
+            if (v.t == FT_NUM) {
+                if (m->nmet == SHAPE_METRICS)
+                    return NULL;
+                m->met_name[m->nmet] = s->bytes + it->off;
+                m->met_x[m->nmet++] = fnum(&v);
+            }
+            break;
+        }
+        case SI_INNER: {
+            if (!inner)
+                return NULL;
+            const char *q = shape_match_level(inner, ninner, p, end, m, 1, NULL, NULL);
+            if (!q)
+                return NULL;
+            fval *v = &(it->obj == SO_TOP ? top : sub)->v[it->key];
+            v->p = p;
+            v->n = (size_t)(q - p);
+            v->t = FT_STR;
+            v->esc = true;
+            m->inner = p;
+            m->inner_n = (size_t)(q - p);
+            p = q;
+            break;
+        }
+        }
+    }
+    return p;
+}
+
+/* Tries the n templates of a level in turn; one that matches moves one place forward (the common shapes end up
+ * first). A line template must cover the text to its end; an inner one must stop at the json string's closing quote. */
+static const char *shape_match_level(shape *const *tab, int *n, const char *p, const char *end, smatch *m, int level,
+                                     shape *const *inner, int *ninner)
+{
+    for (int i = 0; i < *n; i++) {
+        int nmet = m->nmet;
+        if (!level)
+            m->inner = NULL;
+        const char *q = shape_match(tab[i], p, end, m, level, inner, ninner);
+        if (q && (level ? (q < end && *q == '"') : q == end)) {
+            /* the keys this shape does not set are absent (nothing was cleared before trying) */
+            const shape *s = tab[i];
+            fobj *top = level ? m->in : m->o;
+            for (int j = 0; j < s->nclear[SO_TOP]; j++)
+                top->v[s->clear[SO_TOP][j]].t = FT_NONE;
+            for (int j = 0; !level && j < s->nclear[SO_SUB]; j++)
+                m->sub->v[s->clear[SO_SUB][j]].t = FT_NONE;
+            if (i > 0) {
+                shape *t = tab[i - 1];
+                ((shape **)tab)[i - 1] = tab[i];
+                ((shape **)tab)[i] = t;
+            }
+            return q;
+        }
+        m->nmet = nmet;
+    }
+    return NULL;
+}
+
+/* Keeps s in the table unless an equal one is there or the table is full. Returns the kept copy or NULL. */
+static bool shape_keep(shape **tab, int *n, const shape *s)
+{
+    for (int i = 0; i < *n; i++)
+        if (shape_equal(tab[i], s))
+            return true;
+    if (*n == SHAPES)
+        return false;
+    shape *c = malloc(sizeof *c);
+    if (!c)
+        return false;
+    memcpy(c, s, sizeof *c);
+    tab[(*n)++] = c;
+    return true;
 }
 
 /* ---- summary ---------------------------------------------------------------------------------------------------- */
@@ -850,10 +1422,13 @@ static void add_duration(nd_kmslog *k, double v)
 }
 
 /* pos: the name's position in its metrics object, tried first (snapshots list their counters in the same order). */
-static void add_metric(nd_kmslog *k, const char *name, double x, size_t pos)
+/* src: a name that stays put (a shape's), remembered so that the next sample under it needs no compare. */
+static void add_metric(nd_kmslog *k, const char *name, double x, size_t pos, const char *src)
 {
     nd_kmslog_counter *c = NULL;
-    if (pos < k->ncounters && strcmp(k->counters[pos].name, name) == 0)
+    if (src && pos < k->ncounters && k->counter_src[pos] == src)
+        c = &k->counters[pos];
+    else if (pos < k->ncounters && strcmp(k->counters[pos].name, name) == 0)
         c = &k->counters[pos];
     for (size_t i = 0; i < k->ncounters && !c; i++)
         if (strcmp(k->counters[i].name, name) == 0) {
@@ -865,6 +1440,7 @@ static void add_metric(nd_kmslog *k, const char *name, double x, size_t pos)
             return;
         c = &k->counters[k->ncounters++];
         memset(c, 0, sizeof *c);
+        k->counter_src[c - k->counters] = src;
         snprintf(c->name, sizeof c->name, "%s", name);
         size_t nl = strlen(name);
         c->monotonic = nl > 6 && strcmp(name + nl - 6, "_total") == 0;
@@ -872,6 +1448,7 @@ static void add_metric(nd_kmslog *k, const char *name, double x, size_t pos)
         c->samples = 1;
         return;
     }
+    k->counter_src[c - k->counters] = src;
     if (c->monotonic) {
         if (x < c->last) {
             c->resets++;
@@ -897,7 +1474,7 @@ static void add_metrics(nd_kmslog *k, const json_t *m)
     size_t pos = 0;
     json_object_foreach((json_t *)m, name, v) {
         if (json_is_number(v))
-            add_metric(k, name, json_number_value(v), pos++);
+            add_metric(k, name, json_number_value(v), pos++, NULL);
     }
 }
 
@@ -1153,7 +1730,7 @@ static void fmetrics(nd_kmslog *k, const fval *m)
             return;
         char name[256], *a = name;
         if (v.t == FT_NUM && fcopy(&a, name + sizeof name, &key, NULL))
-            add_metric(k, name, fnum(&v), pos++);
+            add_metric(k, name, fnum(&v), pos++, NULL);
         p = fws(p, end);
         if (p < end && *p == ',')
             p = fws(p + 1, end);
@@ -1163,7 +1740,7 @@ static void fmetrics(nd_kmslog *k, const fval *m)
 }
 
 /* The filters and the summary for a read event; metrics come as a jansson object (mj) or a fast-read span (mf). */
-static int accept_event(nd_kmslog *k, nd_kmslog_record *r, const json_t *mj, const fval *mf)
+static int accept_event(nd_kmslog *k, nd_kmslog_record *r, const json_t *mj, const fval *mf, const smatch *ms)
 {
     k->st.events++;
     if (r->wrapped)
@@ -1210,6 +1787,9 @@ static int accept_event(nd_kmslog *k, nd_kmslog_record *r, const json_t *mj, con
             add_metrics(k, mj);
         else if (mf)
             fmetrics(k, mf);
+        else if (ms)
+            for (int i = 0; i < ms->nmet; i++)
+                add_metric(k, ms->met_name[i], ms->met_x[i], (size_t)i, ms->met_name[i]);
     } else {
         k->st.matched_requests++;
     }
@@ -1224,6 +1804,28 @@ static int accept_event(nd_kmslog *k, nd_kmslog_record *r, const json_t *mj, con
     return rc < 0 ? rc : 0;
 }
 
+const char *nd_kmslog_record_json(const nd_kmslog_record *r, size_t *len)
+{
+    nd_kmslog *k = (nd_kmslog *)r->owner;
+    if (r->json || !k || !k->json_esc) {
+        *len = r->json_len;
+        return r->json ? r->json : "";
+    }
+    if (k->json_buf_cap < k->json_esc_len + 1) {
+        char *b = realloc(k->json_buf, k->json_esc_len + 1);
+        if (!b) {
+            *len = 0;
+            return NULL;
+        }
+        k->json_buf = b;
+        k->json_buf_cap = k->json_esc_len + 1;
+    }
+    char *a = k->json_buf;
+    fval v = {k->json_esc, k->json_esc_len, FT_STR, true};
+    fcopy(&a, k->json_buf + k->json_buf_cap, &v, len);
+    return k->json_buf;
+}
+
 const struct json_t *nd_kmslog_event(const nd_kmslog_record *r)
 {
     if (r->event)
@@ -1233,7 +1835,9 @@ const struct json_t *nd_kmslog_event(const nd_kmslog_record *r)
         return NULL;
     if (!k->lazy) {
         json_error_t je;
-        k->lazy = json_loadb(r->json, r->json_len, 0, &je);
+        size_t n;
+        const char *j = nd_kmslog_record_json(r, &n);
+        k->lazy = j ? json_loadb(j, n, 0, &je) : NULL;
     }
     return k->lazy;
 }
@@ -1245,18 +1849,19 @@ static const char *fstr_or(const char *s, bool *full)
     return s;
 }
 
-/* The fast reader on a candidate. Returns 1 when it read the line (an event, or other JSON), 0 when jansson must
- * (or a negative callback value). */
+/* The fast reader on a candidate: a kept shape, else the strict reader (whose line then gives a shape). Returns 1
+ * when it read the line (an event, or other JSON), 0 when jansson must (or a negative callback value). */
 static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *brace, size_t jlen,
                         uint64_t line_no, int *rc)
 {
     fobj o, sub, in;
-    memset(&o, 0, sizeof o);
-    memset(&sub, 0, sizeof sub);
+    smatch sm;
+    sm.o = &o;
+    sm.sub = &sub;
+    sm.in = &in;
+    sm.nmet = 0;
+    sm.inner = NULL;
     const char *end = brace + jlen;
-    const char *p = fobject(brace, end, &o, &sub, 0);
-    if (!p || fws(p, end) != end)
-        return 0;
     size_t need = 2 * jlen + 1024;
     if (k->arena_cap < need) {
         char *a = realloc(k->arena, need);
@@ -1267,30 +1872,68 @@ static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *
     }
     char *a = k->arena, *aend = k->arena + k->arena_cap;
     const fobj *ev = &o;
-    bool wrapped = false;
+    bool wrapped = false, shaped = false;
     const char *json = brace;
     size_t json_len = jlen;
     const fval *js = NULL;
-    if (o.v[FK_FIELDS].t == FT_OBJ && sub.v[FK_JSON].t == FT_STR)
-        js = &sub.v[FK_JSON];
-    else if (o.v[FK_JSON].t == FT_STR)
-        js = &o.v[FK_JSON];
-    if (js) {
-        size_t n;
-        char *t = fcopy(&a, aend, js, &n);
-        if (!t)
+    if (!k->f.no_shapes && k->nshapes &&
+        shape_match_level(k->shapes, &k->nshapes, brace, end, &sm, 0, k->inner_shapes, &k->ninner_shapes)) {
+        /* the json string the strict reader would unwrap must be the one the inner template matched */
+        if (o.v[FK_FIELDS].t == FT_OBJ && sub.v[FK_JSON].t == FT_STR)
+            js = &sub.v[FK_JSON];
+        else if (o.v[FK_JSON].t == FT_STR)
+            js = &o.v[FK_JSON];
+        if (js ? js->p == sm.inner : sm.inner == NULL) {
+            shaped = true;
+            if (sm.inner) {
+                ev = &in;
+                wrapped = true;
+                json = NULL; /* unescaped on demand (nd_kmslog_record_json) */
+                json_len = 0;
+            }
+        }
+    }
+    if (!shaped) {
+        sm.nmet = 0;
+        memset(&o, 0, sizeof o);
+        memset(&sub, 0, sizeof sub);
+        js = NULL;
+        const char *p = fobject(brace, end, &o, &sub, 0);
+        if (!p || fws(p, end) != end)
             return 0;
-        const char *s = fws(t, t + n);
-        if (s >= t + n || *s != '{')
-            return 0;
-        memset(&in, 0, sizeof in);
-        const char *q = fobject(s, t + n, &in, NULL, 0);
-        if (!q || fws(q, t + n) != t + n)
-            return 0;
-        ev = &in;
-        wrapped = true;
-        json = t;
-        json_len = n;
+        if (o.v[FK_FIELDS].t == FT_OBJ && sub.v[FK_JSON].t == FT_STR)
+            js = &sub.v[FK_JSON];
+        else if (o.v[FK_JSON].t == FT_STR)
+            js = &o.v[FK_JSON];
+        if (js) {
+            size_t n;
+            char *t = fcopy(&a, aend, js, &n);
+            if (!t)
+                return 0;
+            const char *s = fws(t, t + n);
+            if (s >= t + n || *s != '{')
+                return 0;
+            memset(&in, 0, sizeof in);
+            const char *q = fobject(s, t + n, &in, NULL, 0);
+            if (!q || fws(q, t + n) != t + n)
+                return 0;
+            ev = &in;
+            wrapped = true;
+            json = t;
+            json_len = n;
+        }
+        if (!k->f.no_shapes && (k->nshapes < SHAPES || k->ninner_shapes < SHAPES)) {
+            /* learn the line's shape (and its json string's) for the lines that follow */
+            shape *ts = k->shape_tmp;
+            if (!ts)
+                ts = k->shape_tmp = malloc(sizeof *ts);
+            bool ok = ts != NULL;
+            if (ok && js)
+                ok = shape_build(ts, true, json, json + json_len, false, true, NULL) &&
+                     shape_keep(k->inner_shapes, &k->ninner_shapes, ts);
+            if (ok && shape_build(ts, false, brace, end, true, js == NULL, js ? js->p : NULL))
+                shape_keep(k->shapes, &k->nshapes, ts);
+        }
     }
     const char *name = ev->v[FK_EVENT].t == FT_STR ? fcopy(&a, aend, &ev->v[FK_EVENT], NULL) : NULL;
     if (!name || strncmp(name, ND_LOG_EVENT_PREFIX, sizeof ND_LOG_EVENT_PREFIX - 1) != 0) {
@@ -1307,6 +1950,8 @@ static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *
     r.line_len = len;
     r.json = json;
     r.json_len = json_len;
+    k->json_esc = json ? NULL : sm.inner;
+    k->json_esc_len = sm.inner_n;
     r.wrapped = wrapped;
     r.prefixed = brace != line;
     r.event_name = name;
@@ -1327,10 +1972,14 @@ static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *
         nd_kmslog_normalize_code(r.raw_code, strlen(r.raw_code), r.code, sizeof r.code);
     r.ok = ev->v[FK_OK].t == FT_TRUE ? 1 : ev->v[FK_OK].t == FT_FALSE ? 0 : -1;
     r.duration_ms = ev->v[FK_DURATION].t == FT_NUM ? fnum(&ev->v[FK_DURATION]) : NAN;
-    r.ts = fevent_time(ev, &a, aend);
+    r.ts = fevent_time(ev, &a, aend, &k->tc);
     if (isnan(r.ts) && wrapped)
-        r.ts = fevent_time(&o, &a, aend);
-    *rc = accept_event(k, &r, NULL, ev->v[FK_METRICS].t == FT_OBJ ? &ev->v[FK_METRICS] : NULL);
+        r.ts = fevent_time(&o, &a, aend, &k->tc);
+    if (shaped)
+        *rc = accept_event(k, &r, NULL, NULL, ev->v[FK_METRICS].t == FT_OBJ ? &sm : NULL);
+    else
+        *rc = accept_event(k, &r, NULL, ev->v[FK_METRICS].t == FT_OBJ ? &ev->v[FK_METRICS] : NULL, NULL);
+    k->json_esc = NULL;
     return 1;
 }
 
@@ -1424,7 +2073,7 @@ static int process_candidate(nd_kmslog *k, const char *line, size_t len, uint64_
     if (isnan(r.ts) && wrapped)
         r.ts = event_time(outer);
     const json_t *m = json_object_get(ev, ND_LOG_METRICS);
-    rc = accept_event(k, &r, json_is_object(m) ? m : NULL, NULL);
+    rc = accept_event(k, &r, json_is_object(m) ? m : NULL, NULL, NULL);
     json_decref(inner);
     json_decref(outer);
     return rc;
@@ -1684,7 +2333,7 @@ static double probe_time(nd_kmslog *k, int fd, off_t off, char *buf, size_t cap)
                     k->arena_cap = need;
                 }
                 char *a = k->arena;
-                double t = fevent_time(&o, &a, k->arena + k->arena_cap);
+                double t = fevent_time(&o, &a, k->arena + k->arena_cap, NULL);
                 if (!isnan(t))
                     return t;
             }
@@ -1928,6 +2577,12 @@ void nd_kmslog_free(nd_kmslog *k)
     free(k->bucket);
     free(k->arena);
     free(k->id_hash);
+    free(k->json_buf);
+    free(k->shape_tmp);
+    for (int i = 0; i < k->nshapes; i++)
+        free(k->shapes[i]);
+    for (int i = 0; i < k->ninner_shapes; i++)
+        free(k->inner_shapes[i]);
     json_decref(k->lazy);
     for (size_t i = 0; i < k->nids; i++) {
         free(k->ids[i].kms_request_id);

@@ -35,35 +35,47 @@ void nd_err_clear(nd_err *err)
     }
 }
 
+/* The codes with a name: ours first (uv_err_name allocates, and leaks, a string for codes libuv does not know), then
+ * those libuv names. */
+static const struct {
+    int code;
+    const char *name;
+} own_names[] = {{-EBADMSG, "EBADMSG"}, {-EPROTO, "EPROTO"},     {-ENODATA, "ENODATA"},
+                 {-EOVERFLOW, "EOVERFLOW"}, {-ENOTSUP, "ENOTSUP"}, {-EDQUOT, "EDQUOT"},
+                 {-EDEADLK, "EDEADLK"}, {-ESRCH, "ESRCH"},       {-ENAMETOOLONG, "ENAMETOOLONG"}};
+static const int uv_known[] = {UV_E2BIG, UV_EACCES, UV_EADDRINUSE, UV_EADDRNOTAVAIL, UV_EAFNOSUPPORT, UV_EAGAIN,
+                               UV_EALREADY, UV_EBADF, UV_EBUSY, UV_ECANCELED, UV_ECONNABORTED, UV_ECONNREFUSED,
+                               UV_ECONNRESET, UV_EEXIST, UV_EFAULT, UV_EFBIG, UV_EHOSTUNREACH, UV_EINTR, UV_EINVAL,
+                               UV_EIO, UV_EISCONN, UV_EISDIR, UV_ELOOP, UV_EMFILE, UV_EMSGSIZE, UV_ENETDOWN,
+                               UV_ENETUNREACH, UV_ENFILE, UV_ENOBUFS, UV_ENODEV, UV_ENOENT, UV_ENOMEM, UV_ENOSPC,
+                               UV_ENOSYS, UV_ENOTCONN, UV_ENOTDIR, UV_ENOTEMPTY, UV_ENOTSOCK, UV_ENOTSUP, UV_EPERM,
+                               UV_EPIPE, UV_EPROTO, UV_EROFS, UV_ESHUTDOWN, UV_ESPIPE, UV_ETIMEDOUT, UV_ETXTBSY,
+                               UV_EXDEV, UV_EOF, UV_ENXIO, UV_EMLINK, UV_EHOSTDOWN, UV_EREMOTEIO, UV_ENOTTY, UV_EILSEQ};
+
 const char *nd_err_name(int code)
 {
     if (code >= 0)
         return "OK";
-    /* Our own switch first: uv_err_name allocates (and leaks) a string for codes libuv does not know. */
-    switch (-code) {
-    case EBADMSG: return "EBADMSG";
-    case EPROTO: return "EPROTO";
-    case ENODATA: return "ENODATA";
-    case EOVERFLOW: return "EOVERFLOW";
-    case ENOTSUP: return "ENOTSUP";
-    case EDQUOT: return "EDQUOT";
-    case EDEADLK: return "EDEADLK";
-    case ESRCH: return "ESRCH";
-    case ENAMETOOLONG: return "ENAMETOOLONG";
-    default: break;
-    }
-    static const int known[] = {UV_E2BIG, UV_EACCES, UV_EADDRINUSE, UV_EADDRNOTAVAIL, UV_EAFNOSUPPORT, UV_EAGAIN,
-                                UV_EALREADY, UV_EBADF, UV_EBUSY, UV_ECANCELED, UV_ECONNABORTED, UV_ECONNREFUSED,
-                                UV_ECONNRESET, UV_EEXIST, UV_EFAULT, UV_EFBIG, UV_EHOSTUNREACH, UV_EINTR, UV_EINVAL,
-                                UV_EIO, UV_EISCONN, UV_EISDIR, UV_ELOOP, UV_EMFILE, UV_EMSGSIZE, UV_ENETDOWN,
-                                UV_ENETUNREACH, UV_ENFILE, UV_ENOBUFS, UV_ENODEV, UV_ENOENT, UV_ENOMEM, UV_ENOSPC,
-                                UV_ENOSYS, UV_ENOTCONN, UV_ENOTDIR, UV_ENOTEMPTY, UV_ENOTSOCK, UV_ENOTSUP, UV_EPERM,
-                                UV_EPIPE, UV_EPROTO, UV_EROFS, UV_ESHUTDOWN, UV_ESPIPE, UV_ETIMEDOUT, UV_ETXTBSY,
-                                UV_EXDEV, UV_EOF, UV_ENXIO, UV_EMLINK, UV_EHOSTDOWN, UV_EREMOTEIO, UV_ENOTTY, UV_EILSEQ};
-    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-        if (known[i] == code)
+    for (size_t i = 0; i < sizeof own_names / sizeof own_names[0]; i++)
+        if (own_names[i].code == code)
+            return own_names[i].name;
+    for (size_t i = 0; i < sizeof uv_known / sizeof uv_known[0]; i++)
+        if (uv_known[i] == code)
             return uv_err_name(code);
     return "EUNKNOWN";
+}
+
+int nd_err_code(const char *name)
+{
+    if (!name)
+        return 0;
+    for (size_t i = 0; i < sizeof own_names / sizeof own_names[0]; i++)
+        if (strcmp(own_names[i].name, name) == 0)
+            return own_names[i].code;
+    for (size_t i = 0; i < sizeof uv_known / sizeof uv_known[0]; i++)
+        if (strcmp(uv_err_name(uv_known[i]), name) == 0)
+            return uv_known[i];
+    return 0;
 }
 
 const char *nd_err_str(int code)

@@ -43,6 +43,10 @@ void nd_err_clear(nd_err *err);
 /* The symbolic name of a negative code ("ENOENT", "ETIMEDOUT"); "EUNKNOWN" when unknown. Never NULL. */
 const char *nd_err_name(int code);
 
+/* The reverse of nd_err_name: the negative code named "ENOENT", "ETIMEDOUT", …; 0 for NULL or a name nd_err_name
+ * never gives (e.g. "EUNKNOWN"). */
+int nd_err_code(const char *name);
+
 /* A short human description of a negative code (strerror-like). Never NULL. */
 const char *nd_err_str(int code);
 

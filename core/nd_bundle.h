@@ -120,13 +120,15 @@ int nd_bundle_record(nd_bundle *b, const char *name, const nd_bundle_meta *meta,
 
 /* Adds the outcome of a finished command: stdout as `name` (kept tail when over the cap), a non-empty stderr as
  * `name.stderr`; status ok (whatever the exit code, which is recorded), missing (not found), denied, timeout
- * (partial output kept), error (killed by a signal). `lines` > 0 keeps only the last lines of stdout. */
+ * (partial output kept), error (killed by a signal). `lines` > 0 keeps only the last lines of stdout. The command is run by its caller (runbooks: nd.bundle's
+ * add_command over nd.proc); there is no second runner here. */
 int nd_bundle_add_proc_result(nd_bundle *b, const char *name, const char *const *argv, const nd_proc_result *res,
                               double started_at, uint64_t lines, nd_err *err);
 
-/* Runs a command synchronously (nd_proc_run, private loop) and adds it as above. */
-int nd_bundle_add_command(nd_bundle *b, const char *name, const char *const *argv, double timeout_s, uint64_t cap,
-                          nd_err *err);
+/* Adds what a command printed before it was interrupted (res from nd_proc_peek), the same way, with status error and
+ * error `why` ("interrupted before the command finished: …") and no exit code. */
+int nd_bundle_add_proc_partial(nd_bundle *b, const char *name, const char *const *argv, const nd_proc_result *res,
+                               double started_at, uint64_t lines, const char *why, nd_err *err);
 
 /* Completes the bundle: `extra` (may be NULL) is merged into the top level of manifest.json (e.g. interrupted,
  * interrupt_reason, verdict); then the archive is closed, synced and renamed. Returns 0 (nd_bundle_path is the

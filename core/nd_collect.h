@@ -57,6 +57,13 @@ typedef struct nd_collect_span {
 int nd_collect_span_open(const nd_ctx *ctx, const char *host_path, const nd_collect_opts *opts, nd_collect_span *sp,
                          nd_err *err);
 
+/* Opens rel (a relative path) beneath the directory root_fd as if root_fd were "/": "..", absolute and relative
+ * symlinks never leave it (a userspace RESOLVE_IN_ROOT, used where openat2 is unavailable, e.g. on Linux < 5.6).
+ * Every component is opened with O_NOFOLLOW and symlinks are read and re-walked (at most 40, else -ELOOP). The final
+ * component is opened with flags | O_NOFOLLOW. Returns the new fd, or a negative errno (-ENOENT, -ENOTDIR, -ELOOP,
+ * -ENAMETOOLONG, -EACCES, ...). */
+int nd_collect_open_beneath(int root_fd, const char *rel, int flags);
+
 /* Reads up to n bytes of the span starting at offset pos inside it (0 = the span's first byte). Returns the bytes
  * read (0 at the span's end or when the file shrank), or a negative code. */
 int64_t nd_collect_span_read(nd_collect_span *sp, uint64_t pos, void *buf, size_t n);

@@ -50,7 +50,7 @@ typedef struct nd_imagelint {
     char **env;           /* "K=V", NULL-terminated (final stage's ENV, or Config.Env) */
     size_t n_env;
     nd_lint_finding *findings;
-    size_t n_findings;
+    size_t n_findings, cap_findings;
     int fails, warns;
 } nd_imagelint;
 

@@ -37,6 +37,7 @@ typedef struct nd_kmslog_filter {
     bool seek;               /* with since: a regular, uncompressed file is entered by binary search on the lines'
                                 timestamps instead of read from the start (line numbers then count from there) */
     bool no_fast;            /* read every candidate with jansson (tests compare the two readers) */
+    bool no_shapes;          /* read every candidate with the strict reader, never a kept line shape (tests) */
 } nd_kmslog_filter;
 
 typedef struct nd_kmslog_record {
@@ -46,7 +47,9 @@ typedef struct nd_kmslog_record {
     const struct json_t *event;    /* the (unwrapped) event object when jansson read the line, else NULL: use
                                       nd_kmslog_event(rec), which parses it on demand */
     const char *json;              /* the event's JSON text as logged: the unescaped fields.json string of a
-                                      wrapped line, the line from its '{' otherwise (not NUL-terminated) */
+                                      wrapped line, the line from its '{' otherwise (not NUL-terminated); NULL
+                                      when a wrapped line's text is unescaped only on demand: use
+                                      nd_kmslog_record_json(rec) */
     size_t json_len;
     bool wrapped;                  /* came from the tracing-wrapped form */
     bool prefixed;                 /* the JSON started after a non-JSON prefix */
@@ -66,6 +69,10 @@ typedef struct nd_kmslog_record {
 /* The record's event as a jansson object, parsed on first use; valid during the callback only. Returns NULL only
  * when out of memory. */
 const struct json_t *nd_kmslog_event(const nd_kmslog_record *rec);
+
+/* The record's event JSON text (rec->json, or a wrapped line's json string unescaped now); valid during the callback
+ * only, not NUL-terminated, its length in *len. Returns NULL only when out of memory. */
+const char *nd_kmslog_record_json(const nd_kmslog_record *rec, size_t *len);
 
 /* Called for each matching event. Return 0 to continue; a negative value stops the scan and is returned by the
  * feeding function. */

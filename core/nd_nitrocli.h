@@ -35,7 +35,7 @@ typedef struct nd_nitro_block {
     char *err_log_path;    /* NULL when the support-ticket line is missing (the log could not be written) */
     char *backtrace;       /* lines after "Backtrace:", joined with '\n', or NULL */
     nd_nitro_fact *facts;  /* numbers and names pulled from the message */
-    size_t n_facts;
+    size_t n_facts, cap_facts;
     bool root_cause;       /* the first block: what really failed */
     bool secondary;        /* an E39 after another block: a consequence, not a cause */
     int failed_connections;/* N from a "Failed connections: N" line just before this block, else -1 */
@@ -44,7 +44,7 @@ typedef struct nd_nitro_block {
 
 typedef struct nd_nitro_errors {
     nd_nitro_block *blocks;
-    size_t n_blocks;
+    size_t n_blocks, cap_blocks;
     char **preamble;       /* lines before the first block ("Start allocating memory...") */
     size_t n_preamble;
     int failed_connections;/* last "Failed connections: N", -1 when absent */

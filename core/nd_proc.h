@@ -28,7 +28,9 @@ typedef struct nd_proc_opts {
     double kill_grace_s;      /* SIGTERM→SIGKILL delay after a timeout or cancel; <= 0 means 2 s */
     size_t capture_cap;       /* bytes kept per stream (the tail); 0 means 1 MiB */
     nd_proc_line_cb on_line;  /* streaming mode when set (output is still captured) */
-    void *line_ud;
+    nd_proc_line_cb on_data;  /* when set: each chunk as read, not split into lines (a scanner that splits lines
+                                 itself, e.g. kms-logs over journalctl); output is still captured */
+    void *line_ud;            /* for on_line and on_data */
 } nd_proc_opts;
 
 typedef struct nd_proc_stream {
@@ -61,6 +63,11 @@ int nd_proc_start(nd_ctx *ctx, const nd_proc_opts *opts, nd_proc_done_cb on_done
 
 /* The result; complete once on_done has run. Owned by proc. */
 const nd_proc_result *nd_proc_result_of(const nd_proc *proc);
+
+/* Copies what the command printed so far (the kept tails of stdout and stderr and their byte counts), its pid and its
+ * running time into *dst (free with nd_proc_result_free; the exit fields say nothing yet while it runs): for recording
+ * a command that is being interrupted. Once it is done, a copy of the result. Returns 0 or -ENOMEM. */
+int nd_proc_peek(const nd_proc *proc, nd_proc_result *dst);
 
 /* Moves the result out of proc into *dst (the caller then owns it and must nd_proc_result_free it). */
 void nd_proc_take_result(nd_proc *proc, nd_proc_result *dst);

@@ -15,6 +15,7 @@
  * The parser is a line state machine; anything it does not understand is kept (preamble / extra lines), never fatal.
  */
 #include "nd_nitrocli.h"
+#include "nd_buf.h"
 
 #include <ctype.h>
 #include <jansson.h>
@@ -37,7 +38,8 @@ static char *dupn(const char *s, size_t n)
 
 static int list_push(char ***v, size_t *n, const char *s, size_t len)
 {
-    char **nv = realloc(*v, sizeof(char *) * (*n + 1));
+    size_t cap = nd_array_cap(*n);
+    char **nv = nd_grow_array(*v, &cap, *n + 1, sizeof *nv);
     if (!nv)
         return -ENOMEM;
     *v = nv;
@@ -119,7 +121,7 @@ static int block_header(const char *s, size_t len, size_t *rest)
 
 static int add_fact(nd_nitro_block *b, const char *key, const char *val, size_t vlen)
 {
-    nd_nitro_fact *f = realloc(b->facts, sizeof *f * (b->n_facts + 1));
+    nd_nitro_fact *f = nd_grow_array(b->facts, &b->cap_facts, b->n_facts + 1, sizeof *f);
     if (!f)
         return -ENOMEM;
     b->facts = f;
@@ -333,7 +335,7 @@ int nd_nitro_parse_errors(const char *text, size_t len, nd_nitro_errors *out, nd
         size_t rest;
         int num = block_header(s, l, &rest);
         if (num >= 0) {
-            nd_nitro_block *nb = realloc(out->blocks, sizeof *nb * (out->n_blocks + 1));
+            nd_nitro_block *nb = nd_grow_array(out->blocks, &out->cap_blocks, out->n_blocks + 1, sizeof *nb);
             if (!nb) {
                 rc = -ENOMEM;
                 break;
@@ -739,7 +741,8 @@ void nd_nitro_argv_free(nd_nitro_argv *a)
 static int arg(nd_nitro_argv *a, const char *fmt, ...) ND_PRINTF(2, 3);
 static int arg(nd_nitro_argv *a, const char *fmt, ...)
 {
-    char **nv = realloc(a->v, sizeof(char *) * (a->n + 2));
+    size_t cap = nd_array_cap(a->n + 1); /* n arguments and the NULL */
+    char **nv = nd_grow_array(a->v, &cap, a->n + 2, sizeof *nv);
     if (!nv)
         return -ENOMEM;
     a->v = nv;

@@ -61,6 +61,7 @@ struct nd_proc {
     double grace_s;
     uint64_t t0;
     nd_proc_line_cb on_line;
+    nd_proc_line_cb on_data;
     void *line_ud;
     nd_proc_done_cb on_done;
     void *ud;
@@ -118,6 +119,36 @@ static void ring_finish(ring *r, nd_proc_stream *s)
     s->truncated = r->total > s->len;
     free(r->buf);
     r->buf = NULL;
+}
+
+/* Copies the ring into a fresh NUL-terminated string, leaving the ring as it is. Returns 0 or -ENOMEM. */
+static int ring_copy(const ring *r, nd_proc_stream *s)
+{
+    s->data = malloc(r->len + 1);
+    if (!s->data)
+        return -ENOMEM;
+    size_t first = r->cap - r->head < r->len ? r->cap - r->head : r->len;
+    if (r->len) {
+        memcpy(s->data, r->buf + r->head, first);
+        memcpy(s->data + first, r->buf, r->len - first);
+    }
+    s->data[r->len] = '\0';
+    s->len = r->len;
+    s->total = r->total;
+    s->truncated = r->total > s->len;
+    return 0;
+}
+
+static int stream_dup(const nd_proc_stream *from, nd_proc_stream *to)
+{
+    *to = *from;
+    to->data = malloc(from->len + 1);
+    if (!to->data)
+        return -ENOMEM;
+    if (from->len)
+        memcpy(to->data, from->data, from->len);
+    to->data[from->len] = '\0';
+    return 0;
 }
 
 /* ---- completion --------------------------------------------------------------------------------------------- */
@@ -373,6 +404,8 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     out_pipe *o = s->data;
     if (nread > 0) {
         ring_push(&o->tail, buf->base, (size_t)nread);
+        if (o->owner->on_data && !o->owner->freed)
+            o->owner->on_data(o->owner->line_ud, o->stream, buf->base, (size_t)nread);
         if (o->owner->on_line && o->line)
             deliver_lines(o, buf->base, (size_t)nread);
     } else if (nread < 0) {
@@ -453,6 +486,7 @@ int nd_proc_start(nd_ctx *ctx, const nd_proc_opts *opts, nd_proc_done_cb on_done
     p->on_done = on_done;
     p->ud = ud;
     p->on_line = opts->on_line;
+    p->on_data = opts->on_data;
     p->line_ud = opts->line_ud;
     p->grace_s = opts->kill_grace_s > 0 ? opts->kill_grace_s : 2.0;
     p->res.exit_code = -1;
@@ -542,6 +576,27 @@ int nd_proc_start(nd_ctx *ctx, const nd_proc_opts *opts, nd_proc_done_cb on_done
 const nd_proc_result *nd_proc_result_of(const nd_proc *proc)
 {
     return &proc->res;
+}
+
+int nd_proc_peek(const nd_proc *proc, nd_proc_result *dst)
+{
+    *dst = proc->res;
+    memset(&dst->out, 0, sizeof dst->out);
+    memset(&dst->err, 0, sizeof dst->err);
+    int rc;
+    if (proc->finishing) { /* the rings are already the result's strings */
+        rc = stream_dup(&proc->res.out, &dst->out);
+        if (rc == 0)
+            rc = stream_dup(&proc->res.err, &dst->err);
+    } else {
+        dst->duration_s = (double)(uv_hrtime() - proc->t0) / 1e9;
+        rc = ring_copy(&proc->out.tail, &dst->out);
+        if (rc == 0)
+            rc = ring_copy(&proc->err.tail, &dst->err);
+    }
+    if (rc < 0)
+        nd_proc_result_free(dst);
+    return rc;
 }
 
 void nd_proc_take_result(nd_proc *proc, nd_proc_result *dst)

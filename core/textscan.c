@@ -5,6 +5,7 @@
  * to its end with memchr.
  */
 #include "nd_textscan.h"
+#include "nd_buf.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -52,16 +53,12 @@ int nd_text_lines_with(const char *text, size_t len, const char *const *needles,
             i++;
             continue;
         }
-        if (count == cap) {
-            size_t ncap = cap ? cap * 2 : 64;
-            size_t *no = realloc(out, ncap * sizeof *no);
-            if (!no) {
-                free(out);
-                return nd_err_set(err, -ENOMEM, "textscan: out of memory after %zu lines", count);
-            }
-            out = no;
-            cap = ncap;
+        size_t *no = nd_grow_array(out, &cap, count + 1, sizeof *no);
+        if (!no) {
+            free(out);
+            return nd_err_set(err, -ENOMEM, "textscan: out of memory after %zu lines", count);
         }
+        out = no;
         out[count++] = line;
         const unsigned char *nl = memchr(t + i, '\n', len - i);
         if (!nl)

@@ -329,7 +329,7 @@ void ndl_push_json(lua_State *L, const json_t *v)
 
 /* ---- module loading -------------------------------------------------------------------------------------------- */
 
-/* package.searchers entry for the Lua sources compiled into the binary. */
+/* package.searchers entry for the Lua modules compiled into the binary (as bytecode, see tools/embed.cmake). */
 static int embedded_searcher(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
@@ -337,7 +337,8 @@ static int embedded_searcher(lua_State *L)
         if (strcmp(m->name, name) == 0) {
             char chunk[256];
             snprintf(chunk, sizeof chunk, "@%s", m->path);
-            if (luaL_loadbufferx(L, m->src, m->len, chunk, "t") != LUA_OK)
+            /* bytecode made at build time by tools/nd-luac.c (source text in a cross build) */
+            if (luaL_loadbufferx(L, m->src, m->len, chunk, "bt") != LUA_OK)
                 return lua_error(L);
             lua_pushstring(L, m->path);
             return 2;

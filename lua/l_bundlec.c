@@ -2,7 +2,8 @@
  * l_bundlec.c — `nd.bundlec`: the binding of the diagnostic bundle (core/bundle.c, core/collect.c, core/scrub.c).
  * Runbooks use `nd.bundle` (lua/nd/bundle.lua), which wraps this binding and keeps the policy in Lua: JSON encoding
  * through nd.json, report.md/summary.json rendered by nd.report and the manifest fields taken from a runbook result.
- * Here: marshalling only (add_json and finish/abort take JSON text, which jansson parses).
+ * Here: marshalling only (add_json and finish/abort take JSON text, which jansson parses; _add_proc_result takes the
+ * result of nd.proc, the one process runner, through which lua/nd/bundle.lua's add_command runs its commands).
  *
  *   local b = assert(bundle.open{ out_dir = "/tmp", runbook = "diag10", host = host.hostname() })
  *   b:add_file("nitro_enclaves.log.tail", "/var/log/nitro_enclaves/nitro_enclaves.log", { tail_lines = 1000 })
@@ -16,8 +17,8 @@
  * nil, msg, code only when the bundle itself cannot be written (full disk), after which finish() fails too and the
  * temporary file is removed. Bad arguments (a member name with "..") raise.
  *
- * add_command runs on the shared loop through ndl_await; its request is a to-be-closed value, so cancelling the
- * task (step timeout, SIGINT/SIGTERM) kills the command and records it as interrupted. abort() on a bundle with
+ * add_command (lua/nd/bundle.lua) runs its command with nd.proc on the shared loop: cancelling the task (step timeout,
+ * SIGINT/SIGTERM) kills the command's process group and records it as interrupted; finish()/abort() on a bundle with
  * commands still running records and cancels them first, so the archive is always consistent.
  *
  * __gc / __close of a bundle that was neither finished nor aborted discard it: the temporary file is removed, and no
@@ -33,10 +34,6 @@
 #include <string.h>
 
 #define BUNDLE_MT "nd.bundle"
-#define CMD_MT "nd.bundle.command"
-#define DEFAULT_CMD_TIMEOUT 30.0
-
-typedef struct lcmd lcmd;
 
 /* A scrub rule written as a Lua pattern: matched by Lua's own string.gsub on a thread of its own (anchored in the
  * bundle's user value), which holds gsub, the pattern and the replacement at stack slots 1..3. */
@@ -50,22 +47,8 @@ typedef struct lrule {
 typedef struct lbundle {
     nd_bundle *b;
     char *path;  /* final path once finished */
-    lcmd *pending; /* commands in flight (linked list) */
     lrule *rules;  /* Lua-pattern scrub rules (the scrubber points at them until the bundle is freed) */
 } lbundle;
-
-struct lcmd {
-    nd_proc *p;
-    ndl_wait wait;
-    lbundle *lb;
-    lcmd *next;
-    char *name;
-    char **argv;
-    double t0;
-    uint64_t lines;
-    int done, waiting, linked;
-    nd_proc_result res;
-};
 
 static lbundle *check_bundle(lua_State *L, int idx)
 {
@@ -232,7 +215,7 @@ static int b_add_json(lua_State *L)
     return add_result(L, lb, rc, &err);
 }
 
-/* b:record(name, {status=, error=, kind=, source=}) -> entry   (an item with no member: not collected, and why) */
+/* b:record(name, {status=, error=, kind=, source=, started_at=}) -> entry   (an item with no member: not collected, and why) */
 static int b_record(lua_State *L)
 {
     lbundle *lb = open_bundle(L, 1);
@@ -243,7 +226,8 @@ static int b_record(lua_State *L)
     int st = luaL_checkoption(L, -1, "error", names);
     lua_pop(L, 1);
     nd_bundle_meta m = {.kind = ndl_optfield_str(L, 3, "kind", NULL), .source = ndl_optfield_str(L, 3, "source", NULL),
-                        .status = (nd_collect_status)st, .error = ndl_optfield_str(L, 3, "error", NULL)};
+                        .status = (nd_collect_status)st, .error = ndl_optfield_str(L, 3, "error", NULL),
+                        .started_at = ndl_optfield_num(L, 3, "started_at", 0)};
     nd_err err;
     nd_err_clear(&err);
     return add_result(L, lb, nd_bundle_record(lb->b, name, &m, &err), &err);
@@ -251,182 +235,69 @@ static int b_record(lua_State *L)
 
 /* ---- commands ------------------------------------------------------------------------------------------------ */
 
-static void cmd_unlink(lcmd *c)
+/* Reads the stream `name` of an nd.proc result table (its text, truncated and byte-count fields) into *st, borrowing
+ * the text (the table at idx keeps it alive). */
+static void read_stream(lua_State *L, int idx, const char *name, nd_proc_stream *st)
 {
-    if (!c->linked || !c->lb)
-        return;
-    for (lcmd **pp = &c->lb->pending; *pp; pp = &(*pp)->next) {
-        if (*pp == c) {
-            *pp = c->next;
-            break;
-        }
-    }
-    c->linked = 0;
+    char key[32];
+    st->data = (char *)ndl_optfield_str(L, idx, name, &st->len);
+    snprintf(key, sizeof key, "%s_truncated", name);
+    st->truncated = ndl_optfield_bool(L, idx, key, 0);
+    snprintf(key, sizeof key, "%s_bytes", name);
+    double total = ndl_optfield_num(L, idx, key, (double)st->len);
+    st->total = total > (double)st->len ? (size_t)total : st->len;
 }
 
-static void cmd_on_done(nd_proc *p, void *ud)
+/* b:_add_proc_result(name, argv, started_at, lines, result | nil, code [, interrupted]) -> entry | nil, msg, code
+ * result is what nd.proc's wait returned; nil with code (the errno name) when the command never started. With
+ * interrupted (why), result is what the command printed before it was interrupted (nd.proc's handle:output()). The
+ * commands themselves are run by lua/nd/bundle.lua (add_command). A bundle closed meanwhile gives ECANCELED. */
+static int b_add_proc_result(lua_State *L)
 {
-    lcmd *c = ud;
-    nd_proc_take_result(p, &c->res);
-    nd_proc_free(p);
-    c->p = NULL;
-    c->done = 1;
-    cmd_unlink(c);
-    if (c->waiting)
-        ndl_wait_done(&c->wait);
-}
-
-static void cmd_free_strings(lcmd *c)
-{
-    if (c->argv) {
-        for (char **a = c->argv; *a; a++)
-            free(*a);
-        free(c->argv);
-        c->argv = NULL;
-    }
-    free(c->name);
-    c->name = NULL;
-}
-
-/* Records a command that did not finish because the run was interrupted. */
-static void cmd_record_interrupted(lcmd *c, const char *why)
-{
-    if (!c->lb || !c->lb->b || nd_bundle_closed(c->lb->b) || !c->name)
-        return;
-    char src[1024] = "";
-    size_t j = 0;
-    for (char **a = c->argv; a && *a && j + 2 < sizeof src; a++) {
-        int n = snprintf(src + j, sizeof src - j, "%s%s", j ? " " : "", *a);
-        if (n < 0)
-            break;
-        j += (size_t)n;
-    }
-    if (j >= sizeof src)
-        src[sizeof src - 1] = '\0';
-    nd_bundle_meta m = {.kind = "command", .source = src, .status = ND_COLLECT_ERROR, .error = why,
-                        .started_at = c->t0};
-    nd_bundle_record(c->lb->b, c->name, &m, NULL);
-}
-
-static int cmd_gc(lua_State *L)
-{
-    lcmd *c = luaL_checkudata(L, 1, CMD_MT);
-    if (c->p) {
-        /* abandoned while running (task cancelled: timeout, SIGINT/SIGTERM): kill it, keep the archive consistent */
-        nd_proc_free(c->p);
-        c->p = NULL;
-        cmd_record_interrupted(c, "interrupted before the command finished (the command was killed)");
-    }
-    cmd_unlink(c);
-    if (c->waiting)
-        ndl_wait_cancel(L, &c->wait);
-    c->waiting = 0;
-    nd_proc_result_free(&c->res);
-    cmd_free_strings(c);
-    return 0;
-}
-
-static int cmd_finish(lua_State *L, lcmd *c)
-{
-    lbundle *lb = c->lb;
-    if (!lb || !lb->b || nd_bundle_closed(lb->b))
-        return ndl_fail(L, -ECANCELED, "interrupted: the bundle was closed before the command finished");
-    nd_err err;
-    nd_err_clear(&err);
-    int rc = nd_bundle_add_proc_result(lb->b, c->name, (const char *const *)c->argv, &c->res, c->t0, c->lines, &err);
-    return add_result(L, lb, rc, &err);
-}
-
-static int cmd_k(lua_State *L, int status, lua_KContext kctx)
-{
-    (void)status;
-    lcmd *c = (lcmd *)kctx;
-    c->waiting = 0;
-    return cmd_finish(L, c);
-}
-
-/* Starts argv (strings, owned by c) and waits for it: the body of add_command (lua/nd/bundle.lua's add_journal and
- * add_dmesg run through it). */
-static int run_command(lua_State *L, int bidx, lcmd *c, double timeout, uint64_t cap)
-{
-    lbundle *lb = check_bundle(L, bidx);
-    c->lb = lb;
-    c->t0 = nd_collect_now();
-    nd_proc_opts o = {0};
-    o.argv = (const char *const *)c->argv;
-    o.timeout_s = timeout;
-    o.kill_grace_s = 1.0;
-    o.capture_cap = cap ? (size_t)cap : (16u << 20);
-    nd_err err;
-    nd_err_clear(&err);
-    int rc = nd_proc_start(ndl_ctx(L), &o, cmd_on_done, c, &c->p, &err);
-    if (rc < 0)
-        return luaL_error(L, "nd.bundle: %s", err.msg);
-    if (c->p && !c->done) {
-        c->next = lb->pending;
-        lb->pending = c;
-        c->linked = 1;
-    }
-    if (c->done)
-        return cmd_finish(L, c);
-    c->waiting = 1;
-    return ndl_await(L, &c->wait, cmd_k, (lua_KContext)c);
-}
-
-static lcmd *new_cmd(lua_State *L, int bidx, const char *name)
-{
-    lcmd *c = lua_newuserdatauv(L, sizeof *c, 1);
-    memset(c, 0, sizeof *c);
-    c->wait.co_ref = LUA_NOREF;
-    luaL_setmetatable(L, CMD_MT);
-    lua_pushvalue(L, bidx); /* keep the bundle alive while the command runs */
-    lua_setiuservalue(L, -2, 1);
-    c->name = strdup(name);
-    return c;
-}
-
-static char **argv_from(lua_State *L, int idx)
-{
-    luaL_checktype(L, idx, LUA_TTABLE);
-    int n = (int)lua_rawlen(L, idx);
-    if (n < 1)
-        luaL_error(L, "nd.bundle: add_command needs a non-empty argv table");
-    char **argv = calloc((size_t)n + 1, sizeof *argv);
-    if (!argv)
-        luaL_error(L, "nd.bundle: out of memory");
-    for (int i = 1; i <= n; i++) {
-        lua_rawgeti(L, idx, i);
-        const char *s = lua_tostring(L, -1);
-        argv[i - 1] = strdup(s ? s : "");
-        lua_pop(L, 1);
-        if (!s) {
-            for (int k = 0; k < i; k++)
-                free(argv[k]);
-            free(argv);
-            luaL_error(L, "nd.bundle: argv[%d] is not a string", i);
-        }
-    }
-    return argv;
-}
-
-/* b:add_command(name, argv, {timeout=30, cap=, lines=}) -> entry | nil, msg, code */
-static int b_add_command(lua_State *L)
-{
-    open_bundle(L, 1);
+    lua_settop(L, 8); /* the argv vector below goes on top of the arguments */
+    lbundle *lb = check_bundle(L, 1);
     const char *name = luaL_checkstring(L, 2);
-    double timeout = DEFAULT_CMD_TIMEOUT, cap = 0, lines = 0;
-    if (!lua_isnoneornil(L, 4)) {
-        luaL_checktype(L, 4, LUA_TTABLE);
-        timeout = ndl_optfield_num(L, 4, "timeout", DEFAULT_CMD_TIMEOUT);
-        cap = ndl_optfield_num(L, 4, "cap", 0);
-        lines = ndl_optfield_num(L, 4, "lines", 0);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    double started_at = luaL_checknumber(L, 4);
+    lua_Integer lines = luaL_optinteger(L, 5, 0);
+    int n = (int)lua_rawlen(L, 3);
+    if (n < 1)
+        return luaL_error(L, "nd.bundle: add_command needs a non-empty argv table");
+    const char **argv = lua_newuserdatauv(L, sizeof(char *) * ((size_t)n + 1), 0);
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, 3, i);
+        argv[i - 1] = lua_tostring(L, -1);
+        lua_pop(L, 1); /* the argv table keeps the string alive */
+        if (!argv[i - 1])
+            return luaL_error(L, "nd.bundle: argv[%d] is not a string", i);
     }
-    char **argv = argv_from(L, 3);
-    lcmd *c = new_cmd(L, 1, name);
-    c->argv = argv;
-    c->lines = lines > 0 ? (uint64_t)lines : 0;
-    lua_toclose(L, -1);
-    return run_command(L, 1, c, timeout, cap > 0 ? (uint64_t)cap : 0);
+    argv[n] = NULL;
+    if (!lb->b || nd_bundle_closed(lb->b))
+        return ndl_fail(L, -ECANCELED, "interrupted: the bundle was closed before the command finished");
+    nd_proc_result res;
+    memset(&res, 0, sizeof res);
+    if (lua_istable(L, 6)) {
+        res.exit_code = (int)ndl_optfield_num(L, 6, "exit_code", -1);
+        res.term_signal = (int)ndl_optfield_num(L, 6, "signal", 0);
+        res.timed_out = ndl_optfield_bool(L, 6, "timed_out", 0);
+        res.cancelled = ndl_optfield_bool(L, 6, "cancelled", 0);
+        res.pid = (int)ndl_optfield_num(L, 6, "pid", 0);
+        res.duration_s = ndl_optfield_num(L, 6, "duration", 0);
+        read_stream(L, 6, "stdout", &res.out);
+        read_stream(L, 6, "stderr", &res.err);
+    } else {
+        res.exit_code = -1;
+        res.spawn_error = nd_err_code(luaL_optstring(L, 7, NULL));
+        if (res.spawn_error == 0)
+            res.spawn_error = -EIO;
+    }
+    const char *why = luaL_optstring(L, 8, NULL);
+    nd_err err;
+    nd_err_clear(&err);
+    uint64_t keep = lines > 0 ? (uint64_t)lines : 0;
+    int rc = why ? nd_bundle_add_proc_partial(lb->b, name, argv, &res, started_at, keep, why, &err)
+                 : nd_bundle_add_proc_result(lb->b, name, argv, &res, started_at, keep, &err);
+    return add_result(L, lb, rc, &err);
 }
 
 /* ---- rules --------------------------------------------------------------------------------------------------- */
@@ -560,33 +431,17 @@ static int b_add_rule(lua_State *L)
 
 /* ---- finish / abort ------------------------------------------------------------------------------------------ */
 
-/* Cancels the commands still running and records them. */
-static void stop_pending(lbundle *lb, const char *reason)
-{
-    while (lb->pending) {
-        lcmd *c = lb->pending;
-        lb->pending = c->next;
-        c->linked = 0;
-        char why[512];
-        snprintf(why, sizeof why, "interrupted before the command finished: %s", reason ? reason : "aborted");
-        cmd_record_interrupted(c, why);
-        if (c->p)
-            nd_proc_cancel(c->p); /* its task resumes later and gets "bundle closed" */
-    }
-}
-
-/* b:_settle([reason]) -> true when the bundle is open and unbroken (its commands now stopped and recorded with
- * reason), false otherwise: lua/nd/bundle.lua adds the reports only then. */
-static int b_settle(lua_State *L)
+/* b:_state() -> "open" | "broken" (open, but a write failed: finish will fail) | "closed" (finished, aborted, closed).
+ * lua/nd/bundle.lua stops its commands and adds the reports only to an open bundle. */
+static int b_state(lua_State *L)
 {
     lbundle *lb = check_bundle(L, 1);
-    const char *reason = luaL_optstring(L, 2, NULL);
-    if (!lb->b || nd_bundle_closed(lb->b)) {
-        lua_pushboolean(L, 0);
-        return 1;
-    }
-    stop_pending(lb, reason ? reason : "the bundle was finished while the command was running");
-    lua_pushboolean(L, !nd_bundle_error(lb->b)->code);
+    if (!lb->b || nd_bundle_closed(lb->b))
+        lua_pushliteral(L, "closed");
+    else if (nd_bundle_error(lb->b)->code)
+        lua_pushliteral(L, "broken");
+    else
+        lua_pushliteral(L, "open");
     return 1;
 }
 
@@ -599,7 +454,7 @@ static int b_topdir(lua_State *L)
 }
 
 /* Finishes with the manifest fields in the JSON object text at xidx (or none). */
-static int do_finish(lua_State *L, int interrupted, const char *reason, int xidx)
+static int do_finish(lua_State *L, int xidx)
 {
     lbundle *lb = check_bundle(L, 1);
     if (!lb->b)
@@ -611,10 +466,6 @@ static int do_finish(lua_State *L, int interrupted, const char *reason, int xidx
         }
         return ndl_fail(L, -EALREADY, "nd.bundle: the bundle was already finished or aborted");
     }
-    if (interrupted)
-        stop_pending(lb, reason);
-    else
-        stop_pending(lb, "the bundle was finished while the command was running");
     json_t *extra = lua_isnoneornil(L, xidx) ? NULL : to_json(L, xidx);
     if (extra && !json_is_object(extra)) {
         json_decref(extra);
@@ -635,15 +486,15 @@ static int do_finish(lua_State *L, int interrupted, const char *reason, int xidx
 static int b_finish(lua_State *L)
 {
     check_bundle(L, 1);
-    return do_finish(L, 0, NULL, 2);
+    return do_finish(L, 2);
 }
 
 /* b:abort(reason, [fields_json]) -> path | nil, msg, code   (a valid bundle marked interrupted) */
 static int b_abort(lua_State *L)
 {
     check_bundle(L, 1);
-    const char *reason = luaL_optstring(L, 2, "aborted");
-    return do_finish(L, 1, reason, 3);
+    luaL_optstring(L, 2, "aborted"); /* the reason is in the manifest fields (lua/nd/bundle.lua) */
+    return do_finish(L, 3);
 }
 
 /* b:path() -> the final path (the file exists only after finish/abort succeeded) */
@@ -675,12 +526,6 @@ static int b_gc(lua_State *L)
 {
     lbundle *lb = check_bundle(L, 1);
     if (lb->b) {
-        while (lb->pending) {
-            lcmd *c = lb->pending;
-            lb->pending = c->next;
-            c->linked = 0;
-            c->lb = NULL; /* the command's own __gc will kill it */
-        }
         nd_bundle_free(lb->b); /* discards (removes the temporary file) unless finished */
         lb->b = NULL;
     }
@@ -844,16 +689,14 @@ static int l_scrub(lua_State *L)
 NDL_MODULE(bundlec)
 {
     static const luaL_Reg methods[] = {
-        {"add_file", b_add_file},       {"add_glob", b_add_glob},   {"add_command", b_add_command},
+        {"add_file", b_add_file},       {"add_glob", b_add_glob},   {"_add_proc_result", b_add_proc_result},
         {"add_string", b_add_string},   {"add_json", b_add_json},   {"add_rule", b_add_rule},
         {"finish", b_finish},
         {"abort", b_abort},             {"path", b_path},           {"entries", b_entries},
-        {"close", b_gc},                {"record", b_record},       {"_settle", b_settle},
+        {"close", b_gc},                {"record", b_record},       {"_state", b_state},
         {"_topdir", b_topdir},          {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", b_gc}, {"__close", b_gc}, {"__tostring", b_tostring}, {NULL, NULL}};
     ndl_newclass(L, BUNDLE_MT, methods, meta);
-    static const luaL_Reg cmeta[] = {{"__gc", cmd_gc}, {"__close", cmd_gc}, {NULL, NULL}};
-    ndl_newclass(L, CMD_MT, NULL, cmeta);
     static const luaL_Reg funcs[] = {{"open", l_open}, {"read", l_read}, {"scrub", l_scrub}, {"sweep", l_sweep},
                                      {NULL, NULL}};
     luaL_newlib(L, funcs);

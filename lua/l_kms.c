@@ -311,14 +311,9 @@ static int l_classify(lua_State *L)
     const char *te = luaL_optstring(L, 3, NULL);
     int terr = 0;
     if (te) {
-        static const struct { const char *n; int v; } names[] = {
-            { "ETIMEDOUT", -ETIMEDOUT }, { "ECONNRESET", -ECONNRESET }, { "ECONNREFUSED", -ECONNREFUSED },
-            { "EHOSTUNREACH", -EHOSTUNREACH }, { "EPROTO", -EPROTO }, { "EIO", -EIO }, { "EMSGSIZE", -EMSGSIZE },
-            { "ENOENT", -ENOENT } };
-        terr = -EIO;
-        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-            if (strcmp(te, names[i].n) == 0)
-                terr = names[i].v;
+        terr = nd_err_code(te); /* the name a failed call returned; one nd_err_name does not give counts as I/O */
+        if (terr == 0)
+            terr = -EIO;
     }
     nd_kms_class c = nd_kms_classify(st, code, terr);
     lua_pushstring(L, nd_kms_class_name(c));

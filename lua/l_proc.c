@@ -5,10 +5,11 @@
  *   local r, err, code = proc.run{ "nitro-cli", "describe-enclaves", timeout = 10 }
  *   local h <close> = proc.start{ "nitro-cli", "console", "--enclave-id", id,
  *                                 on_line = function(stream, line) ... end }
- *   ... h:wait() / h:signal("TERM") / h:cancel()
+ *   ... h:wait() / h:signal("TERM") / h:cancel() / h:output() (what it printed so far)
  *
  * Options: argv in the array part; env (table name→value, replaces the environment; nil inherits), cwd, stdin
- * (string), timeout (s), kill_grace (s), cap (bytes kept per stream), on_line(stream, line) with stream
+ * (string), timeout (s), kill_grace (s), cap (bytes kept per stream), on_data(stream, chunk) (output as read,
+ * not split), on_line(stream, line) with stream
  * "stdout"|"stderr". The result: {exit_code, signal, timed_out, cancelled, pid, duration, stdout, stderr,
  * stdout_truncated, stderr_truncated, stdout_bytes, stderr_bytes, status (one line: "exit 0", "timed out after 1.0 s")}.
  * A command that cannot start returns nil, "command not found: x" | "permission denied: x", "ENOENT" | "EACCES".
@@ -28,25 +29,38 @@ typedef struct lproc {
     ndl_wait wait;
     lua_State *L;   /* main state, for on_line callbacks */
     int on_line_ref;
+    int on_data_ref;
     int done;
     int waiting;
     char *argv0;
     nd_proc_result res;
 } lproc;
 
-static void on_line(void *ud, int stream, const char *line, size_t len)
+static void call_stream_cb(lproc *lp, int ref, int stream, const char *line, size_t len)
 {
-    lproc *lp = ud;
     lua_State *L = lp->L;
-    if (lp->on_line_ref == LUA_NOREF)
+    if (ref == LUA_NOREF)
         return;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, lp->on_line_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
     lua_pushstring(L, stream == ND_PROC_STDOUT ? "stdout" : "stderr");
     lua_pushlstring(L, line, len);
     if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
-        fprintf(stderr, "nitrodiag: error in on_line callback: %s\n", lua_tostring(L, -1));
+        fprintf(stderr, "nitrodiag: error in %s callback: %s\n", ref == lp->on_line_ref ? "on_line" : "on_data",
+                lua_tostring(L, -1));
         lua_pop(L, 1);
     }
+}
+
+static void on_line(void *ud, int stream, const char *line, size_t len)
+{
+    lproc *lp = ud;
+    call_stream_cb(lp, lp->on_line_ref, stream, line, len);
+}
+
+static void on_data(void *ud, int stream, const char *data, size_t len)
+{
+    lproc *lp = ud;
+    call_stream_cb(lp, lp->on_data_ref, stream, data, len);
 }
 
 static void on_done(nd_proc *p, void *ud)
@@ -73,6 +87,10 @@ static void lproc_release(lua_State *L, lproc *lp)
         luaL_unref(L, LUA_REGISTRYINDEX, lp->on_line_ref);
         lp->on_line_ref = LUA_NOREF;
     }
+    if (lp->on_data_ref != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, lp->on_data_ref);
+        lp->on_data_ref = LUA_NOREF;
+    }
     nd_proc_result_free(&lp->res);
     free(lp->argv0);
     lp->argv0 = NULL;
@@ -84,9 +102,8 @@ static int lproc_gc(lua_State *L)
     return 0;
 }
 
-static void push_result(lua_State *L, lproc *lp)
+static void push_result_of(lua_State *L, const nd_proc_result *r, const char *argv0)
 {
-    const nd_proc_result *r = &lp->res;
     char buf[512];
     lua_createtable(L, 0, 14);
     ndl_setint(L, "exit_code", r->exit_code);
@@ -104,7 +121,12 @@ static void push_result(lua_State *L, lproc *lp)
     ndl_setbool(L, "stderr_truncated", r->err.truncated);
     ndl_setint(L, "stdout_bytes", (lua_Integer)r->out.total);
     ndl_setint(L, "stderr_bytes", (lua_Integer)r->err.total);
-    ndl_setstr(L, "status", nd_proc_describe(r, lp->argv0, buf, sizeof buf));
+    ndl_setstr(L, "status", nd_proc_describe(r, argv0, buf, sizeof buf));
+}
+
+static void push_result(lua_State *L, lproc *lp)
+{
+    push_result_of(L, &lp->res, lp->argv0);
 }
 
 /* Pushes the results of a finished command: the table, or nil, msg, code when it never started. */
@@ -186,6 +208,7 @@ static lproc *start(lua_State *L, int idx)
     lproc *lp = lua_newuserdatauv(L, sizeof *lp, 0);
     memset(lp, 0, sizeof *lp);
     lp->on_line_ref = LUA_NOREF;
+    lp->on_data_ref = LUA_NOREF;
     lp->wait.co_ref = LUA_NOREF;
     lp->L = ndl_host_main(L);
     luaL_setmetatable(L, PROC_MT);
@@ -194,6 +217,14 @@ static lproc *start(lua_State *L, int idx)
     if (lua_isfunction(L, -1)) {
         lp->on_line_ref = luaL_ref(L, LUA_REGISTRYINDEX);
         o.on_line = on_line;
+        o.line_ud = lp;
+    } else {
+        lua_pop(L, 1);
+    }
+    lua_getfield(L, idx, "on_data");
+    if (lua_isfunction(L, -1)) {
+        lp->on_data_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        o.on_data = on_data;
         o.line_ud = lp;
     } else {
         lua_pop(L, 1);
@@ -277,6 +308,30 @@ static int h_cancel(lua_State *L)
     return 0;
 }
 
+/* handle:output() -> what the command printed so far: the result table's stdout, stderr, *_bytes, *_truncated, pid
+ * and duration (running = true while it runs; the exit fields say nothing then); the result once it is done. */
+static int h_output(lua_State *L)
+{
+    lproc *lp = luaL_checkudata(L, 1, PROC_MT);
+    if (!lp->p) {
+        if (!lp->done)
+            return ndl_fail(L, -EBADF, "nd.proc: handle is closed");
+        push_result(L, lp);
+        ndl_setbool(L, "running", 0);
+        return 1;
+    }
+    nd_proc_result r;
+    int rc = nd_proc_peek(lp->p, &r);
+    if (rc < 0)
+        return ndl_fail(L, rc, "nd.proc: out of memory");
+    push_result_of(L, &r, lp->argv0);
+    ndl_setbool(L, "running", !lp->done);
+    if (!lp->done)
+        ndl_setstr(L, "status", "running");
+    nd_proc_result_free(&r);
+    return 1;
+}
+
 static int h_index_pid(lua_State *L)
 {
     lproc *lp = luaL_checkudata(L, 1, PROC_MT);
@@ -302,6 +357,7 @@ NDL_MODULE(proc)
 {
     static const luaL_Reg methods[] = {{"wait", h_wait},     {"signal", h_signal}, {"cancel", h_cancel},
                                        {"pid", h_index_pid}, {"running", h_running}, {"close", lproc_gc},
+                                       {"output", h_output},
                                        {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", lproc_gc}, {"__close", lproc_gc}, {"__tostring", h_tostring}, {NULL, NULL}};
     ndl_newclass(L, PROC_MT, methods, meta);

@@ -205,7 +205,6 @@ void conn_update_reading(conn *c)
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     conn *c = st->data;
-    px_server *s = c->srv;
     if (nread == 0)
         return;
     if (nread < 0) {
@@ -227,10 +226,8 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         handle_frame(c, &f);
     if (rc < 0 && !c->closing) {
         /* The stream cannot be resynchronised: answer once with an Error frame, then close after pending work. */
-        s->m.requests++;
-        log_request(s, c, NULL, false, true);
-        respond(s, c, &(px_answer){.frame_type = ND_FRAME_ERROR, .error_code = "invalid_request", .message = e.msg,
-                                   .start_ms = uv_now(s->loop)});
+        refuse(c, NULL, false, (px_answer){.frame_type = ND_FRAME_ERROR, .error_code = "invalid_request",
+                                           .message = e.msg});
         c->eof = true;
         conn_update_reading(c);
         conn_maybe_close(c);

@@ -163,7 +163,6 @@ void conn_maybe_close(conn *c);
 void conn_send(conn *c, unsigned type, uint32_t seq, const void *payload, size_t len);
 void conn_update_reading(conn *c);
 void on_connection(uv_stream_t *server, int status);
-void log_request(px_server *s, conn *c, const nd_kms_request *r, bool parsed, bool refused);
 /* One answer to an enclave: the frame it goes in, the ids the client matches it by, and either the upstream's
  * response (resp) or an error made here (error_code, message). */
 typedef struct px_answer {
@@ -178,9 +177,14 @@ typedef struct px_answer {
     json_t *log_extra;             /* more fields for the response line (e.g. a denied request's attestation), or NULL */
 } px_answer;
 
-/* Sends the answer on c (NULL: the connection is gone, only the log line and the counters), logs its response line
- * and counts it as a success or an error. */
-void respond(px_server *s, conn *c, const px_answer *a);
+/* An answer the proxy makes itself, before (or instead of) any upstream attempt — the one path for a frame it cannot
+ * read (framing error, payload over max_frame), a frame type it does not serve, a request that does not parse (bad
+ * JSON), one that policy or the limits refuse, no memory: counts it as a request, writes its kms_proxy_request line
+ * (what was parsed of r; r NULL when nothing was) and its kms_proxy_response line with a.error_code (both under c's
+ * log budget), and answers on c in a.frame_type with a.seq (request_id and trace_id from r). a.start_ms 0: now. */
+void refuse(conn *c, const nd_kms_request *r, bool parsed, px_answer a);
+/* Ends a request that went into the upstream path (a preq): breaker and budget outcome, the answer (the upstream's
+ * response resp, or error_code and message), its kms_proxy_response line, then frees it. */
 void req_finish(preq *q, const char *error_code, const char *message, const nd_kms_response *resp);
 void handle_frame(conn *c, const nd_frame *f);
 void mconn_close(mconn *mc);

@@ -19,6 +19,8 @@ static void on_attempt_timeout(uv_timer_t *t);
 static void on_kms_result(void *ud, const nd_kms_result *res);
 static void start_attempt(preq *q);
 static void handle_request(conn *c, const nd_frame *f);
+static void log_request(px_server *s, conn *c, const nd_kms_request *r, bool parsed, bool refused);
+static void respond(px_server *s, conn *c, const px_answer *a);
 
 /* ---- requests --------------------------------------------------------------------------------------------------- */
 
@@ -37,7 +39,7 @@ static const char *class_error_code(nd_kms_class cls)
 
 /* Logs a request line. `refused` marks a request the proxy answers itself (bad frame or JSON, policy, rate limit):
  * such lines of connection c are subject to its log budget (conn_log_ok). */
-void log_request(px_server *s, conn *c, const nd_kms_request *r, bool parsed, bool refused)
+static void log_request(px_server *s, conn *c, const nd_kms_request *r, bool parsed, bool refused)
 {
     if (c && refused && !conn_log_ok(c))
         return;
@@ -52,8 +54,9 @@ void log_request(px_server *s, conn *c, const nd_kms_request *r, bool parsed, bo
     log_line(o);
 }
 
-/* Sends the single response of a request and logs it. resp is a success body (NULL for errors). */
-void respond(px_server *s, conn *c, const px_answer *a)
+/* Sends the single response of a request and logs it: the one writer of answers and of kms_proxy_response lines,
+ * called by req_finish (requests that went upstream) and refuse (answers made here). */
+static void respond(px_server *s, conn *c, const px_answer *a)
 {
     unsigned frame_type = a->frame_type;
     uint32_t seq = a->seq;
@@ -111,6 +114,22 @@ send:;
     }
 }
 
+void refuse(conn *c, const nd_kms_request *r, bool parsed, px_answer a)
+{
+    px_server *s = c->srv;
+    s->m.requests++;
+    log_request(s, c, r, parsed, true);
+    if (r) {
+        a.request_id = r->request_id;
+        a.trace_id = r->trace_id;
+    }
+    if (!a.start_ms)
+        a.start_ms = uv_now(s->loop);
+    a.resp = NULL;
+    a.attempts = 0;
+    respond(s, c, &a);
+}
+
 static void on_req_timer_closed(uv_handle_t *h)
 {
     preq *q = h->data;
@@ -136,15 +155,7 @@ static void on_req_timer_closed(uv_handle_t *h)
 static void wait_remove(preq *q)
 {
     px_server *s = q->srv;
-    if (q->wprev)
-        q->wprev->wnext = q->wnext;
-    else
-        s->wait_head = q->wnext;
-    if (q->wnext)
-        q->wnext->wprev = q->wprev;
-    else
-        s->wait_tail = q->wprev;
-    q->wprev = q->wnext = NULL;
+    ND_FIFO_UNLINK_F(s->wait_head, s->wait_tail, q, wprev, wnext);
     q->queued = false;
     s->queued--;
 }
@@ -432,21 +443,17 @@ static void handle_request(conn *c, const nd_frame *f)
     px_server *s = c->srv;
     const px_config *cfg = &s->cfg;
     uint64_t start = uv_now(s->loop);
-    s->m.requests++;
     preq *q = calloc(1, sizeof *q);
     if (!q) {
-        log_request(s, c, NULL, false, true);
-        respond(s, c, &(px_answer){.frame_type = ND_FRAME_ERROR, .seq = f->seq, .error_code = "internal",
-                                   .message = "out of memory", .start_ms = start});
+        refuse(c, NULL, false, (px_answer){.frame_type = ND_FRAME_ERROR, .seq = f->seq, .error_code = "internal",
+                                           .message = "out of memory", .start_ms = start});
         return;
     }
     nd_err e;
     nd_err_clear(&e);
     if (nd_kms_request_parse(f->payload, f->len, &q->r, &e) < 0) {
-        log_request(s, c, &q->r, false, true);
-        respond(s, c, &(px_answer){.frame_type = ND_FRAME_ERROR, .seq = f->seq, .request_id = q->r.request_id,
-                                   .trace_id = q->r.trace_id, .error_code = "invalid_request", .message = e.msg,
-                                   .start_ms = start});
+        refuse(c, &q->r, false, (px_answer){.frame_type = ND_FRAME_ERROR, .seq = f->seq,
+                                            .error_code = "invalid_request", .message = e.msg, .start_ms = start});
         nd_kms_request_free(&q->r);
         free(q);
         return;
@@ -478,14 +485,15 @@ static void handle_request(conn *c, const nd_frame *f)
         s->m.circuit_open++;
         snprintf(msg, sizeof msg, "circuit breaker open after upstream errors");
     }
-    log_request(s, c, &q->r, true, code != NULL);
     if (code) {
-        respond(s, c, &(px_answer){.frame_type = ND_FRAME_KMS_PROXY, .seq = f->seq, .request_id = q->r.request_id,
-                                   .trace_id = q->r.trace_id, .error_code = code, .message = msg, .start_ms = start});
+        refuse(c, &q->r, true, (px_answer){.frame_type = ND_FRAME_KMS_PROXY, .seq = f->seq, .error_code = code,
+                                           .message = msg, .start_ms = start});
         nd_kms_request_free(&q->r);
         free(q);
         return;
     }
+    s->m.requests++;
+    log_request(s, c, &q->r, true, false);
     q->body = upstream_body(&q->r, &q->body_len);
     q->srv = s;
     q->c = c;
@@ -512,19 +520,13 @@ static void handle_request(conn *c, const nd_frame *f)
     }
     /* Wait for a slot, FIFO, at most until the deadline. */
     q->queued = true;
-    q->wprev = s->wait_tail;
-    if (s->wait_tail)
-        s->wait_tail->wnext = q;
-    else
-        s->wait_head = q;
-    s->wait_tail = q;
+    ND_FIFO_APPEND_F(s->wait_head, s->wait_tail, q, wprev, wnext);
     s->queued++;
     uv_timer_start(&q->timer, on_wait_deadline, (uint64_t)cfg->deadline_ms, 0);
 }
 
 void handle_frame(conn *c, const nd_frame *f)
 {
-    px_server *s = c->srv;
     switch (f->type) {
     case ND_FRAME_KMS_PROXY:
         handle_request(c, f);
@@ -546,10 +548,8 @@ void handle_frame(conn *c, const nd_frame *f)
         char m[120];
         snprintf(m, sizeof m, "frame type %s (0x%02x) is not served by the KMS proxy", nd_frame_type_name(f->type),
                  f->type);
-        s->m.requests++;
-        log_request(s, c, NULL, false, true);
-        respond(s, c, &(px_answer){.frame_type = ND_FRAME_ERROR, .seq = f->seq, .error_code = "invalid_request",
-                                   .message = m, .start_ms = uv_now(s->loop)});
+        refuse(c, NULL, false, (px_answer){.frame_type = ND_FRAME_ERROR, .seq = f->seq, .error_code = "invalid_request",
+                                           .message = m});
         return;
     }
     }

@@ -41,12 +41,12 @@ return {
       run = checks.nitro_cli },
     { name = "device", timeout = 5, run = checks.device },
     { name = "allocator", timeout = 20, collects = checks.ALLOCATOR_COLLECTS, run = checks.allocator },
-    { name = "artifacts path (E51)", timeout = 5, run = checks.artifacts_env },
+    { name = "artifacts path (E51)", timeout = 5, run = checks.artifacts_dir },
     -- The enclaves already running: what they are and whether they hold what this run needs. diag10 terminates
     -- none of them unless terminate=stale|all says so or the operator says yes at the prompt.
     { name = "running enclaves", timeout = 90, collects = { "describe_enclaves.before.json" },
       run = checks.running_enclaves },
-    { name = "workload", timeout = 15, run = checks.workload },
+    { name = "workload", timeout = 120, run = checks.workload },
     { name = "build images", timeout = 120, collects = checks.build_collects, run = checks.build_images },
     -- One finding per cause (E26, E27, …) naming the EIFs it concerns as the operator knows them (the test EIFs by
     -- their run, the operator's by the path given); a run predicted to fail is not started.

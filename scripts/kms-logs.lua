@@ -10,7 +10,6 @@ local json = require "nd.json"
 local diagnose = require "nd.diagnose"
 
 local DEFAULT_FILES = { "/var/log/ephemeralml-kms-proxy.log", "/var/log/nitrodiag-kms-proxy.log" }
-local JOURNAL_LINE_CAP = 64 * 1024 -- nd.proc hands longer lines over in pieces of exactly this size
 
 local rendered -- the human report of the last run (see report below)
 
@@ -64,9 +63,10 @@ local function read_journal(s, sc, src)
   argv.timeout = 120
   argv.cap = 64 * 1024
   local feed_err
-  argv.on_line = function(stream, line)
+  -- the output as read, not line by line: the scanner splits lines itself (one Lua call per 64 KiB, not per line)
+  argv.on_data = function(stream, chunk)
     if stream ~= "stdout" or feed_err then return end
-    local ok, err = sc:feed(#line == JOURNAL_LINE_CAP and line or line .. "\n")
+    local ok, err = sc:feed(chunk)
     if not ok then feed_err = err end
   end
   s:progress("reading journalctl -u " .. a.unit)

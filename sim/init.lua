@@ -24,8 +24,9 @@ local M = {}
 
 M.TOOLS = { "nitro-cli", "systemctl", "docker", "dmesg", "journalctl" }
 
--- simulated seconds per real second for new hosts (`--sim-realtime` sets 1; NITRODIAG_SIM_SPEED overrides)
-M.default_time_scale = 20
+-- the clock of new hosts: 0 = advanced by the simulator (nd.sim.clock), 1 = wall-clock pacing (`--sim-realtime`,
+-- NITRODIAG_SIM_SPEED=1, activate(name, { time_scale = 1 })); the qemu backend always runs in real time
+M.default_time_scale = 0
 
 local SCENARIO_KEYS = {
   name = "string", description = "string", host = "table", allocator_yaml = "string", allocator = "table",
@@ -261,13 +262,20 @@ function M.activate(name, opts)
     root, err = fs.tmpdir("nitrodiag-sim")
     if not root then return nil, "cannot create the simulated host: " .. tostring(err) end
   end
-  -- simulated time (docs/simulator.md): stand-ins read the clock from the environment, nd.sleep and command
-  -- timeouts of this process from the host context. The clock starts before the host is built.
-  local scale = tonumber(opts.time_scale or os.getenv("NITRODIAG_SIM_SPEED") or M.default_time_scale) or 20
-  if scale < 1 then scale = 1 end
+  -- simulated time (docs/simulator.md): every process of the host reads the clock named in the environment. The
+  -- clock starts before the host is built.
+  local realtime = tonumber(opts.time_scale or os.getenv("NITRODIAG_SIM_SPEED") or M.default_time_scale) == 1
+    or (opts.backend or sc.backend) == "qemu"
   local saved_clock = os.getenv("NITRODIAG_SIM_CLOCK")
-  local sec, usec = uv.gettimeofday()
-  host.setenv("NITRODIAG_SIM_CLOCK", string.format("%.6f:%g", sec + usec / 1e6, scale))
+  host.setenv("NITRODIAG_SIM_CLOCK", nil)
+  if not realtime then
+    local v, cerr = require("nd.sim.clock").init(root .. "/.nd-clock")
+    if not v then
+      if not opts.keep and not opts.root then fs.rm_rf(root) end
+      return nil, "cannot create the simulated host's clock: " .. tostring(cerr)
+    end
+    host.setenv("NITRODIAG_SIM_CLOCK", v)
+  end
   local ok, r1, r2 = pcall(build, root, sc, opts)
   if not ok or not r1 then
     host.setenv("NITRODIAG_SIM_CLOCK", saved_clock)
@@ -276,7 +284,7 @@ function M.activate(name, opts)
   end
   local self = setmetatable({ root = root, bin = root .. "/bin", scenario = sc.name, description = sc.description,
     scenario_path = sc.path, keep = opts.keep, saved = { NITRODIAG_SIM_CLOCK = { value = saved_clock } },
-    time_scale = scale }, Sim)
+    realtime = realtime }, Sim)
   local function set(k, v)
     if self.saved[k] == nil then self.saved[k] = { value = os.getenv(k) } end
     host.setenv(k, v)
@@ -290,7 +298,7 @@ function M.activate(name, opts)
   host.set_root(root)
   -- nothing reaches the real host: commands run only from <root>/bin, nitro-cli is the simulated one
   self.saved_nitro_cli = host.nitro_cli()
-  host.set_sim(root, scale)
+  host.set_sim(root, 1) -- waits of this process follow nd.sim.clock, not a scale
   self.vsock_uninstall = require("nd.sim.vsock").install(root)
   self.eifs = {}
   for _, e in ipairs(sc.eifs or {}) do self.eifs[#self.eifs + 1] = root .. e.path end

@@ -18,6 +18,8 @@ local fs = require "nd.fs"
 local util = require "nd.sim.util"
 local state = require "nd.sim.state"
 local backend = require "nd.sim.backend"
+local clap = require "nd.sim.clap"
+local clock = require "nd.sim.clock"
 local NE = require "nd.nitro_errors"
 
 local M = {}
@@ -60,6 +62,11 @@ end
 -- Appends one nitro_enclaves.log line: [id][LEVEL][time][file:line] message
 function Ctx:log(level, where, msg, id)
   local _, real = self:logs_dir()
+  if (self.version or "1.4.2"):match("^1%.4%.") then
+    local f = where:match("^(.*):%d+$")
+    local l14 = f and M.ROOT_LINES_1_4 and M.ROOT_LINES_1_4[where]
+    if l14 then where = f .. ":" .. l14 end
+  end
   local sec, ns = self:stamp()
   fs.append(real .. "/nitro_enclaves.log", string.format("[%s][%s][%s][%s] %s\n", id or ("nitro-cli:" .. self.pid),
     level, util.millis(sec, ns), where, msg))
@@ -68,13 +75,13 @@ end
 -- Root error lines are v1.5.0's; nitro-cli 1.4.x has these at other lines (the same invocations found in v1.4.2's
 -- source): "file:line in 1.5.0" -> line in 1.4.2.
 local ROOT_LINES_1_4 = {
-  ["src/enclave_proc/resource_manager.rs:300"] = 304, ["src/enclave_proc/resource_manager.rs:397"] = 400,
+  ["src/enclave_proc/resource_manager.rs:301"] = 304, ["src/enclave_proc/resource_manager.rs:397"] = 400,
   ["src/enclave_proc/resource_manager.rs:488"] = 491, ["src/enclave_proc/resource_manager.rs:510"] = 513,
   ["src/enclave_proc/resource_manager.rs:559"] = 562, ["src/enclave_proc/resource_manager.rs:594"] = 597,
   ["src/enclave_proc/resource_manager.rs:859"] = 862, ["src/common/commands_parser.rs:402"] = 402,
   ["src/common/commands_parser.rs:409"] = 412, ["src/common/commands_parser.rs:417"] = 423,
-  ["src/common/commands_parser.rs:427"] = 434, ["src/common/commands_parser.rs:487"] = 495,
-  ["src/common/commands_parser.rs:504"] = 512, ["src/common/commands_parser.rs:468"] = 477,
+  ["src/common/commands_parser.rs:427"] = 434, ["src/enclave_proc/resource_manager.rs:747"] = 750, ["src/common/commands_parser.rs:487"] = 495,
+  ["src/common/commands_parser.rs:504"] = 512, ["src/common/commands_parser.rs:469"] = 477,
 }
 M.ROOT_LINES_1_4 = ROOT_LINES_1_4
 
@@ -256,7 +263,7 @@ function image_of(st, info, path)
   if not known and info.name then known = st.images[info.name .. ":latest"] end
   local out = { Entrypoint = img.Entrypoint, Cmd = img.Cmd, Env = img.Env }
   if known then
-    for _, k in ipairs({ "Shell", "App", "Console", "Exits", "InitramfsMiB", "Boots" }) do out[k] = known[k] end
+    for _, k in ipairs({ "Shell", "App", "Console", "Exits", "InitramfsMiB", "Boots", "BootSeconds" }) do out[k] = known[k] end
   end
   return out
 end
@@ -298,53 +305,7 @@ end
 
 -- ---- argument parsing -----------------------------------------------------------------------------------------
 
--- clap's parsing of a subcommand's options. spec: { {name, "flag"|"value"|"list"}, … } or { name = kind }.
--- Returns opts (o._pos[name] = position) | nil, clap's error message (without "error: ").
-local function parse_args(args, spec)
-  local kinds = {}
-  for k, v in pairs(spec) do
-    if type(k) == "number" then kinds[v[1]] = v[2] else kinds[k] = v end
-  end
-  local o = { _order = {}, _pos = {} }
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    local name, inline = a:match("^%-%-([%w-]+)=(.*)$")
-    name = name or a:match("^%-%-([%w-]+)$")
-    local kind = name and kinds[name]
-    if not kind then return nil, string.format("unexpected argument '%s' found", a) end
-    if o[name] ~= nil and kind ~= "list" then
-      return nil, string.format("the argument '--%s%s' cannot be used multiple times", name, kind == "flag" and "" or (" <" .. name .. ">"))
-    end
-    if kind == "flag" then
-      o[name] = true
-    elseif kind == "list" then
-      o[name] = {}
-      i = i + 1
-      while i <= #args and not args[i]:match("^%-%-") do o[name][#o[name] + 1] = args[i] i = i + 1 end
-      i = i - 1
-      if #o[name] == 0 then
-        return nil, string.format("a value is required for '--%s <%s>...' but none was supplied", name, name)
-      end
-    else
-      local v = inline
-      if not v then i = i + 1 v = args[i] end
-      if v == nil or (not inline and v:match("^%-%-")) then
-        return nil, string.format("a value is required for '--%s <%s>' but none was supplied", name, name)
-      end
-      o[name] = v
-    end
-    o._order[#o._order + 1] = name
-    o._pos[name] = i
-    i = i + 1
-  end
-  return o
-end
-
-local function usage(ctx, sub, msg)
-  ctx:stderr("error: " .. tostring(msg) .. "\n\nUsage: nitro-cli " .. sub .. " [OPTIONS]\n\nFor more information, try '--help'.")
-  return 2
-end
+-- clap's parsing and its errors, help and version: nd.sim.clap (handlers get its opts table).
 
 -- ---- enclave bookkeeping ----------------------------------------------------------------------------------------
 
@@ -458,10 +419,8 @@ local function start_enclave(ctx, st, p)
   st.enclaves[#st.enclaves + 1] = e
   M.write_proc_stat(ctx.root, st, e)
   fs.write(ctx.root .. "/var/run/nitro_enclaves/" .. slot .. ".sock", "")
-  local id = string.format("enc-%s:%d", slot, e.pid)
-  ctx:log("INFO", "src/enclave_proc/mod.rs:512", "Enclave process started.", id)
-  ctx:log("INFO", "src/enclave_proc/resource_manager.rs:1012",
-    string.format("Enclave ID = %s, CID = %d, CPUs = %d, memory = %d MiB", e.id, e.cid, #e.cpus, e.memory_mib), id)
+  -- the enclave process's first line (enclave_proc/mod.rs: before it has an enclave, under its placeholder id)
+  ctx:log("INFO", "src/enclave_proc/mod.rs:571", "Enclave process PID: " .. e.pid, "enc-xxxxxxx:" .. e.pid)
   return e
 end
 
@@ -532,7 +491,17 @@ local function stream_console(ctx, e, timeout)
     -- still there? (terminated from another process)
     local st = state.load(ctx.root)
     if not st or not find_enclave(st, e.id) then return 0 end
-    util.sleep(0.05)
+    -- wait for what is due next (a line, the enclave's end, the disconnect timeout): on an advancing clock the
+    -- clock moves there at once; with nothing due the wait lasts until the reader ends it
+    local due = math.huge
+    if printed < #plan.lines then due = e.started + plan.lines[printed + 1].t end
+    if plan.every then
+      local base = (plan.lines[#plan.lines] or { t = 0 }).t
+      due = math.min(due, e.started + base + (next_every or 0) * plan.every.period + 1e-6)
+    end
+    if plan.stops_after then due = math.min(due, e.started + plan.stops_after) end
+    if timeout then due = math.min(due, t0 + timeout) end
+    clock.wait_until(due, 0.05, timeout == nil)
   end
 end
 
@@ -576,18 +545,6 @@ end
 -- → open ne_cpus (E19) → CPU checks against the pool file (E20/E21/E22) → the 4× rule (E26, also for --memory 0) →
 -- open /dev/nitro_enclaves (E19) → NE_CREATE_VM (E29 when no CPU of the pool is free) → the signature (E59) →
 -- `Start allocating memory...` → hugepages (E27) → vCPUs (E29) → heartbeat bind (E36) → start (E29) → boot (E36).
-
-local RUN_ARGS = {
-  { "cpu-ids", "list" }, { "cpu-count", "value" }, { "memory", "value" }, { "eif-path", "value" },
-  { "enclave-cid", "value" }, { "debug-mode", "flag" }, { "attach-console", "flag" }, { "enclave-name", "value" },
-  { "config", "value", "json-config" },
-}
-
--- the `nitro-cli run-enclave` usage errors clap 4 prints (exit status 2, no [ Exx ] block)
-local function clap_error(ctx, sub, msg)
-  ctx:stderr("error: " .. msg .. "\n\nUsage: nitro-cli " .. sub .. " [OPTIONS]\n\nFor more information, try '--help'.")
-  return 2
-end
 
 -- What a run-enclave argument failure (in the CLI process) prints: one block, exit = the code.
 local function arg_fail(ctx, code, info, parse_step, root_msg, line)
@@ -697,38 +654,6 @@ local function run_args(ctx, o)
   return a
 end
 
--- clap: required_unless_present / conflicts_with as create_app! declares them for run-enclave
-local function run_clap(ctx, args)
-  local o, err = parse_args(args, RUN_ARGS)
-  if not o then return nil, clap_error(ctx, "run-enclave", err) end
-  local function shown(name)
-    for _, d in ipairs(RUN_ARGS) do
-      if d[1] == name then
-        return "--" .. name .. (d[2] == "flag" and "" or (" <" .. (d[3] or name) .. ">" .. (d[2] == "list" and "..." or "")))
-      end
-    end
-  end
-  local conflicts = { { "cpu-ids", "cpu-count" }, { "cpu-ids", "config" }, { "cpu-count", "config" }, { "memory", "config" },
-    { "eif-path", "config" }, { "enclave-cid", "config" }, { "debug-mode", "config" }, { "enclave-name", "config" } }
-  for _, c in ipairs(conflicts) do
-    if o[c[1]] ~= nil and o[c[2]] ~= nil then
-      local first, second = c[1], c[2]
-      if o._pos[second] < o._pos[first] then first, second = second, first end
-      return nil, clap_error(ctx, "run-enclave", string.format("the argument '%s' cannot be used with '%s'", shown(second), shown(first)))
-    end
-  end
-  if not o.config then
-    local missing = {}
-    if not o["cpu-ids"] and not o["cpu-count"] then missing[#missing + 1] = shown("cpu-ids"); missing[#missing + 1] = shown("cpu-count") end
-    if not o.memory then missing[#missing + 1] = shown("memory") end
-    if not o["eif-path"] then missing[#missing + 1] = shown("eif-path") end
-    if #missing > 0 then
-      return nil, clap_error(ctx, "run-enclave", "the following required arguments were not provided:\n  " .. table.concat(missing, "\n  "))
-    end
-  end
-  return o
-end
-
 -- an enclave-process failure: subactions innermost first as nitro-cli adds them (root message first)
 local function proc_fail(ctx, code, info, chain, file, line, log_id)
   local sub = {}
@@ -745,15 +670,12 @@ local function chain(...)
 end
 local ENOENT = "Os { code: 2, kind: NotFound, message: \"No such file or directory\" }"
 
-function run_enclave(ctx, args)
-  local o, rc = run_clap(ctx, args)
-  if not o then return rc end
-  local a
-  a, rc = run_args(ctx, o)
+function run_enclave(ctx, o)
+  local a, rc = run_args(ctx, o)
   if not a then return rc end
   local eif_arg = a.eif_path
   local eif = resolve(ctx, eif_arg)
-  local e, unbootable, boot_wait
+  local e, unbootable, boot_wait, booted
   local rc2 = state.update(ctx.root, function(st)
     ctx.version = st.host.nitro_cli_version
     ctx:log("INFO", "src/main.rs:64", "Start Nitro CLI")
@@ -835,8 +757,12 @@ function run_enclave(ctx, args)
     -- 7. a signed EIF: its certificate must be valid now (the scenario marks an EIF `signature = "expired"`)
     local info = read_eif(eif, st)
     local flags = (st.eif_flags or {})[uv.fs_realpath(eif) or eif] or {}
+    -- commands.rs formats verify()'s String error with {:?} (quoted); verify() is PcrSignatureChecker::verify of
+    -- aws-nitro-enclaves-image-format (src/utils/mod.rs; 0.5.0 for nitro-cli 1.4.2), whose expiry error is
+    -- "The signing certificate is expired" (checked after the COSE signature itself verifies)
     if flags.signature == "expired" then
-      return fail("E59", nil, chain("Invalid signing certificate: CertificateExpired"), "src/enclave_proc/commands.rs", 97)
+      return fail("E59", nil, chain("Invalid signing certificate: \"The signing certificate is expired\""),
+        "src/enclave_proc/commands.rs", 97)
     end
     -- 8. memory: whole hugepages, from what the allocator reserved minus what running enclaves hold
     ctx:stderr("Start allocating memory...")
@@ -847,10 +773,13 @@ function run_enclave(ctx, args)
         "src/enclave_proc/resource_manager.rs", 397)
     end
     -- inside a container without the host's hugepages, the regions cannot be filled from the EIF (E35)
+    -- The chain is nitro-cli's (fill_from_file → write_eif_to_regions → init_memory → create_enclave); the io::Error
+    -- after the colon is the kernel's answer to read(2) into the unbacked mapping, printed with {:?}: EFAULT is
+    -- assumed (a short read would print `Error { kind: UnexpectedEof, message: "failed to fill whole buffer" }`).
     if st.host.hugepages_usable == false then
       return fail("E35", nil, chain("Error while reading from enclave image: Os { code: 14, kind: Uncategorized, message: \"Bad address\" }",
-        "Write EIF to enclave memory regions", "Memory initialization issue", "Failed to create enclave", "Failed to run enclave"),
-        "src/enclave_proc/resource_manager.rs", 300)
+        "Failed to fill region with file content", "Write EIF to enclave memory regions", "Memory initialization issue", "Failed to create enclave", "Failed to run enclave"),
+        "src/enclave_proc/resource_manager.rs", 301)
     end
     -- 9. vCPUs: the driver hands out free CPUs of the pool
     local cpus = {}
@@ -913,12 +842,30 @@ function run_enclave(ctx, args)
       eif = eif_arg, pcrs = info.pcrs, image = image, cmdline = info.cmdline, image_name = info.name,
       image_version = info.version })
     require("nd.sim.allocator").write_sys(ctx.root, st)
-    ctx:stderr(started)
-    ctx:log("INFO", "src/enclave_proc/mod.rs:281", "Enclave ID = " .. e.id, string.format("enc-%s:%d", e.slot, e.pid))
-    ctx:stdout(util.json(util.obj{ "EnclaveName", e.name, "EnclaveID", e.id, "ProcessID", e.pid, "EnclaveCID", cid,
-      "NumberOfCPUs", #cpus, "CPUIDs", util.array(cpus), "MemoryMiB", alloc_mib }))
+    local function announce()
+      ctx:stderr(started)
+      ctx:log("INFO", "src/enclave_proc/mod.rs:281", "Enclave ID = " .. e.id, string.format("enc-%s:%d", e.slot, e.pid))
+      ctx:stdout(util.json(util.obj{ "EnclaveName", e.name, "EnclaveID", e.id, "ProcessID", e.pid, "EnclaveCID", cid,
+        "NumberOfCPUs", #cpus, "CPUIDs", util.array(cpus), "MemoryMiB", alloc_mib }))
+    end
+    -- an image that takes a while to send its heartbeat (`BootSeconds`): nitro-cli prints "Started enclave…" once
+    -- it came; meanwhile the heartbeat listener is held (a concurrent run-enclave gets the bind error)
+    local boot_s = tonumber(image.BootSeconds)
+    if boot_s and boot_s > 0 then
+      st.heartbeat_busy_until = util.time() + boot_s
+      boot_wait = boot_s
+      booted = announce
+      return "booting"
+    end
+    announce()
     return 0
   end)
+  if rc2 == "booting" then
+    util.sleep(boot_wait)
+    state.update(ctx.root, function(st) st.heartbeat_busy_until = nil end)
+    booted()
+    rc2 = 0
+  end
   if rc2 == "boot" then
     util.sleep(boot_wait)
     state.update(ctx.root, function(st) st.heartbeat_busy_until = nil end)
@@ -941,9 +888,7 @@ local function with_state(ctx, fn)
   end)
 end
 
-function describe_enclaves(ctx, args)
-  local o, bad = parse_args(args, { metadata = "flag" })
-  if not o then return usage(ctx, "describe-enclaves", bad) end
+function describe_enclaves(ctx, o)
   return with_state(ctx, function(st)
     ctx:log("INFO", "src/main.rs:64", "Start Nitro CLI")
     local list = {}
@@ -953,25 +898,17 @@ function describe_enclaves(ctx, args)
   end)
 end
 
+-- An enclave ID without a socket: enclave_proc_connect_to_single (enclave_proc_comm.rs) cannot connect to
+-- /run/nitro_enclaves/<enc id>.sock; terminate adds "Failed to connect to enclave process" (main.rs), console gets
+-- there through enclave_proc_get_cid ("Failed to connect to enclave process", then "Failed to retrieve enclave CID").
 local function unknown_enclave(ctx, id, action)
-  return ctx:fail{ code = "E11", action = action,
-    subactions = { "Failed to connect to enclave process", string.format(
-      "Failed to connect to enclave process socket %s/%s.sock: No such file or directory (os error 2)",
-      "/run/nitro_enclaves", (id or ""):match("%-enc(.*)$") or id or "") },
-    file = "src/enclave_proc_comm.rs", line = 121 }
+  local sub = { "Failed to connect to enclave process" }
+  if action == "Enclave Console" then sub = { "Failed to retrieve enclave CID", "Failed to connect to enclave process" } end
+  sub[#sub + 1] = "Failed to connect to specific enclave process: " .. ENOENT
+  return ctx:fail{ code = "E11", action = action, subactions = sub, file = "src/enclave_proc_comm.rs", line = 134 }
 end
 
-function terminate_enclave(ctx, args)
-  local o, bad = parse_args(args, { ["enclave-id"] = "value", ["enclave-name"] = "value", all = "flag" })
-  if not o then return usage(ctx, "terminate-enclave", bad) end
-  local given = {}
-  for _, k in ipairs({ "enclave-id", "all", "enclave-name" }) do if o[k] ~= nil then given[#given + 1] = k end end
-  if #given == 0 then
-    return usage(ctx, "terminate-enclave", "the following required arguments were not provided:\n  --enclave-id <enclave-id>\n  --all\n  --enclave-name <enclave-name>")
-  elseif #given > 1 then
-    local function shown(k) return k == "all" and "--all" or ("--" .. k .. " <" .. k .. ">") end
-    return usage(ctx, "terminate-enclave", string.format("the argument '%s' cannot be used with '%s'", shown(given[1]), shown(given[2])))
-  end
+function terminate_enclave(ctx, o)
   return with_state(ctx, function(st)
     ctx:log("INFO", "src/main.rs:64", "Start Nitro CLI")
     local targets = {}
@@ -994,7 +931,7 @@ function terminate_enclave(ctx, args)
     local out = {}
     for _, e in ipairs(targets) do
       ctx:stderr("Successfully terminated enclave " .. e.id .. ".")
-      ctx:log("INFO", "src/enclave_proc/mod.rs:208", "Enclave terminated.", string.format("enc-%s:%d", e.slot, e.pid))
+      ctx:log("INFO", "src/enclave_proc/resource_manager.rs:747", "Enclave terminated.", string.format("enc-%s:%d", e.slot, e.pid))
       uv.fs_unlink(ctx.root .. "/var/run/nitro_enclaves/" .. e.slot .. ".sock")
       out[#out + 1] = util.obj{ "EnclaveName", e.name, "EnclaveID", e.id, "Terminated", true }
     end
@@ -1010,14 +947,7 @@ function terminate_enclave(ctx, args)
   end)
 end
 
-function console(ctx, args)
-  local o, bad = parse_args(args, { ["enclave-id"] = "value", ["enclave-name"] = "value", ["disconnect-timeout"] = "value" })
-  if not o then return usage(ctx, "console", bad) end
-  if o["enclave-id"] and o["enclave-name"] then
-    return usage(ctx, "console", "the argument '--enclave-id <enclave-id>' cannot be used with '--enclave-name <enclave-name>'")
-  elseif not o["enclave-id"] and not o["enclave-name"] then
-    return usage(ctx, "console", "the following required arguments were not provided:\n  --enclave-id <enclave-id>\n  --enclave-name <enclave-name>")
-  end
+function console(ctx, o)
   local e = with_state(ctx, function(st)
     for _, x in ipairs(st.enclaves) do
       if x.id == o["enclave-id"] or (o["enclave-name"] and x.name == o["enclave-name"]) then return x end
@@ -1034,22 +964,19 @@ function console(ctx, args)
     if not timeout then
       return ctx:fail{ code = "E03", info = { "disconnect-timeout", o["disconnect-timeout"] }, action = "Enclave Console",
         subactions = { "Failed to construct Console arguments", "Parse disconnect timeout",
-          "`disconnect-timeout` argument can't be parsed as a number" }, file = "src/common/commands_parser.rs", line = 468 }
+          "`disconnect-timeout` argument can't be parsed as a number" }, file = "src/common/commands_parser.rs", line = 469 }
     end
   end
   if not e.debug then
     return ctx:fail{ code = "E44", action = "Enclave Console",
       subactions = { "Failed to connect to enclave console",
         "The enclave was not started with the debug flag set, include '--debug-mode' in the run-enclave command" },
-      file = "src/main.rs", line = 265 }
+      file = "src/main.rs", line = 263 }
   end
   return console_connect(ctx, e, timeout, "Enclave Console")
 end
 
-function describe_eif(ctx, args)
-  local o, bad = parse_args(args, { ["eif-path"] = "value" })
-  if not o then return usage(ctx, "describe-eif", bad) end
-  if not o["eif-path"] then return usage(ctx, "describe-eif", "the following required arguments were not provided:\n  --eif-path <eif-path>") end
+function describe_eif(ctx, o)
   local path = resolve(ctx, o["eif-path"])
   local lib = eif_lib()
   local text, err
@@ -1062,26 +989,14 @@ function describe_eif(ctx, args)
   return 0
 end
 
-function explain(ctx, args)
-  local o, bad = parse_args(args, { ["error-code"] = "value" })
-  if not o then return usage(ctx, "explain", bad) end
-  if not o["error-code"] then return usage(ctx, "explain", "the following required arguments were not provided:\n  --error-code <error-code>") end
+function explain(ctx, o)
   local code = o["error-code"]
   local norm = code:match("^E%d%d$") and code or nil
   ctx:stderr(norm and NE.explain_text(norm) or ("No such error code " .. code))
   return 0
 end
 
-function build_enclave(ctx, args)
-  local o, bad = parse_args(args, { ["docker-uri"] = "value", ["docker-dir"] = "value", ["output-file"] = "value",
-    ["signing-certificate"] = "value", ["private-key"] = "value", name = "value", version = "value", metadata = "value" })
-  if not o then return usage(ctx, "build-enclave", bad) end
-  if not o["docker-uri"] or not o["output-file"] then
-    local miss = {}
-    if not o["docker-uri"] then miss[#miss + 1] = "--docker-uri <docker-uri>" end
-    if not o["output-file"] then miss[#miss + 1] = "--output-file <output-file>" end
-    return usage(ctx, "build-enclave", "the following required arguments were not provided:\n  " .. table.concat(miss, "\n  "))
-  end
+function build_enclave(ctx, o)
   local st = state.load(ctx.root)
   ctx.version = st.host.nitro_cli_version
   ctx:log("INFO", "src/main.rs:64", "Start Nitro CLI")
@@ -1092,7 +1007,7 @@ function build_enclave(ctx, args)
     return ctx:fail{ code = "E19", info = { out, "Open" },
       action = "Build Enclave", subactions = { "Failed to build enclave", "Failed to build EIF from docker",
         "Could not create output file: Os { code: 2, kind: NotFound, message: \"No such file or directory\" }" },
-      file = "src/lib.rs", line = 101 }
+      file = "src/lib.rs", line = 109 }
   end
   uv.fs_close(fd)
   local art = os.getenv("NITRO_CLI_ARTIFACTS")
@@ -1100,7 +1015,7 @@ function build_enclave(ctx, args)
   if not art and not home then
     return ctx:fail{ code = "E51", action = "Build Enclave", subactions = { "Failed to build enclave",
       "Failed to build EIF from docker", "Could not find a folder for the CLI artifacts, set either HOME or NITRO_CLI_ARTIFACTS" },
-      file = "src/lib.rs", line = 355 }
+      file = "src/lib.rs", line = 394 }
   end
   -- nitro-cli creates the artifacts folder (NITRO_CLI_ARTIFACTS, else $HOME/.nitro_cli/); an empty value cannot be
   -- created (E19). $HOME/.nitro_cli is made inside the simulated root: the simulation never touches the real home.
@@ -1111,7 +1026,7 @@ function build_enclave(ctx, args)
     return ctx:fail{ code = "E19", info = { artifacts, "Create" },
       action = "Build Enclave", subactions = { "Failed to build enclave", "Failed to build EIF from docker",
         string.format("Could not create artifacts path %s: Os { code: 2, kind: NotFound, message: \"No such file or directory\" }", artifacts) },
-      file = "src/lib.rs", line = 334 }
+      file = "src/lib.rs", line = art and 376 or 386 }
   end
   local tag = o["docker-uri"]
   local cfg = st.images[tag] or (not tag:find(":") and st.images[tag .. ":latest"])
@@ -1121,7 +1036,7 @@ function build_enclave(ctx, args)
   if not cfg then
     ctx:stderr("Docker error: PullError")
     return ctx:fail{ code = "E50", action = "Build Enclave", subactions = { "Failed to build enclave",
-      "Failed to build EIF from docker", "Failed to pull docker image: PullError" }, file = "src/lib.rs", line = 139 }
+      "Failed to build EIF from docker", "Failed to pull docker image: PullError" }, file = "src/lib.rs", line = 164 }
   end
   ctx:stderr("Using the locally available Docker image...")
   local pcrs, err = write_eif(out, tag, cfg, nil, eif_arch(st, cfg))
@@ -1134,27 +1049,6 @@ function build_enclave(ctx, args)
   ctx:stdout(util.json(util.obj{ "Measurements", util.obj(kv) }))
   return 0
 end
-
--- clap 4's help for create_app! (src/lib.rs): about, usage, the subcommands in definition order, options
-local HELP = [[CLI for enclave lifetime management
-
-Usage: nitro-cli [COMMAND]
-
-Commands:
-  run-enclave        Starts a new enclave
-  terminate-enclave  Terminates an enclave
-  build-enclave      Builds an enclave image and saves it to a file
-  describe-eif       Returns information about the EIF found at a given path.
-  describe-enclaves  Returns a list of the running enclaves
-  console            Connect to the console of an enclave
-  pcr                Return the PCR hash value of the given input
-  explain            Display detailed information about an error returned by a misbehaving Nitro CLI command
-  sign-eif           Sign EIF with the given key
-  help               Print this message or the help of the given subcommand(s)
-
-Options:
-  -h, --help     Print help
-  -V, --version  Print version]]
 
 local SUBS = {
   ["run-enclave"] = run_enclave, ["describe-enclaves"] = describe_enclaves,
@@ -1170,35 +1064,26 @@ function M.main(args, out, err)
     ctx:stderr("nitro-cli (nitrodiag simulator): NITRODIAG_SIM_ROOT is not set; run through `nitrodiag --sim` or nd.sim.activate")
     return 1
   end
-  local sub = args[1]
-  if sub == "--version" or sub == "-V" then
-    local st = state.load(root)
-    ctx:stdout("Nitro CLI " .. (st and st.host.nitro_cli_version or "1.4.2"))
-    return 0
+  -- clap runs before anything else in nitro-cli (app.get_matches() in main): usage errors, help and --version
+  -- never read the host; the version only selects clap's suggestions and the --version line
+  local st0 = state.load(root)
+  local r = clap.parse(args, st0 and st0.host.nitro_cli_version or "1.4.2")
+  if r.text then
+    local f = r.stream == "stdout" and ctx.out or ctx.err
+    f:write(r.text) f:flush()
+    return r.exit
   end
-  if not sub then -- arg_required_else_help: the help on stderr, exit 2
-    ctx:stderr(HELP)
-    return 2
-  end
-  if sub == "--help" or sub == "-h" or sub == "help" then
-    ctx:stdout(HELP)
-    return 0
-  end
-  local fn = SUBS[sub]
+  local fn = SUBS[r.sub]
   if not fn then
-    if sub:match("^%-") then
-      ctx:stderr(string.format("error: unexpected argument '%s' found\n\nUsage: nitro-cli [COMMAND]\n\nFor more information, try '--help'.", sub))
-    else
-      ctx:stderr(string.format("error: unrecognized subcommand '%s'\n\nUsage: nitro-cli [COMMAND]\n\nFor more information, try '--help'.", sub))
-    end
-    return 2
+    ctx:stderr("nitro-cli (nitrodiag simulator): `" .. r.sub .. "` is not simulated")
+    return 1
   end
   local ok, lerr = state.load(root)
   if not ok then
     ctx:stderr("nitro-cli (nitrodiag simulator): " .. tostring(lerr))
     return 1
   end
-  return fn(ctx, { table.unpack(args, 2) })
+  return fn(ctx, r.opts)
 end
 
 return M

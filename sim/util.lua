@@ -82,25 +82,12 @@ function M.json(v)
 end
 
 -- ---- time -----------------------------------------------------------------------------------------------------
--- The simulated host runs in simulated time: NITRODIAG_SIM_CLOCK = "<epoch>:<scale>" (set by nd.sim.activate) makes
--- its clock epoch + (wall − epoch) × scale, so console windows, boot timeouts, heartbeats and enclave ages pass
--- `scale` times faster; the runbook's waits are divided by the same scale (nd.host.real_wait). Scale 1 (or no
--- variable): wall-clock time.
-function M.clock()
-  local v = os.getenv("NITRODIAG_SIM_CLOCK") or ""
-  local epoch, scale = v:match("^(%d+%.?%d*):(%d+%.?%d*)$")
-  epoch, scale = tonumber(epoch), tonumber(scale)
-  if not epoch or not scale or scale <= 1 then return nil, 1 end
-  return epoch, scale
-end
+-- The simulated host's clock is nd.sim.clock: the wall clock, advanced by the simulator past waits nobody watches
+-- (NITRODIAG_SIM_CLOCK = "advance:<dir>", set by nd.sim.activate), or the wall clock itself (--sim-realtime).
 
 -- time() -> the simulated host's clock in seconds (a float, microsecond resolution)
 function M.time()
-  local sec, usec = uv.gettimeofday()
-  local w = sec + usec / 1e6
-  local epoch, scale = M.clock()
-  if epoch then return epoch + (w - epoch) * scale end
-  return w
+  return require("nd.sim.clock").time()
 end
 
 -- now() -> seconds, nanoseconds of the simulated host's clock
@@ -128,10 +115,10 @@ function M.millis(sec, ns)
   return os.date("!%Y-%m-%dT%H:%M:%S", sec) .. string.format(".%03dZ", ns // 1000000)
 end
 
--- sleep(seconds) without a task: stand-ins are plain processes, blocking is fine there
+-- sleep(seconds) without a task (stand-ins are plain processes, blocking is fine there): seconds of the host's
+-- clock, which on an advancing clock pass at once (nd.sim.clock.sleep)
 function M.sleep(s)
-  local _, scale = M.clock()
-  uv.sleep(math.floor(s / scale * 1000 + 0.5))
+  require("nd.sim.clock").sleep(s)
 end
 
 -- with_lock(dir, fn, ...) -> fn's results. The lock is a directory (mkdir is atomic) holding the owner's pid; a lock
@@ -153,6 +140,9 @@ function M.with_lock(dir, fn, ...)
     if owner and owner ~= uv.os_getpid() then
       local alive, _, kcode = uv.kill(owner, 0)
       dead = not alive and kcode == "ESRCH"
+      -- killed but not yet reaped (a zombie: its parent may be this very process, blocked here): dead too
+      local stat = not dead and fs.read("/proc/" .. math.tointeger(owner) .. "/stat")
+      if stat and stat:match("^%d+ %b() (%a)") == "Z" then dead = true end
     end
     if dead or (st and not owner and os.time() - st.mtime.sec > 10) then
       uv.fs_unlink(lock .. "/pid")

@@ -18,6 +18,7 @@ PKGS=(
 # toolchain, Debian's arm64 library packages (multiarch) and qemu-user to run what it builds.
 case "${1:-}" in
   --package) PKGS+=(mmdebstrap bash-completion) ;;
+  --bench) PKGS+=(hyperfine jq lua5.4) ;; # `make bench`: the start-up timer and the peers measured beside nitrodiag
   --cross)
     if ! dpkg --print-foreign-architectures | grep -qx arm64; then
       if [ "$(id -u)" -ne 0 ]; then echo "install-deps: run as root to add the arm64 architecture" >&2; exit 1; fi

@@ -147,3 +147,9 @@ SUMOUT=$(dirname "$OUT")/kmslogs-summary.md
   echo "| \`nitrodiag kms-logs FILE mode=summary since=<last quarter>\` | $T_C ($T_W) | $((T_M / 1024)) MiB | $(ratio "$T_C" "$S_C")x the whole summary |"
 } | tee "$SUMOUT"
 echo "kmslogs bench: results in $OUT and $SUMOUT"
+
+# Big logs (1 GiB, 5 GiB …; generated into /tmp and deleted afterwards): only when asked, they take minutes.
+if [ -n "${KMSLOGS_BIG:-}" ]; then
+  # shellcheck disable=SC2086
+  "$HERE/big.sh" "$BUILD" $KMSLOGS_BIG
+fi

@@ -5,10 +5,11 @@
 -- goes to s.bundle, which does nothing when the runbook does not collect.
 --
 --   nitro_cli        nitro-cli --version (required by everything after it)
---   device           /dev/nitro_enclaves
---   allocator        allocator.yaml and the allocator service
---   artifacts_env    E51: HOME / NITRO_CLI_ARTIFACTS for build-enclave
---   running_enclaves the enclaves already running: listed, left alone unless args.terminate says otherwise
+--   device           /dev/nitro_enclaves and the ne group (doctor and diag10)
+--   allocator        allocator.yaml, the allocator service and the hugepages it reserved (doctor and diag10)
+--   artifacts_env    E51: HOME / NITRO_CLI_ARTIFACTS for build-enclave (doctor); artifacts_dir also prepares one (diag10)
+--   running_enclaves the enclaves already running: listed, left alone unless args.terminate says otherwise; without
+--                    a terminate argument (doctor) it only says whether the pool has room for another enclave
 --   workload         the operator's run-enclave --config files
 --   build_images     docker build + image lint + build-enclave, per mode in args.runs
 --   predict          E26/E27 (and E20–E29) predicted for every EIF before anything runs
@@ -16,7 +17,10 @@
 --   hello            the AWS hello enclave as the control
 --   collect          err logs, nitro_enclaves.log, dmesg, service states into the bundle
 --   cleanup          the enclaves this run started, terminated by ID
--- The arguments the checks read are diag10's (docs/runbooks.md); another runbook passes the same names.
+--   imds_role, clock, kms_proxy, vsock_allowlist   doctor's KMS readiness: IMDSv2 and the role, clock skew against
+--                    IMDS's Date, the KMS proxy unit and its /metrics, the region's KMS endpoint in vsock-proxy.yaml
+-- The arguments the checks read are diag10's (docs/runbooks.md) and doctor's (min_memory, min_cpus: docs/doctor.md);
+-- another runbook passes the same names.
 local nd = require "nd"
 local proc = require "nd.proc"
 local host = require "nd.host"
@@ -26,6 +30,7 @@ local nitro = require "nd.nitro"
 local allocator = require "nd.allocator"
 local preflight = require "nd.preflight"
 local errors = require "nd.nitro_errors"
+local uv = require "luv"
 
 
 local M = {}
@@ -165,7 +170,9 @@ local function discover_workload(s)
     elseif type(doc) == "table" and type(doc.eif_path) == "string" then
       local ids = type(doc.cpu_ids) == "table" and doc.cpu_ids or nil
       out[#out + 1] = { name = doc.enclave_name or (fs.basename(doc.eif_path):gsub("%.eif$", "")), eif = doc.eif_path,
-        memory = math.tointeger(doc.memory_mib), cpu_count = math.tointeger(doc.cpu_count), cpu_ids = ids, source = f }
+        memory = math.tointeger(doc.memory_mib), cpu_count = math.tointeger(doc.cpu_count), cpu_ids = ids, source = f,
+        docker_uri = type(doc.docker_uri) == "string" and doc.docker_uri or nil,
+        docker_dir = type(doc.docker_dir) == "string" and doc.docker_dir or nil }
       s:log(string.format("workload %s: %s (memory %s, %s)", f, doc.eif_path, tostring(doc.memory_mib),
         ids and ("cpu_ids " .. table.concat(ids, ",")) or ("cpu_count " .. tostring(doc.cpu_count))))
       -- its build context: the Dockerfile says what command the enclave will run (nd.imagelint)
@@ -200,12 +207,17 @@ local function run_one(s, name, eif, opts)
   d.started_names[ename] = true
   s:progress(string.format("%s: nitro-cli run-enclave --attach-console (%d s)", name, a.run_seconds))
   local started = nd.now()
-  local ping_task
+  local ping_task, boot_s
   local function on_line(stream, line)
     if stream == "stderr" then
       stderr_lines[#stderr_lines + 1] = line
       local c = line:match("Started enclave with enclave%-cid: (%d+)")
-      if c then cid = tonumber(c) end
+      if c then
+        cid = tonumber(c)
+        -- nitro-cli says so once the enclave's boot heartbeat came: how long the boot took on this host's clock
+        boot_s = nd.now() - started
+        s:log(string.format("%s: started (boot heartbeat) after %.1f s", name, boot_s))
+      end
     else
       -- The run-enclave JSON comes first on stdout: remember the ID at once, so that clean-up terminates this
       -- enclave even if the run is stopped right now.
@@ -234,7 +246,7 @@ local function run_one(s, name, eif, opts)
   end
   -- An attached console runs until we stop it: the timeout is how a good run ends.
   local run = { name = name, eif = eif, cid = cid or (info and info.EnclaveCID), console = console,
-                duration = nd.now() - started, exit_code = record.exit_code }
+                duration = nd.now() - started, boot_s = boot_s, exit_code = record.exit_code }
   if opts.ping and not ping_task and run.cid then
     -- The enclave never said it listens: try anyway, it tells whether anything is there.
     ping_task = nd.spawn(function()
@@ -319,33 +331,83 @@ function M.nitro_cli(s)
   s:ok(s.data.nitro_cli_version)
 end
 
--- step "device"
+-- /etc/group under the root: name -> {gid, members}
+local function read_groups(s)
+  local groups = {}
+  for line in (fs.read(s:path("/etc/group")) or ""):gmatch("[^\n]+") do
+    local name, gid, members = line:match("^([^:]*):[^:]*:(%d+):(.*)$")
+    if name then
+      local m = {}
+      for u in members:gmatch("[^,]+") do m[u] = true end
+      groups[name] = { gid = tonumber(gid), members = m }
+    end
+  end
+  return groups
+end
+
+-- step "device" (doctor: "device and group"): the device, and whether this user may open it (nitro-cli E19).
 function M.device(s)
-  local path = s:path("/dev/nitro_enclaves")
-  local st = require("luv").fs_stat(path)
+  local st = uv.fs_stat(s:path("/dev/nitro_enclaves"))
   if not st then
-    s:finding{ code = "DEVICE_MISSING", severity = "fail", message = "/dev/nitro_enclaves is missing: the Nitro Enclaves driver is not loaded",
+    s:finding{ code = "DEVICE_MISSING", severity = "fail",
+      message = "/dev/nitro_enclaves is missing: the Nitro Enclaves driver is not loaded (nitro-cli fails with E19)",
       evidence = { "stat /dev/nitro_enclaves: no such file" },
       remediation = "load the driver (modprobe nitro_enclaves) on an instance type with enclave support enabled " ..
         "(EnclaveOptions.Enabled=true at launch)" }
     return
   end
-  s:ok(string.format("present, mode %o", st.mode & tonumber("7777", 8)))
+  local ne = read_groups(s).ne
+  local user = uv.os_get_passwd()
+  local uid, username = user and user.uid or -1, user and user.username or "?"
+  local member = uid == 0 or (ne and ne.members[username]) or false
+  if not ne then
+    s:finding{ code = "GROUP_NE_MISSING", severity = "warn", message = "there is no `ne` group: only root can use /dev/nitro_enclaves",
+      remediation = "install aws-nitro-enclaves-cli (it creates the group), then: usermod -aG ne <user>" }
+  elseif not member then
+    s:finding{ code = "NOT_IN_NE_GROUP", severity = "fail",
+      message = string.format("user %s is not in group ne: nitro-cli fails with E19 on /dev/nitro_enclaves", username),
+      remediation = "sudo usermod -aG ne " .. username .. " and log in again" }
+  end
+  s:ok(string.format("/dev/nitro_enclaves present (mode %o, gid %d); user %s%s", st.mode & tonumber("777", 8),
+    st.gid, username, member and " may use it" or ""))
 end
 
--- step "allocator"
+-- service_state(unit) -> "active", "inactive", "failed", … ("unknown" when systemctl cannot say)
+local function service_state(unit)
+  local r = proc.run{ "systemctl", "is-active", unit, timeout = 10 }
+  return r and r.stdout:match("^(%S+)") or "unknown"
+end
+
+-- The hugepages the kernel holds (MiB, the sum over /sys/kernel/mm/hugepages/*/nr_hugepages; s.data.hugepages_mib),
+-- and whether any size is there at all.
+local function hugepages_mib(s)
+  local total = 0
+  local dirs = fs.list(s:path("/sys/kernel/mm/hugepages")) or {}
+  for _, d in ipairs(dirs) do
+    local kb = tonumber(d:match("hugepages%-(%d+)kB"))
+    local nr = tonumber(fs.read(s:path("/sys/kernel/mm/hugepages/" .. d .. "/nr_hugepages")) or "")
+    if kb and nr then total = total + nr * kb // 1024 end
+  end
+  s.data.hugepages_mib = total
+  return total, #dirs > 0
+end
+
+-- step "allocator": allocator.yaml as the service reads it (s.data.allocator), the service, the sizes against
+-- args.min_memory/min_cpus when the runbook has them (doctor), and the hugepages the kernel really holds: the
+-- allocator can report success after failing to reserve.
 function M.allocator(s)
+  local a = s.args
   local cfg, text_or_err, code = allocator.load()
   if not cfg then
     s:finding{ code = "ALLOCATOR_CONFIG", severity = "fail", message = "allocator.yaml: " .. tostring(text_or_err),
       evidence = { allocator.PATH .. ": " .. tostring(code) },
-      remediation = "fix " .. allocator.PATH .. " (nitrodiag allocator shows and edits it) and restart " .. ALLOCATOR_UNIT }
+      remediation = "fix " .. allocator.PATH .. " (nitrodiag allocator shows and edits it: nitrodiag allocator " ..
+        "memory_mib=… cpu_count=…) and restart " .. ALLOCATOR_UNIT }
   else
     s.data.allocator = cfg
     s.bundle:add_string("allocator.yaml", text_or_err)
   end
-  local r = proc.run{ "systemctl", "is-active", ALLOCATOR_UNIT, timeout = 10 }
-  local state = r and short(r.stdout) or "unknown"
+  local state = service_state(ALLOCATOR_UNIT)
   s.bundle:add_command("allocator_service.status", { "systemctl", "status", "--no-pager", ALLOCATOR_UNIT }, { timeout = 10 })
   s.bundle:add_journal(ALLOCATOR_UNIT, { lines = 200 })
   if state ~= "active" then
@@ -354,23 +416,61 @@ function M.allocator(s)
       evidence = { "systemctl is-active " .. ALLOCATOR_UNIT .. ": " .. state },
       remediation = "sudo systemctl start " .. ALLOCATOR_UNIT .. " && sudo systemctl enable " .. ALLOCATOR_UNIT ..
         "; if it fails, see journalctl -u " .. ALLOCATOR_UNIT }
-    return
   end
-  if cfg then
-    s:ok(string.format("active: %s MiB, %s", tostring(cfg.memory_mib),
-      cfg.cpu_pool and ("cpu_pool " .. cfg.cpu_pool) or (tostring(cfg.cpu_count) .. " CPUs")))
+  if not cfg then return end
+  local cpus = cfg.cpu_count or (cfg.pool_cpus and #cfg.pool_cpus) or 0
+  if a.min_memory and (cfg.memory_mib or 0) < a.min_memory then
+    s:finding{ code = "ALLOCATOR_MEMORY_LOW", severity = "warn",
+      message = string.format("allocator reserves %d MiB, less than %d MiB", cfg.memory_mib or 0, a.min_memory),
+      remediation = string.format("nitrodiag allocator memory_mib=%d", a.min_memory) }
+  end
+  if a.min_cpus and cpus < a.min_cpus then
+    s:finding{ code = "ALLOCATOR_CPUS_LOW", severity = "warn",
+      message = string.format("allocator reserves %d CPUs, less than %d", cpus, a.min_cpus),
+      remediation = string.format("nitrodiag allocator cpu_count=%d", a.min_cpus) }
+  end
+  local huge, sized = hugepages_mib(s)
+  if sized and state == "active" and huge < (cfg.memory_mib or 0) then
+    s:finding{ code = "HUGEPAGES_SHORT", severity = "fail",
+      message = string.format("the kernel holds %d MiB of hugepages but allocator.yaml asks for %d MiB", huge, cfg.memory_mib),
+      evidence = { "sum of /sys/kernel/mm/hugepages/*/nr_hugepages" },
+      remediation = "memory is fragmented or too small: restart the allocator (or reboot), or lower memory_mib" }
+  end
+  if state == "active" then
+    s:ok(string.format("active: %s MiB, %s%s", tostring(cfg.memory_mib),
+      cfg.cpu_pool and ("cpu_pool " .. cfg.cpu_pool) or (tostring(cpus) .. " CPUs"),
+      sized and string.format("; hugepages %d MiB", huge) or ""))
   end
 end
 
--- step "artifacts path (E51)"
-function M.artifacts_env(s)
-  -- build-enclave fails with E51 when neither HOME nor NITRO_CLI_ARTIFACTS is set (SSM runs without HOME).
+-- E51: build-enclave needs NITRO_CLI_ARTIFACTS or HOME for its artifacts (nitro-cli src/lib.rs artifacts_path):
+-- under SSM there is no HOME. Returns what it would use ("NITRO_CLI_ARTIFACTS=…", "HOME=…"), or nil.
+local function artifacts_path()
   local dir = host.getenv("NITRO_CLI_ARTIFACTS")
-  if dir and dir ~= "" then s:ok("NITRO_CLI_ARTIFACTS=" .. dir) return end
-  dir = fs.tmpdir("nitrodiag-artifacts")
+  if dir and dir ~= "" then return "NITRO_CLI_ARTIFACTS=" .. dir end
+  local home = host.getenv("HOME")
+  if home then return "HOME=" .. home .. " (artifacts in " .. home .. "/.nitro_cli)" end
+  return nil
+end
+
+-- step "artifacts path (E51)" of doctor: would build-enclave fail with E51 here?
+function M.artifacts_env(s)
+  local using = artifacts_path()
+  if using then s:ok(using) return end
+  s:finding{ code = "ARTIFACTS_PATH_UNSET", severity = "warn",
+    message = "neither HOME nor NITRO_CLI_ARTIFACTS is set (as under SSM): nitro-cli build-enclave fails here with E51",
+    remediation = "export NITRO_CLI_ARTIFACTS=/tmp/nitro-cli-artifacts (or HOME=/root) before build-enclave" }
+end
+
+-- step "artifacts path (E51)" of diag10, which builds: unless NITRO_CLI_ARTIFACTS is set, build-enclave gets a
+-- directory of this run's own (removed by cleanup), so it cannot fail with E51.
+function M.artifacts_dir(s)
+  local using = artifacts_path()
+  if using and using:match("^NITRO_CLI_ARTIFACTS=") then s:ok(using) return end
+  local dir = fs.tmpdir("nitrodiag-artifacts")
   host.setenv("NITRO_CLI_ARTIFACTS", dir)
   s.data.artifacts_dir = dir
-  if not host.getenv("HOME") then
+  if not using then
     s:finding{ code = "ARTIFACTS_PATH_UNSET", severity = "info",
       message = "HOME is not set (as under SSM): set NITRO_CLI_ARTIFACTS=" .. dir .. " so build-enclave cannot fail with E51",
       remediation = "in your own scripts: export NITRO_CLI_ARTIFACTS=/tmp/nitro-cli-artifacts (or HOME=/root)" }
@@ -381,20 +481,64 @@ end
 -- The enclaves already running: what they are and whether they hold what this run needs. diag10 terminates
 -- none of them unless terminate=stale|all says so or the operator says yes at the prompt.
 -- step "running enclaves"
+-- Without a terminate argument (doctor) it only reports: enclaves not RUNNING, and a pool so fully held that another
+-- run-enclave would fail (E29/E27), naming the holders.
 function M.running_enclaves(s)
   local a, d = s.args, s.data
-  local list, err = nitro.describe_enclaves()
-  if not list then s:fail("describe-enclaves failed: " .. short(err)) return end
+  local list, err, code = nitro.describe_enclaves()
+  if not list then
+    s:finding{ code = code == "EBADMSG" and "DESCRIBE_NOT_JSON" or "DESCRIBE_FAILED", severity = "fail",
+      message = "nitro-cli describe-enclaves: " .. short(err),
+      remediation = code == "ENOENT" and "install aws-nitro-enclaves-cli" or "see the error log it names" }
+    return
+  end
   s.bundle:add_json("describe_enclaves.before.json", list)
+  local odd, odd_ids = {}, {}
+  for _, e in ipairs(list) do
+    if e.State ~= "RUNNING" then
+      odd[#odd + 1] = e.EnclaveID .. " " .. tostring(e.State)
+      odd_ids[#odd_ids + 1] = "nitrodiag cleanup id=" .. e.EnclaveID
+    end
+  end
+  if #odd > 0 then
+    s:finding{ code = "ENCLAVES_NOT_RUNNING", severity = "warn", message = #odd .. " enclave(s) not RUNNING", evidence = odd,
+      remediation = "terminate them: " .. table.concat(odd_ids, "; ") }
+  end
   if #list == 0 then s:ok("none running") return end
   local ev, line_of = {}, {}
   for _, e in ipairs(list) do
     ev[#ev + 1] = describe_line(e)
     line_of[e.EnclaveID] = ev[#ev]
   end
-  local use = pool_use(d.allocator, list)
+  local use = pool_use(d.allocator or allocator.load(), list)
+  -- what one more enclave needs: this run's (diag10), or anything at all (doctor)
+  local need_cpus, need_mib = a.cpu_count or 1, a.memory or 1
   local function blocked(u)
-    return (u.free_cpus and u.free_cpus < a.cpu_count) or (u.free_mib and u.free_mib < a.memory)
+    return (u.free_cpus and u.free_cpus < need_cpus) or (u.free_mib and u.free_mib < need_mib)
+  end
+  if a.terminate == nil then
+    d.running_before = list
+    if blocked(use) then
+      local ids = {}
+      for _, e in ipairs(list) do ids[#ids + 1] = e.EnclaveID end
+      local full_cpus = use.free_cpus and use.free_cpus < need_cpus
+      s:finding{ code = "ENCLAVES_HOLD_POOL", severity = "warn",
+        message = string.format("the enclave pool is fully held: %d enclave(s) hold %d of %s CPUs and %d of %s MiB; " ..
+          "another run-enclave fails (%s) until one of them stops", #list, use.held_cpus, tostring(use.cpus or "?"),
+          use.held_mib, tostring(use.memory_mib or "?"),
+          full_cpus and "E29: no CPUs are available in the pool" or "E27: not enough memory"),
+        evidence = ev,
+        remediation = "if that is expected (your workload uses the whole pool), nothing to do; if one of them is " ..
+          "stale: nitrodiag cleanup id=<its EnclaveID: " .. table.concat(ids, " | ") .. ">; otherwise grow the pool: " ..
+          "nitrodiag allocator cpu_count=…/memory_mib=…" }
+      s:ok(#list .. " enclave(s); the pool is fully held")
+    else
+      s:finding{ code = "ENCLAVES_RUNNING", severity = "info",
+        message = string.format("%d enclave(s) running: they hold %d CPUs and %d MiB", #list, use.held_cpus, use.held_mib),
+        evidence = ev }
+      s:ok(#list .. " enclave(s)")
+    end
+    return
   end
   local function holds(u)
     return string.format("they hold %d of %s pool CPUs and %d of %s MiB; each run needs %d CPUs and %d MiB",
@@ -456,13 +600,32 @@ function M.running_enclaves(s)
   s:ok(string.format("%d running (left alone); the pool has room for the test runs", #list))
 end
 
--- step "workload"
+-- step "workload": the operator's enclaves. One that names its image (docker_uri, and docker_dir for its build
+-- context) is built the way the operator builds it (nitro-cli build-enclave --docker-uri [--docker-dir]) and the
+-- EIF just built is what the later steps check and run, so diag10 sees what building that image gives today; one
+-- without an image (an EIF from elsewhere, a signed one) runs as given. build=false runs the given EIFs.
 function M.workload(s)
   local w = discover_workload(s)
   if #w == 0 then s:skip("none on this host (" .. WORKLOAD_DIR .. "/*.json or workload=)") end
-  local names = {}
-  for _, x in ipairs(w) do names[#names + 1] = x.name end
-  s:ok(#w .. " enclave(s) of this host to run: " .. table.concat(names, ", "))
+  local names, built, failed = {}, 0, 0
+  for _, x in ipairs(w) do
+    names[#names + 1] = x.name
+    if x.docker_uri and s.args.build ~= false and not x.built then
+      s.data.workload_eif_dir = s.data.workload_eif_dir or fs.tmpdir("nitrodiag-workload")
+      local eif = s.data.workload_eif_dir and M.build_eif(s, "workload-" .. x.name, x.docker_uri, s.data.workload_eif_dir,
+        x.docker_dir)
+      if eif then
+        s:log(string.format("workload %s: built %s from %s; it runs instead of %s", x.name, eif, x.docker_uri, x.eif))
+        x.given_eif, x.eif, x.local_file, x.built = x.eif, eif, true, true
+        built = built + 1
+      else
+        failed = failed + 1
+      end
+    end
+  end
+  if failed > 0 then return end -- build_eif reported the cause
+  s:ok(#w .. " enclave(s) of this host to run: " .. table.concat(names, ", ")
+    .. (built > 0 and string.format(" (%d built from its image)", built) or ""))
 end
 
 -- docker build of the test image for one mode (basic/vsock: the vsock-pingpong Dockerfile with MODE=; smoke: the
@@ -518,11 +681,11 @@ end
 
 -- nitro-cli build-enclave of one image into outdir/<mode>.eif. Returns the EIF path, or nil after a finding for
 -- the root cause of the failure.
-function M.build_eif(s, mode, tag, outdir)
+function M.build_eif(s, mode, tag, outdir, docker_dir)
   s:progress("nitro-cli build-enclave " .. tag)
   local eif = outdir .. "/" .. mode .. ".eif"
   local blog = {}
-  local m, err, code, record = nitro.build_enclave{ docker_uri = tag, output = eif, timeout = 100,
+  local m, err, code, record = nitro.build_enclave{ docker_uri = tag, docker_dir = docker_dir, output = eif, timeout = 100,
     on_line = function(_, line) blog[#blog + 1] = line end }
   s.bundle:add_string("build_" .. mode .. ".eif.log", table.concat(blog, "\n") .. "\n")
   if not m then
@@ -584,8 +747,9 @@ function M.predict(s)
     targets[#targets + 1] = { name = (fs.basename(p):gsub("%.eif$", "")), eif = p, label = p }
   end
   for _, w in ipairs(discover_workload(s)) do
-    targets[#targets + 1] = { name = w.name, eif = w.eif, label = w.eif .. " (workload " .. w.source .. ")",
-      memory = w.memory, cpu_count = w.cpu_count, cpu_ids = w.cpu_ids }
+    targets[#targets + 1] = { name = w.name, eif = w.eif, label = (w.given_eif and ("the EIF built from " .. w.docker_uri)
+      or w.eif) .. " (workload " .. w.source .. ")", memory = w.memory, cpu_count = w.cpu_count, cpu_ids = w.cpu_ids,
+      local_file = w.local_file }
   end
   local want_hello = false
   for _, r in ipairs(a.runs) do if r == "hello" then want_hello = true end end
@@ -783,6 +947,135 @@ function M.collect(s)
   end
 end
 
+-- ---- doctor's KMS-readiness checks ------------------------------------------------------------------------
+
+local VSOCK_PROXY_YAML = "/etc/nitro_enclaves/vsock-proxy.yaml"
+local function http() return require "nd.http" end -- loaded when a check needs it (libcurl)
+
+local function imds_base(args)
+  return (args.imds or host.getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT") or "http://169.254.169.254"):gsub("/+$", "")
+end
+
+-- HTTP Date (RFC 7231: "Sun, 22 Nov 2026 20:00:00 GMT") -> epoch seconds
+local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8, Sep = 9, Oct = 10, Nov = 11, Dec = 12 }
+local function http_date(s)
+  local d, mon, y, hh, mm, ss = (s or ""):match("%a+, (%d+) (%a+) (%d+) (%d+):(%d+):(%d+) GMT")
+  if not d or not MONTHS[mon] then return nil end
+  -- days from civil (Howard Hinnant), UTC without os.time's local-time conversion
+  local yy, m = tonumber(y), MONTHS[mon]
+  if m <= 2 then yy = yy - 1 end
+  local era = yy // 400
+  local yoe = yy - era * 400
+  local mp = (m + 9) % 12
+  local doy = (153 * mp + 2) // 5 + tonumber(d) - 1
+  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+  local days = era * 146097 + doe - 719468
+  return days * 86400 + tonumber(hh) * 3600 + tonumber(mm) * 60 + tonumber(ss)
+end
+
+-- step "IMDSv2 and role" (doctor): an IMDSv2 token (its Date is kept as s.data.imds_date for the clock), the region
+-- (s.data.region) and the instance role's credentials, which are never kept or printed.
+function M.imds_role(s)
+  if s.sim and not s.args.imds then s:skip("no instance metadata on the simulated host (pass imds=URL)") end
+  local base = imds_base(s.args)
+  local tok, err, code = http().request{ method = "PUT", url = base .. "/latest/api/token", timeout = 2,
+    headers = { ["X-aws-ec2-metadata-token-ttl-seconds"] = "21600" } }
+  if not tok or tok.status ~= 200 then
+    s:finding{ code = "IMDS_UNREACHABLE", severity = "fail",
+      message = "IMDSv2 token request failed: " .. (tok and ("HTTP " .. tok.status) or tostring(err)),
+      evidence = { "PUT " .. base .. "/latest/api/token" },
+      remediation = "check the instance metadata options (HttpEndpoint enabled, HttpPutResponseHopLimit ≥ 1; 2 in containers)" }
+    return
+  end
+  s.data.imds_date = tok.headers.date
+  local H = { ["X-aws-ec2-metadata-token"] = tok.body }
+  local region = http().request{ url = base .. "/latest/meta-data/placement/region", headers = H, timeout = 2 }
+  if region and region.status == 200 then s.data.region = region.body end
+  local roles = http().request{ url = base .. "/latest/meta-data/iam/security-credentials/", headers = H, timeout = 2 }
+  if not roles or roles.status ~= 200 or roles.body == "" then
+    s:finding{ code = "NO_INSTANCE_ROLE", severity = "fail", message = "no IAM role is attached to the instance",
+      remediation = "attach an instance profile whose role may call kms:Decrypt / kms:GenerateDataKey on the key" }
+    return
+  end
+  local role = roles.body:match("^[^\n]+")
+  local creds = http().request{ url = base .. "/latest/meta-data/iam/security-credentials/" .. role, headers = H, timeout = 2 }
+  local doc = creds and creds.status == 200 and json.decode(creds.body)
+  if not doc or doc.Code ~= "Success" then
+    s:finding{ code = "ROLE_CREDENTIALS_FAILED", severity = "fail", message = "role " .. role .. ": no credentials",
+      remediation = "IAM eventual consistency after attaching a role can take a minute; otherwise check the instance profile" }
+    return
+  end
+  -- never keep or print the credentials themselves
+  s:ok(string.format("role %s, credentials expire %s%s", role, tostring(doc.Expiration),
+    s.data.region and (", region " .. s.data.region) or ""))
+end
+
+-- step "clock" (doctor): the skew against the Date IMDS sent (s.data.imds_date); SigV4 is refused past 300 s.
+function M.clock(s)
+  local date = s.data.imds_date
+  if not date then s:skip("no trusted time source reached (IMDS)") end
+  local remote = http_date(date)
+  if not remote then s:skip("unreadable Date header: " .. date) end
+  local now = os.time()
+  local skew = now - remote
+  s.data.skew = skew
+  if math.abs(skew) > 300 then
+    s:finding{ code = "CLOCK_SKEW", severity = "fail",
+      message = string.format("the clock is %+d s off: SigV4 requests to KMS are rejected past 5 minutes", skew),
+      remediation = "enable chrony with the Amazon Time Sync Service (169.254.169.123)" }
+  elseif math.abs(skew) > s.args.max_skew then
+    s:finding{ code = "CLOCK_SKEW", severity = "warn", message = string.format("the clock is %+d s off", skew),
+      remediation = "enable chrony with the Amazon Time Sync Service (169.254.169.123)" }
+  else
+    s:ok(string.format("skew %+d s", skew))
+  end
+end
+
+-- step "KMS proxy" (doctor): the unit args.proxy_unit active and its /metrics (args.proxy_metrics) answering.
+function M.kms_proxy(s)
+  local st = proc.run{ "systemctl", "status", "--no-pager", s.args.proxy_unit, timeout = 10 }
+  if st and st.exit_code == 4 then
+    s:skip(s.args.proxy_unit .. " is not installed on this host (no KMS proxy)")
+  end
+  local state = service_state(s.args.proxy_unit)
+  if state ~= "active" then
+    s:finding{ code = "KMS_PROXY_NOT_RUNNING", severity = "fail", message = s.args.proxy_unit .. " is " .. state,
+      remediation = "sudo systemctl enable --now " .. s.args.proxy_unit .. " (see docs/kms-proxy.md)" }
+    return
+  end
+  local r, err = http().request{ url = s.args.proxy_metrics, timeout = 3 }
+  if not r or r.status ~= 200 then
+    s:finding{ code = "KMS_PROXY_NOT_ANSWERING", severity = "fail",
+      message = "the KMS proxy does not answer on " .. s.args.proxy_metrics .. ": " .. (r and ("HTTP " .. r.status) or tostring(err)),
+      remediation = "journalctl -u " .. s.args.proxy_unit .. "; check metrics_listen in its config" }
+    return
+  end
+  local inflight = r.body:match("\nkms_proxy_in_flight (%d+)") or r.body:match("in_flight%S* (%d+)")
+  s:ok("active and answering" .. (inflight and (", " .. inflight .. " in flight") or ""))
+end
+
+-- step "vsock-proxy allowlist" (doctor): the region's KMS endpoint in /etc/nitro_enclaves/vsock-proxy.yaml.
+function M.vsock_allowlist(s)
+  local text = fs.read(s:path(VSOCK_PROXY_YAML))
+  if not text then s:skip(VSOCK_PROXY_YAML .. " is not there (no vsock-proxy on this host)") end
+  local region = s.args.region or s.data.region or host.getenv("AWS_REGION") or host.getenv("AWS_DEFAULT_REGION")
+  local allowed = {}
+  for addr in text:gmatch("address:%s*([%w%.%-]+)") do allowed[#allowed + 1] = addr end
+  local want = region and ("kms." .. region .. ".amazonaws.com")
+  local found = false
+  for _, a in ipairs(allowed) do
+    if (want and (a == want or a == ("kms-fips." .. region .. ".amazonaws.com"))) or (not want and a:match("^kms")) then found = true end
+  end
+  if not found then
+    s:finding{ code = "VSOCK_PROXY_NOT_ALLOWED", severity = "fail",
+      message = (want or "no KMS endpoint") .. " is not in the vsock-proxy allowlist",
+      evidence = { VSOCK_PROXY_YAML .. ": " .. table.concat(allowed, ", ") },
+      remediation = "add `- {address: " .. (want or "kms.<region>.amazonaws.com") .. ", port: 443}` to the allowlist and restart nitro-enclaves-vsock-proxy" }
+    return
+  end
+  s:ok((want or "a KMS endpoint") .. " is allowed")
+end
+
 -- What the steps collect (a step's `collects`: what an interrupted run's manifest lists as never collected).
 M.ALLOCATOR_COLLECTS = { "allocator.yaml", "allocator_service.status", "journal_" .. ALLOCATOR_UNIT .. ".log" }
 M.COLLECT_COLLECTS = { "/var/log/nitro_enclaves/err*.log", "err_logs.list", "nitro_enclaves.log.tail", "dmesg.tail",
@@ -822,6 +1115,7 @@ function M.cleanup(s)
   end
   local left = terminate_ours(s, 10)
   if d.eif_dir then fs.rm_rf(d.eif_dir) end
+  if d.workload_eif_dir then fs.rm_rf(d.workload_eif_dir) end
   if d.artifacts_dir then fs.rm_rf(d.artifacts_dir) end
   if #left > 0 then
     local cmds = {}
@@ -845,6 +1139,6 @@ function M.asked(run)
   end
 end
 
-M.pool_use = pool_use
+M.pool_use, M.service_state = pool_use, service_state
 
 return M

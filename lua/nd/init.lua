@@ -31,25 +31,53 @@ local function current()
   return co
 end
 
+-- The simulated host's advancing clock (nd.sim.clock) when one is active in this process, else nil.
+local function simclock()
+  local v = os.getenv("NITRODIAG_SIM_CLOCK")
+  if v and v:find("^advance:") then return require("nd.sim.clock") end
+  return nil
+end
+M.simclock = simclock
+
 -- Suspends the current task for seconds. Closing the task while it sleeps stops the timer. On a simulated host the
--- seconds are the host's (simulated time, nd.host.real_wait); opts.real = true waits wall-clock seconds (test and
--- framework timeouts).
+-- seconds are the host's: its clock (nd.sim.clock) is advanced past the wait at once, as far as the running step's
+-- limit allows (beyond it the task waits for real, until the step times out). opts.real = true waits wall-clock
+-- seconds (test and framework timeouts).
 function M.sleep(seconds, opts)
   local co = current()
   local timer = uv.new_timer()
   local guard <close> = setmetatable({}, { __close = function()
     if not timer:is_closing() then timer:close() end
   end })
-  -- on a simulated host waits run in simulated time (nd.host.real_wait; docs/simulator.md)
-  if not (opts and opts.real) then seconds = require("nd.host").real_wait(seconds) end
+  local clock = not (opts and opts.real) and simclock()
+  if clock then
+    local t = clock.time() + seconds
+    if clock.advance_to(t) < t then
+      -- past the horizon: wait for real, looking again now and then (the step's timeout ends it)
+      timer:start(50, 50, function() if clock.time() >= t then M.resume(co) end end)
+      coroutine.yield()
+      return
+    end
+    -- a moment of real time still passes: a loop polling another process (a stand-in) lets it run
+    seconds = math.min(seconds, 0.01)
+  end
   uv.update_time()
   timer:start(math.max(0, math.floor(seconds * 1000 + 0.5)), 0, function() M.resume(co) end)
   coroutine.yield()
 end
 
--- Monotonic time in seconds.
+-- Monotonic time in seconds: on a simulated host with an advancing clock, plus how far that clock is ahead (so
+-- step durations and deadlines are the host's). It never goes back: what a closed host's clock had advanced stays.
+local clock_file, clock_off, clock_base = nil, 0, 0
 function M.now()
-  return uv.hrtime() / 1e9
+  local clock = simclock()
+  local f = clock and clock.file()
+  if f ~= clock_file then clock_base, clock_file, clock_off = clock_base + clock_off, f, 0 end
+  if clock then
+    local off = clock.offset()
+    if off > clock_off then clock_off = off end
+  end
+  return uv.hrtime() / 1e9 + clock_base + clock_off
 end
 
 local Task = {}

@@ -8,6 +8,7 @@
 --            "ENOENT"/"EACCES" when nitro-cli cannot be started, "EBADMSG" when its output is not recognised
 --   message = the root block's headline, or a one-line description carrying the first line of the raw output.
 local proc = require "nd.proc"
+local nd = require "nd"
 local host = require "nd.host"
 local C = require "nd.nitrocli"
 
@@ -28,13 +29,52 @@ local function first_line(s)
   return (s or ""):match("^%s*([^\n]*)") or ""
 end
 
+-- A console window (seconds of the host's clock) on a simulated host whose clock the simulator advances
+-- (nd.sim.clock): the stand-in prints the console as the clock moves, never past the window's end (the horizon);
+-- the window ends once the stand-in has printed everything up to its end (it marks itself blocked there), and when
+-- it has nothing more to print before the end, the clock is moved to the end. Ends like a timeout, as on a real host.
+local function invoke_window(argv, opts, clock, window)
+  local t_end = clock.time() + window
+  local prev = clock.horizon()
+  clock.set_horizon(prev and math.min(prev, t_end) or t_end)
+  local restore <close> = setmetatable({}, { __close = function() clock.set_horizon(prev) end })
+  argv.timeout = window + 60 -- a real-time bound for a stand-in that stopped answering
+  argv.on_line, argv.env, argv.cap = opts.on_line, opts.env, opts.cap
+  local h <close> = proc.start(argv)
+  local ended = false
+  local watcher = nd.spawn(function()
+    while true do
+      nd.sleep(0.02, { real = true })
+      local at = clock.blocked(h:pid())
+      if at and at >= t_end - 1e-6 then
+        ended = true
+        h:cancel()
+        return
+      elseif at then
+        clock.advance_to(t_end)
+      end
+    end
+  end)
+  local stop <close> = setmetatable({}, { __close = function() watcher:cancel() end })
+  local r, err, code = h:wait()
+  if not r then return nil, err, code, { argv = argv } end
+  if ended then r.timed_out, r.status = true, string.format("timed out after %g s", window) end
+  return r
+end
+
 -- Runs a prepared argv. Returns the record, or nil, msg, code when nitro-cli cannot be started.
 local function invoke(argv, opts)
-  argv.timeout = opts.timeout
-  argv.on_line = opts.on_line
-  argv.env = opts.env
-  argv.cap = opts.cap
-  local r, err, code = proc.run(argv)
+  local clock = opts.window and nd.simclock()
+  local r, err, code
+  if clock then
+    r, err, code = invoke_window(argv, opts, clock, opts.window)
+  else
+    argv.timeout = opts.timeout
+    argv.on_line = opts.on_line
+    argv.env = opts.env
+    argv.cap = opts.cap
+    r, err, code = proc.run(argv)
+  end
   if not r then return nil, err, code, { argv = argv } end
   local rec = {
     argv = argv, exit_code = r.exit_code, stdout = r.stdout, stderr = r.stderr, duration = r.duration,
@@ -88,7 +128,8 @@ function M.run_enclave(o)
   local timeout = o.timeout
   if o.attach_console and timeout then timeout = host.real_wait(timeout) end
   local v, rec, code, rec2 = json_command("run-enclave", o,
-    { timeout = timeout, on_line = o.on_line, env = o.env }, (not o.attach_console) and M.RUN_TIMEOUT or nil)
+    { timeout = timeout, window = o.attach_console and o.timeout or nil, on_line = o.on_line, env = o.env },
+    (not o.attach_console) and M.RUN_TIMEOUT or nil)
   if v ~= nil then rec.console = rec.rest end
   return v, rec, code, rec2
 end
@@ -119,7 +160,8 @@ function M.console(o)
   if not argv then return nil, err, code end
   local rec
   -- the timeout is a console window: a wait on the host's clock (as for an attached run-enclave)
-  rec, err, code = invoke(argv, { timeout = o.timeout and host.real_wait(o.timeout), on_line = o.on_line, env = o.env })
+  rec, err, code = invoke(argv, { timeout = o.timeout and host.real_wait(o.timeout), window = o.timeout,
+    on_line = o.on_line, env = o.env })
   if not rec then return nil, err, code end
   if rec.root or (rec.exit_code ~= 0 and not rec.timed_out) then return failure(rec, "console") end
   return rec

@@ -489,9 +489,13 @@ local function iso(t)
   return os.date("!%Y-%m-%dT%H:%M:%S", secs) .. string.format(".%03dZ", math.floor((t - secs) * 1000))
 end
 
+-- the host's wall clock: on a simulated host with an advancing clock, that clock (nd.sim.clock)
+local wall_offset = 0
 local function wallclock()
   local s, us = uv.gettimeofday()
-  return s + us / 1e6
+  local clock = nd.simclock()
+  if clock then wall_offset = math.max(wall_offset, clock.offset()) end
+  return s + us / 1e6 + wall_offset
 end
 
 -- sweep_stale(dirs, out) -> list of what was done: the temporaries a killed earlier run left in each directory are
@@ -631,16 +635,29 @@ local function run_step(run, i, st)
       limit = math.min(st.timeout or 60, M.ALWAYS_GRACE)
       by_deadline = false
     end
+    -- On a simulated host with an advancing clock the limit is on that clock: nothing may advance it past the
+    -- step's end (the horizon), and the step times out when the host's time is up (nd.now() follows that clock).
+    local clock = nd.simclock()
+    local prev_horizon = clock and clock.set_horizon(clock.time() + math.max(limit - (nd.now() - t0), 0))
     local task = nd.spawn(function() return st.run(s, args, data) end)
     run.task = task
     run.step = { name = st.name, always = st.always, limit = limit }
     local ticker = uv.new_timer()
     local timed_out = false
     local timer = uv.new_timer()
-    timer:start(math.floor(limit * 1000), 0, function()
+    local function expire()
+      if timed_out or nd.now() - t0 < limit then return end
       timed_out = true
       task:cancel("timeout")
-    end)
+    end
+    if clock then
+      timer:start(math.min(math.floor(limit * 1000), 20), 20, expire)
+    else
+      timer:start(math.floor(limit * 1000), 0, function()
+        timed_out = true
+        task:cancel("timeout")
+      end)
+    end
     ticker:start(0, 250, function()
       out:status(string.format("[%d/%d] %s  %.1fs%s", i, #def.steps, st.name, nd.now() - t0,
         s.waiting_on and ("  " .. s.waiting_on) or ""))
@@ -648,6 +665,7 @@ local function run_step(run, i, st)
     local ok, err = task:join()
     timer:close()
     ticker:close()
+    if clock and nd.simclock() then clock.set_horizon(prev_horizon) end
     run.task, run.step = nil, nil
     out:clear()
     if not ok then
@@ -758,6 +776,7 @@ end
 function M.execute(def, args, opts)
   opts = opts or {}
   local out = new_output(opts)
+  wall_offset = 0
   local t_start, wall_start = nd.now(), wallclock()
   local deadline = tonumber(opts.deadline) or def.deadline or 600
   local result = {

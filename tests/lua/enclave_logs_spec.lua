@@ -7,7 +7,7 @@ describe("enclave logs in the bundle", function()
   it("diag10 collects /var/log/nitrodiag/enclaves/*.log", function()
     local dir = spec.tmpdir()
     local r = assert(spec.run{ spec.nitrodiag, "--sim", "enclave-logs", "--json", "--out", dir, "diag10", "run_seconds=2",
-      "build=false", "runs=vsock", env = { PATH = os.getenv("PATH"), HOME = "/root", NITRODIAG_PATH = "" }, timeout = 120 })
+      "build=false", "runs=vsock", env = { PATH = os.getenv("PATH"), NITRODIAG_CACHE_DIR = os.getenv("NITRODIAG_CACHE_DIR"), HOME = "/root", NITRODIAG_PATH = "" }, timeout = 120 })
     local res = json.decode(r.stdout)
     truthy(res and res.bundle and fs.exists(res.bundle), "bundle written: " .. r.stderr .. r.stdout:sub(1, 2000))
     local b = assert(require("nd.bundle").read(res.bundle))
@@ -24,7 +24,7 @@ describe("nitrodiag enclave-logs", function()
   local function run(args)
     local argv = { spec.nitrodiag, "--json", "enclave-logs" }
     for _, a in ipairs(args) do argv[#argv + 1] = a end
-    argv.env = { PATH = os.getenv("PATH"), HOME = "/root", NITRODIAG_PATH = "" }
+    argv.env = { PATH = os.getenv("PATH"), NITRODIAG_CACHE_DIR = os.getenv("NITRODIAG_CACHE_DIR"), HOME = "/root", NITRODIAG_PATH = "" }
     argv.timeout = 60
     local r = assert(spec.run(argv))
     return json.decode(r.stdout), r
@@ -72,7 +72,7 @@ describe("nitrodiag image-lint and nitrodiag-init", function()
     assert(fs.write(dir .. "/bare.Dockerfile", 'FROM scratch\nCOPY app /app\nENTRYPOINT ["/app", "--port", "5000"]\n'))
     assert(fs.write(dir .. "/wrapped.Dockerfile", 'FROM scratch\nCOPY nitrodiag-init app /\n' ..
       'ENTRYPOINT ["/nitrodiag-init", "--log", "9100", "--", "/app"]\n'))
-    local env = { PATH = os.getenv("PATH"), HOME = "/root", NITRODIAG_PATH = "" }
+    local env = { PATH = os.getenv("PATH"), NITRODIAG_CACHE_DIR = os.getenv("NITRODIAG_CACHE_DIR"), HOME = "/root", NITRODIAG_PATH = "" }
     local r = assert(spec.run{ spec.nitrodiag, "image-lint", dir .. "/bare.Dockerfile", env = env, timeout = 30 })
     eq(r.exit_code, 0, r.stderr)
     match(r.stdout .. r.stderr, "no PID%-1 wrapper: if it dies the enclave reboots without a word %(consider nitrodiag%-init%)")

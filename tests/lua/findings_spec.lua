@@ -85,14 +85,14 @@ describe("nd.diagnose rules", function()
     assert(fs.write(dir .. "/rules/b.lua", "return { { id = 'nomatch' } }"))
     assert(fs.write(dir .. "/in.txt", "[init] starting\nsidecar: connection refused\nreboot: Restarting system\n"))
     local r = assert(spec.run({ spec.nitrodiag, "--json", "-v", "triage", dir .. "/in.txt",
-      env = { PATH = os.getenv("PATH"), NITRODIAG_PATH = dir }, timeout = 30 }))
+      env = { PATH = os.getenv("PATH"), NITRODIAG_CACHE_DIR = os.getenv("NITRODIAG_CACHE_DIR"), NITRODIAG_PATH = dir }, timeout = 30 }))
     local doc = assert(require("nd.json").decode(r.stdout))
     eq(doc.findings[1].code, "SITE_SIDECAR_DOWN")
     local logs = require("nd.json").encode(doc)
     match(logs, "rule file not loaded: .-b%.lua")
     -- `nitrodiag findings` shows the operator's code and fails on the broken file
     r = assert(spec.run({ spec.nitrodiag, "findings", "SITE_SIDECAR_DOWN",
-      env = { PATH = os.getenv("PATH"), NITRODIAG_PATH = dir }, timeout = 30 }))
+      env = { PATH = os.getenv("PATH"), NITRODIAG_CACHE_DIR = os.getenv("NITRODIAG_CACHE_DIR"), NITRODIAG_PATH = dir }, timeout = 30 }))
     eq(r.exit_code, 1)
     match(r.stdout, "rule: site%-sidecar")
     match(r.stdout, "RULE_FILE_BROKEN")
@@ -101,7 +101,7 @@ describe("nd.diagnose rules", function()
     local function triage(scenario)
       local r = assert(spec.run({ spec.nitrodiag, "--json", "--sim", scenario, "triage",
         SRC .. "/tests/field/cli-433-e29-after-exit/output.txt", "host=true",
-        env = { PATH = os.getenv("PATH"), NITRODIAG_PATH = "" }, timeout = 60 }))
+        env = { PATH = os.getenv("PATH"), NITRODIAG_CACHE_DIR = os.getenv("NITRODIAG_CACHE_DIR"), NITRODIAG_PATH = "" }, timeout = 60 }))
       return assert(require("nd.json").decode(r.stdout), r.stderr).findings[1].code
     end
     eq(triage("cpu-pool-exhausted"), "ENCLAVES_HOLD_POOL")

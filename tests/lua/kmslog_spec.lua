@@ -11,7 +11,7 @@ local function nitrodiag(args, opts)
   opts = opts or {}
   local argv = { spec.nitrodiag }
   for _, a in ipairs(args) do argv[#argv + 1] = a end
-  argv.env = { PATH = opts.path or os.getenv("PATH"), HOME = os.getenv("HOME") or "/root", NITRODIAG_PATH = "" }
+  argv.env = { PATH = opts.path or os.getenv("PATH"), NITRODIAG_CACHE_DIR = os.getenv("NITRODIAG_CACHE_DIR"), HOME = os.getenv("HOME") or "/root", NITRODIAG_PATH = "" }
   argv.stdin = opts.stdin
   argv.timeout = 60
   return assert(spec.run(argv))
@@ -169,6 +169,17 @@ describe("nitrodiag kms-logs", function()
     eq(jr.output.stats.events, 10)
     eq(jr.output.sources[1].path, "journal:my-proxy")
     eq(assert(fs.read(dir .. "/argv")), "-u my-proxy -o cat --no-pager --since=@1769508000\n")
+
+    -- a journal bigger than a pipe read, with a 100 KiB line: read in chunks as they come (on_data), lines split
+    -- across chunks and the long line joined, it gives the same summary as the same text from a file
+    local long = '{"event":"kms_proxy_request","request_id":"long","op":"Decrypt","pad":"' .. string.rep("x", 100 * 1024) .. '"}\n'
+    assert(fs.write(dir .. "/mixed.log", string.rep(data, 300) .. long .. data))
+    local fr = run_json({ "kms-logs", dir .. "/mixed.log", "mode=summary" })
+    local jr3 = run_json({ "kms-logs", "journal", "mode=summary" }, { path = dir .. ":" .. os.getenv("PATH") })
+    truthy(fr.output.stats.bytes > 300000)
+    eq(jr3.output.stats, fr.output.stats)
+    eq(jr3.output.latency, fr.output.latency)
+    eq(jr3.output.errors, fr.output.errors)
 
     local empty = dir .. "/empty.log"
     assert(fs.write(empty, "-- No entries --\nStarted kms-proxy-host.service\n"))

@@ -172,6 +172,33 @@ return {
     truthy(f)
     match(f.message, "kms%.us%-east%-1%.amazonaws%.com is not in the vsock%-proxy allowlist")
   end)
+  it("runs the host checks diag10 runs: the same nd.checks functions, not copies", function()
+    local checks = require "nd.checks"
+    local function runs(path)
+      local by = {}
+      for _, st in ipairs(dofile(spec.source_dir .. path).steps) do by[st.run] = st.name end
+      return by
+    end
+    local doctor, diag10 = runs("/scripts/doctor.lua"), runs("/scripts/diag10.lua")
+    for _, f in ipairs({ "device", "allocator", "running_enclaves" }) do
+      truthy(doctor[checks[f]] and diag10[checks[f]], f .. " is a step of both")
+    end
+    truthy(doctor[checks.artifacts_env], "doctor reports E51")
+    truthy(diag10[checks.artifacts_dir], "diag10 prepares the artifacts directory")
+  end)
+  it("says build-enclave would fail with E51 when neither HOME nor NITRO_CLI_ARTIFACTS is set", function()
+    local r = assert(spec.run{ spec.nitrodiag, "--sim", "healthy", "--json", "doctor", timeout = 60,
+      env = { PATH = os.getenv("PATH"), NITRODIAG_PATH = "" } })
+    local res = json.decode(r.stdout)
+    local f = finding(res, "ARTIFACTS_PATH_UNSET")
+    truthy(f, r.stdout:sub(1, 2000))
+    eq(f.severity, "warn")
+    match(f.message, "E51")
+    eq(step(res, "artifacts path (E51)").outcome, "warn")
+    local ok = run({ "--sim", "healthy", "--json", "doctor" })
+    eq(step(ok, "artifacts path (E51)").outcome, "ok")
+    match(step(ok, "artifacts path (E51)").message, "^HOME=/root")
+  end)
   it("reports a missing driver with a stable code", function()
     local res = run({ "--sim", "no-driver", "--json", "doctor" })
     eq(res.verdict, "fail")

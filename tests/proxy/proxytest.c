@@ -851,6 +851,26 @@ static char *raw_exchange(const void *data, size_t n, int wait_ms, nd_frame *fir
     return (char *)payload;
 }
 
+/* An answer the proxy made itself (proxy/request.c refuse): exactly one more kms_proxy_request and kms_proxy_response
+ * line than before, the response not ok, with error_code code, no upstream attempt and a message holding `says`. */
+static void expect_refusal_logged(const char *what, int *requests, int *responses, const char *code, const char *says)
+{
+    json_t *ev = NULL;
+    int nq = log_count("kms_proxy_request", NULL, NULL), nr = log_count("kms_proxy_response", NULL, &ev);
+    EXPECT(nq == *requests + 1, "%s: one kms_proxy_request line (%d after %d)", what, nq, *requests);
+    EXPECT(nr == *responses + 1, "%s: one kms_proxy_response line (%d after %d)", what, nr, *responses);
+    const char *ec = json_string_value(json_object_get(ev, "error_code"));
+    const char *m = json_string_value(json_object_get(ev, "message"));
+    EXPECT(json_is_false(json_object_get(ev, "ok")) && ec && !strcmp(ec, code), "%s: error_code %s, want %s", what,
+           ec ? ec : "(none)", code);
+    EXPECT(json_integer_value(json_object_get(ev, "attempts")) == 0, "%s: answered without an upstream attempt", what);
+    EXPECT(m && strstr(m, says), "%s: message %s, want it to say %s", what, m ? m : "(none)", says);
+    EXPECT(json_is_object(json_object_get(ev, "metrics")), "%s: the line carries the counters", what);
+    json_decref(ev);
+    *requests = nq;
+    *responses = nr;
+}
+
 static void scenario_malformed(void)
 {
     EXPECT(fake_start(NULL) == 0, "fake");
@@ -859,17 +879,20 @@ static void scenario_malformed(void)
     unsigned char payload[8192];
     nd_frame f;
     bool closed;
+    int nreq = log_count("kms_proxy_request", NULL, NULL), nresp = log_count("kms_proxy_response", NULL, NULL);
     /* length below 5 */
     static const unsigned char tiny[] = {0, 0, 0, 3, 6, 0, 0};
     raw_exchange(tiny, sizeof tiny, 1500, &f, payload, sizeof payload, &closed);
     EXPECT(f.type == ND_FRAME_ERROR && strstr((char *)payload, "\"code\":\"invalid_request\""), "tiny: %s", payload);
     EXPECT(closed, "tiny frame: connection closed after the error");
+    expect_refusal_logged("tiny frame", &nreq, &nresp, "invalid_request", "below the 5 bytes");
     /* oversized */
     static const unsigned char big[] = {0, 1, 0, 0, 6, 0, 0, 0, 1}; /* 65536 > max_frame 4096 */
     raw_exchange(big, sizeof big, 1500, &f, payload, sizeof payload, &closed);
     EXPECT(f.type == ND_FRAME_ERROR && strstr((char *)payload, "invalid_request") && strstr((char *)payload, "exceeds"),
            "big: %s", payload);
     EXPECT(closed, "oversized frame: connection closed");
+    expect_refusal_logged("oversized frame", &nreq, &nresp, "invalid_request", "exceeds the maximum of 4096");
     /* bad JSON, then a valid request on the same connection still works */
     unsigned char *fr1 = NULL, *fr2 = NULL;
     size_t l1, l2;
@@ -884,7 +907,34 @@ static void scenario_malformed(void)
     raw_exchange(both, l1 + l2, 1500, &f, payload, sizeof payload, &closed);
     EXPECT(f.type == ND_FRAME_ERROR && f.seq == 7 && strstr((char *)payload, "invalid_request"), "bad json: %s",
            payload);
+    for (int i = 0; i < 300 && log_count("kms_proxy_response", "after-bad-json", NULL) < 1; i++)
+        sleep_ms(10);
     EXPECT(log_count("kms_proxy_response", "after-bad-json", NULL) == 1, "the valid request after bad JSON answered");
+    {
+        json_t *ev = NULL;
+        int bad = 0, nr = 0;
+        char *t = slurp(proxy_out, NULL); /* the bad-JSON line: the refusal between the counts above and now */
+        char *save = NULL;
+        for (char *line = t ? strtok_r(t, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save)) {
+            json_t *lj = json_loads(line, 0, NULL);
+            const char *e = json_string_value(json_object_get(lj, "event"));
+            const char *m = json_string_value(json_object_get(lj, "message"));
+            if (e && !strcmp(e, "kms_proxy_response") && ++nr > nresp && m && strstr(m, "bad JSON")) {
+                bad++;
+                json_decref(ev);
+                ev = json_incref(lj);
+            }
+            json_decref(lj);
+        }
+        free(t);
+        EXPECT(bad == 1, "bad JSON: one kms_proxy_response line saying bad JSON (%d)", bad);
+        const char *ec = json_string_value(json_object_get(ev, "error_code"));
+        EXPECT(ec && !strcmp(ec, "invalid_request") && json_integer_value(json_object_get(ev, "attempts")) == 0,
+               "bad JSON: error_code %s", ec ? ec : "(none)");
+        json_decref(ev);
+        nreq = log_count("kms_proxy_request", NULL, NULL);
+        nresp = log_count("kms_proxy_response", NULL, NULL);
+    }
     free(fr1);
     free(fr2);
     /* unknown frame type and heartbeat */
@@ -894,6 +944,7 @@ static void scenario_malformed(void)
     raw_exchange(fr, fl, 800, &f, payload, sizeof payload, &closed);
     EXPECT(f.type == ND_FRAME_ERROR && f.seq == 9 && strstr((char *)payload, "invalid_request"), "type 0x42: %s",
            payload);
+    expect_refusal_logged("unknown frame type", &nreq, &nresp, "invalid_request", "(0x42) is not served");
     free(fr);
     nd_frame_build(ND_FRAME_HEARTBEAT, 11, NULL, 0, &fr, &fl, NULL);
     raw_exchange(fr, fl, 500, &f, payload, sizeof payload, &closed);
@@ -1379,8 +1430,14 @@ static void scenario_bench(void)
                            "--connect_timeout_ms=20000", "--max_connections=4096", NULL};
     EXPECT(proxy_start(flags) == 0, "proxy");
     int concs[] = {1, 16, 256};
+    int nconc = 3;
+    const char *only = getenv("BENCH_CONCURRENCY"); /* one level only (bench/kms-proxy/profile.sh) */
+    if (only && atoi(only) > 0) {
+        concs[0] = atoi(only);
+        nconc = 1;
+    }
     printf("{\"results\":[");
-    for (int ci = 0; ci < 3; ci++) {
+    for (int ci = 0; ci < nconc; ci++) {
         int c = concs[ci];
         int per = per_total / c < 4 ? 4 : per_total / c;
         int n = per * c;

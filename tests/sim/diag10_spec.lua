@@ -15,7 +15,7 @@ local DIAG10 = spec.source_dir .. "/scripts/diag10.lua"
 local function nitrodiag(args, opts)
   local argv = { spec.nitrodiag }
   for _, a in ipairs(args) do argv[#argv + 1] = a end
-  argv.env = { PATH = os.getenv("PATH"), HOME = os.getenv("HOME") or "/root", NITRODIAG_PATH = "",
+  argv.env = { PATH = os.getenv("PATH"), NITRODIAG_CACHE_DIR = os.getenv("NITRODIAG_CACHE_DIR"), HOME = os.getenv("HOME") or "/root", NITRODIAG_PATH = "",
     ND_SOURCE_DIR = spec.source_dir, TMPDIR = spec.tmpdir() }
   argv.cwd = (opts and opts.cwd) or spec.tmpdir()
   argv.timeout = 120
@@ -184,7 +184,7 @@ describe("diag10 interrupted", function()
     local seen = ""
     local tmp = spec.tmpdir()
     local h <close> = proc.start{ spec.nitrodiag, "--sim", "healthy", "diag10", "runs=basic", "run_seconds=30",
-      env = { PATH = os.getenv("PATH"), HOME = os.getenv("HOME") or "/root", NITRODIAG_PATH = "", TMPDIR = tmp },
+      env = { PATH = os.getenv("PATH"), NITRODIAG_CACHE_DIR = os.getenv("NITRODIAG_CACHE_DIR"), HOME = os.getenv("HOME") or "/root", NITRODIAG_PATH = "", TMPDIR = tmp },
       cwd = spec.tmpdir(), on_line = function(_, line) seen = seen .. line .. "\n" end }
     -- wait until the simulated host (in that run's TMPDIR) holds the basic test enclave
     local function running()
@@ -209,7 +209,7 @@ end)
 describe("diag10 shows and lists", function()
   it("the E51 hint under SSM (no HOME) reaches the terminal as an info finding", function()
     local argv = { spec.nitrodiag, "--sim", "e51-no-home", "diag10", "runs=", timeout = 60, cwd = spec.tmpdir(),
-      env = { PATH = os.getenv("PATH"), NITRODIAG_PATH = "", TMPDIR = spec.tmpdir() } }
+      env = { PATH = os.getenv("PATH"), NITRODIAG_CACHE_DIR = os.getenv("NITRODIAG_CACHE_DIR"), NITRODIAG_PATH = "", TMPDIR = spec.tmpdir() } }
     local r = assert(spec.run(argv))
     match(r.stdout, "%[info%] ARTIFACTS_PATH_UNSET: HOME is not set")
   end)

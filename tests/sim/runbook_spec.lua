@@ -8,7 +8,7 @@ local RB = spec.source_dir .. "/tests/sim/runbooks/sim-probe.lua"
 local function nitrodiag(args)
   local argv = { spec.nitrodiag }
   for _, a in ipairs(args) do argv[#argv + 1] = a end
-  argv.env = { PATH = os.getenv("PATH"), HOME = os.getenv("HOME") or "/root", NITRODIAG_PATH = "",
+  argv.env = { PATH = os.getenv("PATH"), NITRODIAG_CACHE_DIR = os.getenv("NITRODIAG_CACHE_DIR"), HOME = os.getenv("HOME") or "/root", NITRODIAG_PATH = "",
     ND_SOURCE_DIR = spec.source_dir, TMPDIR = spec.tmpdir() }
   argv.timeout = 60
   local r = assert(spec.run(argv))

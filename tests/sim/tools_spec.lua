@@ -206,7 +206,7 @@ describe("unbootable EIFs", function()
     local nd = require "nd"
     local t0 = nd.now()
     local r = H.run({ "nitro-cli", "run-enclave", "--cpu-count", "2", "--memory", "512", "--eif-path", dir .. "/arm.eif" })
-    truthy(nd.now() - t0 >= 0.9 / s.time_scale)
+    truthy(nd.now() - t0 >= 0.9) -- the boot timeout on the host's clock (advanced, not slept)
     eq(r.exit_code, 39)
     eq(r.stdout, "")
     -- 512 MiB from 1 GiB pages: one page (ResourceAllocator takes whole pages)

@@ -59,7 +59,7 @@ describe("scenario workloads", function()
         local out = spec.tmpdir()
         tasks[#tasks + 1] = { name = name, task = nd.spawn(function()
           return proc.run{ host.exe(), "--sim", name, "--json", "--out", out .. "/b.tar.gz", "diag10", cwd = out,
-            timeout = 120, env = { PATH = os.getenv("PATH"), ND_SOURCE_DIR = spec.source_dir, TMPDIR = out,
+            timeout = 120, env = { PATH = os.getenv("PATH"), NITRODIAG_CACHE_DIR = os.getenv("NITRODIAG_CACHE_DIR"), ND_SOURCE_DIR = spec.source_dir, TMPDIR = out,
               HOME = out } }
         end) }
       end

@@ -1,6 +1,7 @@
 /* test_buf.c — core/buf.c (nd_buf) and core/nd_list.h: appends keep a NUL and grow past the first capacity, an
  * append whose size would wrap sets oom and everything after it fails, take hands over "" for an empty buffer and
- * NULL after oom; list push/unlink of the head, the middle, the tail and of a node not in the list. */
+ * NULL after oom; arrays grow the same way and refuse a size that would wrap; list push/unlink of the head, the
+ * middle, the tail and of a node not in the list; a FIFO keeps order and its tail through unlinks anywhere. */
 #include "ndtest.h"
 #include "nd_buf.h"
 #include "nd_list.h"
@@ -45,6 +46,52 @@ static void overflow(void)
     nd_buf_free(&b);
 }
 
+static void arrays(void)
+{
+    size_t cap = 0;
+    long *a = NULL;
+    for (size_t i = 0; i < 1000; i++) {
+        long *na = nd_grow_array(a, &cap, i + 1, sizeof *na);
+        CHECK(na != NULL);
+        if (!na)
+            break;
+        a = na;
+        a[i] = (long)i * 3;
+        CHECK(cap >= i + 1);
+    }
+    CHECK_EQ_INT(cap, 1024); /* 8 doubled: growth is geometric, not one element at a time */
+    CHECK(a[999] == 2997 && a[0] == 0);
+    /* a count whose size would wrap is refused and leaves the array alone */
+    CHECK(nd_grow_array(a, &cap, SIZE_MAX / sizeof(long) + 2, sizeof(long)) == NULL);
+    CHECK(nd_grow_array(a, &cap, SIZE_MAX / 2, sizeof(long)) == NULL);
+    CHECK_EQ_INT(cap, 1024);
+    CHECK(a[999] == 2997);
+    CHECK(nd_grow_array(a, &cap, 10, sizeof(long)) == a); /* already big enough: unchanged */
+    free(a);
+    /* a vector with a count and no capacity: nd_array_cap(n) is what nd_grow_array gave it, so appending one at a
+     * time reallocates only at powers of two */
+    char **v = NULL;
+    size_t n = 0;
+    int reallocs = 0;
+    for (; n < 100; n++) {
+        size_t c = nd_array_cap(n + 1);
+        char **nv = nd_grow_array(v, &c, n + 2, sizeof *nv);
+        CHECK(nv != NULL);
+        if (!nv)
+            break;
+        reallocs += nv != v || c != nd_array_cap(n + 1);
+        CHECK_EQ_INT(c, nd_array_cap(n + 2));
+        v = nv;
+        v[n] = NULL;
+        v[n + 1] = NULL;
+    }
+    CHECK(reallocs <= 6); /* 8, 16, 32, 64, 128: not one per append */
+    CHECK_EQ_INT(nd_array_cap(0), 8);
+    CHECK_EQ_INT(nd_array_cap(9), 16);
+    CHECK_EQ_INT(nd_array_cap(SIZE_MAX), SIZE_MAX);
+    free(v);
+}
+
 typedef struct node {
     int v;
     struct node *prev, *next;
@@ -69,10 +116,37 @@ static void list(void)
     CHECK(head == NULL);
 }
 
+typedef struct qnode {
+    int v;
+    struct qnode *wprev, *wnext;
+} qnode;
+
+static void fifo(void)
+{
+    qnode n[4] = {{1, NULL, NULL}, {2, NULL, NULL}, {3, NULL, NULL}, {4, NULL, NULL}};
+    qnode *head = NULL, *tail = NULL;
+    for (int i = 0; i < 4; i++)
+        ND_FIFO_APPEND_F(head, tail, &n[i], wprev, wnext);
+    CHECK(head == &n[0] && tail == &n[3]);
+    ND_FIFO_UNLINK_F(head, tail, &n[3], wprev, wnext); /* the tail */
+    CHECK(tail == &n[2] && n[2].wnext == NULL);
+    ND_FIFO_UNLINK_F(head, tail, &n[1], wprev, wnext); /* the middle */
+    CHECK(n[0].wnext == &n[2] && n[2].wprev == &n[0]);
+    ND_FIFO_UNLINK_F(head, tail, &n[0], wprev, wnext); /* the head */
+    CHECK(head == &n[2] && tail == &n[2] && n[2].wprev == NULL);
+    ND_FIFO_APPEND_F(head, tail, &n[3], wprev, wnext); /* order kept: 3 then 4 */
+    CHECK(head->v == 3 && head->wnext->v == 4 && tail->v == 4);
+    ND_FIFO_UNLINK_F(head, tail, &n[2], wprev, wnext);
+    ND_FIFO_UNLINK_F(head, tail, &n[3], wprev, wnext);
+    CHECK(head == NULL && tail == NULL);
+}
+
 int main(void)
 {
     ND_RUN(appends);
     ND_RUN(overflow);
+    ND_RUN(arrays);
     ND_RUN(list);
+    ND_RUN(fifo);
     return nd_test_summary();
 }

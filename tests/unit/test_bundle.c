@@ -5,6 +5,7 @@
  */
 #include "ndtest.h"
 #include "nd_bundle.h"
+#include "nd_collect.h"
 #include "nd_tmp.h"
 
 #include <archive.h>
@@ -25,6 +26,21 @@ static char tmpdir[512];
 static char rootdir[600];
 static char outdir[600];
 static nd_ctx ctx;
+
+/* A command run to completion on a private loop (nd_proc_run), then recorded as runbooks' add_command records it. */
+static int add_command(nd_bundle *b, const char *name, const char *const *argv, double timeout_s, size_t cap,
+                       nd_err *err)
+{
+    nd_proc_opts o = {.argv = argv, .timeout_s = timeout_s, .kill_grace_s = 1.0, .capture_cap = cap};
+    nd_proc_result res;
+    double t0 = nd_collect_now();
+    int rc = nd_proc_run(&o, &res, err);
+    if (rc < 0)
+        return rc;
+    rc = nd_bundle_add_proc_result(b, name, argv, &res, t0, 0, err);
+    nd_proc_result_free(&res);
+    return rc;
+}
 
 static void write_file(const char *rel, const char *data, size_t len)
 {
@@ -265,6 +281,72 @@ static void test_symlink_in_root(void)
     CHECK_EQ_INT(nd_collect_span_open(&ctx, "/var/log/escape.log", NULL, &sp, NULL), -ENOENT);
 }
 
+/* The walk used where openat2 is missing (Amazon Linux 2's 4.14 kernel) gives the same answers as RESOLVE_IN_ROOT:
+ * absolute and relative symlinks, directory symlinks, ".." past the root, loops. Compared with the real host files
+ * planted outside the root, which must never be the ones read. */
+static void read_beneath(int rfd, const char *rel, char *out, size_t outsz, int *rc)
+{
+    out[0] = '\0';
+    int fd = nd_collect_open_beneath(rfd, rel, O_RDONLY | O_CLOEXEC);
+    *rc = fd < 0 ? fd : 0;
+    if (fd >= 0) {
+        ssize_t n = read(fd, out, outsz - 1);
+        out[n > 0 ? n : 0] = '\0';
+        close(fd);
+    }
+}
+
+static void test_open_beneath_walk(void)
+{
+    char p[1024], buf[64];
+    int rc;
+    snprintf(p, sizeof p, "%s/etc", rootdir);
+    mkdir(p, 0755);
+    write_file("/etc/nd-walk-target", "inside\n", 7);
+    snprintf(p, sizeof p, "%s/var/log/walk-abs.log", rootdir);
+    CHECK_EQ_INT(symlink("/etc/nd-walk-target", p), 0);
+    snprintf(p, sizeof p, "%s/var/log/walk-rel.log", rootdir);
+    CHECK_EQ_INT(symlink("../../etc/nd-walk-target", p), 0);
+    snprintf(p, sizeof p, "%s/var/log/walk-escape.log", rootdir);
+    CHECK_EQ_INT(symlink("../../../../../../../../../etc/hostname", p), 0);
+    snprintf(p, sizeof p, "%s/var/log/walk-dir", rootdir);
+    CHECK_EQ_INT(symlink("/etc", p), 0);
+    snprintf(p, sizeof p, "%s/var/log/walk-chain", rootdir);
+    CHECK_EQ_INT(symlink("walk-dir/nd-walk-target", p), 0);
+    snprintf(p, sizeof p, "%s/var/log/walk-loop", rootdir);
+    CHECK_EQ_INT(symlink("walk-loop", p), 0);
+
+    int rfd = open(rootdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    CHECK(rfd >= 0);
+    read_beneath(rfd, "var/log/walk-abs.log", buf, sizeof buf, &rc);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_STR(buf, "inside\n");
+    read_beneath(rfd, "var/log/walk-rel.log", buf, sizeof buf, &rc);
+    CHECK_EQ_STR(buf, "inside\n");
+    read_beneath(rfd, "var/log/walk-dir/nd-walk-target", buf, sizeof buf, &rc);
+    CHECK_EQ_STR(buf, "inside\n");
+    read_beneath(rfd, "var/log/walk-chain", buf, sizeof buf, &rc);
+    CHECK_EQ_STR(buf, "inside\n");
+    read_beneath(rfd, "/../../etc/nd-walk-target", buf, sizeof buf, &rc); /* ".." at the root stays there */
+    CHECK_EQ_STR(buf, "inside\n");
+    read_beneath(rfd, "var/log/walk-escape.log", buf, sizeof buf, &rc); /* ROOT/etc/hostname does not exist */
+    CHECK_EQ_INT(rc, -ENOENT);
+    read_beneath(rfd, "var/log/walk-loop", buf, sizeof buf, &rc);
+    CHECK_EQ_INT(rc, -ELOOP);
+    read_beneath(rfd, "var/log/walk-abs.log/x", buf, sizeof buf, &rc);
+    CHECK_EQ_INT(rc, -ENOTDIR);
+    read_beneath(rfd, "var/log/none", buf, sizeof buf, &rc);
+    CHECK_EQ_INT(rc, -ENOENT);
+    int dfd = nd_collect_open_beneath(rfd, "var/log/walk-dir/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    CHECK(dfd >= 0);
+    struct stat a, b;
+    snprintf(p, sizeof p, "%s/etc", rootdir);
+    CHECK(dfd >= 0 && fstat(dfd, &a) == 0 && stat(p, &b) == 0 && a.st_ino == b.st_ino);
+    if (dfd >= 0)
+        close(dfd);
+    close(rfd);
+}
+
 static int glob_n;
 static void glob_count(void *ud, const char *p)
 {
@@ -335,15 +417,15 @@ static void test_bundle_outcomes(void)
     CHECK_EQ_INT(nd_bundle_add_glob(b, "/var/log/nitro_enclaves/core*.dump", NULL, NULL, &err), 0);
 
     const char *echo[] = {"sh", "-c", "echo out; echo err >&2; exit 3", NULL};
-    CHECK_EQ_INT(nd_bundle_add_command(b, "echo.txt", echo, 5, 0, &err), 0);
+    CHECK_EQ_INT(add_command(b, "echo.txt", echo, 5, 0, &err), 0);
     const char *nf[] = {"nitrodiag-no-such-command", "--x", NULL};
-    CHECK_EQ_INT(nd_bundle_add_command(b, "nf.txt", nf, 5, 0, &err), 0);
+    CHECK_EQ_INT(add_command(b, "nf.txt", nf, 5, 0, &err), 0);
     const char *slow[] = {"sh", "-c", "echo partial; exec sleep 30", NULL};
     double t0 = nd_collect_now();
-    CHECK_EQ_INT(nd_bundle_add_command(b, "slow.txt", slow, 0.3, 0, &err), 0);
+    CHECK_EQ_INT(add_command(b, "slow.txt", slow, 0.3, 0, &err), 0);
     CHECK(nd_collect_now() - t0 < 5);
     const char *loud[] = {"sh", "-c", "seq 1 100000", NULL};
-    CHECK_EQ_INT(nd_bundle_add_command(b, "seq.txt", loud, 5, 1000, &err), 0);
+    CHECK_EQ_INT(add_command(b, "seq.txt", loud, 5, 1000, &err), 0);
     CHECK_EQ_INT(nd_bundle_add_data(b, "note.txt", "hello\n", 6, NULL, &err), 0);
     CHECK_EQ_INT(nd_bundle_add_data(b, "../evil", "x", 1, NULL, &err), -EINVAL);
     CHECK_EQ_INT(nd_bundle_add_data(b, "note.txt", "again\n", 6, NULL, &err), 0);
@@ -704,6 +786,7 @@ int main(void)
     ND_RUN(test_open_errors);
     ND_RUN(test_glob);
     ND_RUN(test_symlink_in_root);
+    ND_RUN(test_open_beneath_walk);
     ND_RUN(test_bundle_outcomes);
     ND_RUN(test_unwritable);
     ND_RUN(test_full_disk);

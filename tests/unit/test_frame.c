@@ -6,6 +6,7 @@
 #include "nd_frame.h"
 #include "ndtest.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 
 static void test_header_bytes(void)
@@ -203,6 +204,96 @@ static void test_response_roundtrip(void)
     free(s);
 }
 
+/* The reference: the response as a jansson tree dumped with JSON_COMPACT (what nd_kms_response_encode did before it
+ * wrote the text itself). */
+static void ref_str(json_t *o, const char *k, const char *v)
+{
+    if (v && v[0])
+        json_object_set_new(o, k, json_string(v));
+}
+
+static void ref_bytes(json_t *o, const char *k, const nd_bytes *b)
+{
+    if (!b->data)
+        return;
+    json_t *a = json_array();
+    for (size_t i = 0; i < b->len; i++)
+        json_array_append_new(a, json_integer(b->data[i]));
+    json_object_set_new(o, k, a);
+}
+
+static char *ref_encode(const nd_kms_response *r)
+{
+    json_t *root = json_object(), *resp = json_object(), *body = json_object();
+    ref_str(root, "request_id", r->request_id);
+    ref_str(root, "trace_id", r->trace_id);
+    ref_str(root, "kms_request_id", r->kms_request_id);
+    if (r->is_error) {
+        json_object_set_new(body, "code", json_string(r->error_code[0] ? r->error_code : "internal"));
+        json_object_set_new(body, "message", json_string(r->error_message));
+        json_object_set_new(resp, "Error", body);
+    } else {
+        ref_str(body, "key_id", r->key_id);
+        ref_str(body, "encryption_algorithm", r->encryption_algorithm);
+        ref_bytes(body, "ciphertext_blob", &r->ciphertext_blob);
+        ref_bytes(body, "plaintext", &r->plaintext);
+        ref_bytes(body, "ciphertext_for_recipient", &r->ciphertext_for_recipient);
+        json_object_set_new(resp, nd_kms_op_name(r->op), body);
+    }
+    json_object_set_new(root, "response", resp);
+    char *s = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    return s;
+}
+
+/* Random responses (strings with quotes, escapes, control bytes, UTF-8 and bytes that are not UTF-8; byte fields
+ * absent, empty or up to 3000 bytes; errors and every op) encode to exactly jansson's text. */
+static void test_response_encode_like_jansson(void)
+{
+    static const char *const pieces[] = {"a", "\"", "\\", "/", "\n", "\x01", "\xc3\xa9", "\xff", "key/1", " ", "\t"};
+    srand(4242);
+    unsigned char *buf[3];
+    for (int i = 0; i < 3; i++)
+        buf[i] = malloc(3000);
+    for (int round = 0; round < 300; round++) {
+        nd_kms_response r;
+        memset(&r, 0, sizeof r);
+        char *strs[] = {r.request_id, r.trace_id, r.kms_request_id, r.key_id, r.encryption_algorithm, r.error_message};
+        size_t caps[] = {sizeof r.request_id, sizeof r.trace_id, sizeof r.kms_request_id, sizeof r.key_id,
+                         sizeof r.encryption_algorithm, sizeof r.error_message};
+        for (int i = 0; i < 6; i++) {
+            int parts = rand() % 5;
+            for (int j = 0; j < parts; j++) {
+                const char *p = pieces[rand() % (int)(sizeof pieces / sizeof pieces[0])];
+                if (strlen(strs[i]) + strlen(p) < caps[i])
+                    strcat(strs[i], p);
+            }
+        }
+        r.is_error = rand() % 4 == 0;
+        if (r.is_error && rand() % 2)
+            strcpy(r.error_code, "upstream_throttled");
+        r.op = (nd_kms_op)(1 + rand() % 4);
+        nd_bytes *bs[] = {&r.ciphertext_blob, &r.plaintext, &r.ciphertext_for_recipient};
+        for (int i = 0; i < 3; i++) {
+            int kind = rand() % 3;
+            if (kind == 0)
+                continue;
+            bs[i]->data = buf[i];
+            bs[i]->len = kind == 1 ? 0 : (size_t)(rand() % 3000);
+            for (size_t j = 0; j < bs[i]->len; j++)
+                buf[i][j] = (unsigned char)rand();
+        }
+        size_t n = 0;
+        char *got = nd_kms_response_encode(&r, &n);
+        char *want = ref_encode(&r);
+        CHECK(got && want && n == strlen(got) && strcmp(got, want) == 0);
+        free(got);
+        free(want);
+    }
+    for (int i = 0; i < 3; i++)
+        free(buf[i]);
+}
+
 int main(void)
 {
     ND_RUN(test_header_bytes);
@@ -211,5 +302,6 @@ int main(void)
     ND_RUN(test_request_parse);
     ND_RUN(test_request_rejects);
     ND_RUN(test_response_roundtrip);
+    ND_RUN(test_response_encode_like_jansson);
     return nd_test_summary();
 }

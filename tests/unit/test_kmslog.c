@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <jansson.h>
 
 #define MIXED ND_SOURCE_DIR "/tests/data/kmslogs/mixed.log"
@@ -314,7 +315,9 @@ static int sign(void *ud, const nd_kmslog_record *r)
 {
     sig *s = ud;
     uint64_t h = s->sum * 31 + r->line_no * 7 + r->line_len + (r->wrapped ? 1 : 0) + (r->prefixed ? 2 : 0);
-    h = mix_str(h, r->json, r->json_len);
+    size_t jn;
+    const char *js = nd_kmslog_record_json(r, &jn);
+    h = mix_str(h, js, jn);
     h = mix_str(h, r->event_name, r->event_name ? strlen(r->event_name) : 0);
     h = mix_str(h, r->request_id, r->request_id ? strlen(r->request_id) : 0);
     h = mix_str(h, r->trace_id, r->trace_id ? strlen(r->trace_id) : 0);
@@ -551,8 +554,8 @@ static void fast_reader_edges(void)
 }
 
 /* Repeated keys (issue 13: rejected, or the last one wins and the first is freed): a log line that repeats a key
- * reads the same through the fast reader, through jansson, and through nd_kmslog_event's lazy parse — the last value,
- * as in jansson and Python's json. (Leaks of the first value would show under ASan.) */
+ * reads the same through the kept line shapes, the strict reader, jansson and nd_kmslog_event's lazy parse — the
+ * last value, as in jansson and Python's json. (Leaks of the first value would show under ASan.) */
 typedef struct dupseen {
     int n;
     char rid[8], op[16], ev_rid[8], ev_op[16];
@@ -580,22 +583,124 @@ static void repeated_keys_last_wins(void)
         "\\\"Decrypt\\\",\\\"request_id\\\":\\\"b\\\",\\\"op\\\":\\\"Encrypt\\\"}\"}}\n",
     };
     for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
-        for (int slow = 0; slow < 2; slow++) {
+        for (int mode = 0; mode < 3; mode++) { /* line shapes (the line three times), the strict reader, jansson */
             nd_kmslog_filter f = {0};
-            f.no_fast = slow;
+            f.no_shapes = mode == 1;
+            f.no_fast = mode == 2;
             dupseen d = {0};
             nd_kmslog *k;
             CHECK_EQ_INT(nd_kmslog_new(&f, dup_cb, &d, &k, NULL), 0);
-            CHECK_EQ_INT(nd_kmslog_feed(k, lines[i], strlen(lines[i]), NULL), 0);
+            for (int t = 0; t < 3; t++)
+                CHECK_EQ_INT(nd_kmslog_feed(k, lines[i], strlen(lines[i]), NULL), 0);
             CHECK_EQ_INT(nd_kmslog_finish(k, NULL), 0);
             nd_kmslog_free(k);
-            CHECK_EQ_INT(d.n, 1);
+            CHECK_EQ_INT(d.n, 3);
             CHECK_EQ_STR(d.rid, "b");
             CHECK_EQ_STR(d.op, "Encrypt");
             CHECK_EQ_STR(d.ev_rid, "b");
             CHECK_EQ_STR(d.ev_op, "Encrypt");
         }
     }
+}
+
+/* Reads buf three ways, kept line shapes (the default), the strict reader alone, and jansson alone, under filter f:
+ * the stats and the signature of every record and of the summary must be the same. */
+static void three_readers(const char *buf, size_t len, const nd_kmslog_filter *f, const char *what)
+{
+    nd_kmslog_stats a, b, c;
+    uint64_t sa, sb, sc;
+    nd_kmslog_filter strict = *f, slow = *f;
+    strict.no_shapes = true;
+    slow.no_fast = true;
+    feed_chunked(buf, len, f, 1, &a, &sa, 0);
+    feed_chunked(buf, len, &strict, 1, &b, &sb, 0);
+    feed_chunked(buf, len, &slow, 1, &c, &sc, 0);
+    bool same = memcmp(&a, &b, sizeof a) == 0 && sa == sb && memcmp(&a, &c, sizeof a) == 0 && sa == sc;
+    if (!same)
+        fprintf(stderr, "shapes, strict reader and jansson differ on %s\n", what);
+    CHECK(same);
+}
+
+/* A shape learnt from the first line of each pair must read the second exactly as the strict reader and jansson do,
+ * or leave it to them: values that change type, escapes inside a wrapped json string, odd numbers in metrics. */
+static void shape_edges(void)
+{
+#define W(inner) "{\"timestamp\":\"2026-01-27T10:00:00.5Z\",\"fields\":{\"event\":\"e\",\"json\":\"" inner "\"},\"x\":1}"
+#define REQ(id) "{\\\"event\\\":\\\"kms_proxy_request\\\",\\\"request_id\\\":\\\"" id "\\\",\\\"op\\\":\\\"Decrypt\\\"}"
+    static const char *const pairs[][2] = {
+        {"{\"event\":\"kms_proxy_request\",\"request_id\":\"a\",\"json\":5}",
+         "{\"event\":\"kms_proxy_request\",\"request_id\":\"b\",\"json\":\"{\\\"event\\\":\\\"kms_proxy_response\\\"}\"}"},
+        {"{\"event\":\"kms_proxy_request\",\"request_id\":\"a\",\"op\":null}",
+         "{\"event\":\"kms_proxy_request\",\"request_id\":\"b\\n\\\"c\",\"op\":\"Decrypt\"}"},
+        {W(REQ("a")), W(REQ("b\\\\\\\"c"))},
+        {W(REQ("a")), W(REQ("b\\\\u0041"))},
+        {W(REQ("a")), W("{\\\"event\\\":\\\"kms_proxy_request\\\",\\\"request_id\\\":\\\"b\\\",\\\"op\\\":\\\"Decrypt\\\"}  ")},
+        {W(REQ("a")), "{\"timestamp\":\"2026-01-27T10:00:00.5Z\",\"fields\":{\"event\":\"e\",\"json\":\"{\\\"event\\\":\\\"kms_proxy_request\\\",\\\"request_id\\\":\\\"b\\\",\\\"op\\\":\\\"Decrypt\\\"}\"},\"x\":1,\"json\":\"{}\"}"},
+        {W(REQ("a")), "{\"timestamp\":\"2026-01-27T10:00:00.5Z\",\"fields\":{\"event\":\"e\",\"json\":\"{\\/\\\"event\\\":1}\"},\"x\":1}"},
+        {W(REQ("a")), "{\"timestamp\":\"2026-01-27T10:00:01,25+02:00\",\"fields\":{\"event\":\"e\",\"json\":\"" REQ("c") "\"},\"x\":1}"},
+        {W(REQ("a")), "{\"timestamp\":\"2026-01-27T10:00:00.5Zjunk\",\"fields\":{\"event\":\"e\",\"json\":\"" REQ("c") "\"},\"x\":1}"},
+        {"{\"event\":\"kms_proxy_response\",\"request_id\":\"q\",\"ok\":true,\"metrics\":{\"a_total\":1,\"b\":2}}",
+         "{\"event\":\"kms_proxy_response\",\"request_id\":\"q\",\"ok\":true,\"metrics\":{\"a_total\":01,\"b\":2}}"},
+        {"{\"event\":\"kms_proxy_response\",\"request_id\":\"q\",\"ok\":true,\"metrics\":{\"a_total\":1,\"b\":2}}",
+         "{\"event\":\"kms_proxy_response\",\"request_id\":\"q\",\"ok\":true,\"metrics\":{\"a_total\":-1.5e3,\"b\":\"x\"}}"},
+        {"{\"event\":\"kms_proxy_response\",\"request_id\":\"q\",\"ok\":true,\"metrics\":{\"a_total\":1,\"b\":2}}",
+         "{\"event\":\"kms_proxy_response\",\"request_id\":\"q\",\"ok\":true,\"metrics\":{\"a_total\":1234567890123456789,\"b\":2}}"},
+        {"{\"event\":\"kms_proxy_response\",\"request_id\":\"q\",\"ok\":true,\"metrics\":{\"a_total\":1,\"b\":2}}",
+         "{\"event\":\"kms_proxy_response\",\"request_id\":\"q\",\"ok\":true,\"metrics\":{\"a_total\":12345678901234567,\"b\":null}}"},
+        {"{\"event\":\"kms_proxy_response\",\"request_id\":\"q\",\"ok\":true,\"metrics\":{\"a_total\":1,\"b\":2}}",
+         "{\"event\":\"kms_proxy_response\",\"request_id\":\"q\",\"ok\":true,\"metrics\":{\"a_total\":1,\"b\":2}} x"},
+        {"{\"event\":\"kms_proxy_response\",\"request_id\":\"q\",\"ok\":true,\"metrics\":{\"a_total\":1,\"b\":2}}",
+         "{\"event\":\"kms_proxy_response\",\"request_id\":\"q\",\"ok\":true,\"metrics\":{\"a_total\":1,\"b\":2}"},
+        {"{\"event\":\"kms_proxy_response\",\"request_id\":\"q\",\"ok\":true,\"duration_ms\":3}",
+         "{\"event\":\"kms_proxy_response\",\"request_id\":\"q\",\"ok\":tru,\"duration_ms\":3}"},
+        {"{\"event\":\"kms_proxy_response\",\"request_id\":\"q\",\"ok\":true,\"duration_ms\":3}",
+         "{\"event\":\"kms_proxy_response\",\"request_id\":\"q\",\"ok\":\"true\",\"duration_ms\":[3]}"},
+        {"{\"event\":\"kms_proxy_response\",\"request_id\":\"q\",\"ok\":true,\"duration_ms\":3}",
+         "{\"event\":\"kms_proxy_responsf\",\"request_id\":\"q\",\"ok\":true,\"duration_ms\":3}"},
+        {"{\"event\":\"kms_proxy_response\",\"request_id\":\"q\",\"ok\":true,\"duration_ms\":3}",
+         "{\"event\":\"kms_proxy_response\",\"request_id\":\"q\xc3\xa9\",\"ok\":true,\"duration_ms\":3}"},
+        {"{\"event\":\"kms_proxy_response\",\"request_id\":\"q\",\"request_id\":\"r\",\"ok\":true}",
+         "{\"event\":\"kms_proxy_response\",\"request_id\":\"q\",\"request_id\":\"s\",\"ok\":true}"},
+    };
+#undef W
+#undef REQ
+    const nd_kmslog_filter fs[] = {{0}, {.errors_only = true}, {.op = "Decrypt"}, {.has_since = true, .since = 1}};
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        char buf[4096], what[64];
+        /* the first line three times (a shape), then the probe, then the first again */
+        size_t len = (size_t)snprintf(buf, sizeof buf, "%s\n%s\n%s\n%s\n%s\n", pairs[i][0], pairs[i][0], pairs[i][0],
+                                      pairs[i][1], pairs[i][0]);
+        for (size_t j = 0; j < sizeof fs / sizeof fs[0]; j++) {
+            snprintf(what, sizeof what, "pair %zu, filter %zu", i, j);
+            three_readers(buf, len, &fs[j], what);
+        }
+    }
+}
+
+/* The benchmark's generated log (bench/kmslogs/gen.py, 4 MB: plain, wrapped and prefixed pairs, noise, decoys):
+ * shapes, strict reader and jansson give the same records and summary under every filter. */
+static void generated_log(void)
+{
+    const char *tmp = getenv("ND_TEST_TMP");
+    char path[512], cmd[1200];
+    snprintf(path, sizeof path, "%s/kmslog-gen.log", tmp && *tmp ? tmp : "/tmp");
+    snprintf(cmd, sizeof cmd, "mkdir -p \"$(dirname '%s')\" && python3 '%s/bench/kmslogs/gen.py' '%s' 4000000 %s > /dev/null",
+             path, ND_SOURCE_DIR, path, R1);
+    CHECK_EQ_INT(system(cmd), 0);
+    size_t n;
+    char *buf = read_all(path, &n);
+    CHECK(buf != NULL && n > 3000000);
+    if (!buf)
+        return;
+    const nd_kmslog_filter fs[] = {{0}, {.errors_only = true}, {.throttled = true}, {.request_id = R1},
+                                   {.op = "Decrypt"}, {.has_since = true, .since = 1769472005.5}};
+    for (size_t j = 0; j < sizeof fs / sizeof fs[0]; j++) {
+        char what[64];
+        snprintf(what, sizeof what, "the generated log, filter %zu", j);
+        three_readers(buf, n, &fs[j], what);
+    }
+    free(buf);
+    unlink(path);
 }
 
 int main(void)
@@ -609,6 +714,8 @@ int main(void)
     ND_RUN(callback_stops_and_files);
     ND_RUN(fuzz);
     ND_RUN(fast_reader_edges);
+    ND_RUN(shape_edges);
+    ND_RUN(generated_log);
     ND_RUN(repeated_keys_last_wins);
     return nd_test_summary();
 }
