@@ -14,7 +14,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 src="$(cd "$here/.." && pwd)"
 mode="$1"
 build="$2"
-ALL_TARGETS=(scrub attest cbor nitrocli errlog eif allocator kmslog frame kms_request kms_response imagelint)
+ALL_TARGETS=(scrub attest cbor nitrocli errlog eif allocator kmslog frame kms_request kms_response imagelint vhost)
 read -r -a TARGETS <<< "${FUZZ_TARGETS:-${ALL_TARGETS[*]}}"  # `make fuzz FUZZ_TARGETS="scrub kmslog"`: only those
 
 do_build() {

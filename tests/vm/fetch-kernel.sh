@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fetches Debian's cloud kernel for the enclave real-kernel test WITHOUT installing it: `apt-get download` of the
 # current linux-image-*-cloud-amd64, `dpkg-deb -x` into a scratch dir, and only what the test needs is kept:
-#   CACHE/vmlinuz, CACHE/modules/{vsock,vmw_vsock_virtio_transport_common,vsock_loopback}.ko (xz/zstd unpacked),
+#   CACHE/vmlinuz, CACHE/modules/<the modules in mods below>.ko (xz/zstd unpacked),
 #   CACHE/VERSION.
 # Idempotent (a complete cache is reused), safe to run concurrently (flock). Prints CACHE on success.
 # Exit 77 (ctest's skip code) with the reason on stderr when the package cannot be fetched (no apt access).
@@ -10,7 +10,10 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 cache="${1:-$here/cache}"
-mods=(vsock vmw_vsock_virtio_transport_common vsock_loopback)
+# vsock_loopback for tests/vm; the virtio ring, PCI transport and virtio vsock transport for tests/vhost (a real
+# virtio-vsock device served by nd-vhost-vsock)
+mods=(vsock vmw_vsock_virtio_transport_common vsock_loopback virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev
+      virtio_pci vmw_vsock_virtio_transport)
 skip() { echo "fetch-kernel: SKIP: $*" >&2; exit 77; }
 
 complete() {
