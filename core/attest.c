@@ -40,10 +40,18 @@ static cbor_item_t *load(const unsigned char *p, size_t n, const char *what, nd_
 static bool is_bstr(const cbor_item_t *it) { return cbor_isa_bytestring(it) && cbor_bytestring_is_definite(it); }
 static bool is_tstr(const cbor_item_t *it) { return cbor_isa_string(it) && cbor_string_is_definite(it); }
 
+/* CBOR null. libcbor's cbor_is_null asserts (aborts the process) on a half, single or double float, which is a
+ * float_ctrl item too: the width is checked first, so a float where null may stand is an error, not a crash
+ * (fuzz/regressions/attest/attest-crash-b33889…). */
+static bool is_null(const cbor_item_t *it)
+{
+    return cbor_isa_float_ctrl(it) && cbor_float_get_width(it) == CBOR_FLOAT_0 && cbor_is_null(it);
+}
+
 static int copy_bytes(const cbor_item_t *it, const char *name, size_t maxlen, bool allow_null, nd_attest_bytes *out,
                       nd_err *err)
 {
-    if (allow_null && cbor_is_null(it))
+    if (allow_null && is_null(it))
         return 0;
     if (!is_bstr(it))
         return nd_err_set(err, -EBADMSG, "attestation: %s is not a byte string", name);
@@ -211,7 +219,7 @@ int nd_attest_parse(const void *data, size_t len, nd_attest_doc **out, nd_err *e
         bool okt = i == 1 ? cbor_isa_map(it[i]) : is_bstr(it[i]);
         if (!okt) {
             rc = nd_err_set(err, -EBADMSG, "attestation: COSE_Sign1 %s (item %d) is %s, not a %s", item_names[i], i + 1,
-                            cbor_is_null(it[i]) ? "null" : cbor_isa_map(it[i]) ? "a map" : cbor_isa_array(it[i]) ? "an array"
+                            is_null(it[i]) ? "null" : cbor_isa_map(it[i]) ? "a map" : cbor_isa_array(it[i]) ? "an array"
                             : cbor_isa_string(it[i]) ? "a text string" : cbor_isa_bytestring(it[i]) ? "a byte string"
                             : "another type", i == 1 ? "map" : "byte string");
             goto done;

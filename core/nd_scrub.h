@@ -5,8 +5,9 @@
  * one stream at a time: nd_scrub_begin() starts a stream with a sink, nd_scrub_feed() takes the text in chunks of
  * any size, nd_scrub_end() flushes it. The text is processed line by line, so a secret split across two chunks is
  * still found; a PEM private key spanning many lines is handled by a small state machine. Lines longer than
- * ND_SCRUB_LINE_MAX are cut at a separator near that length (documented limit: a secret straddling such a cut in a
- * single multi-megabyte line could escape).
+ * ND_SCRUB_LINE_MAX are cut near that length, before the secrets' names and shapes of the last 4 KiB so that none
+ * straddles the cut (limits in docs/bundle.md: a value of more than 4 KiB whose name is further back; one token of
+ * more than 8 KiB).
  *
  * The built-in rules (nd_scrub_new) cover AWS access key ids (AKIA…/ASIA…), secret access keys, session tokens,
  * X-Amz-Security-Token, Authorization headers, SigV4 signatures, PEM private keys and the credential fields of the
@@ -14,10 +15,11 @@
  * stream. Every byte is scrubbed, NUL bytes and binary regions included (see nd_scrub_looks_binary).
  *
  * Beyond names and values, the scrubber keeps state across lines: a key body whose BEGIN line was cut off (a tail
- * collection) is held back and removed when its END line follows; an access key id cut by a line wrap loses both
- * halves; a base64-encoded PEM private key loses its continuation lines. Properties (tested, fuzzed): idempotent
- * (scrubbing the output again changes nothing), output at most input + 16 bytes per redaction, the same bytes
- * whatever the chunking.
+ * collection) is held back and removed when its END line follows (decided on the line as the rules leave it); an
+ * access key id cut by a line wrap, or between two JSON records by a log driver, loses both halves; a base64-encoded
+ * PEM private key loses its continuation lines. Properties (tested, fuzzed): idempotent (scrubbing the output again
+ * changes nothing), output at most input + 16 bytes per redaction (a redaction is one marker written), the same
+ * bytes whatever the chunking, no planted credential out.
  */
 #ifndef ND_SCRUB_H
 #define ND_SCRUB_H

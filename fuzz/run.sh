@@ -3,8 +3,9 @@
 #   run.sh build BUILD_DIR [CLANG]      configure fuzz/ as its own project with clang into BUILD_DIR, build it
 #   run.sh ci BUILD_DIR TARGET          run one target deterministically for CI (ctest): a fresh corpus of the seeds
 #                                       only, -seed=1, FUZZ_CI_RUNS inputs (default 20000; at most 20 s)
-#   run.sh fuzz BUILD_DIR [SECONDS]     build, then run every target for FUZZ_SECONDS (default 60) and record
-#                                       executions and time per target in docs/fuzzing.md (`make fuzz`)
+#   run.sh fuzz BUILD_DIR [SECONDS]     build, then run every target (or those in FUZZ_TARGETS) for FUZZ_SECONDS
+#                                       (default 60) and record executions and time per target in docs/fuzzing.md
+#                                       (`make fuzz`)
 # The corpus of a target is BUILD_DIR/corpus/TARGET: its seeds (fixtures of the repository, tests/field/ when it
 # exists, and seeds the target writes itself) plus everything earlier runs found. A crash leaves its input in
 # BUILD_DIR/crashes/ and fails.
@@ -13,7 +14,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 src="$(cd "$here/.." && pwd)"
 mode="$1"
 build="$2"
-TARGETS=(scrub attest cbor nitrocli errlog eif allocator kmslog frame kms_request kms_response imagelint vhost)
+ALL_TARGETS=(scrub attest cbor nitrocli errlog eif allocator kmslog frame kms_request kms_response imagelint vhost)
+read -r -a TARGETS <<< "${FUZZ_TARGETS:-${ALL_TARGETS[*]}}"  # `make fuzz FUZZ_TARGETS="scrub kmslog"`: only those
 
 do_build() {
   local clang="${1:-clang}"
@@ -35,10 +37,11 @@ seed() {
     kmslog) files=("$src"/tests/data/kmslogs/*) ;;
     imagelint) files=("$src"/tests/fixtures/imagelint/*) ;;
   esac
-  # inputs that once failed (kept so CI replays them first)
-  if [ -d "$here/regressions/$t" ]; then
-    for f in "$here/regressions/$t"/*; do [ -f "$f" ] && files+=("$f"); done
-  fi
+  # inputs that once failed (kept so CI replays them first), and any in fuzz/known/ (none today): every one must pass
+  for d in "$here/regressions/$t" "$here/known/$t"; do
+    [ -d "$d" ] || continue
+    for f in "$d"/*; do [ -f "$f" ] && files+=("$f"); done
+  done
   if [ -d "$src/tests/field" ]; then
     while IFS= read -r f; do files+=("$f"); done < <(find "$src/tests/field" -type f -size -256k | head -200)
   fi
@@ -65,39 +68,43 @@ run_one() {
   corpus="$build_corpus_root/$t"
   mkdir -p "$build/crashes"
   log="$build/fuzz-$t.log"
+  local t0=$SECONDS ok=1 execs
   if ! "$build/fuzz_$t" -max_total_time="$secs" "${extra[@]}" -timeout=20 -rss_limit_mb=2048 -max_len=65536 \
        -artifact_prefix="$build/crashes/$t-" -print_final_stats=1 "$corpus" >"$log" 2>&1; then
     tail -n 60 "$log" >&2
     echo "fuzz_$t: FAILED (input saved in $build/crashes/)" >&2
-    return 1
+    ok=0
   fi
-  local execs
   execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)"
-  echo "$t ${execs:-0} $secs"
+  # one line: target, executions, seconds, and "failed" when the run stopped on a failing input
+  echo "$t ${execs:-0} $((SECONDS - t0))$([ "$ok" = 1 ] || echo " failed")"
+  [ "$ok" = 1 ]
 }
 
 case "$mode" in
   build) do_build "${3:-clang}" ;;
   ci)
     [ -x "$build/fuzz_$3" ] || { echo "fuzz_$3 not built (fuzz.build failed?)" >&2; exit 1; }
-    ND_FUZZ_CI=1 run_one "$3" "${FUZZ_CI_SECONDS:-20}" 1 ;;
+    run_one "$3" "${FUZZ_CI_SECONDS:-20}" 1 ;;
   fuzz)
     secs="${3:-${FUZZ_SECONDS:-60}}"
     do_build "${FUZZ_CC:-clang}"
     results=()
     status=0
     for t in "${TARGETS[@]}"; do
-      if r="$(run_one "$t" "$secs")"; then results+=("$r"); echo "$r"; else status=1; fi
+      r="$(run_one "$t" "$secs")" || status=1
+      results+=("$r")
+      echo "$r"
     done
     {
       echo
       echo "### $(date -u +%Y-%m-%dT%H:%MZ), FUZZ_SECONDS=$secs, $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg)"
       echo
-      echo "| target | executions | seconds | corpus files |"
-      echo "|---|---:|---:|---:|"
+      echo "| target | executions | seconds | corpus files | result |"
+      echo "|---|---:|---:|---:|---|"
       for r in "${results[@]}"; do
         set -- $r
-        echo "| $1 | $2 | $3 | $(ls "$build/corpus/$1" | wc -l) |"
+        echo "| $1 | $2 | $3 | $(ls "$build/corpus/$1" | wc -l) | ${4:-ok} |"
       done
     } >> "$src/docs/fuzzing.md"
     exit $status ;;

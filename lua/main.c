@@ -80,6 +80,13 @@ int main(int argc, char **argv)
     else
         status = run_lua_main(&host, "nd.sim.main", prog, argc - 1, argv + 1);
     free(name_copy);
+    /* The result is decided and printed: a Ctrl-C or SIGTERM arriving now (a second Ctrl-C after an interrupted
+     * run) must not turn that result into death by signal while the host is torn down. Blocked, it dies with us. */
+    sigset_t quit;
+    sigemptyset(&quit);
+    sigaddset(&quit, SIGINT);
+    sigaddset(&quit, SIGTERM);
+    sigprocmask(SIG_BLOCK, &quit, NULL);
     fflush(stdout);
     ndl_host_close(&host);
     return status;

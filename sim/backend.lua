@@ -1,7 +1,8 @@
 -- nd.sim.backend — what "booting" an enclave means on the simulated host. A backend turns a started enclave (its
 -- EIF, image configuration, debug flag) into a plan: the console lines it prints (with their time since start) and
--- when it stops by itself. nitro-cli's stand-in only talks to this interface, so a later backend can boot the EIF
--- for real (qemu -M microvm with the EIF's kernel, cmdline and ramdisks, console on a pty) without touching it.
+-- when it stops by itself. nitro-cli's stand-in only talks to this interface; the `qemu` backend
+-- (nd.sim.backend_qemu, docs/realboot.md) boots the EIF for real under QEMU's nitro-enclave machine and returns a
+-- live plan (plan.live: a running enclave behind it) instead of scripted lines.
 --
 --   backend.get(name) -> backend | nil, err
 --   backend:boot{ image = cfg, cmdline = s, memory_mib = n, debug = bool, cid = n } -> plan
@@ -103,13 +104,18 @@ local function app(cfg)
   local function pingpong(mode)
     local l = { "[enclave] mode=" .. mode }
     if mode == "basic" then l[#l + 1] = "[enclave] basic mode: alive; sleeping forever"
-    elseif mode == "vsock" then l[#l + 1] = "[enclave] vsock mode: listening on port 5000"
+    elseif mode == "vsock" then l[#l + 1] = "[enclave] vsock mode: listening on vsock:any:5000"
     elseif mode == "kms" then
-      l[#l + 1] = "[enclave] kms mode: connecting to the parent (CID 3) port 8082"
-      l[#l + 1] = "[enclave] ERROR: connect vsock 3:8082: Connection refused"
+      -- enclave/pingpong_kms.c's own lines: the NSM document (its size varies with the certificate chain), then
+      -- the connect error as core/vsock.c words it; a vsock connect to a parent port nobody listens on is answered
+      -- with a reset (ECONNRESET), as the virtio transport does
+      l[#l + 1] = "[enclave] attestation document from /dev/nsm (4465 bytes)"
+      l[#l + 1] = "[enclave] ERROR: upstream_unavailable: connect vsock:3:8082: nothing listens at CID 3 port 8082 " ..
+        "(ECONNRESET): the enclave is not running, its server has not started yet, or it listens on another port " ..
+        "(check the CID with `nitro-cli describe-enclaves`)"
       return l, 1
     else
-      l[#l + 1] = "[enclave] unknown mode: " .. mode
+      l[#l + 1] = '[enclave] error: unknown mode "' .. mode .. '" (expected basic, vsock or kms)'
       return l, 2
     end
     return l, nil
@@ -179,12 +185,31 @@ function Standin:boot(b)
 end
 
 local BACKENDS = { standin = setmetatable({}, Standin) }
+Standin.name = "standin"
 
--- get(name) -> backend | nil, err.  register(name, backend) adds one (qemu later).
+-- get(name) -> backend | nil, err [, note].  register(name, backend) adds one. "qemu" (nd.sim.backend_qemu) boots
+-- the EIF for real; when its pieces are missing get returns the stand-in and a one-line note saying what is missing.
 function M.get(name)
+  if name == "qemu" and not BACKENDS.qemu then
+    local q = require "nd.sim.backend_qemu"
+    local ok, why = q.available()
+    if not ok then
+      return BACKENDS.standin, nil, "qemu backend unavailable (" .. tostring(why) .. "): using the scripted stand-in"
+    end
+    return q.backend
+  end
   local b = BACKENDS[name or "standin"]
   if not b then return nil, "unknown simulator backend: " .. tostring(name) end
   return b
+end
+
+-- eif_parts(name, cfg) -> { kernel, ramdisks } for the EIFs the simulator writes when backend `name` boots them for
+-- real (qemu: a real kernel, the bootstrap and customer ramdisks), or nil (the stand-in's placeholder blobs do).
+function M.eif_parts(name, cfg)
+  if name ~= "qemu" then return nil end
+  local q = require "nd.sim.backend_qemu"
+  if not q.available() then return nil end
+  return q.eif_parts(M.command(cfg or {}), (cfg or {}).Env)
 end
 
 function M.register(name, b)

@@ -252,8 +252,16 @@ function M.activate(name, opts)
   opts = opts or {}
   local sc, err = M.load(name)
   if not sc then return nil, err end
-  local bok, berr = require("nd.sim.backend").get(opts.backend or sc.backend)
+  local bok, berr, bnote = require("nd.sim.backend").get(opts.backend or sc.backend)
   if not bok then return nil, "scenario " .. sc.name .. ": " .. berr end
+  if bnote then
+    -- the qemu backend cannot boot here: one line, then the scripted stand-in
+    io.stderr:write("nitrodiag: ", bnote, "\n")
+    local o2 = {}
+    for k, v in pairs(opts) do o2[k] = v end
+    o2.backend = bok.name
+    opts = o2
+  end
   local root = opts.root
   if root then
     local ok, merr = fs.mkdir_p(root)
@@ -263,9 +271,9 @@ function M.activate(name, opts)
     if not root then return nil, "cannot create the simulated host: " .. tostring(err) end
   end
   -- simulated time (docs/simulator.md): every process of the host reads the clock named in the environment. The
-  -- clock starts before the host is built.
+  -- clock starts before the host is built. Enclaves booted for real (qemu backend) run in real time.
   local realtime = tonumber(opts.time_scale or os.getenv("NITRODIAG_SIM_SPEED") or M.default_time_scale) == 1
-    or (opts.backend or sc.backend) == "qemu"
+    or bok.name == "qemu"
   local saved_clock = os.getenv("NITRODIAG_SIM_CLOCK")
   host.setenv("NITRODIAG_SIM_CLOCK", nil)
   if not realtime then
@@ -291,6 +299,7 @@ function M.activate(name, opts)
   end
   set("PATH", self.bin .. ":" .. (os.getenv("PATH") or "/usr/bin:/bin"))
   set("NITRODIAG_SIM_ROOT", root)
+  set("NITRODIAG_SIM_OWNER", tostring(uv.os_getpid())) -- enclaves booted for real (qemu backend) die with us
   for k, v in pairs(sc.env or {}) do
     if v == false then set(k, nil) else set(k, tostring(v)) end
   end
@@ -320,6 +329,11 @@ function Sim:close()
   if self.closed then return end
   self.closed = true
   if self.vsock_uninstall then self.vsock_uninstall() end
+  -- enclaves booted for real (qemu backend): their processes end with the simulated host
+  local st = state.load(self.root)
+  for _, e in ipairs(st and st.enclaves or {}) do
+    if e.plan and e.plan.live then require("nd.sim.backend_qemu").stop(e.plan) end
+  end
   host.set_sim(nil)
   if self.saved_nitro_cli then host.set_nitro_cli(self.saved_nitro_cli) end
   for k, s in pairs(self.saved) do host.setenv(k, s.value) end

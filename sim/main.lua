@@ -9,6 +9,8 @@ local DISPATCH = {
   docker = function(args) return require("nd.sim.tools").docker(args) end,
   dmesg = function(args) return require("nd.sim.tools").dmesg(args) end,
   journalctl = function(args) return require("nd.sim.tools").journalctl(args) end,
+  -- the enclave process of the qemu backend (started by run-enclave, never by users): nd.sim.backend_qemu
+  ["nd-sim-enclave"] = function(args) return require("nd.sim.backend_qemu").supervise(args) end,
 }
 
 -- main(progname, args) -> exit status
@@ -19,6 +21,7 @@ function M.main(progname, args)
       "nitro-cli, systemctl, docker, dmesg, journalctl)\n")
     return 127
   end
+  if progname == "nd-sim-enclave" then return fn(args) end -- also serves `nitrodiag boot`, outside a simulated host
   if not os.getenv("NITRODIAG_SIM_ROOT") or os.getenv("NITRODIAG_SIM_ROOT") == "" then
     io.stderr:write(progname, " (nitrodiag simulator): NITRODIAG_SIM_ROOT is not set; this is the simulated host's ",
       progname, ", run it through `nitrodiag --sim` or nd.sim.activate\n")

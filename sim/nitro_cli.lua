@@ -199,7 +199,7 @@ function cache_pcrs(key, pcrs)
     tonumber("600", 8))
 end
 
-function write_eif(path, tag, cfg, pad_mib, arch)
+function write_eif(path, tag, cfg, pad_mib, arch, st)
   local lib = eif_lib()
   if not lib or not lib.write then return nil, "the EIF writer (nd.eif) is not built into this nitrodiag" end
   -- EifIdentityInfo as nitro-cli writes it (enclave_build/src/lib.rs generate_identity_info, serde_json compact in
@@ -223,6 +223,9 @@ function write_eif(path, tag, cfg, pad_mib, arch)
   local opts = { kernel = kernel_blob(), cmdline = backend.CMDLINE,
     ramdisks = { bootstrap_blob(), "rootfs/\ncmd\nenv\n" .. rootfs }, metadata = metadata, default_mem = 0, default_cpus = 0,
     arch = arch or "x86_64" }
+  -- a backend that boots EIFs for real (qemu) gets a real kernel and ramdisks in them
+  local real = st and (arch or "x86_64") == "x86_64" and backend.eif_parts(st.backend, cfg)
+  if real then opts.kernel, opts.ramdisks = real.kernel, real.ramdisks end
   if pad_mib and pad_mib > 0 then
     -- the padding is zeros at the end of the customer ramdisk (a sparse hole), so the sections stay back to back
     -- and the file ends with the last one, as nitro-cli requires; the PCRs measure those zeros as nitro-cli would
@@ -280,7 +283,7 @@ function M.make_eif(root, st, e)
   local cfg = st.images[e.image]
   if not cfg then return nil, "eif " .. tostring(e.path) .. ": unknown image " .. tostring(e.image) end
   fs.mkdir_p(fs.dirname(root .. e.path))
-  local pcrs, err = write_eif(root .. e.path, e.image, cfg, e.size_mib, eif_arch(st, cfg))
+  local pcrs, err = write_eif(root .. e.path, e.image, cfg, e.size_mib, eif_arch(st, cfg), st)
   local written = pcrs and uv.fs_stat(root .. e.path)
   if written then
     st.eif_pcrs = st.eif_pcrs or {}
@@ -314,11 +317,12 @@ local function reap(ctx, st)
   local now = util.time()
   local keep = {}
   for _, e in ipairs(st.enclaves) do
-    if e.plan and e.plan.stops_after and now >= e.started + e.plan.stops_after then
+    local live_gone = e.plan and e.plan.live and not require("nd.sim.backend_qemu").alive(e.plan)
+    if live_gone or (e.plan and e.plan.stops_after and now >= e.started + e.plan.stops_after) then
       ctx:log("WARN", "src/enclave_proc/mod.rs:207", "Received hang-up event from the enclave. Enclave process will shut down.",
         string.format("enc-%s:%d", e.slot, e.pid))
       uv.fs_unlink(ctx.root .. "/var/run/nitro_enclaves/" .. e.slot .. ".sock")
-      st.cpus_released_at = e.started + e.plan.stops_after
+      st.cpus_released_at = live_gone and now or (e.started + e.plan.stops_after)
     else
       keep[#keep + 1] = e
     end
@@ -334,6 +338,9 @@ end
 -- one describe-enclaves entry (EnclaveDescribeInfo's serde order; with --metadata: ImageName, ImageVersion and
 -- Metadata when the EIF has them)
 local function describe_obj(e, with_metadata)
+  -- an enclave booted for real: the PCRs its guest read from QEMU's NSM, when it could (nd.sim.backend_qemu)
+  local live = e.plan and e.plan.live and require("nd.sim.backend_qemu").status(e.plan)
+  if live and type(live.pcrs) == "table" and live.pcrs.PCR0 then e = setmetatable({ pcrs = live.pcrs }, { __index = e }) end
   local o = util.obj{
     "EnclaveName", e.name, "EnclaveID", e.id, "ProcessID", e.pid, "EnclaveCID", e.cid,
     "NumberOfCPUs", #e.cpus, "CPUIDs", util.array(e.cpus), "MemoryMiB", e.memory_mib, "State", "RUNNING",
@@ -410,12 +417,15 @@ end
 
 -- Starts an enclave in st (resources already checked). Returns the enclave record.
 local function start_enclave(ctx, st, p)
-  local b = assert(backend.get(st.backend))
+  local b, _, note = backend.get(st.backend)
+  b = assert(b)
+  if note then ctx:stderr("nitrodiag simulator: " .. note) end
   local slot = new_slot()
   local e = { id = st.host.instance_id .. "-enc" .. slot, slot = slot, name = p.name, pid = state.pid(st),
     cid = p.cid, cpus = p.cpus, memory_mib = p.memory_mib, debug = p.debug, eif = p.eif, pcrs = p.pcrs or {},
     started = util.time(), image_name = p.image_name, image_version = p.image_version, pages = p.pages }
-  e.plan = b:boot{ image = p.image, cmdline = p.cmdline, memory_mib = p.memory_mib, debug = p.debug, cid = p.cid }
+  e.plan = b:boot{ image = p.image, cmdline = p.cmdline, memory_mib = p.memory_mib, debug = p.debug, cid = p.cid,
+    eif = p.eif, id = e.id, slot = slot, root = ctx.root, cpus = #(p.cpus or {}) }
   st.enclaves[#st.enclaves + 1] = e
   M.write_proc_stat(ctx.root, st, e)
   fs.write(ctx.root .. "/var/run/nitro_enclaves/" .. slot .. ".sock", "")
@@ -468,6 +478,12 @@ local function stream_console(ctx, e, timeout)
   local printed, next_every = 0, nil
   local t0 = util.time()
   local plan = e.plan or { lines = {} }
+  if plan.live then
+    return require("nd.sim.backend_qemu").stream_console(ctx.out, plan, timeout, function()
+      local st = state.load(ctx.root)
+      return st and find_enclave(st, e.id) ~= nil
+    end)
+  end
   while true do
     local now = util.time()
     local age = now - e.started
@@ -873,6 +889,18 @@ function run_enclave(ctx, o)
       "Failed to run enclave"), "src/enclave_proc/resource_manager.rs", 594, e.log_id)
   end
   if rc2 ~= 0 then return rc2 end
+  if e and e.plan and e.plan.live then
+    -- booted for real: nitro-cli returns once the enclave's heartbeat came (nd.sim.backend_qemu)
+    local q = require "nd.sim.backend_qemu"
+    local ok, why = q.wait_boot(e.plan)
+    if not ok then
+      ctx:log("ERROR", "src/enclave_proc/resource_manager.rs:594", "qemu backend: " .. tostring(why), string.format("enc-%s:%d", e.slot, e.pid))
+      q.stop(e.plan)
+      state.update(ctx.root, function(st) reap(ctx, st) end)
+      return proc_fail(ctx, "E36", nil, chain("Waiting on enclave to boot failed with error VsockTimeoutError", "Failed to create enclave",
+        "Failed to run enclave"), "src/enclave_proc/resource_manager.rs", 594, string.format("enc-%s:%d", e.slot, e.pid))
+    end
+  end
   if a.attach then
     local crc = console_connect(ctx, e, nil, "Enclave Console")
     if crc ~= 0 then return crc end
@@ -930,6 +958,7 @@ function terminate_enclave(ctx, o)
     end
     local out = {}
     for _, e in ipairs(targets) do
+      if e.plan and e.plan.live then require("nd.sim.backend_qemu").stop(e.plan) end
       ctx:stderr("Successfully terminated enclave " .. e.id .. ".")
       ctx:log("INFO", "src/enclave_proc/resource_manager.rs:747", "Enclave terminated.", string.format("enc-%s:%d", e.slot, e.pid))
       uv.fs_unlink(ctx.root .. "/var/run/nitro_enclaves/" .. e.slot .. ".sock")
@@ -1039,7 +1068,7 @@ function build_enclave(ctx, o)
       "Failed to build EIF from docker", "Failed to pull docker image: PullError" }, file = "src/lib.rs", line = 164 }
   end
   ctx:stderr("Using the locally available Docker image...")
-  local pcrs, err = write_eif(out, tag, cfg, nil, eif_arch(st, cfg))
+  local pcrs, err = write_eif(out, tag, cfg, nil, eif_arch(st, cfg), st)
   if not pcrs then
     return ctx:fail{ code = "E48", action = "Build Enclave", subactions = { "Failed to build enclave",
       "Failed to build EIF from docker", "Failed to create EIF image: " .. tostring(err) }, file = "src/lib.rs", line = 147 }

@@ -23,7 +23,10 @@ local function listener_of(root, cid, port)
   local now = util.time()
   for _, e in ipairs(st.enclaves) do
     local gone = e.plan and e.plan.stops_after and now >= e.started + e.plan.stops_after
-    if e.cid == cid and not gone then
+    if e.cid == cid and e.plan and e.plan.live then
+      -- booted for real (qemu backend): every port goes to the guest through nd-vhost-vsock
+      if require("nd.sim.backend_qemu").alive(e.plan) then return "qemu", e end
+    elseif e.cid == cid and not gone then
       for _, l in ipairs(e.plan and e.plan.listen or {}) do
         if l.port == port then return l.proto or "pingpong", e end
       end
@@ -77,12 +80,18 @@ function M.install(root)
   local function route(addr)
     local a = type(addr) == "string" and vsock.parse(addr)
     if not a or a.kind ~= "vsock" or type(a.cid) ~= "number" then return nil, "connect " .. tostring(addr) .. ": not a vsock address", "EINVAL" end
-    local proto = listener_of(root, a.cid, a.port)
+    local proto, enclave = listener_of(root, a.cid, a.port)
     if not proto then return nothing_listens(addr, a.cid, a.port) end
-    local key = a.cid .. "_" .. a.port
+    local key = a.cid .. "_" .. a.port .. (proto == "qemu" and ("_" .. enclave.slot) or "")
     local path = dir .. "/" .. key .. ".sock"
     if not servers[key] then
-      local srv, err, code = serve(proto, path)
+      local srv, err, code
+      if proto == "qemu" then
+        -- booted for real: a relay to the guest's port through nd-vhost-vsock (nd.sim.backend_qemu)
+        srv, err, code = require("nd.sim.backend_qemu").relay(path, enclave.plan, a.port)
+      else
+        srv, err, code = serve(proto, path)
+      end
       if not srv then return nil, err, code end
       servers[key] = srv
     end

@@ -11,6 +11,7 @@ PKGS=(
   openssl util-linux   # tests/bundle/faults.sh: openssl dgst/pkeyutl check signatures, unshare makes a tiny tmpfs
   libcbor-dev python3-cbor2 python3-cryptography
   qemu-system-x86 cpio kmod xz-utils
+  procps               # tests/realboot/run.sh: pgrep finds what a real boot might leave (tools/build-qemu.sh installs QEMU's own build deps)
   help2man man-db rpm clang
   libclang-rt-14-dev
 )

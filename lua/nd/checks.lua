@@ -227,7 +227,7 @@ local function run_one(s, name, eif, opts)
         d.started_ids[#d.started_ids + 1] = eid
       end
       console[#console + 1] = line
-      if opts.ping and not ping_task and cid and line:find("listening on port", 1, true) then
+      if opts.ping and not ping_task and cid and (line:find("listening on port", 1, true) or line:find("listening on vsock:", 1, true)) then
         ping_task = nd.spawn(function()
           local vsock = require "nd.vsock"
           return vsock.ping(string.format("vsock:%d:%d", cid, VSOCK_PORT), { timeout = 5 })

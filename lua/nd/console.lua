@@ -25,7 +25,7 @@ function M.analyse(lines, opts)
     exited = text:match("%[init%] ([^\n]* exited [^\n]+)"),
     rebooted = has(text, "reboot: Restarting system"),
     panic = text:match("[^\n]*Kernel panic[^\n]*"),
-    listening = has(text, "listening on port"),
+    listening = has(text, "listening on port") or has(text, "listening on vsock:"), -- stand-in / real vsock-pingpong
     mode = text:match("%[enclave%] mode=(%w+)"),
     smoke = has(text, "[busybox-smoke] alive"),
   }

@@ -286,6 +286,12 @@ M.define{ code = "ENCLAVE_EXITED_AFTER_START", severity = "fail", title = "The e
   remediation = { "nitro-cli run-enclave … --debug-mode --attach-console to see the application's last words",
     "keep the application in the foreground as PID 1's child (no daemonising), exec-form CMD" },
   refs = {} }
+-- nitrodiag boot (scripts/boot.lua): the PCRs the guest reads from QEMU's NSM, which QEMU extends from the EIF's
+-- sections as the Nitro hypervisor does, against nd.eif's own computation of them
+M.define{ code = "EIF_PCR_MISMATCH", severity = "warn", title = "The PCRs measured at boot differ from the EIF's",
+  message = "PCRs read from the NSM at boot differ from the EIF's own measurements",
+  remediation = { "compare `nitrodiag eif FILE` with `nitro-cli describe-eif` on the same file: a difference is a bug in one of them (report it)" },
+  refs = {} }
 M.define{ code = "ENCLAVE_PANIC", severity = "fail", title = "The enclave kernel panicked",
   message = "{name}: the enclave kernel panicked: {detail}",
   remediation = { "read the console lines before the panic", "give the enclave more memory (at least 4 × the EIF size)" },

@@ -587,10 +587,16 @@ end
 -- behind what the run started. Returns a to-be-closed value that stops watching.
 local function watch_signals(run)
   local result, out = run.result, run.out
+  local told = false
   local function on_signal(name)
     if not result.interrupted then
       result.interrupted = true
       result.interrupt_reason = "interrupted by " .. name
+    end
+    if run.finishing then
+      if not told then out:note(string.format("nitrodiag: %s: the steps are done; writing the bundle and the report first", name)) end
+      told = true
+      return
     end
     local cur = run.step
     if cur and cur.always then
@@ -791,6 +797,8 @@ function M.execute(def, args, opts)
 
   out:line(string.format("nitrodiag %s — %s%s", def.name, def.description, opts.sim and (" [simulated host: " .. opts.sim .. "]") or ""))
 
+  -- watch_signals' handle, set when the steps start and closed when execute returns (however it returns)
+  local signals <close> = setmetatable({}, { __close = function(t) if t.watch then getmetatable(t.watch).__close(t.watch) end end })
   do
     local sim <close> = opts.sim and start_sim(opts, result, run.ctx) or nil
     if opts.sim and not sim then
@@ -816,10 +824,11 @@ function M.execute(def, args, opts)
       out:final("verdict: ERROR\nbundle: not written: " .. result.bundle_error)
       return result
     end
-    do
-      local _signals <close> = watch_signals(run)
-      for i, st in ipairs(def.steps) do run_step(run, i, st) end
-    end
+    -- Watched until the run returns: a signal after the last step no longer cancels anything, and the bundle and
+    -- the report are still written (the default action would kill the process half-way through the bundle).
+    signals.watch = watch_signals(run)
+    for i, st in ipairs(def.steps) do run_step(run, i, st) end
+    run.finishing, run.step, run.task = true, nil, nil
     decide(result)
     result.ended_at = iso(wallclock())
     result.duration = nd.now() - t_start

@@ -177,7 +177,7 @@ sigkill)
   mkdir -p "$T/empty"
 
   # a live run's temporaries are never swept: start one, sweep from another process, then kill it
-  (cd "$T/out" && ND_FAULT_TAG=live exec "$ND" --sim --out "$T/out" diag10 run_seconds=30 runs=basic >"$T/live.txt" 2>&1) &
+  (cd "$T/out" && ND_FAULT_TAG=live exec "$ND" --sim --sim-realtime --out "$T/out" diag10 run_seconds=30 runs=basic >"$T/live.txt" 2>&1) &
   LIVE=$!; KILLPIDS+=("$LIVE")
   wait_for "the live run's artifacts dir" sh -c "ls '$TMPDIR' | grep -q 'nitrodiag-artifacts-p$LIVE-'"
   (cd "$T/out" && "$ND" --root "$T/empty" --out "$T/out" run "$SRC/tests/lua/runbooks/collect.lua" >/dev/null 2>&1)
@@ -209,7 +209,7 @@ PY
   rm -f "$T"/out/*.tar.gz
 
   # point 2: early, as soon as the first step has run (before anything was collected but the version)
-  (cd "$T/out" && ND_FAULT_TAG=early exec "$ND" -v --sim --out "$T/out" diag10 run_seconds=30 runs=basic >"$T/early.txt" 2>&1) &
+  (cd "$T/out" && ND_FAULT_TAG=early exec "$ND" -v --sim --sim-realtime --out "$T/out" diag10 run_seconds=30 runs=basic >"$T/early.txt" 2>&1) &
   EARLY=$!; KILLPIDS+=("$EARLY")
   wait_for "the first step line" grep -q "nitro-cli  " "$T/early.txt"
   kill -9 "$EARLY"; wait "$EARLY" 2>/dev/null
@@ -229,7 +229,7 @@ PY
 
 interrupted)
   # SIGTERM while the images are built: the steps after it never run, the collect step (always) still runs
-  (cd "$T/out" && ND_FAULT_TAG=term exec "$ND" --sim --out "$T/out" diag10 run_seconds=30 runs=basic >"$T/term.txt" 2>&1) &
+  (cd "$T/out" && ND_FAULT_TAG=term exec "$ND" --sim --sim-realtime --out "$T/out" diag10 run_seconds=30 runs=basic >"$T/term.txt" 2>&1) &
   PID=$!; KILLPIDS+=("$PID"); LOGF="$T/term.txt"
   wait_for "run-enclave started" has_tagged term --attach-console
   kill -TERM "$PID"; wait "$PID"; rc=$?

@@ -1,8 +1,8 @@
 -- The planted-secret runbook (tests/bundle/planted.py builds the host tree and checks the archive): collects a fake
 -- host through every artifact kind diag10 uses — a tail of nitro_enclaves.log, the err*.log glob (names included),
 -- strings (allocator.yaml, nitro-cli and docker output), JSON, `systemctl status`, the journal, dmesg, a command's
--- stderr — plus files around the 4 MiB in-memory limit and 256 KiB read boundaries, the run log, and findings
--- (summary.json, report.md). The fake systemctl/journalctl/dmesg are on PATH (planted.py puts them there).
+-- stderr — plus files around the 4 MiB in-memory limit and 256 KiB read boundaries, a line over 1 MiB, the run log,
+-- and findings (summary.json, report.md). The fake systemctl/journalctl/dmesg are on PATH (planted.py puts them there).
 local json = require "nd.json"
 
 return {
@@ -38,6 +38,7 @@ return {
         b:add_file("big.tail", "/var/log/big.log", { tail_bytes = 4 * 1024 * 1024 })
         b:add_file("exact4m.log", "/var/log/exact4m.log")
         b:add_file("credentials", "/root/.aws/credentials")
+        b:add_file("longline.log", "/var/log/longline.log") -- one line over the scrubber's 1 MiB line limit
         -- the run log and the findings
         local ev = {}
         local text = read("/shapes.log") .. "\n----8<----\n"

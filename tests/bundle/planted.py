@@ -101,7 +101,9 @@ def plant(where, shape=None):
         v = value(kind)
         for p in pieces(v):
             SECRETS.append((where, name, p))
-        t = tmpl.replace("{V}", v).replace("<NL>", "\n").replace("<CR>", "\r").replace("<TAB>", "\t")
+        halves = v.split("\n", 1) + [""]  # {V1} {V2}: the two halves of a split value ("/" kinds)
+        t = tmpl.replace("{V1}", halves[0]).replace("{V2}", halves[1])
+        t = t.replace("{V}", v).replace("<NL>", "\n").replace("<CR>", "\r").replace("<TAB>", "\t")
         texts.append(t.replace("<NUL>", "\0"))
     return "\n".join(texts) + "\n"
 
@@ -151,7 +153,10 @@ def big_file(where, size, boundaries):
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="planted-", dir=os.environ.get("ND_TEST_TMP") or None)
+    base = os.environ.get("ND_TEST_TMP") or None
+    if base:
+        os.makedirs(base, exist_ok=True)  # run alone (ctest -R bundle.planted), nothing else has made it yet
+    tmp = tempfile.mkdtemp(prefix="planted-", dir=base)
     try:
         return run(tmp)
     finally:
@@ -221,6 +226,18 @@ def run(tmp):
     ex = ex[:M4 - len(tailtxt)]
     write(root, "/var/log/exact4m.log", ex + tailtxt)
     assert os.path.getsize(root + "/var/log/exact4m.log") == M4
+    # a line longer than the scrubber's 1 MiB line limit, cut near it: a secret's value straddling the limit, with its
+    # name before it and no separator in the last 8 KiB but the one between them (the cut must not part them)
+    L1 = 1024 * 1024
+    sk3 = value("S")
+    SECRETS.append(("longline.log", "secret_across_1mib_line_cut", sk3))
+    ll = list(("x" * 999 + " ") * ((L1 + 4096) // 1000))
+    for i in range(L1 - 9000, len(ll)):
+        ll[i] = "x"
+    item = ', "aws_secret_access_key": "%s", ' % sk3
+    at = L1 - item.index(sk3) - 20  # the value's 21st byte falls on the limit
+    ll[at:at + len(item)] = list(item)
+    write(root, "/var/log/longline.log", "".join(ll) + "\n")
     # fake commands: systemctl, journalctl, dmesg print planted text (stdout and stderr)
     sysd = plant("systemctl status")
     journal = plant("journal")

@@ -183,7 +183,7 @@ describe("diag10 interrupted", function()
     local nd = require "nd"
     local seen = ""
     local tmp = spec.tmpdir()
-    local h <close> = proc.start{ spec.nitrodiag, "--sim", "healthy", "diag10", "runs=basic", "run_seconds=30",
+    local h <close> = proc.start{ spec.nitrodiag, "--sim-realtime", "--sim", "healthy", "diag10", "runs=basic", "run_seconds=30",
       env = { PATH = os.getenv("PATH"), NITRODIAG_CACHE_DIR = os.getenv("NITRODIAG_CACHE_DIR"), HOME = os.getenv("HOME") or "/root", NITRODIAG_PATH = "", TMPDIR = tmp },
       cwd = spec.tmpdir(), on_line = function(_, line) seen = seen .. line .. "\n" end }
     -- wait until the simulated host (in that run's TMPDIR) holds the basic test enclave

@@ -325,12 +325,36 @@ static void duplicate_keys(void)
     nd_attest_free(d);
 }
 
+/* A float where the parser asks "is it null?" (libcbor's cbor_is_null asserts on floats, aborting the process): found
+ * by fuzz_attest (fuzz/regressions/attest/attest-crash-b33889…), a COSE_Sign1 whose unprotected header is a float32;
+ * also a float64 and a half there. Each is a clear error, not a crash. */
+static void floats_are_not_null(void)
+{
+    static const unsigned char f32[] = {0x84, 0xfa, 0x6a, 0x86, 0x01, 0xa0, 0x61, 0x00, 0x00, 0x2d};
+    static const unsigned char f64[] = {0x84, 0x40, 0xfb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0, 0x40, 0x40};
+    static const unsigned char f16[] = {0x84, 0x40, 0xf9, 0x3c, 0x00, 0x40, 0x40};
+    static const unsigned char nul[] = {0x84, 0x40, 0xf6, 0x41, 0x00, 0x41, 0x00};
+    const struct { const unsigned char *p; size_t n; const char *says; } cases[] = {
+        {f32, sizeof f32, "is another type"}, {f64, sizeof f64, "unprotected header (item 2) is another type"},
+        {f16, sizeof f16, "unprotected header (item 2) is another type"}, {nul, sizeof nul, "unprotected header (item 2) is null"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        nd_attest_doc *d = NULL;
+        nd_err err = {0};
+        CHECK_EQ_INT(nd_attest_parse(cases[i].p, cases[i].n, &d, &err), -EBADMSG);
+        CHECK(d == NULL);
+        if (!strstr(err.msg, cases[i].says))
+            fprintf(stderr, "  case %zu: %s\n", i, err.msg);
+        CHECK(strstr(err.msg, cases[i].says) != NULL);
+    }
+}
+
 int main(void)
 {
     ND_RUN(embedded_root_pinned);
     ND_RUN(verify_real_and_mutated);
     ND_RUN(pcr_extend_vectors);
     ND_RUN(duplicate_keys);
+    ND_RUN(floats_are_not_null);
     ND_RUN(dev_round_trip);
     ND_RUN(tagged_and_errors);
     ND_RUN(fuzz);

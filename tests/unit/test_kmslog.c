@@ -553,6 +553,56 @@ static void fast_reader_edges(void)
     }
 }
 
+/* Repeated keys (issue 13: rejected, or the last one wins and the first is freed): a log line that repeats a key
+ * reads the same through the kept line shapes, the strict reader, jansson and nd_kmslog_event's lazy parse — the
+ * last value, as in jansson and Python's json. (Leaks of the first value would show under ASan.) */
+typedef struct dupseen {
+    int n;
+    char rid[8], op[16], ev_rid[8], ev_op[16];
+} dupseen;
+
+static int dup_cb(void *ud, const nd_kmslog_record *r)
+{
+    dupseen *d = ud;
+    d->n++;
+    snprintf(d->rid, sizeof d->rid, "%s", r->request_id ? r->request_id : "-");
+    snprintf(d->op, sizeof d->op, "%s", r->op ? r->op : "-");
+    const json_t *ev = nd_kmslog_event(r);
+    const char *er = json_string_value(json_object_get(ev, "request_id"));
+    const char *eo = json_string_value(json_object_get(ev, "op"));
+    snprintf(d->ev_rid, sizeof d->ev_rid, "%s", er ? er : "-");
+    snprintf(d->ev_op, sizeof d->ev_op, "%s", eo ? eo : "-");
+    return 0;
+}
+
+static void repeated_keys_last_wins(void)
+{
+    static const char *const lines[] = {
+        "{\"event\":\"kms_proxy_request\",\"request_id\":\"a\",\"op\":\"Decrypt\",\"request_id\":\"b\",\"op\":\"Encrypt\"}\n",
+        "{\"fields\":{\"json\":\"{\\\"event\\\":\\\"kms_proxy_request\\\",\\\"request_id\\\":\\\"a\\\",\\\"op\\\":"
+        "\\\"Decrypt\\\",\\\"request_id\\\":\\\"b\\\",\\\"op\\\":\\\"Encrypt\\\"}\"}}\n",
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        for (int mode = 0; mode < 3; mode++) { /* line shapes (the line three times), the strict reader, jansson */
+            nd_kmslog_filter f = {0};
+            f.no_shapes = mode == 1;
+            f.no_fast = mode == 2;
+            dupseen d = {0};
+            nd_kmslog *k;
+            CHECK_EQ_INT(nd_kmslog_new(&f, dup_cb, &d, &k, NULL), 0);
+            for (int t = 0; t < 3; t++)
+                CHECK_EQ_INT(nd_kmslog_feed(k, lines[i], strlen(lines[i]), NULL), 0);
+            CHECK_EQ_INT(nd_kmslog_finish(k, NULL), 0);
+            nd_kmslog_free(k);
+            CHECK_EQ_INT(d.n, 3);
+            CHECK_EQ_STR(d.rid, "b");
+            CHECK_EQ_STR(d.op, "Encrypt");
+            CHECK_EQ_STR(d.ev_rid, "b");
+            CHECK_EQ_STR(d.ev_op, "Encrypt");
+        }
+    }
+}
+
 /* Reads buf three ways, kept line shapes (the default), the strict reader alone, and jansson alone, under filter f:
  * the stats and the signature of every record and of the summary must be the same. */
 static void three_readers(const char *buf, size_t len, const nd_kmslog_filter *f, const char *what)
@@ -666,5 +716,6 @@ int main(void)
     ND_RUN(fast_reader_edges);
     ND_RUN(shape_edges);
     ND_RUN(generated_log);
+    ND_RUN(repeated_keys_last_wins);
     return nd_test_summary();
 }
