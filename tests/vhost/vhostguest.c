@@ -32,49 +32,11 @@
 #include <unistd.h>
 
 #define MIB (1024 * 1024)
-#define EXIT_PASS 16 /* qemu exits with (16 << 1) | 1 = 33 */
-#define EXIT_FAIL 17 /* 35 */
+#define GUEST_TAG "[guest]"
+#include "../vm/guest.h"
 
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if (n > (int)sizeof line - 2)
-        n = (int)sizeof line - 2;
-    line[n++] = '\n';
-    if (write(STDOUT_FILENO, line, (size_t)n) < 0)
-        return;
-}
-
-/* Ends the VM: isa-debug-exit when the machine has one (qemu exits with (value << 1) | 1), else power-off (QEMU's
- * nitro-enclave machine has no such device; the console's PASS/FAIL line is then the result). */
-static void vm_exit(int value)
-{
-    if (ioperm(0xf4, 4, 1) == 0)
-        outl((unsigned)value, 0xf4);
-    sync();
-    reboot(RB_POWER_OFF);
-    say("[guest] cannot power off: %s", strerror(errno));
-    _exit(1);
-}
-
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void fail(const char *fmt, ...)
-{
-    char msg[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    say("[guest] FAIL: %s", msg);
-    vm_exit(EXIT_FAIL);
-}
+#define EXIT_PASS GUEST_EXIT_PASS
+#define EXIT_FAIL GUEST_EXIT_FAIL
 
 static void on_alarm(int sig)
 {

@@ -34,45 +34,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define EXIT_PASS 0x10
-#define EXIT_FAIL 0x11
+#define GUEST_TAG "[vmtest]"
+#include "guest.h"
 
-static void say(const char *fmt, ...) ND_PRINTF(1, 2);
-static void say(const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if (n > (int)sizeof line - 2)
-        n = (int)sizeof line - 2;
-    line[n++] = '\n';
-    if (write(STDOUT_FILENO, line, (size_t)n) < 0)
-        return;
-}
-
-static void vm_exit(int value)
-{
-    if (ioperm(0xf4, 4, 1) == 0)
-        outl((unsigned)value, 0xf4);
-    say("[vmtest] cannot reach isa-debug-exit (ioperm: %s)", strerror(errno));
-    _exit(1);
-}
-
-static void fail(const char *fmt, ...) ND_PRINTF(1, 2);
-static void fail(const char *fmt, ...)
-{
-    char msg[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    say("[vmtest] FAIL: %s", msg);
-    vm_exit(EXIT_FAIL);
-}
+#define EXIT_PASS GUEST_EXIT_PASS
+#define EXIT_FAIL GUEST_EXIT_FAIL
 
 static pid_t logd_pid;
 
