@@ -49,7 +49,9 @@ function M.install(root)
   local dir = root .. "/run/vsock"
   local tmpdir
   if #dir > 80 then -- unix socket paths are short (108 bytes)
-    tmpdir = uv.fs_mkdtemp("/tmp/nd-sim-vsock-XXXXXX")
+    -- named like every nitrodiag temporary (nitrodiag-<what>-p<owner pid>-XXXXXX), so the next run's sweep removes
+    -- it when this process was killed before uninstall ran
+    tmpdir = uv.fs_mkdtemp(string.format("/tmp/nitrodiag-simvsock-p%d-XXXXXX", uv.os_getpid()))
     dir = tmpdir
   else
     fs.mkdir_p(dir)

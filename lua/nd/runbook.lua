@@ -810,6 +810,8 @@ function M.execute(def, args, opts)
     -- What a killed earlier run left behind (TMPDIR, the output directory) is cleaned up first.
     local tmp = os.getenv("TMPDIR")
     local sweep_dirs = { (tmp and tmp ~= "") and tmp or "/tmp" }
+    -- the simulated host's vsock sockets live under /tmp whatever TMPDIR is (socket paths are short)
+    if opts.sim and sweep_dirs[1] ~= "/tmp" then sweep_dirs[#sweep_dirs + 1] = "/tmp" end
     if def.collect then sweep_dirs[#sweep_dirs + 1] = opts.out or "." end
     result.cleaned = M.sweep_stale(sweep_dirs, out)
     -- A run asked to collect that cannot write its bundle fails; when the bundle cannot even be created, nothing
