@@ -139,7 +139,7 @@ if [ ! -f "$BUILD/build.ninja" ]; then
       --disable-download --firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu \
       >configure.log 2>&1 ) || { tail -20 "$BUILD/configure.log" >&2; rm -f "$BUILD/build.ninja"; echo "build-qemu: configure failed (log: $BUILD/configure.log)" >&2; exit 1; }
 fi
-say "compiling with $JOBS jobs (log: $BUILD/build.log); this takes 10-30 minutes"
+say "compiling with $JOBS jobs (log: $BUILD/build.log); about 2 min on a quiet 2-CPU machine, longer under load"
 ( cd "$BUILD" && ninja -j "$JOBS" qemu-system-x86_64 >build.log 2>&1 ) \
   || { tail -20 "$BUILD/build.log" >&2; echo "build-qemu: compile failed (log: $BUILD/build.log)" >&2; exit 1; }
 
