@@ -46,10 +46,7 @@ static void lg(app *a, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("nd-vhost-vsock: ", a->log);
-    vfprintf(a->log, fmt, ap);
-    fputc('\n', a->log);
-    fflush(a->log);
+    vs_logv(a->log, fmt, ap);
     va_end(ap);
 }
 

@@ -20,6 +20,7 @@
 #include "nd.h"
 
 #include <stdint.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <poll.h>
 #include <sys/uio.h>
@@ -255,6 +256,10 @@ typedef struct vs_dev {
 } vs_dev;
 
 /* Initialises v. prefix is the --uds-path (host-initiated listener PREFIX, guest-initiated PREFIX_PORT). */
+/* Writes one "nd-vhost-vsock: ..." line to f and flushes it (every log line of the backend goes through here);
+ * does nothing when f is NULL. */
+void vs_logv(FILE *f, const char *fmt, va_list ap) ND_PRINTF(2, 0);
+
 void vs_init(vs_dev *v, uint64_t guest_cid, const char *prefix, int heartbeat, FILE *log);
 /* Closes every connection (host sockets too) and forgets pending RSTs: the guest's device went away. */
 void vs_reset(vs_dev *v);

@@ -70,17 +70,22 @@ int64_t vs_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void vs_logv(FILE *f, const char *fmt, va_list ap)
+{
+    if (!f)
+        return;
+    fputs("nd-vhost-vsock: ", f);
+    vfprintf(f, fmt, ap);
+    fputc('\n', f);
+    fflush(f);
+}
+
 static void vlog(vs_dev *v, const char *fmt, ...) ND_PRINTF(2, 3);
 static void vlog(vs_dev *v, const char *fmt, ...)
 {
-    if (!v->log)
-        return;
     va_list ap;
     va_start(ap, fmt);
-    fputs("nd-vhost-vsock: ", v->log);
-    vfprintf(v->log, fmt, ap);
-    fputc('\n', v->log);
-    fflush(v->log);
+    vs_logv(v->log, fmt, ap);
     va_end(ap);
 }
 
