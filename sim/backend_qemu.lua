@@ -27,12 +27,7 @@ M.MODULES = { "virtio_mmio", "vsock", "vmw_vsock_virtio_transport_common", "vmw_
 
 -- ---- finding the pieces -------------------------------------------------------------------------------------------
 
-local function home_cache()
-  local xdg, home = os.getenv("XDG_CACHE_HOME"), os.getenv("HOME")
-  if xdg and xdg ~= "" then return xdg .. "/nitrodiag" end
-  if home and home ~= "" then return home .. "/.cache/nitrodiag" end
-  return nil
-end
+local home_cache = require("nd.sim.util").user_cache_dir
 
 local function env(k)
   local v = os.getenv(k)

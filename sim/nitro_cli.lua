@@ -172,10 +172,7 @@ local measured = {} -- measured-content key -> PCRs (a cache of a pure function)
 -- ~/.cache/nitrodiag (never TMPDIR, which must be left empty). No usable directory: no cache, only slower.
 local function pcr_cache_file(key)
   local dir = os.getenv("NITRODIAG_CACHE_DIR")
-  if not dir or dir == "" then
-    local xdg, home = os.getenv("XDG_CACHE_HOME"), os.getenv("HOME")
-    dir = (xdg and xdg ~= "" and xdg .. "/nitrodiag") or (home and home ~= "" and home .. "/.cache/nitrodiag")
-  end
+  if not dir or dir == "" then dir = util.user_cache_dir() end
   if not dir then return nil end
   return dir .. "/sim-eif-pcrs/" .. require("nd.codec").sha256(key) .. ".json", dir .. "/sim-eif-pcrs"
 end

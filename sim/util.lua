@@ -86,6 +86,16 @@ end
 -- (NITRODIAG_SIM_CLOCK = "advance:<dir>", set by nd.sim.activate), or the wall clock itself (--sim-realtime).
 
 -- time() -> the simulated host's clock in seconds (a float, microsecond resolution)
+-- user_cache_dir() -> the per-user cache ($XDG_CACHE_HOME/nitrodiag, else ~/.cache/nitrodiag) | nil (no HOME): where
+-- tools/build-qemu.sh and tools/fetch-enclave-kernel.sh put their builds and the simulator keeps padded EIFs' PCRs
+-- (the latter moved by $NITRODIAG_CACHE_DIR). Never TMPDIR, which a run must leave empty.
+function M.user_cache_dir()
+  local xdg, home = os.getenv("XDG_CACHE_HOME"), os.getenv("HOME")
+  if xdg and xdg ~= "" then return xdg .. "/nitrodiag" end
+  if home and home ~= "" then return home .. "/.cache/nitrodiag" end
+  return nil
+end
+
 function M.time()
   return require("nd.sim.clock").time()
 end
