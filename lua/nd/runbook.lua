@@ -589,14 +589,14 @@ local function watch_signals(run)
   local result, out = run.result, run.out
   local told = false
   local function on_signal(name)
-    if not result.interrupted then
-      result.interrupted = true
-      result.interrupt_reason = "interrupted by " .. name
-    end
-    if run.finishing then
+    if run.finishing then -- the verdict is decided: the run is not marked interrupted after the fact
       if not told then out:note(string.format("nitrodiag: %s: the steps are done; writing the bundle and the report first", name)) end
       told = true
       return
+    end
+    if not result.interrupted then
+      result.interrupted = true
+      result.interrupt_reason = "interrupted by " .. name
     end
     local cur = run.step
     if cur and cur.always then
