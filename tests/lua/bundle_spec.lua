@@ -283,13 +283,20 @@ describe("nd.bundle API", function()
     local r = spec.run{ "kill", "-0", tostring(pid) }
     return r and r.exit_code == 0
   end
+  -- the shell creates the file (the redirection) before echo writes into it: wait for a whole line, not the file
   local function read_pid(path)
     local t0 = nd.now()
-    while not fs.exists(path) and nd.now() - t0 < 10 do nd.sleep(0.02) end
-    local f = assert(io.open(path))
-    local pid = tonumber(f:read("l"))
-    f:close()
-    return pid
+    repeat
+      local f = io.open(path)
+      if f then
+        local line = f:read("L")
+        f:close()
+        local pid = line and line:match("^(%d+)\n$")
+        if pid then return tonumber(pid) end
+      end
+      nd.sleep(0.02)
+    until nd.now() - t0 > 10
+    error("no pid in " .. path .. " after 10 s")
   end
   local function gone(pid)
     local t0 = nd.now()
