@@ -66,8 +66,10 @@ const nd_proc_result *nd_proc_result_of(const nd_proc *proc);
 
 /* Copies what the command printed so far (the kept tails of stdout and stderr and their byte counts), its pid and its
  * running time into *dst (free with nd_proc_result_free; the exit fields say nothing yet while it runs): for recording
- * a command that is being interrupted. Once it is done, a copy of the result. Returns 0 or -ENOMEM. */
-int nd_proc_peek(const nd_proc *proc, nd_proc_result *dst);
+ * a command that is being interrupted. "So far" includes what it wrote into its pipes that the loop has not read yet
+ * (read here, without blocking, and handed to on_data/on_line as the loop would). Once it is done, a copy of the
+ * result. Returns 0 or -ENOMEM. */
+int nd_proc_peek(nd_proc *proc, nd_proc_result *dst);
 
 /* Moves the result out of proc into *dst (the caller then owns it and must nd_proc_result_free it). */
 void nd_proc_take_result(nd_proc *proc, nd_proc_result *dst);

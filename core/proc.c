@@ -399,15 +399,21 @@ static void deliver_lines(out_pipe *o, const char *p, size_t n)
     }
 }
 
+/* Output as read from a pipe: kept in the ring, handed to the streaming callbacks. */
+static void take_output(out_pipe *o, const char *p, size_t n)
+{
+    ring_push(&o->tail, p, n);
+    if (o->owner->on_data && !o->owner->freed)
+        o->owner->on_data(o->owner->line_ud, o->stream, p, n);
+    if (o->owner->on_line && o->line)
+        deliver_lines(o, p, n);
+}
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     out_pipe *o = s->data;
     if (nread > 0) {
-        ring_push(&o->tail, buf->base, (size_t)nread);
-        if (o->owner->on_data && !o->owner->freed)
-            o->owner->on_data(o->owner->line_ud, o->stream, buf->base, (size_t)nread);
-        if (o->owner->on_line && o->line)
-            deliver_lines(o, buf->base, (size_t)nread);
+        take_output(o, buf->base, (size_t)nread);
     } else if (nread < 0) {
         o->eof = true;
         uv_read_stop(s);
@@ -578,8 +584,33 @@ const nd_proc_result *nd_proc_result_of(const nd_proc *proc)
     return &proc->res;
 }
 
-int nd_proc_peek(const nd_proc *proc, nd_proc_result *dst)
+/* Takes what the command already wrote into an output pipe but the loop has not read yet (the loop reads only when
+ * it polls), without blocking: so "what it printed so far" holds every byte it wrote before the call. EOF and
+ * errors are left for the loop's own read to see. */
+static void drain_pending(out_pipe *o)
 {
+    uv_os_fd_t fd;
+    if (!o->open || o->eof || uv_fileno((const uv_handle_t *)&o->pipe, &fd) != 0)
+        return;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || !(fl & O_NONBLOCK)) /* libuv's pipes are non-blocking; never risk a blocking read */
+        return;
+    char buf[16384];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n > 0)
+            take_output(o, buf, (size_t)n);
+        else if (!(n < 0 && errno == EINTR))
+            break;
+    }
+}
+
+int nd_proc_peek(nd_proc *proc, nd_proc_result *dst)
+{
+    if (!proc->finishing) {
+        drain_pending(&proc->out);
+        drain_pending(&proc->err);
+    }
     *dst = proc->res;
     memset(&dst->out, 0, sizeof dst->out);
     memset(&dst->err, 0, sizeof dst->err);
