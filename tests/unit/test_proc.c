@@ -11,6 +11,55 @@
 #include <unistd.h>
 #include <uv.h>
 
+/* Seconds on the monotonic clock (the waits below are bounded by a deadline, not by a count of naps). */
+static double now_s(void)
+{
+    return (double)uv_hrtime() / 1e9;
+}
+
+/* Waits (polling, up to secs) until path holds a whole line "<pid>\n" and returns the pid, or 0. The shell creates
+ * the file (the redirection) before echo writes into it, so the file existing says nothing yet. */
+static int wait_pid_line(const char *path, double secs)
+{
+    double t0 = now_s();
+    do {
+        FILE *f = fopen(path, "r");
+        if (f) {
+            char line[64] = "";
+            bool whole = fgets(line, sizeof line, f) && strchr(line, '\n');
+            fclose(f);
+            if (whole && atoi(line) > 0)
+                return atoi(line);
+        }
+        usleep(10000);
+    } while (now_s() - t0 < secs);
+    return 0;
+}
+
+/* Whether pid is gone or only a zombie (not yet reaped by whoever inherited it), within secs. */
+static bool dead_within(int pid, double secs)
+{
+    double t0 = now_s();
+    for (;;) {
+        if (kill(pid, 0) != 0)
+            return true;
+        char p[64], buf[512];
+        snprintf(p, sizeof p, "/proc/%d/stat", pid);
+        FILE *f = fopen(p, "r");
+        if (f) {
+            size_t len = fread(buf, 1, sizeof buf - 1, f);
+            fclose(f);
+            buf[len] = 0;
+            const char *rp = strrchr(buf, ')');
+            if (rp && (rp[2] == 'Z' || rp[2] == 'X'))
+                return true;
+        }
+        if (now_s() - t0 > secs)
+            return false;
+        usleep(10000);
+    }
+}
+
 static void echo_and_exit_code(void)
 {
     const char *argv[] = {"sh", "-c", "echo out; echo err >&2; exit 3", NULL};
@@ -61,7 +110,10 @@ static void not_found_and_denied(void)
     unlink(plain);
 }
 
-/* A timeout must take down the whole tree, including a grandchild that ignores nothing and a child that traps TERM. */
+/* A timeout must take down the whole tree, including a grandchild that ignores nothing and a child that traps TERM.
+ * The timeout leaves the shell ample time to set its trap and write the grandchild's pid even on a loaded machine
+ * (with 0.5 s, a slow shell was still starting when TERM came: it died of TERM, with no pid written); the commands
+ * sleep 100 s, so ending well before that can only be the timeout and the grace kill. */
 static void timeout_kills_group(void)
 {
     char pidfile[] = "/tmp/nd_proc_test_XXXXXX";
@@ -71,26 +123,70 @@ static void timeout_kills_group(void)
     char script[512];
     snprintf(script, sizeof script, "sleep 100 & echo $! > %s; trap '' TERM; sleep 100; wait", pidfile);
     const char *argv[] = {"sh", "-c", script, NULL};
-    nd_proc_opts o = {.argv = argv, .timeout_s = 0.5, .kill_grace_s = 0.3};
+    nd_proc_opts o = {.argv = argv, .timeout_s = 5, .kill_grace_s = 0.3};
     nd_proc_result r;
     uint64_t t0 = uv_hrtime();
     CHECK_EQ_INT(nd_proc_run(&o, &r, NULL), 0);
     double el = (double)(uv_hrtime() - t0) / 1e9;
     CHECK(r.timed_out);
-    CHECK(el < 3.0);
+    CHECK(el < 60.0); /* not the 100 s of the sleeps */
     CHECK_EQ_INT(r.term_signal, SIGKILL); /* the shell traps TERM, so the grace SIGKILL ended it */
-    FILE *f = fopen(pidfile, "r");
-    int gpid = 0;
-    if (f) {
-        if (fscanf(f, "%d", &gpid) != 1)
-            gpid = 0;
-        fclose(f);
-    }
+    int gpid = wait_pid_line(pidfile, 1); /* written long before the timeout: no real wait here */
     unlink(pidfile);
     CHECK(gpid > 0);
-    usleep(100000);
-    CHECK(gpid > 0 && kill(gpid, 0) != 0); /* the grandchild is gone too */
+    /* the grandchild is gone too (killed with the group; its new parent reaps it when it gets to it) */
+    CHECK(gpid > 0 && dead_within(gpid, 30));
     nd_proc_result_free(&r);
+}
+
+static void set_done(nd_proc *proc, void *ud)
+{
+    (void)proc;
+    *(bool *)ud = true;
+}
+
+/* What a command already wrote is in nd_proc_peek even when the loop has not polled since: the loop never runs here
+ * between the start and the peek, and the command writes its pid only after its output. An interrupted command's
+ * record keeps every byte it printed before the interruption, however late the loop would have read it. */
+static void peek_has_unread_output(void)
+{
+    char pidfile[] = "/tmp/nd_proc_peek_XXXXXX";
+    int fd = mkstemp(pidfile);
+    CHECK(fd >= 0);
+    close(fd);
+    char script[512];
+    snprintf(script, sizeof script, "echo partial; echo oops >&2; echo $$ > %s; exec sleep 30", pidfile);
+    const char *argv[] = {"sh", "-c", script, NULL};
+    uv_loop_t loop;
+    CHECK_EQ_INT(uv_loop_init(&loop), 0);
+    nd_ctx ctx;
+    nd_ctx_init(&ctx, &loop);
+    bool done = false;
+    nd_proc *p = NULL;
+    nd_proc_opts o = {.argv = argv, .kill_grace_s = 0.3};
+    CHECK_EQ_INT(nd_proc_start(&ctx, &o, set_done, &done, &p, NULL), 0);
+    CHECK(wait_pid_line(pidfile, 60) > 0);
+    nd_proc_result r;
+    CHECK_EQ_INT(nd_proc_peek(p, &r), 0);
+    CHECK_EQ_STR(r.out.data, "partial\n");
+    CHECK_EQ_STR(r.err.data, "oops\n");
+    CHECK_EQ_INT(r.out.total, 8);
+    nd_proc_result_free(&r);
+    /* peeking again reads nothing twice */
+    CHECK_EQ_INT(nd_proc_peek(p, &r), 0);
+    CHECK_EQ_STR(r.out.data, "partial\n");
+    nd_proc_result_free(&r);
+    nd_proc_cancel(p);
+    double t0 = now_s();
+    while (!done && now_s() - t0 < 60)
+        uv_run(&loop, UV_RUN_ONCE);
+    CHECK(done);
+    CHECK(nd_proc_result_of(p)->cancelled);
+    CHECK_EQ_INT(nd_proc_result_of(p)->term_signal, SIGTERM);
+    nd_proc_free(p);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+    unlink(pidfile);
 }
 
 static void stdin_is_fed(void)
@@ -213,18 +309,21 @@ static void watchdog_kills_orphans(void)
     CHECK(f && fgets(line, sizeof line, f) != NULL);
     int shpid = atoi(line);
     CHECK(shpid > 0);
-    /* wait (bounded, polling) until the group has its second member (the sleep) */
-    for (int i = 0; i < 400 && group_size(shpid) < 2; i++)
+    /* wait (bounded by a deadline, polling) until the group has its second member (the sleep) */
+    double t0 = now_s();
+    while (group_size(shpid) < 2 && now_s() - t0 < 60)
         usleep(25000);
     CHECK(group_size(shpid) >= 2);
     kill(owner, SIGKILL);
     waitpid(owner, NULL, 0);
     /* both must die without anyone signalling them but the watchdog */
     bool gone = false;
-    for (int i = 0; i < 400 && !gone; i++) {
+    t0 = now_s();
+    while (!gone) {
         gone = group_size(shpid) == 0;
-        if (!gone)
-            usleep(25000);
+        if (gone || now_s() - t0 > 60)
+            break;
+        usleep(25000);
     }
     CHECK(gone);
     if (!gone) /* do not leave them behind in the test run */
@@ -239,6 +338,7 @@ int main(void)
     ND_RUN(tail_is_kept);
     ND_RUN(not_found_and_denied);
     ND_RUN(timeout_kills_group);
+    ND_RUN(peek_has_unread_output);
     ND_RUN(stdin_is_fed);
     ND_RUN(streaming_lines);
     ND_RUN(env_and_cwd);
