@@ -186,13 +186,43 @@ describe("interruption", function()
 end)
 
 describe("nd.bundle API", function()
+  -- add_command runs through nd.proc (lua/nd/bundle.lua): the interruption semantics of the one runner
+  local function alive(pid)
+    local r = spec.run{ "kill", "-0", tostring(pid) }
+    return r and r.exit_code == 0
+  end
+  -- the shell creates the file (the redirection) before echo writes into it: wait for a whole line, not the file
+  local function read_pid(path)
+    local t0 = nd.now()
+    repeat
+      local f = io.open(path)
+      if f then
+        local line = f:read("L")
+        f:close()
+        local pid = line and line:match("^(%d+)\n$")
+        if pid then return tonumber(pid) end
+      end
+      nd.sleep(0.02)
+    until nd.now() - t0 > 60
+    error("no pid in " .. path .. " after 60 s")
+  end
+  local function gone(pid)
+    local t0 = nd.now()
+    while alive(pid) and nd.now() - t0 < 30 do nd.sleep(0.05) end
+    return not alive(pid)
+  end
+  local function entry(entries, name)
+    for _, e in ipairs(entries) do if e.name == name then return e end end
+  end
+
   it("records missing files, timeouts and command-not-found without failing, and honours caps", function()
     local dir = spec.tmpdir()
     local b <close> = assert(bundle.open{ out_dir = dir, runbook = "api", host = "h1" })
     local e = b:add_file(nil, "/definitely/not/here.log")
     eq(e.status, "missing")
     match(e.error, "no such file")
-    e = b:add_command("slow.txt", { "sh", "-c", "echo partial; exec sleep 20" }, { timeout = 0.3 })
+    -- the timeout leaves a slow-starting shell (a loaded machine) ample time to print before it is killed
+    e = b:add_command("slow.txt", { "sh", "-c", "echo partial; exec sleep 60" }, { timeout = 3 })
     eq(e.status, "timeout")
     eq(e.bytes, 8)
     e = b:add_command("nf.txt", { "nitrodiag-no-such-tool" })
@@ -266,46 +296,23 @@ describe("nd.bundle API", function()
 
   it("closing the bundle while a command runs in another task: the task gets an error, nothing is left", function()
     local dir = spec.tmpdir()
-    local b = assert(bundle.open{ out_dir = dir, runbook = "race" })
-    local t = nd.spawn(function() return b:add_command("sleep.txt", { "sleep", "0.5" }) end)
-    nd.sleep(0.1)
+    local b = assert(bundle.open{ out_dir = dir .. "/out", runbook = "race" })
+    -- the command runs until the bundle is closed: it says it started (its pid), then waits for the go file
+    local pidf, go = dir .. "/pid", dir .. "/go"
+    local t = nd.spawn(function()
+      return b:add_command("wait.txt", { "sh", "-c", "echo $$ > \"$0\"; while [ ! -e \"$1\" ]; do sleep 0.02; done",
+                                         pidf, go }, { timeout = 60 })
+    end)
+    read_pid(pidf)
     b:close()
+    write(go, "")
     local ok, r, err = t:join()
     truthy(ok, tostring(r))
     eq(r, nil)
     match(err, "closed")
-    eq(ls(dir), {})
+    eq(ls(dir .. "/out"), {})
     raises(function() b:add_string("x", "y") end, "already finished or aborted")
   end)
-
-  -- add_command runs through nd.proc (lua/nd/bundle.lua): the interruption semantics of the one runner
-  local function alive(pid)
-    local r = spec.run{ "kill", "-0", tostring(pid) }
-    return r and r.exit_code == 0
-  end
-  -- the shell creates the file (the redirection) before echo writes into it: wait for a whole line, not the file
-  local function read_pid(path)
-    local t0 = nd.now()
-    repeat
-      local f = io.open(path)
-      if f then
-        local line = f:read("L")
-        f:close()
-        local pid = line and line:match("^(%d+)\n$")
-        if pid then return tonumber(pid) end
-      end
-      nd.sleep(0.02)
-    until nd.now() - t0 > 10
-    error("no pid in " .. path .. " after 10 s")
-  end
-  local function gone(pid)
-    local t0 = nd.now()
-    while alive(pid) and nd.now() - t0 < 10 do nd.sleep(0.05) end
-    return not alive(pid)
-  end
-  local function entry(entries, name)
-    for _, e in ipairs(entries) do if e.name == name then return e end end
-  end
 
   it("a task cancelled while its command runs (SIGINT): recorded as interrupted, process group killed and reaped", function()
     local dir = spec.tmpdir()
