@@ -16,10 +16,8 @@ local function start_fake(extra)
   for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
   argv.on_line = function(stream, line) if stream == "stdout" then lines[#lines + 1] = line end end
   local h = proc.start(argv)
-  for _ = 1, 100 do
-    if #lines >= 2 then break end
-    nd.sleep(0.05)
-  end
+  local t0 = nd.now()
+  while #lines < 2 and nd.now() - t0 < 30 do nd.sleep(0.05) end
   assert(#lines >= 2, "the fake KMS did not start")
   return h, tonumber(lines[1]), lines[2]
 end
@@ -74,7 +72,7 @@ describe("nd.kms", function()
     eq(r.status, 200)
     eq(#r.request_id, 36)
     truthy(r.json.CiphertextBlob)
-    local d = assert(c:call("Decrypt", { CiphertextBlob = r.json.CiphertextBlob }, { timeout = 5 }))
+    local d = assert(c:call("Decrypt", { CiphertextBlob = r.json.CiphertextBlob }, { timeout = 30 }))
     eq(d.json.Plaintext, r.json.Plaintext)
     eq(d.new_connection, false)
     local v = assert(c:call("GenerateDataKey", '{"KeyId":"alias/ephemeral-ml-test"}'))
@@ -85,7 +83,8 @@ describe("nd.kms", function()
     eq(c:stats().connections, 1)
     -- a fault class: throttling, through the fake's control endpoint
     local ctl <close> = assert(kms.client{ region = "us-east-1", endpoint = "https://127.0.0.1:" .. port,
-                                           ca_file = ca, proxy = "", credentials = { access_key_id = "x",
+                                           ca_file = ca, proxy = "", connect_timeout = 10,
+                                           credentials = { access_key_id = "x",
                                            secret_access_key = "y" } })
     local t = assert(c:call("GenerateRandom", { NumberOfBytes = 8 }))
     eq(t.ok, true)
@@ -111,14 +110,16 @@ describe("nd.kms", function()
     local lines = {}
     local h <close> = proc.start{ FAKE, "--imds", "--max-seconds", "60",
                                   on_line = function(stream, l) if stream == "stdout" then lines[#lines + 1] = l end end }
-    for _ = 1, 100 do if #lines >= 1 then break end nd.sleep(0.05) end
+    local t0 = nd.now()
+    while #lines < 1 and nd.now() - t0 < 30 do nd.sleep(0.05) end
+    assert(#lines >= 1, "the fake IMDS did not start")
     local ep = "http://127.0.0.1:" .. lines[1]
-    eq(kms.imds_get("/latest/meta-data/iam/security-credentials/", { endpoint = ep }), "nitrodiag-fake-role")
-    local body, err, code = kms.imds_get("/latest/meta-data/nothing-here", { endpoint = ep })
+    eq(kms.imds_get("/latest/meta-data/iam/security-credentials/", { endpoint = ep, timeout = 30 }), "nitrodiag-fake-role")
+    local body, err, code = kms.imds_get("/latest/meta-data/nothing-here", { endpoint = ep, timeout = 30 })
     eq(body, nil)
     eq(code, "ENOENT")
     match(err, "404")
-    local _, _, c2 = kms.imds_get("/latest/", { endpoint = "http://127.0.0.1:1", timeout = 1 })
+    local _, _, c2 = kms.imds_get("/latest/", { endpoint = "http://127.0.0.1:1", timeout = 10 }) -- refused at once
     eq(c2, "ECONNREFUSED")
   end)
   it("refuses a bad endpoint", function()
