@@ -37,10 +37,11 @@ end
 -- Starts vsock-pingpong on a unix socket and waits until it answers.
 local function start_pingpong(addr)
   local h = proc.start{ PINGPONG, "--mode", "vsock", "--listen", addr }
-  for _ = 1, 100 do
-    if vsock.ping(addr, { timeout = 1 }) then return h end
+  local t0 = nd.now()
+  repeat
+    if vsock.ping(addr, { timeout = 5 }) then return h end
     nd.sleep(0.02)
-  end
+  until nd.now() - t0 > 30
   h:close()
   error("vsock-pingpong did not start on " .. addr)
 end
@@ -72,19 +73,19 @@ describe("nd.vsock over unix sockets", function()
     eq(l:address(), addr)
     local server = nd.spawn(function()
       for _ = 1, 2 do
-        local c <close> = assert(l:accept({ timeout = 5 }))
-        local msg = assert(c:read(16, { timeout = 5 }))
+        local c <close> = assert(l:accept({ timeout = 30 }))
+        local msg = assert(c:read(16, { timeout = 30 }))
         assert(c:write(msg == "ping" and "pong" or "unknown"))
       end
     end)
-    local r = assert(vsock.ping(addr))
+    local r = assert(vsock.ping(addr, { timeout = 30 }))
     eq(r.reply, "pong")
     eq(r.address, addr)
-    truthy(type(r.rtt_ms) == "number" and r.rtt_ms >= 0 and r.rtt_ms < 5000)
-    local c <close> = assert(vsock.connect(addr, { timeout = 2 }))
+    truthy(type(r.rtt_ms) == "number" and r.rtt_ms >= 0 and r.rtt_ms < 30000)
+    local c <close> = assert(vsock.connect(addr, { timeout = 30 }))
     assert(c:write("hello"))
     eq(c:read(16), "unknown")
-    local d, err, code = c:read(16, { timeout = 2 })
+    local d, err, code = c:read(16, { timeout = 30 })
     eq({ d, code }, { nil, "EOF" })
     match(err, "closed")
     eq(server:join(), true)
@@ -104,18 +105,18 @@ describe("nd.vsock over unix sockets", function()
     local t0 = nd.now()
     local c, err, code = l:accept({ timeout = 0.2 })
     eq({ c, code }, { nil, "ETIMEDOUT" })
-    truthy(nd.now() - t0 >= 0.15 and nd.now() - t0 < 2)
+    truthy(nd.now() - t0 >= 0.15 and nd.now() - t0 < 20, "the 0.2 s timeout ended it (accept has none by default)")
     local held = {}
     local server = nd.spawn(function()
-      held[1] = assert(l:accept({ timeout = 5 }))
-      held[2] = assert(l:accept({ timeout = 5 }))
+      held[1] = assert(l:accept({ timeout = 30 }))
+      held[2] = assert(l:accept({ timeout = 30 }))
     end)
     local conn <close> = assert(vsock.connect(addr))
     t0 = nd.now()
     local d
     d, err, code = conn:read(4, { timeout = 0.2 })
     eq({ d, code }, { nil, "ETIMEDOUT" })
-    truthy(nd.now() - t0 < 2)
+    truthy(nd.now() - t0 < 20, "the 0.2 s timeout ended it, not read's default 30 s")
     local r
     r, err, code = vsock.ping(addr, { timeout = 0.3 })
     eq({ r, code }, { nil, "ETIMEDOUT" })
@@ -128,13 +129,13 @@ describe("nd.vsock over unix sockets", function()
     local addr = "unix:" .. sockdir() .. "/cancel"
     local l <close> = assert(vsock.listen(addr))
     local c1 <close> = assert(vsock.connect(addr))
-    local s1 <close> = assert(l:accept({ timeout = 2 }))
+    local s1 <close> = assert(l:accept({ timeout = 30 }))
     local t = nd.spawn(function() return c1:read(4, { timeout = 30 }) end)
     nd.sleep(0.05)
     eq(t:cancel("stop"), true)
     -- the socket is usable again after the cancelled wait
     assert(s1:write("abcd"))
-    eq(c1:read(4, { timeout = 2 }), "abcd")
+    eq(c1:read(4, { timeout = 30 }), "abcd")
     -- a reader whose socket is closed by another task gets ECANCELED
     local t2 = nd.spawn(function() return c1:read(4, { timeout = 30 }) end)
     nd.sleep(0.05)
@@ -149,7 +150,7 @@ describe("nd.vsock over unix sockets", function()
     local addr = "unix:" .. sockdir() .. "/pp"
     local h <close> = start_pingpong(addr)
     local tasks = {}
-    for i = 1, 20 do tasks[i] = nd.spawn(function() return vsock.ping(addr, { timeout = 5 }) end) end
+    for i = 1, 20 do tasks[i] = nd.spawn(function() return vsock.ping(addr, { timeout = 30 }) end) end
     for _, res in ipairs(nd.join_all(tasks)) do
       eq(res[1], true)
       eq(res[2].reply, "pong")
@@ -164,11 +165,11 @@ describe("nd.vsock over loopback TCP", function()
     match(addr, "^tcp:127%.0%.0%.1:%d+$")
     truthy(not addr:match(":0$"))
     local server = nd.spawn(function()
-      local c <close> = assert(l:accept({ timeout = 5 }))
+      local c <close> = assert(l:accept({ timeout = 30 }))
       assert(c:read(16))
       assert(c:write("pong"))
     end)
-    eq(assert(vsock.ping(addr)).reply, "pong")
+    eq(assert(vsock.ping(addr, { timeout = 30 })).reply, "pong")
     server:join()
   end)
 end)
