@@ -17,6 +17,19 @@ local function nitrodiag(args, env)
   return assert(spec.run(argv))
 end
 
+-- The step's shell writes its pid (ND_TEST_PIDFILE) before it execs sleep; the redirection creates the file before
+-- echo writes, so wait for a whole line.
+local function read_pid(path, secs)
+  local t0 = nd.now()
+  repeat
+    local line = fs.read(path)
+    local pid = line and line:match("^(%d+)\n$")
+    if pid then return tonumber(pid) end
+    nd.sleep(0.02)
+  until nd.now() - t0 > (secs or 30)
+  error("no pid in " .. path)
+end
+
 local function alive(pid)
   local st = fs.read("/proc/" .. pid .. "/stat")
   if not st then return false end
@@ -24,19 +37,21 @@ local function alive(pid)
 end
 
 describe("step timeout", function()
-  it("ends a 100 s sleep after about 1 s with outcome timeout and leaves no process", function()
+  -- The step timeout is 3 s, not 1: the step's shell must have written its pid before the timeout kills it, and a
+  -- shell starting on a loaded machine can take longer than 1 s. The sleep lasts 100 s: ending well before is the timeout.
+  it("ends a 100 s sleep after its 3 s step timeout with outcome timeout and leaves no process", function()
     local dir = spec.tmpdir()
     local pidfile = dir .. "/pid"
     local t0 = nd.now()
-    local r = nitrodiag({ "--json", "run", RB, "mode=timeout" }, { ND_TEST_PIDFILE = pidfile })
+    local r = nitrodiag({ "--json", "run", RB, "mode=timeout" }, { ND_TEST_PIDFILE = pidfile, ND_TEST_STEP_TIMEOUT = "3" })
     local elapsed = nd.now() - t0
     eq(r.exit_code, 1, "a timed-out step fails the run")
-    truthy(elapsed < 4, "took " .. elapsed .. " s")
+    truthy(elapsed >= 3 and elapsed < 50, "took " .. elapsed .. " s")
     local res = assert(json.decode(r.stdout))
     eq(res.steps[1].outcome, "timeout")
-    match(res.steps[1].message, "timed out after 1 s")
+    match(res.steps[1].message, "timed out after 3 s")
     eq(res.verdict, "fail")
-    local pid = tonumber((assert(fs.read(pidfile)):match("%d+")))
+    local pid = read_pid(pidfile, 1)
     truthy(pid, "the step wrote its pid")
     truthy(not fs.exists("/proc/" .. pid), "process " .. pid .. " is left behind (alive or zombie)")
   end)
@@ -48,7 +63,7 @@ describe("run deadline", function()
     local r = nitrodiag({ "--deadline", "2", "--json", "run", RB }, { ND_TEST_STEP_TIMEOUT = "100" })
     local elapsed = nd.now() - t0
     eq(r.exit_code, 4)
-    truthy(elapsed >= 1.9 and elapsed < 5, "took " .. elapsed .. " s")
+    truthy(elapsed >= 1.9 and elapsed < 50, "took " .. elapsed .. " s (the step alone would take 100 s)")
     local res = assert(json.decode(r.stdout))
     eq(res.verdict, "timeout")
     eq(res.steps[1].outcome, "timeout")
@@ -62,13 +77,15 @@ end)
 describe("interruption", function()
   it("SIGTERM cancels the running step, still runs clean-up steps, and ends with a result", function()
     local proc = require "nd.proc"
+    local pidfile = spec.tmpdir() .. "/pid"
     local h <close> = proc.start{ spec.nitrodiag, "--json", "run", RB, env = { PATH = os.getenv("PATH"), NITRODIAG_PATH = "",
-                                  ND_TEST_STEP_TIMEOUT = "100" } }
-    nd.sleep(0.7)
+                                  ND_TEST_STEP_TIMEOUT = "100", ND_TEST_PIDFILE = pidfile } }
+    -- the first step is running (its command wrote its pid), not a guess of how long the start takes
+    read_pid(pidfile)
     local t0 = nd.now()
     h:signal("TERM")
     local r = h:wait()
-    truthy(nd.now() - t0 < 3, "stopped promptly")
+    truthy(nd.now() - t0 < 30, "stopped promptly (the step would wait 100 s)")
     eq(r.exit_code, 1)
     local res = assert(json.decode(r.stdout))
     eq(res.interrupted, true)
@@ -107,7 +124,8 @@ end)
 
 describe("results", function()
   it("records a raising step as failed with its traceback and goes on", function()
-    local r = nitrodiag({ "--json", "run", RB, "sleep=0" })
+    -- sleep 0 under the default 1 s step timeout could time out on a loaded machine: the step gets 60 s
+    local r = nitrodiag({ "--json", "run", RB, "sleep=0" }, { ND_TEST_STEP_TIMEOUT = "60" })
     eq(r.exit_code, 1)
     local res = assert(json.decode(r.stdout))
     eq(res.steps[1].outcome, "ok")
