@@ -683,7 +683,7 @@ static void generated_log(void)
 {
     const char *tmp = getenv("ND_TEST_TMP");
     char path[512], cmd[1200];
-    snprintf(path, sizeof path, "%s/kmslog-gen.log", tmp && *tmp ? tmp : "/tmp");
+    snprintf(path, sizeof path, "%s/kmslog-gen-%d.log", tmp && *tmp ? tmp : "/tmp", (int)getpid()); /* one per run */
     snprintf(cmd, sizeof cmd, "mkdir -p \"$(dirname '%s')\" && python3 '%s/bench/kmslogs/gen.py' '%s' 4000000 %s > /dev/null",
              path, ND_SOURCE_DIR, path, R1);
     CHECK_EQ_INT(system(cmd), 0);
