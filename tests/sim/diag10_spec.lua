@@ -222,26 +222,3 @@ describe("diag10 shows and lists", function()
     falsy(text:find("enc1", 1, true), "a terminated one is not listed")
   end)
 end)
-
-describe("diag10 after a killed run", function()
-  it("removes the simulated vsock directory a killed run left in /tmp, whatever TMPDIR is, and keeps a live one", function()
-    local proc = require "nd.proc"
-    local uv = require "luv"
-    local dead = proc.run{ "sh", "-c", "echo $$" }
-    local dead_pid = tonumber(dead.stdout:match("%d+"))
-    truthy(dead_pid, "a pid that has exited")
-    local stale = string.format("/tmp/nitrodiag-simvsock-p%d-SpEcXx", dead_pid)
-    local live = string.format("/tmp/nitrodiag-simvsock-p%d-SpEcYy", uv.os_getpid())
-    for _, d in ipairs({ stale, live }) do
-      fs.mkdir_p(d)
-      fs.write(d .. "/16_5000.sock", "")
-    end
-    local r = nitrodiag({ "--sim", "healthy", "diag10", "runs=" })
-    local stale_left, live_left = fs.exists(stale), fs.exists(live)
-    os.remove(live .. "/16_5000.sock"); os.remove(live)
-    os.remove(stale .. "/16_5000.sock"); os.remove(stale)
-    falsy(stale_left, "the killed run's directory is removed: " .. r.stdout .. r.stderr)
-    truthy(live_left, "a live process's directory is kept")
-    match(r.stdout .. r.stderr, "removed " .. stale:gsub("%p", "%%%0") .. " %(left by a killed earlier run%)")
-  end)
-end)

@@ -12,3 +12,6 @@ foreach(spec ${ND_SIM_SPECS})
   set_tests_properties(sim.${short} PROPERTIES TIMEOUT 300
     ENVIRONMENT "ND_SOURCE_DIR=${PROJECT_SOURCE_DIR};ND_BINARY_DIR=${PROJECT_BINARY_DIR};NITRODIAG_PATH=;TMPDIR=${tmp}")
 endforeach()
+# sim.sweep plants a dead owner's directory in /tmp and checks that its run removes it; every `nitrodiag --sim` run
+# sweeps /tmp, so a test running beside it would remove it first: it runs alone.
+set_tests_properties(sim.sweep PROPERTIES RUN_SERIAL TRUE)
