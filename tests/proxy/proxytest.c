@@ -83,6 +83,10 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
+/* Waits for another process (start-up, a log line, a reply) end as soon as it is there; on a loaded 2-CPU runner
+ * (the suite in parallel, or ASan) that can take far longer than on an idle machine: none gives up before this. */
+#define WAIT_FLOOR_MS 30000
+
 static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -184,7 +188,7 @@ static int fake_start(const char *const *extra)
     fake_pid = spawn(argv, out, err, NULL);
     if (fake_pid < 0)
         return -1;
-    for (int i = 0; i < 500; i++) {
+    for (double end = now_ms() + 2 * WAIT_FLOOR_MS; now_ms() < end;) {
         char *t = slurp(out, NULL);
         if (t && strchr(t, '\n') && strchr(strchr(t, '\n') + 1, '\n')) {
             fake_port = atoi(t);
@@ -224,7 +228,7 @@ static int proxy_start(const char *const *flags)
     proxy_pid = spawn(argv, proxy_out, proxy_err, envp);
     if (proxy_pid < 0)
         return -1;
-    for (int i = 0; i < 500; i++) {
+    for (double end = now_ms() + 2 * WAIT_FLOOR_MS; now_ms() < end;) {
         /* ready once it logged kms_proxy_start: listeners listen and signal handlers are installed */
         char *o = slurp(proxy_out, NULL);
         bool up = o && strstr(o, "\"event\":\"kms_proxy_start\"");
@@ -264,17 +268,17 @@ static char *http(const char *unix_path, int port, const char *method, const cha
         snprintf(addr, sizeof addr, "tcp:127.0.0.1:%d", port);
     if (nd_vsock_parse(addr, &a, NULL) < 0)
         return NULL;
-    int fd = nd_vsock_connect(&a, 2000, NULL);
+    int fd = nd_vsock_connect(&a, WAIT_FLOOR_MS, NULL);
     if (fd < 0)
         return NULL;
     char req[2048];
     int n = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s",
                      method, path, body ? strlen(body) : 0, body ? body : "");
-    nd_vsock_write_all(fd, req, (size_t)n, 2000, &a, NULL);
+    nd_vsock_write_all(fd, req, (size_t)n, WAIT_FLOOR_MS, &a, NULL);
     size_t cap = 65536, len = 0;
     char *b = malloc(cap);
     ssize_t r;
-    while (b && len < cap - 1 && (r = nd_vsock_read(fd, b + len, cap - 1 - len, 2000, &a, NULL)) > 0)
+    while (b && len < cap - 1 && (r = nd_vsock_read(fd, b + len, cap - 1 - len, WAIT_FLOOR_MS, &a, NULL)) > 0)
         len += (size_t)r;
     close(fd);
     if (b)
@@ -331,7 +335,7 @@ static int run_client(int nconns, int per_conn, int pipeline, mkreq_fn mk, void 
     struct pollfd *pf = calloc((size_t)nconns, sizeof *pf);
     int total = nconns * per_conn;
     for (int i = 0; i < nconns; i++) {
-        cs[i].fd = nd_vsock_connect(&a, 5000, NULL);
+        cs[i].fd = nd_vsock_connect(&a, WAIT_FLOOR_MS, NULL);
         cs[i].first = i * per_conn;
         cs[i].count = per_conn;
         nd_frame_decoder_init(&cs[i].dec, 0);
@@ -743,15 +747,19 @@ static void scenario_faults(void)
         {"key_not_allowed", {NULL}, {"--allow_keys=alias/ephemeral-ml-test"}, &otherkey, 2, "invalid_request", 0, 0,
          0, 0, 0, 0, 0},
         {"op_not_allowed", {NULL}, {"--allow_ops=Decrypt"}, &gdk, 1, "invalid_request", 0, 0, 0, 0, 0, 0, 0},
-        {"rate_limited", {NULL}, {"--rate_limit_rps=0.5", "--rate_limit_burst=2"}, &gdk, 6, "rate_limited", 0, 0, 0,
+        /* The timing cases leave seconds, not milliseconds, between what must happen and what must not, so a loaded
+         * machine (slow arrivals, a slow fake) cannot tip them: a token comes back only after 100 s; the two
+         * requests in flight take 3 s while the other four arrive; the queued one has 2 s left when it starts a 4 s
+         * call, while the first has 2 s to spare. */
+        {"rate_limited", {NULL}, {"--rate_limit_rps=0.01", "--rate_limit_burst=2"}, &gdk, 6, "rate_limited", 0, 0, 0,
          0, 4, 0, 4},
-        {"in_flight_cap", {"--latency-ms", "400"}, {"--max_in_flight=2", "--max_queue=0", "--deadline_ms=2000",
-                                                    "--attempt_timeout_ms=1000"}, &gdk, 6, "rate_limited", 0, 0, 0, 0,
+        {"in_flight_cap", {"--latency-ms", "3000"}, {"--max_in_flight=2", "--max_queue=0", "--deadline_ms=20000",
+                                                     "--attempt_timeout_ms=10000"}, &gdk, 6, "rate_limited", 0, 0, 0, 0,
          4, 0, 4},
-        {"in_flight_queue", {"--latency-ms", "100"}, {"--max_in_flight=2", "--deadline_ms=3000",
-                                                      "--attempt_timeout_ms=1000"}, &gdk, 6, NULL, 1, 0, 0, 0, 0, 0, 0},
-        {"queue_deadline", {"--latency-ms", "1000"}, {"--max_in_flight=1", "--deadline_ms=1500",
-                                                      "--attempt_timeout_ms=1400"}, &gdk, 4, "timeout", -1, 0, 0, -1, 0,
+        {"in_flight_queue", {"--latency-ms", "100"}, {"--max_in_flight=2", "--deadline_ms=30000",
+                                                      "--attempt_timeout_ms=10000"}, &gdk, 6, NULL, 1, 0, 0, 0, 0, 0, 0},
+        {"queue_deadline", {"--latency-ms", "4000"}, {"--max_in_flight=1", "--deadline_ms=6000",
+                                                      "--attempt_timeout_ms=5600"}, &gdk, 4, "timeout", -1, 0, 0, -1, 0,
          0, 3},
         {"circuit_open", {"--error-5xx-ratio", "1", "--status-5xx", "500"},
          {"--breaker_min_requests=3", "--breaker_error_ratio=0.5", "--breaker_open_s=60", "--max_attempts=1"}, &gdk,
@@ -809,25 +817,27 @@ static void scenario_load(void)
     EXPECT(proxy_stop() == 0, "proxy exit");
 }
 
-/* Sends raw bytes on a new connection and returns what comes back until close or timeout. */
-static char *raw_exchange(const void *data, size_t n, int wait_ms, nd_frame *first, unsigned char *payload,
-                          size_t psz, bool *closed)
+/* Sends raw bytes on a new connection and returns what comes back until close or timeout: wait_ms after the first
+ * frame (what else comes, and whether the proxy closes), and, when want_frame, up to WAIT_FLOOR_MS for that first
+ * frame (a loaded machine can take longer than wait_ms to answer at all). */
+static char *raw_exchange(const void *data, size_t n, int wait_ms, bool want_frame, nd_frame *first,
+                          unsigned char *payload, size_t psz, bool *closed)
 {
     nd_sockaddr a;
     char addr[700];
     snprintf(addr, sizeof addr, "unix:%s", proxy_sock);
     nd_vsock_parse(addr, &a, NULL);
-    int fd = nd_vsock_connect(&a, 2000, NULL);
+    int fd = nd_vsock_connect(&a, WAIT_FLOOR_MS, NULL);
     if (fd < 0)
         return NULL;
-    nd_vsock_write_all(fd, data, n, 2000, &a, NULL);
+    nd_vsock_write_all(fd, data, n, WAIT_FLOOR_MS, &a, NULL);
     nd_frame_decoder d;
     nd_frame_decoder_init(&d, 0);
     unsigned char buf[65536];
     *closed = false;
     first->type = 0;
     payload[0] = '\0';
-    double end = now_ms() + wait_ms;
+    double end = now_ms() + (want_frame ? WAIT_FLOOR_MS : wait_ms);
     while (now_ms() < end) {
         ssize_t r = nd_vsock_read(fd, buf, sizeof buf, (int)(end - now_ms()) + 1, &a, NULL);
         if (r == 0 || (r < 0 && r != -ETIMEDOUT)) {
@@ -844,6 +854,8 @@ static char *raw_exchange(const void *data, size_t n, int wait_ms, nd_frame *fir
             memcpy(payload, f.payload, c);
             payload[c] = '\0';
             first->payload = payload;
+            if (now_ms() + wait_ms < end)
+                end = now_ms() + wait_ms;
         }
     }
     close(fd);
@@ -882,13 +894,13 @@ static void scenario_malformed(void)
     int nreq = log_count("kms_proxy_request", NULL, NULL), nresp = log_count("kms_proxy_response", NULL, NULL);
     /* length below 5 */
     static const unsigned char tiny[] = {0, 0, 0, 3, 6, 0, 0};
-    raw_exchange(tiny, sizeof tiny, 1500, &f, payload, sizeof payload, &closed);
+    raw_exchange(tiny, sizeof tiny, 1500, true, &f, payload, sizeof payload, &closed);
     EXPECT(f.type == ND_FRAME_ERROR && strstr((char *)payload, "\"code\":\"invalid_request\""), "tiny: %s", payload);
     EXPECT(closed, "tiny frame: connection closed after the error");
     expect_refusal_logged("tiny frame", &nreq, &nresp, "invalid_request", "below the 5 bytes");
     /* oversized */
     static const unsigned char big[] = {0, 1, 0, 0, 6, 0, 0, 0, 1}; /* 65536 > max_frame 4096 */
-    raw_exchange(big, sizeof big, 1500, &f, payload, sizeof payload, &closed);
+    raw_exchange(big, sizeof big, 1500, true, &f, payload, sizeof payload, &closed);
     EXPECT(f.type == ND_FRAME_ERROR && strstr((char *)payload, "invalid_request") && strstr((char *)payload, "exceeds"),
            "big: %s", payload);
     EXPECT(closed, "oversized frame: connection closed");
@@ -904,10 +916,10 @@ static void scenario_malformed(void)
     unsigned char both[65536];
     memcpy(both, fr1, l1);
     memcpy(both + l1, fr2, l2);
-    raw_exchange(both, l1 + l2, 1500, &f, payload, sizeof payload, &closed);
+    raw_exchange(both, l1 + l2, 1500, true, &f, payload, sizeof payload, &closed);
     EXPECT(f.type == ND_FRAME_ERROR && f.seq == 7 && strstr((char *)payload, "invalid_request"), "bad json: %s",
            payload);
-    for (int i = 0; i < 300 && log_count("kms_proxy_response", "after-bad-json", NULL) < 1; i++)
+    for (double end = now_ms() + WAIT_FLOOR_MS; log_count("kms_proxy_response", "after-bad-json", NULL) < 1 && now_ms() < end;)
         sleep_ms(10);
     EXPECT(log_count("kms_proxy_response", "after-bad-json", NULL) == 1, "the valid request after bad JSON answered");
     {
@@ -941,13 +953,13 @@ static void scenario_malformed(void)
     unsigned char *fr = NULL;
     size_t fl;
     nd_frame_build(0x42, 9, "zz", 2, &fr, &fl, NULL);
-    raw_exchange(fr, fl, 800, &f, payload, sizeof payload, &closed);
+    raw_exchange(fr, fl, 800, true, &f, payload, sizeof payload, &closed);
     EXPECT(f.type == ND_FRAME_ERROR && f.seq == 9 && strstr((char *)payload, "invalid_request"), "type 0x42: %s",
            payload);
     expect_refusal_logged("unknown frame type", &nreq, &nresp, "invalid_request", "(0x42) is not served");
     free(fr);
     nd_frame_build(ND_FRAME_HEARTBEAT, 11, NULL, 0, &fr, &fl, NULL);
-    raw_exchange(fr, fl, 500, &f, payload, sizeof payload, &closed);
+    raw_exchange(fr, fl, 500, true, &f, payload, sizeof payload, &closed);
     EXPECT(f.type == ND_FRAME_HEARTBEAT && f.seq == 11, "heartbeat echoed");
     free(fr);
     /* random garbage */
@@ -956,7 +968,7 @@ static void scenario_malformed(void)
         junk[i] = (unsigned char)rand();
     junk[0] = 0;
     junk[1] = 0;
-    raw_exchange(junk, sizeof junk, 800, &f, payload, sizeof payload, &closed);
+    raw_exchange(junk, sizeof junk, 800, false, &f, payload, sizeof payload, &closed);
     /* still alive and serving */
     rq r[1];
     memset(r, 0, sizeof r);
@@ -973,7 +985,7 @@ static void scenario_signals(void)
     char conf[700], cflag[720];
     snprintf(conf, sizeof conf, "%s/proxy.conf", tmpdir);
     FILE *f = fopen(conf, "w");
-    fprintf(f, "# test config\ndeadline_ms = 3000\nattempt_timeout_ms = 2000\nallow_ops = GenerateDataKey,Decrypt\n");
+    fprintf(f, "# test config\ndeadline_ms = 20000\nattempt_timeout_ms = 10000\nallow_ops = GenerateDataKey,Decrypt\n");
     fclose(f);
     snprintf(cflag, sizeof cflag, "--config=%s", conf);
     const char *flags[] = {cflag, NULL};
@@ -983,10 +995,10 @@ static void scenario_signals(void)
     EXPECT(run_client(1, 1, 1, mk_tmpl, (void *)&gdk, r, 10000, false) == 1 && r[0].ok, "before reload: ok");
     /* reload: GenerateDataKey no longer allowed */
     f = fopen(conf, "w");
-    fprintf(f, "deadline_ms = 3000\nattempt_timeout_ms = 2000\nallow_ops = Decrypt\n");
+    fprintf(f, "deadline_ms = 20000\nattempt_timeout_ms = 10000\nallow_ops = Decrypt\n");
     fclose(f);
     kill(proxy_pid, SIGHUP);
-    for (int i = 0; i < 200 && log_count("kms_proxy_reload", NULL, NULL) < 1; i++)
+    for (double end = now_ms() + WAIT_FLOOR_MS; log_count("kms_proxy_reload", NULL, NULL) < 1 && now_ms() < end;)
         sleep_ms(10);
     json_t *ev = NULL;
     EXPECT(log_count("kms_proxy_reload", NULL, &ev) == 1 && json_is_true(json_object_get(ev, "ok")), "reload logged");
@@ -999,7 +1011,7 @@ static void scenario_signals(void)
     fprintf(f, "deadline_ms = banana\n");
     fclose(f);
     kill(proxy_pid, SIGHUP);
-    for (int i = 0; i < 200 && log_count("kms_proxy_reload", NULL, NULL) < 2; i++)
+    for (double end = now_ms() + WAIT_FLOOR_MS; log_count("kms_proxy_reload", NULL, NULL) < 2 && now_ms() < end;)
         sleep_ms(10);
     ev = NULL;
     EXPECT(log_count("kms_proxy_reload", NULL, &ev) == 2 && json_is_false(json_object_get(ev, "ok")),
@@ -1008,33 +1020,34 @@ static void scenario_signals(void)
     EXPECT(waitpid(proxy_pid, NULL, WNOHANG) == 0, "alive after a bad reload");
     /* SIGTERM while a request is in flight (the fake answers after 300 ms): it is answered, then the proxy exits */
     f = fopen(conf, "w");
-    fprintf(f, "deadline_ms = 3000\nattempt_timeout_ms = 2000\n");
+    fprintf(f, "deadline_ms = 20000\nattempt_timeout_ms = 10000\n");
     fclose(f);
     kill(proxy_pid, SIGHUP);
-    for (int i = 0; i < 200 && log_count("kms_proxy_reload", NULL, NULL) < 3; i++)
+    for (double end = now_ms() + WAIT_FLOOR_MS; log_count("kms_proxy_reload", NULL, NULL) < 3 && now_ms() < end;)
         sleep_ms(10);
     nd_sockaddr a;
     char addr[700];
     snprintf(addr, sizeof addr, "unix:%s", proxy_sock);
     nd_vsock_parse(addr, &a, NULL);
-    int fd = nd_vsock_connect(&a, 2000, NULL);
+    int fd = nd_vsock_connect(&a, WAIT_FLOOR_MS, NULL);
     size_t jl;
     char *j = mk_tmpl(0, "inflight-at-sigterm", &jl, (void *)&gdk);
     unsigned char *fr = NULL;
     size_t fl;
     nd_frame_build(ND_FRAME_KMS_PROXY, 1, j, jl, &fr, &fl, NULL);
     free(j);
-    nd_vsock_write_all(fd, fr, fl, 2000, &a, NULL);
+    nd_vsock_write_all(fd, fr, fl, WAIT_FLOOR_MS, &a, NULL);
     free(fr);
-    for (int i = 0; i < 200 && log_count("kms_proxy_request", "inflight-at-sigterm", NULL) < 1; i++)
+    for (double end = now_ms() + WAIT_FLOOR_MS;
+         log_count("kms_proxy_request", "inflight-at-sigterm", NULL) < 1 && now_ms() < end;)
         sleep_ms(5);
     /* an idle /metrics client and an idle enclave connection must not keep the proxy from exiting */
     char maddr[700];
     snprintf(maddr, sizeof maddr, "unix:%s", metrics_sock);
     nd_sockaddr ma;
     nd_vsock_parse(maddr, &ma, NULL);
-    int idle_m = nd_vsock_connect(&ma, 2000, NULL);
-    int idle_c = nd_vsock_connect(&a, 2000, NULL);
+    int idle_m = nd_vsock_connect(&ma, WAIT_FLOOR_MS, NULL);
+    int idle_c = nd_vsock_connect(&a, WAIT_FLOOR_MS, NULL);
     EXPECT(idle_m >= 0 && idle_c >= 0, "idle connections");
     sleep_ms(50);
     kill(proxy_pid, SIGTERM);
@@ -1042,7 +1055,7 @@ static void scenario_signals(void)
     nd_frame_decoder_init(&d, 0);
     unsigned char buf[65536];
     bool answered = false;
-    for (int k = 0; k < 50 && !answered; k++) {
+    for (double end = now_ms() + WAIT_FLOOR_MS; !answered && now_ms() < end;) {
         ssize_t n = nd_vsock_read(fd, buf, sizeof buf, 200, &a, NULL);
         if (n == 0 || (n < 0 && n != -ETIMEDOUT))
             break;
