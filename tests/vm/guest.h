@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/io.h>
 #include <sys/reboot.h>
+#include <termios.h>
 #include <unistd.h>
 
 #ifndef GUEST_TAG
@@ -44,6 +45,9 @@ static void say(const char *fmt, ...)
 static void vm_exit(int value) __attribute__((noreturn));
 static void vm_exit(int value)
 {
+    /* the console lines written so far (ours and other processes') may still sit in the tty's buffer, sent to the
+     * UART a few bytes per interrupt: wait until they are out, or QEMU exits without them */
+    tcdrain(STDOUT_FILENO);
     if (ioperm(0xf4, 4, 1) == 0)
         outl((unsigned)value, 0xf4);
     sync();

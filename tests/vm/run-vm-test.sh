@@ -35,7 +35,8 @@ chmod 755 "$work/run.sh"
   "file:/lib/modules/vsock_loopback.ko=$cache/modules/vsock_loopback.ko" || { echo "FAIL: mkinitramfs"; exit 1; }
 
 t0=$(date +%s.%N)
-timeout -k 5 120 "$qemu" -accel tcg -m 256 -smp 1 -nodefaults -display none -no-reboot -monitor none \
+# a hang guard only: the guest ends the VM itself (its own watchdog is 240 s of guest time after boot)
+timeout -k 5 300 "$qemu" -accel tcg -m 256 -smp 1 -nodefaults -display none -no-reboot -monitor none \
   -serial "file:$work/console.log" \
   -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
   -kernel "$cache/vmlinuz" -initrd "$work/initramfs.cpio" \

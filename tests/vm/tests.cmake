@@ -27,6 +27,6 @@ if(NOT ND_SANITIZE AND TARGET vsock-pingpong)
            COMMAND ${ND_VM_DIR}/run-vm-test.sh $<TARGET_FILE:nitrodiag-init> $<TARGET_FILE:vsock-pingpong>
                    $<TARGET_FILE:vmtest> $<TARGET_FILE:mkinitramfs> $<TARGET_FILE:vm-logd> $<TARGET_FILE:vmapp>
                    $<TARGET_FILE:nitrodiag>)
-  set_tests_properties(vm.enclave PROPERTIES TIMEOUT 240 SKIP_RETURN_CODE 77
+  set_tests_properties(vm.enclave PROPERTIES TIMEOUT 400 SKIP_RETURN_CODE 77
                        ENVIRONMENT "ND_SOURCE_DIR=${PROJECT_SOURCE_DIR};NITRODIAG_PATH=")
 endif()
