@@ -39,7 +39,8 @@ python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[
 [ -S "$work/s" ] || no "could not make a stale socket"
 "$b" --socket "$work/s" --uds-path "$work/p" --log "$work/log1" &
 pid=$!; pids+=($pid)
-for _ in $(seq 100); do grep -q listening "$work/log1" 2>/dev/null && break; sleep 0.05; done
+# every wait is for a condition, up to 30 s (a loaded machine), and ends as soon as it holds
+for _ in $(seq 600); do grep -q listening "$work/log1" 2>/dev/null && break; sleep 0.05; done
 grep -q "listening on $work/s (vhost-user) and $work/p" "$work/log1" || no "did not start over a stale socket: $(cat "$work/log1")"
 # ---- a second instance on the same live socket: refused, the first one's socket stays ----
 out="$("$b" --socket "$work/s" --uds-path "$work/p2" 2>&1)"; rc=$?
@@ -100,9 +101,10 @@ grep -q 'signal 15: exiting' "$work/log1" || no "no line for SIGTERM"
 # ---- --once: exits 0 when the front-end disconnects ----
 "$b" --socket "$work/s" --uds-path "$work/p" --once --log "$work/log2" &
 pid=$!; pids+=($pid)
-for _ in $(seq 100); do [ -S "$work/s" ] && break; sleep 0.05; done
+# listening (said once both sockets listen), not only bound: a connect between bind and listen is refused
+for _ in $(seq 600); do grep -q listening "$work/log2" 2>/dev/null && break; sleep 0.05; done
 python3 -c 'import socket,sys,struct; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(struct.pack("<III",3,1,0)); s.close()' "$work/s"
-for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.05; done
+for _ in $(seq 600); do kill -0 $pid 2>/dev/null || break; sleep 0.05; done
 if kill -0 $pid 2>/dev/null; then no "--once: still running after the front-end left"; else wait $pid || no "--once: exit $?"; fi
 [ ! -e "$work/s" ] && [ ! -e "$work/p" ] || no "--once left sockets: $(ls "$work")"
 grep -q 'QEMU disconnected' "$work/log2" || no "--once: no disconnect line"

@@ -122,7 +122,13 @@ def main():
         rest = s.recv(1)
         check(got == MIB and rest == b"", "host->guest: %d bytes echoed by the guest, then end of stream" % got)
         s.close()
+    # vsock-pingpong was started by the guest before it listened on 6000, but may not listen on 5000 yet (its exec
+    # and start can lag on a loaded host): a CONNECT refused so far is asked again, up to a deadline
+    deadline = time.time() + 120
     s, line = connect(5000)
+    while s is None and line == b"" and time.time() < deadline:
+        time.sleep(0.2)
+        s, line = connect(5000)
     if s:
         s.sendall(b"ping")
         reply = s.recv(16)

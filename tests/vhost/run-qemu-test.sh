@@ -67,7 +67,9 @@ fi
 sock="$work/vhost.sock" prefix="$work/v"
 ND_VHOST_VSOCK_TRACE=1 "$backend" --socket "$sock" --uds-path "$prefix" --guest-cid 16 --once --log "$work/backend.log" &
 bpid=$!
-for _ in $(seq 100); do [ -S "$sock" ] && [ -S "$prefix" ] && break; sleep 0.05; done
+# waits are for a condition, up to 30 s (a loaded machine), ending as soon as it holds; QEMU's timeout only
+# guards against a hang (TCG on a loaded host is several times slower)
+for _ in $(seq 600); do [ -S "$sock" ] && [ -S "$prefix" ] && break; sleep 0.05; done
 [ -S "$sock" ] || { echo "FAIL: the backend did not create $sock"; cat "$work/backend.log"; exit 1; }
 : >"$work/console.log"
 python3 "$here/host.py" "$prefix" "$work/console.log" >"$work/host.out" 2>&1 &
@@ -75,7 +77,7 @@ hpid=$!
 
 t0=$(date +%s.%N)
 if [ "$mode" = pci ]; then
-  timeout -k 5 150 "$qemu" -accel tcg -m 256 -smp 1 -nodefaults -display none -no-reboot -monitor none \
+  timeout -k 5 300 "$qemu" -accel tcg -m 256 -smp 1 -nodefaults -display none -no-reboot -monitor none \
     -serial "file:$work/console.log" -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
     -object memory-backend-memfd,id=mem,size=256M,share=on -machine memory-backend=mem \
     -chardev "socket,id=vsock0,path=$sock" -device vhost-user-vsock-pci,chardev=vsock0 \
@@ -86,7 +88,7 @@ if [ "$mode" = pci ]; then
 else
   # acpi=on: Debian's kernels find virtio-mmio devices through ACPI; tsc_early_khz: under TCG the kernel cannot
   # calibrate its TSC on this machine (docs/realboot.md)
-  timeout -k 5 150 "$qemu" -M "nitro-enclave,vsock=vsock0,id=i-vhost-test,acpi=on" -kernel "$work/app.eif" \
+  timeout -k 5 300 "$qemu" -M "nitro-enclave,vsock=vsock0,id=i-vhost-test,acpi=on" -kernel "$work/app.eif" \
     -m 512 -smp 1 -display none -no-reboot -monitor none -serial "file:$work/console.log" \
     -chardev "socket,id=vsock0,path=$sock" -append "tsc_early_khz=2000000" </dev/null >"$work/qemu.out" 2>&1
   qrc=$?
@@ -96,7 +98,7 @@ fi
 t1=$(date +%s.%N)
 wait "$hpid"; hrc=$?; hpid=""
 # --once: the backend exits by itself when QEMU has gone
-for _ in $(seq 100); do kill -0 "$bpid" 2>/dev/null || break; sleep 0.05; done
+for _ in $(seq 600); do kill -0 "$bpid" 2>/dev/null || break; sleep 0.05; done
 if kill -0 "$bpid" 2>/dev/null; then brc=running; else wait "$bpid"; brc=$?; bpid=""; fi
 
 echo "---- guest console ----"; tr -d '\r' <"$work/console.log"; echo "-----------------------"

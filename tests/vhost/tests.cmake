@@ -27,7 +27,7 @@ if(NOT ND_SANITIZE AND TARGET vsock-pingpong)
              COMMAND ${ND_VHOST_TEST_DIR}/run-qemu-test.sh ${mode} $<TARGET_FILE:nd-vhost-vsock>
                      $<TARGET_FILE:vhostguest> $<TARGET_FILE:vsock-pingpong> $<TARGET_FILE:mkinitramfs>
                      $<TARGET_FILE:nitrodiag>)
-    set_tests_properties(${name} PROPERTIES TIMEOUT 240 SKIP_RETURN_CODE 77 RESOURCE_LOCK nd_qemu
+    set_tests_properties(${name} PROPERTIES TIMEOUT 400 SKIP_RETURN_CODE 77 RESOURCE_LOCK nd_qemu
                          ENVIRONMENT "NITRODIAG_PATH=")
   endforeach()
 endif()

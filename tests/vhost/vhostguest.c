@@ -159,7 +159,7 @@ int main(void)
 
     /* the CID the device reports (its config space, from the backend's GET_CONFIG) */
     unsigned cid = 0;
-    for (int tries = 0; tries < 100; tries++) {
+    for (int tries = 0; tries < 1200; tries++) { /* up to 60 s: TCG on a loaded host is slow */
         int fd = open("/dev/vsock", O_RDONLY | O_CLOEXEC);
         if (fd >= 0) {
             if (ioctl(fd, IOCTL_VM_SOCKETS_GET_LOCAL_CID, &cid) < 0)
