@@ -122,14 +122,14 @@ describe("vsock to the simulated enclaves", function()
     local vsock = require "nd.vsock"
     local r = H.run({ "nitro-cli", "run-enclave", "--cpu-count", "2", "--memory", "1024", "--eif-path", eif(s, "hello-vsock.eif") })
     local cid = cjson.decode(r.stdout).EnclaveCID
-    local res, err = vsock.ping(string.format("vsock:%d:5000", cid), { timeout = 5 })
+    local res, err = vsock.ping(string.format("vsock:%d:5000", cid), { timeout = 30 })
     truthy(res, err)
     eq(res.reply, "pong")
     eq(res.address, "vsock:16:5000")
     -- a raw connection: anything else is "unknown"
-    local c = assert(vsock.connect("vsock:16:5000", { timeout = 5 }))
+    local c = assert(vsock.connect("vsock:16:5000", { timeout = 30 }))
     assert(c:write("hello"))
-    eq(c:read(16, { timeout = 5 }), "unknown")
+    eq(c:read(16, { timeout = 30 }), "unknown")
     c:close()
     -- another port, another CID
     local v, msg, code = vsock.ping("vsock:16:5001", { timeout = 2 })
@@ -153,11 +153,11 @@ describe("vsock to the simulated enclaves", function()
     eq(vsock.ping, ping) -- nothing is patched
     H.run({ "nitro-cli", "run-enclave", "--cpu-count", "2", "--memory", "1024", "--eif-path", eif(s, "hello-vsock.eif") })
     vsock.ping = function() return { reply = "pong", address = "monkeypatched" } end
-    local res = assert(ping("vsock:16:5000", { timeout = 5 }))
+    local res = assert(ping("vsock:16:5000", { timeout = 30 }))
     eq(res.reply, "pong")
     eq(res.address, "vsock:16:5000")
     vsock.ping = ping
-    local c = assert(connect("vsock:16:5000", { timeout = 5 }))
+    local c = assert(connect("vsock:16:5000", { timeout = 30 }))
     c:close()
     s:close()
     -- after close there is no simulated enclave: vsock is the real machine's again (no vsock transport here)
