@@ -41,7 +41,9 @@ class Term:
         fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         self.out = b""
 
-    def read_until(self, pattern, timeout=30.0):
+    # deadlines for a condition (a prompt, a line): generous, since a loaded machine or an ASan build is slow, and
+    # each wait ends as soon as its text is there
+    def read_until(self, pattern, timeout=120.0):
         rx = re.compile(pattern.encode())
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -61,7 +63,7 @@ class Term:
     def send(self, data):
         os.write(self.fd, data)
 
-    def finish(self, timeout=60.0):
+    def finish(self, timeout=120.0):
         self.read_until(r"\Z\A", timeout=0.1)
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -118,7 +120,7 @@ for cols in (80, 200):
 for answer, want in ((b"n\r", "ENCLAVES_HOLD_POOL"), (b"y\r", "confirmed at the prompt")):
     t = Term(["--sim", "cpu-pool-exhausted", "diag10", "runs=basic", "run_seconds=1"], 120,
              env={"TMPDIR": tempfile.mkdtemp(prefix="nd-tty-tmp-")})
-    asked = t.read_until(r"Terminate them all\? \[y/N\] ", timeout=30)
+    asked = t.read_until(r"Terminate them all\? \[y/N\] ", timeout=120)
     check("diag10 on a terminal shows the running enclave and asks (%s)" % answer.decode().strip(),
           asked and "running: " in t.out.decode(errors="replace") and "hello-basic" in t.out.decode(errors="replace"),
           t.out.decode(errors="replace")[-800:])
@@ -132,7 +134,7 @@ for answer, want in ((b"n\r", "ENCLAVES_HOLD_POOL"), (b"y\r", "confirmed at the 
 
 # cleanup with nothing named asks about each enclave on a terminal
 t = Term(["--sim", "cpu-pool-exhausted", "cleanup"], 120, env={"TMPDIR": tempfile.mkdtemp(prefix="nd-tty-tmp-")})
-asked = t.read_until(r'terminate i-\S+ "hello-basic" CID 16, debug mode, up \d+ s, .*\? \[y/N\] ', timeout=30)
+asked = t.read_until(r'terminate i-\S+ "hello-basic" CID 16, debug mode, up \d+ s, .*\? \[y/N\] ', timeout=120)
 check("cleanup alone on a terminal asks about the enclave", asked, t.out.decode(errors="replace")[-600:])
 t.send(b"y\r")
 rc, out = t.finish()
@@ -152,12 +154,12 @@ time.sleep(2.0)  # the prompt is idle: the loop's clock must not lag behind
 t.out = b""
 t0 = time.time()
 t.send(b"nd.sleep(2.5)\r")
-t.read_until(r"\r\n> ", timeout=10)
+t.read_until(r"\r\n> ", timeout=120)
 took = time.time() - t0
 check("REPL: nd.sleep(2.5) after an idle prompt waits 2.5 s (took %.2f s)" % took, took >= 2.4, "")
 t.out = b""
 t.send(b"nd.help('nd.eif')\r")
-check("REPL: nd.help('nd.eif') shows that module", t.read_until(r"members: .*read\(\).*\r\n(.*\r\n)*> ", timeout=10)
+check("REPL: nd.help('nd.eif') shows that module", t.read_until(r"members: .*read\(\).*\r\n(.*\r\n)*> ", timeout=120)
       and b"modules: " not in t.out, t.out.decode())
 t.send(b"\x04")
 rc, out = t.finish()
@@ -170,7 +172,7 @@ t.read_until(r"> ")
 t.send(b"print('RUNNING') nd.sleep(1.5) print('SLEPT')\r")
 running = t.read_until(r"RUNNING\r\n")
 t.send(b"\x04")
-rc, out = t.finish(timeout=20)
+rc, out = t.finish(timeout=120)
 check("REPL: a Ctrl-D typed while a chunk runs exits at the next prompt", running and rc == 0 and "SLEPT" in out,
       out[-300:])
 
