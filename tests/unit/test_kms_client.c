@@ -86,6 +86,11 @@ static void run_until(int *flag, double secs)
     uv_run(&loop, UV_RUN_NOWAIT);
 }
 
+/* The time a call that should be answered is given: the fake answers at once, but TLS handshakes and a loaded 2-CPU
+ * runner (or ASan) can make that take seconds; a call ends as soon as it is answered. Calls whose timeout is what
+ * they test keep their own short one. */
+#define CALL_S 30
+
 static kres call(nd_kms_client *c, const char *op, const char *json, double timeout)
 {
     kres k;
@@ -94,7 +99,7 @@ static kres call(nd_kms_client *c, const char *op, const char *json, double time
     int rc = nd_kms_call(c, op, json, strlen(json), timeout, on_kms, &k, NULL, &err);
     CHECK_EQ_INT(rc, 0);
     if (rc == 0)
-        run_until(&k.done, 15);
+        run_until(&k.done, CALL_S + 30);
     CHECK_EQ_INT(k.done, 1);
     return k;
 }
@@ -125,10 +130,10 @@ static json_t *control(const fakekms *f, const char *method, const char *path, c
     char url[256];
     snprintf(url, sizeof url, "%s%s", f->url, path);
     nd_http_request q = { .method = method, .url = url, .body = body, .body_len = body ? strlen(body) : 0,
-                          .timeout_s = 5 };
+                          .timeout_s = CALL_S };
     hres r = { 0 };
     if (nd_http_start(h, &q, on_http, &r, NULL, &err) == 0)
-        run_until(&r.done, 6);
+        run_until(&r.done, CALL_S + 1);
     nd_http_free(h);
     uv_run(&loop, UV_RUN_NOWAIT);
     CHECK_EQ_INT(r.status, 200);
@@ -187,7 +192,7 @@ static void operations_and_keepalive(void)
     nd_kms_client *c = client(p, NULL);
     long conns0 = stat_of(&fk, "connections");
 
-    kres g = call(c, "GenerateDataKey", "{\"KeyId\":\"alias/ephemeral-ml-test\",\"KeySpec\":\"AES_256\"}", 5);
+    kres g = call(c, "GenerateDataKey", "{\"KeyId\":\"alias/ephemeral-ml-test\",\"KeySpec\":\"AES_256\"}", CALL_S);
     CHECK_EQ_INT(g.status, 200);
     CHECK_EQ_INT(g.cls, ND_KMS_OK);
     CHECK_EQ_STR(g.code, "");
@@ -199,34 +204,34 @@ static void operations_and_keepalive(void)
 
     char req[4096];
     snprintf(req, sizeof req, "{\"CiphertextBlob\":\"%s\"}", jstr(g.body, "CiphertextBlob"));
-    kres d = call(c, "Decrypt", req, 5);
+    kres d = call(c, "Decrypt", req, CALL_S);
     CHECK_EQ_INT(d.status, 200);
     CHECK_EQ_STR(jstr(d.body, "Plaintext"), jstr(g.body, "Plaintext"));
     CHECK(!d.newconn);                 /* kept alive */
     CHECK(strcmp(d.rid, g.rid) != 0);  /* a fresh request id per response */
 
     kres e = call(c, "Encrypt", "{\"KeyId\":\"1234abcd-12ab-34cd-56ef-1234567890ab\",\"Plaintext\":\"aGVsbG8=\","
-                                "\"EncryptionContext\":{\"purpose\":\"test\"}}", 5);
+                                "\"EncryptionContext\":{\"purpose\":\"test\"}}", CALL_S);
     CHECK_EQ_INT(e.status, 200);
     snprintf(req, sizeof req, "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"purpose\":\"test\"}}",
              jstr(e.body, "CiphertextBlob"));
-    kres d2 = call(c, "Decrypt", req, 5);
+    kres d2 = call(c, "Decrypt", req, CALL_S);
     CHECK_EQ_STR(jstr(d2.body, "Plaintext"), "aGVsbG8=");
     /* wrong encryption context: InvalidCiphertextException, a client error */
     snprintf(req, sizeof req, "{\"CiphertextBlob\":\"%s\"}", jstr(e.body, "CiphertextBlob"));
-    kres d3 = call(c, "Decrypt", req, 5);
+    kres d3 = call(c, "Decrypt", req, CALL_S);
     CHECK_EQ_INT(d3.status, 400);
     CHECK_EQ_STR(d3.code, "InvalidCiphertextException");
     CHECK_EQ_INT(d3.cls, ND_KMS_CLIENT_ERROR);
 
-    kres r = call(c, "GenerateRandom", "{\"NumberOfBytes\":16}", 5);
+    kres r = call(c, "GenerateRandom", "{\"NumberOfBytes\":16}", CALL_S);
     CHECK_EQ_INT(r.status, 200);
     CHECK(jstr(r.body, "Plaintext") && strlen(jstr(r.body, "Plaintext")) == 24);
 
-    kres v = call(c, "GenerateDataKey", "{\"KeyId\":\"alias/ephemeral-ml-test\"}", 5);
+    kres v = call(c, "GenerateDataKey", "{\"KeyId\":\"alias/ephemeral-ml-test\"}", CALL_S);
     CHECK_EQ_STR(v.code, "ValidationException");
     CHECK(strstr(v.msg, "specify either number of bytes or key spec") != NULL);
-    kres nf = call(c, "GenerateDataKey", "{\"KeyId\":\"alias/nope\",\"NumberOfBytes\":32}", 5);
+    kres nf = call(c, "GenerateDataKey", "{\"KeyId\":\"alias/nope\",\"NumberOfBytes\":32}", CALL_S);
     CHECK_EQ_STR(nf.code, "NotFoundException");
     CHECK_EQ_INT(nf.cls, ND_KMS_CLIENT_ERROR);
 
@@ -249,30 +254,30 @@ static void fault_classes(void)
     const char *gdk = "{\"KeyId\":\"alias/ephemeral-ml-test\",\"NumberOfBytes\":32}";
 
     faults("{\"throttle_ratio\":1}");
-    kres t = call(c, "GenerateDataKey", gdk, 5);
+    kres t = call(c, "GenerateDataKey", gdk, CALL_S);
     CHECK_EQ_INT(t.status, 400);
     CHECK_EQ_STR(t.code, "ThrottlingException");
     CHECK(strstr(t.msg, "Reduce the frequency") != NULL);
     CHECK_EQ_INT(t.cls, ND_KMS_THROTTLED);
     CHECK_EQ_INT(strlen(t.rid), 36);
     faults("{\"throttle_ratio\":0,\"access_denied\":true,\"namespaced_errors\":true}");
-    kres a = call(c, "Decrypt", "{\"CiphertextBlob\":\"AAAA\"}", 5);
+    kres a = call(c, "Decrypt", "{\"CiphertextBlob\":\"AAAA\"}", CALL_S);
     CHECK_EQ_STR(a.code, "AccessDeniedException"); /* header "X:http://..." and "com.amazonaws.kms#X" normalised */
     CHECK_EQ_INT(a.cls, ND_KMS_ACCESS_DENIED);
     CHECK(!nd_kms_class_retryable(a.cls));
     faults("{\"access_denied\":false,\"namespaced_errors\":false,\"error_5xx_ratio\":1,\"status_5xx\":500}");
-    kres i = call(c, "GenerateDataKey", gdk, 5);
+    kres i = call(c, "GenerateDataKey", gdk, CALL_S);
     CHECK_EQ_INT(i.status, 500);
     CHECK_EQ_STR(i.code, "KMSInternalException");
     CHECK_EQ_INT(i.cls, ND_KMS_UNAVAILABLE);
     faults("{\"status_5xx\":503}");
-    kres u = call(c, "GenerateDataKey", gdk, 5);
+    kres u = call(c, "GenerateDataKey", gdk, CALL_S);
     CHECK_EQ_INT(u.status, 503);
     CHECK_EQ_STR(u.code, "HTTP503");
     CHECK_EQ_INT(u.cls, ND_KMS_UNAVAILABLE);
     CHECK_EQ_INT(strlen(u.rid), 36);
     faults("{\"error_5xx_ratio\":0,\"reset_ratio\":1}");
-    kres rs = call(c, "GenerateDataKey", gdk, 5);
+    kres rs = call(c, "GenerateDataKey", gdk, CALL_S);
     CHECK_EQ_INT(rs.terr, -ECONNRESET);
     CHECK_EQ_STR(rs.code, "ECONNRESET");
     CHECK_EQ_INT(rs.cls, ND_KMS_UNAVAILABLE);
@@ -282,15 +287,15 @@ static void fault_classes(void)
     CHECK_EQ_INT(to.terr, -ETIMEDOUT);
     CHECK_EQ_INT(to.cls, ND_KMS_TIMEOUT);
     faults("{\"latency_ms\":0,\"expired_tokens\":1}");
-    kres ex = call(c, "GenerateDataKey", gdk, 5);
+    kres ex = call(c, "GenerateDataKey", gdk, CALL_S);
     CHECK_EQ_INT(ex.status, 200); /* refreshed and retried once */
     CHECK_EQ_INT(ex.attempts, 2);
     faults("{\"expired_tokens\":2}");
-    kres ex2 = call(c, "GenerateDataKey", gdk, 5);
+    kres ex2 = call(c, "GenerateDataKey", gdk, CALL_S);
     CHECK_EQ_STR(ex2.code, "ExpiredTokenException");
     CHECK_EQ_INT(ex2.cls, ND_KMS_EXPIRED_TOKEN);
     CHECK_EQ_INT(ex2.attempts, 2); /* only once */
-    kres ok = call(c, "GenerateDataKey", gdk, 5);
+    kres ok = call(c, "GenerateDataKey", gdk, CALL_S);
     CHECK_EQ_INT(ok.status, 200);
     CHECK_EQ_INT(ok.attempts, 1);
     json_t *all[] = { t.body, a.body, i.body, u.body, rs.body, to.body, ex.body, ex2.body, ok.body };
@@ -301,7 +306,7 @@ static void fault_classes(void)
     /* a wrong secret: InvalidSignatureException; an unknown access key: UnrecognizedClientException */
     p = env_creds("not-the-secret");
     c = client(p, NULL);
-    kres bad = call(c, "GenerateRandom", "{\"NumberOfBytes\":8}", 5);
+    kres bad = call(c, "GenerateRandom", "{\"NumberOfBytes\":8}", CALL_S);
     CHECK_EQ_STR(bad.code, "InvalidSignatureException");
     CHECK(strstr(bad.msg, "does not match the signature you provided") != NULL);
     CHECK_EQ_INT(bad.cls, ND_KMS_ACCESS_DENIED);
@@ -312,7 +317,7 @@ static void fault_classes(void)
     nd_err err;
     CHECK_EQ_INT(nd_creds_provider_new(&ctx, &co, &p, &err), 0);
     c = client(p, NULL);
-    kres unk = call(c, "GenerateRandom", "{\"NumberOfBytes\":8}", 5);
+    kres unk = call(c, "GenerateRandom", "{\"NumberOfBytes\":8}", CALL_S);
     CHECK_EQ_STR(unk.code, "UnrecognizedClientException");
     json_decref(unk.body);
     done_client(c, p);
@@ -320,7 +325,7 @@ static void fault_classes(void)
     /* nothing listens: connection refused */
     p = env_creds(SECRET);
     c = client(p, "https://127.0.0.1:1");
-    kres cr = call(c, "GenerateRandom", "{\"NumberOfBytes\":8}", 5);
+    kres cr = call(c, "GenerateRandom", "{\"NumberOfBytes\":8}", CALL_S);
     CHECK_EQ_INT(cr.terr, -ECONNREFUSED);
     CHECK_EQ_INT(cr.cls, ND_KMS_UNAVAILABLE);
     json_decref(cr.body);
@@ -331,11 +336,13 @@ static void cancel_and_concurrency(void)
 {
     nd_creds_provider *p = env_creds(SECRET);
     nd_kms_client *c = client(p, NULL);
-    faults("{\"latency_ms\":300}");
+    /* the answer comes 5 s after the request: the cancel after 0.1 s of loop comes first even if this process is
+     * descheduled for a while (with 300 ms, a loop turn that started late could take the answer before the cancel) */
+    faults("{\"latency_ms\":5000}");
     kres k = { 0 };
     nd_kms_req *h = NULL;
     nd_err err;
-    CHECK_EQ_INT(nd_kms_call(c, "GenerateRandom", "{\"NumberOfBytes\":8}", 19, 5, on_kms, &k, &h, &err), 0);
+    CHECK_EQ_INT(nd_kms_call(c, "GenerateRandom", "{\"NumberOfBytes\":8}", 19, CALL_S, on_kms, &k, &h, &err), 0);
     int never = 0;
     run_until(&never, 0.1);
     nd_kms_cancel(h);
@@ -346,9 +353,9 @@ static void cancel_and_concurrency(void)
     static kres many[N];
     memset(many, 0, sizeof many);
     for (int i = 0; i < N; i++)
-        CHECK_EQ_INT(nd_kms_call(c, "GenerateRandom", "{\"NumberOfBytes\":8}", 19, 5, on_kms, &many[i], NULL, &err), 0);
+        CHECK_EQ_INT(nd_kms_call(c, "GenerateRandom", "{\"NumberOfBytes\":8}", 19, CALL_S, on_kms, &many[i], NULL, &err), 0);
     int ok = 0;
-    for (int spins = 0; spins < 200; spins++) {
+    for (double t0 = uv_hrtime() / 1e9; uv_hrtime() / 1e9 - t0 < CALL_S + 30;) {
         ok = 0;
         for (int i = 0; i < N; i++)
             ok += many[i].done;
@@ -380,13 +387,13 @@ static void imds_credentials(void)
     fakekms im;
     const char *args[] = { "--imds", "--creds-ttl", "200", NULL }; /* 200 s < the 300 s refresh window */
     CHECK_EQ_INT(fakekms_start(&im, args), 0);
-    nd_creds_opts co = { .source = ND_CREDS_IMDS, .imds_endpoint = im.url, .imds_timeout_s = 2 };
+    nd_creds_opts co = { .source = ND_CREDS_IMDS, .imds_endpoint = im.url, .imds_timeout_s = CALL_S };
     nd_creds_provider *p = NULL;
     nd_err err;
     CHECK_EQ_INT(nd_creds_provider_new(&ctx, &co, &p, &err), 0);
     CHECK(nd_creds_current(p) == NULL);
     nd_kms_client *c = client(p, NULL);
-    kres a = call(c, "GenerateRandom", "{\"NumberOfBytes\":8}", 5);
+    kres a = call(c, "GenerateRandom", "{\"NumberOfBytes\":8}", CALL_S);
     CHECK_EQ_INT(a.status, 200); /* session token signed and accepted */
     uint64_t fetches = 0, tokens = 0;
     nd_creds_stats(p, &fetches, &tokens);
@@ -394,14 +401,14 @@ static void imds_credentials(void)
     CHECK_EQ_INT(tokens, 1);
     /* Expiration is inside the refresh window, so the next call fetches again (with the cached token) */
     CHECK(nd_creds_current(p) == NULL);
-    kres b = call(c, "GenerateRandom", "{\"NumberOfBytes\":8}", 5);
+    kres b = call(c, "GenerateRandom", "{\"NumberOfBytes\":8}", CALL_S);
     CHECK_EQ_INT(b.status, 200);
     nd_creds_stats(p, &fetches, &tokens);
     CHECK_EQ_INT(fetches, 2);
     CHECK_EQ_INT(tokens, 1);
     /* a 401: a new token, then success */
     json_decref(control(&im, "POST", "/__faults", "{\"imds_401\":1,\"creds_ttl\":3600}"));
-    kres d = call(c, "GenerateRandom", "{\"NumberOfBytes\":8}", 5);
+    kres d = call(c, "GenerateRandom", "{\"NumberOfBytes\":8}", CALL_S);
     CHECK_EQ_INT(d.status, 200);
     nd_creds_stats(p, &fetches, &tokens);
     CHECK_EQ_INT(fetches, 3);
@@ -415,7 +422,7 @@ static void imds_credentials(void)
         CHECK(strncmp(cur->session_token, "FAKE-SESSION-TOKEN-", 19) == 0);
     }
     /* fresh now: no more fetches */
-    kres e = call(c, "GenerateRandom", "{\"NumberOfBytes\":8}", 5);
+    kres e = call(c, "GenerateRandom", "{\"NumberOfBytes\":8}", CALL_S);
     CHECK_EQ_INT(e.status, 200);
     nd_creds_stats(p, &fetches, &tokens);
     CHECK_EQ_INT(fetches, 3);
@@ -430,7 +437,7 @@ static void imds_credentials(void)
     CHECK_EQ_INT(nd_creds_provider_new(&ctx, &(nd_creds_opts){ .source = ND_CREDS_IMDS,
                                                                .imds_endpoint = "http://127.0.0.1:1" }, &p, &err), 0);
     c = client(p, NULL);
-    kres f = call(c, "GenerateRandom", "{\"NumberOfBytes\":8}", 5);
+    kres f = call(c, "GenerateRandom", "{\"NumberOfBytes\":8}", CALL_S);
     CHECK_EQ_STR(f.code, "CredentialsError");
     CHECK_EQ_INT(f.cls, ND_KMS_INTERNAL);
     CHECK(strstr(f.msg, "imds") != NULL);
@@ -496,7 +503,7 @@ static void recipient_cms_round_trip(void)
     char *req = malloc(rl + 8192);
     snprintf(req, rl, "{\"KeyId\":\"alias/ephemeral-ml-test\",\"KeySpec\":\"AES_256\",\"Recipient\":"
                       "{\"KeyEncryptionAlgorithm\":\"RSAES_OAEP_SHA_256\",\"AttestationDocument\":\"%s\"}}", doc64);
-    kres g = call(c, "GenerateDataKey", req, 10);
+    kres g = call(c, "GenerateDataKey", req, CALL_S);
     CHECK_EQ_INT(g.status, 200);
     if (g.status != 200)
         fprintf(stderr, "  GenerateDataKey with recipient: %s: %s\n", g.code, g.msg);
@@ -514,7 +521,7 @@ static void recipient_cms_round_trip(void)
     CHECK_EQ_INT(dkl, 32);
     /* Decrypt without recipient returns the same key in Plaintext: the CMS really carried the data key */
     snprintf(req, rl + 8192, "{\"CiphertextBlob\":\"%s\"}", jstr(g.body, "CiphertextBlob"));
-    kres d = call(c, "Decrypt", req, 10);
+    kres d = call(c, "Decrypt", req, CALL_S);
     size_t pl = 0;
     unsigned char *pt = jstr(d.body, "Plaintext") ? b64d(jstr(d.body, "Plaintext"), &pl) : NULL;
     CHECK_EQ_INT(pl, 32);
@@ -524,7 +531,7 @@ static void recipient_cms_round_trip(void)
     snprintf(req, rl + 8192, "{\"CiphertextBlob\":\"%s\",\"Recipient\":{\"KeyEncryptionAlgorithm\":"
                              "\"RSAES_OAEP_SHA_256\",\"AttestationDocument\":\"%s\"}}",
              jstr(g.body, "CiphertextBlob"), doc64);
-    kres d2 = call(c, "Decrypt", req, 10);
+    kres d2 = call(c, "Decrypt", req, CALL_S);
     CHECK(json_object_get(d2.body, "Plaintext") == NULL);
     unsigned char dk2[64];
     CHECK_EQ_INT(jstr(d2.body, "CiphertextForRecipient") ? cms_open(jstr(d2.body, "CiphertextForRecipient"), key,
@@ -533,7 +540,7 @@ static void recipient_cms_round_trip(void)
     /* GenerateRandom with recipient */
     snprintf(req, rl + 8192, "{\"NumberOfBytes\":24,\"Recipient\":{\"KeyEncryptionAlgorithm\":\"RSAES_OAEP_SHA_256\","
                              "\"AttestationDocument\":\"%s\"}}", doc64);
-    kres r = call(c, "GenerateRandom", req, 10);
+    kres r = call(c, "GenerateRandom", req, CALL_S);
     CHECK_EQ_INT(jstr(r.body, "CiphertextForRecipient") ? cms_open(jstr(r.body, "CiphertextForRecipient"), key, dk2,
                                                                     sizeof dk2) : -1, 24);
     /* a PKCS#1 RSAPublicKey instead of SPKI: "Invalid public key" */
@@ -545,7 +552,7 @@ static void recipient_cms_round_trip(void)
     char *doc2_64 = b64e(doc2, dl2);
     snprintf(req, rl + 8192, "{\"NumberOfBytes\":24,\"Recipient\":{\"KeyEncryptionAlgorithm\":\"RSAES_OAEP_SHA_256\","
                              "\"AttestationDocument\":\"%s\"}}", doc2_64);
-    kres bad = call(c, "GenerateRandom", req, 10);
+    kres bad = call(c, "GenerateRandom", req, CALL_S);
     CHECK_EQ_STR(bad.code, "ValidationException");
     CHECK_EQ_STR(bad.msg, "Invalid public key");
     json_t *all[] = { g.body, d.body, d2.body, r.body, bad.body };
