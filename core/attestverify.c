@@ -125,9 +125,13 @@ int nd_attest_decode_input(const void *in, size_t n, unsigned char **out, size_t
         while (m % 4)
             t[m++] = '=';
         rc = nd_b64_decode(t, m, out, outlen, err);
-        if (rc < 0)
-            rc = nd_err_set(err, -EBADMSG, "attestation: input is neither CBOR, hex nor base64 (%s)",
-                            err ? err->msg : "base64");
+        if (rc < 0) {
+            /* the decoder's message goes inside ours: copy it out of err->msg, which is the buffer being written
+             * (passing it as the argument overlapped vsnprintf's source and destination: garbage under ASan) */
+            char why[sizeof err->msg];
+            snprintf(why, sizeof why, "%s", err ? err->msg : "base64");
+            rc = nd_err_set(err, -EBADMSG, "attestation: input is neither CBOR, hex nor base64 (%s)", why);
+        }
     }
     free(t);
     if (rc < 0) {

@@ -328,6 +328,26 @@ static void duplicate_keys(void)
 /* A float where the parser asks "is it null?" (libcbor's cbor_is_null asserts on floats, aborting the process): found
  * by fuzz_attest (fuzz/regressions/attest/attest-crash-b33889…), a COSE_Sign1 whose unprotected header is a float32;
  * also a float64 and a half there. Each is a clear error, not a crash. */
+/* Input that is neither CBOR, hex nor base64: one message, the base64 decoder's reason inside it, once (the reason
+ * was passed from the very buffer being written: an overlapping vsnprintf, garbage bytes under ASan). */
+static void undecodable_input_message(void)
+{
+    static const unsigned char map[] = {0xa1, 0x61, 0x61, 0x01}; /* CBOR {"a": 1}: not a 4-array, not text */
+    unsigned char *doc = NULL;
+    size_t n = 0;
+    nd_err err = {0};
+    CHECK_EQ_INT(nd_attest_decode_input(map, sizeof map, &doc, &n, &err), -EBADMSG);
+    CHECK(doc == NULL && n == 0);
+    const char *want = "attestation: input is neither CBOR, hex nor base64 (base64: invalid character ";
+    CHECK(strncmp(err.msg, want, strlen(want)) == 0);
+    CHECK(strstr(err.msg + 1, "attestation:") == NULL);
+    CHECK(strstr(err.msg, " at offset 0)") != NULL && err.msg[strlen(err.msg) - 1] == ')');
+    for (const char *q = err.msg; *q; q++)
+        CHECK((unsigned char)*q >= 0x20 && (unsigned char)*q < 0x7f);
+    if (strncmp(err.msg, want, strlen(want)) != 0)
+        fprintf(stderr, "  message: %s\n", err.msg);
+}
+
 static void floats_are_not_null(void)
 {
     static const unsigned char f32[] = {0x84, 0xfa, 0x6a, 0x86, 0x01, 0xa0, 0x61, 0x00, 0x00, 0x2d};
@@ -355,6 +375,7 @@ int main(void)
     ND_RUN(pcr_extend_vectors);
     ND_RUN(duplicate_keys);
     ND_RUN(floats_are_not_null);
+    ND_RUN(undecodable_input_message);
     ND_RUN(dev_round_trip);
     ND_RUN(tagged_and_errors);
     ND_RUN(fuzz);
