@@ -73,6 +73,7 @@ struct nd_kmslog {
     char code[64];      /* normalised code filter, "" = none */
     nd_kmslog_cb cb;
     void *ud;
+    bool quiet;         /* the callback wants no more records (ND_KMSLOG_ENOUGH): summary only, strings lazily */
 
     needle drv[MAX_NEEDLES]; /* the driver: a line is a candidate when it holds any of these */
     int ndrv;
@@ -190,37 +191,39 @@ static int digits(const char **p, int n, int *out)
     return 0;
 }
 
-/* The fraction and zone after the seconds (or after the minutes / the date: the zone only), to the end of the string.
- * Returns 0 or -1. */
-static int rfc3339_tail(const char *p, bool secs, double *frac, int *off)
+/* The fraction and zone after the seconds (or after the minutes / the date: the zone only), to end (the string's
+ * end: a NUL there or not; the text holds no NUL before it). Returns 0 or -1. */
+static int rfc3339_tail(const char *p, const char *end, bool secs, double *frac, int *off)
 {
+#define AT(q) ((q) < end ? *(q) : '\0')
     *frac = 0;
     *off = 0;
-    if (secs && (*p == '.' || *p == ',')) {
+    if (secs && (AT(p) == '.' || AT(p) == ',')) {
         p++;
         double scale = 0.1;
-        if (!ISDIGIT(*p))
+        if (!ISDIGIT(AT(p)))
             return -1;
-        while (ISDIGIT(*p)) {
+        while (ISDIGIT(AT(p))) {
             *frac += (*p - '0') * scale;
             scale /= 10;
             p++;
         }
     }
-    if (*p == 'Z' || *p == 'z') {
+    if (AT(p) == 'Z' || AT(p) == 'z') {
         p++;
-    } else if (*p == '+' || *p == '-') {
+    } else if (AT(p) == '+' || AT(p) == '-') {
         int sign = *p == '-' ? -1 : 1, oh, om = 0;
         p++;
-        if (digits(&p, 2, &oh))
+        if (end - p < 2 || digits(&p, 2, &oh))
             return -1;
-        if (*p == ':')
+        if (AT(p) == ':')
             p++;
-        if (ISDIGIT(*p) && digits(&p, 2, &om))
+        if (ISDIGIT(AT(p)) && (end - p < 2 || digits(&p, 2, &om)))
             return -1;
         *off = sign * (oh * 3600 + om * 60);
     }
-    return *p ? -1 : 0;
+    return p < end ? -1 : 0;
+#undef AT
 }
 
 /* RFC 3339 (and the date-only / space-separated / no-zone variants). Returns 0 or -1. When base is not NULL and the
@@ -250,7 +253,7 @@ static int parse_rfc3339_base(const char *s, double *out, double *base)
     }
     double frac;
     int off;
-    if (rfc3339_tail(p, secs, &frac, &off) < 0)
+    if (rfc3339_tail(p, p + strlen(p), secs, &frac, &off) < 0)
         return -1;
     double days = days_from_civil(y, (unsigned)mo, (unsigned)d);
     double b = days * 86400.0 + h * 3600 + mi * 60 + sec;
@@ -813,13 +816,17 @@ static double ftime(const fval *v, char **arena, const char *aend, tcache *tc)
         return t > 1e12 ? t / 1000.0 : t;
     }
     if (v->t == FT_STR) {
-        char *s = fcopy(arena, aend, v, NULL);
         double t, frac;
         int off;
+        /* the usual time shares its first 19 bytes with the last one: read in place (no escapes) */
+        if (tc && tc->valid && !v->esc && v->n >= 19 && memcmp(v->p, tc->prefix, 19) == 0)
+            return rfc3339_tail(v->p + 19, v->p + v->n, true, &frac, &off) == 0 ? tc->base + frac - off : NAN;
+        size_t n;
+        char *s = fcopy(arena, aend, v, &n);
         if (!s)
             return NAN;
-        if (tc && tc->valid && v->n >= 19 && memcmp(s, tc->prefix, 19) == 0)
-            return rfc3339_tail(s + 19, true, &frac, &off) == 0 ? tc->base + frac - off : NAN;
+        if (tc && tc->valid && n >= 19 && memcmp(s, tc->prefix, 19) == 0)
+            return rfc3339_tail(s + 19, s + n, true, &frac, &off) == 0 ? tc->base + frac - off : NAN;
         double base = NAN;
         if (parse_rfc3339_base(s, &t, tc ? &base : NULL) == 0) {
             if (tc && !isnan(base)) {
@@ -871,11 +878,17 @@ typedef struct sitem {
     uint16_t loff, llen; /* the literal bytes before the item (SI_LIT: only those, at the end) */
 } sitem;
 
+enum { EK_UNKNOWN, EK_OTHER, EK_REQUEST, EK_RESPONSE };
+
 typedef struct shape {
     bool esc;           /* an inner template: literals as they appear inside a JSON string */
     uint16_t nitems, nbytes;
     uint32_t mask[2];   /* the known keys it sets, per object (SO_TOP, SO_SUB): the others read as absent */
     uint8_t nclear[2], clear[2][FK_COUNT]; /* the known keys it does not set, per object (made by shape_build) */
+    /* Derived from the items (so equal shapes agree) or learnt while counting; not compared by shape_equal: */
+    uint8_t evkind;     /* EK_*: what its top object's event is (a fixed name), EK_UNKNOWN: read it */
+    char evname[48];    /* that name, NUL-terminated (EK_REQUEST, EK_RESPONSE) */
+    uint16_t met_ctr[SHAPE_ITEMS]; /* per SI_MET item: the counter its name is counted under + 1, 0 = not yet */
     sitem it[SHAPE_ITEMS];
     char bytes[SHAPE_BYTES];
 } shape;
@@ -884,8 +897,10 @@ typedef struct smatch {
     fobj *o, *sub, *in;
     const char *inner;  /* the matched json string's content (escaped), NULL when none */
     size_t inner_n;
+    const shape *shape, *inner_shape; /* the templates that matched the line and its json string */
     int nmet;
     const char *met_name[SHAPE_METRICS];
+    uint16_t *met_ctr[SHAPE_METRICS]; /* the template's counter cache for each */
     double met_x[SHAPE_METRICS];
 } smatch;
 
@@ -1123,6 +1138,25 @@ static bool shape_build(shape *s, bool esc, const char *p, const char *end, bool
         for (int key = 0; key < FK_COUNT; key++)
             if (!(s->mask[obj] & (1u << key)) && (obj == SO_TOP || key == FK_JSON)) /* of sub, only json is read */
                 s->clear[obj][s->nclear[obj]++] = (uint8_t)key;
+    /* the event, as process_fast would read it from a line of this shape: absent or not a string is not a KMS
+     * event; a string is a fixed name (SI_FIX), known from here on */
+    s->evkind = EK_OTHER;
+    for (int i = 0; i < s->nitems; i++) {
+        const sitem *it = &s->it[i];
+        if (it->key != FK_EVENT || it->obj != SO_TOP)
+            continue;
+        s->evkind = EK_UNKNOWN;
+        if (it->kind == SI_SET)
+            s->evkind = EK_OTHER;
+        else if (it->kind == SI_FIX && it->len < sizeof s->evname) {
+            memcpy(s->evname, s->bytes + it->off, it->len);
+            s->evname[it->len] = '\0';
+            if (strncmp(s->evname, ND_LOG_EVENT_PREFIX, sizeof ND_LOG_EVENT_PREFIX - 1) != 0)
+                s->evkind = EK_OTHER;
+            else
+                s->evkind = strcmp(s->evname, ND_LOG_EVENT_RESPONSE) == 0 ? EK_RESPONSE : EK_REQUEST;
+        }
+    }
     return !b.fail && fws(q, end) == end;
 }
 
@@ -1267,6 +1301,7 @@ static const char *shape_match(const shape *s, const char *p, const char *end, s
                 if (m->nmet == SHAPE_METRICS)
                     return NULL;
                 m->met_name[m->nmet] = s->bytes + it->off;
+                m->met_ctr[m->nmet] = (uint16_t *)&s->met_ctr[it - s->it];
                 m->met_x[m->nmet++] = (double)x;
                 p = d;
                 break;
@@ -1279,6 +1314,7 @@ static const char *shape_match(const shape *s, const char *p, const char *end, s
                 if (m->nmet == SHAPE_METRICS)
                     return NULL;
                 m->met_name[m->nmet] = s->bytes + it->off;
+                m->met_ctr[m->nmet] = (uint16_t *)&s->met_ctr[it - s->it];
                 m->met_x[m->nmet++] = fnum(&v);
             }
             break;
@@ -1317,6 +1353,10 @@ static const char *shape_match_level(shape *const *tab, int *n, const char *p, c
         if (q && (level ? (q < end && *q == '"') : q == end)) {
             /* the keys this shape does not set are absent (nothing was cleared before trying) */
             const shape *s = tab[i];
+            if (level)
+                m->inner_shape = s;
+            else
+                m->shape = s;
             fobj *top = level ? m->in : m->o;
             for (int j = 0; j < s->nclear[SO_TOP]; j++)
                 top->v[s->clear[SO_TOP][j]].t = FT_NONE;
@@ -1421,34 +1461,9 @@ static void add_duration(nd_kmslog *k, double v)
     k->durs_sorted = false;
 }
 
-/* pos: the name's position in its metrics object, tried first (snapshots list their counters in the same order). */
-/* src: a name that stays put (a shape's), remembered so that the next sample under it needs no compare. */
-static void add_metric(nd_kmslog *k, const char *name, double x, size_t pos, const char *src)
+/* A sample of an existing counter. */
+static void counter_sample(nd_kmslog_counter *c, double x)
 {
-    nd_kmslog_counter *c = NULL;
-    if (src && pos < k->ncounters && k->counter_src[pos] == src)
-        c = &k->counters[pos];
-    else if (pos < k->ncounters && strcmp(k->counters[pos].name, name) == 0)
-        c = &k->counters[pos];
-    for (size_t i = 0; i < k->ncounters && !c; i++)
-        if (strcmp(k->counters[i].name, name) == 0) {
-            c = &k->counters[i];
-            break;
-        }
-    if (!c) {
-        if (k->ncounters == MAX_COUNTERS || strlen(name) >= sizeof c->name)
-            return;
-        c = &k->counters[k->ncounters++];
-        memset(c, 0, sizeof *c);
-        k->counter_src[c - k->counters] = src;
-        snprintf(c->name, sizeof c->name, "%s", name);
-        size_t nl = strlen(name);
-        c->monotonic = nl > 6 && strcmp(name + nl - 6, "_total") == 0;
-        c->first = c->last = c->min = c->max = x;
-        c->samples = 1;
-        return;
-    }
-    k->counter_src[c - k->counters] = src;
     if (c->monotonic) {
         if (x < c->last) {
             c->resets++;
@@ -1467,6 +1482,39 @@ static void add_metric(nd_kmslog *k, const char *name, double x, size_t pos, con
     c->samples++;
 }
 
+/* pos: the name's position in its metrics object, tried first (snapshots list their counters in the same order). */
+/* src: a name that stays put (a shape's), remembered so that the next sample under it needs no compare. Returns the
+ * counter's index, or -1 when the table is full (the sample is dropped). */
+static int add_metric(nd_kmslog *k, const char *name, double x, size_t pos, const char *src)
+{
+    nd_kmslog_counter *c = NULL;
+    if (src && pos < k->ncounters && k->counter_src[pos] == src)
+        c = &k->counters[pos];
+    else if (pos < k->ncounters && strcmp(k->counters[pos].name, name) == 0)
+        c = &k->counters[pos];
+    for (size_t i = 0; i < k->ncounters && !c; i++)
+        if (strcmp(k->counters[i].name, name) == 0) {
+            c = &k->counters[i];
+            break;
+        }
+    if (!c) {
+        if (k->ncounters == MAX_COUNTERS || strlen(name) >= sizeof c->name)
+            return -1;
+        c = &k->counters[k->ncounters++];
+        memset(c, 0, sizeof *c);
+        k->counter_src[c - k->counters] = src;
+        snprintf(c->name, sizeof c->name, "%s", name);
+        size_t nl = strlen(name);
+        c->monotonic = nl > 6 && strcmp(name + nl - 6, "_total") == 0;
+        c->first = c->last = c->min = c->max = x;
+        c->samples = 1;
+        return (int)(c - k->counters);
+    }
+    k->counter_src[c - k->counters] = src;
+    counter_sample(c, x);
+    return (int)(c - k->counters);
+}
+
 static void add_metrics(nd_kmslog *k, const json_t *m)
 {
     const char *name;
@@ -1478,10 +1526,9 @@ static void add_metrics(nd_kmslog *k, const json_t *m)
     }
 }
 
-static uint64_t hash_str(const char *s)
+/* 8 bytes at a time with a multiply-xorshift mix: ids are 36-byte UUIDs, hashed three times per pair. */
+static uint64_t hash_mem(const char *s, size_t n)
 {
-    /* 8 bytes at a time with a multiply-xorshift mix: ids are 36-byte UUIDs, hashed three times per pair. */
-    size_t n = strlen(s);
     uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
     for (; n >= 8; n -= 8, s += 8) {
         uint64_t w;
@@ -1494,6 +1541,11 @@ static uint64_t hash_str(const char *s)
     h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
     h ^= h >> 29;
     return h ? h : 1;
+}
+
+static uint64_t hash_str(const char *s)
+{
+    return hash_mem(s, strlen(s));
 }
 
 /* true when the set of kept ids holds h; adds it when add. */
@@ -1529,9 +1581,9 @@ static bool id_seen(nd_kmslog *k, uint64_t h, bool add)
     return false;
 }
 
-static void add_id(nd_kmslog *k, const nd_kmslog_record *r)
+/* Keeps r's kms_request_id (whose hash is h) unless it is kept already or the cap is reached. */
+static void add_id(nd_kmslog *k, const nd_kmslog_record *r, uint64_t h)
 {
-    uint64_t h = hash_str(r->kms_request_id);
     if (id_seen(k, h, false))
         return;
     size_t cap = k->f.max_ids ? k->f.max_ids : 100000;
@@ -1614,9 +1666,19 @@ static int op_code(const char *op)
     return OP_OTHER;
 }
 
+/* A record whose strings are copied only when the summary needs them (the callback wants no more records): its
+ * request_id's presence and hash, and the event's values for a kms_request_id that is kept. */
+typedef struct lazy_rec {
+    const fobj *ev;
+    char **arena;
+    const char *aend;
+    bool has_rid;
+    uint64_t rid_h;
+} lazy_rec;
+
 /* Pairs an event: a request starts waiting, a response takes its request out. Returns the op of the paired
  * request for a response (OP_NONE when unpaired or for a request). */
-static int pair_event(nd_kmslog *k, const nd_kmslog_record *r)
+static int pair_event(nd_kmslog *k, const nd_kmslog_record *r, const lazy_rec *lz)
 {
     if (!k->ring) {
         k->ring = malloc(PAIR_CAP * sizeof *k->ring);
@@ -1631,7 +1693,7 @@ static int pair_event(nd_kmslog *k, const nd_kmslog_record *r)
     }
     pend_expire(k, r->ts);
     int op = OP_NONE;
-    if (!r->request_id) {
+    if (!(lz ? lz->has_rid : r->request_id != NULL)) {
         if (r->is_response)
             k->st.unpaired_responses++;
     } else if (!r->is_response) {
@@ -1640,16 +1702,16 @@ static int pair_event(nd_kmslog *k, const nd_kmslog_record *r)
         uint32_t idx = (k->ring_head + k->ring_count) % PAIR_CAP;
         k->ring_count++;
         struct pend *e = &k->ring[idx];
-        e->h = hash_str(r->request_id);
+        e->h = lz ? lz->rid_h : hash_str(r->request_id);
         e->ts = r->ts;
-        e->op = (uint8_t)op_code(r->op);
+        e->op = (uint8_t)(k->op ? op_code(r->op) : OP_NONE); /* read by the op filter only */
         e->live = 1;
         uint32_t *head = &k->bucket[e->h & (PAIR_BUCKETS - 1)];
         e->next = *head;
         *head = idx + 1;
         k->pending++;
     } else {
-        uint64_t h = hash_str(r->request_id);
+        uint64_t h = lz ? lz->rid_h : hash_str(r->request_id);
         uint32_t i = k->bucket[h & (PAIR_BUCKETS - 1)];
         while (i && k->ring[i - 1].h != h)
             i = k->ring[i - 1].next;
@@ -1739,8 +1801,39 @@ static void fmetrics(nd_kmslog *k, const fval *m)
     }
 }
 
-/* The filters and the summary for a read event; metrics come as a jansson object (mj) or a fast-read span (mf). */
-static int accept_event(nd_kmslog *k, nd_kmslog_record *r, const json_t *mj, const fval *mf, const smatch *ms)
+/* A lazy record's kms_request_id: hashed in place; its strings are copied only when it is kept. */
+static void add_id_lazy(nd_kmslog *k, nd_kmslog_record *r, const lazy_rec *lz)
+{
+    const fobj *ev = lz->ev;
+    const fval *v = &ev->v[FK_KMS_REQUEST_ID];
+    if (v->t != FT_STR || v->n == 0) /* absent, null or "" (an escape unescapes to at least one byte) */
+        return;
+    if (!v->esc) {
+        uint64_t h = hash_mem(v->p, v->n);
+        if (id_seen(k, h, false))
+            return;
+        size_t cap = k->f.max_ids ? k->f.max_ids : 100000;
+        if (k->nids >= cap) {
+            k->ids_dropped++;
+            return;
+        }
+    }
+    /* kept (or escaped): the strings add_id copies */
+    r->kms_request_id = fcopy(lz->arena, lz->aend, v, NULL);
+    if (!r->request_id && ev->v[FK_REQUEST_ID].t == FT_STR)
+        r->request_id = fcopy(lz->arena, lz->aend, &ev->v[FK_REQUEST_ID], NULL);
+    if (ev->v[FK_ATT_PCR0].t == FT_STR)
+        r->attestation_pcr0 = fcopy(lz->arena, lz->aend, &ev->v[FK_ATT_PCR0], NULL);
+    if (ev->v[FK_ATT_MODULE].t == FT_STR)
+        r->attestation_module_id = fcopy(lz->arena, lz->aend, &ev->v[FK_ATT_MODULE], NULL);
+    if (r->kms_request_id)
+        add_id(k, r, hash_str(r->kms_request_id));
+}
+
+/* The filters and the summary for a read event; metrics come as a jansson object (mj) or a fast-read span (mf), or
+ * from a kept shape (ms); lz: a lazy record (no callback). */
+static int accept_event(nd_kmslog *k, nd_kmslog_record *r, const json_t *mj, const fval *mf, const smatch *ms,
+                        const lazy_rec *lz)
 {
     k->st.events++;
     if (r->wrapped)
@@ -1751,7 +1844,7 @@ static int accept_event(nd_kmslog *k, nd_kmslog_record *r, const json_t *mj, con
         k->st.prefixed++;
     if (r->ok == 0 && !r->code[0])
         snprintf(r->code, sizeof r->code, "%s", "unknown");
-    int paired_op = pair_event(k, r);
+    int paired_op = pair_event(k, r, lz);
 
     bool match = true;
     if (k->request_id && (!r->request_id || strcmp(r->request_id, k->request_id) != 0))
@@ -1788,18 +1881,32 @@ static int accept_event(nd_kmslog *k, nd_kmslog_record *r, const json_t *mj, con
         else if (mf)
             fmetrics(k, mf);
         else if (ms)
-            for (int i = 0; i < ms->nmet; i++)
-                add_metric(k, ms->met_name[i], ms->met_x[i], (size_t)i, ms->met_name[i]);
+            for (int i = 0; i < ms->nmet; i++) {
+                /* the template remembers the counter each of its names is counted under */
+                uint16_t *cc = ms->met_ctr[i];
+                if (*cc) {
+                    counter_sample(&k->counters[*cc - 1], ms->met_x[i]);
+                    k->counter_src[*cc - 1] = ms->met_name[i];
+                } else {
+                    int c = add_metric(k, ms->met_name[i], ms->met_x[i], (size_t)i, ms->met_name[i]);
+                    if (c >= 0)
+                        *cc = (uint16_t)(c + 1);
+                }
+            }
     } else {
         k->st.matched_requests++;
     }
-    if (r->kms_request_id && *r->kms_request_id)
-        add_id(k, r);
+    if (lz)
+        add_id_lazy(k, r, lz);
+    else if (r->kms_request_id && *r->kms_request_id)
+        add_id(k, r, hash_str(r->kms_request_id));
     int rc = 0;
-    if (k->cb) {
+    if (k->cb && !k->quiet) {
         rc = k->cb(k->ud, r);
         json_decref(k->lazy);
         k->lazy = NULL;
+        if (rc == ND_KMSLOG_ENOUGH)
+            k->quiet = true; /* no more records: the rest is summarised lazily */
     }
     return rc < 0 ? rc : 0;
 }
@@ -1935,12 +2042,26 @@ static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *
                 shape_keep(k->shapes, &k->nshapes, ts);
         }
     }
-    const char *name = ev->v[FK_EVENT].t == FT_STR ? fcopy(&a, aend, &ev->v[FK_EVENT], NULL) : NULL;
-    if (!name || strncmp(name, ND_LOG_EVENT_PREFIX, sizeof ND_LOG_EVENT_PREFIX - 1) != 0) {
-        if (ev->v[FK_EVENT].t == FT_STR && !name)
-            return 0;
-        k->st.other++;
-        return 1;
+    /* the event's name: a kept template knows it (and whether it is a KMS event), else it is read */
+    const shape *evs = shaped ? (sm.inner ? sm.inner_shape : sm.shape) : NULL;
+    const char *name;
+    bool is_response;
+    if (evs && evs->evkind != EK_UNKNOWN) {
+        if (evs->evkind == EK_OTHER) {
+            k->st.other++;
+            return 1;
+        }
+        name = evs->evname;
+        is_response = evs->evkind == EK_RESPONSE;
+    } else {
+        name = ev->v[FK_EVENT].t == FT_STR ? fcopy(&a, aend, &ev->v[FK_EVENT], NULL) : NULL;
+        if (!name || strncmp(name, ND_LOG_EVENT_PREFIX, sizeof ND_LOG_EVENT_PREFIX - 1) != 0) {
+            if (ev->v[FK_EVENT].t == FT_STR && !name)
+                return 0;
+            k->st.other++;
+            return 1;
+        }
+        is_response = strcmp(name, ND_LOG_EVENT_RESPONSE) == 0;
     }
     nd_kmslog_record r;
     memset(&r, 0, sizeof r);
@@ -1955,16 +2076,44 @@ static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *
     r.wrapped = wrapped;
     r.prefixed = brace != line;
     r.event_name = name;
-    r.is_response = strcmp(name, ND_LOG_EVENT_RESPONSE) == 0;
+    r.is_response = is_response;
     bool full = false; /* cannot happen with the arena sized above; jansson reads the line if it does */
 #define FSTR(key) (ev->v[key].t == FT_STR ? (fstr_or(fcopy(&a, aend, &ev->v[key], NULL), &full)) : NULL)
-    r.request_id = FSTR(FK_REQUEST_ID);
-    r.trace_id = FSTR(FK_TRACE_ID);
-    r.op = FSTR(FK_OP);
-    r.kms_request_id = FSTR(FK_KMS_REQUEST_ID);
-    r.attestation_pcr0 = FSTR(FK_ATT_PCR0);
-    r.attestation_module_id = FSTR(FK_ATT_MODULE);
-    r.raw_code = FSTR(FK_ERROR_CODE);
+    lazy_rec lz, *lzp = NULL;
+    if (k->quiet) {
+        /* no callback: only what the filters and the summary read; request_id is hashed in place, the code
+         * normalised in place, the rest copied when a filter needs it (kms_request_id: add_id_lazy) */
+        lzp = &lz;
+        lz.ev = ev;
+        lz.arena = &a;
+        lz.aend = aend;
+        const fval *rid = &ev->v[FK_REQUEST_ID];
+        lz.has_rid = rid->t == FT_STR;
+        lz.rid_h = 0;
+        if (lz.has_rid && (k->request_id || rid->esc)) {
+            r.request_id = FSTR(FK_REQUEST_ID);
+            lz.rid_h = r.request_id ? hash_str(r.request_id) : 0;
+        } else if (lz.has_rid) {
+            lz.rid_h = hash_mem(rid->p, rid->n);
+        }
+        if (k->trace_id)
+            r.trace_id = FSTR(FK_TRACE_ID);
+        if (k->op)
+            r.op = FSTR(FK_OP);
+        const fval *c = &ev->v[FK_ERROR_CODE];
+        if (c->t == FT_STR && !c->esc)
+            nd_kmslog_normalize_code(c->p, c->n, r.code, sizeof r.code);
+        else if (c->t == FT_STR)
+            r.raw_code = FSTR(FK_ERROR_CODE);
+    } else {
+        r.request_id = FSTR(FK_REQUEST_ID);
+        r.trace_id = FSTR(FK_TRACE_ID);
+        r.op = FSTR(FK_OP);
+        r.kms_request_id = FSTR(FK_KMS_REQUEST_ID);
+        r.attestation_pcr0 = FSTR(FK_ATT_PCR0);
+        r.attestation_module_id = FSTR(FK_ATT_MODULE);
+        r.raw_code = FSTR(FK_ERROR_CODE);
+    }
 #undef FSTR
     if (full)
         return 0;
@@ -1976,9 +2125,9 @@ static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *
     if (isnan(r.ts) && wrapped)
         r.ts = fevent_time(&o, &a, aend, &k->tc);
     if (shaped)
-        *rc = accept_event(k, &r, NULL, NULL, ev->v[FK_METRICS].t == FT_OBJ ? &sm : NULL);
+        *rc = accept_event(k, &r, NULL, NULL, ev->v[FK_METRICS].t == FT_OBJ ? &sm : NULL, lzp);
     else
-        *rc = accept_event(k, &r, NULL, ev->v[FK_METRICS].t == FT_OBJ ? &ev->v[FK_METRICS] : NULL, NULL);
+        *rc = accept_event(k, &r, NULL, ev->v[FK_METRICS].t == FT_OBJ ? &ev->v[FK_METRICS] : NULL, NULL, lzp);
     k->json_esc = NULL;
     return 1;
 }
@@ -2073,7 +2222,7 @@ static int process_candidate(nd_kmslog *k, const char *line, size_t len, uint64_
     if (isnan(r.ts) && wrapped)
         r.ts = event_time(outer);
     const json_t *m = json_object_get(ev, ND_LOG_METRICS);
-    rc = accept_event(k, &r, json_is_object(m) ? m : NULL, NULL, NULL);
+    rc = accept_event(k, &r, json_is_object(m) ? m : NULL, NULL, NULL, NULL);
     json_decref(inner);
     json_decref(outer);
     return rc;
