@@ -103,6 +103,7 @@ struct nd_kmslog {
     struct shape *shapes[8], *inner_shapes[8]; /* line templates (SHAPES per level), most used first */
     int nshapes, ninner_shapes;
     struct shape *shape_tmp; /* where a new template is built */
+    struct shape *last_shape[2]; /* the templates that matched last (line; json string) */
     struct tcache tc;   /* the last RFC 3339 time's first 19 bytes and their value */
 
     char *carry;        /* partial line kept between feeds */
@@ -200,13 +201,22 @@ static int rfc3339_tail(const char *p, const char *end, bool secs, double *frac,
     *off = 0;
     if (secs && (AT(p) == '.' || AT(p) == ',')) {
         p++;
-        double scale = 0.1;
+        /* the i-th digit's weight is 0.1 divided by 10 i times, rounded each time: those doubles, without the
+         * divisions' latency (tests/unit/test_kmslog.c checks them against the divisions) */
+        static const double w[12] = {0x1.999999999999ap-4,  0x1.47ae147ae147bp-7,  0x1.0624dd2f1a9fcp-10,
+                                     0x1.a36e2eb1c432dp-14, 0x1.4f8b588e368f1p-17, 0x1.0c6f7a0b5ed8ep-20,
+                                     0x1.ad7f29abcaf4ap-24, 0x1.5798ee2308c3bp-27, 0x1.12e0be826d696p-30,
+                                     0x1.b7cdfd9d7bdbdp-34, 0x1.5fd7fe1796497p-37, 0x1.19799812dea12p-40};
+        double scale = w[11] / 10;
         if (!ISDIGIT(AT(p)))
             return -1;
-        while (ISDIGIT(AT(p))) {
-            *frac += (*p - '0') * scale;
-            scale /= 10;
-            p++;
+        for (int i = 0; ISDIGIT(AT(p)); i++, p++) {
+            if (i < 12) {
+                *frac += (*p - '0') * w[i];
+            } else {
+                *frac += (*p - '0') * scale;
+                scale /= 10;
+            }
         }
     }
     if (AT(p) == 'Z' || AT(p) == 'z') {
@@ -889,8 +899,9 @@ typedef struct shape {
     uint8_t evkind;     /* EK_*: what its top object's event is (a fixed name), EK_UNKNOWN: read it */
     char evname[48];    /* that name, NUL-terminated (EK_REQUEST, EK_RESPONSE) */
     uint16_t met_ctr[SHAPE_ITEMS]; /* per SI_MET item: the counter its name is counted under + 1, 0 = not yet */
+    struct shape *next; /* the template that matched the next line (json string) after this one's, tried first */
     sitem it[SHAPE_ITEMS];
-    char bytes[SHAPE_BYTES];
+    char bytes[SHAPE_BYTES + 16]; /* 16 zero bytes after nbytes: literals are read 16 bytes at a time (lit_eq) */
 } shape;
 
 typedef struct smatch {
@@ -1157,6 +1168,7 @@ static bool shape_build(shape *s, bool esc, const char *p, const char *end, bool
                 s->evkind = strcmp(s->evname, ND_LOG_EVENT_RESPONSE) == 0 ? EK_RESPONSE : EK_REQUEST;
         }
     }
+    memset(s->bytes + s->nbytes, 0, 16);
     return !b.fail && fws(q, end) == end;
 }
 
@@ -1166,8 +1178,24 @@ static bool shape_equal(const shape *a, const shape *b)
            memcmp(a->it, b->it, a->nitems * sizeof a->it[0]) == 0 && memcmp(a->bytes, b->bytes, a->nbytes) == 0;
 }
 
-static inline bool lit_eq(const char *p, const char *l, size_t n)
+/* true when the n bytes at p (before end) are the n bytes at l (a template's: 16 bytes readable past n). */
+static inline bool lit_eq(const char *p, const char *end, const char *l, size_t n)
 {
+    if ((size_t)(end - p) < n)
+        return false;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (n <= 16 && end - p >= 16) {
+        /* one 16-byte compare, the bytes past n masked out */
+        uint64_t a0, a1, b0, b1;
+        memcpy(&a0, p, 8);
+        memcpy(&a1, p + 8, 8);
+        memcpy(&b0, l, 8);
+        memcpy(&b1, l + 8, 8);
+        uint64_t m0 = n >= 8 ? ~0ull : (1ull << (8 * n)) - 1;
+        uint64_t m1 = n >= 16 ? ~0ull : n <= 8 ? 0 : (1ull << (8 * (n - 8))) - 1;
+        return (((a0 ^ b0) & m0) | ((a1 ^ b1) & m1)) == 0;
+    }
+#endif
     if (n >= 8) {
         size_t i = 0;
         for (; i + 8 <= n; i += 8) {
@@ -1247,31 +1275,30 @@ static inline const char *sm_scalar(const char *p, const char *end, bool esc, fv
 }
 
 static const char *shape_match_level(shape *const *tab, int *n, const char *p, const char *end, smatch *m, int level,
-                                     shape *const *inner, int *ninner);
+                                     shape **last, shape *const *inner, int *ninner, shape **inner_last);
 
 /* Matches one template at p. Returns the end of what it covers, or NULL. */
 static const char *shape_match(const shape *s, const char *p, const char *end, smatch *m, int level,
-                               shape *const *inner, int *ninner)
+                               shape *const *inner, int *ninner, shape **inner_last)
 {
     fobj *top = level ? m->in : m->o, *sub = level ? NULL : m->sub;
     for (const sitem *it = s->it, *e = s->it + s->nitems; it < e; it++) {
-        if ((size_t)(end - p) < it->llen || !lit_eq(p, s->bytes + it->loff, it->llen))
+        if (!lit_eq(p, end, s->bytes + it->loff, it->llen))
             return NULL;
         p += it->llen;
         switch (it->kind) {
         case SI_LIT:
             break;
         case SI_VAL: {
-            fval v;
-            p = sm_scalar(p, end, s->esc, &v);
+            /* read straight into its place (a copy through the stack stalled on store forwarding) */
+            fval scratch;
+            p = sm_scalar(p, end, s->esc, it->key >= 0 ? &(it->obj == SO_TOP ? top : sub)->v[it->key] : &scratch);
             if (!p)
                 return NULL;
-            if (it->key >= 0)
-                (it->obj == SO_TOP ? top : sub)->v[it->key] = v;
             break;
         }
         case SI_FIX: {
-            if ((size_t)(end - p) < it->len || !lit_eq(p, s->bytes + it->off, it->len))
+            if (!lit_eq(p, end, s->bytes + it->off, it->len))
                 return NULL;
             fval *v = &(it->obj == SO_TOP ? top : sub)->v[it->key];
             v->p = p;
@@ -1294,6 +1321,26 @@ static const char *shape_match(const shape *s, const char *p, const char *end, s
              * fnum reads for up to 15 digits */
             const char *d = p;
             uint64_t x = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            uint64_t w, nd = 0;
+            if (end - p >= 8) {
+                /* up to 7 digits from one 8-byte load: a byte is a digit when its high nibble is 3 before and
+                 * after adding 6 (a carry out of a non-digit only disturbs the bytes after it) */
+                memcpy(&w, p, 8);
+                nd = ((w & 0xF0F0F0F0F0F0F0F0ull) ^ 0x3030303030303030ull) |
+                     (((w + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull) ^ 0x3030303030303030ull);
+            }
+            if (nd) {
+                int n = __builtin_ctzll(nd) / 8; /* the digits before the first non-digit */
+                if (n > 0) {
+                    uint64_t v = (w << (8 * (8 - n))) & 0x0F0F0F0F0F0F0F0Full; /* as 8 digits, zeros first */
+                    v = (v * 2561) >> 8;
+                    v = ((v & 0x00FF00FF00FF00FFull) * 6553601) >> 16;
+                    x = ((v & 0x0000FFFF0000FFFFull) * 42949672960001ull) >> 32;
+                }
+                d = p + n;
+            } else
+#endif
             while (d < end && ISDIGIT(*d) && d - p < 16)
                 x = x * 10 + (uint64_t)(*d++ - '0');
             if (d > p && d - p <= 15 && (*p != '0' || d - p == 1) && d < end && *d != '.' && *d != 'e' &&
@@ -1322,7 +1369,7 @@ static const char *shape_match(const shape *s, const char *p, const char *end, s
         case SI_INNER: {
             if (!inner)
                 return NULL;
-            const char *q = shape_match_level(inner, ninner, p, end, m, 1, NULL, NULL);
+            const char *q = shape_match_level(inner, ninner, p, end, m, 1, inner_last, NULL, NULL, NULL);
             if (!q)
                 return NULL;
             fval *v = &(it->obj == SO_TOP ? top : sub)->v[it->key];
@@ -1340,38 +1387,61 @@ static const char *shape_match(const shape *s, const char *p, const char *end, s
     return p;
 }
 
-/* Tries the n templates of a level in turn; one that matches moves one place forward (the common shapes end up
- * first). A line template must cover the text to its end; an inner one must stop at the json string's closing quote. */
-static const char *shape_match_level(shape *const *tab, int *n, const char *p, const char *end, smatch *m, int level,
-                                     shape *const *inner, int *ninner)
+/* One template of a level, with the keys it does not set cleared when it matches. Returns the end or NULL. */
+static const char *shape_try(const shape *s, const char *p, const char *end, smatch *m, int level,
+                             shape *const *inner, int *ninner, shape **inner_last)
 {
-    for (int i = 0; i < *n; i++) {
-        int nmet = m->nmet;
-        if (!level)
-            m->inner = NULL;
-        const char *q = shape_match(tab[i], p, end, m, level, inner, ninner);
-        if (q && (level ? (q < end && *q == '"') : q == end)) {
-            /* the keys this shape does not set are absent (nothing was cleared before trying) */
-            const shape *s = tab[i];
-            if (level)
-                m->inner_shape = s;
-            else
-                m->shape = s;
-            fobj *top = level ? m->in : m->o;
-            for (int j = 0; j < s->nclear[SO_TOP]; j++)
-                top->v[s->clear[SO_TOP][j]].t = FT_NONE;
-            for (int j = 0; !level && j < s->nclear[SO_SUB]; j++)
-                m->sub->v[s->clear[SO_SUB][j]].t = FT_NONE;
+    int nmet = m->nmet;
+    if (!level)
+        m->inner = NULL;
+    const char *q = shape_match(s, p, end, m, level, inner, ninner, inner_last);
+    if (q && (level ? (q < end && *q == '"') : q == end)) {
+        /* the keys this shape does not set are absent (nothing was cleared before trying) */
+        if (level)
+            m->inner_shape = s;
+        else
+            m->shape = s;
+        fobj *top = level ? m->in : m->o;
+        for (int j = 0; j < s->nclear[SO_TOP]; j++)
+            top->v[s->clear[SO_TOP][j]].t = FT_NONE;
+        for (int j = 0; !level && j < s->nclear[SO_SUB]; j++)
+            m->sub->v[s->clear[SO_SUB][j]].t = FT_NONE;
+        return q;
+    }
+    m->nmet = nmet;
+    return NULL;
+}
+
+/* Tries the template that followed the last matched one last time (a request's line is followed by its response's),
+ * then the n templates of the level in turn; one that matches there moves one place forward (the common shapes end
+ * up first). Any template that matches reads the text as the strict reader does, so the order only saves time. A
+ * line template must cover the text to its end; an inner one must stop at the json string's closing quote. */
+static const char *shape_match_level(shape *const *tab, int *n, const char *p, const char *end, smatch *m, int level,
+                                     shape **last, shape *const *inner, int *ninner, shape **inner_last)
+{
+    shape *pred = *last ? (*last)->next : NULL, *hit = NULL;
+    const char *q = pred ? shape_try(pred, p, end, m, level, inner, ninner, inner_last) : NULL;
+    if (q)
+        hit = pred;
+    for (int i = 0; !hit && i < *n; i++) {
+        if (tab[i] == pred)
+            continue;
+        q = shape_try(tab[i], p, end, m, level, inner, ninner, inner_last);
+        if (q) {
+            hit = tab[i];
             if (i > 0) {
                 shape *t = tab[i - 1];
                 ((shape **)tab)[i - 1] = tab[i];
                 ((shape **)tab)[i] = t;
             }
-            return q;
         }
-        m->nmet = nmet;
     }
-    return NULL;
+    if (!hit)
+        return NULL;
+    if (*last)
+        (*last)->next = hit;
+    *last = hit;
+    return q;
 }
 
 /* Keeps s in the table unless an equal one is there or the table is full. Returns the kept copy or NULL. */
@@ -1526,19 +1596,39 @@ static void add_metrics(nd_kmslog *k, const json_t *m)
     }
 }
 
-/* 8 bytes at a time with a multiply-xorshift mix: ids are 36-byte UUIDs, hashed three times per pair. */
+/* 16 bytes at a time in two independent multiply-xorshift lanes, the last 16 (or 8, or 4) bytes loaded overlapping
+ * instead of byte by byte: ids are 36-byte UUIDs, hashed three times per pair. Never 0. */
 static uint64_t hash_mem(const char *s, size_t n)
 {
-    uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
-    for (; n >= 8; n -= 8, s += 8) {
-        uint64_t w;
-        memcpy(&w, s, 8);
-        h = (h ^ w) * 0xff51afd7ed558ccdull;
-        h ^= h >> 32;
+    uint64_t a = 0x9e3779b97f4a7c15ull ^ n, b = 0x6a09e667f3bcc909ull, w1 = 0, w2 = 0;
+    const char *e = s + n;
+    if (n >= 16) {
+        for (; e - s > 16; s += 16) {
+            memcpy(&w1, s, 8);
+            memcpy(&w2, s + 8, 8);
+            a = (a ^ w1) * 0xff51afd7ed558ccdull;
+            b = (b ^ w2) * 0xc4ceb9fe1a85ec53ull;
+            a ^= a >> 32;
+            b ^= b >> 29;
+        }
+        memcpy(&w1, e - 16, 8);
+        memcpy(&w2, e - 8, 8);
+    } else if (n >= 8) {
+        memcpy(&w1, s, 8);
+        memcpy(&w2, e - 8, 8);
+    } else if (n >= 4) {
+        uint32_t x, y;
+        memcpy(&x, s, 4);
+        memcpy(&y, e - 4, 4);
+        w1 = x;
+        w2 = y;
+    } else if (n > 0) {
+        w1 = (uint64_t)(unsigned char)s[0] | (uint64_t)(unsigned char)s[n / 2] << 8 |
+             (uint64_t)(unsigned char)s[n - 1] << 16;
     }
-    uint64_t w = 0;
-    memcpy(&w, s, n);
-    h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
+    a = (a ^ w1) * 0xff51afd7ed558ccdull;
+    b = (b ^ w2) * 0xc4ceb9fe1a85ec53ull;
+    uint64_t h = (a ^ (b >> 31) ^ (b << 33)) * 0x9e3779b97f4a7c15ull;
     h ^= h >> 29;
     return h ? h : 1;
 }
@@ -1984,7 +2074,8 @@ static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *
     size_t json_len = jlen;
     const fval *js = NULL;
     if (!k->f.no_shapes && k->nshapes &&
-        shape_match_level(k->shapes, &k->nshapes, brace, end, &sm, 0, k->inner_shapes, &k->ninner_shapes)) {
+        shape_match_level(k->shapes, &k->nshapes, brace, end, &sm, 0, &k->last_shape[0], k->inner_shapes,
+                          &k->ninner_shapes, &k->last_shape[1])) {
         /* the json string the strict reader would unwrap must be the one the inner template matched */
         if (o.v[FK_FIELDS].t == FT_OBJ && sub.v[FK_JSON].t == FT_STR)
             js = &sub.v[FK_JSON];
