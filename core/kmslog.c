@@ -74,6 +74,7 @@ struct nd_kmslog {
     nd_kmslog_cb cb;
     void *ud;
     bool quiet;         /* the callback wants no more records (ND_KMSLOG_ENOUGH): summary only, strings lazily */
+    bool shape_first;   /* no filter but times: a line a kept template reads as a KMS event skips the search */
 
     needle drv[MAX_NEEDLES]; /* the driver: a line is a candidate when it holds any of these */
     int ndrv;
@@ -2047,9 +2048,12 @@ static const char *fstr_or(const char *s, bool *full)
 }
 
 /* The fast reader on a candidate: a kept shape, else the strict reader (whose line then gives a shape). Returns 1
- * when it read the line (an event, or other JSON), 0 when jansson must (or a negative callback value). */
+ * when it read the line (an event, or other JSON; *rc: 0 or a negative callback value), 0 when jansson must.
+ * shape_first: the line is not known to be a candidate: read it only when a kept template matches it and names a
+ * KMS event (so the line holds the driver needle; it is then counted as parsed), else return -1 having counted
+ * nothing. */
 static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *brace, size_t jlen,
-                        uint64_t line_no, int *rc)
+                        uint64_t line_no, int *rc, bool shape_first)
 {
     fobj o, sub, in;
     smatch sm;
@@ -2063,7 +2067,7 @@ static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *
     if (k->arena_cap < need) {
         char *a = realloc(k->arena, need);
         if (!a)
-            return 0;
+            return shape_first ? -1 : 0;
         k->arena = a;
         k->arena_cap = need;
     }
@@ -2090,6 +2094,12 @@ static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *
                 json_len = 0;
             }
         }
+    }
+    if (shape_first) {
+        const shape *evs = shaped ? (sm.inner ? sm.inner_shape : sm.shape) : NULL;
+        if (!evs || (evs->evkind != EK_REQUEST && evs->evkind != EK_RESPONSE))
+            return -1; /* the driver search decides, as for any line */
+        k->st.parsed++;
     }
     if (!shaped) {
         sm.nmet = 0;
@@ -2223,6 +2233,8 @@ static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *
     return 1;
 }
 
+static int process_slow(nd_kmslog *k, const char *line, size_t len, const char *brace, size_t jlen, uint64_t line_no);
+
 static int process_candidate(nd_kmslog *k, const char *line, size_t len, uint64_t line_no)
 {
     const char *brace = memchr(line, '{', len);
@@ -2256,9 +2268,15 @@ static int process_candidate(nd_kmslog *k, const char *line, size_t len, uint64_
     k->st.parsed++;
     size_t jlen = len - (size_t)(brace - line);
     int rc = 0;
-    if (!k->f.no_fast && process_fast(k, line, len, brace, jlen, line_no, &rc))
+    if (!k->f.no_fast && process_fast(k, line, len, brace, jlen, line_no, &rc, false))
         return rc;
+    return process_slow(k, line, len, brace, jlen, line_no);
+}
 
+/* jansson on a parsed candidate (counted as parsed already). Returns 0 or a negative callback value. */
+static int process_slow(nd_kmslog *k, const char *line, size_t len, const char *brace, size_t jlen, uint64_t line_no)
+{
+    int rc;
     json_error_t je;
     json_t *outer = json_loadb(brace, jlen, JSON_ALLOW_NUL, &je);
     if (!json_is_object(outer)) {
@@ -2338,9 +2356,25 @@ static int scan_block(nd_kmslog *k, const char *buf, size_t len, bool final, siz
         uint64_t line_no = ++k->st.lines;
         if (ll && p[ll - 1] == '\r')
             ll--;
+        int done = 0;
         if (ll == 0) {
             k->st.blank++;
-        } else {
+            done = 1;
+        } else if (k->shape_first && k->nshapes) {
+            /* a line a kept template reads as a KMS event holds the driver needle: no search for it */
+            const char *brace = memchr(p, '{', ll);
+            if (!brace) {
+                k->st.noise++;
+                done = 1;
+            } else {
+                size_t jlen = ll - (size_t)(brace - p);
+                done = process_fast(k, p, ll, brace, jlen, line_no, &rc, true);
+                if (done == 0) /* counted as parsed, not read: jansson reads it, as process_candidate would */
+                    rc = process_slow(k, p, ll, brace, jlen, line_no);
+                done = done >= 0;
+            }
+        }
+        if (!done) {
             /* The next hit of any driver needle at or after this line. */
             if (!gone && (!hit || hit < p)) {
                 hit = find_any(k->drv, k->ndrv, p, end);
@@ -2471,6 +2505,7 @@ int nd_kmslog_new(const nd_kmslog_filter *f, nd_kmslog_cb cb, void *ud, nd_kmslo
             k->drv[k->ndrv++] = k->okf[i];
     } else {
         needle_init(&k->drv[k->ndrv++], ND_LOG_EVENT_PREFIX, sizeof ND_LOG_EVENT_PREFIX - 1);
+        k->shape_first = !f->no_shapes && !f->no_fast;
     }
     *out = k;
     return 0;
