@@ -1292,8 +1292,33 @@ static const char *shape_match(const shape *s, const char *p, const char *end, s
             break;
         case SI_VAL: {
             /* read straight into its place (a copy through the stack stalled on store forwarding) */
-            fval scratch;
-            p = sm_scalar(p, end, s->esc, it->key >= 0 ? &(it->obj == SO_TOP ? top : sub)->v[it->key] : &scratch);
+            fval scratch, *dst = it->key >= 0 ? &(it->obj == SO_TOP ? top : sub)->v[it->key] : &scratch;
+            if (p < end && *p == (s->esc ? '\\' : '"')) {
+                /* the usual value, a string without escapes, here; anything else as sm_scalar reads it */
+                const char *b = p + (s->esc ? 2 : 1);
+                if (s->esc && (end - p < 2 || p[1] != '"'))
+                    return NULL;
+                const char *q = fspecial(b, end);
+                if (!s->esc && q < end && *q == '"') {
+                    dst->p = b;
+                    dst->n = (size_t)(q - b);
+                    dst->t = FT_STR;
+                    dst->esc = false;
+                    p = q + 1;
+                    break;
+                }
+                if (s->esc) {
+                    if (end - q < 2 || q[0] != '\\' || q[1] != '"')
+                        return NULL;
+                    dst->p = b;
+                    dst->n = (size_t)(q - b);
+                    dst->t = FT_STR;
+                    dst->esc = false;
+                    p = q + 2;
+                    break;
+                }
+            }
+            p = sm_scalar(p, end, s->esc, dst);
             if (!p)
                 return NULL;
             break;
