@@ -47,6 +47,7 @@
 #define DUR_ALPHA 0.005       /* the histogram's relative accuracy */
 #define DUR_BUCKETS 8192u     /* log buckets of the histogram (64 KiB) */
 #define DUR_LOW 1e-6          /* values at or below it share bucket 0 */
+#define DUR_MEMO 256u         /* buckets of recent values remembered */
 
 enum { OP_NONE, OP_DECRYPT, OP_GDK, OP_OTHER };
 
@@ -65,6 +66,9 @@ typedef struct tcache {
     char prefix[19];
     bool valid;
     double base;
+    char full[40];      /* the last whole time string read in place (full_n bytes, 0 = none) and its value */
+    size_t full_n;
+    double full_t;
 } tcache;
 
 struct nd_kmslog {
@@ -117,6 +121,9 @@ struct nd_kmslog {
     size_t ndurs, durs_cap;
     bool durs_sorted;
     uint64_t *hist;     /* log-bucketed histogram once the exact samples are folded in (DUR_BUCKETS counts) */
+    uint64_t dmemo_key[DUR_MEMO]; /* recent values' bits and their buckets (direct-mapped; dmemo_ok: filled) */
+    uint16_t dmemo_bucket[DUR_MEMO];
+    uint8_t dmemo_ok[DUR_MEMO];
     double dur_min, dur_max;
     nd_kmslog_counter counters[MAX_COUNTERS];
     const char *counter_src[MAX_COUNTERS]; /* the shape's name string last counted under each counter */
@@ -829,9 +836,18 @@ static double ftime(const fval *v, char **arena, const char *aend, tcache *tc)
     if (v->t == FT_STR) {
         double t, frac;
         int off;
-        /* the usual time shares its first 19 bytes with the last one: read in place (no escapes) */
-        if (tc && tc->valid && !v->esc && v->n >= 19 && memcmp(v->p, tc->prefix, 19) == 0)
-            return rfc3339_tail(v->p + 19, v->p + v->n, true, &frac, &off) == 0 ? tc->base + frac - off : NAN;
+        /* the usual time shares its first 19 bytes with the last one (or is the same): read in place (no escapes) */
+        if (tc && tc->valid && !v->esc && v->n >= 19 && memcmp(v->p, tc->prefix, 19) == 0) {
+            if (v->n == tc->full_n && memcmp(v->p, tc->full, v->n) == 0)
+                return tc->full_t;
+            t = rfc3339_tail(v->p + 19, v->p + v->n, true, &frac, &off) == 0 ? tc->base + frac - off : NAN;
+            if (v->n <= sizeof tc->full) {
+                memcpy(tc->full, v->p, v->n);
+                tc->full_n = v->n;
+                tc->full_t = t;
+            }
+            return t;
+        }
         size_t n;
         char *s = fcopy(arena, aend, v, &n);
         if (!s)
@@ -1541,7 +1557,16 @@ static void add_duration(nd_kmslog *k, double v)
         k->durs_cap = 0;
     }
     if (k->hist) {
-        k->hist[dur_bucket(v)]++;
+        /* the bucket of a recent value is remembered (durations repeat: whole milliseconds) */
+        uint64_t bits;
+        memcpy(&bits, &v, sizeof bits);
+        size_t slot = (size_t)((bits ^ (bits >> 29) ^ (bits >> 47)) & (DUR_MEMO - 1));
+        if (k->dmemo_key[slot] != bits || !k->dmemo_ok[slot]) {
+            k->dmemo_key[slot] = bits;
+            k->dmemo_bucket[slot] = (uint16_t)dur_bucket(v);
+            k->dmemo_ok[slot] = 1;
+        }
+        k->hist[k->dmemo_bucket[slot]]++;
         k->ndurs++;
         return;
     }
