@@ -37,6 +37,10 @@
 #include <jansson.h>
 #include <zlib.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #define MAX_CODES 256
 #define MAX_COUNTERS 64
 #define MAX_NEEDLES 5
@@ -543,6 +547,18 @@ static const char *fws(const char *p, const char *end)
 /* The first '"', '\\', control or non-ASCII byte in [p, end), or end: 16 bytes at a time. */
 static inline const char *fspecial(const char *p, const char *end)
 {
+#if defined(__SSE2__)
+    /* SSE2 (every x86-64): a signed compare below 0x20 catches controls and non-ASCII bytes at once */
+    const __m128i vq = _mm_set1_epi8('"'), vbs = _mm_set1_epi8('\\'), vsp = _mm_set1_epi8(0x20);
+    while (end - p >= 16) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)p);
+        __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(a, vq), _mm_cmpeq_epi8(a, vbs)), _mm_cmplt_epi8(a, vsp));
+        int m = _mm_movemask_epi8(hit);
+        if (m)
+            return p + __builtin_ctz((unsigned)m);
+        p += 16;
+    }
+#endif
     while (end - p >= 16) {
         nd_v16 a;
         memcpy(&a, p, 16);
@@ -897,6 +913,7 @@ enum { SO_TOP, SO_SUB, SO_NONE };
 enum { SM_TOP, SM_SUB, SM_MET, SM_NONE };
 
 typedef struct sitem {
+    uint64_t lw[2], lm[2]; /* the first 16 literal bytes (masked) and the mask of the literal's bytes among them */
     uint8_t kind;
     uint8_t obj;        /* SO_*: the fobj a keyed value goes to */
     int8_t key;         /* FK_* or -1 */
@@ -1186,6 +1203,17 @@ static bool shape_build(shape *s, bool esc, const char *p, const char *end, bool
         }
     }
     memset(s->bytes + s->nbytes, 0, 16);
+    for (int i = 0; i < s->nitems; i++) {
+        sitem *it = &s->it[i];
+        size_t n = it->llen < 16 ? it->llen : 16;
+        uint64_t m0 = n >= 8 ? ~0ull : (1ull << (8 * n)) - 1;
+        uint64_t m1 = n >= 16 ? ~0ull : n <= 8 ? 0 : (1ull << (8 * (n - 8))) - 1;
+        memcpy(it->lw, s->bytes + it->loff, 16);
+        it->lm[0] = m0;
+        it->lm[1] = m1;
+        it->lw[0] &= m0;
+        it->lw[1] &= m1;
+    }
     return !b.fail && fws(q, end) == end;
 }
 
@@ -1300,6 +1328,16 @@ static const char *shape_match(const shape *s, const char *p, const char *end, s
 {
     fobj *top = level ? m->in : m->o, *sub = level ? NULL : m->sub;
     for (const sitem *it = s->it, *e = s->it + s->nitems; it < e; it++) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (it->llen <= 16 && end - p >= 16) {
+            /* the literal as one masked 16-byte compare (little-endian: the mask keeps its first llen bytes) */
+            uint64_t a0, a1;
+            memcpy(&a0, p, 8);
+            memcpy(&a1, p + 8, 8);
+            if (((a0 & it->lm[0]) ^ it->lw[0]) | ((a1 & it->lm[1]) ^ it->lw[1]))
+                return NULL;
+        } else
+#endif
         if (!lit_eq(p, end, s->bytes + it->loff, it->llen))
             return NULL;
         p += it->llen;
