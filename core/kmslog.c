@@ -113,6 +113,8 @@ struct nd_kmslog {
     int nshapes, ninner_shapes;
     struct shape *shape_tmp; /* where a new template is built */
     struct shape *last_shape[2]; /* the templates that matched last (line; json string) */
+    struct fobj *fo;    /* [3]: the line's object, its "fields" and the wrapped event, as last read (process_fast) */
+    uint32_t fo_dirty[3]; /* per object: the keys that may be set (a template clears those it does not set) */
     struct tcache tc;   /* the last RFC 3339 time's first 19 bytes and their value */
 
     char *carry;        /* partial line kept between feeds */
@@ -501,6 +503,7 @@ static bool code_ok(const nd_kmslog *k, const char *line, size_t len)
 enum { FT_NONE, FT_STR, FT_NUM, FT_TRUE, FT_FALSE, FT_NULL, FT_OBJ, FT_ARR };
 enum { FK_EVENT, FK_REQUEST_ID, FK_TRACE_ID, FK_OP, FK_KMS_REQUEST_ID, FK_ERROR_CODE, FK_OK, FK_DURATION,
        FK_TIMESTAMP, FK_TS, FK_TIME, FK_ATTS, FK_METRICS, FK_FIELDS, FK_JSON, FK_ATT_PCR0, FK_ATT_MODULE, FK_COUNT };
+#define FK_ALL ((1u << FK_COUNT) - 1)
 
 typedef struct fval {
     const char *p; /* string: its content between the quotes; others: the value's text */
@@ -928,7 +931,6 @@ typedef struct shape {
     bool esc;           /* an inner template: literals as they appear inside a JSON string */
     uint16_t nitems, nbytes;
     uint32_t mask[2];   /* the known keys it sets, per object (SO_TOP, SO_SUB): the others read as absent */
-    uint8_t nclear[2], clear[2][FK_COUNT]; /* the known keys it does not set, per object (made by shape_build) */
     /* Derived from the items (so equal shapes agree) or learnt while counting; not compared by shape_equal: */
     uint8_t evkind;     /* EK_*: what its top object's event is (a fixed name), EK_UNKNOWN: read it */
     char evname[48];    /* that name, NUL-terminated (EK_REQUEST, EK_RESPONSE) */
@@ -940,6 +942,7 @@ typedef struct shape {
 
 typedef struct smatch {
     fobj *o, *sub, *in;
+    uint32_t *dirty;    /* per object (o, sub, in): the keys set since it was last cleared */
     const char *inner;  /* the matched json string's content (escaped), NULL when none */
     size_t inner_n;
     const shape *shape, *inner_shape; /* the templates that matched the line and its json string */
@@ -1179,10 +1182,6 @@ static bool shape_build(shape *s, bool esc, const char *p, const char *end, bool
     sb_lit(&b, q, (size_t)(end - q));
     if (b.pend_len)
         sb_item(&b, SI_LIT, SO_NONE, -1);
-    for (int obj = 0; obj < 2; obj++)
-        for (int key = 0; key < FK_COUNT; key++)
-            if (!(s->mask[obj] & (1u << key)) && (obj == SO_TOP || key == FK_JSON)) /* of sub, only json is read */
-                s->clear[obj][s->nclear[obj]++] = (uint8_t)key;
     /* the event, as process_fast would read it from a line of this shape: absent or not a string is not a KMS
      * event; a string is a fixed name (SI_FIX), known from here on */
     s->evkind = EK_OTHER;
@@ -1474,18 +1473,26 @@ static const char *shape_try(const shape *s, const char *p, const char *end, sma
     int nmet = m->nmet;
     if (!level)
         m->inner = NULL;
+    uint32_t *dtop = &m->dirty[level ? 2 : 0], *dsub = &m->dirty[1];
+    *dtop |= s->mask[SO_TOP]; /* the keys this try may set */
+    if (!level)
+        *dsub |= s->mask[SO_SUB];
     const char *q = shape_match(s, p, end, m, level, inner, ninner, inner_last);
     if (q && (level ? (q < end && *q == '"') : q == end)) {
-        /* the keys this shape does not set are absent (nothing was cleared before trying) */
+        /* the keys this shape does not set are absent: clear those set since the last clearing */
         if (level)
             m->inner_shape = s;
         else
             m->shape = s;
         fobj *top = level ? m->in : m->o;
-        for (int j = 0; j < s->nclear[SO_TOP]; j++)
-            top->v[s->clear[SO_TOP][j]].t = FT_NONE;
-        for (int j = 0; !level && j < s->nclear[SO_SUB]; j++)
-            m->sub->v[s->clear[SO_SUB][j]].t = FT_NONE;
+        for (uint32_t c = *dtop & ~s->mask[SO_TOP]; c; c &= c - 1)
+            top->v[__builtin_ctz(c)].t = FT_NONE;
+        *dtop = s->mask[SO_TOP];
+        if (!level) {
+            for (uint32_t c = *dsub & ~s->mask[SO_SUB]; c; c &= c - 1)
+                m->sub->v[__builtin_ctz(c)].t = FT_NONE;
+            *dsub = s->mask[SO_SUB];
+        }
         return q;
     }
     m->nmet = nmet;
@@ -2143,11 +2150,13 @@ static const char *fstr_or(const char *s, bool *full)
 static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *brace, size_t jlen,
                         uint64_t line_no, int *rc, bool shape_first)
 {
-    fobj o, sub, in;
+    /* the objects read: kept in the scanner, where each template clears only the keys an earlier one may have set */
+    fobj *o = &k->fo[0], *sub = &k->fo[1], *in = &k->fo[2];
     smatch sm;
-    sm.o = &o;
-    sm.sub = &sub;
-    sm.in = &in;
+    sm.o = o;
+    sm.sub = sub;
+    sm.in = in;
+    sm.dirty = k->fo_dirty;
     sm.nmet = 0;
     sm.inner = NULL;
     const char *end = brace + jlen;
@@ -2160,7 +2169,7 @@ static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *
         k->arena_cap = need;
     }
     char *a = k->arena, *aend = k->arena + k->arena_cap;
-    const fobj *ev = &o;
+    const fobj *ev = o;
     bool wrapped = false, shaped = false;
     const char *json = brace;
     size_t json_len = jlen;
@@ -2169,14 +2178,14 @@ static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *
         shape_match_level(k->shapes, &k->nshapes, brace, end, &sm, 0, &k->last_shape[0], k->inner_shapes,
                           &k->ninner_shapes, &k->last_shape[1])) {
         /* the json string the strict reader would unwrap must be the one the inner template matched */
-        if (o.v[FK_FIELDS].t == FT_OBJ && sub.v[FK_JSON].t == FT_STR)
-            js = &sub.v[FK_JSON];
-        else if (o.v[FK_JSON].t == FT_STR)
-            js = &o.v[FK_JSON];
+        if (o->v[FK_FIELDS].t == FT_OBJ && sub->v[FK_JSON].t == FT_STR)
+            js = &sub->v[FK_JSON];
+        else if (o->v[FK_JSON].t == FT_STR)
+            js = &o->v[FK_JSON];
         if (js ? js->p == sm.inner : sm.inner == NULL) {
             shaped = true;
             if (sm.inner) {
-                ev = &in;
+                ev = in;
                 wrapped = true;
                 json = NULL; /* unescaped on demand (nd_kmslog_record_json) */
                 json_len = 0;
@@ -2191,16 +2200,17 @@ static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *
     }
     if (!shaped) {
         sm.nmet = 0;
-        memset(&o, 0, sizeof o);
-        memset(&sub, 0, sizeof sub);
+        memset(o, 0, sizeof *o);
+        memset(sub, 0, sizeof *sub);
+        k->fo_dirty[0] = k->fo_dirty[1] = FK_ALL; /* the strict reader may set any key */
         js = NULL;
-        const char *p = fobject(brace, end, &o, &sub, 0);
+        const char *p = fobject(brace, end, o, sub, 0);
         if (!p || fws(p, end) != end)
             return 0;
-        if (o.v[FK_FIELDS].t == FT_OBJ && sub.v[FK_JSON].t == FT_STR)
-            js = &sub.v[FK_JSON];
-        else if (o.v[FK_JSON].t == FT_STR)
-            js = &o.v[FK_JSON];
+        if (o->v[FK_FIELDS].t == FT_OBJ && sub->v[FK_JSON].t == FT_STR)
+            js = &sub->v[FK_JSON];
+        else if (o->v[FK_JSON].t == FT_STR)
+            js = &o->v[FK_JSON];
         if (js) {
             size_t n;
             char *t = fcopy(&a, aend, js, &n);
@@ -2209,11 +2219,12 @@ static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *
             const char *s = fws(t, t + n);
             if (s >= t + n || *s != '{')
                 return 0;
-            memset(&in, 0, sizeof in);
-            const char *q = fobject(s, t + n, &in, NULL, 0);
+            memset(in, 0, sizeof *in);
+            k->fo_dirty[2] = FK_ALL;
+            const char *q = fobject(s, t + n, in, NULL, 0);
             if (!q || fws(q, t + n) != t + n)
                 return 0;
-            ev = &in;
+            ev = in;
             wrapped = true;
             json = t;
             json_len = n;
@@ -2312,7 +2323,7 @@ static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *
     r.duration_ms = ev->v[FK_DURATION].t == FT_NUM ? fnum(&ev->v[FK_DURATION]) : NAN;
     r.ts = fevent_time(ev, &a, aend, &k->tc);
     if (isnan(r.ts) && wrapped)
-        r.ts = fevent_time(&o, &a, aend, &k->tc);
+        r.ts = fevent_time(o, &a, aend, &k->tc);
     if (shaped)
         *rc = accept_event(k, &r, NULL, NULL, ev->v[FK_METRICS].t == FT_OBJ ? &sm : NULL, lzp);
     else
@@ -2510,6 +2521,11 @@ int nd_kmslog_new(const nd_kmslog_filter *f, nd_kmslog_cb cb, void *ud, nd_kmslo
     nd_kmslog *k = calloc(1, sizeof *k);
     if (!k)
         return nd_err_set(err, -ENOMEM, "kmslog: out of memory");
+    k->fo = calloc(3, sizeof *k->fo);
+    if (!k->fo) {
+        free(k);
+        return nd_err_set(err, -ENOMEM, "kmslog: out of memory");
+    }
     k->f = *f;
     k->cb = cb;
     k->ud = ud;
@@ -2942,6 +2958,7 @@ void nd_kmslog_free(nd_kmslog *k)
     free(k->id_hash);
     free(k->json_buf);
     free(k->shape_tmp);
+    free(k->fo);
     for (int i = 0; i < k->nshapes; i++)
         free(k->shapes[i]);
     for (int i = 0; i < k->ninner_shapes; i++)
