@@ -2461,7 +2461,7 @@ static int scan_block(nd_kmslog *k, const char *buf, size_t len, bool final, siz
             done = 1;
         } else if (k->shape_first && k->nshapes) {
             /* a line a kept template reads as a KMS event holds the driver needle: no search for it */
-            const char *brace = memchr(p, '{', ll);
+            const char *brace = *p == '{' ? p : memchr(p, '{', ll);
             if (!brace) {
                 k->st.noise++;
                 done = 1;
