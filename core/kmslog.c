@@ -1825,6 +1825,8 @@ static void pend_evict(nd_kmslog *k)
     }
     k->ring_head = (k->ring_head + 1) % PAIR_CAP;
     k->ring_count--;
+    if (k->ring_count == 0)
+        k->ring_head = 0; /* nothing waits (no chain holds a slot): start again where the ring is warm in cache */
 }
 
 static void pend_expire(nd_kmslog *k, double ts)
