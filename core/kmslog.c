@@ -1628,7 +1628,7 @@ static void add_duration(nd_kmslog *k, double v)
 }
 
 /* A sample of an existing counter. */
-static void counter_sample(nd_kmslog_counter *c, double x)
+static inline void counter_sample(nd_kmslog_counter *c, double x)
 {
     if (c->monotonic) {
         if (x < c->last) {
@@ -1737,7 +1737,9 @@ static uint64_t hash_str(const char *s)
 /* true when the set of kept ids holds h; adds it when add. */
 static bool id_seen(nd_kmslog *k, uint64_t h, bool add)
 {
-    if (add && (k->nids + 1) * 2 > k->id_hash_cap) {
+    /* at most a quarter full while small (a miss, the usual look-up once max_ids are kept, then probes ~1.4 slots),
+     * half full past 64 Ki slots */
+    if (add && (k->nids + 1) * (k->id_hash_cap < 65536 ? 4 : 2) > k->id_hash_cap) {
         size_t cap = k->id_hash_cap ? k->id_hash_cap * 2 : 1024;
         uint64_t *t = calloc(cap, sizeof *t);
         if (!t)
