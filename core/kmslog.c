@@ -1370,6 +1370,37 @@ static const char *shape_match(const shape *s, const char *p, const char *end, s
                     p = q + 2;
                     break;
                 }
+            } else if (end - p >= 8) {
+                /* true, false, null and short integers, as sm_scalar reads them, without the call */
+                uint32_t w4;
+                memcpy(&w4, p, 4);
+                unsigned char t = 0;
+                size_t n = 0;
+                if (memcmp(&w4, "true", 4) == 0)
+                    t = FT_TRUE, n = 4;
+                else if (memcmp(&w4, "null", 4) == 0)
+                    t = FT_NULL, n = 4;
+                else if (memcmp(&w4, "fals", 4) == 0 && p[4] == 'e')
+                    t = FT_FALSE, n = 5;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+                else if (ISDIGIT(*p)) {
+                    uint64_t w;
+                    memcpy(&w, p, 8);
+                    uint64_t nd = ((w & 0xF0F0F0F0F0F0F0F0ull) ^ 0x3030303030303030ull) |
+                                  (((w + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull) ^ 0x3030303030303030ull);
+                    size_t d = nd ? (size_t)__builtin_ctzll(nd) / 8 : 8; /* digits, then p[d] is not one */
+                    if (d < 8 && (*p != '0' || d == 1) && p[d] != '.' && p[d] != 'e' && p[d] != 'E')
+                        t = FT_NUM, n = d; /* an integer fnumber accepts */
+                }
+#endif
+                if (t) {
+                    dst->p = p;
+                    dst->n = n;
+                    dst->t = t;
+                    dst->esc = false;
+                    p += n;
+                    break;
+                }
             }
             p = sm_scalar(p, end, s->esc, dst);
             if (!p)
