@@ -7,7 +7,7 @@
  *   sc:feed(chunk) ... sc:finish()            -- stdin / journalctl output
  *   local r = sc:result()   -- stats, errors, latency, counters, ids, records
  *
- * Scanning is synchronous (it does not wait on the loop): a 1 GiB file takes about 0.3–0.7 s filtered, 0.9 s of
+ * Scanning is synchronous (it does not wait on the loop): a 1 GiB file takes about 0.3–0.6 s filtered, 0.6 s of
  * CPU for a summary of every event (docs/performance.md).
  */
 #include "ndlua.h"
