@@ -15,7 +15,7 @@ local function app_lines(f)
   for _, l in ipairs(f.lines) do
     local t = text_of(l)
     if not t:find("^%[init%]") and not t:find("^%[%s*%d+%.%d+%]") and not l:find(" logd: ", 1, true)
-      and not t:find("^%[vmtest%]") then
+      and not t:find("^%[vmtest%]") and not f:cli_line(t) then
       out[#out + 1] = t
     end
   end

@@ -176,7 +176,7 @@ local rules = {
         -- that error is the cause and this is its consequence
         local app_error
         for _, x in ipairs(f.lines) do
-          if not x:find("^%s*%[ ?E%d%d ?%]") and not x:find("Such error", 1, true) and
+          if not f:cli_line(x) and
              (x:find("[Ee]rror[:%s]") or x:find("panicked at") or x:find("[Tt]raceback")) then app_error = x break end
         end
         return { evidence = ev(f, reboot), confidence = reboot and 0.9 or 0.7, secondary = app_error ~= nil }
