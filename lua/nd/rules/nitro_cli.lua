@@ -167,6 +167,12 @@ local rules = {
       if f.code == "E36" and (f:has("VsockTimeoutError") or f:has("SocketPollingError") or f:has("timed out")) then
         return { evidence = ev(f, f:line("Vsock%a*Error") or f:line("SocketPollingError")) }
       end
+      -- no err log: an E36 after "Started enclave" is create_enclave's enclave_ready failing (the vsock bind comes
+      -- before the start; resource_manager.rs), and its common case is that no heartbeat came at all
+      local started = f:line("Started enclave with enclave%-cid")
+      if f.code == "E36" and started and not f:has("Waiting on enclave to boot failed") and f.runs <= 1 then
+        return { evidence = ev(f, started), confidence = 0.45 }
+      end
     end },
   { id = "e59-signature", finding = "SIGNING_CERT_EXPIRED", confidence = 0.9,
     match = function(f)
