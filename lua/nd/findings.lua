@@ -568,8 +568,9 @@ M.define{ code = "ENCLAVE_TLS_WRONG_PROXY_HOST", severity = "fail", title = "The
   message = "the certificate presented does not match the name the application asked for ({detail}): the local port goes through a vsock-proxy that forwards to a different host",
   remediation = { "check which host the parent's vsock-proxy forwards that port to: vsock-proxy <port> <host> 443 must name the host the application connects to (e.g. kms.<region>.amazonaws.com)",
     "one vsock-proxy (one port) per remote host; map each name to 127.0.0.1 with its own local port",
-    "with a VPC endpoint, keep the service's public name in the enclave and let the parent resolve it (private DNS)" },
-  refs = { issues = { "aws/aws-nitro-enclaves-cli#610" } } }
+    "with a VPC endpoint, keep the service's public name in the enclave and let the parent resolve it (private DNS)",
+    "kmstool: its --region must be the region of the KMS host the vsock-proxy forwards to (vsock-proxy 8000 kms.<region>.amazonaws.com 443)" },
+  refs = { issues = { "aws/aws-nitro-enclaves-cli#610", "aws/aws-nitro-enclaves-sdk-c#32" } } }
 M.define{ code = "KMS_RECIPIENT_NO_PUBLIC_KEY", severity = "fail", title = "The KMS Recipient's attestation document carries no public key",
   message = "KMS was given an attestation document without a public key as Recipient ({detail})",
   remediation = { "request the attestation document with the enclave's RSA-2048 public key (NSM Attestation { public_key: Some(der) })",
