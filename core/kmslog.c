@@ -18,7 +18,8 @@
  * and by jansson only when that reader is not sure to read it exactly as jansson would. The summary is bounded whatever the log's
  * size: durations exact up to DUR_EXACT then a log histogram, ids up to max_ids in a set of 64-bit hashes, pairing
  * in a ring of PAIR_CAP waiting requests with a PAIR_WINDOW of log time. since= on a plain file may start reading
- * at a binary-searched offset (seek_start).
+ * at a binary-searched offset (seek_start). Once the callback wants no more records (ND_KMSLOG_ENOUGH), a record's
+ * strings are no longer copied: the summary reads what it needs where it lies in the line (lazy_rec).
  */
 #include "nd_kmslog.h"
 #include "nd_logline.h"
