@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 const char *nd_frame_type_name(unsigned type)
 {
@@ -836,6 +837,131 @@ char *nd_kms_request_encode(const nd_kms_request *r, bool b64, size_t *len)
     json_object_set_new(req, "payload", p);
     json_object_set_new(root, "request", req);
     return dump_free(root, len);
+}
+
+/* Appends v as a JSON string the way jansson's compact dump writes it. Printable ASCII without quotes or backslashes
+ * (ids, key ids, algorithm names) is copied as is; anything else goes through jansson. Returns false when v is not
+ * UTF-8 (json_string refuses it) and nothing was appended. */
+static bool put_json_string(nd_buf *b, const char *v)
+{
+    size_t n = strlen(v);
+    bool plain = true;
+    for (size_t i = 0; i < n && plain; i++)
+        plain = v[i] >= 0x20 && v[i] < 0x7f && v[i] != '"' && v[i] != '\\';
+    if (plain) {
+        nd_buf_addc(b, '"');
+        nd_buf_add(b, v, n);
+        nd_buf_addc(b, '"');
+        return true;
+    }
+    json_t *j = json_string(v);
+    if (!j)
+        return false;
+    char *t = json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT);
+    json_decref(j);
+    if (!t) {
+        b->oom = true;
+        return true;
+    }
+    nd_buf_addstr(b, t);
+    free(t);
+    return true;
+}
+
+/* ,"key": (the comma unless first) */
+static void put_member(nd_buf *b, bool *first, const char *key)
+{
+    if (!*first)
+        nd_buf_addc(b, ',');
+    *first = false;
+    nd_buf_addc(b, '"');
+    nd_buf_addstr(b, key);
+    nd_buf_add(b, "\":", 2);
+}
+
+static void put_str_member(nd_buf *b, bool *first, const char *key, const char *v, bool even_empty)
+{
+    if (!v[0] && !even_empty)
+        return;
+    size_t at = b->len;
+    bool was_first = *first;
+    put_member(b, first, key);
+    if (!put_json_string(b, v)) { /* not UTF-8: left out, as json_object_set_new(…, json_string(v)) leaves it */
+        b->len = at;
+        if (b->p)
+            b->p[at] = '\0';
+        *first = was_first;
+    }
+}
+
+static void put_b64_member(nd_buf *b, bool *first, const char *key, const nd_bytes *x)
+{
+    if (!x->data)
+        return;
+    put_member(b, first, key);
+    size_t n = (x->len + 2) / 3 * 4;
+    if (nd_buf_reserve(b, n + 2) < 0)
+        return;
+    b->p[b->len++] = '"';
+    int got = x->len ? EVP_EncodeBlock((unsigned char *)b->p + b->len, x->data, (int)x->len) : 0;
+    b->len += (size_t)got;
+    b->p[b->len++] = '"';
+    b->p[b->len] = '\0';
+}
+
+static void put_json_member(nd_buf *b, bool *first, const char *key, const json_t *v)
+{
+    if (!v)
+        return;
+    char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!t) {
+        b->oom = true;
+        return;
+    }
+    put_member(b, first, key);
+    nd_buf_addstr(b, t);
+    OPENSSL_cleanse(t, strlen(t));
+    free(t);
+}
+
+/* Written directly rather than as a jansson tree dumped: the attestation document's base64 went through three
+ * copies and a per-character escape check there (perf: 8 % of the proxy's CPU per request with SigV4). The text is
+ * the one jansson's compact dump of the same object gives (tests/unit/test_frame.c compares them). */
+char *nd_kms_upstream_body(const nd_kms_request *r, size_t *len)
+{
+    nd_buf b = ND_BUF_INIT;
+    /* one allocation up front: the body may hold a plaintext, which growth would leave copies of */
+    size_t b64 = (r->ciphertext_blob.len + r->plaintext.len + r->recipient.len) / 3 * 4 + 12;
+    nd_buf_reserve(&b, 512 + b64 + 6 * strlen(r->key_id));
+    bool first = true;
+    nd_buf_addc(&b, '{');
+    put_str_member(&b, &first, "KeyId", r->key_id, false);
+    put_str_member(&b, &first, "KeySpec", r->key_spec, false);
+    if (r->number_of_bytes) {
+        char num[24];
+        snprintf(num, sizeof num, "%d", r->number_of_bytes);
+        put_member(&b, &first, "NumberOfBytes");
+        nd_buf_addstr(&b, num);
+    }
+    put_str_member(&b, &first, "EncryptionAlgorithm", r->encryption_algorithm, false);
+    put_json_member(&b, &first, "EncryptionContext", r->encryption_context);
+    put_json_member(&b, &first, "GrantTokens", r->grant_tokens);
+    put_b64_member(&b, &first, "CiphertextBlob", &r->ciphertext_blob);
+    put_b64_member(&b, &first, "Plaintext", &r->plaintext);
+    if (r->recipient.data) {
+        bool inner = true;
+        put_member(&b, &first, "Recipient");
+        nd_buf_addc(&b, '{');
+        put_str_member(&b, &inner, "KeyEncryptionAlgorithm", r->key_encryption_algorithm, true);
+        put_b64_member(&b, &inner, "AttestationDocument", &r->recipient);
+        nd_buf_addc(&b, '}');
+    }
+    nd_buf_addc(&b, '}');
+    size_t n = b.len;
+    char *s = nd_buf_take(&b);
+    if (s && len)
+        *len = n;
+    return s;
 }
 
 void nd_kms_request_free(nd_kms_request *r)

@@ -157,6 +157,13 @@ int nd_kms_request_parse_slow(const void *json, size_t n, nd_kms_request *r, nd_
  * arrays of numbers otherwise. Returns NULL on allocation failure. */
 char *nd_kms_request_encode(const nd_kms_request *r, bool b64, size_t *len);
 
+/* The KMS JSON 1.1 request body for r (what the proxy sends upstream): KeyId, KeySpec, NumberOfBytes,
+ * EncryptionAlgorithm, EncryptionContext, GrantTokens, CiphertextBlob, Plaintext (base64) and Recipient
+ * {KeyEncryptionAlgorithm, AttestationDocument} as present, compact, in that order. Returns the malloc'd,
+ * NUL-terminated text (the caller wipes and frees it: it may hold a plaintext) with its length in *len, or NULL
+ * when memory ran out. */
+char *nd_kms_upstream_body(const nd_kms_request *r, size_t *len);
+
 /* Frees what r holds, wiping byte fields, and zeroes r. */
 void nd_kms_request_free(nd_kms_request *r);
 

@@ -10,8 +10,6 @@ static void on_req_timer_closed(uv_handle_t *h);
 static void wait_remove(preq *q);
 static void on_wait_deadline(uv_timer_t *t);
 static void dispatch_waiting(px_server *s);
-static int b64_field(json_t *o, const char *key, const nd_bytes *b);
-static char *upstream_body(const nd_kms_request *r, size_t *len);
 static int kms_blob(json_t *o, const char *key, nd_bytes *out);
 static void on_backoff_done(uv_timer_t *t);
 static void maybe_retry(preq *q);
@@ -236,51 +234,6 @@ void req_finish(preq *q, const char *error_code, const char *message, const nd_k
         dispatch_waiting(s);
 }
 
-static int b64_field(json_t *o, const char *key, const nd_bytes *b)
-{
-    if (!b->data)
-        return 0;
-    char *t = NULL;
-    size_t tl = 0;
-    if (nd_b64_encode(b->data, b->len, &t, &tl, NULL) < 0)
-        return -ENOMEM;
-    int rc = json_object_set_new(o, key, json_stringn(t, tl));
-    OPENSSL_cleanse(t, tl);
-    free(t);
-    return rc;
-}
-
-/* The KMS JSON 1.1 request body for r. */
-static char *upstream_body(const nd_kms_request *r, size_t *len)
-{
-    json_t *o = json_object();
-    if (r->key_id[0])
-        json_object_set_new(o, "KeyId", json_string(r->key_id));
-    if (r->key_spec[0])
-        json_object_set_new(o, "KeySpec", json_string(r->key_spec));
-    if (r->number_of_bytes)
-        json_object_set_new(o, "NumberOfBytes", json_integer(r->number_of_bytes));
-    if (r->encryption_algorithm[0])
-        json_object_set_new(o, "EncryptionAlgorithm", json_string(r->encryption_algorithm));
-    if (r->encryption_context)
-        json_object_set(o, "EncryptionContext", r->encryption_context);
-    if (r->grant_tokens)
-        json_object_set(o, "GrantTokens", r->grant_tokens);
-    int rc = b64_field(o, "CiphertextBlob", &r->ciphertext_blob);
-    rc |= b64_field(o, "Plaintext", &r->plaintext);
-    if (r->recipient.data) {
-        json_t *rec = json_object();
-        json_object_set_new(rec, "KeyEncryptionAlgorithm", json_string(r->key_encryption_algorithm));
-        rc |= b64_field(rec, "AttestationDocument", &r->recipient);
-        json_object_set_new(o, "Recipient", rec);
-    }
-    char *out = rc ? NULL : json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    if (out)
-        *len = strlen(out);
-    return out;
-}
-
 /* Reads a base64 blob field of a KMS response. Returns 0 (absent or decoded) or -EBADMSG. */
 static int kms_blob(json_t *o, const char *key, nd_bytes *out)
 {
@@ -494,7 +447,7 @@ static void handle_request(conn *c, const nd_frame *f)
     }
     s->m.requests++;
     log_request(s, c, &q->r, true, false);
-    q->body = upstream_body(&q->r, &q->body_len);
+    q->body = nd_kms_upstream_body(&q->r, &q->body_len);
     q->srv = s;
     q->c = c;
     q->seq = f->seq;

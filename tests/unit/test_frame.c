@@ -574,6 +574,106 @@ static void test_request_fast_path(void)
     free(buf);
 }
 
+/* The KMS body as the proxy built it before (a jansson tree, dumped compactly): the reference for
+ * nd_kms_upstream_body. */
+static int ref_b64_field(json_t *o, const char *key, const nd_bytes *b)
+{
+    if (!b->data)
+        return 0;
+    char *t = NULL;
+    size_t tl = 0;
+    if (nd_b64_encode(b->data, b->len, &t, &tl, NULL) < 0)
+        return -1;
+    int rc = json_object_set_new(o, key, json_stringn(t, tl));
+    free(t);
+    return rc;
+}
+
+static char *ref_upstream_body(const nd_kms_request *r)
+{
+    json_t *o = json_object();
+    if (r->key_id[0])
+        json_object_set_new(o, "KeyId", json_string(r->key_id));
+    if (r->key_spec[0])
+        json_object_set_new(o, "KeySpec", json_string(r->key_spec));
+    if (r->number_of_bytes)
+        json_object_set_new(o, "NumberOfBytes", json_integer(r->number_of_bytes));
+    if (r->encryption_algorithm[0])
+        json_object_set_new(o, "EncryptionAlgorithm", json_string(r->encryption_algorithm));
+    if (r->encryption_context)
+        json_object_set(o, "EncryptionContext", r->encryption_context);
+    if (r->grant_tokens)
+        json_object_set(o, "GrantTokens", r->grant_tokens);
+    ref_b64_field(o, "CiphertextBlob", &r->ciphertext_blob);
+    ref_b64_field(o, "Plaintext", &r->plaintext);
+    if (r->recipient.data) {
+        json_t *rec = json_object();
+        json_object_set_new(rec, "KeyEncryptionAlgorithm", json_string(r->key_encryption_algorithm));
+        ref_b64_field(rec, "AttestationDocument", &r->recipient);
+        json_object_set_new(o, "Recipient", rec);
+    }
+    char *out = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return out;
+}
+
+static void test_upstream_body_like_jansson(void)
+{
+    static const char *const pieces[] = {"a", "\"", "\\", "/", "\n", "\x01", "\xc3\xa9", "\xff", "key/1", " ", "\x7f"};
+    srand(1717);
+    unsigned char bytes[3][600];
+    int compared = 0;
+    for (int round = 0; round < 400; round++) {
+        nd_kms_request r;
+        memset(&r, 0, sizeof r);
+        char *strs[] = {r.key_id, r.key_spec, r.encryption_algorithm, r.key_encryption_algorithm};
+        size_t caps[] = {sizeof r.key_id, sizeof r.key_spec, sizeof r.encryption_algorithm,
+                         sizeof r.key_encryption_algorithm};
+        for (int i = 0; i < 4; i++)
+            for (int j = rand() % 4; j > 0; j--) {
+                const char *p = pieces[rand() % (int)(sizeof pieces / sizeof pieces[0])];
+                if (strlen(strs[i]) + strlen(p) < caps[i])
+                    strcat(strs[i], p);
+            }
+        r.number_of_bytes = rand() % 3 ? 0 : 1 + rand() % 1024;
+        if (rand() % 2)
+            r.encryption_context = json_pack("{s:s,s:s}", "b\"/", "\xc3\xa9", "a", "x\ny");
+        if (rand() % 3 == 0)
+            r.grant_tokens = json_pack("[s,s]", "g1", "g/\\2");
+        nd_bytes *bs[] = {&r.ciphertext_blob, &r.plaintext, &r.recipient};
+        for (int i = 0; i < 3; i++) {
+            if (rand() % 3 == 0)
+                continue;
+            bs[i]->len = (size_t)(rand() % 600);
+            for (size_t k = 0; k < bs[i]->len; k++)
+                bytes[i][k] = (unsigned char)rand();
+            bs[i]->data = malloc(bs[i]->len + 1);
+            memcpy(bs[i]->data, bytes[i], bs[i]->len);
+        }
+        size_t n = 0;
+        char *got = nd_kms_upstream_body(&r, &n);
+        char *want = ref_upstream_body(&r);
+        CHECK(got && want && n == strlen(got));
+        if (got && want && strcmp(got, want) != 0) {
+            fprintf(stderr, "  body differs:\n  got  %s\n  want %s\n", got, want);
+            CHECK(0);
+        }
+        compared++;
+        free(got);
+        free(want);
+        nd_kms_request_free(&r);
+    }
+    CHECK_EQ_INT(compared, 400);
+    /* and a parsed request, as the proxy has it */
+    nd_kms_request r;
+    CHECK_EQ_INT(nd_kms_request_parse(gdk_arrays, strlen(gdk_arrays), &r, NULL), 0);
+    char *got = nd_kms_upstream_body(&r, NULL);
+    CHECK_EQ_STR(got, "{\"KeyId\":\"alias/ephemeral-ml-test\",\"KeySpec\":\"AES_256\",\"Recipient\":"
+                      "{\"KeyEncryptionAlgorithm\":\"RSAES_OAEP_SHA_256\",\"AttestationDocument\":\"AQID/w==\"}}");
+    free(got);
+    nd_kms_request_free(&r);
+}
+
 int main(void)
 {
     ND_RUN(test_header_bytes);
@@ -582,6 +682,7 @@ int main(void)
     ND_RUN(test_request_parse);
     ND_RUN(test_request_rejects);
     ND_RUN(test_request_fast_path);
+    ND_RUN(test_upstream_body_like_jansson);
     ND_RUN(test_response_roundtrip);
     ND_RUN(test_response_encode_like_jansson);
     return nd_test_summary();
