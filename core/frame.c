@@ -12,6 +12,7 @@
 #include "nd_frame.h"
 #include "nd_codec.h"
 #include "nd_buf.h"
+#include "nd_jsonw.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -839,66 +840,11 @@ char *nd_kms_request_encode(const nd_kms_request *r, bool b64, size_t *len)
     return dump_free(root, len);
 }
 
-/* Appends v as a JSON string the way jansson's compact dump writes it. Printable ASCII without quotes or backslashes
- * (ids, key ids, algorithm names) is copied as is; anything else goes through jansson. Returns false when v is not
- * UTF-8 (json_string refuses it) and nothing was appended. */
-static bool put_json_string(nd_buf *b, const char *v)
-{
-    size_t n = strlen(v);
-    bool plain = true;
-    for (size_t i = 0; i < n && plain; i++)
-        plain = v[i] >= 0x20 && v[i] < 0x7f && v[i] != '"' && v[i] != '\\';
-    if (plain) {
-        nd_buf_addc(b, '"');
-        nd_buf_add(b, v, n);
-        nd_buf_addc(b, '"');
-        return true;
-    }
-    json_t *j = json_string(v);
-    if (!j)
-        return false;
-    char *t = json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT);
-    json_decref(j);
-    if (!t) {
-        b->oom = true;
-        return true;
-    }
-    nd_buf_addstr(b, t);
-    free(t);
-    return true;
-}
-
-/* ,"key": (the comma unless first) */
-static void put_member(nd_buf *b, bool *first, const char *key)
-{
-    if (!*first)
-        nd_buf_addc(b, ',');
-    *first = false;
-    nd_buf_addc(b, '"');
-    nd_buf_addstr(b, key);
-    nd_buf_add(b, "\":", 2);
-}
-
-static void put_str_member(nd_buf *b, bool *first, const char *key, const char *v, bool even_empty)
-{
-    if (!v[0] && !even_empty)
-        return;
-    size_t at = b->len;
-    bool was_first = *first;
-    put_member(b, first, key);
-    if (!put_json_string(b, v)) { /* not UTF-8: left out, as json_object_set_new(…, json_string(v)) leaves it */
-        b->len = at;
-        if (b->p)
-            b->p[at] = '\0';
-        *first = was_first;
-    }
-}
-
 static void put_b64_member(nd_buf *b, bool *first, const char *key, const nd_bytes *x)
 {
     if (!x->data)
         return;
-    put_member(b, first, key);
+    nd_jw_key(b, first, key);
     size_t n = (x->len + 2) / 3 * 4;
     if (nd_buf_reserve(b, n + 2) < 0)
         return;
@@ -907,21 +853,6 @@ static void put_b64_member(nd_buf *b, bool *first, const char *key, const nd_byt
     b->len += (size_t)got;
     b->p[b->len++] = '"';
     b->p[b->len] = '\0';
-}
-
-static void put_json_member(nd_buf *b, bool *first, const char *key, const json_t *v)
-{
-    if (!v)
-        return;
-    char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!t) {
-        b->oom = true;
-        return;
-    }
-    put_member(b, first, key);
-    nd_buf_addstr(b, t);
-    OPENSSL_cleanse(t, strlen(t));
-    free(t);
 }
 
 /* Written directly rather than as a jansson tree dumped: the attestation document's base64 went through three
@@ -935,24 +866,23 @@ char *nd_kms_upstream_body(const nd_kms_request *r, size_t *len)
     nd_buf_reserve(&b, 512 + b64 + 6 * strlen(r->key_id));
     bool first = true;
     nd_buf_addc(&b, '{');
-    put_str_member(&b, &first, "KeyId", r->key_id, false);
-    put_str_member(&b, &first, "KeySpec", r->key_spec, false);
-    if (r->number_of_bytes) {
-        char num[24];
-        snprintf(num, sizeof num, "%d", r->number_of_bytes);
-        put_member(&b, &first, "NumberOfBytes");
-        nd_buf_addstr(&b, num);
-    }
-    put_str_member(&b, &first, "EncryptionAlgorithm", r->encryption_algorithm, false);
-    put_json_member(&b, &first, "EncryptionContext", r->encryption_context);
-    put_json_member(&b, &first, "GrantTokens", r->grant_tokens);
+    if (r->key_id[0])
+        nd_jw_str(&b, &first, "KeyId", r->key_id);
+    if (r->key_spec[0])
+        nd_jw_str(&b, &first, "KeySpec", r->key_spec);
+    if (r->number_of_bytes)
+        nd_jw_int(&b, &first, "NumberOfBytes", r->number_of_bytes);
+    if (r->encryption_algorithm[0])
+        nd_jw_str(&b, &first, "EncryptionAlgorithm", r->encryption_algorithm);
+    nd_jw_json(&b, &first, "EncryptionContext", r->encryption_context);
+    nd_jw_json(&b, &first, "GrantTokens", r->grant_tokens);
     put_b64_member(&b, &first, "CiphertextBlob", &r->ciphertext_blob);
     put_b64_member(&b, &first, "Plaintext", &r->plaintext);
     if (r->recipient.data) {
         bool inner = true;
-        put_member(&b, &first, "Recipient");
+        nd_jw_key(&b, &first, "Recipient");
         nd_buf_addc(&b, '{');
-        put_str_member(&b, &inner, "KeyEncryptionAlgorithm", r->key_encryption_algorithm, true);
+        nd_jw_str(&b, &inner, "KeyEncryptionAlgorithm", r->key_encryption_algorithm);
         put_b64_member(&b, &inner, "AttestationDocument", &r->recipient);
         nd_buf_addc(&b, '}');
     }
@@ -979,37 +909,11 @@ void nd_kms_request_free(nd_kms_request *r)
  * proxy's largest own cost per request (perf at one connection: 16 % of its CPU for a CMS EnvelopedData). The text is
  * the same as jansson's JSON_COMPACT dump of the same object (keys in this order; strings escaped by jansson; a string
  * jansson refuses, i.e. not UTF-8, leaves its key out as before); test_frame compares the two. */
-static void put_key(nd_buf *b, bool *first, const char *key)
-{
-    if (!*first)
-        nd_buf_addc(b, ',');
-    *first = false;
-    nd_buf_addc(b, '"');
-    nd_buf_addstr(b, key);
-    nd_buf_add(b, "\":", 2);
-}
-
-static void put_str(nd_buf *b, bool *first, const char *key, const char *v)
-{
-    json_t *j = json_string(v);
-    char *t = j ? json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
-    json_decref(j);
-    if (!j)
-        return; /* not UTF-8: left out */
-    if (!t) {
-        b->oom = true;
-        return;
-    }
-    put_key(b, first, key);
-    nd_buf_addstr(b, t);
-    free(t);
-}
-
 static void put_bytes(nd_buf *b, bool *first, const char *key, const nd_bytes *x)
 {
     if (!x->data)
         return;
-    put_key(b, first, key);
+    nd_jw_key(b, first, key);
     if (nd_buf_reserve(b, 4 * x->len + 2) < 0)
         return;
     char *o = b->p + b->len;
@@ -1038,24 +942,24 @@ char *nd_kms_response_encode(const nd_kms_response *r, size_t *len)
     bool first = true, inner = true;
     nd_buf_addc(&b, '{');
     if (r->request_id[0])
-        put_str(&b, &first, "request_id", r->request_id);
+        nd_jw_str(&b, &first, "request_id", r->request_id);
     if (r->trace_id[0])
-        put_str(&b, &first, "trace_id", r->trace_id);
+        nd_jw_str(&b, &first, "trace_id", r->trace_id);
     if (r->kms_request_id[0])
-        put_str(&b, &first, "kms_request_id", r->kms_request_id);
-    put_key(&b, &first, "response");
+        nd_jw_str(&b, &first, "kms_request_id", r->kms_request_id);
+    nd_jw_key(&b, &first, "response");
     nd_buf_addc(&b, '{');
     bool kind_first = true;
-    put_key(&b, &kind_first, r->is_error ? "Error" : nd_kms_op_name(r->op));
+    nd_jw_key(&b, &kind_first, r->is_error ? "Error" : nd_kms_op_name(r->op));
     nd_buf_addc(&b, '{');
     if (r->is_error) {
-        put_str(&b, &inner, "code", r->error_code[0] ? r->error_code : "internal");
-        put_str(&b, &inner, "message", r->error_message);
+        nd_jw_str(&b, &inner, "code", r->error_code[0] ? r->error_code : "internal");
+        nd_jw_str(&b, &inner, "message", r->error_message);
     } else {
         if (r->key_id[0])
-            put_str(&b, &inner, "key_id", r->key_id);
+            nd_jw_str(&b, &inner, "key_id", r->key_id);
         if (r->encryption_algorithm[0])
-            put_str(&b, &inner, "encryption_algorithm", r->encryption_algorithm);
+            nd_jw_str(&b, &inner, "encryption_algorithm", r->encryption_algorithm);
         put_bytes(&b, &inner, "ciphertext_blob", &r->ciphertext_blob);
         put_bytes(&b, &inner, "plaintext", &r->plaintext);
         put_bytes(&b, &inner, "ciphertext_for_recipient", &r->ciphertext_for_recipient);

@@ -41,15 +41,20 @@ static void log_request(px_server *s, conn *c, const nd_kms_request *r, bool par
 {
     if (c && refused && !conn_log_ok(c))
         return;
-    json_t *o = json_object();
-    json_object_set_new(o, ND_LOG_EVENT, json_string(ND_LOG_EVENT_REQUEST));
-    json_object_set_new(o, ND_LOG_REQUEST_ID, jstr_or_null(r ? r->request_id : NULL));
-    json_object_set_new(o, ND_LOG_TRACE_ID, jstr_or_null(r ? r->trace_id : NULL));
-    json_object_set_new(o, ND_LOG_OP, parsed ? json_string(nd_kms_op_name(r->op)) : json_null());
-    json_object_set_new(o, "recipient", json_boolean(parsed && r->recipient.len > 0));
-    json_object_set_new(o, "ciphertext_len", json_integer(parsed ? (json_int_t)r->ciphertext_blob.len : 0));
-    json_object_set_new(o, "key_id", jstr_or_null(parsed ? r->key_id : NULL));
-    log_line(o);
+    nd_buf b = ND_BUF_INIT;
+    bool first = true;
+    nd_buf_addc(&b, '{');
+    nd_jw_str(&b, &first, ND_LOG_EVENT, ND_LOG_EVENT_REQUEST);
+    nd_jw_str_or_null(&b, &first, ND_LOG_REQUEST_ID, r ? r->request_id : NULL);
+    nd_jw_str_or_null(&b, &first, ND_LOG_TRACE_ID, r ? r->trace_id : NULL);
+    if (parsed)
+        nd_jw_str(&b, &first, ND_LOG_OP, nd_kms_op_name(r->op));
+    else
+        nd_jw_null(&b, &first, ND_LOG_OP);
+    nd_jw_bool(&b, &first, "recipient", parsed && r->recipient.len > 0);
+    nd_jw_int(&b, &first, "ciphertext_len", parsed ? (int64_t)r->ciphertext_blob.len : 0);
+    nd_jw_str_or_null(&b, &first, "key_id", parsed ? r->key_id : NULL);
+    log_text(&b);
 }
 
 /* Sends the single response of a request and logs it: the one writer of answers and of kms_proxy_response lines,
@@ -86,21 +91,30 @@ static void respond(px_server *s, conn *c, const px_answer *a)
     /* an error answered without any upstream attempt is a refusal: it counts against the connection's log budget */
     if (!ok && attempts == 0 && c && !conn_log_ok(c))
         goto send;
-    json_t *o = json_object();
-    json_object_set_new(o, ND_LOG_EVENT, json_string(ND_LOG_EVENT_RESPONSE));
-    json_object_set_new(o, ND_LOG_REQUEST_ID, jstr_or_null(request_id));
-    json_object_set_new(o, ND_LOG_TRACE_ID, jstr_or_null(trace_id));
-    json_object_set_new(o, ND_LOG_OK, json_boolean(ok));
-    json_object_set_new(o, ND_LOG_ERROR_CODE, ok ? json_null() : json_string(resp->error_code));
-    json_object_set_new(o, ND_LOG_KMS_REQUEST_ID, jstr_or_null(resp->kms_request_id));
-    json_object_set_new(o, ND_LOG_ATTEMPTS, json_integer(attempts));
-    json_object_set_new(o, ND_LOG_DURATION_MS, json_integer((json_int_t)(uv_now(s->loop) - start_ms)));
+    nd_buf b = ND_BUF_INIT;
+    bool first = true;
+    nd_buf_addc(&b, '{');
+    nd_jw_str(&b, &first, ND_LOG_EVENT, ND_LOG_EVENT_RESPONSE);
+    nd_jw_str_or_null(&b, &first, ND_LOG_REQUEST_ID, request_id);
+    nd_jw_str_or_null(&b, &first, ND_LOG_TRACE_ID, trace_id);
+    nd_jw_bool(&b, &first, ND_LOG_OK, ok);
+    if (ok)
+        nd_jw_null(&b, &first, ND_LOG_ERROR_CODE);
+    else
+        nd_jw_str(&b, &first, ND_LOG_ERROR_CODE, resp->error_code);
+    nd_jw_str_or_null(&b, &first, ND_LOG_KMS_REQUEST_ID, resp->kms_request_id);
+    nd_jw_int(&b, &first, ND_LOG_ATTEMPTS, attempts);
+    nd_jw_int(&b, &first, ND_LOG_DURATION_MS, (int64_t)(uv_now(s->loop) - start_ms));
     if (!ok && message && message[0])
-        json_object_set_new(o, ND_LOG_MESSAGE, json_string(message));
-    if (a->log_extra)
-        json_object_update(o, a->log_extra);
-    json_object_set_new(o, ND_LOG_METRICS, metrics_json(s));
-    log_line(o); /* logged before it is sent, so a client that got its answer finds the line */
+        nd_jw_str(&b, &first, ND_LOG_MESSAGE, message);
+    if (a->log_extra) { /* its keys are none of the above (json_object_update would replace them in place) */
+        const char *k;
+        json_t *v;
+        json_object_foreach(a->log_extra, k, v)
+            nd_jw_json(&b, &first, k, v);
+    }
+    metrics_jw(&b, &first, s);
+    log_text(&b); /* logged before it is sent, so a client that got its answer finds the line */
 send:;
     size_t len = 0;
     char *payload = nd_kms_response_encode(resp, &len);
