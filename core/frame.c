@@ -13,6 +13,7 @@
 #include "nd_codec.h"
 #include "nd_buf.h"
 #include "nd_jsonw.h"
+#include "nd_jsonlift.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -212,304 +213,50 @@ static void bytes_free(nd_bytes *b)
  *
  * An attestation document is about 4,500 bytes; as an array of numbers (what serde's Vec<u8> sends) jansson makes one
  * object per byte, and as base64 it copies and checks the string twice before it is decoded: together the largest
- * own cost of the proxy per request. So nd_kms_request_parse first finds the byte fields in the text itself
- * (request.payload.{recipient,ciphertext_blob,plaintext} and request.payload.recipient.attestation_document) when
- * they are plain arrays of numbers 0..255 or base64 strings without escapes, lets jansson parse the text with each
- * of them replaced by "[]" (so jansson still validates everything else: syntax, UTF-8, duplicate keys, depth), and
- * reads the bytes straight from the text. The substitution cannot change what is valid: each replaced value is
- * valid JSON and "[]" is a value of the same place. Anything else, and any error at all, goes the whole way through
- * jansson (parse_slow), so errors and their messages are exactly the ones that path gives; tests/unit/test_frame.c
- * and fuzz_kms_request compare both paths. */
+ * own cost of the proxy per request. The fast path lifts the byte fields out of the text (core/nd_jsonlift.h: plain
+ * arrays of numbers 0..255 or base64 strings without escapes), lets jansson parse the rest and runs the same checks
+ * (parse_tree) with the lifted bytes. Any other text, and any error at all, goes the whole way through jansson
+ * (nd_kms_request_parse_slow), so errors and their messages are exactly the ones that path gives;
+ * tests/unit/test_frame.c and fuzz_kms_request compare both paths. */
 
-enum { BF_MAX = 4 };
+static const nd_jl_path req_paths[] = {
+    {"request", "payload", "recipient", NULL},
+    {"request", "payload", "ciphertext_blob", NULL},
+    {"request", "payload", "plaintext", NULL},
+    {"request", "payload", "recipient", "attestation_document"},
+};
 
-typedef struct bfield {
-    const char *p;   /* the value in the text: the array with its brackets, or the string without its quotes */
-    size_t n;
-    size_t count;    /* array: number of elements */
-    bool array;
-    bool doc;        /* request.payload.recipient.attestation_document (else request.payload.<key>) */
-    char key[16];    /* request.payload.<key> */
-    json_t *ph;      /* the "[]" standing for it in the parsed tree */
-} bfield;
-
-typedef struct bfields {
-    bfield f[BF_MAX];
-    int n;
-} bfields;
-
-static bool b64_char(unsigned char c)
+/* A lifted field, with the checks get_bytes makes of the same value in the tree. */
+static int lifted_bytes(const nd_jl_value *f, const char *name, size_t max, nd_bytes *out, nd_err *err)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/' ||
-           c == '=';
-}
-
-static bool json_ws(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-/* Checks an array of plain numbers 0..255 (JSON integers without sign, fraction or exponent) starting at t[i] == '['.
- * Returns the index after its ']' and sets *count, or 0 when it is anything else. */
-static size_t scan_byte_array(const char *t, size_t n, size_t i, size_t *count)
-{
-    size_t k = 0;
-    i++;
-    while (i < n && json_ws(t[i]))
-        i++;
-    if (i < n && t[i] == ']') {
-        *count = 0;
-        return i + 1;
-    }
-    for (;;) {
-        if (i >= n || t[i] < '0' || t[i] > '9')
-            return 0;
-        unsigned v = (unsigned)(t[i++] - '0');
-        if (v != 0)
-            while (i < n && t[i] >= '0' && t[i] <= '9' && v <= 255)
-                v = v * 10 + (unsigned)(t[i++] - '0');
-        if (v > 255)
-            return 0;
-        k++;
-        while (i < n && json_ws(t[i]))
-            i++;
-        if (i >= n)
-            return 0;
-        if (t[i] == ']') {
-            *count = k;
-            return i + 1;
-        }
-        if (t[i] != ',')
-            return 0;
-        i++;
-        while (i < n && json_ws(t[i]))
-            i++;
-    }
-}
-
-static bool key_is(const char *k, size_t kl, const char *s)
-{
-    return k && kl == strlen(s) && memcmp(k, s, kl) == 0;
-}
-
-/* Follows the structure of a request text (strings, brackets, colons, commas) and records its byte fields in bf.
- * Returns how many (0..BF_MAX), or -1 when the text is not one the fast path takes (a byte field that is neither a
- * plain array of numbers 0..255 nor a base64 string without escapes, more than BF_MAX of them, mismatched
- * brackets, an unterminated string): the caller then parses it the slow way. Syntax is not checked here: jansson
- * checks the text afterwards. */
-static int scan_byte_fields(const char *t, size_t n, bfields *bf)
-{
-    enum { MAXD = 4 };
-    char kind[MAXD];
-    const char *kp[MAXD];  /* the current key of each open object (NULL: none yet, or written with escapes) */
-    size_t kl[MAXD];
-    bool colon[MAXD];      /* a ':' came after the current key: the next value belongs to it */
-    size_t d = 0;          /* open containers */
-    bf->n = 0;
-    for (size_t i = 0; i < n;) {
-        char c = t[i];
-        if (c != '"' && c != '[' && c != '{' && c != ']' && c != '}' && c != ':' && c != ',') {
-            i++;
-            continue;
-        }
-        /* a value in an object whose path is request.payload.<key> or request.payload.recipient.attestation_document */
-        bool field = false, doc = false;
-        if ((c == '"' || c == '[') && (d == 3 || d == 4) && kind[0] == '{' && kind[1] == '{' && kind[2] == '{' &&
-            key_is(kp[0], kl[0], "request") && key_is(kp[1], kl[1], "payload") && colon[d - 1]) {
-            if (d == 3)
-                field = key_is(kp[2], kl[2], "recipient") || key_is(kp[2], kl[2], "ciphertext_blob") ||
-                        key_is(kp[2], kl[2], "plaintext");
-            else
-                field = doc = kind[3] == '{' && key_is(kp[2], kl[2], "recipient") &&
-                              key_is(kp[3], kl[3], "attestation_document");
-        }
-        if (field) {
-            if (bf->n == BF_MAX)
-                return -1;
-            bfield *f = &bf->f[bf->n];
-            memset(f, 0, sizeof *f);
-            f->doc = doc;
-            memcpy(f->key, kp[2], kl[2]);
-            if (c == '[') {
-                size_t end = scan_byte_array(t, n, i, &f->count);
-                if (!end)
-                    return -1;
-                f->array = true;
-                f->p = t + i;
-                f->n = end - i;
-                i = end;
-            } else {
-                size_t s = ++i;
-                while (i < n && b64_char((unsigned char)t[i]))
-                    i++;
-                if (i >= n || t[i] != '"')
-                    return -1;
-                f->p = t + s;
-                f->n = i - s;
-                i++;
-            }
-            bf->n++;
-            continue;
-        }
-        switch (c) {
-        case '"': {
-            size_t s = ++i;
-            bool esc = false;
-            while (i < n && t[i] != '"') {
-                if (t[i] == '\\') {
-                    esc = true;
-                    i++;
-                }
-                i++;
-            }
-            if (i >= n)
-                return -1;
-            if (d >= 1 && d <= MAXD && kind[d - 1] == '{' && !colon[d - 1]) {
-                kp[d - 1] = esc ? NULL : t + s;
-                kl[d - 1] = i - s;
-            }
-            i++;
-            break;
-        }
-        case '{':
-        case '[':
-            if (d < MAXD) {
-                kind[d] = c;
-                kp[d] = NULL;
-                kl[d] = 0;
-                colon[d] = false;
-            }
-            d++;
-            i++;
-            break;
-        case '}':
-        case ']':
-            if (d == 0 || (d <= MAXD && kind[d - 1] != (c == '}' ? '{' : '[')))
-                return -1;
-            d--;
-            i++;
-            break;
-        case ':':
-            if (d >= 1 && d <= MAXD)
-                colon[d - 1] = true;
-            i++;
-            break;
-        default: /* ',' */
-            if (d >= 1 && d <= MAXD) {
-                colon[d - 1] = false;
-                kp[d - 1] = NULL;
-            }
-            i++;
-            break;
-        }
-    }
-    return bf->n;
-}
-
-/* Finds the "[]" of each recorded field in the tree jansson made of the substituted text. Returns 0, or -1 when one
- * is not where it should be (the caller then takes the slow path). */
-static int find_placeholders(json_t *root, bfields *bf)
-{
-    json_t *payload = json_object_get(json_object_get(root, "request"), "payload");
-    for (int k = 0; k < bf->n; k++) {
-        bfield *f = &bf->f[k];
-        json_t *v = json_object_get(payload, f->key);
-        if (f->doc)
-            v = json_object_get(v, "attestation_document");
-        if (!json_is_array(v) || json_array_size(v) != 0)
-            return -1;
-        for (int j = 0; j < k; j++)
-            if (bf->f[j].ph == v)
-                return -1;
-        f->ph = v;
-    }
-    return 0;
-}
-
-/* The text with each recorded field replaced by "[]" (malloc'd, *outlen bytes), or NULL when memory ran out. */
-static char *substitute(const char *t, size_t n, const bfields *bf, size_t *outlen)
-{
-    char *o = malloc(n + 1);
-    if (!o)
-        return NULL;
-    size_t w = 0, r = 0;
-    for (int k = 0; k < bf->n; k++) {
-        const bfield *f = &bf->f[k];
-        size_t s = (size_t)(f->p - t) - (f->array ? 0 : 1), e = (size_t)(f->p - t) + f->n + (f->array ? 0 : 1);
-        memcpy(o + w, t + r, s - r);
-        w += s - r;
-        memcpy(o + w, "[]", 2);
-        w += 2;
-        r = e;
-    }
-    memcpy(o + w, t + r, n - r);
-    w += n - r;
-    *outlen = w;
-    return o;
-}
-
-static const bfield *placeholder(const bfields *bf, const json_t *v)
-{
-    for (int k = 0; bf && k < bf->n; k++)
-        if (bf->f[k].ph == v)
-            return &bf->f[k];
-    return NULL;
-}
-
-/* Decodes a recorded field with the checks get_bytes makes of the same value in the tree. */
-static int field_bytes(const bfield *f, const char *name, size_t max, nd_bytes *out, nd_err *err)
-{
-    if (!f->array) {
-        if (f->n == 0)
-            return nd_err_set(err, -EINVAL, "field %s is empty", name);
-        if (f->n > (max + 2) / 3 * 4 + 4)
-            return nd_err_set(err, -EINVAL, "field %s exceeds %zu bytes", name, max);
-        unsigned char *d = NULL;
-        size_t dl = 0;
-        if (nd_b64_decode(f->p, f->n, &d, &dl, NULL) < 0)
-            return nd_err_set(err, -EINVAL, "field %s: not base64", name);
-        if (dl == 0 || dl > max) {
-            if (d) {
-                OPENSSL_cleanse(d, dl);
-                free(d);
-            }
-            return nd_err_set(err, -EINVAL, "field %s must hold 1..%zu bytes", name, max);
-        }
-        out->data = d;
-        out->len = dl;
-        return 0;
-    }
-    if (f->count == 0 || f->count > max)
+    if (!f->array && f->n == 0)
+        return nd_err_set(err, -EINVAL, "field %s is empty", name);
+    if (!f->array && f->n > (max + 2) / 3 * 4 + 4)
+        return nd_err_set(err, -EINVAL, "field %s exceeds %zu bytes", name, max);
+    if (f->array && (f->count == 0 || f->count > max))
         return nd_err_set(err, -EINVAL, "field %s must hold 1..%zu bytes", name, max);
-    unsigned char *d = malloc(f->count);
-    if (!d)
-        return nd_err_set(err, -ENOMEM, "out of memory");
-    size_t k = 0;
-    unsigned v = 0;
-    bool in = false;
-    for (size_t i = 1; i < f->n; i++) { /* the text was checked by scan_byte_array */
-        char c = f->p[i];
-        if (c >= '0' && c <= '9') {
-            v = v * 10 + (unsigned)(c - '0');
-            in = true;
-        } else if (in) {
-            d[k++] = (unsigned char)v;
-            v = 0;
-            in = false;
-        }
+    unsigned char *d = NULL;
+    size_t dl = 0;
+    int rc = nd_jl_bytes(f, &d, &dl);
+    if (rc < 0)
+        return nd_err_set(err, -EINVAL, "field %s: cannot decode", name);
+    if (dl == 0 || dl > max) {
+        OPENSSL_cleanse(d, dl);
+        free(d);
+        return nd_err_set(err, -EINVAL, "field %s must hold 1..%zu bytes", name, max);
     }
     out->data = d;
-    out->len = k;
+    out->len = dl;
     return 0;
 }
 
 /* Reads a byte field: a base64 string or an array of integers 0..255. Empty input is an error (KMS blobs have at
- * least one byte). bf: the fields the fast path read from the text (NULL on the slow path). */
-static int get_bytes(json_t *v, const char *name, size_t max, nd_bytes *out, const bfields *bf, nd_err *err)
+ * least one byte). jl: the fields the fast path lifted from the text (NULL on the slow path). */
+static int get_bytes(json_t *v, const char *name, size_t max, nd_bytes *out, const nd_jl *jl, nd_err *err)
 {
-    const bfield *f = placeholder(bf, v);
+    const nd_jl_value *f = nd_jl_find(jl, v);
     if (f)
-        return field_bytes(f, name, max, out, err);
+        return lifted_bytes(f, name, max, out, err);
     if (json_is_string(v)) {
         size_t sl = json_string_length(v);
         if (sl == 0)
@@ -615,7 +362,7 @@ static int get_grants(json_t *v, nd_kms_request *r, nd_err *err)
     return 0;
 }
 
-static int get_recipient(json_t *v, nd_kms_request *r, const bfields *bf, nd_err *err)
+static int get_recipient(json_t *v, nd_kms_request *r, const nd_jl *jl, nd_err *err)
 {
     snprintf(r->key_encryption_algorithm, sizeof r->key_encryption_algorithm, "%s", "RSAES_OAEP_SHA_256");
     if (!v || json_is_null(v))
@@ -630,12 +377,12 @@ static int get_recipient(json_t *v, nd_kms_request *r, const bfields *bf, nd_err
         json_t *doc = json_object_get(v, "attestation_document");
         if (!doc)
             return nd_err_set(err, -EINVAL, "recipient: missing field attestation_document");
-        return get_bytes(doc, "recipient.attestation_document", ND_KMS_RECIPIENT_MAX, &r->recipient, bf, err);
+        return get_bytes(doc, "recipient.attestation_document", ND_KMS_RECIPIENT_MAX, &r->recipient, jl, err);
     }
-    return get_bytes(v, "recipient", ND_KMS_RECIPIENT_MAX, &r->recipient, bf, err);
+    return get_bytes(v, "recipient", ND_KMS_RECIPIENT_MAX, &r->recipient, jl, err);
 }
 
-static int parse_request_payload(json_t *p, nd_kms_request *r, const bfields *bf, nd_err *err)
+static int parse_request_payload(json_t *p, nd_kms_request *r, const nd_jl *jl, nd_err *err)
 {
     int rc;
     if (!json_is_object(p))
@@ -650,7 +397,7 @@ static int parse_request_payload(json_t *p, nd_kms_request *r, const bfields *bf
         return rc;
     if ((rc = get_grants(json_object_get(p, "grant_tokens"), r, err)) < 0)
         return rc;
-    if ((rc = get_recipient(json_object_get(p, "recipient"), r, bf, err)) < 0)
+    if ((rc = get_recipient(json_object_get(p, "recipient"), r, jl, err)) < 0)
         return rc;
 
     json_t *nb = json_object_get(p, "number_of_bytes");
@@ -675,7 +422,7 @@ static int parse_request_payload(json_t *p, nd_kms_request *r, const bfields *bf
         json_t *cb = json_object_get(p, "ciphertext_blob");
         if (!cb)
             return nd_err_set(err, -EINVAL, "missing field ciphertext_blob");
-        if ((rc = get_bytes(cb, "ciphertext_blob", ND_KMS_CIPHERTEXT_MAX, &r->ciphertext_blob, bf, err)) < 0)
+        if ((rc = get_bytes(cb, "ciphertext_blob", ND_KMS_CIPHERTEXT_MAX, &r->ciphertext_blob, jl, err)) < 0)
             return rc;
         break;
     }
@@ -687,7 +434,7 @@ static int parse_request_payload(json_t *p, nd_kms_request *r, const bfields *bf
         json_t *pt = json_object_get(p, "plaintext");
         if (!pt)
             return nd_err_set(err, -EINVAL, "missing field plaintext");
-        if ((rc = get_bytes(pt, "plaintext", ND_KMS_PLAINTEXT_MAX, &r->plaintext, bf, err)) < 0)
+        if ((rc = get_bytes(pt, "plaintext", ND_KMS_PLAINTEXT_MAX, &r->plaintext, jl, err)) < 0)
             return rc;
         break;
     }
@@ -698,7 +445,7 @@ static int parse_request_payload(json_t *p, nd_kms_request *r, const bfields *bf
 }
 
 /* The checks of a parsed request tree (the same on both paths). Returns 0 or a negative code with err set. */
-static int parse_tree(json_t *root, nd_kms_request *r, const bfields *bf, nd_err *err)
+static int parse_tree(json_t *root, nd_kms_request *r, const nd_jl *jl, nd_err *err)
 {
     int rc;
     if (!json_is_object(root))
@@ -719,7 +466,7 @@ static int parse_tree(json_t *root, nd_kms_request *r, const bfields *bf, nd_err
     json_t *payload = json_object_get(req, "payload");
     if (!payload)
         return nd_err_set(err, -EINVAL, "missing object request.payload");
-    return parse_request_payload(payload, r, bf, err);
+    return parse_request_payload(payload, r, jl, err);
 }
 
 int nd_kms_request_parse_slow(const void *text, size_t n, nd_kms_request *r, nd_err *err)
@@ -737,23 +484,18 @@ int nd_kms_request_parse_slow(const void *text, size_t n, nd_kms_request *r, nd_
 int nd_kms_request_parse_fast(const void *text, size_t n, nd_kms_request *r)
 {
     memset(r, 0, sizeof *r);
-    bfields bf;
-    if (scan_byte_fields(text, n, &bf) <= 0)
-        return -EAGAIN; /* nothing to gain: no byte field in the text */
-    size_t sl = 0;
-    char *sub = substitute(text, n, &bf, &sl);
-    json_t *root = sub ? json_loadb(sub, sl, JSON_REJECT_DUPLICATES, NULL) : NULL;
-    if (sub) {
-        OPENSSL_cleanse(sub, sl); /* may hold an encryption context or grant tokens */
-        free(sub);
-    }
-    int rc = -EAGAIN;
-    if (root && find_placeholders(root, &bf) == 0 && parse_tree(root, r, &bf, NULL) == 0)
-        rc = 0;
+    nd_jl jl;
+    bool declined;
+    json_t *root = nd_jl_loadb(text, n, JSON_REJECT_DUPLICATES, req_paths, 4, true, &jl, &declined);
+    if (!root)
+        return -EAGAIN;
+    int rc = parse_tree(root, r, &jl, NULL);
     json_decref(root);
-    if (rc < 0)
+    if (rc < 0) {
         nd_kms_request_free(r);
-    return rc;
+        return -EAGAIN;
+    }
+    return 0;
 }
 
 int nd_kms_request_parse(const void *text, size_t n, nd_kms_request *r, nd_err *err)

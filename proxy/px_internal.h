@@ -19,6 +19,7 @@
 #include "nd_creds.h"
 #include "nd_frame.h"
 #include "nd_jsonw.h"
+#include "nd_jsonlift.h"
 #include "nd_kms.h"
 #include "nd_kmspolicy.h"
 
