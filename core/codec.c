@@ -2,7 +2,9 @@
  * codec.c — base64, hex and digests (declared in nd_codec.h). The base64 and digest work is OpenSSL's
  * (EVP_EncodeBlock/EVP_DecodeBlock, EVP_Digest); this file adds what OpenSSL lacks: a strict validation pass that
  * rejects anything RFC 4648 does not allow and names the offset of the first bad byte, so a truncated or mangled
- * chunk (an SSM bundle, a KMS byte field) is reported precisely instead of decoding to garbage.
+ * chunk (an SSM bundle, a KMS byte field) is reported precisely instead of decoding to garbage. Well-formed input is
+ * decoded in one table-driven pass (b64_decode_fast: the KMS proxy decodes an attestation document and a CMS
+ * EnvelopedData per request); anything else goes through the validation, then EVP_DecodeBlock.
  */
 #include "nd_codec.h"
 
