@@ -27,6 +27,12 @@ typedef struct sock_ctx {
     struct sock_ctx *prev, *next;
 } sock_ctx;
 
+/* Easy handles kept for reuse: curl_easy_init and curl_easy_cleanup per request, with the download and upload
+ * buffers curl allocates for each handle, were about 4 % of the KMS proxy's CPU per request. A handle is reset
+ * (curl_easy_reset: every option back to its default) before it is used again; connections live in the multi
+ * handle's cache either way. Bounded, so idle handles cannot add much memory. */
+#define ND_HTTP_IDLE_EASY 16
+
 struct nd_http {
     uv_loop_t *loop;
     CURLM *multi;
@@ -39,6 +45,8 @@ struct nd_http {
     nd_http_req *reqs;    /* requests in flight */
     sock_ctx *socks;
     uint64_t connections, requests;
+    CURL *idle[ND_HTTP_IDLE_EASY]; /* easy handles of finished transfers, reset, for the next requests */
+    int nidle;
 };
 
 struct nd_http_req {
@@ -310,7 +318,12 @@ static void finish(nd_http *h, nd_http_req *r, CURLcode rc)
     req_unlink(r);
     curl_multi_remove_handle(h->multi, r->easy);
     r->cb(r->ud, &resp, r);
-    curl_easy_cleanup(r->easy);
+    if (!h->freed && h->nidle < ND_HTTP_IDLE_EASY) {
+        curl_easy_reset(r->easy);
+        h->idle[h->nidle++] = r->easy;
+    } else {
+        curl_easy_cleanup(r->easy);
+    }
     r->easy = NULL;
     req_free(r);
 }
@@ -388,6 +401,8 @@ void nd_http_free(nd_http *h)
         sock_close(h->socks);
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, NULL);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, NULL);
+    while (h->nidle > 0)
+        curl_easy_cleanup(h->idle[--h->nidle]);
     curl_multi_cleanup(h->multi);
     h->multi = NULL;
     uv_timer_stop(&h->timer);
@@ -409,7 +424,7 @@ int nd_http_start(nd_http *h, const nd_http_request *req, nd_http_cb cb, void *u
     r->cb = cb;
     r->ud = ud;
     r->max_response = req->max_response > 0 ? req->max_response : (1u << 20);
-    r->easy = curl_easy_init();
+    r->easy = h->nidle > 0 ? h->idle[--h->nidle] : curl_easy_init();
     if (!r->easy) {
         free(r);
         return nd_err_set(err, -ENOMEM, "http: curl_easy_init failed");
