@@ -855,22 +855,26 @@ function run_enclave(ctx, o)
       eif = eif_arg, pcrs = info.pcrs, image = image, cmdline = info.cmdline, image_name = info.name,
       image_version = info.version })
     require("nd.sim.allocator").write_sys(ctx.root, st)
-    local function announce()
-      ctx:stderr(started)
+    -- "Started enclave…" comes from EnclaveHandle::start (resource_manager.rs:726), before enclave_ready waits for
+    -- the heartbeat (:591); the JSON and "Enclave ID =" (mod.rs:281) come after run_enclaves returned
+    ctx:stderr(started)
+    local function ready()
       ctx:log("INFO", "src/enclave_proc/mod.rs:281", "Enclave ID = " .. e.id, string.format("enc-%s:%d", e.slot, e.pid))
       ctx:stdout(util.json(util.obj{ "EnclaveName", e.name, "EnclaveID", e.id, "ProcessID", e.pid, "EnclaveCID", cid,
         "NumberOfCPUs", #cpus, "CPUIDs", util.array(cpus), "MemoryMiB", alloc_mib }))
     end
-    -- an image that takes a while to send its heartbeat (`BootSeconds`): nitro-cli prints "Started enclave…" once
-    -- it came; meanwhile the heartbeat listener is held (a concurrent run-enclave gets the bind error)
+    booted = ready
+    -- an image that takes a while to send its heartbeat (`BootSeconds`): meanwhile the heartbeat listener is held
+    -- (a concurrent run-enclave gets the bind error)
     local boot_s = tonumber(image.BootSeconds)
     if boot_s and boot_s > 0 then
       st.heartbeat_busy_until = util.time() + boot_s
       boot_wait = boot_s
-      booted = announce
       return "booting"
     end
-    announce()
+    -- booted for real (nd.sim.backend_qemu): the heartbeat is waited for outside the state lock, below
+    if e.plan and e.plan.live then return "live" end
+    ready()
     return 0
   end)
   if rc2 == "booting" then
@@ -885,8 +889,8 @@ function run_enclave(ctx, o)
     return proc_fail(ctx, "E36", nil, chain("Waiting on enclave to boot failed with error VsockTimeoutError", "Failed to create enclave",
       "Failed to run enclave"), "src/enclave_proc/resource_manager.rs", 594, e.log_id)
   end
-  if rc2 ~= 0 then return rc2 end
-  if e and e.plan and e.plan.live then
+  if rc2 ~= 0 and rc2 ~= "live" then return rc2 end
+  if rc2 == "live" then
     -- booted for real: nitro-cli returns once the enclave's heartbeat came (nd.sim.backend_qemu)
     local q = require "nd.sim.backend_qemu"
     local ok, why = q.wait_boot(e.plan)
@@ -897,6 +901,7 @@ function run_enclave(ctx, o)
       return proc_fail(ctx, "E36", nil, chain("Waiting on enclave to boot failed with error VsockTimeoutError", "Failed to create enclave",
         "Failed to run enclave"), "src/enclave_proc/resource_manager.rs", 594, string.format("enc-%s:%d", e.slot, e.pid))
     end
+    booted()
   end
   if a.attach then
     local crc = console_connect(ctx, e, nil, "Enclave Console")

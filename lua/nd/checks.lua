@@ -212,13 +212,14 @@ local function run_one(s, name, eif, opts)
     if stream == "stderr" then
       stderr_lines[#stderr_lines + 1] = line
       local c = line:match("Started enclave with enclave%-cid: (%d+)")
-      if c then
-        cid = tonumber(c)
-        -- nitro-cli says so once the enclave's boot heartbeat came: how long the boot took on this host's clock
+      if c then cid = tonumber(c) end
+    else
+      -- "Started enclave…" comes before nitro-cli waits for the boot heartbeat (resource_manager.rs:726, :591); its
+      -- JSON on stdout comes after it: how long the boot took on this host's clock
+      if not boot_s then
         boot_s = nd.now() - started
         s:log(string.format("%s: started (boot heartbeat) after %.1f s", name, boot_s))
       end
-    else
       -- The run-enclave JSON comes first on stdout: remember the ID at once, so that clean-up terminates this
       -- enclave even if the run is stopped right now.
       local eid = not id and line:match('^%s*"EnclaveID"%s*:%s*"([^"]+)"')

@@ -40,6 +40,16 @@ function Facts:count(s)
   for _, l in ipairs(self.lines) do if l:find(s, 1, true) then n = n + 1 end end
   return n
 end
+-- facts:cli_line(l) -> true when the line l is nitro-cli's own wording around an error (the `[ Exx ]` line, its
+-- "Such error …" text, "For more details, please visit …", "If you open a support ticket, please provide the error
+-- log found at …", "Failed connections: N"; src/common/document_errors.rs, src/enclave_proc_comm.rs), never words of
+-- an application or a console. Rules that look for an application's error use it to skip them.
+function Facts:cli_line(l)
+  return l:find("^%s*%[ ?E%d%d ?%]") ~= nil or l:find("Such error", 1, true) ~= nil
+    or l:find("^%s*For more details, please visit ") ~= nil
+    or l:find("^%s*If you open a support ticket, please provide the error log found at") ~= nil
+    or l:find("^%s*Failed connections: %d+") ~= nil
+end
 -- facts:subaction(s) -> the err-log sub-action holding the plain string s (nitro-cli prints them in English)
 function Facts:subaction(s)
   for _, a in ipairs(self.subactions) do if a:find(s, 1, true) then return a end end

@@ -111,10 +111,17 @@ M.define{ code = "NOT_IN_NE_GROUP", severity = "fail", title = "The user may not
     "or run nitro-cli with sudo" },
   refs = { nitro_cli = "E19", doc = "https://docs.aws.amazon.com/enclaves/latest/user/nitro-enclave-cli-install.html" } }
 M.define{ code = "LOG_FILE_NOT_WRITABLE", severity = "fail", title = "nitro-cli cannot open its log file",
-  message = "nitro-cli could not open its log {file}: the user is not in group ne or /var/log/nitro_enclaves has the wrong owner",
-  remediation = { "ls -l /var/log/nitro_enclaves; sudo chown -R root:ne /var/log/nitro_enclaves && sudo chmod 775 /var/log/nitro_enclaves",
+  message = "nitro-cli could not open its log {file}: /var/log/nitro_enclaves is missing or has the wrong owner, or the user is not in group ne",
+  remediation = { "ls -l /var/log/nitro_enclaves; the package makes it so: sudo mkdir -p /var/log/nitro_enclaves && sudo touch /var/log/nitro_enclaves/nitro_enclaves.log && sudo chown -R root:ne /var/log/nitro_enclaves && sudo chmod 775 /var/log/nitro_enclaves && sudo chmod 664 /var/log/nitro_enclaves/nitro_enclaves.log",
     "sudo usermod -aG ne $USER, then log in again" },
-  refs = { nitro_cli = "E56", issues = { CLI .. "194" } } }
+  refs = { nitro_cli = "E19", source = "SPECS/aws-nitro-enclaves-cli.spec (%post: log dir 775, log file 664, root:ne)",
+    issues = { "aws/aws-nitro-enclaves-sdk-c#104" } } }
+M.define{ code = "EIF_BLOBS_MISSING", severity = "fail", title = "build-enclave cannot find the enclave kernel and init blobs",
+  message = "nitro-cli build-enclave could not {operation} {file}: the files it packs into every EIF (kernel, its command line, init, nsm.ko, linuxkit) are not in {dir}",
+  remediation = { "install them: sudo dnf install aws-nitro-enclaves-cli-devel (Amazon Linux 2: sudo yum install aws-nitro-enclaves-cli-devel); ls -l /usr/share/nitro_enclaves/blobs/",
+    "nitro-cli built from source or run from a container: export NITRO_CLI_BLOBS=<dir holding bzImage (Image on arm64), bzImage.config, cmdline, init, nsm.ko, linuxkit>" },
+  refs = { nitro_cli = "E19", source = "src/lib.rs build_from_docker (NITRO_CLI_BLOBS, default /usr/share/nitro_enclaves/blobs/); SPECS/aws-nitro-enclaves-cli.spec %files devel",
+    issues = { CLI .. "513" } } }
 M.define{ code = "EIF_FILE_MISSING", severity = "fail", title = "The EIF file cannot be opened",
   message = "{operation} of the EIF {file} failed: the path is wrong or not readable",
   remediation = { "ls -l {file}", "pass the path of the file build-enclave wrote with --eif-path" },
@@ -561,8 +568,9 @@ M.define{ code = "ENCLAVE_TLS_WRONG_PROXY_HOST", severity = "fail", title = "The
   message = "the certificate presented does not match the name the application asked for ({detail}): the local port goes through a vsock-proxy that forwards to a different host",
   remediation = { "check which host the parent's vsock-proxy forwards that port to: vsock-proxy <port> <host> 443 must name the host the application connects to (e.g. kms.<region>.amazonaws.com)",
     "one vsock-proxy (one port) per remote host; map each name to 127.0.0.1 with its own local port",
-    "with a VPC endpoint, keep the service's public name in the enclave and let the parent resolve it (private DNS)" },
-  refs = { issues = { "aws/aws-nitro-enclaves-cli#610" } } }
+    "with a VPC endpoint, keep the service's public name in the enclave and let the parent resolve it (private DNS)",
+    "kmstool: its --region must be the region of the KMS host the vsock-proxy forwards to (vsock-proxy 8000 kms.<region>.amazonaws.com 443)" },
+  refs = { issues = { "aws/aws-nitro-enclaves-cli#610", "aws/aws-nitro-enclaves-sdk-c#32" } } }
 M.define{ code = "KMS_RECIPIENT_NO_PUBLIC_KEY", severity = "fail", title = "The KMS Recipient's attestation document carries no public key",
   message = "KMS was given an attestation document without a public key as Recipient ({detail})",
   remediation = { "request the attestation document with the enclave's RSA-2048 public key (NSM Attestation { public_key: Some(der) })",

@@ -90,6 +90,27 @@ describe("the host's clock", function()
     truthy(res.steps[2].duration >= 5 and res.steps[2].duration < 6, "long " .. res.steps[2].duration)
   end)
 
+  it("run-enclave says \"Started enclave…\" at the start and prints its JSON only once the heartbeat came", function()
+    -- resource_manager.rs: EnclaveHandle::start prints "Started enclave with enclave-cid…" (:726) before
+    -- enclave_ready waits for the heartbeat (:591); run_enclaves' JSON follows the heartbeat. Real time here (the
+    -- 30 s boot is not skipped), and the command is stopped long before the heartbeat.
+    local s = H.activate("slow-boot", { time_scale = 1 })
+    local h <close> = proc.start{ "nitro-cli", "run-enclave", "--eif-path", s:path("/home/ec2-user/slow-app.eif"),
+      "--memory", "1024", "--cpu-count", "2" }
+    local out
+    local r0 = real()
+    repeat
+      nd.sleep(0.05)
+      out = assert(h:output())
+    until out.stderr:find("Started enclave with enclave-cid", 1, true) or not out.running or real() - r0 > 20
+    match(out.stderr, "^Start allocating memory%.%.%.\nStarted enclave with enclave%-cid: %d+, memory: 1024 MiB, cpu%-ids: %[")
+    eq(out.running, true, "still waiting for the heartbeat")
+    nd.sleep(0.5)
+    out = assert(h:output())
+    eq(out.stdout, "", "no JSON before the heartbeat")
+    eq(out.running, true)
+  end)
+
   it("--sim-realtime (time_scale = 1) keeps the wall clock: nothing advances", function()
     local s = H.activate("healthy", { time_scale = 1 })
     falsy(clock.file())

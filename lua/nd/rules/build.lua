@@ -23,7 +23,14 @@ return { area = "image-build", rules = {
   { id = "docker-build", finding = "DOCKER_BUILD_FAILED", confidence = 0.7,
     match = function(f)
       local l = f:line("Docker error: BuildError") or f:line("Failed to build docker image")
-      if f.code == "E49" or l then return { evidence = { f.root and f.root.headline, l } } end
+      -- docker's own words for a COPY/ADD source that is not in the build context (BuildKit: "failed to compute
+      -- cache key: … \"<path>\": not found"; the classic builder: "COPY failed: file not found in build context or
+      -- excluded by .dockerignore") and BuildKit's summary line
+      local missing = f:line("failed to compute cache key.-not found") or f:line("COPY failed: ") or f:line("ADD failed: ")
+      local solve = f:line("failed to solve")
+      if f.code == "E49" or l or missing or solve then
+        return { evidence = { f.root and f.root.headline, l, missing or solve }, confidence = (missing and not f.code) and 0.75 or nil }
+      end
     end },
   { id = "linuxkit", finding = "LINUXKIT_BUILD_FAILED", confidence = 0.85,
     match = function(f)

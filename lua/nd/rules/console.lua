@@ -40,7 +40,7 @@ return { area = "console", rules = {
       -- the application's own words on the console, not nitro-cli's `[ Exx ]` block printed after the console
       local l
       for _, x in ipairs(f.lines) do
-        if not x:find("^%s*%[ ?E%d%d ?%]") and not x:find("Such error", 1, true) and
+        if not f:cli_line(x) and
            (x:find("[Ee]rror[:%s]") or x:find("panicked at") or x:find("[Tt]raceback") or x:find("not found")
             or x:find("No such file or directory")) then l = x break end
       end

@@ -15,7 +15,7 @@ local function app_lines(f)
   for _, l in ipairs(f.lines) do
     local t = text_of(l)
     if not t:find("^%[init%]") and not t:find("^%[%s*%d+%.%d+%]") and not l:find(" logd: ", 1, true)
-      and not t:find("^%[vmtest%]") then
+      and not t:find("^%[vmtest%]") and not f:cli_line(t) then
       out[#out + 1] = t
     end
   end
@@ -137,7 +137,9 @@ return { area = "enclave", rules = {
     end },
   { id = "app-tls-hostname", finding = "ENCLAVE_TLS_WRONG_PROXY_HOST", confidence = 0.88,
     match = function(f)
-      local l = app_line(f, "certificate is valid for [^,]+, not ", "[Hh]ostname mismatch", "doesn't match",
+      -- Go's crypto/x509 HostnameError: "x509: certificate is valid for <names joined by \", \">, not <host>" (a
+      -- paste may cut the list before "not"); rustls NotValidForName; OpenSSL/Python "Hostname mismatch"
+      local l = app_line(f, "certificate is valid for [^,]+, not ", "x509: certificate is valid for ", "[Hh]ostname mismatch", "doesn't match",
         "no alternative certificate subject name matches", "NotValidForName", "does not match the target host name",
         "certificate is not valid for")
       if l then return { vars = { detail = short(l) }, evidence = { l } } end

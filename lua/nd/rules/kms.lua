@@ -36,6 +36,20 @@ return { area = "kms", rules = {
       local l = line(f, "ThrottlingException") or line(f, "Rate exceeded")
       if l then return { vars = { detail = "KMS throttled the request: " .. l:sub(1, 160) }, evidence = { l } } end
     end },
+  { id = "kms-tls-untrusted", finding = "ENCLAVE_TLS_WRONG_PROXY_HOST", confidence = 0.86,
+    -- s2n (aws-c-io's TLS) says "Certificate is untrusted" (S2N_ERR_CERT_UNTRUSTED) when the server's certificate
+    -- does not name the host asked for (s2n_verify_host_information, checked before the chain) or its chain does not
+    -- verify. With a trust store that loaded (no "Error initializing trust store"), kmstool asked for
+    -- kms.<region>.amazonaws.com and got another name: the vsock-proxy on that port forwards to another host or
+    -- region (aws-nitro-enclaves-sdk-c docs/kmstool.md, Troubleshooting: region mismatch).
+    match = function(f)
+      local l = line(f, "Certificate is untrusted")
+      if l and not f:has("Error initializing trust store") and not f:has("Failed to set ca_path") then
+        local region = f.text:match("%-%-region[%s\"]+([%a%d%-]+)")
+        return { vars = { detail = "s2n: Certificate is untrusted" .. (region and (", kmstool --region " .. region) or "") },
+                 evidence = { l, line(f, "AWS_IO_TLS_ERROR_NEGOTIATION_FAILURE") } }
+      end
+    end },
   { id = "kms-tls-trust", finding = "KMS_TLS_TRUST_STORE", confidence = 0.85,
     match = function(f)
       local l = line(f, "AWS_IO_TLS_ERROR_NEGOTIATION_FAILURE") or line(f, "AWS_IO_FILE_VALIDATION_FAILURE")

@@ -11,10 +11,15 @@ local function ev(f, ...)
   return out
 end
 
+-- The file and operation of an E19: nitro-cli's detail line "File: '<file>', failing operation: '<op>'."
+-- (src/common/document_errors.rs, E19 only). The line alone identifies an E19 even when the `[ E19 ]` line above it
+-- was not pasted, and a paste rewrapped at a width may break it after "File:".
 local function e19(f, pat)
-  if f.code ~= "E19" then return nil end
-  local file = f.nf.file or f.text:match("File: '([^']+)'")
-  if file and file:find(pat) then return file, f.nf.operation or f.text:match("failing operation: '([^']+)'") end
+  if f.code and f.code ~= "E19" then return nil end
+  local file, op = f.nf.file, f.nf.operation
+  if not file then file, op = f.text:match("File:%s+'([^']+)',%s+failing operation:%s+'([^']+)'") end
+  if not file and f.code == "E19" then file = f.text:match("File:%s+'([^']+)'") end
+  if file and file:find(pat) then return file, op end
 end
 
 local rules = {
@@ -44,6 +49,19 @@ local rules = {
       if f.code == "E56" or f:has("Failed to open log file") then
         return { vars = { file = f.text:match("(/var/log/nitro_enclaves/[%w%._%-]+)") or "/var/log/nitro_enclaves/nitro_enclaves.log" },
                  evidence = ev(f, f:line("[Ll]og")) }
+      end
+    end },
+  { id = "e19-blobs", finding = "EIF_BLOBS_MISSING", confidence = 0.9,
+    -- build-enclave opens <blobs>/cmdline first (src/lib.rs build_from_docker; blobs from NITRO_CLI_BLOBS, default
+    -- /usr/share/nitro_enclaves/blobs/, hence the "//"): the -devel package installs them (SPECS %files devel)
+    match = function(f)
+      local file, op = e19(f, "/cmdline$")
+      if not file then file, op = e19(f, "/nitro_enclaves/blobs/") end
+      local l = f:line("Could not open kernel command line file") or f:line("Failed to read kernel command line")
+      if not file and l then file = "<blobs>/cmdline" end
+      if file then
+        return { vars = { file = file, operation = op or "Open", dir = file:match("^(.-)/+[^/]*$") or file },
+                 evidence = ev(f, l) }
       end
     end },
   { id = "e19-eif", finding = "EIF_FILE_MISSING", confidence = 0.85,
@@ -149,6 +167,12 @@ local rules = {
       if f.code == "E36" and (f:has("VsockTimeoutError") or f:has("SocketPollingError") or f:has("timed out")) then
         return { evidence = ev(f, f:line("Vsock%a*Error") or f:line("SocketPollingError")) }
       end
+      -- no err log: an E36 after "Started enclave" is create_enclave's enclave_ready failing (the vsock bind comes
+      -- before the start; resource_manager.rs), and its common case is that no heartbeat came at all
+      local started = f:line("Started enclave with enclave%-cid")
+      if f.code == "E36" and started and not f:has("Waiting on enclave to boot failed") and f.runs <= 1 then
+        return { evidence = ev(f, started), confidence = 0.45 }
+      end
     end },
   { id = "e59-signature", finding = "SIGNING_CERT_EXPIRED", confidence = 0.9,
     match = function(f)
@@ -168,6 +192,13 @@ local rules = {
       if f.code == "E44" and (f:has("debug flag") or f:has("debug-mode") or f:has("debug mode")) then return { evidence = ev(f) } end
       if f:has("was not started with the debug flag") then return { evidence = ev(f, f:line("debug flag")) } end
     end },
+  { id = "e44-no-detail", finding = "CONSOLE_NEEDS_DEBUG_MODE", confidence = 0.6,
+    -- E44 comes from `nitro-cli console`: since 1.0.10 when the enclave's flags lack debug mode (src/main.rs), and
+    -- when connecting to the console's vsock port fails (src/utils.rs Console::new), which is closed unless the
+    -- enclave runs in debug mode. With no err log saying otherwise, debug mode is the cause to check first.
+    match = function(f)
+      if f.code == "E44" and not f:has("Enclave CID was not reported") then return { evidence = ev(f) } end
+    end },
   { id = "e45-enclave-exited", finding = "ENCLAVE_EXITED_CONSOLE_CLOSED", confidence = 0.7,
     match = function(f)
       local reboot = f:line("reboot: Restarting system") or f:line("reboot: machine restart")
@@ -176,7 +207,7 @@ local rules = {
         -- that error is the cause and this is its consequence
         local app_error
         for _, x in ipairs(f.lines) do
-          if not x:find("^%s*%[ ?E%d%d ?%]") and not x:find("Such error", 1, true) and
+          if not f:cli_line(x) and
              (x:find("[Ee]rror[:%s]") or x:find("panicked at") or x:find("[Tt]raceback")) then app_error = x break end
         end
         return { evidence = ev(f, reboot), confidence = reboot and 0.9 or 0.7, secondary = app_error ~= nil }
