@@ -8,7 +8,8 @@
 # per 1000 requests and its peak RSS, checks the targets (>= 80 % of direct throughput, p99 added latency <= 1 ms,
 # RSS < 32 MiB) and prints a Markdown table for docs/performance.md, then the CPU per request of each process on each
 # path (client, proxy, fake KMS) so the comparison can be judged. BENCH_REQUESTS (default 2000) sets the
-# requests per concurrency level. The driver is tests/proxy/proxytest.c (`nitrodiag-proxytest bench`).
+# requests per concurrency level; BENCH_ARRAYS=1 makes the enclave side send byte fields as arrays of numbers (what
+# the reference's Rust clients send) instead of base64. The driver is tests/proxy/proxytest.c (`nitrodiag-proxytest bench`).
 set -euo pipefail
 build="$(cd "${1:-build}" && pwd)"
 drv="$build/nitrodiag-proxytest"

@@ -465,7 +465,10 @@ static char *mk_tmpl(int i, const char *id, size_t *len, void *ud)
         r.plaintext.data = (unsigned char *)strdup(t->plaintext);
         r.plaintext.len = strlen(t->plaintext);
     }
-    char *s = nd_kms_request_encode(&r, true, len);
+    /* byte fields as base64 (what vsock-pingpong sends), or as arrays of numbers (what the reference's Rust clients
+     * send) when BENCH_ARRAYS is set (bench/kms-proxy/run.sh) */
+    const char *arrays = getenv("BENCH_ARRAYS");
+    char *s = nd_kms_request_encode(&r, !(arrays && arrays[0] && strcmp(arrays, "0") != 0), len);
     r.recipient.data = NULL;
     nd_kms_request_free(&r);
     return s;
