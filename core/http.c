@@ -216,7 +216,7 @@ static int closesocket_cb(void *clientp, curl_socket_t fd)
             sock_close(p);
             break;
         }
-    return close(fd);
+    return close(fd) == 0 ? 0 : 1; /* curl: 0 success, 1 error */
 }
 
 static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
