@@ -250,7 +250,11 @@ void req_finish(preq *q, const char *error_code, const char *message, const nd_k
 
 /* The base64 blobs of a KMS response, read straight from its text (core/nd_jsonlift.h): the CMS EnvelopedData of a
  * recipient request made json_loadb the largest single cost of the proxy per request after the request itself. */
-static const nd_jl_path kms_blob_paths[] = {{"CiphertextBlob", NULL}, {"Plaintext", NULL}, {"CiphertextForRecipient", NULL}};
+static const nd_jl_path kms_blob_paths[] = {
+    {"CiphertextBlob", NULL},
+    {"Plaintext", NULL},
+    {"CiphertextForRecipient", NULL},
+};
 
 /* Reads a base64 blob field of a KMS response (lifted into jl, or in the tree). Returns 0 (absent or decoded) or
  * -EBADMSG. */

@@ -9,7 +9,8 @@
 # RSS < 32 MiB) and prints a Markdown table for docs/performance.md, then the CPU per request of each process on each
 # path (client, proxy, fake KMS) so the comparison can be judged. BENCH_REQUESTS (default 2000) sets the
 # requests per concurrency level; BENCH_ARRAYS=1 makes the enclave side send byte fields as arrays of numbers (what
-# the reference's Rust clients send) instead of base64. The driver is tests/proxy/proxytest.c (`nitrodiag-proxytest bench`).
+# the reference's Rust clients send) instead of base64. The driver is tests/proxy/proxytest.c
+# (`nitrodiag-proxytest bench`).
 set -euo pipefail
 build="$(cd "${1:-build}" && pwd)"
 drv="$build/nitrodiag-proxytest"

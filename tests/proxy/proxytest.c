@@ -1510,7 +1510,8 @@ static void scenario_bench(void)
         /* the enclave side's CPU (building requests, reading answers): on a real host it runs on the enclave's own
          * CPUs, here it shares the host's with the proxy and the fake KMS */
         double ccpu = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec + ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
-                      (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec + ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e6;
+                      (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec + ru1.ru_stime.tv_usec -
+                               ru0.ru_stime.tv_usec) / 1e6;
         double *lat = calloc((size_t)n, sizeof *lat);
         int ok = 0;
         for (int i = 0; i < n; i++) {
