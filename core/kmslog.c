@@ -18,7 +18,8 @@
  * and by jansson only when that reader is not sure to read it exactly as jansson would. The summary is bounded whatever the log's
  * size: durations exact up to DUR_EXACT then a log histogram, ids up to max_ids in a set of 64-bit hashes, pairing
  * in a ring of PAIR_CAP waiting requests with a PAIR_WINDOW of log time. since= on a plain file may start reading
- * at a binary-searched offset (seek_start).
+ * at a binary-searched offset (seek_start). Once the callback wants no more records (ND_KMSLOG_ENOUGH), a record's
+ * strings are no longer copied: the summary reads what it needs where it lies in the line (lazy_rec).
  */
 #include "nd_kmslog.h"
 #include "nd_logline.h"
@@ -37,6 +38,10 @@
 #include <jansson.h>
 #include <zlib.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #define MAX_CODES 256
 #define MAX_COUNTERS 64
 #define MAX_NEEDLES 5
@@ -47,6 +52,7 @@
 #define DUR_ALPHA 0.005       /* the histogram's relative accuracy */
 #define DUR_BUCKETS 8192u     /* log buckets of the histogram (64 KiB) */
 #define DUR_LOW 1e-6          /* values at or below it share bucket 0 */
+#define DUR_MEMO 256u         /* buckets of recent values remembered */
 
 enum { OP_NONE, OP_DECRYPT, OP_GDK, OP_OTHER };
 
@@ -65,6 +71,9 @@ typedef struct tcache {
     char prefix[19];
     bool valid;
     double base;
+    char full[40];      /* the last whole time string read in place (full_n bytes, 0 = none) and its value */
+    size_t full_n;
+    double full_t;
 } tcache;
 
 struct nd_kmslog {
@@ -73,6 +82,8 @@ struct nd_kmslog {
     char code[64];      /* normalised code filter, "" = none */
     nd_kmslog_cb cb;
     void *ud;
+    bool quiet;         /* the callback wants no more records (ND_KMSLOG_ENOUGH): summary only, strings lazily */
+    bool shape_first;   /* no filter but times: a line a kept template reads as a KMS event skips the search */
 
     needle drv[MAX_NEEDLES]; /* the driver: a line is a candidate when it holds any of these */
     int ndrv;
@@ -102,6 +113,9 @@ struct nd_kmslog {
     struct shape *shapes[8], *inner_shapes[8]; /* line templates (SHAPES per level), most used first */
     int nshapes, ninner_shapes;
     struct shape *shape_tmp; /* where a new template is built */
+    struct shape *last_shape[2]; /* the templates that matched last (line; json string) */
+    struct fobj *fo;    /* [3]: the line's object, its "fields" and the wrapped event, as last read (process_fast) */
+    uint32_t fo_dirty[3]; /* per object: the keys that may be set (a template clears those it does not set) */
     struct tcache tc;   /* the last RFC 3339 time's first 19 bytes and their value */
 
     char *carry;        /* partial line kept between feeds */
@@ -114,6 +128,9 @@ struct nd_kmslog {
     size_t ndurs, durs_cap;
     bool durs_sorted;
     uint64_t *hist;     /* log-bucketed histogram once the exact samples are folded in (DUR_BUCKETS counts) */
+    uint64_t dmemo_key[DUR_MEMO]; /* recent values' bits and their buckets (direct-mapped; dmemo_ok: filled) */
+    uint16_t dmemo_bucket[DUR_MEMO];
+    uint8_t dmemo_ok[DUR_MEMO];
     double dur_min, dur_max;
     nd_kmslog_counter counters[MAX_COUNTERS];
     const char *counter_src[MAX_COUNTERS]; /* the shape's name string last counted under each counter */
@@ -190,37 +207,48 @@ static int digits(const char **p, int n, int *out)
     return 0;
 }
 
-/* The fraction and zone after the seconds (or after the minutes / the date: the zone only), to the end of the string.
- * Returns 0 or -1. */
-static int rfc3339_tail(const char *p, bool secs, double *frac, int *off)
+/* The fraction and zone after the seconds (or after the minutes / the date: the zone only), to end (the string's
+ * end: a NUL there or not; the text holds no NUL before it). Returns 0 or -1. */
+static int rfc3339_tail(const char *p, const char *end, bool secs, double *frac, int *off)
 {
+#define AT(q) ((q) < end ? *(q) : '\0')
     *frac = 0;
     *off = 0;
-    if (secs && (*p == '.' || *p == ',')) {
+    if (secs && (AT(p) == '.' || AT(p) == ',')) {
         p++;
-        double scale = 0.1;
-        if (!ISDIGIT(*p))
+        /* the i-th digit's weight is 0.1 divided by 10 i times, rounded each time: those doubles, without the
+         * divisions' latency (tests/unit/test_kmslog.c checks them against the divisions) */
+        static const double w[12] = {0x1.999999999999ap-4,  0x1.47ae147ae147bp-7,  0x1.0624dd2f1a9fcp-10,
+                                     0x1.a36e2eb1c432dp-14, 0x1.4f8b588e368f1p-17, 0x1.0c6f7a0b5ed8ep-20,
+                                     0x1.ad7f29abcaf4ap-24, 0x1.5798ee2308c3bp-27, 0x1.12e0be826d696p-30,
+                                     0x1.b7cdfd9d7bdbdp-34, 0x1.5fd7fe1796497p-37, 0x1.19799812dea12p-40};
+        double scale = w[11] / 10;
+        if (!ISDIGIT(AT(p)))
             return -1;
-        while (ISDIGIT(*p)) {
-            *frac += (*p - '0') * scale;
-            scale /= 10;
-            p++;
+        for (int i = 0; ISDIGIT(AT(p)); i++, p++) {
+            if (i < 12) {
+                *frac += (*p - '0') * w[i];
+            } else {
+                *frac += (*p - '0') * scale;
+                scale /= 10;
+            }
         }
     }
-    if (*p == 'Z' || *p == 'z') {
+    if (AT(p) == 'Z' || AT(p) == 'z') {
         p++;
-    } else if (*p == '+' || *p == '-') {
+    } else if (AT(p) == '+' || AT(p) == '-') {
         int sign = *p == '-' ? -1 : 1, oh, om = 0;
         p++;
-        if (digits(&p, 2, &oh))
+        if (end - p < 2 || digits(&p, 2, &oh))
             return -1;
-        if (*p == ':')
+        if (AT(p) == ':')
             p++;
-        if (ISDIGIT(*p) && digits(&p, 2, &om))
+        if (ISDIGIT(AT(p)) && (end - p < 2 || digits(&p, 2, &om)))
             return -1;
         *off = sign * (oh * 3600 + om * 60);
     }
-    return *p ? -1 : 0;
+    return p < end ? -1 : 0;
+#undef AT
 }
 
 /* RFC 3339 (and the date-only / space-separated / no-zone variants). Returns 0 or -1. When base is not NULL and the
@@ -250,7 +278,7 @@ static int parse_rfc3339_base(const char *s, double *out, double *base)
     }
     double frac;
     int off;
-    if (rfc3339_tail(p, secs, &frac, &off) < 0)
+    if (rfc3339_tail(p, p + strlen(p), secs, &frac, &off) < 0)
         return -1;
     double days = days_from_civil(y, (unsigned)mo, (unsigned)d);
     double b = days * 86400.0 + h * 3600 + mi * 60 + sec;
@@ -476,6 +504,7 @@ static bool code_ok(const nd_kmslog *k, const char *line, size_t len)
 enum { FT_NONE, FT_STR, FT_NUM, FT_TRUE, FT_FALSE, FT_NULL, FT_OBJ, FT_ARR };
 enum { FK_EVENT, FK_REQUEST_ID, FK_TRACE_ID, FK_OP, FK_KMS_REQUEST_ID, FK_ERROR_CODE, FK_OK, FK_DURATION,
        FK_TIMESTAMP, FK_TS, FK_TIME, FK_ATTS, FK_METRICS, FK_FIELDS, FK_JSON, FK_ATT_PCR0, FK_ATT_MODULE, FK_COUNT };
+#define FK_ALL ((1u << FK_COUNT) - 1)
 
 typedef struct fval {
     const char *p; /* string: its content between the quotes; others: the value's text */
@@ -522,6 +551,18 @@ static const char *fws(const char *p, const char *end)
 /* The first '"', '\\', control or non-ASCII byte in [p, end), or end: 16 bytes at a time. */
 static inline const char *fspecial(const char *p, const char *end)
 {
+#if defined(__SSE2__)
+    /* SSE2 (every x86-64): a signed compare below 0x20 catches controls and non-ASCII bytes at once */
+    const __m128i vq = _mm_set1_epi8('"'), vbs = _mm_set1_epi8('\\'), vsp = _mm_set1_epi8(0x20);
+    while (end - p >= 16) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)p);
+        __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(a, vq), _mm_cmpeq_epi8(a, vbs)), _mm_cmplt_epi8(a, vsp));
+        int m = _mm_movemask_epi8(hit);
+        if (m)
+            return p + __builtin_ctz((unsigned)m);
+        p += 16;
+    }
+#endif
     while (end - p >= 16) {
         nd_v16 a;
         memcpy(&a, p, 16);
@@ -813,13 +854,26 @@ static double ftime(const fval *v, char **arena, const char *aend, tcache *tc)
         return t > 1e12 ? t / 1000.0 : t;
     }
     if (v->t == FT_STR) {
-        char *s = fcopy(arena, aend, v, NULL);
         double t, frac;
         int off;
+        /* the usual time shares its first 19 bytes with the last one (or is the same): read in place (no escapes) */
+        if (tc && tc->valid && !v->esc && v->n >= 19 && memcmp(v->p, tc->prefix, 19) == 0) {
+            if (v->n == tc->full_n && memcmp(v->p, tc->full, v->n) == 0)
+                return tc->full_t;
+            t = rfc3339_tail(v->p + 19, v->p + v->n, true, &frac, &off) == 0 ? tc->base + frac - off : NAN;
+            if (v->n <= sizeof tc->full) {
+                memcpy(tc->full, v->p, v->n);
+                tc->full_n = v->n;
+                tc->full_t = t;
+            }
+            return t;
+        }
+        size_t n;
+        char *s = fcopy(arena, aend, v, &n);
         if (!s)
             return NAN;
-        if (tc && tc->valid && v->n >= 19 && memcmp(s, tc->prefix, 19) == 0)
-            return rfc3339_tail(s + 19, true, &frac, &off) == 0 ? tc->base + frac - off : NAN;
+        if (tc && tc->valid && n >= 19 && memcmp(s, tc->prefix, 19) == 0)
+            return rfc3339_tail(s + 19, s + n, true, &frac, &off) == 0 ? tc->base + frac - off : NAN;
         double base = NAN;
         if (parse_rfc3339_base(s, &t, tc ? &base : NULL) == 0) {
             if (tc && !isnan(base)) {
@@ -863,6 +917,7 @@ enum { SO_TOP, SO_SUB, SO_NONE };
 enum { SM_TOP, SM_SUB, SM_MET, SM_NONE };
 
 typedef struct sitem {
+    uint64_t lw[2], lm[2]; /* the first 16 literal bytes (masked) and the mask of the literal's bytes among them */
     uint8_t kind;
     uint8_t obj;        /* SO_*: the fobj a keyed value goes to */
     int8_t key;         /* FK_* or -1 */
@@ -871,21 +926,30 @@ typedef struct sitem {
     uint16_t loff, llen; /* the literal bytes before the item (SI_LIT: only those, at the end) */
 } sitem;
 
+enum { EK_UNKNOWN, EK_OTHER, EK_REQUEST, EK_RESPONSE };
+
 typedef struct shape {
     bool esc;           /* an inner template: literals as they appear inside a JSON string */
     uint16_t nitems, nbytes;
     uint32_t mask[2];   /* the known keys it sets, per object (SO_TOP, SO_SUB): the others read as absent */
-    uint8_t nclear[2], clear[2][FK_COUNT]; /* the known keys it does not set, per object (made by shape_build) */
+    /* Derived from the items (so equal shapes agree) or learnt while counting; not compared by shape_equal: */
+    uint8_t evkind;     /* EK_*: what its top object's event is (a fixed name), EK_UNKNOWN: read it */
+    char evname[48];    /* that name, NUL-terminated (EK_REQUEST, EK_RESPONSE) */
+    uint16_t met_ctr[SHAPE_ITEMS]; /* per SI_MET item: the counter its name is counted under + 1, 0 = not yet */
+    struct shape *next; /* the template that matched the next line (json string) after this one's, tried first */
     sitem it[SHAPE_ITEMS];
-    char bytes[SHAPE_BYTES];
+    char bytes[SHAPE_BYTES + 16]; /* 16 zero bytes after nbytes: literals are read 16 bytes at a time (lit_eq) */
 } shape;
 
 typedef struct smatch {
     fobj *o, *sub, *in;
+    uint32_t *dirty;    /* per object (o, sub, in): the keys set since it was last cleared */
     const char *inner;  /* the matched json string's content (escaped), NULL when none */
     size_t inner_n;
+    const shape *shape, *inner_shape; /* the templates that matched the line and its json string */
     int nmet;
     const char *met_name[SHAPE_METRICS];
+    uint16_t *met_ctr[SHAPE_METRICS]; /* the template's counter cache for each */
     double met_x[SHAPE_METRICS];
 } smatch;
 
@@ -1119,10 +1183,37 @@ static bool shape_build(shape *s, bool esc, const char *p, const char *end, bool
     sb_lit(&b, q, (size_t)(end - q));
     if (b.pend_len)
         sb_item(&b, SI_LIT, SO_NONE, -1);
-    for (int obj = 0; obj < 2; obj++)
-        for (int key = 0; key < FK_COUNT; key++)
-            if (!(s->mask[obj] & (1u << key)) && (obj == SO_TOP || key == FK_JSON)) /* of sub, only json is read */
-                s->clear[obj][s->nclear[obj]++] = (uint8_t)key;
+    /* the event, as process_fast would read it from a line of this shape: absent or not a string is not a KMS
+     * event; a string is a fixed name (SI_FIX), known from here on */
+    s->evkind = EK_OTHER;
+    for (int i = 0; i < s->nitems; i++) {
+        const sitem *it = &s->it[i];
+        if (it->key != FK_EVENT || it->obj != SO_TOP)
+            continue;
+        s->evkind = EK_UNKNOWN;
+        if (it->kind == SI_SET)
+            s->evkind = EK_OTHER;
+        else if (it->kind == SI_FIX && it->len < sizeof s->evname) {
+            memcpy(s->evname, s->bytes + it->off, it->len);
+            s->evname[it->len] = '\0';
+            if (strncmp(s->evname, ND_LOG_EVENT_PREFIX, sizeof ND_LOG_EVENT_PREFIX - 1) != 0)
+                s->evkind = EK_OTHER;
+            else
+                s->evkind = strcmp(s->evname, ND_LOG_EVENT_RESPONSE) == 0 ? EK_RESPONSE : EK_REQUEST;
+        }
+    }
+    memset(s->bytes + s->nbytes, 0, 16);
+    for (int i = 0; i < s->nitems; i++) {
+        sitem *it = &s->it[i];
+        size_t n = it->llen < 16 ? it->llen : 16;
+        uint64_t m0 = n >= 8 ? ~0ull : (1ull << (8 * n)) - 1;
+        uint64_t m1 = n >= 16 ? ~0ull : n <= 8 ? 0 : (1ull << (8 * (n - 8))) - 1;
+        memcpy(it->lw, s->bytes + it->loff, 16);
+        it->lm[0] = m0;
+        it->lm[1] = m1;
+        it->lw[0] &= m0;
+        it->lw[1] &= m1;
+    }
     return !b.fail && fws(q, end) == end;
 }
 
@@ -1132,8 +1223,24 @@ static bool shape_equal(const shape *a, const shape *b)
            memcmp(a->it, b->it, a->nitems * sizeof a->it[0]) == 0 && memcmp(a->bytes, b->bytes, a->nbytes) == 0;
 }
 
-static inline bool lit_eq(const char *p, const char *l, size_t n)
+/* true when the n bytes at p (before end) are the n bytes at l (a template's: 16 bytes readable past n). */
+static inline bool lit_eq(const char *p, const char *end, const char *l, size_t n)
 {
+    if ((size_t)(end - p) < n)
+        return false;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (n <= 16 && end - p >= 16) {
+        /* one 16-byte compare, the bytes past n masked out */
+        uint64_t a0, a1, b0, b1;
+        memcpy(&a0, p, 8);
+        memcpy(&a1, p + 8, 8);
+        memcpy(&b0, l, 8);
+        memcpy(&b1, l + 8, 8);
+        uint64_t m0 = n >= 8 ? ~0ull : (1ull << (8 * n)) - 1;
+        uint64_t m1 = n >= 16 ? ~0ull : n <= 8 ? 0 : (1ull << (8 * (n - 8))) - 1;
+        return (((a0 ^ b0) & m0) | ((a1 ^ b1) & m1)) == 0;
+    }
+#endif
     if (n >= 8) {
         size_t i = 0;
         for (; i + 8 <= n; i += 8) {
@@ -1213,31 +1320,96 @@ static inline const char *sm_scalar(const char *p, const char *end, bool esc, fv
 }
 
 static const char *shape_match_level(shape *const *tab, int *n, const char *p, const char *end, smatch *m, int level,
-                                     shape *const *inner, int *ninner);
+                                     shape **last, shape *const *inner, int *ninner, shape **inner_last);
 
 /* Matches one template at p. Returns the end of what it covers, or NULL. */
 static const char *shape_match(const shape *s, const char *p, const char *end, smatch *m, int level,
-                               shape *const *inner, int *ninner)
+                               shape *const *inner, int *ninner, shape **inner_last)
 {
     fobj *top = level ? m->in : m->o, *sub = level ? NULL : m->sub;
     for (const sitem *it = s->it, *e = s->it + s->nitems; it < e; it++) {
-        if ((size_t)(end - p) < it->llen || !lit_eq(p, s->bytes + it->loff, it->llen))
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (it->llen <= 16 && end - p >= 16) {
+            /* the literal as one masked 16-byte compare (little-endian: the mask keeps its first llen bytes) */
+            uint64_t a0, a1;
+            memcpy(&a0, p, 8);
+            memcpy(&a1, p + 8, 8);
+            if (((a0 & it->lm[0]) ^ it->lw[0]) | ((a1 & it->lm[1]) ^ it->lw[1]))
+                return NULL;
+        } else
+#endif
+        if (!lit_eq(p, end, s->bytes + it->loff, it->llen))
             return NULL;
         p += it->llen;
         switch (it->kind) {
         case SI_LIT:
             break;
         case SI_VAL: {
-            fval v;
-            p = sm_scalar(p, end, s->esc, &v);
+            /* read straight into its place (a copy through the stack stalled on store forwarding) */
+            fval scratch, *dst = it->key >= 0 ? &(it->obj == SO_TOP ? top : sub)->v[it->key] : &scratch;
+            if (p < end && *p == (s->esc ? '\\' : '"')) {
+                /* the usual value, a string without escapes, here; anything else as sm_scalar reads it */
+                const char *b = p + (s->esc ? 2 : 1);
+                if (s->esc && (end - p < 2 || p[1] != '"'))
+                    return NULL;
+                const char *q = fspecial(b, end);
+                if (!s->esc && q < end && *q == '"') {
+                    dst->p = b;
+                    dst->n = (size_t)(q - b);
+                    dst->t = FT_STR;
+                    dst->esc = false;
+                    p = q + 1;
+                    break;
+                }
+                if (s->esc) {
+                    if (end - q < 2 || q[0] != '\\' || q[1] != '"')
+                        return NULL;
+                    dst->p = b;
+                    dst->n = (size_t)(q - b);
+                    dst->t = FT_STR;
+                    dst->esc = false;
+                    p = q + 2;
+                    break;
+                }
+            } else if (end - p >= 8) {
+                /* true, false, null and short integers, as sm_scalar reads them, without the call */
+                uint32_t w4;
+                memcpy(&w4, p, 4);
+                unsigned char t = 0;
+                size_t n = 0;
+                if (memcmp(&w4, "true", 4) == 0)
+                    t = FT_TRUE, n = 4;
+                else if (memcmp(&w4, "null", 4) == 0)
+                    t = FT_NULL, n = 4;
+                else if (memcmp(&w4, "fals", 4) == 0 && p[4] == 'e')
+                    t = FT_FALSE, n = 5;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+                else if (ISDIGIT(*p)) {
+                    uint64_t w;
+                    memcpy(&w, p, 8);
+                    uint64_t nd = ((w & 0xF0F0F0F0F0F0F0F0ull) ^ 0x3030303030303030ull) |
+                                  (((w + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull) ^ 0x3030303030303030ull);
+                    size_t d = nd ? (size_t)__builtin_ctzll(nd) / 8 : 8; /* digits, then p[d] is not one */
+                    if (d < 8 && (*p != '0' || d == 1) && p[d] != '.' && p[d] != 'e' && p[d] != 'E')
+                        t = FT_NUM, n = d; /* an integer fnumber accepts */
+                }
+#endif
+                if (t) {
+                    dst->p = p;
+                    dst->n = n;
+                    dst->t = t;
+                    dst->esc = false;
+                    p += n;
+                    break;
+                }
+            }
+            p = sm_scalar(p, end, s->esc, dst);
             if (!p)
                 return NULL;
-            if (it->key >= 0)
-                (it->obj == SO_TOP ? top : sub)->v[it->key] = v;
             break;
         }
         case SI_FIX: {
-            if ((size_t)(end - p) < it->len || !lit_eq(p, s->bytes + it->off, it->len))
+            if (!lit_eq(p, end, s->bytes + it->off, it->len))
                 return NULL;
             fval *v = &(it->obj == SO_TOP ? top : sub)->v[it->key];
             v->p = p;
@@ -1260,6 +1432,26 @@ static const char *shape_match(const shape *s, const char *p, const char *end, s
              * fnum reads for up to 15 digits */
             const char *d = p;
             uint64_t x = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            uint64_t w, nd = 0;
+            if (end - p >= 8) {
+                /* up to 7 digits from one 8-byte load: a byte is a digit when its high nibble is 3 before and
+                 * after adding 6 (a carry out of a non-digit only disturbs the bytes after it) */
+                memcpy(&w, p, 8);
+                nd = ((w & 0xF0F0F0F0F0F0F0F0ull) ^ 0x3030303030303030ull) |
+                     (((w + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull) ^ 0x3030303030303030ull);
+            }
+            if (nd) {
+                int n = __builtin_ctzll(nd) / 8; /* the digits before the first non-digit */
+                if (n > 0) {
+                    uint64_t v = (w << (8 * (8 - n))) & 0x0F0F0F0F0F0F0F0Full; /* as 8 digits, zeros first */
+                    v = (v * 2561) >> 8;
+                    v = ((v & 0x00FF00FF00FF00FFull) * 6553601) >> 16;
+                    x = ((v & 0x0000FFFF0000FFFFull) * 42949672960001ull) >> 32;
+                }
+                d = p + n;
+            } else
+#endif
             while (d < end && ISDIGIT(*d) && d - p < 16)
                 x = x * 10 + (uint64_t)(*d++ - '0');
             if (d > p && d - p <= 15 && (*p != '0' || d - p == 1) && d < end && *d != '.' && *d != 'e' &&
@@ -1267,6 +1459,7 @@ static const char *shape_match(const shape *s, const char *p, const char *end, s
                 if (m->nmet == SHAPE_METRICS)
                     return NULL;
                 m->met_name[m->nmet] = s->bytes + it->off;
+                m->met_ctr[m->nmet] = (uint16_t *)&s->met_ctr[it - s->it];
                 m->met_x[m->nmet++] = (double)x;
                 p = d;
                 break;
@@ -1279,6 +1472,7 @@ static const char *shape_match(const shape *s, const char *p, const char *end, s
                 if (m->nmet == SHAPE_METRICS)
                     return NULL;
                 m->met_name[m->nmet] = s->bytes + it->off;
+                m->met_ctr[m->nmet] = (uint16_t *)&s->met_ctr[it - s->it];
                 m->met_x[m->nmet++] = fnum(&v);
             }
             break;
@@ -1286,7 +1480,7 @@ static const char *shape_match(const shape *s, const char *p, const char *end, s
         case SI_INNER: {
             if (!inner)
                 return NULL;
-            const char *q = shape_match_level(inner, ninner, p, end, m, 1, NULL, NULL);
+            const char *q = shape_match_level(inner, ninner, p, end, m, 1, inner_last, NULL, NULL, NULL);
             if (!q)
                 return NULL;
             fval *v = &(it->obj == SO_TOP ? top : sub)->v[it->key];
@@ -1304,34 +1498,69 @@ static const char *shape_match(const shape *s, const char *p, const char *end, s
     return p;
 }
 
-/* Tries the n templates of a level in turn; one that matches moves one place forward (the common shapes end up
- * first). A line template must cover the text to its end; an inner one must stop at the json string's closing quote. */
-static const char *shape_match_level(shape *const *tab, int *n, const char *p, const char *end, smatch *m, int level,
-                                     shape *const *inner, int *ninner)
+/* One template of a level, with the keys it does not set cleared when it matches. Returns the end or NULL. */
+static const char *shape_try(const shape *s, const char *p, const char *end, smatch *m, int level,
+                             shape *const *inner, int *ninner, shape **inner_last)
 {
-    for (int i = 0; i < *n; i++) {
-        int nmet = m->nmet;
-        if (!level)
-            m->inner = NULL;
-        const char *q = shape_match(tab[i], p, end, m, level, inner, ninner);
-        if (q && (level ? (q < end && *q == '"') : q == end)) {
-            /* the keys this shape does not set are absent (nothing was cleared before trying) */
-            const shape *s = tab[i];
-            fobj *top = level ? m->in : m->o;
-            for (int j = 0; j < s->nclear[SO_TOP]; j++)
-                top->v[s->clear[SO_TOP][j]].t = FT_NONE;
-            for (int j = 0; !level && j < s->nclear[SO_SUB]; j++)
-                m->sub->v[s->clear[SO_SUB][j]].t = FT_NONE;
+    int nmet = m->nmet;
+    if (!level)
+        m->inner = NULL;
+    uint32_t *dtop = &m->dirty[level ? 2 : 0], *dsub = &m->dirty[1];
+    *dtop |= s->mask[SO_TOP]; /* the keys this try may set */
+    if (!level)
+        *dsub |= s->mask[SO_SUB];
+    const char *q = shape_match(s, p, end, m, level, inner, ninner, inner_last);
+    if (q && (level ? (q < end && *q == '"') : q == end)) {
+        /* the keys this shape does not set are absent: clear those set since the last clearing */
+        if (level)
+            m->inner_shape = s;
+        else
+            m->shape = s;
+        fobj *top = level ? m->in : m->o;
+        for (uint32_t c = *dtop & ~s->mask[SO_TOP]; c; c &= c - 1)
+            top->v[__builtin_ctz(c)].t = FT_NONE;
+        *dtop = s->mask[SO_TOP];
+        if (!level) {
+            for (uint32_t c = *dsub & ~s->mask[SO_SUB]; c; c &= c - 1)
+                m->sub->v[__builtin_ctz(c)].t = FT_NONE;
+            *dsub = s->mask[SO_SUB];
+        }
+        return q;
+    }
+    m->nmet = nmet;
+    return NULL;
+}
+
+/* Tries the template that followed the last matched one last time (a request's line is followed by its response's),
+ * then the n templates of the level in turn; one that matches there moves one place forward (the common shapes end
+ * up first). Any template that matches reads the text as the strict reader does, so the order only saves time. A
+ * line template must cover the text to its end; an inner one must stop at the json string's closing quote. */
+static const char *shape_match_level(shape *const *tab, int *n, const char *p, const char *end, smatch *m, int level,
+                                     shape **last, shape *const *inner, int *ninner, shape **inner_last)
+{
+    shape *pred = *last ? (*last)->next : NULL, *hit = NULL;
+    const char *q = pred ? shape_try(pred, p, end, m, level, inner, ninner, inner_last) : NULL;
+    if (q)
+        hit = pred;
+    for (int i = 0; !hit && i < *n; i++) {
+        if (tab[i] == pred)
+            continue;
+        q = shape_try(tab[i], p, end, m, level, inner, ninner, inner_last);
+        if (q) {
+            hit = tab[i];
             if (i > 0) {
                 shape *t = tab[i - 1];
                 ((shape **)tab)[i - 1] = tab[i];
                 ((shape **)tab)[i] = t;
             }
-            return q;
         }
-        m->nmet = nmet;
     }
-    return NULL;
+    if (!hit)
+        return NULL;
+    if (*last)
+        (*last)->next = hit;
+    *last = hit;
+    return q;
 }
 
 /* Keeps s in the table unless an equal one is there or the table is full. Returns the kept copy or NULL. */
@@ -1405,7 +1634,16 @@ static void add_duration(nd_kmslog *k, double v)
         k->durs_cap = 0;
     }
     if (k->hist) {
-        k->hist[dur_bucket(v)]++;
+        /* the bucket of a recent value is remembered (durations repeat: whole milliseconds) */
+        uint64_t bits;
+        memcpy(&bits, &v, sizeof bits);
+        size_t slot = (size_t)((bits ^ (bits >> 29) ^ (bits >> 47)) & (DUR_MEMO - 1));
+        if (k->dmemo_key[slot] != bits || !k->dmemo_ok[slot]) {
+            k->dmemo_key[slot] = bits;
+            k->dmemo_bucket[slot] = (uint16_t)dur_bucket(v);
+            k->dmemo_ok[slot] = 1;
+        }
+        k->hist[k->dmemo_bucket[slot]]++;
         k->ndurs++;
         return;
     }
@@ -1421,34 +1659,9 @@ static void add_duration(nd_kmslog *k, double v)
     k->durs_sorted = false;
 }
 
-/* pos: the name's position in its metrics object, tried first (snapshots list their counters in the same order). */
-/* src: a name that stays put (a shape's), remembered so that the next sample under it needs no compare. */
-static void add_metric(nd_kmslog *k, const char *name, double x, size_t pos, const char *src)
+/* A sample of an existing counter. */
+static inline void counter_sample(nd_kmslog_counter *c, double x)
 {
-    nd_kmslog_counter *c = NULL;
-    if (src && pos < k->ncounters && k->counter_src[pos] == src)
-        c = &k->counters[pos];
-    else if (pos < k->ncounters && strcmp(k->counters[pos].name, name) == 0)
-        c = &k->counters[pos];
-    for (size_t i = 0; i < k->ncounters && !c; i++)
-        if (strcmp(k->counters[i].name, name) == 0) {
-            c = &k->counters[i];
-            break;
-        }
-    if (!c) {
-        if (k->ncounters == MAX_COUNTERS || strlen(name) >= sizeof c->name)
-            return;
-        c = &k->counters[k->ncounters++];
-        memset(c, 0, sizeof *c);
-        k->counter_src[c - k->counters] = src;
-        snprintf(c->name, sizeof c->name, "%s", name);
-        size_t nl = strlen(name);
-        c->monotonic = nl > 6 && strcmp(name + nl - 6, "_total") == 0;
-        c->first = c->last = c->min = c->max = x;
-        c->samples = 1;
-        return;
-    }
-    k->counter_src[c - k->counters] = src;
     if (c->monotonic) {
         if (x < c->last) {
             c->resets++;
@@ -1467,6 +1680,39 @@ static void add_metric(nd_kmslog *k, const char *name, double x, size_t pos, con
     c->samples++;
 }
 
+/* pos: the name's position in its metrics object, tried first (snapshots list their counters in the same order). */
+/* src: a name that stays put (a shape's), remembered so that the next sample under it needs no compare. Returns the
+ * counter's index, or -1 when the table is full (the sample is dropped). */
+static int add_metric(nd_kmslog *k, const char *name, double x, size_t pos, const char *src)
+{
+    nd_kmslog_counter *c = NULL;
+    if (src && pos < k->ncounters && k->counter_src[pos] == src)
+        c = &k->counters[pos];
+    else if (pos < k->ncounters && strcmp(k->counters[pos].name, name) == 0)
+        c = &k->counters[pos];
+    for (size_t i = 0; i < k->ncounters && !c; i++)
+        if (strcmp(k->counters[i].name, name) == 0) {
+            c = &k->counters[i];
+            break;
+        }
+    if (!c) {
+        if (k->ncounters == MAX_COUNTERS || strlen(name) >= sizeof c->name)
+            return -1;
+        c = &k->counters[k->ncounters++];
+        memset(c, 0, sizeof *c);
+        k->counter_src[c - k->counters] = src;
+        snprintf(c->name, sizeof c->name, "%s", name);
+        size_t nl = strlen(name);
+        c->monotonic = nl > 6 && strcmp(name + nl - 6, "_total") == 0;
+        c->first = c->last = c->min = c->max = x;
+        c->samples = 1;
+        return (int)(c - k->counters);
+    }
+    k->counter_src[c - k->counters] = src;
+    counter_sample(c, x);
+    return (int)(c - k->counters);
+}
+
 static void add_metrics(nd_kmslog *k, const json_t *m)
 {
     const char *name;
@@ -1478,28 +1724,54 @@ static void add_metrics(nd_kmslog *k, const json_t *m)
     }
 }
 
-static uint64_t hash_str(const char *s)
+/* 16 bytes at a time in two independent multiply-xorshift lanes, the last 16 (or 8, or 4) bytes loaded overlapping
+ * instead of byte by byte: ids are 36-byte UUIDs, hashed three times per pair. Never 0. */
+static uint64_t hash_mem(const char *s, size_t n)
 {
-    /* 8 bytes at a time with a multiply-xorshift mix: ids are 36-byte UUIDs, hashed three times per pair. */
-    size_t n = strlen(s);
-    uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
-    for (; n >= 8; n -= 8, s += 8) {
-        uint64_t w;
-        memcpy(&w, s, 8);
-        h = (h ^ w) * 0xff51afd7ed558ccdull;
-        h ^= h >> 32;
+    uint64_t a = 0x9e3779b97f4a7c15ull ^ n, b = 0x6a09e667f3bcc909ull, w1 = 0, w2 = 0;
+    const char *e = s + n;
+    if (n >= 16) {
+        for (; e - s > 16; s += 16) {
+            memcpy(&w1, s, 8);
+            memcpy(&w2, s + 8, 8);
+            a = (a ^ w1) * 0xff51afd7ed558ccdull;
+            b = (b ^ w2) * 0xc4ceb9fe1a85ec53ull;
+            a ^= a >> 32;
+            b ^= b >> 29;
+        }
+        memcpy(&w1, e - 16, 8);
+        memcpy(&w2, e - 8, 8);
+    } else if (n >= 8) {
+        memcpy(&w1, s, 8);
+        memcpy(&w2, e - 8, 8);
+    } else if (n >= 4) {
+        uint32_t x, y;
+        memcpy(&x, s, 4);
+        memcpy(&y, e - 4, 4);
+        w1 = x;
+        w2 = y;
+    } else if (n > 0) {
+        w1 = (uint64_t)(unsigned char)s[0] | (uint64_t)(unsigned char)s[n / 2] << 8 |
+             (uint64_t)(unsigned char)s[n - 1] << 16;
     }
-    uint64_t w = 0;
-    memcpy(&w, s, n);
-    h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
+    a = (a ^ w1) * 0xff51afd7ed558ccdull;
+    b = (b ^ w2) * 0xc4ceb9fe1a85ec53ull;
+    uint64_t h = (a ^ (b >> 31) ^ (b << 33)) * 0x9e3779b97f4a7c15ull;
     h ^= h >> 29;
     return h ? h : 1;
+}
+
+static uint64_t hash_str(const char *s)
+{
+    return hash_mem(s, strlen(s));
 }
 
 /* true when the set of kept ids holds h; adds it when add. */
 static bool id_seen(nd_kmslog *k, uint64_t h, bool add)
 {
-    if (add && (k->nids + 1) * 2 > k->id_hash_cap) {
+    /* at most a quarter full while small (a miss, the usual look-up once max_ids are kept, then probes ~1.4 slots),
+     * half full past 64 Ki slots */
+    if (add && (k->nids + 1) * (k->id_hash_cap < 65536 ? 4 : 2) > k->id_hash_cap) {
         size_t cap = k->id_hash_cap ? k->id_hash_cap * 2 : 1024;
         uint64_t *t = calloc(cap, sizeof *t);
         if (!t)
@@ -1529,9 +1801,9 @@ static bool id_seen(nd_kmslog *k, uint64_t h, bool add)
     return false;
 }
 
-static void add_id(nd_kmslog *k, const nd_kmslog_record *r)
+/* Keeps r's kms_request_id (whose hash is h) unless it is kept already or the cap is reached. */
+static void add_id(nd_kmslog *k, const nd_kmslog_record *r, uint64_t h)
 {
-    uint64_t h = hash_str(r->kms_request_id);
     if (id_seen(k, h, false))
         return;
     size_t cap = k->f.max_ids ? k->f.max_ids : 100000;
@@ -1587,6 +1859,8 @@ static void pend_evict(nd_kmslog *k)
     }
     k->ring_head = (k->ring_head + 1) % PAIR_CAP;
     k->ring_count--;
+    if (k->ring_count == 0)
+        k->ring_head = 0; /* nothing waits (no chain holds a slot): start again where the ring is warm in cache */
 }
 
 static void pend_expire(nd_kmslog *k, double ts)
@@ -1614,9 +1888,19 @@ static int op_code(const char *op)
     return OP_OTHER;
 }
 
+/* A record whose strings are copied only when the summary needs them (the callback wants no more records): its
+ * request_id's presence and hash, and the event's values for a kms_request_id that is kept. */
+typedef struct lazy_rec {
+    const fobj *ev;
+    char **arena;
+    const char *aend;
+    bool has_rid;
+    uint64_t rid_h;
+} lazy_rec;
+
 /* Pairs an event: a request starts waiting, a response takes its request out. Returns the op of the paired
  * request for a response (OP_NONE when unpaired or for a request). */
-static int pair_event(nd_kmslog *k, const nd_kmslog_record *r)
+static int pair_event(nd_kmslog *k, const nd_kmslog_record *r, const lazy_rec *lz)
 {
     if (!k->ring) {
         k->ring = malloc(PAIR_CAP * sizeof *k->ring);
@@ -1631,7 +1915,7 @@ static int pair_event(nd_kmslog *k, const nd_kmslog_record *r)
     }
     pend_expire(k, r->ts);
     int op = OP_NONE;
-    if (!r->request_id) {
+    if (!(lz ? lz->has_rid : r->request_id != NULL)) {
         if (r->is_response)
             k->st.unpaired_responses++;
     } else if (!r->is_response) {
@@ -1640,16 +1924,16 @@ static int pair_event(nd_kmslog *k, const nd_kmslog_record *r)
         uint32_t idx = (k->ring_head + k->ring_count) % PAIR_CAP;
         k->ring_count++;
         struct pend *e = &k->ring[idx];
-        e->h = hash_str(r->request_id);
+        e->h = lz ? lz->rid_h : hash_str(r->request_id);
         e->ts = r->ts;
-        e->op = (uint8_t)op_code(r->op);
+        e->op = (uint8_t)(k->op ? op_code(r->op) : OP_NONE); /* read by the op filter only */
         e->live = 1;
         uint32_t *head = &k->bucket[e->h & (PAIR_BUCKETS - 1)];
         e->next = *head;
         *head = idx + 1;
         k->pending++;
     } else {
-        uint64_t h = hash_str(r->request_id);
+        uint64_t h = lz ? lz->rid_h : hash_str(r->request_id);
         uint32_t i = k->bucket[h & (PAIR_BUCKETS - 1)];
         while (i && k->ring[i - 1].h != h)
             i = k->ring[i - 1].next;
@@ -1739,8 +2023,39 @@ static void fmetrics(nd_kmslog *k, const fval *m)
     }
 }
 
-/* The filters and the summary for a read event; metrics come as a jansson object (mj) or a fast-read span (mf). */
-static int accept_event(nd_kmslog *k, nd_kmslog_record *r, const json_t *mj, const fval *mf, const smatch *ms)
+/* A lazy record's kms_request_id: hashed in place; its strings are copied only when it is kept. */
+static void add_id_lazy(nd_kmslog *k, nd_kmslog_record *r, const lazy_rec *lz)
+{
+    const fobj *ev = lz->ev;
+    const fval *v = &ev->v[FK_KMS_REQUEST_ID];
+    if (v->t != FT_STR || v->n == 0) /* absent, null or "" (an escape unescapes to at least one byte) */
+        return;
+    if (!v->esc) {
+        uint64_t h = hash_mem(v->p, v->n);
+        if (id_seen(k, h, false))
+            return;
+        size_t cap = k->f.max_ids ? k->f.max_ids : 100000;
+        if (k->nids >= cap) {
+            k->ids_dropped++;
+            return;
+        }
+    }
+    /* kept (or escaped): the strings add_id copies */
+    r->kms_request_id = fcopy(lz->arena, lz->aend, v, NULL);
+    if (!r->request_id && ev->v[FK_REQUEST_ID].t == FT_STR)
+        r->request_id = fcopy(lz->arena, lz->aend, &ev->v[FK_REQUEST_ID], NULL);
+    if (ev->v[FK_ATT_PCR0].t == FT_STR)
+        r->attestation_pcr0 = fcopy(lz->arena, lz->aend, &ev->v[FK_ATT_PCR0], NULL);
+    if (ev->v[FK_ATT_MODULE].t == FT_STR)
+        r->attestation_module_id = fcopy(lz->arena, lz->aend, &ev->v[FK_ATT_MODULE], NULL);
+    if (r->kms_request_id)
+        add_id(k, r, hash_str(r->kms_request_id));
+}
+
+/* The filters and the summary for a read event; metrics come as a jansson object (mj) or a fast-read span (mf), or
+ * from a kept shape (ms); lz: a lazy record (no callback). */
+static int accept_event(nd_kmslog *k, nd_kmslog_record *r, const json_t *mj, const fval *mf, const smatch *ms,
+                        const lazy_rec *lz)
 {
     k->st.events++;
     if (r->wrapped)
@@ -1751,7 +2066,7 @@ static int accept_event(nd_kmslog *k, nd_kmslog_record *r, const json_t *mj, con
         k->st.prefixed++;
     if (r->ok == 0 && !r->code[0])
         snprintf(r->code, sizeof r->code, "%s", "unknown");
-    int paired_op = pair_event(k, r);
+    int paired_op = pair_event(k, r, lz);
 
     bool match = true;
     if (k->request_id && (!r->request_id || strcmp(r->request_id, k->request_id) != 0))
@@ -1788,18 +2103,32 @@ static int accept_event(nd_kmslog *k, nd_kmslog_record *r, const json_t *mj, con
         else if (mf)
             fmetrics(k, mf);
         else if (ms)
-            for (int i = 0; i < ms->nmet; i++)
-                add_metric(k, ms->met_name[i], ms->met_x[i], (size_t)i, ms->met_name[i]);
+            for (int i = 0; i < ms->nmet; i++) {
+                /* the template remembers the counter each of its names is counted under */
+                uint16_t *cc = ms->met_ctr[i];
+                if (*cc) {
+                    counter_sample(&k->counters[*cc - 1], ms->met_x[i]);
+                    k->counter_src[*cc - 1] = ms->met_name[i];
+                } else {
+                    int c = add_metric(k, ms->met_name[i], ms->met_x[i], (size_t)i, ms->met_name[i]);
+                    if (c >= 0)
+                        *cc = (uint16_t)(c + 1);
+                }
+            }
     } else {
         k->st.matched_requests++;
     }
-    if (r->kms_request_id && *r->kms_request_id)
-        add_id(k, r);
+    if (lz)
+        add_id_lazy(k, r, lz);
+    else if (r->kms_request_id && *r->kms_request_id)
+        add_id(k, r, hash_str(r->kms_request_id));
     int rc = 0;
-    if (k->cb) {
+    if (k->cb && !k->quiet) {
         rc = k->cb(k->ud, r);
         json_decref(k->lazy);
         k->lazy = NULL;
+        if (rc == ND_KMSLOG_ENOUGH)
+            k->quiet = true; /* no more records: the rest is summarised lazily */
     }
     return rc < 0 ? rc : 0;
 }
@@ -1850,15 +2179,20 @@ static const char *fstr_or(const char *s, bool *full)
 }
 
 /* The fast reader on a candidate: a kept shape, else the strict reader (whose line then gives a shape). Returns 1
- * when it read the line (an event, or other JSON), 0 when jansson must (or a negative callback value). */
+ * when it read the line (an event, or other JSON; *rc: 0 or a negative callback value), 0 when jansson must.
+ * shape_first: the line is not known to be a candidate: read it only when a kept template matches it and names a
+ * KMS event (so the line holds the driver needle; it is then counted as parsed), else return -1 having counted
+ * nothing. */
 static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *brace, size_t jlen,
-                        uint64_t line_no, int *rc)
+                        uint64_t line_no, int *rc, bool shape_first)
 {
-    fobj o, sub, in;
+    /* the objects read: kept in the scanner, where each template clears only the keys an earlier one may have set */
+    fobj *o = &k->fo[0], *sub = &k->fo[1], *in = &k->fo[2];
     smatch sm;
-    sm.o = &o;
-    sm.sub = &sub;
-    sm.in = &in;
+    sm.o = o;
+    sm.sub = sub;
+    sm.in = in;
+    sm.dirty = k->fo_dirty;
     sm.nmet = 0;
     sm.inner = NULL;
     const char *end = brace + jlen;
@@ -1866,45 +2200,53 @@ static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *
     if (k->arena_cap < need) {
         char *a = realloc(k->arena, need);
         if (!a)
-            return 0;
+            return shape_first ? -1 : 0;
         k->arena = a;
         k->arena_cap = need;
     }
     char *a = k->arena, *aend = k->arena + k->arena_cap;
-    const fobj *ev = &o;
+    const fobj *ev = o;
     bool wrapped = false, shaped = false;
     const char *json = brace;
     size_t json_len = jlen;
     const fval *js = NULL;
     if (!k->f.no_shapes && k->nshapes &&
-        shape_match_level(k->shapes, &k->nshapes, brace, end, &sm, 0, k->inner_shapes, &k->ninner_shapes)) {
+        shape_match_level(k->shapes, &k->nshapes, brace, end, &sm, 0, &k->last_shape[0], k->inner_shapes,
+                          &k->ninner_shapes, &k->last_shape[1])) {
         /* the json string the strict reader would unwrap must be the one the inner template matched */
-        if (o.v[FK_FIELDS].t == FT_OBJ && sub.v[FK_JSON].t == FT_STR)
-            js = &sub.v[FK_JSON];
-        else if (o.v[FK_JSON].t == FT_STR)
-            js = &o.v[FK_JSON];
+        if (o->v[FK_FIELDS].t == FT_OBJ && sub->v[FK_JSON].t == FT_STR)
+            js = &sub->v[FK_JSON];
+        else if (o->v[FK_JSON].t == FT_STR)
+            js = &o->v[FK_JSON];
         if (js ? js->p == sm.inner : sm.inner == NULL) {
             shaped = true;
             if (sm.inner) {
-                ev = &in;
+                ev = in;
                 wrapped = true;
                 json = NULL; /* unescaped on demand (nd_kmslog_record_json) */
                 json_len = 0;
             }
         }
     }
+    if (shape_first) {
+        const shape *evs = shaped ? (sm.inner ? sm.inner_shape : sm.shape) : NULL;
+        if (!evs || (evs->evkind != EK_REQUEST && evs->evkind != EK_RESPONSE))
+            return -1; /* the driver search decides, as for any line */
+        k->st.parsed++;
+    }
     if (!shaped) {
         sm.nmet = 0;
-        memset(&o, 0, sizeof o);
-        memset(&sub, 0, sizeof sub);
+        memset(o, 0, sizeof *o);
+        memset(sub, 0, sizeof *sub);
+        k->fo_dirty[0] = k->fo_dirty[1] = FK_ALL; /* the strict reader may set any key */
         js = NULL;
-        const char *p = fobject(brace, end, &o, &sub, 0);
+        const char *p = fobject(brace, end, o, sub, 0);
         if (!p || fws(p, end) != end)
             return 0;
-        if (o.v[FK_FIELDS].t == FT_OBJ && sub.v[FK_JSON].t == FT_STR)
-            js = &sub.v[FK_JSON];
-        else if (o.v[FK_JSON].t == FT_STR)
-            js = &o.v[FK_JSON];
+        if (o->v[FK_FIELDS].t == FT_OBJ && sub->v[FK_JSON].t == FT_STR)
+            js = &sub->v[FK_JSON];
+        else if (o->v[FK_JSON].t == FT_STR)
+            js = &o->v[FK_JSON];
         if (js) {
             size_t n;
             char *t = fcopy(&a, aend, js, &n);
@@ -1913,11 +2255,12 @@ static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *
             const char *s = fws(t, t + n);
             if (s >= t + n || *s != '{')
                 return 0;
-            memset(&in, 0, sizeof in);
-            const char *q = fobject(s, t + n, &in, NULL, 0);
+            memset(in, 0, sizeof *in);
+            k->fo_dirty[2] = FK_ALL;
+            const char *q = fobject(s, t + n, in, NULL, 0);
             if (!q || fws(q, t + n) != t + n)
                 return 0;
-            ev = &in;
+            ev = in;
             wrapped = true;
             json = t;
             json_len = n;
@@ -1935,15 +2278,32 @@ static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *
                 shape_keep(k->shapes, &k->nshapes, ts);
         }
     }
-    const char *name = ev->v[FK_EVENT].t == FT_STR ? fcopy(&a, aend, &ev->v[FK_EVENT], NULL) : NULL;
-    if (!name || strncmp(name, ND_LOG_EVENT_PREFIX, sizeof ND_LOG_EVENT_PREFIX - 1) != 0) {
-        if (ev->v[FK_EVENT].t == FT_STR && !name)
-            return 0;
-        k->st.other++;
-        return 1;
+    /* the event's name: a kept template knows it (and whether it is a KMS event), else it is read */
+    const shape *evs = shaped ? (sm.inner ? sm.inner_shape : sm.shape) : NULL;
+    const char *name;
+    bool is_response;
+    if (evs && evs->evkind != EK_UNKNOWN) {
+        if (evs->evkind == EK_OTHER) {
+            k->st.other++;
+            return 1;
+        }
+        name = evs->evname;
+        is_response = evs->evkind == EK_RESPONSE;
+    } else {
+        name = ev->v[FK_EVENT].t == FT_STR ? fcopy(&a, aend, &ev->v[FK_EVENT], NULL) : NULL;
+        if (!name || strncmp(name, ND_LOG_EVENT_PREFIX, sizeof ND_LOG_EVENT_PREFIX - 1) != 0) {
+            if (ev->v[FK_EVENT].t == FT_STR && !name)
+                return 0;
+            k->st.other++;
+            return 1;
+        }
+        is_response = strcmp(name, ND_LOG_EVENT_RESPONSE) == 0;
     }
-    nd_kmslog_record r;
-    memset(&r, 0, sizeof r);
+    nd_kmslog_record r; /* every field set here or below (a memset of it cost more than the rest of this) */
+    r.event = NULL;
+    r.request_id = r.trace_id = r.op = r.kms_request_id = r.raw_code = NULL;
+    r.attestation_pcr0 = r.attestation_module_id = NULL;
+    r.code[0] = '\0';
     r.owner = k;
     r.line_no = line_no;
     r.line = line;
@@ -1955,16 +2315,44 @@ static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *
     r.wrapped = wrapped;
     r.prefixed = brace != line;
     r.event_name = name;
-    r.is_response = strcmp(name, ND_LOG_EVENT_RESPONSE) == 0;
+    r.is_response = is_response;
     bool full = false; /* cannot happen with the arena sized above; jansson reads the line if it does */
 #define FSTR(key) (ev->v[key].t == FT_STR ? (fstr_or(fcopy(&a, aend, &ev->v[key], NULL), &full)) : NULL)
-    r.request_id = FSTR(FK_REQUEST_ID);
-    r.trace_id = FSTR(FK_TRACE_ID);
-    r.op = FSTR(FK_OP);
-    r.kms_request_id = FSTR(FK_KMS_REQUEST_ID);
-    r.attestation_pcr0 = FSTR(FK_ATT_PCR0);
-    r.attestation_module_id = FSTR(FK_ATT_MODULE);
-    r.raw_code = FSTR(FK_ERROR_CODE);
+    lazy_rec lz, *lzp = NULL;
+    if (k->quiet) {
+        /* no callback: only what the filters and the summary read; request_id is hashed in place, the code
+         * normalised in place, the rest copied when a filter needs it (kms_request_id: add_id_lazy) */
+        lzp = &lz;
+        lz.ev = ev;
+        lz.arena = &a;
+        lz.aend = aend;
+        const fval *rid = &ev->v[FK_REQUEST_ID];
+        lz.has_rid = rid->t == FT_STR;
+        lz.rid_h = 0;
+        if (lz.has_rid && (k->request_id || rid->esc)) {
+            r.request_id = FSTR(FK_REQUEST_ID);
+            lz.rid_h = r.request_id ? hash_str(r.request_id) : 0;
+        } else if (lz.has_rid) {
+            lz.rid_h = hash_mem(rid->p, rid->n);
+        }
+        if (k->trace_id)
+            r.trace_id = FSTR(FK_TRACE_ID);
+        if (k->op)
+            r.op = FSTR(FK_OP);
+        const fval *c = &ev->v[FK_ERROR_CODE];
+        if (c->t == FT_STR && !c->esc)
+            nd_kmslog_normalize_code(c->p, c->n, r.code, sizeof r.code);
+        else if (c->t == FT_STR)
+            r.raw_code = FSTR(FK_ERROR_CODE);
+    } else {
+        r.request_id = FSTR(FK_REQUEST_ID);
+        r.trace_id = FSTR(FK_TRACE_ID);
+        r.op = FSTR(FK_OP);
+        r.kms_request_id = FSTR(FK_KMS_REQUEST_ID);
+        r.attestation_pcr0 = FSTR(FK_ATT_PCR0);
+        r.attestation_module_id = FSTR(FK_ATT_MODULE);
+        r.raw_code = FSTR(FK_ERROR_CODE);
+    }
 #undef FSTR
     if (full)
         return 0;
@@ -1974,14 +2362,16 @@ static int process_fast(nd_kmslog *k, const char *line, size_t len, const char *
     r.duration_ms = ev->v[FK_DURATION].t == FT_NUM ? fnum(&ev->v[FK_DURATION]) : NAN;
     r.ts = fevent_time(ev, &a, aend, &k->tc);
     if (isnan(r.ts) && wrapped)
-        r.ts = fevent_time(&o, &a, aend, &k->tc);
+        r.ts = fevent_time(o, &a, aend, &k->tc);
     if (shaped)
-        *rc = accept_event(k, &r, NULL, NULL, ev->v[FK_METRICS].t == FT_OBJ ? &sm : NULL);
+        *rc = accept_event(k, &r, NULL, NULL, ev->v[FK_METRICS].t == FT_OBJ ? &sm : NULL, lzp);
     else
-        *rc = accept_event(k, &r, NULL, ev->v[FK_METRICS].t == FT_OBJ ? &ev->v[FK_METRICS] : NULL, NULL);
+        *rc = accept_event(k, &r, NULL, ev->v[FK_METRICS].t == FT_OBJ ? &ev->v[FK_METRICS] : NULL, NULL, lzp);
     k->json_esc = NULL;
     return 1;
 }
+
+static int process_slow(nd_kmslog *k, const char *line, size_t len, const char *brace, size_t jlen, uint64_t line_no);
 
 static int process_candidate(nd_kmslog *k, const char *line, size_t len, uint64_t line_no)
 {
@@ -2016,9 +2406,15 @@ static int process_candidate(nd_kmslog *k, const char *line, size_t len, uint64_
     k->st.parsed++;
     size_t jlen = len - (size_t)(brace - line);
     int rc = 0;
-    if (!k->f.no_fast && process_fast(k, line, len, brace, jlen, line_no, &rc))
+    if (!k->f.no_fast && process_fast(k, line, len, brace, jlen, line_no, &rc, false))
         return rc;
+    return process_slow(k, line, len, brace, jlen, line_no);
+}
 
+/* jansson on a parsed candidate (counted as parsed already). Returns 0 or a negative callback value. */
+static int process_slow(nd_kmslog *k, const char *line, size_t len, const char *brace, size_t jlen, uint64_t line_no)
+{
+    int rc;
     json_error_t je;
     json_t *outer = json_loadb(brace, jlen, JSON_ALLOW_NUL, &je);
     if (!json_is_object(outer)) {
@@ -2073,7 +2469,7 @@ static int process_candidate(nd_kmslog *k, const char *line, size_t len, uint64_
     if (isnan(r.ts) && wrapped)
         r.ts = event_time(outer);
     const json_t *m = json_object_get(ev, ND_LOG_METRICS);
-    rc = accept_event(k, &r, json_is_object(m) ? m : NULL, NULL, NULL);
+    rc = accept_event(k, &r, json_is_object(m) ? m : NULL, NULL, NULL, NULL);
     json_decref(inner);
     json_decref(outer);
     return rc;
@@ -2098,9 +2494,25 @@ static int scan_block(nd_kmslog *k, const char *buf, size_t len, bool final, siz
         uint64_t line_no = ++k->st.lines;
         if (ll && p[ll - 1] == '\r')
             ll--;
+        int done = 0;
         if (ll == 0) {
             k->st.blank++;
-        } else {
+            done = 1;
+        } else if (k->shape_first && k->nshapes) {
+            /* a line a kept template reads as a KMS event holds the driver needle: no search for it */
+            const char *brace = *p == '{' ? p : memchr(p, '{', ll);
+            if (!brace) {
+                k->st.noise++;
+                done = 1;
+            } else {
+                size_t jlen = ll - (size_t)(brace - p);
+                done = process_fast(k, p, ll, brace, jlen, line_no, &rc, true);
+                if (done == 0) /* counted as parsed, not read: jansson reads it, as process_candidate would */
+                    rc = process_slow(k, p, ll, brace, jlen, line_no);
+                done = done >= 0;
+            }
+        }
+        if (!done) {
             /* The next hit of any driver needle at or after this line. */
             if (!gone && (!hit || hit < p)) {
                 hit = find_any(k->drv, k->ndrv, p, end);
@@ -2148,6 +2560,11 @@ int nd_kmslog_new(const nd_kmslog_filter *f, nd_kmslog_cb cb, void *ud, nd_kmslo
     nd_kmslog *k = calloc(1, sizeof *k);
     if (!k)
         return nd_err_set(err, -ENOMEM, "kmslog: out of memory");
+    k->fo = calloc(3, sizeof *k->fo);
+    if (!k->fo) {
+        free(k);
+        return nd_err_set(err, -ENOMEM, "kmslog: out of memory");
+    }
     k->f = *f;
     k->cb = cb;
     k->ud = ud;
@@ -2231,6 +2648,7 @@ int nd_kmslog_new(const nd_kmslog_filter *f, nd_kmslog_cb cb, void *ud, nd_kmslo
             k->drv[k->ndrv++] = k->okf[i];
     } else {
         needle_init(&k->drv[k->ndrv++], ND_LOG_EVENT_PREFIX, sizeof ND_LOG_EVENT_PREFIX - 1);
+        k->shape_first = !f->no_shapes && !f->no_fast;
     }
     *out = k;
     return 0;
@@ -2579,6 +2997,7 @@ void nd_kmslog_free(nd_kmslog *k)
     free(k->id_hash);
     free(k->json_buf);
     free(k->shape_tmp);
+    free(k->fo);
     for (int i = 0; i < k->nshapes; i++)
         free(k->shapes[i]);
     for (int i = 0; i < k->ninner_shapes; i++)

@@ -75,8 +75,11 @@ const struct json_t *nd_kmslog_event(const nd_kmslog_record *rec);
 const char *nd_kmslog_record_json(const nd_kmslog_record *rec, size_t *len);
 
 /* Called for each matching event. Return 0 to continue; a negative value stops the scan and is returned by the
- * feeding function. */
+ * feeding function; ND_KMSLOG_ENOUGH (a summary of a big log needs no more records) continues the scan without
+ * calling back again: matching events are still counted (stats.matched) and summarised, and their strings are
+ * then copied only when the summary itself needs them. */
 typedef int (*nd_kmslog_cb)(void *ud, const nd_kmslog_record *rec);
+#define ND_KMSLOG_ENOUGH 1
 
 typedef struct nd_kmslog_stats {
     uint64_t bytes, lines;

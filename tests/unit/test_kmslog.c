@@ -287,6 +287,30 @@ static void times(void)
     CHECK(strstr(err.msg, "bad time 'yesterday'") != NULL);
     CHECK_EQ_INT(nd_kmslog_parse_time("2026-13-01", 0, &t, &err), -EINVAL);
     CHECK_EQ_INT(nd_kmslog_parse_time("-5x", 0, &t, &err), -EINVAL);
+
+    /* fractions of 1 to 20 digits: the scanner's table of digit weights gives the doubles that repeated division by
+     * 10 gives (the reference below), bit for bit */
+    double base;
+    CHECK_EQ_INT(nd_kmslog_parse_time("2026-01-27T10:00:00Z", 0, &base, &err), 0);
+    srand(7);
+    for (int i = 0; i < 2000; i++) {
+        char s[64], *o = s + snprintf(s, sizeof s, "2026-01-27T10:00:00.");
+        int nd = 1 + i % 20;
+        double frac = 0, scale = 0.1;
+        for (int j = 0; j < nd; j++) {
+            int d = rand() % 10;
+            *o++ = (char)('0' + d);
+            frac += d * scale;
+            scale /= 10;
+        }
+        snprintf(o, 2, "Z");
+        CHECK_EQ_INT(nd_kmslog_parse_time(s, 0, &t, &err), 0);
+        if (t != base + frac) {
+            fprintf(stderr, "%s: %.17g, want %.17g\n", s, t, base + frac);
+            CHECK(t == base + frac);
+            break;
+        }
+    }
 }
 
 typedef struct sig {
@@ -359,10 +383,19 @@ static uint64_t summary_sig(nd_kmslog *k)
         h = mix_str(h, c[i].name, strlen(c[i].name));
         h = mix_num(mix_num(mix_num(h, c[i].first), c[i].last), c[i].delta);
     }
-    const nd_kmslog_id *ids = nd_kmslog_ids(k, &ni, NULL);
-    for (size_t i = 0; i < ni; i++)
+    uint64_t dropped;
+    const nd_kmslog_id *ids = nd_kmslog_ids(k, &ni, &dropped);
+    for (size_t i = 0; i < ni; i++) {
         h = mix_str(h, ids[i].kms_request_id, strlen(ids[i].kms_request_id));
-    return h;
+        h = mix_str(h, ids[i].request_id, ids[i].request_id ? strlen(ids[i].request_id) : 0);
+        h = mix_str(h, ids[i].code, strlen(ids[i].code));
+        h = mix_str(h, ids[i].attestation_pcr0, strlen(ids[i].attestation_pcr0));
+        h = mix_str(h, ids[i].attestation_module_id, strlen(ids[i].attestation_module_id));
+        h = mix_num(h, ids[i].ts);
+    }
+    for (size_t i = 0; i < nc; i++)
+        h = mix_num(mix_num(mix_num(mix_num(h, c[i].min), c[i].max), (double)c[i].samples), (double)c[i].resets);
+    return mix_num(h, (double)dropped);
 }
 
 /* Feeds buf in chunks of random sizes; returns the stats and a signature of the records. */
@@ -603,8 +636,42 @@ static void repeated_keys_last_wins(void)
     }
 }
 
+typedef struct quiet {
+    int left;   /* records wanted before ND_KMSLOG_ENOUGH */
+    int calls;
+} quiet;
+
+static int enough_after(void *ud, const nd_kmslog_record *r)
+{
+    quiet *q = ud;
+    (void)r;
+    q->calls++;
+    return q->left-- > 0 ? 0 : ND_KMSLOG_ENOUGH;
+}
+
+/* Feeds buf with a callback that wants `records` records and then says ND_KMSLOG_ENOUGH (the summary's lazy reading
+ * from there on); returns the stats and the summary's signature. */
+static void feed_quiet(const char *buf, size_t n, const nd_kmslog_filter *f, int records, nd_kmslog_stats *st,
+                       uint64_t *sum)
+{
+    quiet q = {records, 0};
+    nd_kmslog *k;
+    CHECK_EQ_INT(nd_kmslog_new(f, enough_after, &q, &k, NULL), 0);
+    size_t half = n / 2;
+    CHECK_EQ_INT(nd_kmslog_feed(k, buf, half, NULL), 0);
+    CHECK_EQ_INT(nd_kmslog_feed(k, buf + half, n - half, NULL), 0);
+    CHECK_EQ_INT(nd_kmslog_finish(k, NULL), 0);
+    *st = *nd_kmslog_stats_of(k);
+    *sum = summary_sig(k);
+    /* no call after ND_KMSLOG_ENOUGH */
+    CHECK(q.calls == (st->matched < (uint64_t)records + 1 ? (int)st->matched : records + 1));
+    nd_kmslog_free(k);
+}
+
 /* Reads buf three ways, kept line shapes (the default), the strict reader alone, and jansson alone, under filter f:
- * the stats and the signature of every record and of the summary must be the same. */
+ * the stats and the signature of every record and of the summary must be the same; and a summary without records
+ * (ND_KMSLOG_ENOUGH at once, or after a few records), whose strings are read lazily, gives the same stats and
+ * summary as the strict reader's. */
 static void three_readers(const char *buf, size_t len, const nd_kmslog_filter *f, const char *what)
 {
     nd_kmslog_stats a, b, c;
@@ -619,6 +686,24 @@ static void three_readers(const char *buf, size_t len, const nd_kmslog_filter *f
     if (!same)
         fprintf(stderr, "shapes, strict reader and jansson differ on %s\n", what);
     CHECK(same);
+    nd_kmslog *k;
+    CHECK_EQ_INT(nd_kmslog_new(&strict, NULL, NULL, &k, NULL), 0);
+    CHECK_EQ_INT(nd_kmslog_feed(k, buf, len, NULL), 0);
+    CHECK_EQ_INT(nd_kmslog_finish(k, NULL), 0);
+    uint64_t want = summary_sig(k);
+    nd_kmslog_free(k);
+    static const int after[] = {0, 3};
+    for (size_t i = 0; i < sizeof after / sizeof after[0]; i++) {
+        nd_kmslog_filter lazy = *f, lazy_strict = strict;
+        nd_kmslog_stats d, e;
+        uint64_t sd, se;
+        feed_quiet(buf, len, &lazy, after[i], &d, &sd);
+        feed_quiet(buf, len, &lazy_strict, after[i], &e, &se);
+        bool q = memcmp(&a, &d, sizeof a) == 0 && sd == want && memcmp(&a, &e, sizeof a) == 0 && se == want;
+        if (!q)
+            fprintf(stderr, "the summary without records (after %d) differs on %s\n", after[i], what);
+        CHECK(q);
+    }
 }
 
 /* A shape learnt from the first line of each pair must read the second exactly as the strict reader and jansson do,
@@ -693,7 +778,8 @@ static void generated_log(void)
     if (!buf)
         return;
     const nd_kmslog_filter fs[] = {{0}, {.errors_only = true}, {.throttled = true}, {.request_id = R1},
-                                   {.op = "Decrypt"}, {.has_since = true, .since = 1769472005.5}};
+                                   {.op = "Decrypt"}, {.has_since = true, .since = 1769472005.5},
+                                   {.max_ids = 7}, {.trace_id = R1}};
     for (size_t j = 0; j < sizeof fs / sizeof fs[0]; j++) {
         char what[64];
         snprintf(what, sizeof what, "the generated log, filter %zu", j);
