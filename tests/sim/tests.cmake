@@ -12,3 +12,6 @@ foreach(spec ${ND_SIM_SPECS})
   set_tests_properties(sim.${short} PROPERTIES TIMEOUT 300
     ENVIRONMENT "ND_SOURCE_DIR=${PROJECT_SOURCE_DIR};ND_BINARY_DIR=${PROJECT_BINARY_DIR};NITRODIAG_PATH=;TMPDIR=${tmp}")
 endforeach()
+# sim.diag10 plants a killed run's vsock directory in /tmp (where every simulated host sweeps, whatever TMPDIR is)
+# and checks that its own run removes it and says so: any other --sim run at the same time could sweep it first
+set_tests_properties(sim.diag10 PROPERTIES RUN_SERIAL TRUE)
