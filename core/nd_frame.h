@@ -143,9 +143,26 @@ typedef struct nd_kms_request {
  * unknown op). r->request_id is filled as soon as it is readable, so an error reply can carry it. */
 int nd_kms_request_parse(const void *json, size_t n, nd_kms_request *r, nd_err *err);
 
+/* nd_kms_request_parse is these two: the fast path, which reads the byte fields (attestation document, ciphertext,
+ * plaintext) straight from the text and lets jansson parse only the rest, and when it declines, the slow path, which
+ * parses everything into a jansson tree. The fast path returns 0 (r filled, exactly as the slow path would fill it)
+ * or -EAGAIN (r zeroed) for any text it does not take: no byte field, a byte field in another form (escapes,
+ * numbers written otherwise than 0..255), or any error at all, so that errors and their messages are always the
+ * slow path's. The slow path returns what nd_kms_request_parse documents. Tests and fuzz_kms_request check that
+ * whatever the fast path takes, the slow path parses the same way. */
+int nd_kms_request_parse_fast(const void *json, size_t n, nd_kms_request *r);
+int nd_kms_request_parse_slow(const void *json, size_t n, nd_kms_request *r, nd_err *err);
+
 /* Builds the request JSON text (malloc'd, NUL-terminated) for r; byte fields as base64 strings when b64 is true,
  * arrays of numbers otherwise. Returns NULL on allocation failure. */
 char *nd_kms_request_encode(const nd_kms_request *r, bool b64, size_t *len);
+
+/* The KMS JSON 1.1 request body for r (what the proxy sends upstream): KeyId, KeySpec, NumberOfBytes,
+ * EncryptionAlgorithm, EncryptionContext, GrantTokens, CiphertextBlob, Plaintext (base64) and Recipient
+ * {KeyEncryptionAlgorithm, AttestationDocument} as present, compact, in that order. Returns the malloc'd,
+ * NUL-terminated text (the caller wipes and frees it: it may hold a plaintext) with its length in *len, or NULL
+ * when memory ran out. */
+char *nd_kms_upstream_body(const nd_kms_request *r, size_t *len);
 
 /* Frees what r holds, wiping byte fields, and zeroes r. */
 void nd_kms_request_free(nd_kms_request *r);

@@ -27,7 +27,7 @@ typedef struct nd_kms_opts {
     const char *ca_file;           /* CA bundle (PEM); NULL: the system store */
     const char *proxy;             /* NULL: HTTPS_PROXY/NO_PROXY from the environment; "": no proxy; or a URL */
     double connect_timeout_s;      /* <= 0 means 2 s */
-    long max_connections;          /* kept-alive connection pool; <= 0 means 64 */
+    long max_connections;          /* connections at once, all kept alive (more requests wait); <= 0 means 64 */
     nd_creds_provider *creds;      /* required, not owned (must outlive the client) */
     bool no_expired_token_retry;   /* true: report ExpiredTokenException as is instead of refresh + retry once */
     size_t max_response;           /* response cap; <= 0 means 1 MiB */

@@ -52,7 +52,7 @@ static const opt opts[] = {
     {"imds_endpoint", T_STR, S(imds_endpoint), "", 0, 0,
      "instance metadata address; default $AWS_EC2_METADATA_SERVICE_ENDPOINT or http://169.254.169.254"},
     {"max_upstream_connections", T_LONG, S(max_upstream_connections), "64", 1, 1024,
-     "kept-alive HTTPS connections to KMS"},
+     "HTTPS connections to KMS at once, kept alive (requests beyond wait for a free one)"},
     {"connect_timeout_ms", T_LONG, S(connect_timeout_ms), "2000", 10, 600000,
      "TCP+TLS connect timeout to KMS (an attempt's own timeout still applies)"},
     {"deadline_ms", T_LONG, S(deadline_ms), "800", 10, 600000, "end-to-end deadline of one request"},

@@ -76,6 +76,37 @@ void log_line(json_t *o)
     free(s);
 }
 
+void log_text(nd_buf *b)
+{
+    char ts[40];
+    now_iso(ts, sizeof ts);
+    bool first = false;
+    nd_jw_str(b, &first, ND_LOG_TS, ts);
+    nd_buf_add(b, "}\n", 2);
+    if (!b->oom)
+        fwrite(b->p, 1, b->len, stdout);
+    fflush(stdout);
+    nd_buf_free(b);
+}
+
+void metrics_jw(nd_buf *b, bool *first, px_server *s)
+{
+    bool f = true;
+    nd_jw_key(b, first, ND_LOG_METRICS);
+    nd_buf_addc(b, '{');
+    nd_jw_int(b, &f, "kms_requests_total", (int64_t)s->m.requests);
+    nd_jw_int(b, &f, "kms_success_total", (int64_t)s->m.success);
+    nd_jw_int(b, &f, "kms_errors_total", (int64_t)s->m.errors);
+    nd_jw_int(b, &f, "retries_total", (int64_t)s->m.retries);
+    nd_jw_int(b, &f, "throttled_total", (int64_t)s->m.throttled);
+    nd_jw_int(b, &f, "timeouts_total", (int64_t)s->m.timeouts);
+    nd_jw_int(b, &f, "rate_limited_total", (int64_t)s->m.rate_limited);
+    nd_jw_int(b, &f, "circuit_open_total", (int64_t)s->m.circuit_open);
+    nd_jw_int(b, &f, "in_flight", s->in_flight);
+    nd_jw_int(b, &f, "queued", s->queued);
+    nd_buf_addc(b, '}');
+}
+
 json_t *jstr_or_null(const char *s)
 {
     return s && s[0] ? json_string(s) : json_null();

@@ -18,6 +18,8 @@
 #include "nd_codec.h"
 #include "nd_creds.h"
 #include "nd_frame.h"
+#include "nd_jsonw.h"
+#include "nd_jsonlift.h"
 #include "nd_kms.h"
 #include "nd_kmspolicy.h"
 
@@ -152,8 +154,14 @@ struct px_server {
 
 double rand01(px_server *s);
 void log_line(json_t *o);
+/* The hot lines (one request, one response per request) are written with nd_jsonw.h instead of a jansson tree:
+ * b holds "{" and the members; log_text adds "ts" (last, as log_line does), "}" and the newline, writes the line,
+ * and frees b. The same text as log_line gives for the same members. */
+void log_text(nd_buf *b);
 json_t *jstr_or_null(const char *s);
 json_t *metrics_json(px_server *s);
+/* The member "metrics": the counter snapshot metrics_json builds, written into b. */
+void metrics_jw(nd_buf *b, bool *first, px_server *s);
 void log_event(px_server *s, const char *event, const char *fmt, ...) ND_PRINTF(3, 4);
 void maybe_finish_drain(px_server *s);
 bool conn_log_ok(conn *c);

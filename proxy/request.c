@@ -10,9 +10,7 @@ static void on_req_timer_closed(uv_handle_t *h);
 static void wait_remove(preq *q);
 static void on_wait_deadline(uv_timer_t *t);
 static void dispatch_waiting(px_server *s);
-static int b64_field(json_t *o, const char *key, const nd_bytes *b);
-static char *upstream_body(const nd_kms_request *r, size_t *len);
-static int kms_blob(json_t *o, const char *key, nd_bytes *out);
+static int kms_blob(json_t *o, const char *key, nd_bytes *out, const nd_jl *jl);
 static void on_backoff_done(uv_timer_t *t);
 static void maybe_retry(preq *q);
 static void on_attempt_timeout(uv_timer_t *t);
@@ -43,15 +41,20 @@ static void log_request(px_server *s, conn *c, const nd_kms_request *r, bool par
 {
     if (c && refused && !conn_log_ok(c))
         return;
-    json_t *o = json_object();
-    json_object_set_new(o, ND_LOG_EVENT, json_string(ND_LOG_EVENT_REQUEST));
-    json_object_set_new(o, ND_LOG_REQUEST_ID, jstr_or_null(r ? r->request_id : NULL));
-    json_object_set_new(o, ND_LOG_TRACE_ID, jstr_or_null(r ? r->trace_id : NULL));
-    json_object_set_new(o, ND_LOG_OP, parsed ? json_string(nd_kms_op_name(r->op)) : json_null());
-    json_object_set_new(o, "recipient", json_boolean(parsed && r->recipient.len > 0));
-    json_object_set_new(o, "ciphertext_len", json_integer(parsed ? (json_int_t)r->ciphertext_blob.len : 0));
-    json_object_set_new(o, "key_id", jstr_or_null(parsed ? r->key_id : NULL));
-    log_line(o);
+    nd_buf b = ND_BUF_INIT;
+    bool first = true;
+    nd_buf_addc(&b, '{');
+    nd_jw_str(&b, &first, ND_LOG_EVENT, ND_LOG_EVENT_REQUEST);
+    nd_jw_str_or_null(&b, &first, ND_LOG_REQUEST_ID, r ? r->request_id : NULL);
+    nd_jw_str_or_null(&b, &first, ND_LOG_TRACE_ID, r ? r->trace_id : NULL);
+    if (parsed)
+        nd_jw_str(&b, &first, ND_LOG_OP, nd_kms_op_name(r->op));
+    else
+        nd_jw_null(&b, &first, ND_LOG_OP);
+    nd_jw_bool(&b, &first, "recipient", parsed && r->recipient.len > 0);
+    nd_jw_int(&b, &first, "ciphertext_len", parsed ? (int64_t)r->ciphertext_blob.len : 0);
+    nd_jw_str_or_null(&b, &first, "key_id", parsed ? r->key_id : NULL);
+    log_text(&b);
 }
 
 /* Sends the single response of a request and logs it: the one writer of answers and of kms_proxy_response lines,
@@ -88,21 +91,30 @@ static void respond(px_server *s, conn *c, const px_answer *a)
     /* an error answered without any upstream attempt is a refusal: it counts against the connection's log budget */
     if (!ok && attempts == 0 && c && !conn_log_ok(c))
         goto send;
-    json_t *o = json_object();
-    json_object_set_new(o, ND_LOG_EVENT, json_string(ND_LOG_EVENT_RESPONSE));
-    json_object_set_new(o, ND_LOG_REQUEST_ID, jstr_or_null(request_id));
-    json_object_set_new(o, ND_LOG_TRACE_ID, jstr_or_null(trace_id));
-    json_object_set_new(o, ND_LOG_OK, json_boolean(ok));
-    json_object_set_new(o, ND_LOG_ERROR_CODE, ok ? json_null() : json_string(resp->error_code));
-    json_object_set_new(o, ND_LOG_KMS_REQUEST_ID, jstr_or_null(resp->kms_request_id));
-    json_object_set_new(o, ND_LOG_ATTEMPTS, json_integer(attempts));
-    json_object_set_new(o, ND_LOG_DURATION_MS, json_integer((json_int_t)(uv_now(s->loop) - start_ms)));
+    nd_buf b = ND_BUF_INIT;
+    bool first = true;
+    nd_buf_addc(&b, '{');
+    nd_jw_str(&b, &first, ND_LOG_EVENT, ND_LOG_EVENT_RESPONSE);
+    nd_jw_str_or_null(&b, &first, ND_LOG_REQUEST_ID, request_id);
+    nd_jw_str_or_null(&b, &first, ND_LOG_TRACE_ID, trace_id);
+    nd_jw_bool(&b, &first, ND_LOG_OK, ok);
+    if (ok)
+        nd_jw_null(&b, &first, ND_LOG_ERROR_CODE);
+    else
+        nd_jw_str(&b, &first, ND_LOG_ERROR_CODE, resp->error_code);
+    nd_jw_str_or_null(&b, &first, ND_LOG_KMS_REQUEST_ID, resp->kms_request_id);
+    nd_jw_int(&b, &first, ND_LOG_ATTEMPTS, attempts);
+    nd_jw_int(&b, &first, ND_LOG_DURATION_MS, (int64_t)(uv_now(s->loop) - start_ms));
     if (!ok && message && message[0])
-        json_object_set_new(o, ND_LOG_MESSAGE, json_string(message));
-    if (a->log_extra)
-        json_object_update(o, a->log_extra);
-    json_object_set_new(o, ND_LOG_METRICS, metrics_json(s));
-    log_line(o); /* logged before it is sent, so a client that got its answer finds the line */
+        nd_jw_str(&b, &first, ND_LOG_MESSAGE, message);
+    if (a->log_extra) { /* its keys are none of the above (json_object_update would replace them in place) */
+        const char *k;
+        json_t *v;
+        json_object_foreach(a->log_extra, k, v)
+            nd_jw_json(&b, &first, k, v);
+    }
+    metrics_jw(&b, &first, s);
+    log_text(&b); /* logged before it is sent, so a client that got its answer finds the line */
 send:;
     size_t len = 0;
     char *payload = nd_kms_response_encode(resp, &len);
@@ -236,57 +248,24 @@ void req_finish(preq *q, const char *error_code, const char *message, const nd_k
         dispatch_waiting(s);
 }
 
-static int b64_field(json_t *o, const char *key, const nd_bytes *b)
-{
-    if (!b->data)
-        return 0;
-    char *t = NULL;
-    size_t tl = 0;
-    if (nd_b64_encode(b->data, b->len, &t, &tl, NULL) < 0)
-        return -ENOMEM;
-    int rc = json_object_set_new(o, key, json_stringn(t, tl));
-    OPENSSL_cleanse(t, tl);
-    free(t);
-    return rc;
-}
+/* The base64 blobs of a KMS response, read straight from its text (core/nd_jsonlift.h): the CMS EnvelopedData of a
+ * recipient request made json_loadb the largest single cost of the proxy per request after the request itself. */
+static const nd_jl_path kms_blob_paths[] = {
+    {"CiphertextBlob", NULL},
+    {"Plaintext", NULL},
+    {"CiphertextForRecipient", NULL},
+};
 
-/* The KMS JSON 1.1 request body for r. */
-static char *upstream_body(const nd_kms_request *r, size_t *len)
-{
-    json_t *o = json_object();
-    if (r->key_id[0])
-        json_object_set_new(o, "KeyId", json_string(r->key_id));
-    if (r->key_spec[0])
-        json_object_set_new(o, "KeySpec", json_string(r->key_spec));
-    if (r->number_of_bytes)
-        json_object_set_new(o, "NumberOfBytes", json_integer(r->number_of_bytes));
-    if (r->encryption_algorithm[0])
-        json_object_set_new(o, "EncryptionAlgorithm", json_string(r->encryption_algorithm));
-    if (r->encryption_context)
-        json_object_set(o, "EncryptionContext", r->encryption_context);
-    if (r->grant_tokens)
-        json_object_set(o, "GrantTokens", r->grant_tokens);
-    int rc = b64_field(o, "CiphertextBlob", &r->ciphertext_blob);
-    rc |= b64_field(o, "Plaintext", &r->plaintext);
-    if (r->recipient.data) {
-        json_t *rec = json_object();
-        json_object_set_new(rec, "KeyEncryptionAlgorithm", json_string(r->key_encryption_algorithm));
-        rc |= b64_field(rec, "AttestationDocument", &r->recipient);
-        json_object_set_new(o, "Recipient", rec);
-    }
-    char *out = rc ? NULL : json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    if (out)
-        *len = strlen(out);
-    return out;
-}
-
-/* Reads a base64 blob field of a KMS response. Returns 0 (absent or decoded) or -EBADMSG. */
-static int kms_blob(json_t *o, const char *key, nd_bytes *out)
+/* Reads a base64 blob field of a KMS response (lifted into jl, or in the tree). Returns 0 (absent or decoded) or
+ * -EBADMSG. */
+static int kms_blob(json_t *o, const char *key, nd_bytes *out, const nd_jl *jl)
 {
     json_t *v = json_object_get(o, key);
     if (!v || json_is_null(v))
         return 0;
+    const nd_jl_value *f = nd_jl_find(jl, v);
+    if (f)
+        return nd_jl_bytes(f, &out->data, &out->len) < 0 ? (f->n ? -EBADMSG : -ENOMEM) : 0;
     if (!json_is_string(v))
         return -EBADMSG;
     if (json_string_length(v) == 0) {
@@ -381,12 +360,19 @@ static void on_kms_result(void *ud, const nd_kms_result *res)
     memset(&out, 0, sizeof out);
     out.op = q->r.op;
     snprintf(out.kms_request_id, sizeof out.kms_request_id, "%s", q->kms_request_id);
-    json_t *o = json_loadb(res->body, res->body_len, JSON_REJECT_DUPLICATES, NULL);
+    nd_jl jl;
+    bool declined;
+    json_t *o = nd_jl_loadb(res->body, res->body_len, JSON_REJECT_DUPLICATES, kms_blob_paths, 3, false, &jl, &declined);
+    if (!o) { /* nothing lifted (or jansson refused): jansson alone decides */
+        jl.n = 0;
+        o = json_loadb(res->body, res->body_len, JSON_REJECT_DUPLICATES, NULL);
+    }
     const char *err = NULL;
     if (!json_is_object(o)) {
         err = "KMS returned a body that is not a JSON object";
-    } else if (kms_blob(o, "CiphertextBlob", &out.ciphertext_blob) < 0 || kms_blob(o, "Plaintext", &out.plaintext) < 0 ||
-               kms_blob(o, "CiphertextForRecipient", &out.ciphertext_for_recipient) < 0) {
+    } else if (kms_blob(o, "CiphertextBlob", &out.ciphertext_blob, &jl) < 0 ||
+               kms_blob(o, "Plaintext", &out.plaintext, &jl) < 0 ||
+               kms_blob(o, "CiphertextForRecipient", &out.ciphertext_for_recipient, &jl) < 0) {
         err = "KMS returned a blob that is not base64";
     } else {
         json_t *k = json_object_get(o, "KeyId");
@@ -494,7 +480,7 @@ static void handle_request(conn *c, const nd_frame *f)
     }
     s->m.requests++;
     log_request(s, c, &q->r, true, false);
-    q->body = upstream_body(&q->r, &q->body_len);
+    q->body = nd_kms_upstream_body(&q->r, &q->body_len);
     q->srv = s;
     q->c = c;
     q->seq = f->seq;

@@ -6,8 +6,11 @@
 # baseline: the same number of concurrent request loops calling the fake KMS directly through the KMS client
 # (core/nd_kms.h: its own TLS keep-alive and SigV4). It reports requests/s, p50/p99 latency, the proxy's CPU seconds
 # per 1000 requests and its peak RSS, checks the targets (>= 80 % of direct throughput, p99 added latency <= 1 ms,
-# RSS < 32 MiB) and prints a Markdown table for docs/performance.md. BENCH_REQUESTS (default 2000) sets the
-# requests per concurrency level. The driver is tests/proxy/proxytest.c (`nitrodiag-proxytest bench`).
+# RSS < 32 MiB) and prints a Markdown table for docs/performance.md, then the CPU per request of each process on each
+# path (client, proxy, fake KMS) so the comparison can be judged. BENCH_REQUESTS (default 2000) sets the
+# requests per concurrency level; BENCH_ARRAYS=1 makes the enclave side send byte fields as arrays of numbers (what
+# the reference's Rust clients send) instead of base64. The driver is tests/proxy/proxytest.c
+# (`nitrodiag-proxytest bench`).
 set -euo pipefail
 build="$(cd "${1:-build}" && pwd)"
 drv="$build/nitrodiag-proxytest"
@@ -42,6 +45,16 @@ for x in r["results"]:
         print(f"  !! {x['requests'] - p['ok']} proxy requests failed at concurrency {x['concurrency']}")
     if d.get("errors"):
         print(f"  (direct baseline: {d['errors']} errors at concurrency {x['concurrency']})")
+print()
+print("CPU seconds per 1000 requests, by process (both paths run the same fake KMS; the enclave-side client runs on")
+print("the enclave's own CPUs on a real host, here on the same CPUs as the proxy and the fake KMS):")
+for x in r["results"]:
+    d, p = x["direct"], x["proxy"]
+    if "kms_cpu_s_per_1000" not in d:
+        continue
+    print(f"  at {x['concurrency']}: direct path: client {d['client_cpu_s_per_1000']:.3f} + fake KMS "
+          f"{d['kms_cpu_s_per_1000']:.3f}; proxy path: enclave client {p['client_cpu_s_per_1000']:.3f} + proxy "
+          f"{p['proxy_cpu_s_per_1000']:.3f} + fake KMS {p['kms_cpu_s_per_1000']:.3f}")
 rss = r["proxy_rss_kib"] / 1024
 print()
 print(f"proxy peak RSS: {rss:.1f} MiB (target < 32 MiB)")

@@ -12,6 +12,7 @@ foreach(spec ${ND_SIM_SPECS})
   set_tests_properties(sim.${short} PROPERTIES TIMEOUT 300
     ENVIRONMENT "ND_SOURCE_DIR=${PROJECT_SOURCE_DIR};ND_BINARY_DIR=${PROJECT_BINARY_DIR};NITRODIAG_PATH=;TMPDIR=${tmp}")
 endforeach()
-# sim.sweep plants a dead owner's directory in /tmp and checks that its run removes it; every `nitrodiag --sim` run
-# sweeps /tmp, so a test running beside it would remove it first: it runs alone.
+# sim.sweep plants a killed run's vsock directory in /tmp (where every simulated host sweeps, whatever TMPDIR is) and
+# checks that its own run removes it and says so: any other --sim run at the same time could sweep it first, so it
+# runs alone. (That case was in diag10_spec; it is the only one there that needs it, so sim.diag10 runs in parallel.)
 set_tests_properties(sim.sweep PROPERTIES RUN_SERIAL TRUE)

@@ -4,6 +4,8 @@
 #include "nd_codec.h"
 
 #include <stdlib.h>
+#include <string.h>
+#include <openssl/evp.h>
 
 static const char *rfc4648[][2] = {
     {"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},        {"foo", "Zm9v"},
@@ -124,11 +126,82 @@ static void digests_fips_vectors(void)
     CHECK_EQ_STR(err.msg, "digest: unsupported algorithm 'md5' (sha256 or sha384)");
 }
 
+/* RFC 4648 strictness written out independently: alphabet, '=' only as the last one or two characters of whole
+ * quanta, zero pad bits. */
+static int ref_b64_val(unsigned char c)
+{
+    const char *a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const char *p = c ? strchr(a, c) : NULL;
+    return p ? (int)(p - a) : -1;
+}
+
+static bool ref_b64_valid(const char *s, size_t n)
+{
+    if (n % 4)
+        return false;
+    size_t pad = 0;
+    while (pad < n && pad < 3 && s[n - 1 - pad] == '=')
+        pad++;
+    if (pad > 2)
+        return false;
+    for (size_t i = 0; i < n - pad; i++)
+        if (ref_b64_val((unsigned char)s[i]) < 0)
+            return false;
+    if (pad && (ref_b64_val((unsigned char)s[n - pad - 1]) & (pad == 1 ? 0x03 : 0x0f)))
+        return false;
+    return true;
+}
+
+/* Random encodings and mutations of them: accepted exactly when strict RFC 4648 allows, and decoded as OpenSSL's
+ * EVP_DecodeBlock decodes (the one-pass decoder against the reference). */
+static void b64_decode_matches_reference(void)
+{
+    static const char pick[] = "AZaz09+/=-_ \n.\x80";
+    srand(4848);
+    char s[400];
+    int accepted = 0;
+    for (int round = 0; round < 20000; round++) {
+        unsigned char b[280];
+        size_t bn = (size_t)(rand() % 280);
+        for (size_t i = 0; i < bn; i++)
+            b[i] = (unsigned char)rand();
+        char *t = NULL;
+        size_t n = 0;
+        CHECK_EQ_INT(nd_b64_encode(b, bn, &t, &n, NULL), 0);
+        memcpy(s, t, n);
+        free(t);
+        if (round % 2 && n > 0)
+            for (int m = rand() % 3; m >= 0 && n > 0; m--) {
+                size_t at = (size_t)rand() % n;
+                if (rand() % 3)
+                    s[at] = pick[rand() % (int)(sizeof pick - 1)];
+                else
+                    n = at + (rand() % 2 ? 0 : 1);
+            }
+        unsigned char *d = NULL;
+        size_t dl = 0;
+        nd_err e;
+        int rc = nd_b64_decode(s, n, &d, &dl, &e);
+        bool valid = ref_b64_valid(s, n);
+        CHECK_EQ_INT(rc == 0, valid);
+        if (rc == 0 && valid) {
+            accepted++;
+            unsigned char want[300];
+            int got = n ? EVP_DecodeBlock(want, (const unsigned char *)s, (int)n) : 0;
+            size_t pad = n && s[n - 1] == '=' ? (s[n - 2] == '=' ? 2 : 1) : 0;
+            CHECK(got >= 0 && dl == (size_t)got - pad && memcmp(d, want, dl) == 0 && d[dl] == '\0');
+        }
+        free(d);
+    }
+    CHECK(accepted > 10000);
+}
+
 int main(void)
 {
     ND_RUN(b64_rfc4648_vectors);
     ND_RUN(b64_binary_roundtrip);
     ND_RUN(b64_strict_errors);
+    ND_RUN(b64_decode_matches_reference);
     ND_RUN(hex_both_ways);
     ND_RUN(digests_fips_vectors);
     return nd_test_summary();

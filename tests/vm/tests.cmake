@@ -15,7 +15,7 @@ if(NOT ND_SANITIZE AND TARGET vsock-pingpong)
   find_library(ND_VM_JANSSON_STATIC libjansson.a REQUIRED)
   find_library(ND_VM_CRYPTO_STATIC libcrypto.a REQUIRED)
   add_executable(vm-logd ${PROJECT_SOURCE_DIR}/logd/logd.c ${PROJECT_SOURCE_DIR}/core/frame.c
-                         ${PROJECT_SOURCE_DIR}/core/codec.c ${PROJECT_SOURCE_DIR}/core/buf.c ${PROJECT_SOURCE_DIR}/core/logchan.c
+                         ${PROJECT_SOURCE_DIR}/core/jsonw.c ${PROJECT_SOURCE_DIR}/core/jsonlift.c ${PROJECT_SOURCE_DIR}/core/codec.c ${PROJECT_SOURCE_DIR}/core/buf.c ${PROJECT_SOURCE_DIR}/core/logchan.c
                          ${PROJECT_SOURCE_DIR}/core/vsock.c ${PROJECT_SOURCE_DIR}/core/nd.c
                          ${PROJECT_SOURCE_DIR}/enclave/errname.c)
   target_include_directories(vm-logd PRIVATE ${PROJECT_SOURCE_DIR}/core)
