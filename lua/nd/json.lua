@@ -37,7 +37,23 @@ end
 
 local escapes = { ['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f', ['\n'] = '\\n', ['\r'] = '\\r',
                   ['\t'] = '\\t' }
+-- JSON text is UTF-8 (RFC 8259 §8.1): a byte that is not part of valid UTF-8 (Latin-1 in a log line, garbage from a
+-- command) becomes U+FFFD, so --json output always parses; valid text is left as it is
+local function valid_utf8(s)
+  if utf8.len(s) then return s end
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local len, bad = utf8.len(s, i)
+    if len then out[#out + 1] = s:sub(i) break end
+    out[#out + 1] = s:sub(i, bad - 1)
+    out[#out + 1] = "\u{FFFD}"
+    i = bad + 1
+  end
+  return table.concat(out)
+end
+
 local function quote(s)
+  s = valid_utf8(s)
   return '"' .. s:gsub('[%c"\\]', function(c)
     return escapes[c] or string.format("\\u%04x", c:byte())
   end) .. '"'
