@@ -545,8 +545,8 @@ static void test_request_fast_path(void)
         "{\"request_id\":\"a\",\"request\":{\"op\":\"Decrypt\",\"payload\":{\"ciphertext_blob\":[]}}}",
         "{\"request_id\":\"a\",\"request\":{\"op\":\"Decrypt\",\"payload\":{\"ciphertext_blob\":\"AQ\\/w==\"}}}",
         "{\"request_id\":\"a\",\"request\":{\"op\":\"Decrypt\",\"payload\":{\"ciphertext_blob\":\"@@\"}}}",
-        "{\"request_id\":\"a\",\"request\":{\"op\":\"Decrypt\",\"payload\":{\"ciphertext_blob\":[1],"
-        "\"ciphertext_blob\":[2]}}}",
+        /* a repeated key (one literal: clang's -Wstring-concatenation) */
+        "{\"request_id\":\"a\",\"request\":{\"op\":\"Decrypt\",\"payload\":{\"ciphertext_blob\":[1],\"ciphertext_blob\":[2]}}}",
         "{\"request_id\":\"a\",\"request\":{\"op\":\"Decrypt\",\"payload\":{\"ciphertext_blob\":[1]}}} x",
         "{\"request_id\":\"a\",\"request\":{\"op\":\"Decrypt\",\"payload\":{\"ciphertext_blob\":[1]",
         "{\"request_id\":\"a\",\"request\":{\"op\":\"Sign\",\"payload\":{\"ciphertext_blob\":[1]}}}",
