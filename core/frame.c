@@ -226,6 +226,22 @@ static const nd_jl_path req_paths[] = {
     {"request", "payload", "recipient", "attestation_document"},
 };
 
+/* Takes decoded bytes d (dl of them, owned) into out when there are 1..max of them; otherwise wipes and frees them
+ * and returns -EINVAL naming the field. */
+static int keep_bytes(unsigned char *d, size_t dl, const char *name, size_t max, nd_bytes *out, nd_err *err)
+{
+    if (dl == 0 || dl > max) {
+        if (d) {
+            OPENSSL_cleanse(d, dl);
+            free(d);
+        }
+        return nd_err_set(err, -EINVAL, "field %s must hold 1..%zu bytes", name, max);
+    }
+    out->data = d;
+    out->len = dl;
+    return 0;
+}
+
 /* A lifted field, with the checks get_bytes makes of the same value in the tree. */
 static int lifted_bytes(const nd_jl_value *f, const char *name, size_t max, nd_bytes *out, nd_err *err)
 {
@@ -240,14 +256,7 @@ static int lifted_bytes(const nd_jl_value *f, const char *name, size_t max, nd_b
     int rc = nd_jl_bytes(f, &d, &dl);
     if (rc < 0)
         return nd_err_set(err, -EINVAL, "field %s: cannot decode", name);
-    if (dl == 0 || dl > max) {
-        OPENSSL_cleanse(d, dl);
-        free(d);
-        return nd_err_set(err, -EINVAL, "field %s must hold 1..%zu bytes", name, max);
-    }
-    out->data = d;
-    out->len = dl;
-    return 0;
+    return keep_bytes(d, dl, name, max, out, err);
 }
 
 /* Reads a byte field: a base64 string or an array of integers 0..255. Empty input is an error (KMS blobs have at
@@ -269,16 +278,7 @@ static int get_bytes(json_t *v, const char *name, size_t max, nd_bytes *out, con
         size_t dl = 0;
         if (nd_b64_decode(json_string_value(v), sl, &d, &dl, &e2) < 0)
             return nd_err_set(err, -EINVAL, "field %s: %s", name, e2.msg);
-        if (dl == 0 || dl > max) {
-            if (d) {
-                OPENSSL_cleanse(d, dl);
-                free(d);
-            }
-            return nd_err_set(err, -EINVAL, "field %s must hold 1..%zu bytes", name, max);
-        }
-        out->data = d;
-        out->len = dl;
-        return 0;
+        return keep_bytes(d, dl, name, max, out, err);
     }
     if (json_is_array(v)) {
         size_t n = json_array_size(v);
