@@ -119,11 +119,7 @@ int nd_creds_provider_new(nd_ctx *ctx, const nd_creds_opts *opts, nd_creds_provi
         if (!ctx || !ctx->loop) {
             rc = nd_err_set(err, -EINVAL, "credentials: IMDS needs a context with a loop");
         } else {
-            const char *ep = o.imds_endpoint;
-            if (!ep || !*ep)
-                ep = getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT");
-            if (!ep || !*ep)
-                ep = "http://169.254.169.254";
+            const char *ep = nd_imds_endpoint(o.imds_endpoint);
             nd_http_opts ho = { .proxy = "", .connect_timeout_s = o.imds_timeout_s > 0 ? o.imds_timeout_s : 2.0 };
             rc = nd_http_new(ctx->loop, &ho, &p->http, err);
             if (rc == 0)

@@ -33,6 +33,14 @@ struct nd_imds_req {
     nd_imds_req *prev, *next;
 };
 
+const char *nd_imds_endpoint(const char *configured)
+{
+    if (configured && *configured)
+        return configured;
+    const char *env = getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+    return env && *env ? env : "http://169.254.169.254";
+}
+
 int nd_imds_new(nd_http *http, const char *endpoint, double timeout_s, int token_ttl_s, nd_imds **out, nd_err *err)
 {
     *out = NULL;

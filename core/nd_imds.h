@@ -23,6 +23,10 @@ int nd_imds_new(nd_http *http, const char *endpoint, double timeout_s, int token
 
 void nd_imds_free(nd_imds *m);
 
+/* The endpoint to use, as the AWS SDKs choose it: configured when non-empty, else $AWS_EC2_METADATA_SERVICE_ENDPOINT,
+ * else "http://169.254.169.254". Never NULL. */
+const char *nd_imds_endpoint(const char *configured);
+
 /* GETs path ("/latest/meta-data/iam/security-credentials/") with a token (fetching one first when needed). */
 int nd_imds_get(nd_imds *m, const char *path, nd_imds_cb cb, void *ud, nd_imds_req **out, nd_err *err);
 

@@ -3,7 +3,8 @@
 # package registry (only the root is downloaded, once, and cached in CACHE_DIR; it holds minbase, man-db and the
 # libraries the .deb's Depends names), then, with no network (its own network namespace), runs there:
 #   dpkg -i, nitrodiag --version, --sim healthy diag10, nitrodiag-kms-proxy --config /etc/nitrodiag/kms-proxy.conf
-#   --check (with a region; and without one it must fail saying so), man nitrodiag, man nitrodiag-kms-proxy,
+#   --check (with a region; and without one it must say the region comes from IMDSv2), man nitrodiag,
+#   man nitrodiag-kms-proxy,
 #   bash completion, an edited conffile surviving a reinstall, and dpkg -r keeping / purge removing the conffile.
 # Needs root. Exit 0 only when every check passed.
 set -eu
@@ -48,7 +49,7 @@ check "nitrodiag --version"        '^nitrodiag [0-9]'          'nitrodiag --vers
 check "--sim healthy diag10"       'verdict: PASS'             'cd /tmp && nitrodiag --sim healthy diag10'
 check "proxy --check (region set)" 'configuration is valid' \
       'AWS_REGION=eu-west-1 nitrodiag-kms-proxy --config /etc/nitrodiag/kms-proxy.conf --check'
-check "proxy --check (no region)"  'exit=2 .*no region' \
+check "proxy --check (no region)"  'exit=0 .*region is read from IMDSv2' \
       'nitrodiag-kms-proxy --config /etc/nitrodiag/kms-proxy.conf --check 2>&1; echo "exit=$? $(nitrodiag-kms-proxy --config /etc/nitrodiag/kms-proxy.conf --check 2>&1)"'
 check "man nitrodiag"              'SIMULATOR SCENARIOS' \
       'man -P cat nitrodiag 2>&1 | grep -E "^(NAME|RUNBOOKS|SIMULATOR SCENARIOS)" | tr "\n" " "; man -P cat nitrodiag | grep -q "diag10"'

@@ -41,7 +41,7 @@ static const opt opts[] = {
      "log lines per second for requests one connection gets refused (bad frames, policy, rate limit); the rest "
      "are counted in a kms_proxy_log_suppressed line"},
     {"conn_log_burst", T_DBL, S(conn_log_burst), "20", 1, 1e6, "burst of those log lines per connection"},
-    {"region", T_STR, S(region), "", 0, 0, "AWS region (default: $AWS_REGION or $AWS_DEFAULT_REGION)"},
+    {"region", T_STR, S(region), "", 0, 0, "AWS region (default: $AWS_REGION or $AWS_DEFAULT_REGION, else the instance's region from IMDSv2 at start)"},
     {"endpoint", T_STR, S(endpoint), "", 0, 0,
      "KMS endpoint override (FIPS, VPC endpoint, test server); default https://kms.REGION.amazonaws.com"},
     {"ca_file", T_STR, S(ca_file), "", 0, 0, "CA bundle (PEM) for the KMS endpoint; default the system store"},
@@ -202,8 +202,7 @@ int px_config_load_file(px_config *c, const char *path, nd_err *err)
 
 int px_config_validate(const px_config *c, nd_err *err)
 {
-    if (!c->region[0])
-        return nd_err_set(err, -EINVAL, "no region: set region, or AWS_REGION in the environment");
+    /* no region: the server asks IMDS for the instance's at start (px_server_start), as the AWS SDKs do */
     if (!c->listen[0])
         return nd_err_set(err, -EINVAL, "no listen address");
     if (c->attempt_timeout_ms > c->deadline_ms)

@@ -103,7 +103,8 @@ int main(int argc, char **argv)
         goto out;
     }
     if (check) {
-        printf("nitrodiag-kms-proxy: configuration is valid\n");
+        printf("nitrodiag-kms-proxy: configuration is valid%s\n",
+               cfg.region[0] ? "" : " (no region set: the instance's region is read from IMDSv2 at start)");
         rc = 0;
         goto out;
     }

@@ -27,6 +27,7 @@
  * held them are wiped (OPENSSL_cleanse) when freed. Log lines are built with jansson, one compact object per line.
  */
 #include "px_internal.h"
+#include "nd_imds.h"
 
 static void now_iso(char *out, size_t n);
 static void apply_policy(px_server *s, bool first);
@@ -205,6 +206,8 @@ static void on_sighup(uv_signal_t *h, int sig)
     json_t *restart = json_array();
     if (strcmp(n.listen, s->cfg.listen)) json_array_append_new(restart, json_string(fixed[0]));
     if (strcmp(n.metrics_listen, s->cfg.metrics_listen)) json_array_append_new(restart, json_string(fixed[1]));
+    if (!n.region[0] && s->region_from_imds)
+        memcpy(n.region, s->cfg.region, sizeof n.region); /* still unset: the region IMDS gave at start */
     if (strcmp(n.region, s->cfg.region)) json_array_append_new(restart, json_string(fixed[2]));
     if (strcmp(n.endpoint, s->cfg.endpoint)) json_array_append_new(restart, json_string(fixed[3]));
     if (strcmp(n.ca_file, s->cfg.ca_file)) json_array_append_new(restart, json_string(fixed[4]));
@@ -307,6 +310,66 @@ static void on_sigterm(uv_signal_t *h, int sig)
 
 /* ---- start / free ----------------------------------------------------------------------------------------------- */
 
+/* ---- the region, when none is configured ----------------------------------------------------------------------- */
+
+typedef struct region_fetch {
+    bool done;
+    int status;
+    char region[32];
+    nd_err err;
+} region_fetch;
+
+static void on_region(void *ud, int status, const char *body, size_t len, const nd_err *err)
+{
+    region_fetch *f = ud;
+    f->done = true;
+    f->status = status;
+    if (status < 0) {
+        nd_err_set(&f->err, status, "%s", err && err->msg[0] ? err->msg : "IMDS request failed");
+        return;
+    }
+    /* an AWS region name: lower-case letters, digits and dashes ("us-east-1", "us-gov-west-1") */
+    bool ok = len > 0 && len < 32;
+    for (size_t i = 0; ok && i < len; i++)
+        ok = (body[i] >= 'a' && body[i] <= 'z') || (body[i] >= '0' && body[i] <= '9') || body[i] == '-';
+    if (!ok) {
+        f->status = nd_err_set(&f->err, -EPROTO, "IMDS placement/region is not a region name");
+        return;
+    }
+    memcpy(f->region, body, len);
+    f->region[len] = '\0';
+}
+
+/* Asks IMDSv2 for the instance's region (GET /latest/meta-data/placement/region), as the AWS SDKs do when no region
+ * is configured; runs the loop until the answer or the 2 s IMDS timeouts. Returns 0 with s->cfg.region set, or a
+ * negative code with a one-line message that says how to set a region. */
+static int region_from_imds(px_server *s, nd_err *err)
+{
+    nd_http *http = NULL;
+    nd_imds *m = NULL;
+    region_fetch f = {0};
+    nd_err_clear(&f.err);
+    const char *ep = nd_imds_endpoint(s->cfg.imds_endpoint);
+    nd_http_opts ho = {.proxy = "", .connect_timeout_s = 2.0};
+    int rc = nd_http_new(s->loop, &ho, &http, &f.err);
+    if (rc == 0)
+        rc = nd_imds_new(http, ep, 2.0, 60, &m, &f.err);
+    if (rc == 0)
+        rc = nd_imds_get(m, "/latest/meta-data/placement/region", on_region, &f, NULL, &f.err);
+    while (rc == 0 && !f.done && uv_run(s->loop, UV_RUN_ONCE))
+        ;
+    if (rc == 0)
+        rc = f.done ? f.status : nd_err_set(&f.err, -EIO, "IMDS request did not finish");
+    nd_imds_free(m);
+    nd_http_free(http);
+    if (rc < 0)
+        return nd_err_set(err, rc, "no region: set region (or AWS_REGION); the instance metadata at %s did not give one: %s",
+                          ep, f.err.msg);
+    snprintf(s->cfg.region, sizeof s->cfg.region, "%s", f.region);
+    s->region_from_imds = true;
+    return 0;
+}
+
 int px_server_start(uv_loop_t *loop, const px_config *cfg, const char *config_path, int nflags, char **flags,
                     px_server **out, nd_err *err)
 {
@@ -323,6 +386,8 @@ int px_server_start(uv_loop_t *loop, const px_config *cfg, const char *config_pa
     s->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
     apply_policy(s, true);
     int rc;
+    if (!s->cfg.region[0] && (rc = region_from_imds(s, err)) < 0)
+        goto fail;
 
     nd_creds_opts co;
     memset(&co, 0, sizeof co);
@@ -382,7 +447,8 @@ int px_server_start(uv_loop_t *loop, const px_config *cfg, const char *config_pa
     json_object_set_new(o, "version", json_string(ND_VERSION));
     json_object_set_new(o, "listen", json_string(cfg->listen));
     json_object_set_new(o, "metrics_listen", json_string(cfg->metrics_listen));
-    json_object_set_new(o, "region", json_string(cfg->region));
+    json_object_set_new(o, "region", json_string(s->cfg.region));
+    json_object_set_new(o, "region_source", json_string(s->region_from_imds ? "imds" : "config"));
     json_object_set_new(o, "endpoint", jstr_or_null(cfg->endpoint));
     json_object_set_new(o, "allow_ops", json_string(cfg->allow_ops));
     json_object_set_new(o, "require_recipient", json_boolean(cfg->require_recipient));

@@ -120,6 +120,7 @@ struct px_server {
     uv_loop_t *loop;
     nd_ctx ctx;
     px_config cfg;
+    bool region_from_imds;      /* cfg.region came from IMDS at start (no region configured) */
     const char *config_path;
     int nflags;
     char **flags;

@@ -1050,6 +1050,8 @@ static int handle_imds(conn *c, request *r)
         json_decref(j);
         ok = respond(c, r, 200, "text/plain", NULL, b ? b : "{}");
         free(b);
+    } else if (strcmp(r->target, "/latest/meta-data/placement/region") == 0) {
+        ok = respond(c, r, 200, "text/plain", NULL, S.region); /* --region, as the instance's region */
     } else {
         ok = respond(c, r, 404, "text/plain", NULL, "");
     }

@@ -17,6 +17,8 @@
  *   proxytest flood      a hostile client floods 13-byte bad-JSON frames and never reads: the proxy stops reading it
  *                        (max_unsent_per_conn), closes it (unsent_timeout_ms), its RSS and log stay bounded (per-
  *                        connection log budget with a suppressed count), and it keeps serving others
+ *   proxytest region     no region configured: the proxy takes the instance's from IMDSv2 (a second fake, --imds) and
+ *                        signs for it; without an answer it refuses to start with one line and leaves no socket
  *   proxytest bench      (bench/kms-proxy/run.sh) throughput/latency through the proxy vs a direct SigV4 client
  *
  * Usage: proxytest SCENARIO BUILD_DIR
@@ -60,7 +62,7 @@ extern char **environ;
 static int failures;
 static char tmpdir[512];
 static const char *builddir;
-static pid_t fake_pid = -1, proxy_pid = -1;
+static pid_t fake_pid = -1, proxy_pid = -1, imds_pid = -1;
 static int fake_port;
 static char ca_path[600], proxy_sock[600], metrics_sock[600], proxy_out[600], proxy_err[600];
 static unsigned char *att_doc;
@@ -166,6 +168,11 @@ static void cleanup(void)
         kill(fake_pid, SIGTERM);
         reap(fake_pid, 3000);
         fake_pid = -1;
+    }
+    if (imds_pid > 0) {
+        kill(imds_pid, SIGTERM);
+        reap(imds_pid, 3000);
+        imds_pid = -1;
     }
     if (tmpdir[0])
         nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
@@ -1547,10 +1554,92 @@ static void scenario_bench(void)
     proxy_stop();
 }
 
+/* No region configured (and none in the environment: proxy_start gives the proxy a fixed environment): the proxy asks
+ * IMDSv2 for placement/region, as the AWS SDKs do. The fake KMS checks the SigV4 credential scope's region, so a
+ * request that succeeds proves the region IMDS gave was used, and one for another region must fail. */
+static int imds_start(const char *region)
+{
+    char bin[600], out[600], err[600];
+    snprintf(bin, sizeof bin, "%s/nitrodiag-fake-kms", builddir);
+    snprintf(out, sizeof out, "%s/imds.out", tmpdir);
+    snprintf(err, sizeof err, "%s/imds.err", tmpdir);
+    char *argv[] = {bin, "--imds", "--region", (char *)region, "--max-seconds", "300", NULL};
+    imds_pid = spawn(argv, out, err, NULL);
+    if (imds_pid < 0)
+        return -1;
+    for (double end = now_ms() + WAIT_FLOOR_MS; now_ms() < end;) {
+        char *t = slurp(out, NULL);
+        int port = t && strchr(t, '\n') ? atoi(t) : 0;
+        free(t);
+        if (port > 0)
+            return port;
+        sleep_ms(10);
+    }
+    return -1;
+}
+
+static void imds_stop(void)
+{
+    if (imds_pid > 0) {
+        kill(imds_pid, SIGTERM);
+        reap(imds_pid, 3000);
+        imds_pid = -1;
+    }
+}
+
+static void scenario_region(void)
+{
+    EXPECT(fake_start(NULL) == 0, "fake KMS did not start");
+    char ep[100];
+    const char *flags[] = {"--region=", ep, NULL};
+
+    /* 1. IMDS says us-east-1, the fake KMS's region: the request is signed for it and succeeds */
+    int port = imds_start("us-east-1");
+    EXPECT(port > 0, "fake IMDS did not start");
+    snprintf(ep, sizeof ep, "--imds_endpoint=http://127.0.0.1:%d", port);
+    EXPECT(proxy_start(flags) == 0, "proxy without a region did not start");
+    json_t *st = NULL;
+    EXPECT(log_count("kms_proxy_start", NULL, &st) == 1, "one start line");
+    const char *r = json_string_value(json_object_get(st, "region"));
+    const char *src = json_string_value(json_object_get(st, "region_source"));
+    EXPECT(r && !strcmp(r, "us-east-1") && src && !strcmp(src, "imds"), "start line: region %s from %s", r ? r : "null",
+           src ? src : "null");
+    json_decref(st);
+    rq r1[1];
+    memset(r1, 0, sizeof r1);
+    EXPECT(run_client(1, 1, 1, mk_tmpl, (void *)&gdk, r1, 20000, true) == 1 && r1[0].ok, "request signed for the IMDS "
+           "region failed: %s", r1[0].code);
+    EXPECT(proxy_stop() == 0, "proxy exit status after SIGTERM");
+    imds_stop();
+
+    /* 2. IMDS says eu-west-1: the proxy signs for eu-west-1 and the (us-east-1) KMS refuses the credential scope */
+    port = imds_start("eu-west-1");
+    EXPECT(port > 0, "fake IMDS did not start");
+    snprintf(ep, sizeof ep, "--imds_endpoint=http://127.0.0.1:%d", port);
+    EXPECT(proxy_start(flags) == 0, "proxy without a region did not start");
+    rq r2[1];
+    memset(r2, 0, sizeof r2);
+    EXPECT(run_client(1, 1, 1, mk_tmpl, (void *)&gdk, r2, 20000, true) == 1 && !r2[0].ok, "a request signed for "
+           "eu-west-1 must not succeed against a us-east-1 KMS");
+    EXPECT(proxy_stop() == 0, "proxy exit status after SIGTERM");
+    imds_stop();
+
+    /* 3. no IMDS (a port nothing listens on): one line that says how to set a region, exit 1, no socket left */
+    snprintf(ep, sizeof ep, "--imds_endpoint=http://127.0.0.1:%d", port);
+    EXPECT(proxy_start(flags) < 0, "the proxy started without any region");
+    char *e = slurp(proxy_err, NULL);
+    EXPECT(e && strstr(e, "nitrodiag-kms-proxy: no region: set region (or AWS_REGION); the instance metadata at "
+                          "http://127.0.0.1:") && strchr(e, '\n') == e + strlen(e) - 1,
+           "one line naming the fix: %s", e ? e : "");
+    free(e);
+    struct stat sb;
+    EXPECT(stat(proxy_sock, &sb) < 0, "no listening socket left behind");
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
-        fprintf(stderr, "usage: proxytest e2e|faults|load|malformed|signals|failclosed|flood|bench BUILD_DIR\n");
+        fprintf(stderr, "usage: proxytest e2e|faults|load|malformed|signals|failclosed|flood|region|bench BUILD_DIR\n");
         return 2;
     }
     builddir = argv[2];
@@ -1578,6 +1667,8 @@ int main(int argc, char **argv)
         scenario_bench();
     else if (!strcmp(s, "flood"))
         scenario_flood();
+    else if (!strcmp(s, "region"))
+        scenario_region();
     else {
         fprintf(stderr, "proxytest: unknown scenario %s\n", s);
         failures++;

@@ -5,7 +5,7 @@ if(TARGET nitrodiag-fake-kms AND TARGET nitrodiag-kms-proxy)
   target_link_libraries(nitrodiag-proxytest PRIVATE ndcore pthread)
   target_compile_options(nitrodiag-proxytest PRIVATE -Wno-missing-field-initializers)
   set_target_properties(nitrodiag-proxytest PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR})
-  foreach(s e2e faults load malformed signals failclosed flood)
+  foreach(s e2e faults load malformed signals failclosed flood region)
     add_test(NAME proxy.${s} COMMAND nitrodiag-proxytest ${s} ${PROJECT_BINARY_DIR})
     set_tests_properties(proxy.${s} PROPERTIES TIMEOUT 180
       ENVIRONMENT "ND_TEST_TMP=${PROJECT_BINARY_DIR}/tests/tmp")
