@@ -21,6 +21,7 @@
  * summary.json and report.md in memory for the caller.
  */
 #include "nd_bundle.h"
+#include "nd_lazylib.h"
 #include "nd_tmp.h"
 #include "nd_buf.h"
 
@@ -470,6 +471,11 @@ int nd_bundle_open(nd_ctx *ctx, const nd_bundle_opts *opts, nd_bundle **out, nd_
     b->names = json_object();
     b->buf = malloc(IO_BUF);
     b->a = archive_write_new();
+    if (!b->a && nd_lazylib_error("archive")[0]) {
+        /* a package installed without libarchive: say so, not "out of memory" */
+        nd_bundle_free(b);
+        return nd_err_set(err, -ENOENT, "bundle: %s", nd_lazylib_error("archive"));
+    }
     if (!b->scrub || !b->artifacts || !b->names || !b->buf || !b->a) {
         nd_bundle_free(b);
         return nd_err_set(err, -ENOMEM, "bundle: out of memory");

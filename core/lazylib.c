@@ -16,6 +16,7 @@
 #include <archive_entry.h>
 #include <curl/curl.h>
 #include <dlfcn.h>
+#include "nd_lazylib.h"
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -43,6 +44,15 @@ static void open_archive(void)
     lib_archive.handle = dlopen(lib_archive.soname, RTLD_NOW | RTLD_LOCAL);
     if (!lib_archive.handle)
         snprintf(lib_archive.error, sizeof lib_archive.error, "cannot load libarchive: %s", dlerror());
+}
+
+const char *nd_lazylib_error(const char *lib)
+{
+    if (lib && !strcmp(lib, "curl"))
+        return lib_curl.error;
+    if (lib && !strcmp(lib, "archive"))
+        return lib_archive.error;
+    return "";
 }
 
 /* The address of name in lib, or NULL (lib->error says why). */

@@ -39,8 +39,16 @@ for f in "$root"/bin/*; do
 done
 [ -n "$todo" ] || { echo "portable-tree: no program in $root/bin" >&2; exit 1; }
 
-# The transitive closure of DT_NEEDED, breadth first.
+# The transitive closure of DT_NEEDED, breadth first, starting from the programs and from the libraries
+# core/lazylib.c loads with dlopen on first use (readelf cannot see those: keep this list equal to its sonames).
 seen=" "
+for so in libcurl.so.4 libarchive.so.13; do
+    seen="$seen$so "
+    p=$(find_lib "$so") || { echo "portable-tree: $so (loaded with dlopen by nitrodiag) not found in: $dirs" >&2; exit 1; }
+    cp -fL "$p" "$px/lib/$so"
+    chmod 644 "$px/lib/$so"
+    todo="$todo $px/lib/$so"
+done
 while [ -n "$(echo $todo)" ]; do
     next=""
     for f in $todo; do

@@ -358,8 +358,10 @@ function M.device(s)
     return
   end
   local ne = read_groups(s).ne
+  -- the uid from the kernel: the passwd entry only names it (a container or an empty root may have no /etc/passwd)
   local user = uv.os_get_passwd()
-  local uid, username = user and user.uid or -1, user and user.username or "?"
+  local uid = user and user.uid or uv.getuid()
+  local username = user and user.username or ("uid " .. uid)
   local member = uid == 0 or (ne and ne.members[username]) or false
   if not ne then
     s:finding{ code = "GROUP_NE_MISSING", severity = "warn", message = "there is no `ne` group: only root can use /dev/nitro_enclaves",

@@ -822,7 +822,9 @@ function M.execute(def, args, opts)
       result.error = "cannot collect: " .. result.bundle_error
       result.ended_at = iso(wallclock())
       result.duration = nd.now() - t_start
-      out:line("error: " .. result.error .. " (nothing was run; choose a writable --out)")
+      local hint = result.bundle_error:find("libarchive", 1, true) and "install libarchive (Debian/Ubuntu: libarchive13)"
+        or "choose a writable --out"
+      out:line("error: " .. result.error .. " (nothing was run; " .. hint .. ")")
       out:final("verdict: ERROR\nbundle: not written: " .. result.bundle_error)
       return result
     end

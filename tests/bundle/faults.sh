@@ -9,6 +9,8 @@
 #                the dead pid and the next run cleans them, a half-written bundle is kept readable (.partial.tar.gz);
 #                a live run's temporaries are never touched
 #   interrupted  SIGTERM before collection: the manifest lists the artifacts of the steps that never ran, and why
+#   no_libarchive  libarchive.so.13 hidden (a bind mount in a private mount namespace): the run fails with one line
+#                naming the library and the package, runs nothing and leaves nothing; --version still works
 #   signature    --sign-key with an HMAC secret, an EC and an Ed25519 key: checked by python3 hmac / openssl dgst,
 #                by `nitrodiag bundle key=`, and a re-hashed tampered bundle passes integrity but fails the signature
 # usage: faults.sh CASE NITRODIAG SOURCE_DIR
@@ -356,6 +358,34 @@ PY
   "$ND" bundle "$T/tampered.tar.gz" report=false >/dev/null 2>&1 || fail "the re-hashed tampered bundle should pass integrity (that is the point of signing)"
   out="$("$ND" bundle "$T/tampered.tar.gz" key="$T/k/hmac.key" report=false 2>&1)" && fail "the tampered bundle passed the signature check: $out"
   grep -q "signature: FAILED" <<<"$out" || fail "no signature failure line: $out"
+  ;;
+no_libarchive)
+  # libarchive is loaded on first use (core/lazylib.c), so a package installed without it starts fine and only the
+  # bundle needs it: the run says which library is missing and how to get it, runs nothing, leaves nothing
+  lib="$({ command -v ldconfig >/dev/null && ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null | awk '$1 == "libarchive.so.13" { print $NF; exit }')"
+  [ -n "$lib" ] || { echo "SKIP: no libarchive.so.13 in ldconfig's cache"; exit 77; }
+  if [ "$(id -u)" = 0 ]; then US=(unshare -m); else US=(unshare -Urm); fi
+  "${US[@]}" true 2>/dev/null || { echo "SKIP: cannot make a mount namespace here"; exit 77; }
+  cat >"$T/inner.sh" <<INNER
+set -u
+mount --bind /dev/null "$lib" || exit 77
+cd "$T/out"
+"$ND" --sim healthy --out "$T/out" diag10 runs= >"$T/term.txt" 2>&1; echo \$? >"$T/term.rc"
+"$ND" --json --sim healthy --out "$T/out" diag10 runs= >"$T/json.txt" 2>/dev/null; echo \$? >"$T/json.rc"
+"$ND" --version >"$T/version.txt" 2>&1; echo \$? >"$T/version.rc"
+INNER
+  "${US[@]}" bash "$T/inner.sh"; rc=$?
+  [ "$rc" = 77 ] && { echo "SKIP: cannot bind-mount over $lib here"; exit 77; }
+  LOGF="$T/term.txt"
+  [ "$(cat "$T/version.rc")" = 0 ] || fail "nitrodiag --version needs libarchive: $(cat "$T/version.txt")"
+  [ "$(cat "$T/term.rc")" = 1 ] || fail "without libarchive: exit $(cat "$T/term.rc"), want 1"
+  grep -q "^error: cannot collect: bundle: cannot load libarchive: .* (nothing was run; install libarchive (Debian/Ubuntu: libarchive13))$" "$T/term.txt" \
+    || fail "no one-line error naming libarchive"
+  grep -q "out of memory" "$T/term.txt" && fail "a missing library reported as out of memory"
+  python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["verdict"]=="error" and r["exit_code"]==1 and "cannot load libarchive" in r["bundle_error"], r' "$T/json.txt" \
+    || fail "--json: $(cat "$T/json.txt")"
+  left="$(ls -A "$T/out")"
+  [ -z "$left" ] || fail "left in --out: $left"
   ;;
 *) fail "unknown case $CASE" ;;
 esac

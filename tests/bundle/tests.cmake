@@ -4,7 +4,7 @@ add_test(NAME bundle.cli COMMAND ${CMAKE_CURRENT_LIST_DIR}/cli.sh $<TARGET_FILE:
 set_tests_properties(bundle.cli PROPERTIES TIMEOUT 120)
 
 # tests/bundle/faults.sh: collection under fault injection (issue 19), each case its own test.
-foreach(case odd_names enospc sigkill interrupted signature)
+foreach(case odd_names enospc sigkill interrupted signature no_libarchive)
   add_test(NAME bundle.faults.${case}
            COMMAND ${CMAKE_CURRENT_LIST_DIR}/faults.sh ${case} $<TARGET_FILE:nitrodiag> ${PROJECT_SOURCE_DIR})
   set_tests_properties(bundle.faults.${case} PROPERTIES TIMEOUT 180 SKIP_RETURN_CODE 77)

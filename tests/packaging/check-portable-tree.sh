@@ -26,6 +26,16 @@ for p in nitrodiag nitrodiag-kms-proxy; do
     outside=$(printf '%s\n' "$loaded" | grep -v "^$t/libexec/nitrodiag/lib/" || true)
     [ -z "$outside" ] || no "$p loads libraries from outside the tree: $outside"
 done
+# the libraries nitrodiag loads with dlopen on first use (core/lazylib.c) come from the tree too: libarchive for a
+# bundle (a --sim diag10 that collects), libcurl for HTTP (the proxy asking an IMDS that is not there for a region)
+mkdir -p "$tmp/out"
+lazy=$(cd "$tmp/out" && env -i LD_DEBUG=libs "$t/bin/nitrodiag" --sim healthy --out "$tmp/out" diag10 runs= 2>&1 >/dev/null |
+    sed -n 's/.*calling init: //p' | grep 'libarchive\.so\.13' || true)
+case "$lazy" in "$t/libexec/nitrodiag/lib/libarchive.so.13") ;; *) no "libarchive for the bundle: '$lazy'" ;; esac
+ls "$tmp/out"/nitrodiag-diag10-*.tar.gz >/dev/null 2>&1 || no "no bundle written by the moved tree's nitrodiag"
+lazy=$(cd "$tmp" && env -i LD_DEBUG=libs "$t/bin/nitrodiag-kms-proxy" --listen="unix:$tmp/p.sock" --metrics_listen=off \
+    --imds_endpoint=http://127.0.0.1:9 2>&1 >/dev/null | sed -n 's/.*calling init: //p' | grep 'libcurl\.so\.4' || true)
+case "$lazy" in "$t/libexec/nitrodiag/lib/libcurl.so.4") ;; *) no "libcurl for the proxy: '$lazy'" ;; esac
 n=$(cd "$tmp" && env -i "$t/bin/nitrodiag" list | grep -c "$t/share/nitrodiag/runbooks/") || true
 [ "$n" -gt 0 ] || no "the moved tree's nitrodiag does not list its own runbooks"
 # a simulator stand-in called through a link to the launcher runs as that program (--argv0)
