@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/socket.h> /* before linux/vm_sockets.h, which uses sa_family_t (aarch64 headers do not pull it in) */
 #include <linux/vm_sockets.h>
 #include <signal.h>
 #include <stdint.h>
@@ -25,7 +26,6 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>

@@ -18,18 +18,25 @@ b=build-arm64
 echo "== 1. cross build ($b)"
 cmake -S . -B $b -DCMAKE_TOOLCHAIN_FILE="$tc" -DCMAKE_BUILD_TYPE=Release -DND_WERROR=ON >/dev/null
 cmake --build $b -j "$(nproc)" >$b/build.log 2>&1 || { tail -n 40 $b/build.log; exit 1; }
-for f in $b/nitrodiag $b/proxy/nitrodiag-kms-proxy $b/enclave/init $b/enclave/vsock-pingpong; do
+for f in $b/nitrodiag $b/proxy/nitrodiag-kms-proxy $b/enclave/nitrodiag-init $b/enclave/vsock-pingpong; do
     m=$(readelf -h "$f" | sed -n 's/^ *Machine: *//p')
     t=$(readelf -l "$f" | grep -q 'program interpreter' && echo dynamic || echo static)
     echo "   $f: $m, $t"
     [ "$m" = "AArch64" ] || { echo "not aarch64: $f"; exit 1; }
 done
-for f in $b/enclave/init $b/enclave/vsock-pingpong; do
+for f in $b/enclave/nitrodiag-init $b/enclave/vsock-pingpong; do
     if readelf -l "$f" | grep -q 'program interpreter'; then echo "enclave program not static: $f"; exit 1; fi
 done
 echo "== 2. C unit tests under qemu-user"
-(cd $b && ../packaging/with-qemu-binfmt.sh ctest -R '^unit[.]' -E '^unit[.](bundle|enclave)$' -j "$(nproc)" --timeout 600 \
-    --output-on-failure | tail -n 4)
+# Left out under qemu-user: unit.enclave and unit.logchan. The aarch64 init checks its command /bin/sh, which is the
+# host's x86_64 shell here, and rightly says it is built for the wrong architecture; VmHWM counts the emulator too.
+units=$(mktemp)
+rc=0
+(cd $b && ../packaging/with-qemu-binfmt.sh ctest -R '^unit[.]' -E '^unit[.](enclave|logchan)$' -j "$(nproc)" --timeout 600 \
+    --output-on-failure) >"$units" 2>&1 || rc=$?
+tail -n 4 "$units"
+[ $rc -eq 0 ] || { grep -E 'CHECK failed|^FAIL' "$units" | head -n 20; rm -f "$units"; echo "C unit tests failed under qemu-user"; exit 1; }
+rm -f "$units"
 echo "== 3. --sim healthy diag10 and sim.arch under qemu-user"
 bundles=$(mktemp -d)
 out=$(cd "$bundles" && "$OLDPWD"/packaging/with-qemu-binfmt.sh "$OLDPWD/$b/nitrodiag" --sim healthy diag10 run_seconds=2 2>&1) || true
