@@ -502,6 +502,19 @@ static bool code_ok(const nd_kmslog *k, const char *line, size_t len)
  * bytes) makes it give up, and the line goes to jansson instead. So a line is read the same either way, and the
  * common line is read about ten times faster (one pass, no tree, no allocation). */
 enum { FT_NONE, FT_STR, FT_NUM, FT_TRUE, FT_FALSE, FT_NULL, FT_OBJ, FT_ARR };
+
+/* true, false or null at p (before end): its FT_ type with its length in *n, or FT_NONE. */
+static inline unsigned char fliteral(const char *p, const char *end, size_t *n)
+{
+    size_t left = (size_t)(end - p);
+    if (left >= 4 && memcmp(p, "true", 4) == 0)
+        return *n = 4, FT_TRUE;
+    if (left >= 5 && memcmp(p, "false", 5) == 0)
+        return *n = 5, FT_FALSE;
+    if (left >= 4 && memcmp(p, "null", 4) == 0)
+        return *n = 4, FT_NULL;
+    return FT_NONE;
+}
 enum { FK_EVENT, FK_REQUEST_ID, FK_TRACE_ID, FK_OP, FK_KMS_REQUEST_ID, FK_ERROR_CODE, FK_OK, FK_DURATION,
        FK_TIMESTAMP, FK_TS, FK_TIME, FK_ATTS, FK_METRICS, FK_FIELDS, FK_JSON, FK_ATT_PCR0, FK_ATT_MODULE, FK_COUNT };
 #define FK_ALL ((1u << FK_COUNT) - 1)
@@ -712,23 +725,14 @@ static const char *fvalue(const char *p, const char *end, fval *v, fobj *sub, in
         t = FT_ARR;
         break;
     case 't':
-        if (end - p < 4 || memcmp(p, "true", 4) != 0)
-            return NULL;
-        p += 4;
-        t = FT_TRUE;
-        break;
     case 'f':
-        if (end - p < 5 || memcmp(p, "false", 5) != 0)
+    case 'n': {
+        size_t n;
+        if ((t = fliteral(p, end, &n)) == FT_NONE)
             return NULL;
-        p += 5;
-        t = FT_FALSE;
+        p += n;
         break;
-    case 'n':
-        if (end - p < 4 || memcmp(p, "null", 4) != 0)
-            return NULL;
-        p += 4;
-        t = FT_NULL;
-        break;
+    }
     default:
         p = fnumber(p, end);
         t = FT_NUM;
@@ -1292,23 +1296,11 @@ static inline const char *sm_scalar(const char *p, const char *end, bool esc, fv
         v->t = FT_STR;
         return q + 2;
     case 't':
-        if (end - p < 4 || memcmp(p, "true", 4) != 0)
-            return NULL;
-        v->n = 4;
-        v->t = FT_TRUE;
-        return p + 4;
     case 'f':
-        if (end - p < 5 || memcmp(p, "false", 5) != 0)
-            return NULL;
-        v->n = 5;
-        v->t = FT_FALSE;
-        return p + 5;
     case 'n':
-        if (end - p < 4 || memcmp(p, "null", 4) != 0)
+        if ((v->t = fliteral(p, end, &v->n)) == FT_NONE)
             return NULL;
-        v->n = 4;
-        v->t = FT_NULL;
-        return p + 4;
+        return p + v->n;
     default:
         q = fnumber(p, end);
         if (!q)
