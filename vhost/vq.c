@@ -240,7 +240,9 @@ void vq_notify(vu_vq *q)
     (void)w; /* EAGAIN: the counter is already non-zero, the guest will be interrupted anyway */
 }
 
-size_t iov_read(const struct iovec *iov, unsigned niov, size_t off, void *dst, size_t n)
+/* The one walk behind iov_read and iov_write: copies up to n bytes between buf and the chain from byte off of the
+ * chain, towards buf when to_buf. Returns the bytes copied (fewer when the chain ends first). */
+static size_t iov_copy(const struct iovec *iov, unsigned niov, size_t off, uint8_t *buf, size_t n, bool to_buf)
 {
     size_t done = 0;
     for (unsigned i = 0; i < niov && done < n; i++) {
@@ -251,27 +253,23 @@ size_t iov_read(const struct iovec *iov, unsigned niov, size_t off, void *dst, s
         size_t take = iov[i].iov_len - off;
         if (take > n - done)
             take = n - done;
-        memcpy((uint8_t *)dst + done, (const uint8_t *)iov[i].iov_base + off, take);
+        uint8_t *chain = (uint8_t *)iov[i].iov_base + off;
+        if (to_buf)
+            memcpy(buf + done, chain, take);
+        else
+            memcpy(chain, buf + done, take);
         done += take;
         off = 0;
     }
     return done;
 }
 
+size_t iov_read(const struct iovec *iov, unsigned niov, size_t off, void *dst, size_t n)
+{
+    return iov_copy(iov, niov, off, dst, n, true);
+}
+
 size_t iov_write(const struct iovec *iov, unsigned niov, size_t off, const void *src, size_t n)
 {
-    size_t done = 0;
-    for (unsigned i = 0; i < niov && done < n; i++) {
-        if (off >= iov[i].iov_len) {
-            off -= iov[i].iov_len;
-            continue;
-        }
-        size_t take = iov[i].iov_len - off;
-        if (take > n - done)
-            take = n - done;
-        memcpy((uint8_t *)iov[i].iov_base + off, (const uint8_t *)src + done, take);
-        done += take;
-        off = 0;
-    }
-    return done;
+    return iov_copy(iov, niov, off, (uint8_t *)(uintptr_t)src, n, false);
 }
