@@ -45,17 +45,6 @@ static void on_alarm(int sig)
     vm_exit(EXIT_FAIL);
 }
 
-static int load_module(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    long rc = syscall(SYS_finit_module, fd, "", 0);
-    int e = errno;
-    close(fd);
-    return rc == 0 || e == EEXIST ? 0 : -e;
-}
-
 static int vconnect(unsigned cid, unsigned port)
 {
     int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);

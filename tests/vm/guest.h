@@ -7,11 +7,13 @@
 #define ND_TEST_GUEST_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/io.h>
 #include <sys/reboot.h>
+#include <sys/syscall.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -54,6 +56,18 @@ static void vm_exit(int value)
     reboot(RB_POWER_OFF);
     say(GUEST_TAG " cannot end the VM (isa-debug-exit, power-off): %s", strerror(errno));
     _exit(1);
+}
+
+/* Loads a kernel module from its file (finit_module); one already loaded counts as loaded. Returns 0 or -errno. */
+static int load_module(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    long rc = syscall(SYS_finit_module, fd, "", 0);
+    int e = errno;
+    close(fd);
+    return rc == 0 || e == EEXIST ? 0 : -e;
 }
 
 /* Prints `TAG FAIL: …` and ends the VM with GUEST_EXIT_FAIL. */

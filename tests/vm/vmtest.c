@@ -60,17 +60,6 @@ static void msleep(int ms)
     nanosleep(&ts, NULL);
 }
 
-static int load_module(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    long rc = syscall(SYS_finit_module, fd, "", 0);
-    int e = errno;
-    close(fd);
-    return rc == 0 ? 0 : -e;
-}
-
 /* pid of the process whose /proc/PID/cmdline starts with `exe`, or 0. */
 static pid_t find_process(const char *exe)
 {
